@@ -1,0 +1,1 @@
+"""Implementations registered against the reference ops; importing this package registers them all."""

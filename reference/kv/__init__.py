@@ -1,0 +1,3 @@
+"""KV-cache compression methods, one file each; importing this package registers them all."""
+from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, make_method  # noqa: F401
+from reference.kv import full  # noqa: F401

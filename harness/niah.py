@@ -1,0 +1,93 @@
+"""Needle in a haystack, passkey variant (specs/evaluation.md).
+
+A random number (the needle) is hidden at a relative depth (0 = start, 1 = end) of filler text; the prompt is
+a completion prompt ending in "The pass key is" (the chat template fails early on the embedded model, the
+completion form retrieves from ~0.3k to ~7k tokens: specs/evaluation.md). The prompt is assembled at the token
+level so its length is exactly the requested one. Scoring is exact match of the first number generated.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROMPT_TEMPLATE = "niah-completion-v1"
+INSTRUCTION = "There is a pass key hidden inside a lot of irrelevant text. Find it and remember it. I will quiz you about it.\n"
+NEEDLE = " The pass key is {key}. Remember it. {key} is the pass key."
+QUESTION = "\nWhat is the pass key? The pass key is"
+# Our own filler, in the spirit of the repeated-sentence haystack of the passkey test (Mohtashami & Jaggi, 2023).
+FILLER = (
+    "The river keeps moving. The hills stay quiet. The wind turns the pages of the day. "
+    "Morning comes again. Nothing written here is important."
+)
+
+
+@dataclass(frozen=True)
+class NiahSample:
+    context_ids: list[int]  # instruction + haystack with the needle
+    question_ids: list[int]
+    answer: str
+    length: int  # len(context_ids) + len(question_ids), exactly the requested length
+    depth: float
+    trial: int
+    needle_start: int  # token index of the needle in context_ids
+
+
+def split_sentences(text: str) -> list[str]:
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    if not sentences:
+        raise ValueError("haystack text holds no sentences")
+    return sentences
+
+
+def load_haystack(path: str | None) -> list[str]:
+    """Filler sentences: ours by default, or the sentences of a text file the user gives (`--haystack FILE`)."""
+    if path is None:
+        return split_sentences(FILLER)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"haystack: file {path!r} does not exist")
+    return split_sentences(p.read_text(encoding="utf-8", errors="replace"))
+
+
+def passkey(seed: int, length: int, depth: float, trial: int) -> str:
+    digest = hashlib.sha256(f"{seed}/{length}/{depth:.6f}/{trial}".encode()).digest()
+    return str(random.Random(digest).randint(10000, 99999))
+
+
+def build_sample(tokenizer, length: int, depth: float, trial: int, seed: int = 0, haystack: list[str] | None = None) -> NiahSample:
+    """A prompt of exactly `length` tokens with the needle at relative `depth` of the haystack."""
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must lie in [0, 1], got {depth}")
+    sentences = haystack or split_sentences(FILLER)
+    key = passkey(seed, length, depth, trial)
+    encode = lambda s: tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+    head, needle, question = encode(INSTRUCTION), encode(NEEDLE.format(key=key)), encode(QUESTION)
+    budget = length - len(head) - len(needle) - len(question)
+    if budget < 1:
+        raise ValueError(f"length={length} is too short: the instruction, needle and question alone take {length - budget} tokens")
+    # The haystack starts at a trial-dependent sentence so trials differ even with repeated filler.
+    start = random.Random(f"{seed}/{trial}").randrange(len(sentences))
+    chunks: list[list[int]] = []
+    total, i = 0, start
+    while total < budget:
+        ids = encode(" " + sentences[i % len(sentences)])
+        chunks.append(ids)
+        total += len(ids)
+        i += 1
+    filler = [t for c in chunks for t in c][:budget]
+    # Insert at the sentence boundary nearest the requested depth.
+    bounds = [0]
+    for c in chunks:
+        bounds.append(min(bounds[-1] + len(c), budget))
+    cut = min(bounds, key=lambda b: abs(b - depth * budget))
+    context = head + filler[:cut] + needle + filler[cut:]
+    return NiahSample(context, question, key, len(context) + len(question), depth, trial, len(head) + cut)
+
+
+def score(prediction: str, answer: str) -> float:
+    """Exact match: 1.0 when the first number in the prediction is the passkey."""
+    found = re.search(r"\d+", prediction)
+    return float(found is not None and found.group(0) == answer)

@@ -1,0 +1,57 @@
+"""Provenance stamped on every record: library versions, git sha, device, time."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "triton", "transformers", "gguf", "longctx-bench"):
+        try:
+            out[dist.replace("-", "_")] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist.replace("-", "_")] = None
+    return out
+
+
+def git_sha(repo_dir: str | Path | None = None) -> str:
+    """HEAD's sha, with "-dirty" when tracked files have uncommitted changes; "unknown" outside git."""
+    cwd = str(repo_dir or REPO)
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_info(device: str = "cpu") -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {cpu}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,202 @@
+"""The NIAH sweep: methods x lengths x depths x trials on one model, resumable, into the results store.
+
+Each (length, depth, trial) prompt is prefilled once, exactly, and every pending method compresses that same
+capture (compression happens after prefill, so the prefill is the same for all of them). Every finished cell
+is appended to the store at once; a rerun skips the cells already there.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from harness import niah
+from harness.generate import capture, generate
+from harness.model import LoadedModel, load_model, native_attention
+from harness.provenance import device_info, git_sha, now_iso, versions
+from harness.store import ResultsStore, cell_key
+from reference.kv.base import KVMethod, make_method
+
+SUITE, TASK = "niah", "passkey"
+CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "calibration.txt"
+
+
+@dataclass(frozen=True)
+class NiahConfig:
+    model: str = "smollm2"
+    methods: tuple[str, ...] = ("full",)
+    compression_ratio: float = 0.5
+    lengths: tuple[int, ...] = (1024, 2048)
+    depths: tuple[float, ...] = (0.0, 0.5, 1.0)
+    trials: int = 1
+    question_aware: bool = False
+    impl: str = "reference"
+    seed: int = 0
+    haystack: str | None = None
+    max_new_tokens: int = 10
+    results: str = "results"
+    rerun: bool = False
+    method_params: dict = field(default_factory=dict)  # {method: {param: value}}
+
+    def validate(self, max_positions: int | None = None) -> None:
+        if not self.methods:
+            raise ValueError("methods: give at least one method")
+        if not 0.0 <= self.compression_ratio < 1.0:
+            raise ValueError(f"compression_ratio must lie in [0, 1), got {self.compression_ratio}")
+        if not self.lengths or any(int(n) < 64 for n in self.lengths):
+            raise ValueError(f"lengths must be integers >= 64, got {list(self.lengths)}")
+        if max_positions is not None and max(self.lengths) + self.max_new_tokens > max_positions:
+            raise ValueError(f"lengths: {max(self.lengths)} + {self.max_new_tokens} new tokens exceed the model's {max_positions} positions")
+        if not self.depths or any(not (0.0 <= d <= 1.0) or math.isnan(d) for d in self.depths):
+            raise ValueError(f"depths must lie in [0, 1], got {list(self.depths)}")
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+def _json_params(method: KVMethod) -> dict:
+    """The method's own scalar parameters (what distinguishes two runs of it), without compression_ratio."""
+    out = {}
+    for k, v in method.params().items():
+        if k != "compression_ratio" and (v is None or isinstance(v, (bool, int, float, str))):
+            out[k] = v
+    return out
+
+
+def _haystack_id(path: str | None) -> str:
+    if path is None:
+        return "default"
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _calibration_ids(lm: LoadedModel, chunk: int = 1024) -> list[torch.Tensor]:
+    ids = lm.tokenizer(CALIBRATION_FILE.read_text(encoding="utf-8"), add_special_tokens=False).input_ids
+    return [torch.tensor([ids[i : i + chunk]]) for i in range(0, len(ids) - chunk // 2, chunk)]
+
+
+def plan(config: NiahConfig, methods: dict[str, KVMethod], model_id: str) -> list[dict]:
+    """Every cell of the sweep with its key; a cell is one method on one prompt."""
+    cells = []
+    for length in config.lengths:
+        for depth in config.depths:
+            for trial in range(config.trials):
+                for name, method in methods.items():
+                    params = {
+                        "compression_ratio": config.compression_ratio,
+                        "question_aware": config.question_aware,
+                        "length": int(length),
+                        "depth": float(depth),
+                        "trial": trial,
+                        "seed": config.seed,
+                        "haystack": _haystack_id(config.haystack),
+                        "max_new_tokens": config.max_new_tokens,
+                        "method_params": _json_params(method),
+                    }
+                    key = cell_key(SUITE, TASK, name, config.impl, model_id, params)
+                    cells.append({"method": name, "params": params, "cell": key})
+    return cells
+
+
+def _records(config: NiahConfig, lm: LoadedModel, cell: dict, sample: niah.NiahSample, gen, provenance: dict) -> list[dict]:
+    base = {
+        "suite": SUITE,
+        "task": TASK,
+        "method": cell["method"],
+        "impl": config.impl,
+        "model": lm.model_id,
+        "params": cell["params"],
+        "cell": cell["cell"],
+        "protocol": {
+            "tokenizer": lm.model_id,
+            "prompt_template": niah.PROMPT_TEMPLATE,
+            "truncation": "none",
+            "attention_backend": config.impl,
+            "dtype": str(lm.model.dtype).replace("torch.", ""),
+            "query_aware": config.question_aware,
+        },
+        "seed": config.seed,
+        **provenance,
+        "time": now_iso(),
+        "extra": {
+            "prediction": gen.text,
+            "answer": sample.answer,
+            "context_tokens": len(sample.context_ids),
+            "needle_start": sample.needle_start,
+        },
+    }
+    values = [
+        ("exact_match", niah.score(gen.text, sample.answer), "fraction"),
+        ("kv_bytes", float(gen.kv_bytes), "bytes"),
+        ("kv_bytes_full", float(gen.kv_bytes_full), "bytes"),
+    ]
+    return [{**base, "metric": m, "value": v, "unit": u} for m, v, u in values]
+
+
+def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool = True) -> dict:
+    """Run the sweep; returns {"done": n, "skipped": n, "accuracy": {method: mean}, "store": path}."""
+    config.validate()
+    methods = {name: make_method(name, config.compression_ratio, **config.method_params.get(name, {})) for name in config.methods}
+    store = ResultsStore(config.results)
+    lm = lm or load_model(config.model)
+    config.validate(lm.max_positions)
+    cells = plan(config, methods, lm.model_id)
+    done = set() if config.rerun else store.done_cells(SUITE)
+    pending = [c for c in cells if c["cell"] not in done]
+    skipped = len(cells) - len(pending)
+    if skipped:
+        print(f"niah: {skipped} of {len(cells)} cells already in {config.results} (skipped; --rerun measures them again)")
+    if pending:
+        with native_attention(lm):
+            calibration = None
+            for name in {c["method"] for c in pending}:
+                if type(methods[name]).calibrate is not KVMethod.calibrate:
+                    calibration = calibration or _calibration_ids(lm)
+                    methods[name].calibrate(lm.model, calibration)
+    haystack = niah.load_haystack(config.haystack)
+    provenance = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
+    groups: dict[tuple, list[dict]] = {}
+    for c in pending:
+        p = c["params"]
+        groups.setdefault((p["length"], p["depth"], p["trial"]), []).append(c)
+    bar = tqdm(total=len(pending), desc=f"niah {lm.model_id}", unit="cell", disable=not progress)
+    for (length, depth, trial), group in groups.items():
+        sample = niah.build_sample(lm.tokenizer, length, depth, trial, config.seed, haystack)
+        context = torch.tensor([sample.context_ids])
+        question = torch.tensor([sample.question_ids])
+        captured = capture(lm, context, question if config.question_aware else None)
+        for c in group:
+            gen = generate(lm, captured, methods[c["method"]], question, config.max_new_tokens, impl=config.impl)
+            store.append(_records(config, lm, c, sample, gen, provenance))
+            bar.set_postfix_str(f"{c['method']} L={length} d={depth:g}: {niah.score(gen.text, sample.answer):.0f}")
+            bar.update(1)
+        del captured
+    bar.close()
+    return summarize(store, cells, skipped, len(pending))
+
+
+def summarize(store: ResultsStore, cells: list[dict], skipped: int, ran: int) -> dict:
+    keys = {c["cell"] for c in cells}
+    acc: dict[str, list[float]] = {}
+    kv: dict[str, list[float]] = {}
+    full: dict[str, list[float]] = {}
+    for r in store.records(SUITE):
+        if r["cell"] not in keys:
+            continue
+        target = {"exact_match": acc, "kv_bytes": kv, "kv_bytes_full": full}.get(r["metric"])
+        if target is not None:
+            target.setdefault(r["method"], []).append(r["value"])
+    summary = {
+        m: {
+            "accuracy": sum(v) / len(v),
+            "cells": len(v),
+            "kv_bytes": sum(kv.get(m, [0])) / max(1, len(kv.get(m, []))),
+            "kv_fraction_of_full": sum(kv.get(m, [0])) / max(1.0, sum(full.get(m, [1]))),
+        }
+        for m, v in acc.items()
+    }
+    return {"ran": ran, "skipped": skipped, "methods": summary, "store": str(store.root)}

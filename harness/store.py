@@ -1,0 +1,93 @@
+"""The results store: one JSON object per measurement, appended atomically to `<root>/<suite>.jsonl`.
+
+Every call to `append` writes all its lines with one `os.write` on a file opened with O_APPEND, then fsyncs:
+a crash leaves either the whole cell or none of it, and concurrent writers never interleave lines. Readers skip
+(and report) a malformed line, such as a torn tail after a power loss, so nothing finished before it is lost.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+REQUIRED = ("suite", "task", "method", "impl", "model", "params", "metric", "value", "unit", "cell",
+            "device", "versions", "git_sha", "seed", "time")
+
+
+def cell_key(suite: str, task: str, method: str, impl: str, model: str, params: dict) -> str:
+    """Stable identity of a measured cell (what was measured, not when or where)."""
+    canon = json.dumps([suite, task, method, impl, model, params], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(canon.encode()).hexdigest()
+
+
+def validate(record: dict) -> None:
+    if not isinstance(record, dict):
+        raise TypeError(f"record must be a dict, got {type(record).__name__}")
+    for key in REQUIRED:
+        if key not in record:
+            raise ValueError(f"record is missing field {key!r}")
+    value = record["value"]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"record field 'value' must be a finite number, got {value!r}")
+    for key in ("suite", "metric", "cell"):
+        if not isinstance(record[key], str) or not record[key]:
+            raise ValueError(f"record field {key!r} must be a non-empty string")
+    if "/" in record["suite"] or record["suite"].startswith("."):
+        raise ValueError(f"record field 'suite' must be a plain name, got {record['suite']!r}")
+
+
+class ResultsStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, suite: str) -> Path:
+        return self.root / f"{suite}.jsonl"
+
+    def append(self, records: list[dict]) -> None:
+        """Append records atomically (all lines of one suite in one write)."""
+        if not records:
+            return
+        by_suite: dict[str, list[str]] = {}
+        for r in records:
+            validate(r)
+            by_suite.setdefault(r["suite"], []).append(json.dumps(r, sort_keys=True, allow_nan=False))
+        self.root.mkdir(parents=True, exist_ok=True)
+        for suite, lines in by_suite.items():
+            data = ("\n".join(lines) + "\n").encode()
+            fd = os.open(self.path(suite), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                # A crash may have left a torn last line: start on a fresh line so this record stays whole.
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(f"short write to {self.path(suite)}: {written} of {len(data)} bytes")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def records(self, suite: str | None = None) -> list[dict]:
+        files = [self.path(suite)] if suite else sorted(self.root.glob("*.jsonl"))
+        out: list[dict] = []
+        for f in files:
+            if not f.exists():
+                continue
+            with open(f, encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                        validate(record)
+                    except (json.JSONDecodeError, ValueError, TypeError) as exc:
+                        warnings.warn(f"{f}:{n}: skipped malformed record ({exc})", stacklevel=2)
+                        continue
+                    out.append(record)
+        return out
+
+    def done_cells(self, suite: str) -> set[str]:
+        return {r["cell"] for r in self.records(suite)}

@@ -1,0 +1,31 @@
+"""Accuracy smoke test on the embedded model: the full cache retrieves every needle at 1k tokens.
+
+specs/evaluation.md: in completion form SmolLM2-135M-Instruct retrieves the passkey from ~0.3k to ~7k tokens.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness import niah
+from harness.generate import capture, generate
+from reference.kv.base import make_method
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from harness.model import load_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return load_model("smollm2")
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_full_cache_retrieves_needle_at_1k(smollm2, depth):
+    sample = niah.build_sample(smollm2.tokenizer, 1024, depth, trial=0, seed=0)
+    captured = capture(smollm2, torch.tensor([sample.context_ids]))
+    gen = generate(smollm2, captured, make_method("full"), torch.tensor([sample.question_ids]), max_new_tokens=8)
+    assert niah.score(gen.text, sample.answer) == 1.0, f"depth {depth}: expected {sample.answer}, got {gen.text!r}"
+    assert gen.kv_bytes == gen.kv_bytes_full

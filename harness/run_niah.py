@@ -74,9 +74,10 @@ def _haystack_id(path: str | None) -> str:
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _calibration_ids(lm: LoadedModel, chunk: int = 1024) -> list[torch.Tensor]:
+def _calibration_ids(lm: LoadedModel, chunk: int = 2048, prompts: int = 4) -> list[torch.Tensor]:
+    """Calibration prompts for methods that search model-specific parameters (fixtures/calibration.txt)."""
     ids = lm.tokenizer(CALIBRATION_FILE.read_text(encoding="utf-8"), add_special_tokens=False).input_ids
-    return [torch.tensor([ids[i : i + chunk]]) for i in range(0, len(ids) - chunk // 2, chunk)]
+    return [torch.tensor([ids[i : i + chunk]]) for i in range(0, len(ids) - chunk + 1, chunk)][:prompts]
 
 
 def plan(config: NiahConfig, methods: dict[str, KVMethod], model_id: str) -> list[dict]:

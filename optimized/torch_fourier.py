@@ -1,1 +1,72 @@
-"""Placeholder: being written."""
+"""FourierAttention ops through torch.fft in float32: a second, independent formulation for conformance.
+
+Compression reads the DFT of the zero-padded span (c_cos = Re X_n, c_sin = -Im X_n, frequencies wrap mod T);
+reconstruction places the weighted spectrum in an FFT buffer and inverts it. Same contracts as reference/ops/fourier.py.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from reference.ops.attention import causal_mask
+from reference.ops.fourier import dft_weights
+from reference.registry import register_impl
+
+
+def _write(result: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    if out is None:
+        return result
+    if out.shape != result.shape or out.dtype != result.dtype:
+        raise ValueError(f"out must be {tuple(result.shape)} {result.dtype}, got {tuple(out.shape)} {out.dtype}")
+    return out.copy_(result)
+
+
+@register_impl("fourier_compress", "torch")
+def fourier_compress_fft(x, num_freqs, period):
+    spec = torch.fft.fft(x.float(), n=period, dim=1)  # [B, T, C]
+    idx = torch.arange(num_freqs, device=x.device) % period
+    sel = spec[:, idx].transpose(1, 2)  # [B, C, N]
+    return sel.real.to(x.dtype), (-sel.imag).to(x.dtype)
+
+
+def _reconstruct32(c_cos, c_sin, length, period):
+    b, c, n = c_cos.shape
+    w = dft_weights(n, period, torch.float32, c_cos.device)
+    z = torch.zeros(b, c, period, dtype=torch.complex64, device=c_cos.device)
+    coef = torch.complex(c_cos.float() * w, -c_sin.float() * w)
+    z.index_add_(2, torch.arange(n, device=c_cos.device) % period, coef)
+    x = torch.fft.ifft(z, dim=2).real * period  # sum_n z_n e^{+2 pi i n t / T}
+    return x[:, :, :length].transpose(1, 2)
+
+
+@register_impl("fourier_reconstruct", "torch")
+def fourier_reconstruct_fft(c_cos, c_sin, length, period, out=None):
+    return _write(_reconstruct32(c_cos, c_sin, length, period).to(c_cos.dtype), out)
+
+
+def _assemble32(exact, n_init, mid_kept, kept_idx, comp_idx, c_cos, c_sin, scale, shift, mid_len, period):
+    b, h, _, d = exact.shape
+    mid = torch.zeros(b, mid_len, h * d, dtype=torch.float32, device=exact.device)
+    mid.index_copy_(2, kept_idx, mid_kept.float())
+    if comp_idx.numel():
+        rec = _reconstruct32(c_cos, c_sin, mid_len, period) * scale.float()[:, None] + shift.float()[:, None]
+        mid.index_copy_(2, comp_idx, rec)
+    mid = mid.view(b, mid_len, h, d).permute(0, 2, 1, 3)
+    e = exact.float()
+    return torch.cat([e[:, :, :n_init], mid, e[:, :, n_init:]], dim=2)
+
+
+@register_impl("fourier_decode_attention", "torch")
+def fourier_decode_attention_torch(
+    q, k_exact, v_exact, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_len, period, scale=None, out=None,
+):
+    k = _assemble32(k_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift, mid_len, period)
+    v = _assemble32(v_exact, n_init, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period)
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    mask = causal_mask(q.shape[2], k.shape[2], q.device)
+    result = F.scaled_dot_product_attention(q.float(), k, v, attn_mask=mask, scale=scale).to(q.dtype)
+    return _write(result, out)

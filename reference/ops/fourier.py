@@ -157,19 +157,19 @@ def _span_cases(profile: str):
     big = profile == "gpu"
 
     @st.composite
-    def draw(data):
-        length = data.draw(st.integers(1, 2048 if big else 150))
-        period = length + data.draw(st.integers(0, 512 if big else 40))
+    def case(draw):
+        length = draw(st.integers(1, 2048 if big else 150))
+        period = length + draw(st.integers(0, 512 if big else 40))
         return {
-            "batch": data.draw(st.integers(1, 2)),
-            "channels": data.draw(st.integers(1, 1024 if big else 24)),
+            "batch": draw(st.integers(1, 2)),
+            "channels": draw(st.integers(1, 1024 if big else 24)),
             "length": length,
             "period": period,
-            "num_freqs": data.draw(st.integers(1, period // 2 + 3)),
-            "seed": data.draw(st.integers(0, 2**31 - 1)),
+            "num_freqs": draw(st.integers(1, period // 2 + 3)),
+            "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
-    return draw()
+    return case()
 
 
 def _compress_inputs(case, dtype, device):
@@ -194,26 +194,26 @@ def _decode_cases(profile: str):
     big = profile == "gpu"
 
     @st.composite
-    def draw(data):
-        q_len = data.draw(st.integers(1, 16))
-        mid_len = data.draw(st.integers(1, 4096 if big else 130))
+    def case(draw):
+        q_len = draw(st.integers(1, 16))
+        mid_len = draw(st.integers(1, 4096 if big else 130))
         return {
-            "batch": data.draw(st.integers(1, 2)),
-            "kv_heads": data.draw(st.sampled_from([8]) if big else st.integers(1, 2)),
-            "group": data.draw(st.sampled_from([4]) if big else st.integers(1, 3)),
-            "head_dim": data.draw(st.sampled_from([128]) if big else st.sampled_from([8, 16, 32])),
+            "batch": draw(st.integers(1, 2)),
+            "kv_heads": draw(st.sampled_from([8]) if big else st.integers(1, 2)),
+            "group": draw(st.sampled_from([4]) if big else st.integers(1, 3)),
+            "head_dim": draw(st.sampled_from([128]) if big else st.sampled_from([8, 16, 32])),
             "q_len": q_len,
-            "n_init": data.draw(st.integers(0, 4)),
-            "n_local": q_len + data.draw(st.integers(0, 1020 if big else 40)),
+            "n_init": draw(st.integers(0, 4)),
+            "n_local": q_len + draw(st.integers(0, 1020 if big else 40)),
             "mid_len": mid_len,
-            "period": mid_len + data.draw(st.integers(0, 64)),
-            "num_freqs": data.draw(st.integers(1, 512 if big else 40)),
-            "k_fraction": data.draw(st.floats(0.0, 1.0)),
-            "v_fraction": data.draw(st.floats(0.0, 1.0)),
-            "seed": data.draw(st.integers(0, 2**31 - 1)),
+            "period": mid_len + draw(st.integers(0, 64)),
+            "num_freqs": draw(st.integers(1, 512 if big else 40)),
+            "k_fraction": draw(st.floats(0.0, 1.0)),
+            "v_fraction": draw(st.floats(0.0, 1.0)),
+            "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
-    return draw()
+    return case()
 
 
 def _decode_inputs(case, dtype, device):

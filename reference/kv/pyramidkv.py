@@ -51,8 +51,10 @@ class PyramidKV(KVMethod):
         check_pooling(self.kernel_size, self.pooling)
 
     def layer_budget(self, layer: PrefillLayer) -> tuple[int, int]:
-        """(tokens kept in this layer, observation window length)."""
+        """(tokens kept in this layer, observation window length). Ratio 0 keeps everything in every layer."""
         n = layer.context_length
+        if self.compression_ratio == 0.0:
+            return n, min(self.window, max(1, n - 1))
         w = layer.protected or min(self.window, n - 1)
         window_in_context = 0 if layer.protected else w
         prefix = layer_budgets(self.token_budget(n), window_in_context, layer.num_layers, self.beta)[layer.layer_idx]

@@ -97,12 +97,15 @@ def moment_match(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, to
     """Per-channel (scale, shift) [B, C] so that scale * x_hat + shift has x's mean and spread (max |dev|).
 
     Spec, "Moment matching": x_hat' = (x_hat - mean(x_hat)) * spread(x) / spread(x_hat) + mean(x). A constant
-    reconstruction (spread 0) becomes the constant mean(x).
+    reconstruction (spread 0 up to rounding) becomes the constant mean(x).
     """
     mean, mean_hat = x.mean(dim=1), x_hat.mean(dim=1)
     spread = (x - mean[:, None]).abs().amax(dim=1)
     spread_hat = (x_hat - mean_hat[:, None]).abs().amax(dim=1)
-    scale = torch.where(spread_hat > 0, spread / spread_hat.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(spread))
+    # A reconstruction flat up to rounding (e.g. one frequency: the mean) counts as constant; dividing by its
+    # rounding noise would amplify it without bound.
+    flat = spread_hat <= torch.finfo(x.dtype).eps ** 0.5 * (mean_hat.abs() + spread)
+    scale = torch.where(flat, torch.zeros_like(spread), spread / spread_hat.clamp_min(torch.finfo(x.dtype).tiny))
     return scale, mean - scale * mean_hat
 
 

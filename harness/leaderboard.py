@@ -169,7 +169,7 @@ def kv_methods_board(records: list[dict]) -> Board:
             delta = "—" if d is None else f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
             rows.append([i, s["method"], f"{100 * s['acc']:.1f}", f"[{100 * s['lo']:.1f}, {100 * s['hi']:.1f}]", delta,
                          f"{s['kv'] / 2**20:.2f}", f"{s['kv_pct']:.1f}", s["n"]])
-        md.append(tabulate(rows, headers=headers, tablefmt="github") + "\n")
+        md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
         hp.append(_table_html(headers, rows))
         tag = f"niah_{n_group}"
         heat = _heatmaps({s["method"]: by_method[s["method"]] for s in summary}, f"NIAH — {heading}")

@@ -159,7 +159,8 @@ def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool =
                     calibration = calibration or _calibration_ids(lm)
                     methods[name].calibrate(lm.model, calibration)
     haystack = niah.load_haystack(config.haystack)
-    provenance = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
+    device = next(lm.model.parameters()).device
+    provenance = {"device": device_info(str(device)), "versions": versions(), "git_sha": git_sha()}
     groups: dict[tuple, list[dict]] = {}
     for c in pending:
         p = c["params"]

@@ -63,7 +63,7 @@ def _heatmaps(rows_by_method: dict[str, list[dict]], title: str) -> bytes:
     methods = list(rows_by_method)
     cols = min(4, len(methods))
     nrows = (len(methods) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.2 * nrows), squeeze=False, layout="constrained")
     image = None
     for ax in axes.flat[len(methods):]:
         ax.axis("off")
@@ -95,15 +95,22 @@ def _heatmaps(rows_by_method: dict[str, list[dict]], title: str) -> bytes:
 
 
 def _tradeoff(summary: list[dict], title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for s in summary:
-        ax.errorbar(s["kv_pct"], 100 * s["acc"], yerr=[[100 * (s["acc"] - s["lo"])], [100 * (s["hi"] - s["acc"])]],
-                    fmt="o", capsize=3)
-        ax.annotate(s["method"], (s["kv_pct"], 100 * s["acc"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    placed: list[tuple[float, float]] = []
+    for s in sorted(summary, key=lambda s: -s["acc"]):
+        x, y = s["kv_pct"], 100 * s["acc"]
+        ax.errorbar(x, y, yerr=[[100 * (s["acc"] - s["lo"])], [100 * (s["hi"] - s["acc"])]], fmt="o", capsize=3)
+        # Labels of methods at the same point are stacked downwards so none hides another.
+        ly = y
+        while any(abs(px - x) < 15 and abs(py - ly) < 6 for px, py in placed):
+            ly -= 6
+        placed.append((x, ly))
+        ax.annotate(s["method"], (x, y), xytext=(x + 4, ly), fontsize=8, va="center",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6})
     ax.set_xlabel("KV bytes held (% of full cache)")
     ax.set_ylabel("NIAH accuracy (%)")
     ax.set_ylim(-5, 105)
-    ax.set_xlim(0, 110)
+    ax.set_xlim(0, 125)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
     return _png(fig)

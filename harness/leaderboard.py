@@ -222,7 +222,7 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
         rel = results_dir.resolve()
     links = ", ".join(f"[{s}]({rel / s})" for s in sources) or "none"
     meta = _provenance(records)
-    md = [f"# longctx-bench leaderboard\n", f"Built {now_iso()} from the results store ({links}); "
+    md = ["# longctx-bench leaderboard\n", f"Built {now_iso()} from the results store ({links}); "
           "every number below comes from those records.\n", *[f"- {m}" for m in meta], ""]
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>longctx-bench leaderboard</title>"
             f"<style>{CSS}</style></head><body><h1>longctx-bench leaderboard</h1>",

@@ -59,7 +59,8 @@ def _niah_cells(records: list[dict]) -> dict[str, dict]:
     return cells
 
 
-def _heatmaps(rows_by_method: dict[str, list[dict]], title: str) -> bytes:
+def _heatmaps(rows_by_method: dict[str, list[dict]], title: str, ratio: float) -> bytes:
+    """One depth (rows, 0% on top) x length (columns) map per method; cell = mean exact match over trials."""
     methods = list(rows_by_method)
     cols = min(4, len(methods))
     nrows = (len(methods) + cols - 1) // cols
@@ -83,7 +84,7 @@ def _heatmaps(rows_by_method: dict[str, list[dict]], title: str) -> bytes:
                 if grid[i][j] == grid[i][j]:
                     ax.text(j, i, f"{grid[i][j]:.2f}".rstrip("0").rstrip("."), ha="center", va="center", fontsize=8)
         acc = sum(r["score"] for r in rows) / len(rows)
-        ax.set_title(f"{method}: {100 * acc:.0f}%", fontsize=10)
+        ax.set_title(f"{method} @ ratio {ratio}: {100 * acc:.0f}%", fontsize=10)
         ax.set_xticks(range(len(lengths)), [str(n) for n in lengths], fontsize=8)
         ax.set_yticks(range(len(depths)), [f"{100 * d:.0f}%" for d in depths], fontsize=8)
         ax.set_xlabel("context length (tokens)", fontsize=8)
@@ -179,7 +180,7 @@ def kv_methods_board(records: list[dict]) -> Board:
         md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
         hp.append(_table_html(headers, rows))
         tag = f"niah_{n_group}"
-        heat = _heatmaps({s["method"]: by_method[s["method"]] for s in summary}, f"NIAH — {heading}")
+        heat = _heatmaps({s["method"]: by_method[s["method"]] for s in summary}, f"NIAH — {heading}", ratio)
         trade = _tradeoff(summary, f"accuracy vs KV bytes — {heading}")
         board.figures[f"{tag}_heatmaps.png"] = heat
         board.figures[f"{tag}_tradeoff.png"] = trade

@@ -13,6 +13,8 @@ import os
 import warnings
 from pathlib import Path
 
+from harness.provenance import device_info, git_sha, now_iso, versions
+
 REQUIRED = ("suite", "task", "method", "impl", "model", "params", "metric", "value", "unit", "cell",
             "device", "versions", "git_sha", "seed", "time")
 
@@ -21,6 +23,29 @@ def cell_key(suite: str, task: str, method: str, impl: str, model: str, params: 
     """Stable identity of a measured cell (what was measured, not when or where)."""
     canon = json.dumps([suite, task, method, impl, model, params], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(canon.encode()).hexdigest()
+
+
+def make_record(suite: str, task: str, method: str, impl: str, model: str, params: dict, metric: str,
+                value: float, unit: str, *, seed: int = 0, protocol: dict | None = None, device: str = "cpu",
+                extra: dict | None = None, provenance: dict | None = None) -> dict:
+    """One validated record of the store's schema; `cell` is `cell_key` of what was measured.
+
+    provenance: {"device", "versions", "git_sha"} computed once per run (git and /proc are not free); when
+    None it is computed here from `device`. `time` is always now.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    prov = provenance if provenance is not None else {
+        "device": device_info(device), "versions": versions(), "git_sha": git_sha()}
+    for key in ("device", "versions", "git_sha"):
+        if key not in prov:
+            raise ValueError(f"provenance is missing field {key!r}")
+    record = {"suite": suite, "task": task, "method": method, "impl": impl, "model": model, "params": params,
+              "metric": metric, "value": value, "unit": unit, "cell": cell_key(suite, task, method, impl, model, params),
+              "protocol": dict(protocol or {}), "device": prov["device"], "versions": prov["versions"],
+              "git_sha": prov["git_sha"], "seed": seed, "time": now_iso(), "extra": dict(extra or {})}
+    validate(record)
+    return record
 
 
 def validate(record: dict) -> None:

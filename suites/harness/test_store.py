@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import re
+import shutil
+import subprocess
 
 import pytest
 
-from harness.store import ResultsStore, cell_key
+from harness.provenance import device_info, git_sha, versions
+from harness.store import ResultsStore, cell_key, make_record
 
 
 def record(i: int, cell: str | None = None, **kw) -> dict:
@@ -75,3 +79,42 @@ def test_missing_field_is_named(tmp_path):
     del r["git_sha"]
     with pytest.raises(ValueError, match="git_sha"):
         ResultsStore(tmp_path).append([r])
+
+
+def test_make_record_fills_provenance_and_cell(tmp_path):
+    params = {"compression_ratio": 0.5, "length": 1024, "depth": 0.25, "trial": 1}
+    r = make_record("niah", "passkey", "snapkv", "reference", "m", params, "exact_match", 0.0, "fraction",
+                    seed=3, protocol={"dtype": "float32"}, extra={"prediction": "12"})
+    assert r["cell"] == cell_key("niah", "passkey", "snapkv", "reference", "m", dict(reversed(params.items())))
+    assert r["device"].startswith("cpu:") and r["versions"]["torch"] and r["versions"]["python"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["time"])
+    assert r["seed"] == 3 and r["protocol"] == {"dtype": "float32"} and r["extra"] == {"prediction": "12"}
+    ResultsStore(tmp_path).append([r])
+    assert ResultsStore(tmp_path).records("niah") == [r]
+    prov = {"device": "cpu: x", "versions": versions(), "git_sha": "abc"}
+    with pytest.raises(ValueError, match="value"):
+        make_record("niah", "passkey", "full", "reference", "m", params, "exact_match", float("inf"), "fraction",
+                    provenance=prov)
+    with pytest.raises(ValueError, match="git_sha"):
+        make_record("niah", "passkey", "full", "reference", "m", params, "exact_match", 1.0, "fraction",
+                    provenance={"device": "cpu", "versions": {}})
+    with pytest.raises(TypeError, match="params"):
+        make_record("niah", "passkey", "full", "reference", "m", [1], "exact_match", 1.0, "fraction", provenance=prov)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_git_sha_unknown_outside_git_and_dirty_when_changed(tmp_path):
+    assert git_sha(tmp_path) == "unknown"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "f.txt").write_text("a")
+    subprocess.run(git + ["add", "f.txt"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], cwd=tmp_path, check=True)
+    clean = git_sha(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", clean)
+    (tmp_path / "f.txt").write_text("b")
+    assert git_sha(tmp_path) == clean + "-dirty"
+
+
+def test_device_info_names_the_cpu():
+    assert device_info("cpu").startswith("cpu: ") and "threads" in device_info("cpu")

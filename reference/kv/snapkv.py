@@ -3,9 +3,13 @@
 Score of a prefix token = attention probability from the last `window` prompt queries (the observation window),
 summed over those queries (eq. 1-2), per KV head as the mean of its query group (kvpress convention), smoothed by
 1-D pooling of size `kernel_size` (Sec. 4.3, "clustering via pooling"). The window itself is always kept.
-Defaults read from the official code (FasterDecoding/SnapKV, `snapkv_utils.py`): window 32, kernel 5, avgpool,
-padding kernel_size // 2, stride 1. In question-aware mode (`layer.protected > 0`) the observation window is the
-question, which is kept as the protected tail. specs/kv-baselines.md.
+Defaults read from the official code (FasterDecoding/SnapKV, `snapkv/monkeypatch/snapkv_utils.py`, `init_snapkv`):
+window 32, kernel_size 5, avgpool (F.avg_pool1d defaults, so padded zeros count), padding kernel_size // 2, stride 1;
+`maxpool` is the code's other option. kvpress's SnapKVPress uses kernel 5 and average pooling too (its window is 64).
+The softmax of a window query runs over every key it sees (the window included); only prefix columns are scored.
+In question-aware mode (`layer.protected > 0`) the observation window is the question, which is kept as the
+protected tail; otherwise the window is the last `window` context tokens and counts in the budget (so a budget
+smaller than the window still keeps the whole window). specs/kv-baselines.md.
 """
 from __future__ import annotations
 
@@ -19,14 +23,16 @@ from reference.kv.scoring import per_kv_head, window_attention
 
 
 def pool_scores(scores: torch.Tensor, kernel_size: int, pooling: str) -> torch.Tensor:
-    """1-D pooling over tokens, same length out: scores [B, H, n] -> [B, H, n]."""
+    """1-D pooling over tokens (SnapKV Sec. 4.3), same length out: scores [B, H, n] -> [B, H, n]."""
     b, h, n = scores.shape
     flat = scores.reshape(b * h, 1, n)
     if pooling == "avgpool":
         # count_include_pad=True like F.avg_pool1d's default (the official code calls it with defaults).
         out = F.avg_pool1d(flat, kernel_size, stride=1, padding=kernel_size // 2)
-    else:
+    elif pooling == "maxpool":
         out = F.max_pool1d(flat, kernel_size, stride=1, padding=kernel_size // 2)
+    else:
+        raise ValueError(f"pooling must be 'avgpool' or 'maxpool', got {pooling!r}")
     return out.reshape(b, h, n)
 
 
@@ -42,8 +48,12 @@ def snapkv_scores(layer: PrefillLayer, window: int, kernel_size: int, pooling: s
     return pool_scores(scores, kernel_size, pooling), w
 
 
-def check_pooling(kernel_size, pooling) -> None:
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+def check_params(window, kernel_size, pooling) -> None:
+    """Errors naming the bad SnapKV-style parameter (shared with PyramidKV)."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    # Odd sizes only: with padding kernel_size // 2 an even kernel would return n + 1 scores.
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
     if pooling not in ("avgpool", "maxpool"):
         raise ValueError(f"pooling must be 'avgpool' or 'maxpool', got {pooling!r}")
@@ -60,6 +70,15 @@ def keep_prefix_and_window(layer: PrefillLayer, scores: torch.Tensor, window: in
     return keep_top_scores(layer, full, max(budget, n - scores.shape[-1]))
 
 
+def snapkv_select(layer: PrefillLayer, budget: int, window: int, kernel_size: int, pooling: str):
+    """SnapKV's selection with a given budget of context tokens (PyramidKV passes its per-layer budget)."""
+    n = layer.context_length
+    if n < 2 or budget >= n:
+        return keep_top_scores(layer, torch.arange(n, 0, -1, dtype=torch.float32).expand(*layer.keys.shape[:2], n), budget)
+    scores, w = snapkv_scores(layer, window, kernel_size, pooling)
+    return keep_prefix_and_window(layer, scores, w, budget)
+
+
 @METHODS.register("snapkv")
 @dataclass
 class SnapKV(KVMethod):
@@ -70,13 +89,7 @@ class SnapKV(KVMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.window, int) or self.window < 1:
-            raise ValueError(f"window must be a positive integer, got {self.window!r}")
-        check_pooling(self.kernel_size, self.pooling)
+        check_params(self.window, self.kernel_size, self.pooling)
 
     def compress(self, layer: PrefillLayer):
-        budget = self.token_budget(layer.context_length)
-        if layer.context_length < 2 or budget >= layer.context_length:
-            return keep_top_scores(layer, torch.zeros(layer.keys.shape[0], layer.keys.shape[1], layer.context_length), budget)
-        scores, w = snapkv_scores(layer, self.window, self.kernel_size, self.pooling)
-        return keep_prefix_and_window(layer, scores, w, budget)
+        return snapkv_select(layer, self.token_budget(layer.context_length), self.window, self.kernel_size, self.pooling)

@@ -1,7 +1,8 @@
 """StreamingLLM (Xiao et al., arXiv 2309.17453, Sec. 3.2): attention sinks plus a recent window.
 
 Keeps the first `sink_tokens` context tokens ("attention sinks", 4 in the paper) and the most recent
-`budget - sink_tokens` context tokens; everything in between is evicted. specs/kv-baselines.md.
+`budget - sink_tokens` context tokens (the window is derived from the budget); everything in between is evicted.
+In question-aware mode the question follows as the protected tail. specs/kv-baselines.md.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class StreamingLLM(KVMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.sink_tokens, int) or self.sink_tokens < 0:
+        if isinstance(self.sink_tokens, bool) or not isinstance(self.sink_tokens, int) or self.sink_tokens < 0:
             raise ValueError(f"sink_tokens must be a non-negative integer, got {self.sink_tokens!r}")
 
     def compress(self, layer: PrefillLayer):

@@ -1,7 +1,10 @@
-"""Shared pytest configuration: hypothesis profiles and the `--impl` option of the conformance suite.
+"""Shared pytest configuration: hypothesis profiles, the repo root on sys.path, the conformance suite's options.
 
 Profiles (DESIGN.md, "Test tiers"): `ci` (default; few examples, no deadline: CPU and the Triton interpreter),
 `dev` (more), `gpu` (many, for `pytest -m gpu` on a GPU runner). Choose with HYPOTHESIS_PROFILE=<name>.
+Options: `--impl package.module:function` (repeatable) checks a user's kernel in suites/conformance,
+`--op NAME` says which op it implements, `--profile ci|gpu` picks the input shapes (default: `gpu` under the
+gpu hypothesis profile, else `ci`).
 """
 from __future__ import annotations
 
@@ -23,6 +26,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_addoption(parser):
-    parser.addoption("--impl", action="append", default=[], help="check a user function package.module:function against an op")
-    parser.addoption("--op", default=None, help="the op that --impl implements (default: every op whose signature it accepts)")
-    parser.addoption("--profile", default=None, help="conformance input profile: ci (small shapes) or gpu (LLaMA-3-8B shapes)")
+    group = parser.getgroup("longctx-bench conformance")
+    group.addoption("--impl", action="append", default=[], metavar="PKG.MOD:FN",
+                    help="check a user's function against an op's reference (repeatable)")
+    group.addoption("--op", default=None, metavar="NAME",
+                    help="the op that --impl implements (default: every op whose arguments it accepts)")
+    group.addoption("--profile", default=None, choices=("ci", "dev", "gpu"),
+                    help="conformance input shapes: ci (small) or gpu (LLaMA-3-8B heads, long Lk)")
+
+
+def pytest_configure(config):
+    # A user's module given by --impl usually lives in the directory pytest was started from.
+    if config.getoption("--impl") and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())

@@ -1,30 +1,27 @@
 """Every registered implementation of every op against its reference (DESIGN.md, "Conformance rule").
 
+Parametrized from the registry: a new op or kernel is picked up without editing this file.
 `pytest suites/conformance --impl my_pkg.my_mod:my_fn [--op attention]` checks a user's function the same way.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
-import torch
 
-from harness.conformance import conform, default_dtypes
+from harness.conformance import conform, default_device, default_dtypes
 from reference.registry import all_ops, check_signature, implementations, load_callable
 
-CASES = [(op, name) for op in sorted(all_ops()) for name in sorted(implementations(op))]
+CASES = [
+    pytest.param(op, name, dtype, id=f"{op}-{name}-{str(dtype).replace('torch.', '')}")
+    for op, spec in sorted(all_ops().items())
+    for name, fn in sorted(implementations(op).items())
+    for dtype in default_dtypes(fn, default_device())
+    if dtype in spec.dtypes
+]
 
 
-def _profile(config) -> str:
-    return config.getoption("--profile") or ("gpu" if os.environ.get("HYPOTHESIS_PROFILE") == "gpu" else "ci")
-
-
-@pytest.mark.parametrize("op,impl_name", CASES, ids=[f"{o}-{i}" for o, i in CASES])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-def test_registered_implementation_conforms(op, impl_name, dtype, request):
-    if dtype not in default_dtypes(impl_name):
-        pytest.fail(f"{dtype} is not checked for {impl_name}")
-    report = conform(op, implementations(op)[impl_name], impl_name, profile=_profile(request.config), dtypes=(dtype,))
+@pytest.mark.parametrize("op,impl_name,dtype", CASES)
+def test_registered_implementation_conforms(op, impl_name, dtype, profile, device):
+    report = conform(op, implementations(op)[impl_name], profile, dtypes=(dtype,), impl_name=impl_name, device=device)
     assert report.examples > 0, "hypothesis drew no input"
     assert report.passed, report.summary()
 
@@ -34,19 +31,23 @@ def test_every_op_has_an_implementation_besides_the_reference():
     assert not missing, f"ops without any registered implementation: {missing}"
 
 
-def test_user_impl_conforms(request):
-    """Opt-in mode for kernel authors: runs only when --impl is given."""
-    paths = request.config.getoption("--impl")
-    if not paths:
-        pytest.skip("no --impl given (this test checks a user's kernel: pytest suites/conformance --impl pkg.mod:fn)")
+def test_user_impl_conforms(user_impl, request, profile, device):
+    """Opt-in mode for kernel authors: one test per --impl path; deselected when none is given (conftest.py)."""
+    assert user_impl is not None, "run with --impl package.module:function"
+    fn = load_callable(user_impl)
     op_opt = request.config.getoption("--op")
-    for path in paths:
-        fn = load_callable(path)
-        ops = [op_opt] if op_opt else [op for op in all_ops() if _accepts(op, fn)]
-        assert ops, f"{path} accepts the arguments of no registered op; pass --op NAME"
-        for op in ops:
-            report = conform(op, fn, path, profile=_profile(request.config))
-            assert report.passed, report.summary()
+    if op_opt is not None and op_opt not in all_ops():
+        pytest.fail(f"--op {op_opt!r} is not a registered op; known: {sorted(all_ops())}")
+    ops = [op_opt] if op_opt else [op for op in sorted(all_ops()) if _accepts(op, fn)]
+    assert ops, f"{user_impl} accepts the arguments of no registered op; pass --op NAME"
+    failures = []
+    for op in ops:
+        report = conform(op, fn, profile, impl_name=user_impl, device=device)
+        if report.passed:
+            print(report.summary())  # shown with -s or -rP: the worst error against the allowed one
+        else:
+            failures.append(report.summary())
+    assert not failures, "\n\n".join(failures)
 
 
 def _accepts(op, fn) -> bool:

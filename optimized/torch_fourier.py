@@ -1,7 +1,9 @@
 """FourierAttention ops through torch.fft in float32: a second, independent formulation for conformance.
 
-Compression reads the DFT of the zero-padded span (c_cos = Re X_n, c_sin = -Im X_n, frequencies wrap mod T);
-reconstruction places the weighted spectrum in an FFT buffer and inverts it. Same contracts as reference/ops/fourier.py.
+The reference (reference/ops/fourier.py) multiplies by a cos/sin table; here compression reads the FFT of the
+zero-padded span (c_cos[n] = Re X[n mod T], c_sin[n] = -Im X[n mod T]) and reconstruction places the weighted
+spectrum in an FFT buffer and inverts it, so the two share no arithmetic. Everything accumulates in float32 and
+the result is rounded to the inputs' dtype. Same contracts and signatures as the reference.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from reference.ops.attention import causal_mask
-from reference.ops.fourier import dft_weights
+from reference.ops.fourier import check_decode_inputs, dft_weights
 from reference.registry import register_impl
 
 
@@ -23,24 +25,27 @@ def _write(result: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
 
 @register_impl("fourier_compress", "torch")
 def fourier_compress_fft(x, num_freqs, period):
-    spec = torch.fft.fft(x.float(), n=period, dim=1)  # [B, T, C]
-    idx = torch.arange(num_freqs, device=x.device) % period
-    sel = spec[:, idx].transpose(1, 2)  # [B, C, N]
+    if x.shape[1] > period:
+        raise ValueError(f"x holds {x.shape[1]} span positions, more than period={period}")
+    spectrum = torch.fft.fft(x.float(), n=period, dim=1)  # [B, T, C]
+    sel = spectrum[:, torch.arange(num_freqs, device=x.device) % period].transpose(1, 2)  # [B, C, N]
     return sel.real.to(x.dtype), (-sel.imag).to(x.dtype)
 
 
 def _reconstruct32(c_cos, c_sin, length, period):
+    """[B, C, N] coefficients -> float32 [B, length, C]; weights of frequencies past T/2 are 0 (aliases)."""
     b, c, n = c_cos.shape
     w = dft_weights(n, period, torch.float32, c_cos.device)
-    z = torch.zeros(b, c, period, dtype=torch.complex64, device=c_cos.device)
-    coef = torch.complex(c_cos.float() * w, -c_sin.float() * w)
-    z.index_add_(2, torch.arange(n, device=c_cos.device) % period, coef)
-    x = torch.fft.ifft(z, dim=2).real * period  # sum_n z_n e^{+2 pi i n t / T}
+    spectrum = torch.zeros(b, c, period, dtype=torch.complex64, device=c_cos.device)
+    spectrum.index_add_(2, torch.arange(n, device=c_cos.device) % period, torch.complex(c_cos.float() * w, -c_sin.float() * w))
+    x = torch.fft.ifft(spectrum, dim=2).real * period  # sum_n z_n e^{+2 pi i n t / T}, real part
     return x[:, :, :length].transpose(1, 2)
 
 
 @register_impl("fourier_reconstruct", "torch")
 def fourier_reconstruct_fft(c_cos, c_sin, length, period, out=None):
+    if length > period:
+        raise ValueError(f"length={length} must not exceed period={period}")
     return _write(_reconstruct32(c_cos, c_sin, length, period).to(c_cos.dtype), out)
 
 
@@ -63,6 +68,8 @@ def fourier_decode_attention_torch(
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None,
 ):
+    check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+                        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale)
     k = _assemble32(k_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift, mid_len, period)
     v = _assemble32(v_exact, n_init, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period)
     group = q.shape[1] // k.shape[1]

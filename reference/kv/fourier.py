@@ -1,44 +1,85 @@
 """FourierAttention (Liu et al., arXiv 2506.11886): long-context-insensitive channels kept as Fourier coefficients.
 
-Per layer (specs/fourier-attention.md, "Token layout" and "Basis"): the first `sink_tokens` and the last `window`
-tokens are exact; for the middle span, the critical channels are exact and the compressed channels (found by
-`fourier_search` on calibration text) are projected onto `num_states / 2` frequencies (a cosine and a sine
-coefficient each) with period T = context + new tokens - sink - window, then reconstructed with moment matching.
-Keys are compressed after RoPE (channels chosen before RoPE, as in the official code). Decoding: a token leaving
-the window enters the middle; its critical channels are appended and its compressed channels added to the
-coefficients at its phase t = its index in the span (the official code appears to use t + 1; we keep the
-phase the reconstruction uses, so a complete basis stays exact). Moment statistics are fixed at compression.
+Per layer (specs/fourier-attention.md, "Token layout", "Basis"): the first `sink_tokens` (official numinittokens
+= 4) and the last `window` tokens (maxlocallen) keep every channel exactly. In the middle span the critical
+channels stay exact for every token, and the compressed channels (per layer, found by `fourier_search` on
+calibration text) become `num_states / 2` frequencies (a cosine and a sine coefficient each, float32) of a real
+DFT whose period is the middle's capacity, T = prefill length + max_new_tokens - sink - window - protected (the
+spec's max_tokens - numinittokens - maxlocallen). Keys are compressed after RoPE; their channels were chosen on
+pre-RoPE keys, as in the official code. Reconstruction is moment matched with statistics fixed at compression.
 
-`compression_ratio` sets `num_states`: the bytes held (exact tokens, critical channels of the middle, float32
-coefficients and statistics, index lists) are solved to remove that fraction of the full cache's bytes.
+Decoding (the streaming update): a token leaving the local window enters the middle; its critical channels are
+appended and its compressed channels are added to the coefficients at its phase t = its index in the middle span
+(0-based, the phase the prefill used for the same slot). The official code appears to give the first evicted
+token phase L + 1 instead of L; with ours, streaming equals compressing the extended span from scratch and a
+complete basis stays exact. A multi-token chunk (a question appended after compression) stays in the local part
+until the next append, so attention over it is exact and bottom-right causal.
+
+`compression_ratio` sets `num_states` when it is None: the bytes held (exact tokens, critical channels of the
+middle, coefficients, moment statistics, index lists; `layout_bytes`) are solved for the most frequencies that
+keep (1 - ratio) of the full cache's bytes for this layer's length, with at least one frequency (2 states) and at
+most middle // 2 (beyond that the exact middle is cheaper). When even 2 states cannot reach the ratio, 2 are used
+and the harness reports the true bytes. A middle span shorter than num_states (or than 2) is kept exact.
+
+`window` defaults to an eighth of the context, between 16 tokens and the official 1020 (used at 32k, about 3%):
+8k and longer contexts get the official window, 1k-4k ones 128-512 tokens, so the middle is most of the context.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tensor_bytes
 from reference.kv.fourier_search import FourierDims, search_dims
-from reference.ops.fourier import dft_basis, fourier_compress, fourier_reconstruct, moment_match
+from reference.ops.fourier import assemble, dft_basis, fourier_compress, fourier_reconstruct, moment_match
+
+OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
-    """[B, H, L, D] -> [B, L, H*D] (channel c = h * D + d)."""
+    """[B, H, L, D] -> [B, L, H * D]: channel c = h * D + d, the layout of the dimension lists."""
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
-class FourierChannels:
-    """One of K or V: middle span's kept channels exact, compressed channels as coefficients."""
+@dataclass(frozen=True)
+class FourierLayout:
+    """How one layer's tokens are split: `sink` + `mid_len` (compressed) + `local` exact tokens; the middle's
+    coefficients have `num_freqs` frequencies of period `period` (its capacity, >= mid_len)."""
+
+    sink: int
+    mid_len: int
+    local: int
+    period: int
+    num_freqs: int
+
+
+def layout_bytes(layout: FourierLayout, batch: int, channels: int, elem: int, ck: int, cv: int) -> int:
+    """Bytes of a FourierCache: `ck`/`cv` compressed channels of K/V out of `channels`; K/V elements of `elem` bytes."""
+    exact = 2 * batch * (layout.sink + layout.local) * channels * elem
+    mid_kept = batch * layout.mid_len * (2 * channels - ck - cv) * elem
+    coefficients = batch * (ck + cv) * 2 * layout.num_freqs * 4  # cos + sin, float32
+    stats = batch * (ck + cv) * 2 * 4  # moment-matching scale + shift, float32
+    index_lists = 2 * channels * 8  # kept + compressed lists of K and of V, int64
+    return exact + mid_kept + coefficients + stats + index_lists
+
+
+class FourierSpan:
+    """The middle span of K or of V: critical channels exact, compressed channels as coefficients.
+
+    mid_kept: [B, mid_len, Ck] (K/V dtype); cos/sin: [B, Cc, N] float32; scale/shift: [B, Cc] float32;
+    kept_idx/comp_idx: long [Ck], [Cc] over the flattened Hkv * D channels, sorted.
+    """
 
     def __init__(self, mid: torch.Tensor, comp_idx: torch.Tensor, num_freqs: int, period: int, moment_matching: bool):
         channels = mid.shape[-1]
-        mask = torch.ones(channels, dtype=torch.bool)
-        mask[comp_idx] = False
-        self.kept_idx = torch.arange(channels)[mask].to(mid.device)
-        self.comp_idx = comp_idx.to(mid.device)
+        kept = torch.ones(channels, dtype=torch.bool, device=mid.device)
+        kept[comp_idx] = False
+        self.kept_idx = torch.arange(channels, device=mid.device)[kept]
+        self.comp_idx = comp_idx
         self.period, self.mid_len = period, mid.shape[1]
         self.mid_kept = mid[:, :, self.kept_idx].contiguous()
         x = mid[:, :, self.comp_idx].float()
@@ -49,127 +90,182 @@ class FourierChannels:
             self.scale = torch.ones(x.shape[0], x.shape[2], dtype=torch.float32, device=x.device)
             self.shift = torch.zeros_like(self.scale)
 
-    def push(self, token: torch.Tensor) -> None:
-        """Streaming update with one token [B, C] entering the middle at phase t = mid_len."""
-        if self.mid_len >= self.period:
-            raise RuntimeError(f"the middle span is full (period {self.period}): size the cache with max_new_tokens")
-        self.mid_kept = torch.cat([self.mid_kept, token[:, None, self.kept_idx]], dim=1)
-        cos, sin = dft_basis(torch.tensor([self.mid_len], device=token.device), self.cos.shape[2], self.period, torch.float32)
-        x = token[:, self.comp_idx].float()[:, :, None]
-        self.cos = self.cos + x * cos[0]
-        self.sin = self.sin + x * sin[0]
-        self.mid_len += 1
+    def push(self, tokens: torch.Tensor) -> None:
+        """Streaming update: tokens [B, n, C] enter the middle at phases mid_len .. mid_len + n - 1."""
+        n = tokens.shape[1]
+        if self.mid_len + n > self.period:
+            raise RuntimeError(f"the middle span is full ({self.mid_len} of period {self.period} slots, {n} more "
+                               "tokens): build the PrefillLayer with max_new_tokens >= the number of tokens appended")
+        self.mid_kept = torch.cat([self.mid_kept, tokens[:, :, self.kept_idx]], dim=1)
+        phases = torch.arange(self.mid_len, self.mid_len + n, device=tokens.device)
+        cos, sin = dft_basis(phases, self.cos.shape[2], self.period, torch.float32)  # [n, N]
+        x = tokens[:, :, self.comp_idx].float()  # [B, n, Cc]
+        self.cos = self.cos + torch.einsum("bnc,nf->bcf", x, cos)
+        self.sin = self.sin + torch.einsum("bnc,nf->bcf", x, sin)
+        self.mid_len += n
 
-    def args(self, prefix: str) -> dict:
-        return {f"{prefix}_mid_kept": self.mid_kept, f"{prefix}_kept_idx": self.kept_idx, f"{prefix}_comp_idx": self.comp_idx,
-                f"{prefix}_cos": self.cos, f"{prefix}_sin": self.sin, f"{prefix}_scale": self.scale, f"{prefix}_shift": self.shift}
+    def op_args(self, prefix: str) -> dict:
+        names = ("mid_kept", "kept_idx", "comp_idx", "cos", "sin", "scale", "shift")
+        return {f"{prefix}_{name}": getattr(self, name) for name in names}
 
     def nbytes(self) -> int:
         return tensor_bytes(self.mid_kept, self.kept_idx, self.comp_idx, self.cos, self.sin, self.scale, self.shift)
 
 
 class FourierCache:
-    """A layer's FourierAttention state: exact sink + local tokens, and K/V middle spans as FourierChannels."""
+    """A layer's FourierAttention state: exact sink + local tokens (`k_exact`/`v_exact` [B, Hkv, sink + local, D])
+    and the middle spans of K and V (`k_span`/`v_span`). Attention reads sink, middle, local in position order."""
 
-    def __init__(self, layer: PrefillLayer, sink: int, window: int, k_comp, v_comp, num_freqs: int, period: int,
+    def __init__(self, layer: PrefillLayer, layout: FourierLayout, k_comp: torch.Tensor, v_comp: torch.Tensor,
                  moment_matching: bool):
-        n = layer.length
-        self.sink, self.window = sink, window
-        self.init_k, self.init_v = layer.keys[:, :, :sink].clone(), layer.values[:, :, :sink].clone()
-        self.local_k, self.local_v = layer.keys[:, :, n - window :].clone(), layer.values[:, :, n - window :].clone()
-        self.k = FourierChannels(_flat(layer.keys[:, :, sink : n - window]), k_comp, num_freqs, period, moment_matching)
-        self.v = FourierChannels(_flat(layer.values[:, :, sink : n - window]), v_comp, num_freqs, period, moment_matching)
+        s, m = layout.sink, layout.mid_len
+        self.sink, self.window = s, layout.local
+        self.k_exact = torch.cat([layer.keys[:, :, :s], layer.keys[:, :, s + m :]], dim=2)
+        self.v_exact = torch.cat([layer.values[:, :, :s], layer.values[:, :, s + m :]], dim=2)
+        self.k_span = FourierSpan(_flat(layer.keys[:, :, s : s + m]), k_comp, layout.num_freqs, layout.period, moment_matching)
+        self.v_span = FourierSpan(_flat(layer.values[:, :, s : s + m]), v_comp, layout.num_freqs, layout.period, moment_matching)
+
+    @property
+    def local_len(self) -> int:
+        return self.k_exact.shape[2] - self.sink
 
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        self.local_k = torch.cat([self.local_k, keys], dim=2)
-        self.local_v = torch.cat([self.local_v, values], dim=2)
-        while self.local_k.shape[2] > self.window:
-            self.k.push(_flat(self.local_k[:, :, :1])[:, 0])
-            self.v.push(_flat(self.local_v[:, :, :1])[:, 0])
-            self.local_k, self.local_v = self.local_k[:, :, 1:], self.local_v[:, :, 1:]
+        """keys/values [B, Hkv, n, D] (post-RoPE). The oldest local tokens beyond max(window, n) enter the middle."""
+        self.k_exact = torch.cat([self.k_exact, keys], dim=2)
+        self.v_exact = torch.cat([self.v_exact, values], dim=2)
+        leaving = self.local_len - max(self.window, keys.shape[2])
+        if leaving > 0:
+            s = self.sink
+            self.k_span.push(_flat(self.k_exact[:, :, s : s + leaving]))
+            self.v_span.push(_flat(self.v_exact[:, :, s : s + leaving]))
+            self.k_exact = torch.cat([self.k_exact[:, :, :s], self.k_exact[:, :, s + leaving :]], dim=2)
+            self.v_exact = torch.cat([self.v_exact[:, :, :s], self.v_exact[:, :, s + leaving :]], dim=2)
+
+    def op_args(self) -> dict:
+        """Keyword arguments of `fourier_decode_attention` (all but q and scale)."""
+        return {"k_exact": self.k_exact, "v_exact": self.v_exact, "n_init": self.sink,
+                "mid_len": self.k_span.mid_len, "period": self.k_span.period,
+                **self.k_span.op_args("k"), **self.v_span.op_args("v")}
 
     def attend(self, queries: torch.Tensor, scale: float, impl: str = "reference") -> torch.Tensor:
         from reference.registry import get_impl
 
-        op = get_impl("fourier_decode_attention", impl)
-        return op(q=queries, k_exact=torch.cat([self.init_k, self.local_k], 2), v_exact=torch.cat([self.init_v, self.local_v], 2),
-                  n_init=self.sink, mid_len=self.k.mid_len, period=self.k.period, scale=scale,
-                  **self.k.args("k"), **self.v.args("v"))
+        return get_impl("fourier_decode_attention", impl)(q=queries, scale=scale, **self.op_args())
+
+    def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The K and V attention reads, rebuilt in position order: each [B, Hkv, len(self), D]."""
+        a = self.op_args()
+        return tuple(assemble(a[f"{p}_exact"], self.sink, a[f"{p}_mid_kept"], a[f"{p}_kept_idx"], a[f"{p}_comp_idx"],
+                              a[f"{p}_cos"], a[f"{p}_sin"], a[f"{p}_scale"], a[f"{p}_shift"], a["mid_len"], a["period"])
+                     for p in "kv")
 
     def nbytes(self) -> int:
-        return tensor_bytes(self.init_k, self.init_v, self.local_k, self.local_v) + self.k.nbytes() + self.v.nbytes()
+        return tensor_bytes(self.k_exact, self.v_exact) + self.k_span.nbytes() + self.v_span.nbytes()
 
     def __len__(self) -> int:
-        return self.sink + self.k.mid_len + self.local_k.shape[2]
+        return self.k_exact.shape[2] + self.k_span.mid_len
 
 
 @METHODS.register("fourier")
 @dataclass
 class FourierAttention(KVMethod):
+    """FourierAttention with the official layout; see the module docstring for how each field is used.
+
+    dims: the dimension search's result (`FourierDims`); None until `calibrate` runs or `dims_path` is loaded.
+    dims_path: a FourierDims JSON to load (or to write the search to, when it does not exist yet).
+    """
+
     sink_tokens: int = 4
-    window: int | None = None  # None: context // 8, clamped to [32, 1020] (1020 is the official 32k setting)
-    num_states: int | None = None  # None: solved from compression_ratio
+    window: int | None = None
+    num_states: int | None = None
     compressed_fraction_k: float = 0.73
     compressed_fraction_v: float = 0.79
     moment_matching: bool = True
-    dims_path: str | None = None
     dims: FourierDims | None = field(default=None, repr=False)
+    dims_path: str | None = None
     name = "fourier"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.sink_tokens, int) or self.sink_tokens < 0:
-            raise ValueError(f"sink_tokens must be a non-negative integer, got {self.sink_tokens!r}")
-        if self.window is not None and (not isinstance(self.window, int) or self.window < 1):
-            raise ValueError(f"window must be a positive integer or None, got {self.window!r}")
-        if self.num_states is not None and (not isinstance(self.num_states, int) or self.num_states < 2):
-            raise ValueError(f"num_states must be an integer >= 2 or None, got {self.num_states!r}")
+        for name, low in (("sink_tokens", 0), ("window", 0), ("num_states", 2)):
+            v = getattr(self, name)
+            if v is None and name != "sink_tokens":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}{'' if name == 'sink_tokens' else ' or None'}, got {v!r}")
+        if self.num_states is not None and self.num_states % 2:
+            raise ValueError(f"num_states must be even (a cosine and a sine per frequency), got {self.num_states}")
         for name in ("compressed_fraction_k", "compressed_fraction_v"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        if not isinstance(self.moment_matching, bool):
+            raise TypeError(f"moment_matching must be a bool, got {type(self.moment_matching).__name__}")
+        if isinstance(self.dims, dict):  # params() round trip: asdict() turned dims into a dict
+            self.dims = FourierDims.from_dict(self.dims)
+        if self.dims is not None and not isinstance(self.dims, FourierDims):
+            raise TypeError(f"dims must be a FourierDims or None, got {type(self.dims).__name__}")
+        if self.dims_path is not None and not isinstance(self.dims_path, (str, Path)):
+            raise TypeError(f"dims_path must be a path or None, got {type(self.dims_path).__name__}")
 
+    # ------------------------------------------------------------ calibration
     def calibrate(self, model, calibration_ids: list) -> None:
+        """Load `dims_path` if it exists, else run the dimension search (saved to `dims_path` when given)."""
         if self.dims is not None:
             return
-        if self.dims_path:
+        if self.dims_path is not None and Path(self.dims_path).is_file():
             self.dims = FourierDims.from_json(self.dims_path)
             return
-        self.dims = search_dims(model, calibration_ids, self.compressed_fraction_k, self.compressed_fraction_v, self.sink_tokens)
+        self.dims = search_dims(model, calibration_ids, self.compressed_fraction_k, self.compressed_fraction_v,
+                                sink_tokens=self.sink_tokens)
+        if self.dims_path is not None:
+            self.dims.to_json(self.dims_path)
 
-    def window_for(self, context_length: int) -> int:
-        return self.window if self.window is not None else min(1020, max(32, context_length // 8))
-
-    def solve_num_freqs(self, layer: PrefillLayer, window: int, mid_len: int, period: int, ck: int, cv: int) -> int:
-        """Frequencies (num_states / 2) that make the state hold (1 - ratio) of the full context's bytes."""
-        if self.num_states is not None:
-            return self.num_states // 2
-        b, h, _, d = layer.keys.shape
-        e, c = layer.keys.element_size(), h * d
-        full = 2 * b * layer.context_length * c * e
-        target = (1 - self.compression_ratio) * full + 2 * b * layer.protected * c * e
-        exact = 2 * b * (self.sink_tokens + window) * c * e + b * mid_len * (2 * c - ck - cv) * e
-        fixed = exact + 8 * 2 * c + 2 * 4 * b * (ck + cv)  # index lists (int64) + moment stats (float32)
-        per_freq = 2 * 4 * b * (ck + cv)  # a cos and a sin coefficient, float32
-        n = math.floor((target - fixed) / per_freq) if per_freq else 1
-        return max(1, min(n, period // 2 + 1))
-
-    def compress(self, layer: PrefillLayer):
-        if self.compression_ratio == 0.0:
-            return TokenCache(layer.keys.clone(), layer.values.clone())
+    def _dims_for(self, layer: PrefillLayer) -> FourierDims:
+        if self.dims is None and self.dims_path is not None and Path(self.dims_path).is_file():
+            self.dims = FourierDims.from_json(self.dims_path)
         if self.dims is None:
             raise RuntimeError(
-                "FourierAttention needs its compressed channels: call calibrate(model, calibration_ids) first "
-                "(the harness does), or pass dims= / dims_path= (a FourierDims JSON)"
-            )
-        if self.dims.num_layers != layer.num_layers or self.dims.channels != layer.keys.shape[1] * layer.keys.shape[3]:
-            raise ValueError(f"dims were searched for {self.dims.num_layers} layers x {self.dims.channels} channels, "
-                             f"this model has {layer.num_layers} x {layer.keys.shape[1] * layer.keys.shape[3]}")
-        window = self.window_for(layer.context_length) + layer.protected
-        mid_len = layer.length - self.sink_tokens - window
-        k_comp = torch.tensor(self.dims.k_compressed[layer.layer_idx], dtype=torch.long)
-        v_comp = torch.tensor(self.dims.v_compressed[layer.layer_idx], dtype=torch.long)
-        period = max(1, mid_len + layer.max_new_tokens)
-        if mid_len < 2:
-            return TokenCache(layer.keys.clone(), layer.values.clone())  # too short to compress (spec)
-        n_freq = self.solve_num_freqs(layer, window, mid_len, period, len(k_comp), len(v_comp))
-        return FourierCache(layer, self.sink_tokens, window, k_comp, v_comp, n_freq, period, self.moment_matching)
+                "FourierAttention has no compressed dimensions yet: call method.calibrate(model, calibration_ids) "
+                "first (the harness does it once per model), or pass dims= (a FourierDims) or dims_path= (its JSON)")
+        channels = layer.keys.shape[1] * layer.keys.shape[3]
+        if self.dims.num_layers != layer.num_layers or self.dims.channels != channels:
+            raise ValueError(f"dims were searched for {self.dims.num_layers} layers x {self.dims.channels} channels; "
+                             f"this model has {layer.num_layers} layers x {channels} channels (Hkv * D): calibrate again")
+        return self.dims
+
+    # ------------------------------------------------------------ layout and budget
+    def window_for(self, context_length: int) -> int:
+        """Local window for a context (module docstring): `window`, or context // 8 within [16, 1020]."""
+        return self.window if self.window is not None else min(OFFICIAL_WINDOW, max(16, context_length // 8))
+
+    def layout(self, layer: PrefillLayer, ck: int, cv: int) -> FourierLayout | None:
+        """The split of `layer` with `ck`/`cv` compressed channels of K/V, or None when it is kept exact."""
+        local = self.window_for(layer.context_length) + layer.protected
+        sink = min(self.sink_tokens, layer.length)
+        mid_len = layer.length - sink - local
+        if mid_len < max(2, self.num_states or 2):
+            return None  # spec: sequences shorter than init + states + local are not compressed
+        period = mid_len + layer.max_new_tokens
+        if self.num_states is not None:
+            return FourierLayout(sink, mid_len, local, period, min(self.num_states // 2, period // 2 + 1))
+        b, h, _, d = layer.keys.shape
+        elem, channels = layer.keys.element_size(), h * d
+        target = (1 - self.compression_ratio) * 2 * b * layer.context_length * channels * elem
+        target += 2 * b * layer.protected * channels * elem  # the question is kept and not part of the budget
+        base = layout_bytes(FourierLayout(sink, mid_len, local, period, 0), b, channels, elem, ck, cv)
+        per_freq = b * (ck + cv) * 2 * 4
+        n = math.floor((target - base) / per_freq) if per_freq else 1
+        return FourierLayout(sink, mid_len, local, period, max(1, min(n, mid_len // 2)))
+
+    def compress(self, layer: PrefillLayer) -> FourierCache | TokenCache:
+        if self.compression_ratio == 0.0:
+            return TokenCache(layer.keys.clone(), layer.values.clone())
+        dims = self._dims_for(layer)
+        device = layer.keys.device
+        k_comp = torch.tensor(dims.k_compressed[layer.layer_idx], dtype=torch.long, device=device)
+        v_comp = torch.tensor(dims.v_compressed[layer.layer_idx], dtype=torch.long, device=device)
+        layout = self.layout(layer, k_comp.numel(), v_comp.numel())
+        if layout is None:
+            return TokenCache(layer.keys.clone(), layer.values.clone())
+        return FourierCache(layer, layout, k_comp, v_comp, self.moment_matching)

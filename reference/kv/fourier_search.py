@@ -1,145 +1,245 @@
-"""FourierAttention's search for long-context-insensitive channels, on calibration text, for any LLaMA-family model.
+"""FourierAttention's dimension search: which K and V channels of each layer to compress, from calibration text.
 
-Facts from specs/fourier-attention.md ("Dimension search", official `compressed_dims_search/`): K is taken before
-RoPE and V as projected (hooks on k_proj / v_proj); all KV-head channels of a layer are ranked together by the
-mean squared error of compressing and reconstructing (with moment matching) the middle of each calibration prompt;
-the lowest-error fraction is compressed. The official split is 4 initial / middle / last 1024 tokens with 512
-frequencies on ~4k-token prompts; we scale the split to the prompt (local = a quarter, frequencies = a sixth of
-the middle, i.e. the same proportions) and use one fraction for all layers (the official one varies per layer).
+Facts (specs/fourier-attention.md, "Dimension search"; official `compressed_dims_search/compressed_dim_search.py`):
+forward hooks on each layer's `k_proj` / `v_proj` give K before RoPE and V; every prompt is split into 4 initial
+tokens, a middle span and the last 1024 tokens; the middle of every channel is compressed onto a truncated
+Fourier basis whose period is the middle's length, reconstructed with moment matching, and scored by its mean
+squared error; errors are averaged over prompts; all KV-head channels of a layer are ranked together and the
+lowest-error fraction is compressed (so the count per head varies).
+
+Scaling to short prompts. The official split assumes ~4k-token prompts: 1024 local tokens (a quarter) and 512
+frequencies for a ~3k middle (a sixth of it). We keep those proportions: local = min(1024, L // 4) and
+num_freqs = middle // 6, unless `window` / `num_states` are given. The official fractions vary by layer (e.g.
+Llama-3.2-3B: K 0.9 / V 0.95 in layers 0-3, 0.5 / 0.7 in 20-27, 0.8 elsewhere); we use one fraction for K and
+one for V in every layer, set by default to the official totals (~73% of K, ~79% of V channels).
+
+Searches are cached per model in `$LONGCTX_CACHE/fourier_dims/<hash>.json` (LONGCTX_CACHE defaults to
+~/.cache/longctx-bench), keyed by the model config, a fingerprint of its weights, the settings and the
+calibration ids.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from reference.ops.fourier import fourier_compress, fourier_reconstruct, moment_match
 
+SEARCH_VERSION = 2  # bump when the search changes, so cached results are not reused
+
 
 @dataclass(frozen=True)
 class FourierDims:
-    """Per layer, the compressed channel indices of K and of V over the flattened Hkv*D channels."""
+    """Per layer, the compressed ("non-critical") channels of K and of V, over the flattened Hkv * D channels.
+
+    Channel c is KV head c // D, dimension c % D. Lists are stored sorted; the kept (critical) channels are the
+    rest (`k_kept`, `v_kept`). `settings` records how the search ran (fractions, split, calibration size).
+    """
 
     k_compressed: tuple[tuple[int, ...], ...]
     v_compressed: tuple[tuple[int, ...], ...]
-    channels: int  # Hkv * D
+    channels: int
     model_id: str = ""
-    settings: str = ""
+    settings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels < 1:
+            raise ValueError(f"channels must be a positive integer (Hkv * D), got {self.channels!r}")
         if len(self.k_compressed) != len(self.v_compressed):
-            raise ValueError("k_compressed and v_compressed must list the same number of layers")
-        for name, lists in (("k_compressed", self.k_compressed), ("v_compressed", self.v_compressed)):
+            raise ValueError(f"k_compressed ({len(self.k_compressed)} layers) and v_compressed "
+                             f"({len(self.v_compressed)} layers) must list the same layers")
+        for name in ("k_compressed", "v_compressed"):
+            lists = tuple(tuple(sorted(int(c) for c in idx)) for idx in getattr(self, name))
             for i, idx in enumerate(lists):
                 if len(set(idx)) != len(idx) or any(not 0 <= c < self.channels for c in idx):
                     raise ValueError(f"{name}[{i}] must hold distinct channels in [0, {self.channels})")
+            object.__setattr__(self, name, lists)
 
     @property
     def num_layers(self) -> int:
         return len(self.k_compressed)
 
+    @property
+    def k_kept(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(_complement(idx, self.channels) for idx in self.k_compressed)
+
+    @property
+    def v_kept(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(_complement(idx, self.channels) for idx in self.v_compressed)
+
+    def to_dict(self) -> dict:
+        return {"model_id": self.model_id, "channels": self.channels, "settings": dict(self.settings),
+                "k_compressed": [list(x) for x in self.k_compressed], "v_compressed": [list(x) for x in self.v_compressed],
+                "k_kept": [list(x) for x in self.k_kept], "v_kept": [list(x) for x in self.v_kept]}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "FourierDims":
+        dims = cls(tuple(map(tuple, raw["k_compressed"])), tuple(map(tuple, raw["v_compressed"])), int(raw["channels"]),
+                   str(raw.get("model_id", "")), dict(raw.get("settings", {})))
+        for name in ("k_kept", "v_kept"):  # optional, written for readers; must agree when present
+            if name in raw and tuple(map(tuple, map(sorted, raw[name]))) != getattr(dims, name):
+                raise ValueError(f"{name} does not complement {name[0]}_compressed")
+        return dims
+
     def to_json(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(asdict(self)))
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict()))
+        tmp.replace(path)  # atomic: a crash never leaves half a file in the cache
 
     @classmethod
     def from_json(cls, path: str | Path) -> "FourierDims":
         try:
-            raw = json.loads(Path(path).read_text())
-            return cls(tuple(map(tuple, raw["k_compressed"])), tuple(map(tuple, raw["v_compressed"])),
-                       int(raw["channels"]), raw.get("model_id", ""), raw.get("settings", ""))
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"dims_path {str(path)!r} is not a FourierDims JSON file: {exc}") from exc
 
 
-def split_for_calibration(length: int, sink_tokens: int = 4) -> tuple[int, int, int]:
-    """(sink, middle, local) token counts for a calibration prompt of `length` tokens."""
-    local = min(1024, length // 4)
+def _complement(idx: tuple[int, ...], channels: int) -> tuple[int, ...]:
+    taken = set(idx)
+    return tuple(c for c in range(channels) if c not in taken)
+
+
+# ---------------------------------------------------------------- ranking (pure functions, no model)
+def calibration_split(length: int, sink_tokens: int = 4, window: int | None = None,
+                      num_states: int | None = None) -> tuple[int, int, int, int]:
+    """(sink, middle, local, num_freqs) for a calibration prompt of `length` tokens (module docstring)."""
+    local = min(1024, length // 4) if window is None else window
     middle = length - sink_tokens - local
-    if middle < 4:
-        raise ValueError(f"calibration prompt of {length} tokens is too short to hold a middle span")
-    return sink_tokens, middle, local
+    num_freqs = max(1, middle // 6) if num_states is None else num_states // 2
+    if middle < 2 * num_freqs or middle < 4:
+        raise ValueError(f"a calibration prompt of {length} tokens is too short: after {sink_tokens} sink and {local} "
+                         f"local tokens its middle ({middle}) must hold at least max(4, {2 * num_freqs}) tokens")
+    return sink_tokens, middle, local, num_freqs
 
 
-def rank_channels(samples: list[torch.Tensor], sink_tokens: int = 4, moment_matching: bool = True) -> torch.Tensor:
-    """Mean reconstruction MSE per channel over calibration samples [L, C] each: errors [C] (float64).
+def channel_errors(x: torch.Tensor, sink_tokens: int = 4, window: int | None = None, num_states: int | None = None,
+                   moment_matching: bool = True) -> torch.Tensor:
+    """Reconstruction MSE of each channel's middle span for one sample x: [L, C] -> [C] float64."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError(f"each sample must be a [L, C] tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    s, m, _, n_freq = calibration_split(x.shape[0], sink_tokens, window, num_states)
+    mid = x[s : s + m].double()[None]  # [1, m, C]
+    rec = fourier_reconstruct(*fourier_compress(mid, n_freq, m), m, m)  # period = the middle (official dt)
+    if moment_matching:
+        scale, shift = moment_match(mid, rec)
+        rec = rec * scale[:, None] + shift[:, None]
+    return ((rec - mid) ** 2).mean(dim=1)[0]
 
-    Each sample's middle span is compressed onto a sixth of its length in frequencies (period = middle length)
-    and reconstructed; lower error = less sensitive to the long-context compression.
+
+def rank_channels(samples: list[torch.Tensor], sink_tokens: int = 4, window: int | None = None,
+                  num_states: int | None = None, moment_matching: bool = True) -> torch.Tensor:
+    """Mean reconstruction MSE per channel over calibration samples ([L, C] each, L may differ): errors [C].
+
+    Lower error = the channel's middle is better described by the few frequencies = safe to compress.
     """
     if not samples:
         raise ValueError("samples must hold at least one [L, C] tensor")
-    total = None
-    for x in samples:
-        if x.dim() != 2:
-            raise ValueError(f"each sample must be [L, C], got {tuple(x.shape)}")
-        s, m, _ = split_for_calibration(x.shape[0], sink_tokens)
-        mid = x[s : s + m].double()[None]  # [1, m, C]
-        n_freq = max(1, m // 6)
-        rec = fourier_reconstruct(*fourier_compress(mid, n_freq, m), m, m)
-        if moment_matching:
-            scale, shift = moment_match(mid, rec)
-            rec = rec * scale[:, None] + shift[:, None]
-        err = ((rec - mid) ** 2).mean(dim=1)[0]
-        total = err if total is None else total + err
-    return total / len(samples)
+    errors = [channel_errors(x, sink_tokens, window, num_states, moment_matching) for x in samples]
+    if len({e.shape for e in errors}) != 1:
+        raise ValueError(f"samples must share their channel count, got {sorted({e.numel() for e in errors})}")
+    return torch.stack([e.cpu() for e in errors]).mean(dim=0)
 
 
 def choose_compressed(errors: torch.Tensor, fraction: float) -> tuple[int, ...]:
-    """The `fraction` of channels with the lowest error (ties: lower index), sorted."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+    """The round(fraction * C) channels with the lowest error (ties: the lower index), sorted."""
+    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction!r}")
     k = int(round(fraction * errors.numel()))
     order = torch.sort(errors, stable=True).indices[:k]
     return tuple(sorted(order.tolist()))
 
 
+# ---------------------------------------------------------------- the search on a model
+def _attention_layers(model):
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None or not all(hasattr(getattr(l, "self_attn", None), "k_proj") and hasattr(l.self_attn, "v_proj")
+                                 for l in layers):
+        raise ValueError("model must be a LLaMA-family transformers model with model.model.layers[i].self_attn."
+                         f"k_proj / v_proj; got {type(model).__name__}")
+    return layers
+
+
 @torch.no_grad()
-def collect_kv(model, calibration_ids: list[torch.Tensor]) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
-    """Pre-RoPE K and V [L, Hkv*D] per layer per prompt, through forward hooks on k_proj / v_proj."""
-    layers = model.model.layers
-    ks: list[list[torch.Tensor]] = [[] for _ in layers]
-    vs: list[list[torch.Tensor]] = [[] for _ in layers]
+def layer_errors(model, calibration_ids: list[torch.Tensor], sink_tokens: int = 4, window: int | None = None,
+                 num_states: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per layer, the mean channel errors [Hkv * D] of pre-RoPE K and of V over the calibration prompts.
+
+    Hooks on k_proj / v_proj (`nn.Module.register_forward_hook`) score each prompt's K and V as they are produced,
+    so no layer's activations are kept past its own hook.
+    """
+    layers = _attention_layers(model)
+    sums: dict[tuple[str, int], torch.Tensor] = {}
+    counts: dict[tuple[str, int], int] = {}
+
+    def hook(kind: str, i: int):
+        def fn(module, args, out):
+            for row in out:  # [L, Hkv * D] per sequence of the batch
+                e = channel_errors(row, sink_tokens, window, num_states).cpu()
+                sums[kind, i] = sums.get((kind, i), 0) + e
+                counts[kind, i] = counts.get((kind, i), 0) + 1
+        return fn
+
     handles = []
     for i, layer in enumerate(layers):
-        handles.append(layer.self_attn.k_proj.register_forward_hook(lambda m, a, out, i=i: ks[i].append(out[0].float())))
-        handles.append(layer.self_attn.v_proj.register_forward_hook(lambda m, a, out, i=i: vs[i].append(out[0].float())))
+        handles.append(layer.self_attn.k_proj.register_forward_hook(hook("k", i)))
+        handles.append(layer.self_attn.v_proj.register_forward_hook(hook("v", i)))
+    device = next(model.parameters()).device
     try:
         for ids in calibration_ids:
-            model(input_ids=ids, use_cache=False)
+            model(input_ids=ids.to(device), use_cache=False)
     finally:
         for h in handles:
             h.remove()
-    return ks, vs
+    return ([sums["k", i] / counts["k", i] for i in range(len(layers))],
+            [sums["v", i] / counts["v", i] for i in range(len(layers))])
 
 
-def _cache_path(model, calibration_ids, settings: str) -> Path:
-    root = Path(os.environ.get("LONGCTX_CACHE", Path.home() / ".cache" / "longctx-bench")) / "fourier_dims"
-    h = hashlib.sha256(model.config.to_json_string().encode() + settings.encode())
+def dims_cache_path(model, calibration_ids: list[torch.Tensor], settings: dict) -> Path:
+    """Where the search of `model` with `settings` on `calibration_ids` is cached (module docstring)."""
+    root = Path(os.environ.get("LONGCTX_CACHE") or Path.home() / ".cache" / "longctx-bench") / "fourier_dims"
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
     for ids in calibration_ids:
-        h.update(ids.numpy().tobytes())
-    # Weights matter too: a fingerprint of the first layer's K projection.
-    h.update(model.model.layers[0].self_attn.k_proj.weight.detach().float().flatten()[:4096].numpy().tobytes())
-    return root / f"{h.hexdigest()[:20]}.json"
+        h.update(str(tuple(ids.shape)).encode() + ids.detach().cpu().long().numpy().tobytes())
+    # Two checkpoints of one architecture share a config: fingerprint the weights of the first and last K projection.
+    layers = _attention_layers(model)
+    for layer in (layers[0], layers[-1]):
+        h.update(layer.self_attn.k_proj.weight.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+    return root / f"{h.hexdigest()[:24]}.json"
 
 
-def search_dims(model, calibration_ids: list[torch.Tensor], fraction_k: float, fraction_v: float,
-                sink_tokens: int = 4, use_cache: bool = True) -> FourierDims:
-    """Run (or load from the on-disk cache) the channel search for `model` on the calibration prompts."""
-    if not calibration_ids:
-        raise ValueError("calibration_ids must hold at least one prompt")
-    settings = f"fk={fraction_k},fv={fraction_v},sink={sink_tokens},v1"
-    path = _cache_path(model, calibration_ids, settings)
+def search_dims(model, calibration_ids: list[torch.Tensor], fraction_k: float = 0.73, fraction_v: float = 0.79,
+                sink_tokens: int = 4, window: int | None = None, num_states: int | None = None,
+                use_cache: bool = True) -> FourierDims:
+    """Run the dimension search for `model` on calibration prompts (list of [B, L] long tensors), or load it from
+    the on-disk cache. Returns the compressed channels of K and V per layer."""
+    _attention_layers(model)
+    if not isinstance(calibration_ids, (list, tuple)) or not calibration_ids:
+        raise ValueError("calibration_ids must be a non-empty list of [B, L] token id tensors")
+    for ids in calibration_ids:
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+            raise ValueError(f"calibration_ids must hold [B, L] tensors, got {getattr(ids, 'shape', type(ids).__name__)}")
+        calibration_split(ids.shape[1], sink_tokens, window, num_states)  # too short: fail before running the model
+    for name, f in (("fraction_k", fraction_k), ("fraction_v", fraction_v)):
+        if not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {f!r}")
+    settings = {"fraction_k": fraction_k, "fraction_v": fraction_v, "sink_tokens": sink_tokens, "window": window,
+                "num_states": num_states, "moment_matching": True, "prompts": len(calibration_ids),
+                "prompt_tokens": [int(ids.shape[1]) for ids in calibration_ids], "version": SEARCH_VERSION}
+    path = dims_cache_path(model, calibration_ids, settings)
     if use_cache and path.is_file():
         return FourierDims.from_json(path)
-    ks, vs = collect_kv(model, calibration_ids)
-    k_comp = tuple(choose_compressed(rank_channels(k, sink_tokens), fraction_k) for k in ks)
-    v_comp = tuple(choose_compressed(rank_channels(v, sink_tokens), fraction_v) for v in vs)
-    dims = FourierDims(k_comp, v_comp, ks[0][0].shape[-1], getattr(model.config, "_name_or_path", ""), settings)
+    k_err, v_err = layer_errors(model, calibration_ids, sink_tokens, window, num_states)
+    dims = FourierDims(tuple(choose_compressed(e, fraction_k) for e in k_err),
+                       tuple(choose_compressed(e, fraction_v) for e in v_err),
+                       channels=k_err[0].numel(), model_id=str(getattr(model.config, "_name_or_path", "") or ""),
+                       settings=settings)
     if use_cache:
         dims.to_json(path)
     return dims

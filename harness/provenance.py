@@ -24,13 +24,17 @@ def versions() -> dict:
 
 
 def git_sha(repo_dir: str | Path | None = None) -> str:
-    """HEAD's sha, with "-dirty" when tracked files have uncommitted changes; "unknown" outside git."""
+    """HEAD's sha, with "-dirty" when tracked code has uncommitted changes; "unknown" outside git.
+
+    Measurements (`results/`) and the pages built from them (`leaderboard/`) do not count: a sweep appending to
+    the committed records would otherwise stamp its own records dirty."""
     cwd = str(repo_dir or REPO)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results", ":(exclude)leaderboard"], cwd=cwd,
                                capture_output=True, text=True, timeout=10)
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

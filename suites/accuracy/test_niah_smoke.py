@@ -29,3 +29,11 @@ def test_full_cache_retrieves_needle_at_1k(smollm2, depth):
     gen = generate(smollm2, captured, make_method("full"), torch.tensor([sample.question_ids]), max_new_tokens=8)
     assert niah.score(gen.text, sample.answer) == 1.0, f"depth {depth}: expected {sample.answer}, got {gen.text!r}"
     assert gen.kv_bytes == gen.kv_bytes_full
+
+
+def test_calibration_fixture_fills_every_search_prompt(smollm2):
+    """FourierAttention's search averages over 4 prompts of 2048 tokens; a short fixture silently gives fewer."""
+    from harness.run_niah import _calibration_ids
+
+    prompts = _calibration_ids(smollm2)
+    assert [p.shape for p in prompts] == [torch.Size([1, 2048])] * 4

@@ -103,7 +103,7 @@ def test_make_record_fills_provenance_and_cell(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-def test_git_sha_unknown_outside_git_and_dirty_when_changed(tmp_path):
+def test_git_sha_unknown_outside_git_and_dirty_when_code_changed(tmp_path):
     assert git_sha(tmp_path) == "unknown"
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run(git + ["init", "-q"], cwd=tmp_path, check=True)
@@ -112,6 +112,13 @@ def test_git_sha_unknown_outside_git_and_dirty_when_changed(tmp_path):
     subprocess.run(git + ["commit", "-qm", "x"], cwd=tmp_path, check=True)
     clean = git_sha(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{40}", clean)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "niah.jsonl").write_text("{}\n")
+    subprocess.run(git + ["add", "results"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "r"], cwd=tmp_path, check=True)
+    clean = git_sha(tmp_path)
+    (tmp_path / "results" / "niah.jsonl").write_text("{}\n{}\n")
+    assert git_sha(tmp_path) == clean  # appended measurements are not a code change
     (tmp_path / "f.txt").write_text("b")
     assert git_sha(tmp_path) == clean + "-dirty"
 

@@ -3,4 +3,4 @@
 `torch_*` files are float32 PyTorch implementations that exercise the conformance machinery; Triton kernels
 (`triton_*`) register here the same way.
 """
-from optimized import torch_attention, torch_fourier  # noqa: F401,E401
+from optimized import torch_attention, torch_fourier, triton_decode_attention, triton_fourier  # noqa: F401,E401

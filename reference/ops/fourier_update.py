@@ -1,0 +1,92 @@
+"""The streaming update of FourierAttention coefficients: tokens entering the middle span add their projection.
+
+FourierAttention (Liu et al., arXiv 2506.11886; specs/fourier-attention.md, "Basis"): "Decode: the token leaving
+the window adds x cos(2 pi t n / T), x sin(2 pi t n / T) at its position t". For tokens x [B, n, C] entering at
+span phases start .. start + n - 1 (start = the middle's length before them; reference/kv/fourier.py,
+`FourierSpan.push`):
+
+    c_cos'[b, c, k] = c_cos[b, c, k] + sum_j x[b, j, c] cos(2 pi k (start + j) / T)
+    c_sin'[b, c, k] = c_sin[b, c, k] + sum_j x[b, j, c] sin(2 pi k (start + j) / T)
+
+so streaming equals `fourier_compress` of the extended span. Returns new tensors; the inputs stay untouched.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from reference.ops.fourier import _check_float_tensor, _check_int, dft_basis
+from reference.registry import OpSpec, register_op
+
+
+def check_update_inputs(c_cos, c_sin, x, start, period) -> None:
+    """Raise TypeError/ValueError naming the argument when the update's inputs do not fit together."""
+    _check_float_tensor("c_cos", c_cos, 3)
+    _check_float_tensor("c_sin", c_sin, 3)
+    _check_float_tensor("x", x, 3)
+    if c_sin.shape != c_cos.shape or c_sin.dtype != c_cos.dtype:
+        raise ValueError(f"c_sin {tuple(c_sin.shape)} {c_sin.dtype} must match "
+                         f"c_cos {tuple(c_cos.shape)} {c_cos.dtype}")
+    if c_cos.shape[2] < 1:
+        raise ValueError(f"c_cos must hold at least one frequency, got shape {tuple(c_cos.shape)}")
+    if x.shape[0] != c_cos.shape[0] or x.shape[2] != c_cos.shape[1]:
+        raise ValueError(f"x must be [B={c_cos.shape[0]}, n, C={c_cos.shape[1]}] for c_cos {tuple(c_cos.shape)}, "
+                         f"got {tuple(x.shape)}")
+    if x.device != c_cos.device or c_sin.device != c_cos.device:
+        raise ValueError(f"x ({x.device}), c_cos ({c_cos.device}) and c_sin ({c_sin.device}) must share a device")
+    _check_int("start", start, 0)
+    _check_int("period", period, 1)
+    if start + x.shape[1] > period:
+        raise ValueError(f"start={start} + {x.shape[1]} tokens exceeds period={period}: the middle span is full")
+
+
+def fourier_stream_update(c_cos: torch.Tensor, c_sin: torch.Tensor, x: torch.Tensor, start: int, period: int):
+    """(c_cos, c_sin) [B, C, N] plus the projection of x [B, n, C] at phases start.. -> new (c_cos, c_sin) [B, C, N].
+
+    Computed in c_cos's dtype (x is cast to it; the KV method keeps float32 coefficients for fp16/bf16 tokens).
+    """
+    check_update_inputs(c_cos, c_sin, x, start, period)
+    phases = torch.arange(start, start + x.shape[1], device=x.device)
+    cos, sin = dft_basis(phases, c_cos.shape[2], period, c_cos.dtype)  # [n, N]
+    xc = x.to(c_cos.dtype)
+    return c_cos + torch.einsum("bjc,jn->bcn", xc, cos), c_sin + torch.einsum("bjc,jn->bcn", xc, sin)
+
+
+def _update_cases(profile: str):
+    """Coefficients of a span of `start` tokens, then 1..n tokens (1 per decode step, more for a chunk)."""
+    from hypothesis import strategies as st
+
+    big = profile == "gpu"
+
+    @st.composite
+    def case(draw):
+        start = draw(st.integers(0, 32_000 if big else 200))
+        tokens = draw(st.integers(1, 64 if big else 40))
+        period = start + tokens + draw(st.integers(0, 1024 if big else 40))
+        return {
+            "batch": draw(st.integers(1, 2)),
+            "channels": draw(st.integers(1, 1024 if big else 24)),
+            "tokens": tokens,
+            "start": start,
+            "period": period,
+            "num_freqs": draw(st.integers(1, 512 if big else 40)),
+            "seed": draw(st.integers(0, 2**31 - 1)),
+        }
+
+    return case()
+
+
+def _update_inputs(case, dtype, device):
+    g = torch.Generator().manual_seed(case["seed"])
+    shape = (case["batch"], case["channels"], case["num_freqs"])
+    s = math.sqrt(max(case["start"], 1))  # coefficients of a unit-variance span of `start` tokens are ~sqrt(start)
+    return {"c_cos": (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype),
+            "c_sin": (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype),
+            "x": torch.randn(case["batch"], case["tokens"], case["channels"], generator=g).to(device=device,
+                                                                                             dtype=dtype),
+            "start": case["start"], "period": case["period"]}
+
+
+register_op(OpSpec("fourier_stream_update", fourier_stream_update, _update_cases, _update_inputs,
+                   float_inputs=("c_cos", "c_sin", "x"), doc=fourier_stream_update.__doc__))

@@ -1,0 +1,153 @@
+"""FourierAttention decode over a batch of sequences of different lengths (padded tensors + per-sequence lengths).
+
+FourierAttention (Liu et al., arXiv 2506.11886; specs/fourier-attention.md, "Token layout"): each sequence of a
+serving batch has its own prompt length, so its own local window fill, middle length and period (the middle's
+capacity T). The layout is `fourier_decode_attention`'s, padded along the token axes:
+
+  k_exact, v_exact: [B, Hkv, Le_max, D]; sequence b uses its first exact_lens[b] tokens (n_init sink + local).
+  *_mid_kept: [B, M_max, Ck]; sequence b uses its first mid_lens[b] middle tokens; its coefficients
+    *_cos/*_sin [B, Cc, N] are over span phases 0..mid_lens[b]-1 with period periods[b] >= mid_lens[b].
+  exact_lens, mid_lens, periods: long [B]. Every sequence shares n_init, Lq, the channel split and N.
+
+Reference: `fourier_decode_attention` on each sequence's slices. What lies past a sequence's lengths is ignored.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from reference.ops.fourier import check_decode_inputs, fourier_decode_attention
+from reference.registry import OpSpec, register_op
+
+
+def _check_lengths(name: str, t, batch: int, low, high) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of int64, got {type(t).__name__}")
+    if t.dtype != torch.long:
+        raise TypeError(f"{name} must be a long tensor, got {t.dtype}")
+    if tuple(t.shape) != (batch,):
+        raise ValueError(f"{name} must have shape [B]=({batch},), got {tuple(t.shape)}")
+    low = torch.as_tensor(low, device=t.device).expand(batch)
+    bad = (t < low) | (t > high) if high is not None else t < low
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        hi = "" if high is None else f" and <= {high}"
+        raise ValueError(f"{name}[{i}] = {int(t[i])} must be >= {int(low[i])}{hi}")
+
+
+def check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init,
+                        k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+                        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+                        mid_lens, periods, scale=None) -> None:
+    """Raise TypeError/ValueError naming the argument when the padded layout or a sequence's lengths are invalid."""
+    for name, t in (("q", q), ("k_exact", k_exact), ("k_mid_kept", k_mid_kept)):
+        if not isinstance(t, torch.Tensor) or t.dim() < 3:
+            raise TypeError(f"{name} must be a torch.Tensor of the padded layout, got {type(t).__name__}")
+    b, lq = q.shape[0], q.shape[2]
+    _check_lengths("mid_lens", mid_lens, b, 1, k_mid_kept.shape[1])
+    _check_lengths("periods", periods, b, mid_lens, None)
+    _check_lengths("exact_lens", exact_lens, b, (n_init if isinstance(n_init, int) else 0) + lq, k_exact.shape[2])
+    m_max = k_mid_kept.shape[1]
+    check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+                        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+                        m_max, max(m_max, int(periods.max())), scale)
+
+
+def fourier_decode_attention_varlen(
+    q, k_exact, v_exact, exact_lens, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_lens, periods, scale=None,
+):
+    """out [B, Hq, Lq, D] in q's dtype: row b is `fourier_decode_attention` of sequence b's unpadded cache."""
+    check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
+                        k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+                        mid_lens, periods, scale)
+    rows = []
+    for i in range(q.shape[0]):
+        e, m, s = int(exact_lens[i]), int(mid_lens[i]), slice(i, i + 1)
+        rows.append(fourier_decode_attention(
+            q[s], k_exact[s, :, :e], v_exact[s, :, :e], n_init,
+            k_mid_kept[s, :m], k_kept_idx, k_comp_idx, k_cos[s], k_sin[s], k_scale[s], k_shift[s],
+            v_mid_kept[s, :m], v_kept_idx, v_comp_idx, v_cos[s], v_sin[s], v_scale[s], v_shift[s],
+            m, int(periods[i]), scale))
+    return torch.cat(rows, dim=0)
+
+
+def _varlen_cases(profile: str):
+    """A batch of 1..3 caches with their own local and middle lengths and periods; the rest as `_decode_cases`."""
+    from hypothesis import strategies as st
+
+    big = profile == "gpu"
+
+    @st.composite
+    def case(draw):
+        batch = draw(st.integers(1, 3))
+        q_len = draw(st.integers(1, 16))
+        mids = [draw(st.integers(1, 4096 if big else 100)) for _ in range(batch)]
+        return {
+            "batch": batch,
+            "kv_heads": 8 if big else draw(st.integers(1, 2)),
+            "group": 4 if big else draw(st.integers(1, 3)),
+            "head_dim": 128 if big else draw(st.sampled_from([8, 16, 32])),
+            "q_len": q_len,
+            "n_init": draw(st.integers(0, 4)),
+            "n_locals": [q_len + draw(st.integers(0, 1020 if big else 30)) for _ in range(batch)],
+            "mid_lens": mids,
+            "periods": [m + draw(st.integers(0, 64)) for m in mids],
+            "num_freqs": draw(st.integers(1, 512 if big else 30)),
+            "k_fraction": draw(st.floats(0.0, 1.0)),
+            "v_fraction": draw(st.floats(0.0, 1.0)),
+            "seed": draw(st.integers(0, 2**31 - 1)),
+        }
+
+    return case()
+
+
+PAD = 300.0  # what lies past a sequence's lengths: large enough that a kernel reading it is far off
+
+
+def _varlen_inputs(case, dtype, device):
+    g = torch.Generator().manual_seed(case["seed"])
+    b, h, d, n_init = case["batch"], case["kv_heads"], case["head_dim"], case["n_init"]
+    channels, n_freq = h * d, case["num_freqs"]
+    exact_lens = [n_init + n for n in case["n_locals"]]
+    mids, le_max, m_max = case["mid_lens"], max(exact_lens), max(case["mid_lens"])
+
+    def rand(*shape, s=1.0):
+        return torch.randn(*shape, generator=g) * s
+
+    def put(x, lens, axis):  # pad past each sequence's length along `axis`
+        for i, n in enumerate(lens):
+            x[i].narrow(axis - 1, n, x.shape[axis] - n).fill_(PAD)
+        return x.to(device=device, dtype=dtype)
+
+    out = {
+        "q": rand(b, h * case["group"], case["q_len"], d).to(device=device, dtype=dtype),
+        "k_exact": put(rand(b, h, le_max, d), exact_lens, 2),
+        "v_exact": put(rand(b, h, le_max, d), exact_lens, 2),
+        "exact_lens": torch.tensor(exact_lens, dtype=torch.long, device=device), "n_init": n_init,
+        "mid_lens": torch.tensor(mids, dtype=torch.long, device=device),
+        "periods": torch.tensor(case["periods"], dtype=torch.long, device=device),
+    }
+    for p in ("k", "v"):
+        perm = torch.randperm(channels, generator=g)
+        n_comp = int(round(case[f"{p}_fraction"] * channels))
+        comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
+        s = torch.tensor([math.sqrt(m) / 4 for m in mids])[:, None, None]
+        out.update({
+            f"{p}_kept_idx": kept.to(device), f"{p}_comp_idx": comp.to(device),
+            f"{p}_mid_kept": put(rand(b, m_max, kept.numel()), mids, 1),
+            f"{p}_cos": (rand(b, n_comp, n_freq) * s).to(device=device, dtype=dtype),
+            f"{p}_sin": (rand(b, n_comp, n_freq) * s).to(device=device, dtype=dtype),
+            f"{p}_scale": (torch.rand(b, n_comp, generator=g) + 0.5).to(device=device, dtype=dtype),
+            f"{p}_shift": rand(b, n_comp, s=0.5).to(device=device, dtype=dtype),
+        })
+    return out
+
+
+_FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
+
+register_op(OpSpec("fourier_decode_attention_varlen", fourier_decode_attention_varlen, _varlen_cases, _varlen_inputs,
+                   float_inputs=_FLOATS, doc=fourier_decode_attention_varlen.__doc__))

@@ -1,9 +1,12 @@
-"""`python -m harness ...`: thin argument parsing over the library (run, leaderboard, methods, ops)."""
+"""`python -m harness ...`: thin argument parsing over the library (run, leaderboard, methods, ops, conform, bench)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
+from harness.conform_cli import add_conform_parser, cmd_conform
 
 DEFAULT_RESULTS = "results"
 DEFAULT_BOARD = "leaderboard"
@@ -64,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the registered KV methods and their parameters")
     sub.add_parser("ops", help="list the registered ops and their implementations")
+    add_conform_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
@@ -144,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # `python -m harness` alone prints help
         parser.print_help()
         return 0
-    handler = {"run": cmd_run, "leaderboard": cmd_leaderboard, "methods": cmd_methods, "ops": cmd_ops}[args.command]
+    handler = {"run": cmd_run, "leaderboard": cmd_leaderboard, "methods": cmd_methods, "ops": cmd_ops, "conform": cmd_conform,
+               "bench": cmd_bench}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:

@@ -1,13 +1,16 @@
 """Every registered implementation of every op against its reference (DESIGN.md, "Conformance rule").
 
 Parametrized from the registry: a new op or kernel is picked up without editing this file.
-`pytest suites/conformance --impl my_pkg.my_mod:my_fn [--op attention]` checks a user's function the same way.
+`pytest suites/conformance --impl my_pkg.my_mod:my_fn [--op attention] [--results DIR]` checks a user's function the
+same way and stores its conformance report like `python -m harness conform`.
 """
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from harness.conformance import conform, default_device, default_dtypes
+from harness.conformance_report import run_and_record
 from reference.registry import all_ops, check_signature, implementations, load_callable
 
 CASES = [
@@ -32,7 +35,10 @@ def test_every_op_has_an_implementation_besides_the_reference():
 
 
 def test_user_impl_conforms(user_impl, request, profile, device):
-    """Opt-in mode for kernel authors: one test per --impl path; deselected when none is given (conftest.py)."""
+    """Opt-in mode for kernel authors: one test per --impl path; deselected when none is given (conftest.py).
+
+    Writes the same conformance report as `python -m harness conform` into --results (default `results`).
+    """
     assert user_impl is not None, "run with --impl package.module:function"
     fn = load_callable(user_impl)
     op_opt = request.config.getoption("--op")
@@ -42,7 +48,8 @@ def test_user_impl_conforms(user_impl, request, profile, device):
     assert ops, f"{user_impl} accepts the arguments of no registered op; pass --op NAME"
     failures = []
     for op in ops:
-        report = conform(op, fn, profile, impl_name=user_impl, device=device)
+        report, _, _ = run_and_record(op, fn, user_impl, profile=profile, device=device,
+                                      max_examples=settings().max_examples, results=request.config.getoption("--results"))
         if report.passed:
             print(report.summary())  # shown with -s or -rP: the worst error against the allowed one
         else:

@@ -295,9 +295,9 @@ def test_discrete_outputs_compared_as_sets(topk_op):
 
 # --- the opt-in --impl mode of the conformance suite --------------------------------------------------------
 
-def test_pytest_impl_option_checks_a_user_function():
+def test_pytest_impl_option_checks_a_user_function(tmp_path):
     cmd = [sys.executable, "-m", "pytest", "suites/conformance/test_conformance.py::test_user_impl_conforms",
-           "-q", "-p", "no:cacheprovider", "--op", "attention",
+           "-q", "-p", "no:cacheprovider", "--op", "attention", "--results", str(tmp_path),
            "--impl", "optimized.torch_attention:attention_torch", "--impl", "suites.conformance.test_rule:wrong_scale"]
     env = {**os.environ, "HYPOTHESIS_PROFILE": "ci"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -306,3 +306,6 @@ def test_pytest_impl_option_checks_a_user_function():
     assert "1 failed, 1 passed" in text, text[-3000:]
     assert "[tolerance] attention" in text
     assert "replay: check_case('attention', get_impl('attention', 'suites.conformance.test_rule:wrong_scale')" in text
+    records = [json.loads(line) for line in (tmp_path / "conformance.jsonl").read_text().splitlines()]
+    verdict = {r["impl"]: r["value"] for r in records if r["params"]["property"] == "all" and r["metric"] == "passed"}
+    assert verdict == {"optimized.torch_attention:attention_torch": 1.0, "suites.conformance.test_rule:wrong_scale": 0.0}

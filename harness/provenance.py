@@ -27,7 +27,10 @@ def git_sha(repo_dir: str | Path | None = None) -> str:
     """HEAD's sha, with "-dirty" when tracked code has uncommitted changes; "unknown" outside git.
 
     Measurements (`results/`) and the pages built from them (`leaderboard/`) do not count: a sweep appending to
-    the committed records would otherwise stamp its own records dirty."""
+    the committed records would otherwise stamp its own records dirty. `LONGCTX_GIT_SHA` overrides it for copies of
+    the tree whose .git does not describe them."""
+    if repo_dir is None and os.environ.get("LONGCTX_GIT_SHA"):
+        return os.environ["LONGCTX_GIT_SHA"]  # copies whose .git is not the tree's (e.g. a lent GPU box) say it
     cwd = str(repo_dir or REPO)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)

@@ -125,3 +125,8 @@ def test_git_sha_unknown_outside_git_and_dirty_when_code_changed(tmp_path):
 
 def test_device_info_names_the_cpu():
     assert device_info("cpu").startswith("cpu: ") and "threads" in device_info("cpu")
+
+
+def test_git_sha_can_be_given_for_a_copied_tree(monkeypatch):
+    monkeypatch.setenv("LONGCTX_GIT_SHA", "abc123+uncommitted")
+    assert git_sha() == "abc123+uncommitted"

@@ -34,7 +34,8 @@ import torch
 
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tensor_bytes
 from reference.kv.fourier_search import FourierDims, search_dims
-from reference.ops.fourier import assemble, dft_basis, fourier_compress, fourier_reconstruct, moment_match
+from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
+from reference.ops.fourier_update import fourier_stream_update
 
 OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
 
@@ -97,11 +98,8 @@ class FourierSpan:
             raise RuntimeError(f"the middle span is full ({self.mid_len} of period {self.period} slots, {n} more "
                                "tokens): build the PrefillLayer with max_new_tokens >= the number of tokens appended")
         self.mid_kept = torch.cat([self.mid_kept, tokens[:, :, self.kept_idx]], dim=1)
-        phases = torch.arange(self.mid_len, self.mid_len + n, device=tokens.device)
-        cos, sin = dft_basis(phases, self.cos.shape[2], self.period, torch.float32)  # [n, N]
-        x = tokens[:, :, self.comp_idx].float()  # [B, n, Cc]
-        self.cos = self.cos + torch.einsum("bnc,nf->bcf", x, cos)
-        self.sin = self.sin + torch.einsum("bnc,nf->bcf", x, sin)
+        self.cos, self.sin = fourier_stream_update(self.cos, self.sin, tokens[:, :, self.comp_idx], self.mid_len,
+                                                   self.period)
         self.mid_len += n
 
     def op_args(self, prefix: str) -> dict:

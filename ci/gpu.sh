@@ -9,7 +9,9 @@
 # Environment:
 #   QUICK=1                a small grid (one shape, batch 1 and 4, 4k and 32k tokens) and fewer conformance examples
 #   BENCH_ARGS="..."       extra arguments for `python -m harness bench` (e.g. "--rerun" or "--full-grid")
-#   GPU_CONFORM_EXAMPLES   hypothesis examples per (op, dtype) in the GPU conformance test (default 15, QUICK 8)
+#   GPU_CONFORM_EXAMPLES   hypothesis examples per (op, dtype) in the GPU conformance test (default 15, QUICK 8);
+#                          each kernel's report and its speed vs the reference go to $LONGCTX_RESULTS (results/)
+#   LONGCTX_GIT_SHA        the commit the records name, when this tree is a copy whose .git is not that commit
 #   BENCH_BUDGET_S         seconds the benchmark may run before it is interrupted (default 240; every finished
 #                          configuration is already in the store, and running the script again resumes)
 #   PERF_BUDGET_S          seconds the perf suite may run before it is interrupted (default 60)
@@ -24,6 +26,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export HYPOTHESIS_PROFILE=gpu
+export LONGCTX_RESULTS="${LONGCTX_RESULTS:-results}"  # the gpu conformance test stores its reports + speed here
 PY="${PYTHON:-python3}"
 QUICK="${QUICK:-0}"
 if [ "$QUICK" = "1" ]; then
@@ -79,7 +82,7 @@ timeout -s INT -k 60 "$perf_budget" "$PY" -m pytest -m gpu suites/perf -q -p no:
   --junitxml="$work/pytest-perf-junit.xml" ${bench_json[@]+"${bench_json[@]}"} 2>&1 | tee "$work/pytest.log"
 perf_rc=${PIPESTATUS[0]}
 echo "== pytest -m gpu suites/ (budget ${budget}s, ${GPU_CONFORM_EXAMPLES} conformance examples per op and dtype)"
-timeout -s INT -k 60 "$budget" "$PY" -m pytest -m gpu suites/ --ignore=suites/perf -q -p no:cacheprovider \
+timeout -s INT -k 60 "$budget" "$PY" -m pytest -m gpu suites/ --ignore=suites/perf -q -s -p no:cacheprovider \
   --continue-on-collection-errors --junitxml="$work/pytest-gpu-junit.xml" 2>&1 | tee -a "$work/pytest.log"
 gpu_rc=${PIPESTATUS[0]}
 pytest_rc=$(( perf_rc != 0 ? perf_rc : gpu_rc ))

@@ -165,6 +165,17 @@ def fourier_stream_update_triton(c_cos, c_sin, x, start, period):
     return fourier_project_triton(x, c_cos.shape[2], period, start=start, c_cos=c_cos, c_sin=c_sin)
 
 
+@triton.jit
+def _softmax_step(s, v, m_i, l_i, acc, DT: tl.constexpr, PREC: tl.constexpr):
+    """One online-softmax tile: scores s [M, T] (masked to -inf), values v [T, D]; returns the new (m, l, acc)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    p = tl.exp(s - m_new[:, None])
+    alpha = tl.exp(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
+    return m_new, l_i, acc
+
+
 # ---------------------------------------------------------------- decode attention
 @triton.jit
 def _decode_kernel(
@@ -210,12 +221,7 @@ def _decode_kernel(
         s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
         visible = j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None])
         s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
-        m_i = m_new
+        m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, DT, PREC)
 
     # (b) the middle span: critical channels gathered exact, compressed ones rebuilt here.
     c = h * D + ds
@@ -261,12 +267,7 @@ def _decode_kernel(
         v = tl.where(v_comp[None, :], rv * v_sc[None, :] + v_sh[None, :], v_ex)
         s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
         s = tl.where(t_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
-        m_i = m_new
+        m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, DT, PREC)
 
     part = bh * num_splits + split
     tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc)

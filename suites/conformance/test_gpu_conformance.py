@@ -2,8 +2,10 @@
 
 The CPU tier checks Triton kernels under TRITON_INTERPRET=1 in fp16/fp32 only (bf16 `tl.dot` is wrong in the
 interpreter: DESIGN.md); this is where the compiled kernels and bf16 are checked, with the `gpu` input profile
-(LLaMA-3-8B/SmolLM2 heads, long caches). Examples per dtype: the hypothesis profile's (HYPOTHESIS_PROFILE=gpu: 200),
-or GPU_CONFORM_EXAMPLES. Run with `pytest -m gpu suites/conformance`.
+(LLaMA-3-8B/SmolLM2 heads, long caches). Examples per dtype: the profile's 200, or GPU_CONFORM_EXAMPLES.
+Run with `pytest -m gpu suites/conformance`. With LONGCTX_RESULTS=DIR set (ci/gpu.sh sets it) each kernel's
+report, and its speed against the reference and the copy roofline, go into DIR/conformance.jsonl exactly as
+`python -m harness conform --profile gpu --device cuda` writes them, so the kernels board shows the GPU runs.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.conformance import conform, uses_triton
+from harness.conformance import uses_triton
+from harness.conformance_report import dtype_name, run_and_record
 from reference.registry import all_ops, get_op, implementations
 
 pytestmark = pytest.mark.gpu
@@ -30,13 +33,17 @@ def _triton_impls() -> list[tuple[str, str]]:
             if name == "triton" or uses_triton(fn)]
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 @pytest.mark.parametrize("op, impl", _triton_impls() or [pytest.param(None, None, marks=pytest.mark.skip("no Triton impl"))])
-def test_triton_impl_conforms_on_gpu(op, impl, dtype):
+def test_triton_impl_conforms_on_gpu(op, impl):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    if dtype not in get_op(op).dtypes:
-        pytest.skip(f"op {op!r} does not support {dtype}")
+    dtypes = tuple(d for d in (torch.bfloat16, torch.float16, torch.float32) if d in get_op(op).dtypes)
     examples = int(os.environ.get("GPU_CONFORM_EXAMPLES", "0")) or None
-    report = conform(op, impl, profile="gpu", dtypes=(dtype,), max_examples=examples, device="cuda")
+    fn = implementations(op)[impl]
+    report, speed, _ = run_and_record(op, fn, impl, profile="gpu", device="cuda", max_examples=examples,
+                                      dtypes=dtypes, results=os.environ.get("LONGCTX_RESULTS") or None,
+                                      progress=print)
+    assert set(report.dtypes) == {dtype_name(d) for d in dtypes}, report.dtypes
     assert report.passed, report.summary()
+    if speed is not None:
+        assert "impl_ms" in speed, f"{op}/{impl}: conforming, but not timed: {speed.get('error')}"

@@ -22,7 +22,7 @@
 #   PYTEST_ARGS            extra arguments for the gpu pytest step (e.g. -k "fourier_decode_attention-triton")
 #   OUT                    if set, results/*.jsonl written by this run, the junit xml, the benchmark json and the
 #                          log are copied there
-# Seen on one H100 (2026-11-27): the default grid (30 configurations x 3 kernels) about 3 minutes, the perf suite 10 s,
+# Seen on one H100 (2026-11-27): the default grid (30 configurations x 3 kernels; 38 since batch 8 joined) about 3 minutes, the perf suite 10 s,
 # the gpu conformance of the 5 Triton kernels at 8 examples per dtype about 10 minutes (compiles dominate). The
 # budgets cap the whole script at 240 + 60 + 720 s plus versions and copying.
 set -uo pipefail

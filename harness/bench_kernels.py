@@ -67,10 +67,10 @@ IMPLS = {
 TASKS = {i.task for i in IMPLS.values()}
 
 DEFAULT_CONTEXTS = (4096, 8192, 16384, 32768, 65536, 131072)
-DEFAULT_BATCHES = (1, 4, 16)
+DEFAULT_BATCHES = (1, 4, 8, 16)
 # The default grid stops larger batches at shorter contexts so `ci/gpu.sh` fits its time on one H100;
 # giving --batches or --contexts (or --full-grid) measures the whole cross product.
-DEFAULT_MAX_CONTEXT = {4: 65536, 16: 32768}
+DEFAULT_MAX_CONTEXT = {4: 65536, 8: 32768, 16: 32768}
 QUICK = dict(shapes=("llama3-8b",), batches=(1, 4), contexts=(4096, 32768))
 
 

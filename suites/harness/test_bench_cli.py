@@ -33,7 +33,8 @@ def test_default_grid_caps_long_contexts_for_large_batches():
     cells = bk.grid(config)
     assert ("llama3-8b", 1, 131072) in cells and ("llama3-8b", 4, 65536) in cells
     assert ("llama3-8b", 4, 131072) not in cells and ("smollm2", 16, 65536) not in cells
-    assert len(cells) == 2 * (6 + 5 + 4)
+    assert ("llama3-8b", 8, 32768) in cells and ("llama3-8b", 8, 65536) not in cells  # the targets name batch 8 at 32k
+    assert len(cells) == 2 * (6 + 5 + 4 + 4)
 
 
 def test_explicit_lists_measure_the_cross_product():

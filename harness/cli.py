@@ -10,7 +10,7 @@ from harness.conform_cli import add_conform_parser, cmd_conform
 
 DEFAULT_RESULTS = "results"
 DEFAULT_BOARD = "leaderboard"
-SUITES = ("niah",)
+SUITES = ("niah", "scheduling")
 
 
 def _list(kind, name: str):
@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-leaderboard", action="store_true")
     run.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     run.add_argument("--no-progress", action="store_true")
+    sched = run.add_argument_group("--suite scheduling (speculative-decoding serving: LAPS-SD and baselines)")
+    sched.add_argument("--policies", type=_list(str, "--policies"), default=None, help="comma-separated; default: all")
+    sched.add_argument("--workloads", type=_list(str, "--workloads"), default=None, help="paper-like, sharegpt (default: both)")
+    sched.add_argument("--rates", type=_list(float, "--rates"), default=None, help="arrival rates, requests/s (default: --loads)")
+    sched.add_argument("--loads", type=_list(float, "--loads"), default=(0.5, 0.7, 0.9), help="arrival rates as fractions of capacity")
+    sched.add_argument("--n-requests", type=int, default=None, help="requests per cell (default: sim 300, real 10)")
+    sched.add_argument("--mode", default="sim", choices=("sim", "real"), help="simulate, or really serve with the embedded model")
+    sched.add_argument("--no-sweep", action="store_true", help="skip the LAPS-SD parameter sweep")
 
     board = sub.add_parser("leaderboard", help="build leaderboard/README.md and index.html from the store")
     board.add_argument("--results", default=DEFAULT_RESULTS)
@@ -73,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    if args.suite == "scheduling":
+        return cmd_run_scheduling(args)
     from tabulate import tabulate
 
     from harness.run_niah import NiahConfig, run_niah
@@ -110,6 +120,28 @@ def cmd_run(args) -> int:
         for m, s in sorted(summary["methods"].items(), key=lambda kv: -kv[1]["accuracy"])
     ]
     print(tabulate(rows, headers=["method", "accuracy %", "cells", "KV MiB (mean)", "KV % of full"]))
+    print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
+    if not args.no_leaderboard:
+        return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
+    return 0
+
+
+def cmd_run_scheduling(args) -> int:
+    """`run --suite scheduling`: the simulated sweep (default) or the real serving loop (`--mode real`)."""
+    if args.mode == "real":
+        from harness.serve_real import RealConfig, run_real
+
+        config = RealConfig(policies=tuple(args.policies or ()), rates=tuple(args.rates or ()),
+                            n_requests=10 if args.n_requests is None else args.n_requests, seed=args.seed, results=args.results, rerun=args.rerun)
+        summary = run_real(config, progress=not args.no_progress)
+    else:
+        from harness.run_scheduling import SchedConfig, run_scheduling
+
+        config = SchedConfig(policies=tuple(args.policies or ()), workloads=tuple(args.workloads or ("paper-like", "sharegpt")),
+                             loads=tuple(args.loads), rates=tuple(args.rates or ()), n_requests=300 if args.n_requests is None else args.n_requests,
+                             seed=args.seed, sweep=not args.no_sweep, results=args.results, rerun=args.rerun)
+        summary = run_scheduling(config, progress=not args.no_progress)
+    print(summary["table"])
     print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
     if not args.no_leaderboard:
         return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))

@@ -41,3 +41,48 @@ def prefill_layers(draw, min_len: int = 8, max_len: int = 160, max_protected: in
 
 
 TOKEN_METHODS = ("full", "streaming_llm", "h2o", "snapkv", "pyramidkv", "tova", "knorm")
+
+
+# ---------------------------------------------------------------- scheduling: traces, cost models, servers
+@st.composite
+def acceptance_traces(draw, n: int | None = None):
+    """Traces (reference.scheduling.trace.Trace) of random per-step acceptance whose rate drifts then settles:
+    draft_len 1..6, output 1..200 tokens, prompt 1..300 tokens."""
+    from reference.scheduling.trace import Trace, emitted
+
+    g = draw(st.integers(1, 6))
+    count = n or draw(st.integers(1, 6))
+    out = []
+    for i in range(count):
+        length = draw(st.integers(1, 200))
+        early, late = draw(st.integers(0, g)), draw(st.integers(0, g))
+        jitter = draw(st.lists(st.integers(-1, 1), min_size=1, max_size=8))
+        acc, k = [], 0
+        while sum(a + 1 for a in acc) < length:
+            base = early if len(acc) < 5 else late
+            acc.append(min(max(base + jitter[k % len(jitter)], 0), g))
+            k += 1
+        acc = acc[:len(emitted(acc, length))]
+        out.append(Trace(f"t{i}", "hypothesis", draw(st.integers(1, 300)), length, g, tuple(acc)))
+    return out
+
+
+@st.composite
+def cost_models(draw, draft_len: int):
+    """SpecCostModel with positive random coefficients (never zero), seconds."""
+    from reference.scheduling.cost_model import SpecCostModel
+
+    pos = st.floats(1e-4, 5e-2)
+    per_tok = st.floats(1e-8, 1e-5)
+    return SpecCostModel(draft_len, (draw(pos), draw(pos), draw(per_tok)), (draw(pos), draw(pos), draw(per_tok)),
+                         (draw(pos), draw(per_tok)))
+
+
+@st.composite
+def server_configs(draw):
+    from reference.scheduling.simulator import ServerConfig
+
+    capacity = draw(st.one_of(st.none(), st.integers(700, 4000)))
+    return ServerConfig(max_batch=draw(st.integers(1, 8)), token_budget=draw(st.integers(16, 2048)),
+                        kv_capacity=capacity, preemption=draw(st.sampled_from(["recompute", "swap"])),
+                        swap_s_per_token=draw(st.floats(0, 1e-4)))

@@ -1,0 +1,311 @@
+"""The schedulers board: speculative-decoding request scheduling (suite "scheduling"), LAPS-SD against its baselines.
+
+LAPS-SD: Li, Chen, Li, "Semi-Clairvoyant Scheduling of Speculative Decoding Requests to Minimize LLM Inference
+Latency", arXiv 2505.17074 (IJCAI 2025). Records (one per metric and cell, written by the scheduling suite):
+task = workload (or "decision-overhead"), method = policy, impl = "sim" (discrete-event simulator) or "real"
+(executed serving loop), model = acceptance-trace source, params = {rate, n_requests, max_batch, draft_len, seed,
+cost_device, ...}. The "mean_latency_s" record carries extra = {"latencies": [...], "ttfts": [...]} for the CDFs.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from harness.leaderboard import Board
+
+POLICIES = ("fcfs", "sjf_predicted", "las_mlfq", "laps_sd", "srpt_oracle")
+BASELINES = ("fcfs", "sjf_predicted", "las_mlfq")  # non-clairvoyant: the ones LAPS-SD must beat
+ORACLE = "srpt_oracle"
+LAPS = "laps_sd"
+OVERHEAD_TASK = "decision-overhead"
+OVERHEAD_TARGET_US = 50.0
+SIM_REAL_TARGET = 0.15
+LATENCY_METRICS = ("mean_latency_s", "p50_latency_s", "p99_latency_s", "mean_ttft_s", "p99_ttft_s",
+                   "mean_norm_latency_s", "throughput_tok_s")
+# A cell's point: rate (x axis) and seed (averaged over) vary inside one table; every other param names the table.
+VARYING = ("rate", "seed")
+
+
+def _policy_order(method: str) -> tuple:
+    return (POLICIES.index(method), "") if method in POLICIES else (len(POLICIES), method)
+
+
+def _proto(r: dict) -> str:
+    return json.dumps(r.get("protocol", {}), sort_keys=True)
+
+
+def _newest(records: list[dict]) -> list[dict]:
+    """Scheduling records, the newest (by `time`) per (task, method, impl, model, params, metric)."""
+    newest: dict[tuple, dict] = {}
+    for r in sorted((r for r in records if r["suite"] == "scheduling"), key=lambda r: r["time"]):
+        key = (r["task"], r["method"], r["impl"], r["model"], json.dumps(r["params"], sort_keys=True), r["metric"])
+        newest[key] = r  # stable sort: of equal times the later-stored record wins
+    return list(newest.values())
+
+
+def _fmt(v: float | None, spec: str = ".4g") -> str:
+    return "—" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def _setting(params: dict) -> dict:
+    return {k: v for k, v in sorted(params.items()) if k not in VARYING}
+
+
+def _setting_text(params: dict) -> str:
+    first = ("n_requests", "max_batch", "draft_len")
+    keys = sorted(_setting(params), key=lambda k: (k not in first, k == "cost_device", first.index(k) if k in first else k))
+    return ", ".join(f"{k} {params[k]}" for k in keys)
+
+
+def _points(records: list[dict]) -> dict[tuple, dict]:
+    """Simulated latency records -> {(task, model, setting, protocol): {(rate, method): point}}.
+
+    A point averages each metric over the seeds measured and pools their per-request latencies and TTFTs.
+    """
+    per_seed: dict[tuple, dict] = defaultdict(lambda: {"metrics": defaultdict(dict), "latencies": [], "ttfts": []})
+    for r in records:
+        if r["impl"] != "sim" or r["task"] == OVERHEAD_TASK or r["metric"] not in LATENCY_METRICS:
+            continue
+        p = r["params"]
+        key = (r["task"], r["model"], json.dumps(_setting(p), sort_keys=True), _proto(r))
+        pt = per_seed[(key, float(p.get("rate", float("nan"))), r["method"])]
+        pt["metrics"][r["metric"]][p.get("seed")] = r["value"]
+        if r["metric"] == "mean_latency_s":
+            pt["latencies"] += list((r.get("extra") or {}).get("latencies", []))
+            pt["ttfts"] += list((r.get("extra") or {}).get("ttfts", []))
+    groups: dict[tuple, dict] = defaultdict(dict)
+    for (key, rate, method), pt in per_seed.items():
+        seeds = set().union(*(s.keys() for s in pt["metrics"].values()))
+        groups[key][(rate, method)] = {
+            "metrics": {m: sum(s.values()) / len(s) for m, s in pt["metrics"].items()},
+            "seeds": len(seeds), "latencies": pt["latencies"], "ttfts": pt["ttfts"]}
+    return groups
+
+
+def laps_comparison(points: dict[tuple, dict]) -> list[dict]:
+    """Per rate where LAPS-SD ran: the best (lowest mean latency) non-clairvoyant baseline, LAPS-SD's reduction of
+    it and its gap to the SRPT oracle, both in % of the other's mean latency."""
+    rows = []
+    for rate in sorted({rate for rate, _ in points}):
+        mean = {m: pt["metrics"]["mean_latency_s"] for (r, m), pt in points.items()
+                if r == rate and "mean_latency_s" in pt["metrics"]}
+        if LAPS not in mean:
+            continue
+        base = min((m for m in BASELINES if m in mean), key=lambda m: mean[m], default=None)
+        laps, srpt = mean[LAPS], mean.get(ORACLE)
+        rows.append({
+            "rate": rate, "baseline": base, "baseline_mean": mean[base] if base else None, "laps_mean": laps,
+            "reduction_pct": 100 * (mean[base] - laps) / mean[base] if base and mean[base] else None,
+            "srpt_mean": srpt, "gap_pct": 100 * (laps - srpt) / srpt if srpt else None})
+    return rows
+
+
+def _load_plot(points: dict[tuple, dict], title: str) -> bytes:
+    """Mean and p99 latency vs arrival rate, one line per policy; log y when the values span over a decade."""
+    from harness.leaderboard import _png, plt  # the leaderboard imports this module to list the board
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    methods = sorted({m for _, m in points}, key=_policy_order)
+    for ax, metric, label in zip(axes, ("mean_latency_s", "p99_latency_s"), ("mean latency (s)", "p99 latency (s)")):
+        values = []
+        for method in methods:
+            pts = sorted((rate, pt["metrics"][metric]) for (rate, m), pt in points.items()
+                         if m == method and metric in pt["metrics"])
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=method, lw=2.2 if method == LAPS else 1.2,
+                        ls="--" if method == ORACLE else "-")
+                values += [v for _, v in pts]
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) / min(positive) > 10:
+            ax.set_yscale("log")
+        ax.set_xlabel("arrival rate (requests/s)", fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    return _png(fig)
+
+
+def _cdf_plot(points: dict[tuple, dict], rate: float, title: str) -> bytes:
+    """Empirical CDFs of per-request latency and TTFT at one rate, one line per policy."""
+    from harness.leaderboard import _png, plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    methods = sorted((m for r, m in points if r == rate), key=_policy_order)
+    for ax, field, label in zip(axes, ("latencies", "ttfts"), ("end-to-end latency (s)", "time to first token (s)")):
+        values = []
+        for method in methods:
+            xs = np.sort(np.asarray(points[(rate, method)][field], dtype=float))
+            if xs.size:
+                ax.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post", label=method,
+                        lw=2.2 if method == LAPS else 1.2, ls="--" if method == ORACLE else "-")
+                values += [xs[0], xs[-1]]
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) / min(positive) > 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel("fraction of requests", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3, which="both")
+        if values:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    return _png(fig)
+
+
+def _warn(md: list[str], hp: list[str], text: str) -> None:
+    md.append(f"> {text}\n")
+    hp.append(f'<p class="warn">{html.escape(text)}</p>')
+
+
+def _table(md: list[str], hp: list[str], headers: list[str], rows: list[list]) -> None:
+    from harness.leaderboard import _table_html
+
+    md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
+    hp.append(_table_html(headers, rows))
+
+
+def _text(md: list[str], hp: list[str], text: str) -> None:
+    md.append(text + "\n")
+    hp.append(f"<p>{html.escape(text)}</p>")
+
+
+def _workload_sections(board, groups: dict[tuple, dict], md: list[str], hp: list[str]) -> None:
+    from harness.leaderboard import _img
+
+    protocols = defaultdict(set)
+    for task, model, setting, proto in groups:
+        protocols[(task, model, setting)].add(proto)
+    headers = ["rate req/s", "policy", "mean s", "p50 s", "p99 s", "mean TTFT s", "p99 TTFT s",
+               "latency/token s", "throughput tok/s", "seeds"]
+    vs_headers = ["rate req/s", "best baseline", "its mean s", f"{LAPS} mean s", "LAPS-SD reduction %",
+                  f"{ORACLE} mean s", "gap to SRPT %"]
+    for n, ((task, model, setting, proto), points) in enumerate(sorted(groups.items())):
+        heading = f"{task}: trace {model}, {_setting_text(json.loads(setting))} (sim)"
+        md.append(f"### {heading}\n")
+        hp.append(f"<h3>{html.escape(heading)}</h3>")
+        if len(protocols[(task, model, setting)]) > 1:
+            _warn(md, hp, "Warning: records of this workload were measured under different protocols; they are shown "
+                          f"in separate tables and not compared. This table's protocol: `{proto}`")
+        rows = []
+        for rate, method in sorted(points, key=lambda k: (k[0], _policy_order(k[1]))):
+            m = points[(rate, method)]["metrics"]
+            rows.append([f"{rate:g}", method, *(_fmt(m.get(k)) for k in LATENCY_METRICS[:6]),
+                         _fmt(m.get("throughput_tok_s"), ".1f"), points[(rate, method)]["seeds"]])
+        _table(md, hp, headers, rows)
+        vs = laps_comparison(points)
+        if vs:
+            _table(md, hp, vs_headers, [[f"{v['rate']:g}", v["baseline"] or "—", _fmt(v["baseline_mean"]),
+                                         _fmt(v["laps_mean"]), _fmt(v["reduction_pct"], "+.1f"),
+                                         _fmt(v["srpt_mean"]), _fmt(v["gap_pct"], "+.1f")] for v in vs])
+        tag = f"sched_{n}"
+        if any("mean_latency_s" in pt["metrics"] for pt in points.values()):
+            name = f"{tag}_load.png"
+            board.figures[name] = _load_plot(points, f"latency vs load — {heading}")
+            md.append(f"![latency vs load]({name})\n")
+            hp.append(_img(name, board.figures[name], f"Mean and p99 latency vs arrival rate, {heading}"))
+        top = max(rate for rate, _ in points)
+        if any(pt["latencies"] or pt["ttfts"] for (rate, _), pt in points.items() if rate == top):
+            name = f"{tag}_cdf.png"
+            board.figures[name] = _cdf_plot(points, top, f"CDFs at {top:g} req/s — {heading}")
+            md.append(f"![latency and TTFT CDFs]({name})\n")
+            hp.append(_img(name, board.figures[name], f"Latency and TTFT CDFs at {top:g} requests/s, {heading}"))
+
+
+def _overhead_section(records: list[dict], md: list[str], hp: list[str]) -> None:
+    recs = [r for r in records if r["task"] == OVERHEAD_TASK and r["metric"] == "decision_overhead_us"]
+    if not recs:
+        return
+    md.append("### Scheduling decision overhead\n")
+    hp.append("<h3>Scheduling decision overhead</h3>")
+    _text(md, hp, f"Mean wall time of one scheduling decision (picking the batch of the next step) with `queued` "
+                  f"requests waiting, in µs, against the {OVERHEAD_TARGET_US:g} µs target; measured on the device shown.")
+    headers = ["queued", "policy", "impl", "µs per step", f"≤ {OVERHEAD_TARGET_US:g} µs", "other params", "device"]
+    protocols = sorted({_proto(r) for r in recs})
+    for proto in protocols:
+        if len(protocols) > 1:
+            _warn(md, hp, f"Measurements under different protocols are listed apart. This table's protocol: `{proto}`")
+        group = sorted((r for r in recs if _proto(r) == proto),
+                       key=lambda r: (r["params"].get("queued", 0), _policy_order(r["method"]), r["impl"], r["device"]))
+        _table(md, hp, headers, [
+            [r["params"].get("queued", "?"), r["method"], r["impl"], f"{r['value']:.2f}",
+             "yes" if r["value"] <= OVERHEAD_TARGET_US else "NO",
+             ", ".join(f"{k} {v}" for k, v in sorted(r["params"].items()) if k != "queued") or "—", r["device"]]
+            for r in group])
+
+
+def sim_vs_real(records: list[dict]) -> list[dict]:
+    """Mean latency of the same cell (task, policy, trace, params, protocol) simulated and really served.
+
+    rel_diff = (sim - real) / real. Cells only simulated are left out; cells only served keep sim = None.
+    """
+    cells: dict[tuple, dict] = defaultdict(dict)
+    for r in records:
+        if r["metric"] == "mean_latency_s" and r["impl"] in ("sim", "real") and r["task"] != OVERHEAD_TASK:
+            key = (r["task"], r["method"], r["model"], json.dumps(r["params"], sort_keys=True), _proto(r))
+            cells[key][r["impl"]] = r["value"]
+    rows = []
+    for (task, method, model, params, proto), v in cells.items():
+        if "real" not in v:
+            continue
+        sim, real = v.get("sim"), v["real"]
+        rows.append({"task": task, "method": method, "model": model, "params": json.loads(params), "protocol": proto,
+                     "sim": sim, "real": real, "rel_diff": (sim - real) / real if sim is not None and real else None})
+    return sorted(rows, key=lambda x: (x["task"], x["model"], x["params"].get("rate", 0), _policy_order(x["method"]),
+                                       json.dumps(x["params"], sort_keys=True)))
+
+
+def _sim_vs_real_section(records: list[dict], md: list[str], hp: list[str]) -> None:
+    rows = sim_vs_real(records)
+    if not rows:
+        return
+    md.append("### Simulator vs real serving loop\n")
+    hp.append("<h3>Simulator vs real serving loop</h3>")
+    _text(md, hp, "Mean end-to-end latency of the same requests, policy and parameters in the discrete-event simulator "
+                  "and in the executed serving loop; sim − real in % of real, against the "
+                  f"±{100 * SIM_REAL_TARGET:g}% target.")
+    headers = ["workload", "policy", "rate req/s", "seed", "trace", "sim mean s", "real mean s", "sim − real %",
+               f"within {100 * SIM_REAL_TARGET:g}%", "other params"]
+    protocols = sorted({x["protocol"] for x in rows})
+    for proto in protocols:
+        if len(protocols) > 1:
+            _warn(md, hp, f"Measurements under different protocols are listed apart. This table's protocol: `{proto}`")
+        _table(md, hp, headers, [
+            [x["task"], x["method"], _fmt(x["params"].get("rate"), "g"), x["params"].get("seed", "—"), x["model"],
+             _fmt(x["sim"]), _fmt(x["real"]), _fmt(None if x["rel_diff"] is None else 100 * x["rel_diff"], "+.1f"),
+             "—" if x["rel_diff"] is None else ("yes" if abs(x["rel_diff"]) <= SIM_REAL_TARGET else "NO"),
+             _setting_text(x["params"]) or "—"]
+            for x in rows if x["protocol"] == proto])
+
+
+def schedulers_board(records: list[dict]) -> Board | None:
+    """The scheduling suite's board, or None without scheduling records."""
+    from harness.leaderboard import Board
+
+    recs = _newest(records)
+    if not recs:
+        return None
+    board = Board("Schedulers: speculative-decoding serving (LAPS-SD)")
+    intro = ("Requests of each workload arrive as a Poisson process at `rate` requests/s and are served with "
+             "continuous batching and speculative decoding (`draft_len` tokens drafted per step, at most `max_batch` "
+             "requests per step); the policy picks which queued requests run each step. Sim tables replay the "
+             "trace's measured acceptances in the discrete-event simulator, with step times from the cost model "
+             "measured on `cost_device`. Latency: arrival to last token; TTFT: arrival to first token; latency/token: "
+             "each request's latency over its output tokens, averaged; values are means over seeds. LAPS-SD "
+             f"reduction: how much lower LAPS-SD's mean latency is than the best (lowest) of the non-clairvoyant "
+             f"baselines ({', '.join(BASELINES)}), in % of that baseline's; gap to SRPT: how much higher it is than "
+             f"{ORACLE}'s (which knows every output length), in % of the oracle's. CDFs are at each workload's "
+             "highest rate.")
+    md, hp = [intro + "\n"], [f"<p>{html.escape(intro)}</p>"]
+    _workload_sections(board, _points(recs), md, hp)
+    _overhead_section(recs, md, hp)
+    _sim_vs_real_section(recs, md, hp)
+    board.markdown, board.html = "\n".join(md), "\n".join(hp)
+    return board

@@ -1,0 +1,201 @@
+"""The scheduling suite: policies x workloads x arrival rates in the simulator (or the real serving loop), and
+each policy's decision overhead, into the results store (results/scheduling.jsonl). Resumable: a cell already in
+the store is skipped.
+
+Workloads (WORKLOADS): "paper-like" replays our real SmolLM2 acceptance traces with their own output lengths at
+batch size 1 (the paper's analysis setting, arXiv 2505.17074 sec. 3; its prompt sets mix chat and code, as ours
+do); "sharegpt" draws ShareGPT-like lengths (fixtures/scheduling/output_lengths.json) and serves them with
+continuous batching (8 requests, a 4096-token budget, 16k tokens of KV, recompute preemption). Rates: either
+absolute (requests/s) or fractions of the server's capacity (`loads`), the capacity being max_batch over the mean
+time a request keeps a full batch's slot busy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from harness.provenance import device_info, git_sha, versions
+from harness.store import ResultsStore, cell_key, make_record
+from reference.scheduling.cost_model import SpecCostModel
+from reference.scheduling.metrics import UNITS, summarize
+from reference.scheduling.overhead import decision_overhead
+from reference.scheduling.policies import make_policy, policy_names
+from reference.scheduling.simulator import ServerConfig, simulate
+from reference.scheduling.trace import load_traces
+from reference.scheduling.workload import FIXTURES, Request, WorkloadSpec, make_requests
+
+SUITE = "scheduling"
+TRACES = FIXTURES / "traces_smollm2_cpu.jsonl"
+COST_FILES = {"cpu": FIXTURES / "step_times_cpu.json", "cuda": FIXTURES / "step_times_h100.json"}
+WORKLOADS = {
+    "paper-like": dict(lengths="traces", server=ServerConfig(max_batch=1, token_budget=4096), cost="cpu"),
+    "sharegpt": dict(lengths="sharegpt", server=ServerConfig(max_batch=8, token_budget=4096, kv_capacity=16384),
+                     cost="cuda"),
+}
+# LAPS-SD settings the paper leaves open, swept beside the defaults (reported as extra policy rows).
+LAPS_SWEEP = ({"levels": 1}, {"min_steps": 2, "window": 1}, {"tol": 0.2})
+
+
+@dataclass(frozen=True)
+class SchedConfig:
+    policies: tuple[str, ...] = ()  # () = every registered policy
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
+    loads: tuple[float, ...] = (0.5, 0.7, 0.9)
+    rates: tuple[float, ...] = ()  # absolute requests/s; when given, replaces loads
+    n_requests: int = 300
+    seed: int = 0
+    predictor_error: float = 0.5
+    sweep: bool = True  # also run LAPS_SWEEP variants of laps_sd
+    overhead_queued: int = 1000
+    traces: str = str(TRACES)
+    results: str = "results"
+    rerun: bool = False
+
+    def validate(self) -> None:
+        known = policy_names()
+        bad = [p for p in self.policies if p not in known]
+        if bad:
+            raise ValueError(f"policies: unknown {bad}; registered: {known}")
+        bad = [w for w in self.workloads if w not in WORKLOADS]
+        if bad or not self.workloads:
+            raise ValueError(f"workloads: unknown {bad or 'none given'}; known: {list(WORKLOADS)}")
+        if not self.rates and (not self.loads or any(not 0 < x < 1.5 for x in self.loads)):
+            raise ValueError(f"loads must be fractions of capacity in (0, 1.5), got {list(self.loads)}")
+        if any(not r > 0 for r in self.rates):
+            raise ValueError(f"rates must be positive requests per second, got {list(self.rates)}")
+        if self.n_requests < 1:
+            raise ValueError(f"n_requests must be >= 1, got {self.n_requests}")
+
+
+def cost_model(kind: str) -> SpecCostModel:
+    """The measured cost model of a workload: its device's step-times file, else the CPU one."""
+    path = COST_FILES[kind] if COST_FILES[kind].is_file() else COST_FILES["cpu"]
+    if not path.is_file():
+        raise FileNotFoundError(f"no step-times file at {path}: run fixtures/scheduling/make_traces.py")
+    return SpecCostModel.from_file(path)
+
+
+def capacity(requests: list[Request], cost: SpecCostModel, max_batch: int) -> float:
+    """Requests/s a full batch sustains: max_batch / mean busy time of one request's slot."""
+    busy = []
+    for r in requests:
+        steps = len(r.accepted)
+        ctx = r.prompt_len + r.output_len / 2
+        busy.append(cost.prefill_time(r.prompt_len) + steps * cost.step_time(max_batch, int(max_batch * ctx)))
+    return max_batch / (sum(busy) / len(busy))
+
+
+def policy_variants(config: SchedConfig) -> list[tuple[str, str, dict]]:
+    """(label, policy name, params): each policy at its defaults, plus the LAPS-SD sweep."""
+    names = list(config.policies) or policy_names()
+    out = [(n, n, {}) for n in names]
+    if config.sweep and "laps_sd" in names:
+        for kw in LAPS_SWEEP:
+            out.append(("laps_sd(" + ",".join(f"{k}={v}" for k, v in kw.items()) + ")", "laps_sd", kw))
+    return out
+
+
+def plan(config: SchedConfig) -> list[dict]:
+    """Every simulated cell: workload, rate (and load), policy variant, with its requests built lazily."""
+    traces = load_traces(config.traces)
+    cells = []
+    for wname in config.workloads:
+        w = WORKLOADS[wname]
+        cost = cost_model(w["cost"])
+        probe = make_requests(WorkloadSpec(wname, w["lengths"], config.n_requests, 1.0, config.predictor_error,
+                                           config.seed), traces)
+        cap = capacity(probe, cost, w["server"].max_batch)
+        points = [(r, r / cap) for r in config.rates] or [(x * cap, x) for x in config.loads]
+        for rate, load in points:
+            requests = make_requests(WorkloadSpec(wname, w["lengths"], config.n_requests, rate,
+                                                  config.predictor_error, config.seed), traces)
+            for label, name, kw in policy_variants(config):
+                params = {"rate": round(rate, 6), "n_requests": config.n_requests,
+                          "max_batch": w["server"].max_batch, "token_budget": w["server"].token_budget,
+                          "kv_capacity": w["server"].kv_capacity, "preemption": w["server"].preemption,
+                          "draft_len": cost.draft_len, "seed": config.seed, "cost_device": cost.device,
+                          "predictor_error": config.predictor_error, "lengths": w["lengths"]}
+                cells.append({"task": wname, "method": label, "policy": name, "kw": kw, "params": params, "load": load,
+                              "requests": requests, "cost": cost, "server": w["server"]})
+    return cells
+
+
+def _protocol(cell: dict) -> dict:
+    return {"simulator": "reference.scheduling.simulator (iteration-level continuous batching)",
+            "traces": Path(TRACES).name, "cost_model": f"fitted to step_times ({cell['cost'].device})"}
+
+
+def run_cell(cell: dict, prov: dict, config: SchedConfig) -> list[dict]:
+    """Simulate one cell; its records (latency metrics; per-request latencies on the mean_latency record)."""
+    policy = make_policy(cell["policy"], **cell["kw"])
+    res = simulate(cell["requests"], policy, cell["cost"], cell["server"])
+    states = res.states
+    metrics = summarize([s.arrival for s in states], [s.first_token for s in states], [s.finish for s in states],
+                        [s.request.output_len for s in states])
+    extra_common = {"load": round(cell["load"], 4), "policy_params": cell["kw"],
+                    "preemptions": sum(s.preemptions for s in states),
+                    "decision_us_per_iteration": 1e6 * res.decision_s / max(1, res.n_iterations)}
+    out = []
+    for metric, value in metrics.items():
+        extra = dict(extra_common)
+        if metric == "mean_latency_s":
+            extra.update(latencies=[round(x, 5) for x in res.latencies], ttfts=[round(x, 5) for x in res.ttfts])
+        out.append(make_record(SUITE, cell["task"], cell["method"], "sim", "smollm2", cell["params"], metric, value,
+                               UNITS[metric], seed=config.seed, protocol=_protocol(cell), extra=extra, provenance=prov))
+    return out
+
+
+def run_overhead(config: SchedConfig, store: ResultsStore, prov: dict, done: set) -> int:
+    """decision_overhead_us per policy with `overhead_queued` queued requests (the 50 us target)."""
+    cost = cost_model("cpu")
+    ran = 0
+    for label, name, kw in policy_variants(config):
+        params = {"queued": config.overhead_queued, "max_batch": 8, "iterations": 2000}
+        if not config.rerun and cell_key(SUITE, "decision-overhead", label, "sim", "smollm2", params) in done:
+            continue
+        sec = min(decision_overhead(make_policy(name, **kw), cost, config.overhead_queued, 2000, 8, s) for s in (0, 1, 2))
+        store.append([make_record(SUITE, "decision-overhead", label, "sim", "smollm2", params, "decision_overhead_us",
+                                  sec * 1e6, "us", protocol={"timer": "time.perf_counter, best of 3 runs of 2000 "
+                                                             "iterations"}, extra={"policy_params": kw},
+                                  provenance=prov)])
+        ran += 1
+    return ran
+
+
+def run_scheduling(config: SchedConfig, progress: bool = True) -> dict:
+    config.validate()
+    store = ResultsStore(config.results)
+    prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
+    done = store.done_cells(SUITE)
+    cells = plan(config)
+    todo = [c for c in cells if config.rerun or cell_key(SUITE, c["task"], c["method"], "sim", "smollm2",
+                                                        c["params"]) not in done]
+    for cell in tqdm(todo, desc="scheduling (sim)", unit="cell", disable=not progress):
+        store.append(run_cell(cell, prov, config))
+    overhead = run_overhead(config, store, prov, done)
+    return {"cells": len(cells), "ran": len(todo), "skipped": len(cells) - len(todo), "overhead_ran": overhead,
+            "store": str(store.path(SUITE)), "table": summary_table(store, config)}
+
+
+def summary_table(store: ResultsStore, config: SchedConfig) -> str:
+    """Mean and p99 latency per workload, load and policy from the store (newest record per cell)."""
+    from tabulate import tabulate
+
+    newest: dict = {}
+    for r in store.records(SUITE):
+        if r["impl"] == "sim" and r["task"] in config.workloads and r["metric"] in ("mean_latency_s", "p99_latency_s"):
+            key = (r["task"], r["extra"].get("load"), r["method"], r["metric"], r["params"].get("n_requests"))
+            if key not in newest or r["time"] >= newest[key]["time"]:
+                newest[key] = r
+    rows = {}
+    for (task, load, method, metric, n), r in newest.items():
+        if n != config.n_requests:
+            continue
+        rows.setdefault((task, load, method), {})[metric] = r["value"]
+    table = [(t, f"{load:.2f}" if load is not None else "-", m, f"{v.get('mean_latency_s', float('nan')):.3f}",
+              f"{v.get('p99_latency_s', float('nan')):.3f}") for (t, load, m), v in sorted(rows.items(),
+                                                                                         key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))]
+    return tabulate(table, headers=["workload", "load", "policy", "mean latency s", "p99 latency s"])
+

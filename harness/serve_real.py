@@ -1,0 +1,185 @@
+"""Real-execution mode of the scheduling suite: a small serving loop that really decodes speculatively with the
+embedded model, the policy choosing which request advances each iteration, and the simulator on the same workload.
+
+One request advances per iteration (batch size 1, the paper's analysis setting, arXiv 2505.17074 sec. 3): the
+policy's best-ranked ready request runs one speculative step (reference.scheduling.speculative: draft draft_len
+tokens, verify them in one target pass); a request's first iteration also prefills its prompt. Arrivals are
+Poisson on the wall clock. Each request is one of our prompts (fixtures/scheduling/prompts.jsonl) whose recorded
+trace (traces_smollm2_cpu.jsonl) gives the simulator the same requests: greedy decoding is deterministic, so the
+real loop sees the acceptance the trace recorded (the loop counts any step that differs). The simulator, fed the
+CPU cost model fitted to fixtures/scheduling/step_times_cpu.json, then serves the same arrivals; both go to the
+store as impl "real" and "sim" of one cell, for the leaderboard's sim-vs-real table (target: within 15%).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from harness.provenance import device_info, git_sha, versions
+from harness.run_scheduling import COST_FILES, SUITE, TRACES, capacity
+from harness.store import ResultsStore, cell_key, make_record
+from reference.scheduling.cost_model import SpecCostModel
+from reference.scheduling.metrics import UNITS, summarize
+from reference.scheduling.policies import make_policy, policy_names
+from reference.scheduling.simulator import ServerConfig, _pick, _Queue, simulate
+from reference.scheduling.state import RequestState
+from reference.scheduling.trace import load_traces
+from reference.scheduling.workload import FIXTURES, Request, extend_acceptance
+
+PROMPTS = FIXTURES / "prompts.jsonl"
+TASK = "real-cpu"
+
+
+@dataclass(frozen=True)
+class RealConfig:
+    policies: tuple[str, ...] = ()  # () = every registered policy
+    rates: tuple[float, ...] = ()  # requests/s; () = `load` of the CPU capacity
+    load: float = 0.8
+    n_requests: int = 10
+    max_output: int = 160  # only prompts whose recorded output is this short: a real run of 5 policies stays minutes
+    seed: int = 0
+    predictor_error: float = 0.5
+    results: str = "results"
+    rerun: bool = False
+
+    def validate(self) -> None:
+        bad = [p for p in self.policies if p not in policy_names()]
+        if bad:
+            raise ValueError(f"policies: unknown {bad}; registered: {policy_names()}")
+        if self.n_requests < 1:
+            raise ValueError(f"n_requests must be >= 1, got {self.n_requests}")
+        if any(not r > 0 for r in self.rates) or not self.load > 0:
+            raise ValueError(f"rates and load must be positive, got {list(self.rates)}, {self.load}")
+
+
+def real_workload(config: RealConfig, rate: float, traces_by_id: dict) -> list[Request]:
+    """`n_requests` prompts drawn (seeded) from those with a trace, Poisson arrivals at `rate`."""
+    rng = random.Random(config.seed)
+    ids = sorted(traces_by_id)
+    t, out = 0.0, []
+    for rid in range(config.n_requests):
+        t += rng.expovariate(rate)
+        tr = traces_by_id[ids[rng.randrange(len(ids))]]
+        predicted = max(1, round(tr.output_len * math.exp(config.predictor_error * rng.gauss(0.0, 1.0))))
+        out.append(Request(rid, t, tr.prompt_len, tr.output_len, extend_acceptance(tr, tr.output_len), predicted, tr.id))
+    return out
+
+
+def serve(requests: list[Request], policy, cost: SpecCostModel, engine, prompts: dict, max_new_tokens: int,
+          progress=None) -> tuple[list[RequestState], dict]:
+    """Really serve `requests` (arrival times in seconds from now) one speculative step per iteration."""
+    policy.bind(cost)
+    states = [RequestState(r, last_service=r.arrival) for r in requests]
+    pending = sorted(states, key=lambda s: (s.arrival, s.rid))
+    queue, sessions, nxt, left = _Queue(policy), {}, 0, len(states)
+    config = ServerConfig(max_batch=1, token_budget=10**9)
+    stats = {"steps_off_trace": 0, "length_mismatches": 0}
+    t0 = time.perf_counter()
+    while left:
+        now = time.perf_counter() - t0
+        while nxt < len(pending) and pending[nxt].arrival <= now:
+            policy.on_arrival(pending[nxt], now)
+            queue.push(pending[nxt], now)
+            nxt += 1
+        if not queue:
+            time.sleep(max(0.0, pending[nxt].arrival - (time.perf_counter() - t0)))
+            continue
+        (s,) = _pick(queue, config, cost.draft_len, now)
+        if s.rid not in sessions:
+            sessions[s.rid] = engine.session(prompts[s.request.trace_id], max_new_tokens)
+        step = sessions[s.rid].step()
+        now = time.perf_counter() - t0
+        expected = s.request.accepted[s.steps] if s.steps < len(s.request.accepted) else None
+        stats["steps_off_trace"] += int(step.accepted != expected)
+        s.advance(step.accepted, step.draft_s + step.verify_s, now)
+        if sessions[s.rid].done != s.done:
+            stats["length_mismatches"] += 1
+            s.generated = s.request.output_len if sessions[s.rid].done else min(s.generated, s.request.output_len - 1)
+        if s.done:
+            s.finish = now
+            del sessions[s.rid]
+            left -= 1
+            if progress:
+                progress()
+        else:
+            policy.on_step(s, step.draft_s + step.verify_s, now)
+            queue.push(s, now)
+    return states, stats
+
+
+def _metrics(states: list[RequestState]) -> dict:
+    return summarize([s.arrival for s in states], [s.first_token for s in states], [s.finish for s in states],
+                     [s.request.output_len for s in states])
+
+
+def run_real(config: RealConfig, progress: bool = True) -> dict:
+    """Serve the workload for real under each policy, simulate it too, store both; a summary table."""
+    from tabulate import tabulate
+
+    from harness.model import load_model
+    from reference.scheduling.speculative import PromptLookupDraft, SpecEngine, chat_prompt_ids, draft_config
+
+    config.validate()
+    traces = {t.id: t for t in load_traces(TRACES)}
+    meta = json.loads(COST_FILES["cpu"].read_text(encoding="utf-8"))
+    if meta.get("draft", {}).get("kind") != "prompt_lookup":
+        raise ValueError(f"{COST_FILES['cpu']} was measured with draft {meta.get('draft')}; the real loop drafts by "
+                         "prompt lookup, as the traces were made")
+    cost = SpecCostModel.from_file(COST_FILES["cpu"])
+    lm = load_model("smollm2")
+    draft = PromptLookupDraft(max_ngram=meta["draft"]["max_ngram"], min_ngram=meta["draft"]["min_ngram"])
+    engine = SpecEngine(lm.model, draft, cost.draft_len)
+    rows_ = [json.loads(x) for x in PROMPTS.read_text(encoding="utf-8").splitlines() if x.strip()]
+    prompts = {p["id"]: chat_prompt_ids(lm.tokenizer, p["text"]) for p in rows_ if p["id"] in traces}
+    traces = {k: v for k, v in traces.items() if k in prompts and v.output_len <= config.max_output}
+    if not traces:
+        raise ValueError(f"no traced prompt has an output of at most max_output={config.max_output} tokens")
+    for k, t in traces.items():
+        if len(prompts[k]) != t.prompt_len:
+            raise ValueError(f"prompt {k!r} tokenizes to {len(prompts[k])} tokens, its trace says {t.prompt_len}: "
+                             "the traces were made with another tokenizer or template")
+    max_new = int(meta.get("max_new_tokens", 256))
+    probe = real_workload(config, 1.0, traces)
+    rates = list(config.rates) or [config.load * capacity(probe, cost, 1)]
+    store = ResultsStore(config.results)
+    prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
+    done = store.done_cells(SUITE)
+    rows, ran, skipped = [], 0, 0
+    protocol = {"server": "batch 1, one speculative step per iteration", "traces": TRACES.name,
+                "cost_model": f"fitted to {COST_FILES['cpu'].name}", "draft": draft_config(engine)}
+    for rate in rates:
+        requests = real_workload(config, rate, traces)
+        for name in (config.policies or tuple(policy_names())):
+            params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
+                      "max_batch": 1, "seed": config.seed,
+                      "draft_len": cost.draft_len, "cost_device": "cpu", "predictor_error": config.predictor_error}
+            if not config.rerun and cell_key(SUITE, TASK, name, "real", "smollm2", params) in done:
+                skipped += 1
+                continue
+            bar = tqdm(total=len(requests), desc=f"real {name} @ {rate:.3f} req/s", unit="req", disable=not progress)
+            states, stats = serve(requests, make_policy(name), cost, engine, prompts, max_new, bar.update)
+            bar.close()
+            sim = simulate(requests, make_policy(name), cost, ServerConfig(max_batch=1, token_budget=10**9))
+            recs = []
+            for impl, sts, extra in (("real", states, stats), ("sim", sim.states, {})):
+                for metric, value in _metrics(sts).items():
+                    e = dict(extra)
+                    if metric == "mean_latency_s":
+                        e.update(latencies=[round(s.finish - s.arrival, 5) for s in sts],
+                                 ttfts=[round(s.first_token - s.arrival, 5) for s in sts])
+                    recs.append(make_record(SUITE, TASK, name, impl, "smollm2", params, metric, value, UNITS[metric],
+                                            seed=config.seed, protocol=protocol, extra=e, provenance=prov))
+            store.append(recs)
+            ran += 1
+            real_m, sim_m = _metrics(states)["mean_latency_s"], _metrics(sim.states)["mean_latency_s"]
+            rows.append((f"{rate:.3f}", name, f"{real_m:.2f}", f"{sim_m:.2f}", f"{100 * (sim_m - real_m) / real_m:+.1f}",
+                         stats["steps_off_trace"]))
+    table = tabulate(rows, headers=["rate req/s", "policy", "real mean s", "sim mean s", "sim vs real %",
+                                    "steps off trace"])
+    return {"ran": ran, "skipped": skipped, "store": str(store.path(SUITE)), "table": table}
+

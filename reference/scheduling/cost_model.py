@@ -1,0 +1,118 @@
+"""Speculative-decoding cost model: tokens per verification step, and step times fitted to measured ones.
+
+Tokens per step with i.i.d. acceptance a and draft length g (Leviathan et al. 2023, arXiv 2211.17192, eq. 1):
+    E[tokens] = (1 - a^(g+1)) / (1 - a)
+LAPS-SD's run-time estimate (arXiv 2505.17074; specs/laps-sd.md), linear in the acceptance rate A:
+    T = L (g T_ssm + T_llm) / (g A + 1)
+
+Step time of a batch: t_step(b, C) = t_draft(b, C) + t_verify(b, C), each fitted (least squares, non-negative)
+as  alpha + beta * b + gamma * C  on measured samples, b the batch size and C the batch's total context tokens;
+prefill: t_prefill(n) = alpha + beta * n for n prompt tokens. With samples of one batch size only (our CPU
+measurements are batch 1), beta cannot be told from alpha: the per-sequence cost is then taken as additive,
+t(b, C) = b * alpha + gamma * C, which is what a compute-bound CPU does.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+def expected_tokens(acceptance: float, draft_len: int) -> float:
+    """E[tokens per verification step] = (1 - a^(g+1)) / (1 - a) (Leviathan et al., eq. 1); g + 1 at a = 1."""
+    if not 0.0 <= acceptance <= 1.0:
+        raise ValueError(f"acceptance must lie in [0, 1], got {acceptance!r}")
+    if acceptance == 1.0:
+        return float(draft_len + 1)
+    return (1.0 - acceptance ** (draft_len + 1)) / (1.0 - acceptance)
+
+
+def _nnls(features: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """Least squares with non-negative coefficients: drop the most negative one and refit (3 features at most)."""
+    active = list(range(features.shape[1]))
+    while True:
+        sol = torch.linalg.lstsq(features[:, active], target[:, None]).solution[:, 0]
+        if bool((sol >= 0).all()) or len(active) == 1:
+            coef = [0.0] * features.shape[1]
+            for i, c in zip(active, sol.clamp_min(0).tolist()):
+                coef[i] = c
+            return coef
+        active.pop(int(sol.argmin()))
+
+
+@dataclass(frozen=True)
+class SpecCostModel:
+    """Seconds per speculative step and per prefill, from (alpha, beta, gamma) coefficients (module docstring)."""
+
+    draft_len: int
+    draft: tuple[float, float, float]
+    verify: tuple[float, float, float]
+    prefill: tuple[float, float]
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if isinstance(self.draft_len, bool) or not isinstance(self.draft_len, int) or self.draft_len < 1:
+            raise ValueError(f"draft_len must be an integer >= 1, got {self.draft_len!r}")
+        for name in ("draft", "verify", "prefill"):
+            if any(c < 0 for c in getattr(self, name)):
+                raise ValueError(f"{name} coefficients must be non-negative, got {getattr(self, name)}")
+
+    def draft_time(self, batch: int, context: int) -> float:
+        a, b, c = self.draft
+        return a + b * batch + c * context
+
+    def verify_time(self, batch: int, context: int) -> float:
+        a, b, c = self.verify
+        return a + b * batch + c * context
+
+    def step_time(self, batch: int, context: int) -> float:
+        """One speculative step of `batch` requests holding `context` tokens in total: draft g tokens + verify."""
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        return self.draft_time(batch, context) + self.verify_time(batch, context)
+
+    def prefill_time(self, tokens: int) -> float:
+        return self.prefill[0] + self.prefill[1] * tokens if tokens > 0 else 0.0
+
+    def run_time_estimate(self, length: float, acceptance: float, context: int) -> float:
+        """LAPS-SD's T = L (g T_ssm + T_llm) / (g A + 1) at batch 1 and the given context (arXiv 2505.17074)."""
+        return length * self.step_time(1, context) / (self.draft_len * acceptance + 1.0)
+
+    @classmethod
+    def fit(cls, samples: list[dict], draft_len: int, device: str = "cpu") -> "SpecCostModel":
+        """Fit to samples [{"batch", "context", "draft_ms", "verify_ms", "prefill_ms"}], context per sequence."""
+        if not samples:
+            raise ValueError("samples must hold at least one measurement")
+        for s in samples:
+            for key in ("batch", "context", "draft_ms", "verify_ms"):
+                if key not in s or not s[key] >= 0:
+                    raise ValueError(f"sample {s!r}: field {key!r} missing or negative")
+        b = torch.tensor([float(s["batch"]) for s in samples], dtype=torch.float64)
+        ctx = torch.tensor([float(s["context"]) for s in samples], dtype=torch.float64) * b  # total tokens
+        one = torch.ones_like(b)
+        one_batch = bool((b == b[0]).all())
+        feats = torch.stack([b, ctx], 1) if one_batch else torch.stack([one, b, ctx], 1)
+
+        def coef(key: str) -> tuple[float, float, float]:
+            c = _nnls(feats, torch.tensor([s[key] / 1e3 for s in samples], dtype=torch.float64))
+            return (0.0, c[0], c[1]) if one_batch else (c[0], c[1], c[2])
+
+        pre = [s for s in samples if s.get("prefill_ms") is not None and s["batch"] == samples[0]["batch"]]
+        if pre:
+            n = torch.tensor([float(s["context"]) for s in pre], dtype=torch.float64)
+            p = _nnls(torch.stack([torch.ones_like(n), n], 1), torch.tensor([s["prefill_ms"] / 1e3 for s in pre],
+                                                                           dtype=torch.float64))
+        else:
+            p = [0.0, 0.0]
+        return cls(draft_len, coef("draft_ms"), coef("verify_ms"), (p[0], p[1]), device)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "SpecCostModel":
+        """Fit to a step-times file ({"draft_len", "samples", "device"}; fixtures/scheduling/step_times_*.json)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        for key in ("draft_len", "samples"):
+            if key not in data:
+                raise ValueError(f"{path}: step-times file is missing {key!r}")
+        return cls.fit(data["samples"], int(data["draft_len"]), str(data.get("device", "cpu")))

@@ -1,0 +1,11 @@
+"""First come, first served (vLLM's default): earliest arrival first; with continuous batching it never
+preempts a running request for a later one."""
+from reference.scheduling.policies import Policy, register
+
+
+@register
+class FCFS(Policy):
+    name = "fcfs"
+
+    def key(self, state, now):
+        return (state.arrival, state.rid)

@@ -1,0 +1,99 @@
+"""Workloads: Poisson arrivals, output lengths, and a real acceptance trace replayed by every request.
+
+Each request takes a real trace (fixtures/scheduling/traces_*.jsonl, drawn with replacement). Its output length
+(and prompt length) is either the trace's own ("traces": exact replay, as the real serving loop will decode it)
+or drawn from a published length distribution (fixtures/scheduling/output_lengths.json, sources cited there). A request longer
+than its trace keeps decoding with the acceptance of the trace's second half, cycled: acceptance drifts early
+and settles (specs/laps-sd.md), so the settled part is the one to extend. The length predictor that
+`sjf_predicted` and `laps_sd` read is the true length times exp(sigma z), z ~ N(0, 1), sigma = predictor_error.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from reference.scheduling.trace import Trace, emitted
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scheduling"
+LENGTHS_FILE = FIXTURES / "output_lengths.json"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request as it arrives: what a scheduler may know (arrival, prompt, predicted length) and what it may not
+    (output_len, accepted: the per-step acceptance it will see), the latter read only by the SRPT oracle."""
+
+    rid: int
+    arrival: float
+    prompt_len: int
+    output_len: int
+    accepted: tuple[int, ...]  # one entry per step, exactly enough steps to emit output_len tokens
+    predicted_len: int
+    trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """lengths: "traces" (each trace's own length) or a key of output_lengths.json ("sharegpt", "alpaca")."""
+
+    name: str
+    lengths: str = "traces"
+    n_requests: int = 200
+    rate: float = 1.0  # requests per second (Poisson)
+    predictor_error: float = 0.5
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.n_requests < 1:
+            raise ValueError(f"n_requests must be >= 1, got {self.n_requests}")
+        if not self.rate > 0 or not math.isfinite(self.rate):
+            raise ValueError(f"rate must be a positive number of requests per second, got {self.rate!r}")
+        if self.predictor_error < 0:
+            raise ValueError(f"predictor_error must be >= 0, got {self.predictor_error}")
+
+
+def length_distributions(path: Path = LENGTHS_FILE) -> dict:
+    return {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if not k.startswith("_")}
+
+
+def extend_acceptance(trace: Trace, output_len: int) -> tuple[int, ...]:
+    """Per-step acceptance for `output_len` tokens: the trace, then its second half cycled, cut when enough."""
+    acc = list(trace.accepted)
+    tail = acc[len(acc) // 2:] or acc
+    i = 0
+    while sum(a + 1 for a in acc) < output_len:
+        acc.append(tail[i % len(tail)])
+        i += 1
+    return tuple(acc[:len(emitted(acc, output_len))])
+
+
+def _lognormal(rng: random.Random, mean: float, sigma: float, cap: int) -> int:
+    """round(exp(N(mu, sigma^2))) with mu = ln(mean) - sigma^2 / 2 (so its mean is `mean`), clipped to [1, cap]."""
+    return int(min(max(round(math.exp(rng.gauss(math.log(mean) - sigma ** 2 / 2, sigma))), 1), cap))
+
+
+def make_requests(spec: WorkloadSpec, traces: list[Trace]) -> list[Request]:
+    """`spec.n_requests` requests with Poisson arrivals, deterministic under spec.seed."""
+    spec.validate()
+    if not traces:
+        raise ValueError("traces must hold at least one acceptance trace")
+    dists = None if spec.lengths == "traces" else length_distributions()
+    if dists is not None and spec.lengths not in dists:
+        raise ValueError(f"lengths must be 'traces' or one of {sorted(dists)}, got {spec.lengths!r}")
+    rng = random.Random(spec.seed)
+    t, out = 0.0, []
+    for rid in range(spec.n_requests):
+        t += rng.expovariate(spec.rate)
+        trace = traces[rng.randrange(len(traces))]
+        if dists is None:
+            prompt, length = trace.prompt_len, trace.output_len
+        else:
+            d = dists[spec.lengths]
+            length = _lognormal(rng, d["mean_output"], d["sigma"], d["max_len"])
+            prompt = _lognormal(rng, d["mean_input"], d["sigma"], d["max_len"])
+        predicted = max(1, round(length * math.exp(spec.predictor_error * rng.gauss(0.0, 1.0))))
+        out.append(Request(rid, t, prompt, length, extend_acceptance(trace, length), predicted, trace.id))
+    return out

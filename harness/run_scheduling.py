@@ -5,13 +5,15 @@ the store is skipped.
 Workloads (WORKLOADS): "paper-like" replays our real SmolLM2 acceptance traces with their own output lengths at
 batch size 1 (the paper's analysis setting, arXiv 2505.17074 sec. 3; its prompt sets mix chat and code, as ours
 do); "sharegpt" draws ShareGPT-like lengths (fixtures/scheduling/output_lengths.json) and serves them with
-continuous batching (8 requests, a 4096-token budget, 16k tokens of KV, recompute preemption). Rates: either
+continuous batching on the H100 cost model (16 requests, a 4096-token budget, 32k tokens of KV, recompute
+preemption; the CPU cost model when fixtures/scheduling/step_times_h100.json is absent). Rates: either
 absolute (requests/s) or fractions of the server's capacity (`loads`), the capacity being max_batch over the mean
 time a request keeps a full batch's slot busy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -31,7 +33,7 @@ TRACES = FIXTURES / "traces_smollm2_cpu.jsonl"
 COST_FILES = {"cpu": FIXTURES / "step_times_cpu.json", "cuda": FIXTURES / "step_times_h100.json"}
 WORKLOADS = {
     "paper-like": dict(lengths="traces", server=ServerConfig(max_batch=1, token_budget=4096), cost="cpu"),
-    "sharegpt": dict(lengths="sharegpt", server=ServerConfig(max_batch=8, token_budget=4096, kv_capacity=16384),
+    "sharegpt": dict(lengths="sharegpt", server=ServerConfig(max_batch=16, token_budget=4096, kv_capacity=32768),
                      cost="cuda"),
 }
 # LAPS-SD settings the paper leaves open, swept beside the defaults (reported as extra policy rows).
@@ -70,11 +72,25 @@ class SchedConfig:
 
 
 def cost_model(kind: str) -> SpecCostModel:
-    """The measured cost model of a workload: its device's step-times file, else the CPU one."""
-    path = COST_FILES[kind] if COST_FILES[kind].is_file() else COST_FILES["cpu"]
-    if not path.is_file():
-        raise FileNotFoundError(f"no step-times file at {path}: run fixtures/scheduling/make_traces.py")
-    return SpecCostModel.from_file(path)
+    """The measured cost model of a workload: its device's step-times file, else the CPU one.
+
+    The traces were decoded with a prompt-lookup draft, which runs on the host in microseconds whatever the
+    accelerator; the GPU file times an early-exit draft (a draft with a real cost, for other traces). When the
+    drafts differ, the draft term comes from the CPU file (the host's prompt lookup) and the verify and prefill
+    terms from the GPU's.
+    """
+    cpu_path = COST_FILES["cpu"]
+    if not cpu_path.is_file():
+        raise FileNotFoundError(f"no step-times file at {cpu_path}: run fixtures/scheduling/make_traces.py")
+    cpu = SpecCostModel.from_file(cpu_path)
+    path = COST_FILES[kind]
+    if kind == "cpu" or not path.is_file():
+        return cpu
+    model = SpecCostModel.from_file(path)
+    drafts = [json.loads(p.read_text(encoding="utf-8")).get("draft", {}).get("kind") for p in (cpu_path, path)]
+    if drafts[0] != drafts[1]:
+        model = replace(model, draft=cpu.draft)
+    return model
 
 
 def capacity(requests: list[Request], cost: SpecCostModel, max_batch: int) -> float:

@@ -125,61 +125,62 @@ def run_real(config: RealConfig, progress: bool = True) -> dict:
     from reference.scheduling.speculative import PromptLookupDraft, SpecEngine, chat_prompt_ids, draft_config
 
     config.validate()
-    traces = {t.id: t for t in load_traces(TRACES)}
     meta = json.loads(COST_FILES["cpu"].read_text(encoding="utf-8"))
     if meta.get("draft", {}).get("kind") != "prompt_lookup":
         raise ValueError(f"{COST_FILES['cpu']} was measured with draft {meta.get('draft')}; the real loop drafts by "
                          "prompt lookup, as the traces were made")
     cost = SpecCostModel.from_file(COST_FILES["cpu"])
+    texts = {p["id"]: p["text"] for p in (json.loads(x) for x in PROMPTS.read_text(encoding="utf-8").splitlines()
+                                          if x.strip())}
+    traces = {t.id: t for t in load_traces(TRACES) if t.id in texts and t.output_len <= config.max_output}
+    if not traces:
+        raise ValueError(f"no traced prompt has an output of at most max_output={config.max_output} tokens")
+    rates = list(config.rates) or [config.load * capacity(real_workload(config, 1.0, traces), cost, 1)]
+    store = ResultsStore(config.results)
+    done = store.done_cells(SUITE)
+    cells = []
+    for rate in rates:
+        for name in (config.policies or tuple(policy_names())):
+            params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
+                      "max_batch": 1, "seed": config.seed, "draft_len": cost.draft_len, "cost_device": "cpu",
+                      "predictor_error": config.predictor_error}
+            cells.append((rate, name, params))
+    todo = [c for c in cells if config.rerun or cell_key(SUITE, TASK, c[1], "real", "smollm2", c[2]) not in done]
+    summary = {"ran": len(todo), "skipped": len(cells) - len(todo), "store": str(store.path(SUITE)), "table": ""}
+    if not todo:
+        return summary
     lm = load_model("smollm2")
     draft = PromptLookupDraft(max_ngram=meta["draft"]["max_ngram"], min_ngram=meta["draft"]["min_ngram"])
     engine = SpecEngine(lm.model, draft, cost.draft_len)
-    rows_ = [json.loads(x) for x in PROMPTS.read_text(encoding="utf-8").splitlines() if x.strip()]
-    prompts = {p["id"]: chat_prompt_ids(lm.tokenizer, p["text"]) for p in rows_ if p["id"] in traces}
-    traces = {k: v for k, v in traces.items() if k in prompts and v.output_len <= config.max_output}
-    if not traces:
-        raise ValueError(f"no traced prompt has an output of at most max_output={config.max_output} tokens")
+    prompts = {k: chat_prompt_ids(lm.tokenizer, texts[k]) for k in traces}
     for k, t in traces.items():
         if len(prompts[k]) != t.prompt_len:
             raise ValueError(f"prompt {k!r} tokenizes to {len(prompts[k])} tokens, its trace says {t.prompt_len}: "
                              "the traces were made with another tokenizer or template")
     max_new = int(meta.get("max_new_tokens", 256))
-    probe = real_workload(config, 1.0, traces)
-    rates = list(config.rates) or [config.load * capacity(probe, cost, 1)]
-    store = ResultsStore(config.results)
     prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
-    done = store.done_cells(SUITE)
-    rows, ran, skipped = [], 0, 0
     protocol = {"server": "batch 1, one speculative step per iteration", "traces": TRACES.name,
                 "cost_model": f"fitted to {COST_FILES['cpu'].name}", "draft": draft_config(engine)}
-    for rate in rates:
+    rows = []
+    for rate, name, params in todo:
         requests = real_workload(config, rate, traces)
-        for name in (config.policies or tuple(policy_names())):
-            params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
-                      "max_batch": 1, "seed": config.seed,
-                      "draft_len": cost.draft_len, "cost_device": "cpu", "predictor_error": config.predictor_error}
-            if not config.rerun and cell_key(SUITE, TASK, name, "real", "smollm2", params) in done:
-                skipped += 1
-                continue
-            bar = tqdm(total=len(requests), desc=f"real {name} @ {rate:.3f} req/s", unit="req", disable=not progress)
-            states, stats = serve(requests, make_policy(name), cost, engine, prompts, max_new, bar.update)
-            bar.close()
-            sim = simulate(requests, make_policy(name), cost, ServerConfig(max_batch=1, token_budget=10**9))
-            recs = []
-            for impl, sts, extra in (("real", states, stats), ("sim", sim.states, {})):
-                for metric, value in _metrics(sts).items():
-                    e = dict(extra)
-                    if metric == "mean_latency_s":
-                        e.update(latencies=[round(s.finish - s.arrival, 5) for s in sts],
-                                 ttfts=[round(s.first_token - s.arrival, 5) for s in sts])
-                    recs.append(make_record(SUITE, TASK, name, impl, "smollm2", params, metric, value, UNITS[metric],
-                                            seed=config.seed, protocol=protocol, extra=e, provenance=prov))
-            store.append(recs)
-            ran += 1
-            real_m, sim_m = _metrics(states)["mean_latency_s"], _metrics(sim.states)["mean_latency_s"]
-            rows.append((f"{rate:.3f}", name, f"{real_m:.2f}", f"{sim_m:.2f}", f"{100 * (sim_m - real_m) / real_m:+.1f}",
-                         stats["steps_off_trace"]))
-    table = tabulate(rows, headers=["rate req/s", "policy", "real mean s", "sim mean s", "sim vs real %",
-                                    "steps off trace"])
-    return {"ran": ran, "skipped": skipped, "store": str(store.path(SUITE)), "table": table}
-
+        bar = tqdm(total=len(requests), desc=f"real {name} @ {rate:.3f} req/s", unit="req", disable=not progress)
+        states, stats = serve(requests, make_policy(name), cost, engine, prompts, max_new, bar.update)
+        bar.close()
+        sim = simulate(requests, make_policy(name), cost, ServerConfig(max_batch=1, token_budget=10**9))
+        recs = []
+        for impl, sts, extra in (("real", states, stats), ("sim", sim.states, {})):
+            for metric, value in _metrics(sts).items():
+                e = dict(extra)
+                if metric == "mean_latency_s":
+                    e.update(latencies=[round(s.finish - s.arrival, 5) for s in sts],
+                             ttfts=[round(s.first_token - s.arrival, 5) for s in sts])
+                recs.append(make_record(SUITE, TASK, name, impl, "smollm2", params, metric, value, UNITS[metric],
+                                        seed=config.seed, protocol=protocol, extra=e, provenance=prov))
+        store.append(recs)
+        real_m, sim_m = _metrics(states)["mean_latency_s"], _metrics(sim.states)["mean_latency_s"]
+        rows.append((f"{rate:.3f}", name, f"{real_m:.2f}", f"{sim_m:.2f}", f"{100 * (sim_m - real_m) / real_m:+.1f}",
+                     stats["steps_off_trace"]))
+    summary["table"] = tabulate(rows, headers=["rate req/s", "policy", "real mean s", "sim mean s", "sim vs real %",
+                                               "steps off trace"])
+    return summary

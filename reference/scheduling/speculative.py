@@ -13,20 +13,24 @@ Two drafts, both implemented (`PromptLookupDraft`, `EarlyExitDraft`):
 - early exit (self-speculation, as in LayerSkip, Elhoushi et al. 2024, arXiv 2404.16710): the target's first
   `draft_layers` decoder layers + its final norm + LM head, weights shared, its own KV cache.
 
-The default is prompt lookup. Measured on SmolLM2-135M-Instruct (our fixture prompts, draft_len 4, CPU fp32):
-prompt lookup accepts about a third of its draft tokens overall (much more on rewrite and code prompts,
-little on open chat: the spread between requests a scheduler must cope with); the early exit accepts
-about 5% at any useful depth (per-token agreement of layer k's argmax with the final one: 5% at k = 6,
-17% at k = 20, 57% at k = 29): SmolLM2 was not trained for early exit (LayerSkip's recipe), and with 135M
-parameters it has no redundant layers (skipping middle layers instead did no better). A draft that costs
-20-70% of a target pass and is accepted 5% of the time only slows decoding down, so its traces would tell a
-scheduler nothing. The early exit stays available because it is what the GPU calibration times
-(harness/calibrate_sd.py): a draft with a real cost, the draft term of the cost model.
+The default is prompt lookup. Measured on SmolLM2-135M-Instruct, draft_len 4, CPU fp32 (fixtures/scheduling/):
+- prompt lookup, 48 fixture prompts: 12.5% of draft tokens accepted, 1.49 tokens per step; 28% on the
+  rewrite/copy prompts (92% on a verbatim repeat), 10-14% on chat, instructions and code; 4% over a request's
+  first 10 steps, 11% after (its output grows into something to copy): the per-request spread and early drift
+  a scheduler must cope with. Drafting costs ~0.03 ms against a ~70 ms verification.
+- early exit at 6 layers, 8 of those prompts (128 tokens): 1.4% accepted (prompt lookup on the same tokens:
+  16%), while its 4 draft passes cost about as much as the verification (the 28M-parameter LM head runs on
+  every draft token). Per-token agreement of layer k's argmax with the final one is 5% at k = 6, 17% at
+  k = 20, 57% at k = 29; skipping middle layers instead did no better. SmolLM2 was not trained for early exit
+  (LayerSkip's recipe) and a 135M model has no redundant layers, so this draft only slows decoding down.
+It stays because it is what the GPU calibration times (harness/calibrate_sd.py): a draft with a real cost, the
+draft term of the cost model, which prompt lookup leaves near zero.
 
 Semantics the acceptance traces rely on (format in reference/scheduling/__init__.py):
 - The prefill holds the prompt minus its last token; every output token, the first included, comes from a
   speculative step, so sum(accepted + 1) over the steps covers output_len, the last step cut.
-- EOS counts as an output token (as vLLM counts it) and ends the request; max_new_tokens cuts the last step.
+- EOS counts as an output token (producing it takes a step) and ends the request; max_new_tokens cuts the
+  last step.
 Batch size 1 per session, fp32, torch.inference_mode; `measure_step_times` also times batches of equal lengths.
 """
 from __future__ import annotations
@@ -143,10 +147,12 @@ class SpecEngine:
         self.model, self.draft, self.draft_len = model, draft, draft_len
         self.eos_token_ids = frozenset(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
+        self.device = next(model.parameters()).device
         self.draft_model = early_exit_model(model, draft.draft_layers) if isinstance(draft, EarlyExitDraft) else None
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def new_cache(self, draft: bool = False) -> DynamicCache:
+        """An empty KV cache for the target (or the early-exit draft)."""
         return DynamicCache(config=(self.draft_model if draft else self.model).config)
 
     @torch.inference_mode()
@@ -156,7 +162,12 @@ class SpecEngine:
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1 if last_only else 0, **{self._cache_kwarg: cache})
         return out.logits
 
+    def tensor(self, ids: list[int]) -> torch.Tensor:
+        """ids as a [1, n] batch on the model's device."""
+        return torch.tensor([ids], device=self.device)
+
     def session(self, prompt_ids: list[int], max_new_tokens: int) -> "SpecSession":
+        """A new request (SpecSession) on this engine."""
         return SpecSession(self, prompt_ids, max_new_tokens)
 
 
@@ -205,7 +216,7 @@ class SpecSession:
             return self.prefill_s
         engine, start = self.engine, time.perf_counter()
         self._target_cache = engine.new_cache()
-        prefix = torch.tensor([self.ids[:-1]])
+        prefix = engine.tensor(self.ids[:-1])
         if prefix.shape[1]:
             engine.forward(prefix, self._target_cache, last_only=True)
         if engine.draft_model is not None:
@@ -221,7 +232,7 @@ class SpecSession:
             return prompt_lookup(self.ids, g, engine.draft.max_ngram, engine.draft.min_ngram)
         feed, out = self.ids[self._draft_cache.get_seq_length():], []
         for _ in range(g):
-            logits = engine.forward(torch.tensor([feed]), self._draft_cache, draft=True, last_only=True)
+            logits = engine.forward(engine.tensor(feed), self._draft_cache, draft=True, last_only=True)
             out.append(int(logits[0, -1].argmax()))
             feed = out[-1:]
         return out
@@ -235,7 +246,7 @@ class SpecSession:
         draft = self._propose()
         t1 = time.perf_counter()
         n = len(self.ids)
-        logits = self.engine.forward(torch.tensor([self.ids[-1:] + draft]), self._target_cache)
+        logits = self.engine.forward(self.engine.tensor(self.ids[-1:] + draft), self._target_cache)
         target = logits[0].argmax(-1).tolist()  # target[i]: the target's token after ids + draft[:i]
         accepted = 0
         while accepted < len(draft) and draft[accepted] == target[accepted]:
@@ -295,10 +306,10 @@ def greedy_decode(engine: SpecEngine, prompt_ids: list[int], max_new_tokens: int
     ids = _check_request(engine, prompt_ids, max_new_tokens)
     cache = engine.new_cache()
     if len(ids) > 1:
-        engine.forward(torch.tensor([ids[:-1]]), cache, last_only=True)
+        engine.forward(engine.tensor(ids[:-1]), cache, last_only=True)
     out: list[int] = []
     while len(out) < max_new_tokens:
-        token = int(engine.forward(torch.tensor([ids[-1:]]), cache)[0, -1].argmax())
+        token = int(engine.forward(engine.tensor(ids[-1:]), cache)[0, -1].argmax())
         ids.append(token)
         out.append(token)
         if token in engine.eos_token_ids:
@@ -349,7 +360,7 @@ def measure_step_times(engine: SpecEngine, contexts: tuple[int, ...] = (64, 128,
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if max(contexts) + engine.draft_len + 1 > engine.max_positions:
         raise ValueError(f"contexts: {max(contexts)} + draft_len + 1 exceeds the model's {engine.max_positions} positions")
-    g, device = engine.draft_len, engine.model.device
+    g, device = engine.draft_len, engine.device
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     vocab = engine.model.config.vocab_size
     rng = random.Random(seed)

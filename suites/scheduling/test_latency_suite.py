@@ -39,13 +39,18 @@ def test_every_cell_has_every_metric(sweep):
 
 
 def test_srpt_oracle_bounds_mean_latency_in_every_run(sweep):
+    """Strictly at batch size 1 (paper-like); with continuous batching SRPT is no longer exactly optimal (which b
+    requests share a step changes the step's length, and SRPT on parallel servers is not optimal), so there no
+    policy may beat it by more than 1%."""
     _, _, records = sweep
     runs: dict = {}
     for r in records:
         if r["metric"] == "mean_latency_s" and r["task"] != "decision-overhead":
-            runs.setdefault((r["task"], r["params"]["rate"]), {})[r["method"]] = r["value"]
-    for run, means in runs.items():
-        assert all(means["srpt_oracle"] <= v * (1 + 1e-9) for v in means.values()), (run, means)
+            runs.setdefault((r["task"], r["params"]["rate"], r["params"]["max_batch"]), {})[r["method"]] = r["value"]
+    assert runs
+    for (task, rate, batch), means in runs.items():
+        slack = 1e-9 if batch == 1 else 0.01
+        assert all(means["srpt_oracle"] <= v * (1 + slack) for v in means.values()), (task, rate, batch, means)
 
 
 def test_rerun_skips_finished_cells(sweep):

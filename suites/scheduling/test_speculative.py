@@ -17,7 +17,7 @@ from reference.scheduling.trace import emitted, load_traces
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scheduling"
 PROMPT_IDS = ("chat-05", "code-01", "rewrite-05")  # a short answer, code, a copy-heavy edit
-MAX_NEW = 40
+MAX_NEW = 32
 DRAFTS = [PromptLookupDraft(), EarlyExitDraft(6)]
 
 
@@ -128,3 +128,24 @@ def test_committed_step_times():
         assert contexts == sorted(set(contexts)), f"batch {batch}: contexts not increasing: {contexts}"
     for s in data["samples"]:
         assert s["draft_ms"] > 0 and s["verify_ms"] > 0 and s["prefill_ms"] > 0, s
+
+
+def test_calibrate_sd_smoke_on_cpu(tmp_path):
+    """The GPU calibration's code path with tiny shapes on the CPU (harness/calibrate_sd.py)."""
+    from harness import calibrate_sd
+
+    out = tmp_path / "steps.json"
+    calibrate_sd.main(["--device", "cpu", "--batches", "1,2", "--contexts", "16", "--repeats", "1", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["draft"] == {"kind": "early_exit", "draft_layers": 1, "target_layers": 4}
+    assert [(s["batch"], s["context"]) for s in data["samples"]] == [(1, 16), (2, 16)]
+    assert all(s["draft_ms"] > 0 and s["verify_ms"] > 0 and s["prefill_ms"] > 0 for s in data["samples"])
+
+
+@pytest.mark.slow
+def test_calibration_shapes_match_the_embedded_model(lm):
+    """The random model the GPU calibration times has exactly SmolLM2-135M's parameter shapes."""
+    from harness.calibrate_sd import random_model
+
+    shapes = {k: tuple(v.shape) for k, v in random_model("smollm2", device="meta").state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in lm.model.state_dict().items()}

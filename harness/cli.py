@@ -10,7 +10,7 @@ from harness.conform_cli import add_conform_parser, cmd_conform
 
 DEFAULT_RESULTS = "results"
 DEFAULT_BOARD = "leaderboard"
-SUITES = ("niah", "scheduling")
+SUITES = ("niah", "ruler", "longbench", "scheduling")
 
 
 def _list(kind, name: str):
@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-leaderboard", action="store_true")
     run.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     run.add_argument("--no-progress", action="store_true")
+    tasks = run.add_argument_group("--suite ruler / longbench (same flow as niah: --model, --methods, --compression-ratio, ...)")
+    tasks.add_argument("--tasks", type=_list(str, "--tasks"), default=None, help="comma-separated (default: all of the suite)")
+    tasks.add_argument("--data-dir", default=None, help="longbench: directory of LongBench-format <task>.jsonl files (default: the hub via datasets)")
+    tasks.add_argument("--longbench-e", action="store_true", help="longbench: LongBench-E (length buckets 0-4k, 4-8k, 8k+)")
+    tasks.add_argument("--limit", type=int, default=None, help="longbench: rows per task")
+    tasks.add_argument("--max-length", type=int, default=None, help="longbench: middle-truncate prompts to this many tokens (default: the model's limit)")
     sched = run.add_argument_group("--suite scheduling (speculative-decoding serving: LAPS-SD and baselines)")
     sched.add_argument("--policies", type=_list(str, "--policies"), default=None, help="comma-separated; default: all")
     sched.add_argument("--workloads", type=_list(str, "--workloads"), default=None, help="paper-like, sharegpt (default: both)")
@@ -80,15 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_run(args) -> int:
-    if args.suite == "scheduling":
-        return cmd_run_scheduling(args)
-    from tabulate import tabulate
-
-    from harness.run_niah import NiahConfig, run_niah
+def _methods_and_params(args) -> tuple[tuple[str, ...], dict]:
+    """--methods (default: every registered KV method) and --param METHOD.NAME=VALUE, checked."""
     from reference.kv import METHODS
 
-    methods = args.methods or tuple(METHODS.names())
+    methods = tuple(args.methods or METHODS.names())
     unknown = [m for m in methods if m not in METHODS.items]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; registered: {METHODS.names()}")
@@ -97,6 +99,19 @@ def cmd_run(args) -> int:
         if method not in methods:
             raise ValueError(f"--param {method}.{key}: {method!r} is not among --methods {list(methods)}")
         method_params.setdefault(method, {})[key] = value
+    return methods, method_params
+
+
+def cmd_run(args) -> int:
+    if args.suite == "scheduling":
+        return cmd_run_scheduling(args)
+    if args.suite in ("ruler", "longbench"):
+        return cmd_run_tasks(args)
+    from tabulate import tabulate
+
+    from harness.run_niah import NiahConfig, run_niah
+
+    methods, method_params = _methods_and_params(args)
     config = NiahConfig(
         model=args.model,
         methods=tuple(methods),
@@ -120,6 +135,30 @@ def cmd_run(args) -> int:
         for m, s in sorted(summary["methods"].items(), key=lambda kv: -kv[1]["accuracy"])
     ]
     print(tabulate(rows, headers=["method", "accuracy %", "cells", "KV MiB (mean)", "KV % of full"]))
+    print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
+    if not args.no_leaderboard:
+        return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
+    return 0
+
+
+def cmd_run_tasks(args) -> int:
+    """`run --suite ruler|longbench`: every method on every sample, the task's own metric, into the store."""
+    from tabulate import tabulate
+
+    from harness.run_tasks import TaskConfig, run_tasks
+
+    methods, method_params = _methods_and_params(args)
+    config = TaskConfig(suite=args.suite, model=args.model, methods=tuple(methods),
+                        compression_ratio=args.compression_ratio, tasks=tuple(args.tasks or ()),
+                        lengths=tuple(args.lengths), trials=args.trials, data_dir=args.data_dir,
+                        longbench_e=args.longbench_e, limit=args.limit, max_length=args.max_length,
+                        question_aware=args.question_aware, impl=args.impl, seed=args.seed, results=args.results,
+                        rerun=args.rerun, method_params=method_params)
+    summary = run_tasks(config, progress=not args.no_progress)
+    tasks = sorted({t for ts in summary["scores"].values() for t in ts})
+    rows = [(m, *(f"{100 * ts[t]:.1f}" if t in ts else "-" for t in tasks),
+             f"{100 * sum(ts.values()) / len(ts):.1f}") for m, ts in sorted(summary["scores"].items())]
+    print(tabulate(rows, headers=["method", *tasks, "average"]))
     print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
     if not args.no_leaderboard:
         return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))

@@ -94,6 +94,13 @@ def longbench_samples(config: TaskConfig, lm: LoadedModel) -> list[TaskSample]:
     from harness import longbench
 
     tasks = config.tasks or tuple(longbench.TASKS)
+    if not config.tasks and config.data_dir is not None:  # a local directory: the tasks it has files for
+        from pathlib import Path
+
+        suffix = "_e.jsonl" if config.longbench_e else ".jsonl"
+        tasks = tuple(t for t in longbench.TASKS if (Path(config.data_dir) / f"{t}{suffix}").is_file())
+        if not tasks:
+            raise ValueError(f"--data-dir {config.data_dir}: no <task>{suffix} file of any LongBench task")
     bad = [t for t in tasks if t not in longbench.TASKS]
     if bad:
         raise ValueError(f"tasks: unknown LongBench tasks {bad}; known: {list(longbench.TASKS)}")

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tabulate import tabulate
 
+from harness.store import newest_records
+
 if TYPE_CHECKING:
     from harness.leaderboard import Board
 
@@ -39,15 +41,6 @@ def _policy_order(method: str) -> tuple:
 
 def _proto(r: dict) -> str:
     return json.dumps(r.get("protocol", {}), sort_keys=True)
-
-
-def _newest(records: list[dict]) -> list[dict]:
-    """Scheduling records, the newest (by `time`) per (task, method, impl, model, params, metric)."""
-    newest: dict[tuple, dict] = {}
-    for r in sorted((r for r in records if r["suite"] == "scheduling"), key=lambda r: r["time"]):
-        key = (r["task"], r["method"], r["impl"], r["model"], json.dumps(r["params"], sort_keys=True), r["metric"])
-        newest[key] = r  # stable sort: of equal times the later-stored record wins
-    return list(newest.values())
 
 
 def _fmt(v: float | None, spec: str = ".4g") -> str:
@@ -289,7 +282,7 @@ def schedulers_board(records: list[dict]) -> Board | None:
     """The scheduling suite's board, or None without scheduling records."""
     from harness.leaderboard import Board
 
-    recs = _newest(records)
+    recs = newest_records(records, "scheduling")
     if not recs:
         return None
     board = Board("Schedulers: speculative-decoding serving (LAPS-SD)")

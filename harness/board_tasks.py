@@ -11,15 +11,7 @@ from collections import defaultdict
 
 from tabulate import tabulate
 
-
-def _newest(records: list[dict], suite: str) -> list[dict]:
-    best: dict = {}
-    for r in records:
-        if r["suite"] == suite:
-            key = (r["cell"], r["metric"])
-            if key not in best or r["time"] >= best[key]["time"]:
-                best[key] = r
-    return list(best.values())
+from harness.store import newest_records
 
 
 def _settings(r: dict) -> tuple:
@@ -57,7 +49,7 @@ def _table(records: list[dict], column) -> tuple[list[str], list[list]]:
 def _board(records: list[dict], suite: str, title: str, intro: str, views: list[tuple[str, object]]):
     from harness.leaderboard import Board, _table_html
 
-    recs = _newest(records, suite)
+    recs = newest_records(records, suite)
     if not recs:
         return None
     board = Board(title)

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from harness.provenance import device_info, git_sha, versions
-from harness.store import ResultsStore, cell_key, make_record
+from harness.store import ResultsStore, cell_key, make_record, newest_records
 from reference.scheduling.cost_model import SpecCostModel
 from reference.scheduling.metrics import UNITS, summarize
 from reference.scheduling.overhead import decision_overhead
@@ -199,17 +199,13 @@ def summary_table(store: ResultsStore, config: SchedConfig) -> str:
     """Mean and p99 latency per workload, load and policy from the store (newest record per cell)."""
     from tabulate import tabulate
 
-    newest: dict = {}
-    for r in store.records(SUITE):
-        if r["impl"] == "sim" and r["task"] in config.workloads and r["metric"] in ("mean_latency_s", "p99_latency_s"):
-            key = (r["task"], r["extra"].get("load"), r["method"], r["metric"], r["params"].get("n_requests"))
-            if key not in newest or r["time"] >= newest[key]["time"]:
-                newest[key] = r
-    rows = {}
-    for (task, load, method, metric, n), r in newest.items():
-        if n != config.n_requests:
-            continue
-        rows.setdefault((task, load, method), {})[metric] = r["value"]
+    rows: dict = {}
+    for r in newest_records(store.records(SUITE), SUITE):
+        p = r["params"]
+        if (r["impl"] == "sim" and r["task"] in config.workloads and r["metric"] in ("mean_latency_s", "p99_latency_s")
+                and (p.get("n_requests"), p.get("seed"), p.get("predictor_error"))
+                == (config.n_requests, config.seed, config.predictor_error)):
+            rows.setdefault((r["task"], r["extra"].get("load"), r["method"]), {})[r["metric"]] = r["value"]
     table = [(t, f"{load:.2f}" if load is not None else "-", m, f"{v.get('mean_latency_s', float('nan')):.3f}",
               f"{v.get('p99_latency_s', float('nan')):.3f}") for (t, load, m), v in sorted(rows.items(),
                                                                                          key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))]

@@ -13,8 +13,6 @@ store as impl "real" and "sim" of one cell, for the leaderboard's sim-vs-real ta
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from dataclasses import dataclass
 
@@ -29,7 +27,7 @@ from reference.scheduling.policies import make_policy, policy_names
 from reference.scheduling.simulator import ServerConfig, _pick, _Queue, simulate
 from reference.scheduling.state import RequestState
 from reference.scheduling.trace import load_traces
-from reference.scheduling.workload import FIXTURES, Request, extend_acceptance
+from reference.scheduling.workload import FIXTURES, Request, WorkloadSpec, make_requests
 
 PROMPTS = FIXTURES / "prompts.jsonl"
 TASK = "real-cpu"
@@ -58,16 +56,9 @@ class RealConfig:
 
 
 def real_workload(config: RealConfig, rate: float, traces_by_id: dict) -> list[Request]:
-    """`n_requests` prompts drawn (seeded) from those with a trace, Poisson arrivals at `rate`."""
-    rng = random.Random(config.seed)
-    ids = sorted(traces_by_id)
-    t, out = 0.0, []
-    for rid in range(config.n_requests):
-        t += rng.expovariate(rate)
-        tr = traces_by_id[ids[rng.randrange(len(ids))]]
-        predicted = max(1, round(tr.output_len * math.exp(config.predictor_error * rng.gauss(0.0, 1.0))))
-        out.append(Request(rid, t, tr.prompt_len, tr.output_len, extend_acceptance(tr, tr.output_len), predicted, tr.id))
-    return out
+    """`n_requests` of the traced prompts, each with its own trace and length, Poisson arrivals at `rate`."""
+    spec = WorkloadSpec(TASK, "traces", config.n_requests, rate, config.predictor_error, config.seed)
+    return make_requests(spec, [traces_by_id[k] for k in sorted(traces_by_id)])
 
 
 def serve(requests: list[Request], policy, cost: SpecCostModel, engine, prompts: dict, max_new_tokens: int,

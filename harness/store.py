@@ -48,6 +48,14 @@ def make_record(suite: str, task: str, method: str, impl: str, model: str, param
     return record
 
 
+def newest_records(records: list[dict], suite: str) -> list[dict]:
+    """The records of `suite`, only the newest (by `time`) of each (cell, metric); of equal times the later-stored."""
+    newest: dict[tuple, dict] = {}
+    for r in sorted((r for r in records if r["suite"] == suite), key=lambda r: r["time"]):  # stable
+        newest[(r["cell"], r["metric"])] = r
+    return list(newest.values())
+
+
 def validate(record: dict) -> None:
     if not isinstance(record, dict):
         raise TypeError(f"record must be a dict, got {type(record).__name__}")

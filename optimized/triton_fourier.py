@@ -402,11 +402,10 @@ def fourier_decode_attention_triton(
     """
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
                         v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale)
-    return _launch_decode(q, k_exact, v_exact,
-                          (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
-                          (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift),
-                          mid_len, period, None, scale, out, num_splits, recon_precision, block_t, block_n,
-                          num_warps)
+    return fourier_decode_attention_unchecked(
+        q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale, out, num_splits,
+        recon_precision, block_t, block_n, num_warps)
 
 
 def fourier_decode_attention_unchecked(

@@ -639,7 +639,7 @@ def _names(name: str):
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register `bench` on the harness CLI's subparsers."""
     p = sub.add_parser("bench", help="GPU benchmarks into the results store (kernels: decode attention vs the copy roofline)")
-    p.add_argument("--suite", default="kernels", choices=("kernels",))
+    p.add_argument("--suite", default="kernels", choices=("kernels", "dllm"))
     p.add_argument("--shapes", type=_names("--shapes"), default=None, help=f"comma-separated of {list(SHAPES)} (default: all)")
     p.add_argument("--contexts", type=_ints("--contexts"), default=None,
                    help=f"default {','.join(map(str, DEFAULT_CONTEXTS))}")
@@ -656,6 +656,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="results store directory")
     p.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     p.add_argument("--no-progress", action="store_true")
+    d = p.add_argument_group("--suite dllm (LLaDA-8B shapes, random weights: tokens/s, peak memory, time per phase)")
+    d.add_argument("--lengths", type=_ints("--lengths"), default=None, help="prompt lengths (default 1k-16k)")
+    d.add_argument("--methods", type=_names("--methods"), default=None, help="dLLM methods (default: all)")
+    d.add_argument("--dllm-impls", type=_names("--dllm-impls"), default=None,
+                   help="sparse_dllm attention/saliency implementations (default torch,triton)")
+    d.add_argument("--keep-ratio", type=float, default=0.5)
+    d.add_argument("--vanilla-blocks", type=int, default=1, help="blocks timed for vanilla (each costs the same)")
+    d.add_argument("--no-cuda-graphs", action="store_true", help="run the cached/sparse steps eagerly")
     return p
 
 
@@ -682,6 +690,10 @@ def config_from_args(args) -> KernelBenchConfig:
 
 def cmd_bench(args) -> int:
     """`python -m harness bench`: exit 2 with a clear message without a CUDA GPU or on bad arguments."""
+    if args.suite == "dllm":
+        from harness.bench_dllm import cmd_bench_dllm
+
+        return cmd_bench_dllm(args)
     try:
         config = config_from_args(args)
     except ValueError as exc:

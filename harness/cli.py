@@ -10,7 +10,7 @@ from harness.conform_cli import add_conform_parser, cmd_conform
 
 DEFAULT_RESULTS = "results"
 DEFAULT_BOARD = "leaderboard"
-SUITES = ("niah", "ruler", "longbench", "scheduling")
+SUITES = ("niah", "ruler", "longbench", "scheduling", "dllm")
 
 
 def _list(kind, name: str):
@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--mode", default="sim", choices=("sim", "real"), help="simulate, or really serve with the embedded model")
     sched.add_argument("--no-sweep", action="store_true", help="skip the LAPS-SD parameter sweep")
 
+    dllm = run.add_argument_group("--suite dllm (masked-diffusion decoding: Sparse-dLLM and baselines on our trained dLLM; "
+                                  "--methods, --lengths, --tasks, --impl apply)")
+    dllm.add_argument("--checkpoint", default="fixtures/dllm/tiny_dllm.pt", help="a checkpoint of `train-dllm`")
+    dllm.add_argument("--keep-ratios", type=_list(float, "--keep-ratios"), default=(0.5,), help="sparse_dllm keep ratios")
+    dllm.add_argument("--n", type=int, default=16, help="held-out prompts per task and length")
+    dllm.add_argument("--device", default="cpu")
+
+    train = sub.add_parser("train-dllm", add_help=False,
+                           help="train the small dLLM on synthetic long-context tasks (`train-dllm --help`)")
+    train.add_argument("rest", nargs=argparse.REMAINDER)
+
     board = sub.add_parser("leaderboard", help="build leaderboard/README.md and index.html from the store")
     board.add_argument("--results", default=DEFAULT_RESULTS)
     board.add_argument("--out", default=DEFAULT_BOARD)
@@ -103,6 +114,8 @@ def _methods_and_params(args) -> tuple[tuple[str, ...], dict]:
 
 
 def cmd_run(args) -> int:
+    if args.suite == "dllm":
+        return cmd_run_dllm(args)
     if args.suite == "scheduling":
         return cmd_run_scheduling(args)
     if args.suite in ("ruler", "longbench"):
@@ -165,6 +178,27 @@ def cmd_run_tasks(args) -> int:
     return 0
 
 
+def cmd_run_dllm(args) -> int:
+    """`run --suite dllm`: each dLLM decoding method on held-out synthetic tasks with the trained checkpoint."""
+    from tabulate import tabulate
+
+    from harness.dllm_methods import METHODS
+    from harness.run_dllm import DLLMAccuracyConfig, run_dllm
+
+    impl = "torch" if args.impl == "reference" else args.impl
+    config = DLLMAccuracyConfig(checkpoint=args.checkpoint, methods=tuple(args.methods or METHODS),
+                                keep_ratios=tuple(args.keep_ratios), impls=(impl,),
+                                tasks=tuple(args.tasks or ()) or DLLMAccuracyConfig.tasks, lengths=tuple(args.lengths),
+                                n=args.n, device=args.device, results=args.results, rerun=args.rerun)
+    summary = run_dllm(config, progress=not args.no_progress)
+    rows = [(m, f"{sum(v) / len(v):.1f}", len(v)) for m, v in sorted(summary["accuracy"].items())]
+    print(tabulate(rows, headers=["method", "accuracy % (mean over cells run)", "cells"]))
+    print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
+    if not args.no_leaderboard:
+        return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
+    return 0
+
+
 def cmd_run_scheduling(args) -> int:
     """`run --suite scheduling`: the simulated sweep (default) or the real serving loop (`--mode real`)."""
     if args.mode == "real":
@@ -215,6 +249,11 @@ def cmd_ops(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-dllm"]:  # its own parser (harness/train_dllm.py); argparse's REMAINDER drops options
+        from harness.train_dllm import main as train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # `python -m harness` alone prints help

@@ -1,0 +1,36 @@
+"""The attention a caching strategy runs over cached K/V, by implementation name.
+
+`torch`: gather the kept rows, concatenate with the block's K/V and call SDPA, as the official Sparse-dLLM code does
+(a new concatenated copy per layer and step). `triton` or any registered name / `pkg.module:fn`: the op
+`sparse_block_attention` of reference/ops (the Triton kernel reads kept rows through the indices, no copy).
+Saliency likewise: `torch` runs the reference op `sparse_dllm_saliency`, other names its implementations.
+"""
+from __future__ import annotations
+
+import torch
+
+from reference.dllm.model import dense_attention
+from reference.registry import get_impl
+
+
+def block_attention(impl: str, graphable: bool = False):
+    """fn(q, k_block, v_block, k_cache, v_cache, kept_idx=None) -> o [B, H, Lb, D].
+
+    graphable: the Triton kernel skips its host-side check of kept_idx's values (a sync CUDA graphs cannot hold).
+    """
+    if impl == "torch":
+        def torch_block_attention(q, k_block, v_block, k_cache, v_cache, kept_idx=None):
+            if kept_idx is not None:
+                idx = kept_idx[:, None, :, None].expand(-1, k_cache.shape[1], -1, k_cache.shape[3])
+                k_cache, v_cache = k_cache.gather(2, idx), v_cache.gather(2, idx)
+            return dense_attention(q, torch.cat([k_cache, k_block], 2), torch.cat([v_cache, v_block], 2))
+        return torch_block_attention
+    fn = get_impl("sparse_block_attention", impl)
+    if graphable and impl == "triton":
+        return lambda *args, **kw: fn(*args, validate=False, **kw)
+    return fn
+
+
+def saliency(impl: str):
+    """fn(q_block, k, keep, kernel_size) -> (scores [B, S], kept_idx [B, keep] ascending)."""
+    return get_impl("sparse_dllm_saliency", "reference" if impl == "torch" else impl)

@@ -1,0 +1,147 @@
+"""A LLaDA-style masked-diffusion transformer in plain PyTorch: bidirectional attention, RoPE, RMSNorm, SwiGLU, GQA.
+
+Same blocks as LLaMA (pre-norm, RoPE on q/k, SwiGLU MLP) without the causal mask (LLaDA, arXiv 2502.09992, sec. 2.1:
+the mask predictor is a Transformer "without a causal mask"). The forward pass is written so that a caching strategy
+(reference/dllm/*.py) can run any subset of positions and decide, per layer, which keys and values the queries see:
+
+    h = embed(ids);  per layer:  a = RMSNorm(h);  q, k, v = RoPE(a Wq), RoPE(a Wk), a Wv
+                                 h = h + Wo attend(layer, q, k, v)          (attend defaults to dense bidirectional)
+                                 h = h + W2 (silu(RMSNorm(h) W1) * RMSNorm(h) W3)
+    logits = RMSNorm(h) W_lm
+
+Shapes: ids [B, n], positions long [n] (absolute positions of those n tokens; RoPE uses them), q [B, H, n, D],
+k/v [B, Hkv, n, D] after RoPE. Weights may be any float dtype; norms and the RoPE rotation compute in float32.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference.dllm.config import DLLMConfig
+
+Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bidirectional softmax(q k^T / sqrt(D)) v with GQA (query head h reads KV head h // group); SDPA."""
+    return F.scaled_dot_product_attention(q, k, v, enable_gqa=k.shape[1] != q.shape[1])
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, **factory):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, **factory))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x32 * self.weight.float()).to(x.dtype)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [n, D] for the rotate-half RoPE convention (Su et al., 2021, eq. 34; LLaMA/HF layout)."""
+    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    ang = positions.to(torch.float32)[:, None] * inv[None, :]
+    ang = torch.cat([ang, ang], dim=-1)
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x32 = x.float()
+    half = x32.shape[-1] // 2
+    rot = torch.cat([-x32[..., half:], x32[..., :half]], dim=-1)
+    return (x32 * cos + rot * sin).to(x.dtype)
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: DLLMConfig, **factory):
+        super().__init__()
+        d, hd = cfg.d_model, cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, hd
+        self.attn_norm = RMSNorm(d, cfg.norm_eps, **factory)
+        self.q_proj = nn.Linear(d, cfg.n_heads * hd, bias=cfg.qkv_bias, **factory)
+        self.k_proj = nn.Linear(d, cfg.n_kv_heads * hd, bias=cfg.qkv_bias, **factory)
+        self.v_proj = nn.Linear(d, cfg.n_kv_heads * hd, bias=cfg.qkv_bias, **factory)
+        self.o_proj = nn.Linear(cfg.n_heads * hd, d, bias=False, **factory)
+        self.mlp_norm = RMSNorm(d, cfg.norm_eps, **factory)
+        self.gate_proj = nn.Linear(d, cfg.ffn_dim, bias=False, **factory)
+        self.up_proj = nn.Linear(d, cfg.ffn_dim, bias=False, **factory)
+        self.down_proj = nn.Linear(cfg.ffn_dim, d, bias=False, **factory)
+
+    def heads(self, x: torch.Tensor, n_heads: int) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, n_heads, self.head_dim).transpose(1, 2)
+
+    def qkv(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """q [B, H, n, D], k/v [B, Hkv, n, D] of hidden states h [B, n, d]; RoPE applied to q and k."""
+        a = self.attn_norm(h)
+        q = apply_rope(self.heads(self.q_proj(a), self.n_heads), cos, sin)
+        k = apply_rope(self.heads(self.k_proj(a), self.n_kv_heads), cos, sin)
+        return q, k, self.heads(self.v_proj(a), self.n_kv_heads)
+
+    def value(self, h: torch.Tensor) -> torch.Tensor:
+        """v [B, Hkv, n, D] alone (dLLM-Cache's V-verify computes only this)."""
+        return self.heads(self.v_proj(self.attn_norm(h)), self.n_kv_heads)
+
+    def attn_out(self, o: torch.Tensor) -> torch.Tensor:
+        b, _, n, _ = o.shape
+        return self.o_proj(o.transpose(1, 2).reshape(b, n, -1))
+
+    def mlp(self, h: torch.Tensor) -> torch.Tensor:
+        a = self.mlp_norm(h)
+        return self.down_proj(F.silu(self.gate_proj(a)) * self.up_proj(a))
+
+
+class DLLM(nn.Module):
+    """The mask predictor p_theta(x_0 | x_t) of a masked-diffusion LM (LLaDA eq. 3), plus the pieces caches use."""
+
+    def __init__(self, cfg: DLLMConfig, device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, **factory)
+        self.layers = nn.ModuleList(Layer(cfg, **factory) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps, **factory)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False, **factory)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.norm(h))
+
+    def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, attend: Attend | None = None):
+        """Final hidden states [B, n, d] of tokens `ids` [B, n] at `positions` (default 0..n-1).
+
+        attend(layer_idx, q, k, v) -> o [B, H, n, D] decides what the n queries see; default: each other, densely.
+        """
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be [B, n], got shape {tuple(ids.shape)}")
+        n = ids.shape[1]
+        if positions is None:
+            positions = torch.arange(n, device=ids.device)
+        if positions.shape != (n,):
+            raise ValueError(f"positions must be [n]=({n},), got {tuple(positions.shape)}")
+        cos, sin = self.rope(positions)
+        h = self.embed(ids)
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.qkv(h, cos, sin)
+            o = dense_attention(q, k, v) if attend is None else attend(i, q, k, v)
+            h = h + layer.attn_out(o)
+            h = h + layer.mlp(h)
+        return h
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, attend: Attend | None = None,
+                rows: slice | None = None) -> torch.Tensor:
+        """Logits [B, n, V] (or of `rows` only: the LM head over a long context is the largest activation)."""
+        h = self.hidden(ids, positions, attend)
+        return self.logits(h if rows is None else h[:, rows])
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,8 @@
+"""Vanilla decoding: no cache, every step is a full bidirectional forward over prompt and generation (LLaDA)."""
+from __future__ import annotations
+
+from reference.dllm.cache import DecodeCache
+
+
+class Vanilla(DecodeCache):
+    name = "vanilla"

@@ -1,0 +1,180 @@
+"""Sparse-dLLM block attention: the current block's queries against the kept cache plus the block's own keys.
+
+    keys(b)   = cat(k_cache[b, :, kept_idx[b]], k_block[b])          (values likewise)
+    out[b]    = softmax(q[b] keys(b)^T * scale) values(b)             (bidirectional: no mask)
+
+Sparse-dLLM (Song et al., arXiv 2508.02558; facts in /work/shared/specs/sparse-dllm.md, "Sparse-dLLM (as in the
+official code)"): from step 2 of a block on, only the block's tokens are run, and each layer attends them to
+`cat(kept K, block K)` / `cat(kept V, block V)`, non-causal; the kept cache is fixed for the block while the block's
+own K/V are recomputed every step.
+
+q: [B, Hq, Lb, D] the block's queries; k_block, v_block: [B, Hkv, Lb, D] the block's keys/values; k_cache, v_cache:
+[B, Hkv, S, D] post-RoPE keys/values of the out-of-block positions (S may be 0); kept_idx: None (every cached
+position) or long [B, K] of distinct positions in [0, S), in any order, K may be 0, the same for every head of a row
+(the paper keeps one index set per layer). scale defaults to D**-0.5. GQA: query head h reads KV head h // (Hq // Hkv).
+Output [B, Hq, Lb, D] in q's dtype. The order of kept_idx does not change the result (softmax is a sum over keys).
+
+The reference gathers the kept rows and calls the dense reference (reference/ops/attention.py, causal=False).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from reference.ops.attention import attention
+from reference.registry import OpSpec, register_op
+
+
+def _check_4d(name: str, t, like: torch.Tensor | None = None) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(f"{name} must be 4-D [B, H, L, D], got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if like is not None and t.dtype != like.dtype:
+        raise TypeError(f"{name} must have q's dtype {like.dtype}, got {t.dtype}")
+    if like is not None and t.device != like.device:
+        raise ValueError(f"{name} must be on q's device {like.device}, got {t.device}")
+
+
+def check_sparse_block_attention_inputs(q: torch.Tensor, k_block: torch.Tensor, v_block: torch.Tensor,
+                                        k_cache: torch.Tensor, v_cache: torch.Tensor,
+                                        kept_idx: torch.Tensor | None = None, scale: float | None = None,
+                                        check_values: bool = True) -> None:
+    """Raise TypeError/ValueError naming the argument when the inputs are not a valid call (module docstring).
+
+    The check of kept_idx's values (in [0, S), distinct) reads them (a host sync on a GPU); `check_values=False`
+    skips only that, for timed loops and CUDA graph capture.
+    """
+    _check_4d("q", q)
+    for name, t in (("k_block", k_block), ("v_block", v_block), ("k_cache", k_cache), ("v_cache", v_cache)):
+        _check_4d(name, t, q)
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                              or not math.isfinite(scale) or scale <= 0):
+        raise ValueError(f"scale must be None or a positive finite number, got {scale!r}")
+    b, hq, lb, d = q.shape
+    if b == 0 or d == 0 or lb == 0:
+        raise ValueError(f"q must have a non-empty batch, block and head_dim, got shape {tuple(q.shape)}")
+    hkv = k_block.shape[1]
+    if tuple(k_block.shape) != (b, hkv, lb, d):
+        raise ValueError(f"k_block must have shape [B, Hkv, Lb, D] = ({b}, Hkv, {lb}, {d}) to match q, "
+                         f"got {tuple(k_block.shape)}")
+    if v_block.shape != k_block.shape:
+        raise ValueError(f"v_block must have k_block's shape {tuple(k_block.shape)}, got {tuple(v_block.shape)}")
+    if hkv == 0 or hq % hkv:
+        raise ValueError(f"q heads ({hq}) must be a positive multiple of k_block heads ({hkv}) for GQA")
+    s = k_cache.shape[2]
+    if tuple(k_cache.shape) != (b, hkv, s, d):
+        raise ValueError(f"k_cache must have shape [B, Hkv, S, D] = ({b}, {hkv}, S, {d}), got {tuple(k_cache.shape)}")
+    if v_cache.shape != k_cache.shape:
+        raise ValueError(f"v_cache must have k_cache's shape {tuple(k_cache.shape)}, got {tuple(v_cache.shape)}")
+    if kept_idx is None:
+        return
+    if not isinstance(kept_idx, torch.Tensor):
+        raise TypeError(f"kept_idx must be None or a torch.Tensor, got {type(kept_idx).__name__}")
+    if kept_idx.dtype != torch.long:
+        raise TypeError(f"kept_idx must be a long (int64) tensor, got {kept_idx.dtype}")
+    if kept_idx.dim() != 2 or kept_idx.shape[0] != b:
+        raise ValueError(f"kept_idx must have shape [B, K] with B={b}, got {tuple(kept_idx.shape)}")
+    if kept_idx.device != q.device:
+        raise ValueError(f"kept_idx must be on q's device {q.device}, got {kept_idx.device}")
+    if kept_idx.shape[1] > s:
+        raise ValueError(f"kept_idx holds {kept_idx.shape[1]} positions per row, more than the S={s} cached ones")
+    if not check_values or kept_idx.numel() == 0:
+        return
+    bad = (kept_idx < 0) | (kept_idx >= s)
+    if bool(bad.any()):
+        r, c = bad.nonzero()[0].tolist()
+        raise ValueError(f"kept_idx values must lie in [0, S={s}); kept_idx[{r}, {c}] = {int(kept_idx[r, c])}")
+    dup = (kept_idx.sort(dim=1).values.diff(dim=1) == 0).any(dim=1)
+    if bool(dup.any()):
+        raise ValueError(f"kept_idx must hold distinct positions per row; row {int(dup.nonzero()[0])} repeats one")
+
+
+def gather_kept(cache: torch.Tensor, kept_idx: torch.Tensor | None) -> torch.Tensor:
+    """cache [B, Hkv, S, D] -> [B, Hkv, K, D]: row b keeps positions kept_idx[b] (all of them when None)."""
+    if kept_idx is None:
+        return cache
+    b, h, _, d = cache.shape
+    return torch.gather(cache, 2, kept_idx[:, None, :, None].expand(b, h, kept_idx.shape[1], d))
+
+
+def sparse_block_attention(q: torch.Tensor, k_block: torch.Tensor, v_block: torch.Tensor, k_cache: torch.Tensor,
+                           v_cache: torch.Tensor, kept_idx: torch.Tensor | None = None,
+                           scale: float | None = None) -> torch.Tensor:
+    """Reference: out [B, Hq, Lb, D] in q's dtype, dense bidirectional attention over cat(kept cache, block)."""
+    check_sparse_block_attention_inputs(q, k_block, v_block, k_cache, v_cache, kept_idx, scale)
+    k = torch.cat([gather_kept(k_cache, kept_idx), k_block], dim=2)
+    v = torch.cat([gather_kept(v_cache, kept_idx), v_block], dim=2)
+    return attention(q, k, v, causal=False, scale=scale)
+
+
+# LLaDA-8B (32 heads, no GQA, head_dim 128) and a GQA shape (8 KV heads, group 4, as LLaMA-3-8B).
+_GPU_HEADS = ((32, 1, 128), (8, 4, 128))
+
+
+def _cases(profile: str):
+    """Hypothesis strategy of cases (plain values, replayable).
+
+    "ci": B 1..2, Hkv 1..2, group 1..3, D in {16, 32, 64}, Lb 1..40, S 0..300, kept None or K in 0..S positions.
+    "gpu": LLaDA-8B and GQA heads, Lb 32 (the paper's block_len), S up to 16384, kept None or K in 0..S.
+    `kept` is the number of kept positions (None: every one); make_inputs draws which, in random order.
+    """
+    from hypothesis import strategies as st
+
+    big = profile == "gpu"
+
+    @st.composite
+    def case(draw):
+        if big:
+            kv_heads, group, head_dim = draw(st.sampled_from(_GPU_HEADS))
+        else:
+            kv_heads, group = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+            head_dim = draw(st.sampled_from([16, 32, 64]))
+        cache_len = draw(st.integers(0, 16384 if big else 300))
+        return {
+            "batch": draw(st.integers(1, 2)),
+            "kv_heads": kv_heads,
+            "group": group,
+            "head_dim": head_dim,
+            "block_len": 32 if big else draw(st.integers(1, 40)),
+            "cache_len": cache_len,
+            "kept": draw(st.one_of(st.none(), st.integers(0, cache_len))),
+            "scale": draw(st.one_of(st.none(), st.none(), st.sampled_from([0.05, 0.125, 0.3]))),
+            "seed": draw(st.integers(0, 2**31 - 1)),
+        }
+
+    return case()
+
+
+def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
+    """Random normal q, k/v block and cache (seeded, drawn in float32 then cast); kept_idx a random permutation's
+    first `kept` positions per row (so unsorted), or None."""
+    g = torch.Generator().manual_seed(case["seed"])
+    b, hkv, d, lb, s = case["batch"], case["kv_heads"], case["head_dim"], case["block_len"], case["cache_len"]
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    x = {"q": rand(b, hkv * case["group"], lb, d), "k_block": rand(b, hkv, lb, d), "v_block": rand(b, hkv, lb, d),
+         "k_cache": rand(b, hkv, s, d), "v_cache": rand(b, hkv, s, d), "kept_idx": None, "scale": case.get("scale")}
+    if case["kept"] is not None:
+        kept = [torch.randperm(s, generator=g)[:case["kept"]] for _ in range(b)]
+        x["kept_idx"] = torch.stack(kept).to(device=device, dtype=torch.long)
+    return x
+
+
+SPEC = register_op(
+    OpSpec(
+        name="sparse_block_attention",
+        reference=sparse_block_attention,
+        cases=_cases,
+        make_inputs=_make_inputs,
+        dtypes=(torch.float32, torch.float16, torch.bfloat16),
+        float_inputs=("q", "k_block", "v_block", "k_cache", "v_cache"),
+        doc=__doc__,
+    )
+)

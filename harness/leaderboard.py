@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from harness.board_dllm import dllm_board  # noqa: E402
 from harness.board_scheduling import schedulers_board  # noqa: E402
 from harness.board_tasks import longbench_board, ruler_board  # noqa: E402
 from harness.provenance import now_iso  # noqa: E402
@@ -377,7 +378,7 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
 
 
 BOARDS = [kv_methods_board, ruler_board, longbench_board, kernels_conformance_board, kernels_latency_board,
-          schedulers_board]
+          dllm_board, schedulers_board]
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}

@@ -98,11 +98,14 @@ def run_dllm(config: DLLMAccuracyConfig, progress: bool = True) -> dict:
     summary = {"ran": 0, "skipped": 0, "accuracy": {}, "store": str(store.path(SUITE))}
     vanilla_tokens: dict[tuple, list] = {}
     for r in store.records(SUITE):  # vanilla tokens of earlier runs, for the agreement metric of resumed cells
-        if r["method"] == "vanilla" and r["metric"] == "accuracy" and r["model"] == model_name:
+        if (r["method"] == "vanilla" and r["metric"] == "accuracy" and r["model"] == model_name
+                and r["params"].get("block_len") == (block_len if config.block_len else None)):
             vanilla_tokens[(r["task"], r["params"]["length"], r["params"]["n"])] = r["extra"].get("tokens")
     bar = tqdm(cells, desc="dllm accuracy", unit="cell", disable=not progress)
     for task, length, (label, impl, params) in bar:
         cell_params = {"length": length, "n": config.n, **params, **config.extra_params}
+        if config.block_len:  # not the checkpoint's default: part of what was measured
+            cell_params["block_len"] = block_len
         key_params = dict(cell_params)
         key = cell_key(SUITE, task, label, impl, model_name, key_params)
         vkey = (task, length, config.n)

@@ -86,3 +86,33 @@ def server_configs(draw):
     return ServerConfig(max_batch=draw(st.integers(1, 8)), token_budget=draw(st.integers(16, 2048)),
                         kv_capacity=capacity, preemption=draw(st.sampled_from(["recompute", "swap"])),
                         swap_s_per_token=draw(st.floats(0, 1e-4)))
+
+
+@st.composite
+def dllm_cases(draw, n_layers: int | None = None, loop: str = "llada"):
+    """A random tiny dLLM (float64) with a prompt and a generation config: (model, prompt [B, P], GenConfig).
+
+    d_model 32-64, heads 2-4 with GQA groups 1-2, 1-3 layers unless given; prompt 12-60 random tokens (never the
+    mask), B 1-2; gen_len = blocks x block_len with 1-3 blocks of 4-8, 2-4 steps per block... at most one token
+    per step when steps == block_len.
+    """
+    from reference.dllm.config import DLLMConfig
+    from reference.dllm.generate import GenConfig
+    from reference.dllm.model import DLLM
+
+    kv_heads, group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    head_dim = draw(st.sampled_from([8, 16]))
+    layers = n_layers or draw(st.integers(1, 3))
+    vocab = 48
+    cfg = DLLMConfig(vocab_size=vocab, d_model=kv_heads * group * head_dim, n_layers=layers,
+                     n_heads=kv_heads * group, n_kv_heads=kv_heads, ffn_dim=64, mask_id=vocab - 1, eos_id=0,
+                     rope_theta=draw(st.sampled_from([100.0, 10000.0])), shift_logits=loop == "dream")
+    seed = draw(seeds())
+    torch.manual_seed(seed)
+    model = DLLM(cfg, dtype=torch.float64).eval()
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, vocab - 1, (draw(st.integers(1, 2)), draw(st.integers(12, 60))), generator=g)
+    block_len, blocks = draw(st.integers(4, 8)), draw(st.integers(1, 3))
+    steps_per_block = draw(st.sampled_from([2, block_len // 2, block_len]))
+    gen = GenConfig(gen_len=block_len * blocks, block_len=block_len, steps=steps_per_block * blocks, loop=loop)
+    return model, prompt, gen

@@ -79,9 +79,14 @@ def dream_counts(n_mask: int, step: int, steps: int, eps: float = 1e-3) -> int:
     return int(n_mask * (1 - s / t))
 
 
-def _sample(logits: torch.Tensor, cfg: GenConfig, gen: torch.Generator | None):
-    """Candidate tokens x0 [B, n] and the probability matrix [B, n, V] (float64)."""
+def _sample(logits: torch.Tensor, cfg: GenConfig, gen: torch.Generator | None, mask_id: int):
+    """Candidate tokens x0 [B, n] and the probability matrix [B, n, V] (float64).
+
+    The mask token is never a candidate (a trained model gives it ~0 probability; an untrained one could otherwise
+    "commit" a mask and leave the position undecoded).
+    """
     logits = logits.to(torch.float64)
+    logits[..., mask_id] = float("-inf")
     probs = torch.softmax(logits, dim=-1)
     if cfg.temperature == 0:
         return logits.argmax(-1), probs
@@ -165,7 +170,7 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
             if not masked.any() or (cfg.threshold is None and step >= t_block):
                 break
             logits = cache.step_logits(model, x, step)[:, :cfg.block_len]
-            x0, probs = _sample(logits, cfg, gen)
+            x0, probs = _sample(logits, cfg, gen, mask_id)
             conf = _confidence(x0, probs, cfg, gen)
             if cfg.loop == "dream":
                 k = [dream_counts(int(m.sum()), step, t_block) for m in masked]

@@ -10,6 +10,7 @@ import pytest
 from harness.board_scheduling import BASELINES, POLICIES, schedulers_board
 from harness.leaderboard import build_leaderboard
 from harness.store import ResultsStore, make_record
+from suites.harness.markdown_tables import sections
 
 PROV = {"device": "cpu: test", "versions": {"torch": "t"}, "git_sha": "abc"}
 METRICS = (("mean_latency_s", "s"), ("p50_latency_s", "s"), ("p99_latency_s", "s"), ("mean_ttft_s", "s"),
@@ -52,22 +53,7 @@ def _grid(rng, **kw):
     return recs, values
 
 
-def _sections(md: str) -> dict[str, list[list[list[str]]]]:
-    """Markdown -> {### heading: [table, ...]}, a table being its rows (header first) of stripped cells."""
-    out, heading, table = {}, None, None
-    for line in md.splitlines():
-        if line.startswith("### "):
-            heading, table = line[4:], None
-            out[heading] = []
-        elif line.startswith("|") and heading is not None:
-            if table is None:
-                table = []
-                out[heading].append(table)
-            if not set(line) <= set("|-: "):
-                table.append([c.strip() for c in line.strip().strip("|").split("|")])
-        else:
-            table = None
-    return out
+_sections = sections
 
 
 def _workload(sections, task):

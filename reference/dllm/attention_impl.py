@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from reference.dllm.model import dense_attention
+from reference.ops.sparse_block_attention import gather_kept
 from reference.registry import get_impl
 
 
@@ -20,9 +21,7 @@ def block_attention(impl: str, graphable: bool = False):
     """
     if impl == "torch":
         def torch_block_attention(q, k_block, v_block, k_cache, v_cache, kept_idx=None):
-            if kept_idx is not None:
-                idx = kept_idx[:, None, :, None].expand(-1, k_cache.shape[1], -1, k_cache.shape[3])
-                k_cache, v_cache = k_cache.gather(2, idx), v_cache.gather(2, idx)
+            k_cache, v_cache = gather_kept(k_cache, kept_idx), gather_kept(v_cache, kept_idx)
             return dense_attention(q, torch.cat([k_cache, k_block], 2), torch.cat([v_cache, v_block], 2))
         return torch_block_attention
     fn = get_impl("sparse_block_attention", impl)

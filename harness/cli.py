@@ -82,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     dllm.add_argument("--n", type=int, default=16, help="held-out prompts per task and length")
     dllm.add_argument("--device", default="cpu")
 
+    ex = run.add_argument_group("executor (where each cell of the sweep runs; records are the same either way)")
+    ex.add_argument("--executor", default="local", choices=("local", "ray"),
+                    help="local: this process (default); ray: one Ray task per cell (method x task x length x model)")
+    ex.add_argument("--ray-address", default=None,
+                    help="a Ray cluster address (default: $RAY_ADDRESS, else a local Ray instance started for the run)")
+    ex.add_argument("--cell-cpus", type=float, default=1.0, help="CPUs each Ray task requests (default 1)")
+    ex.add_argument("--cell-gpus", type=float, default=None,
+                    help="GPUs each Ray task requests (default: 1 when the suite runs on CUDA, else 0)")
+
     train = sub.add_parser("train-dllm", add_help=False,
                            help="train the small dLLM on synthetic long-context tasks (`train-dllm --help`)")
     train.add_argument("rest", nargs=argparse.REMAINDER)

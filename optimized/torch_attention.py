@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from reference.ops.attention import causal_mask, check_attention_inputs
+from reference.ops.checks import check_out
 from reference.registry import register_impl
 
 
@@ -21,10 +22,7 @@ def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     dtype and device) and returns it when given.
     """
     check_attention_inputs(q, k, v, causal, scale)
-    if out is not None and (not isinstance(out, torch.Tensor) or out.shape != q.shape or out.dtype != q.dtype
-                            or out.device != q.device):
-        raise ValueError(f"out must be a {tuple(q.shape)} {q.dtype} tensor on {q.device}, got "
-                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    check_out(out, q.shape, q.dtype, q.device)
     group = q.shape[1] // k.shape[1]
     q32 = q.float()
     k32 = k.float().repeat_interleave(group, dim=1)

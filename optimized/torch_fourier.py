@@ -11,22 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from reference.ops.attention import causal_mask
-from reference.ops.fourier import check_decode_inputs, dft_weights
+from reference.ops.checks import check_out
+from reference.ops.fourier import check_compress_inputs, check_decode_inputs, check_reconstruct_inputs, dft_weights
 from reference.registry import register_impl
-
-
-def _write(result: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    if out is None:
-        return result
-    if out.shape != result.shape or out.dtype != result.dtype:
-        raise ValueError(f"out must be {tuple(result.shape)} {result.dtype}, got {tuple(out.shape)} {out.dtype}")
-    return out.copy_(result)
 
 
 @register_impl("fourier_compress", "torch")
 def fourier_compress_fft(x, num_freqs, period):
-    if x.shape[1] > period:
-        raise ValueError(f"x holds {x.shape[1]} span positions, more than period={period}")
+    check_compress_inputs(x, num_freqs, period)
+    if x.shape[0] == 0 or x.shape[2] == 0:  # no batch or no channel: nothing to transform (MKL refuses empty FFTs)
+        empty = x.new_empty(x.shape[0], x.shape[2], num_freqs)
+        return empty, empty.clone()
     spectrum = torch.fft.fft(x.float(), n=period, dim=1)  # [B, T, C]
     sel = spectrum[:, torch.arange(num_freqs, device=x.device) % period].transpose(1, 2)  # [B, C, N]
     return sel.real.to(x.dtype), (-sel.imag).to(x.dtype)
@@ -44,9 +39,10 @@ def _reconstruct32(c_cos, c_sin, length, period):
 
 @register_impl("fourier_reconstruct", "torch")
 def fourier_reconstruct_fft(c_cos, c_sin, length, period, out=None):
-    if length > period:
-        raise ValueError(f"length={length} must not exceed period={period}")
-    return _write(_reconstruct32(c_cos, c_sin, length, period).to(c_cos.dtype), out)
+    check_reconstruct_inputs(c_cos, c_sin, length, period)
+    check_out(out, (c_cos.shape[0], length, c_cos.shape[1]), c_cos.dtype, c_cos.device)
+    result = _reconstruct32(c_cos, c_sin, length, period).to(c_cos.dtype)
+    return result if out is None else out.copy_(result)
 
 
 def _assemble32(exact, n_init, mid_kept, kept_idx, comp_idx, c_cos, c_sin, scale, shift, mid_len, period):
@@ -70,10 +66,11 @@ def fourier_decode_attention_torch(
 ):
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
                         v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale)
+    check_out(out, q.shape, q.dtype, q.device)
     k = _assemble32(k_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift, mid_len, period)
     v = _assemble32(v_exact, n_init, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period)
     group = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
     mask = causal_mask(q.shape[2], k.shape[2], q.device)
     result = F.scaled_dot_product_attention(q.float(), k, v, attn_mask=mask, scale=scale).to(q.dtype)
-    return _write(result, out)
+    return result if out is None else out.copy_(result)

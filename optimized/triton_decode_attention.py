@@ -32,12 +32,12 @@ Lq 1; 2.99 TB/s by `bytes_read`, SDPA 23.5 us) and 134.5 us for 8 of them (3.99 
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
 
+from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.decode_attention import check_decode_attention_inputs
 from reference.registry import register_impl
 
@@ -180,20 +180,14 @@ def decode_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s
 
     out: optional [B, Hq, Lq, D] tensor of q's dtype and device, written and returned.
     num_splits: key splits per (sequence, KV head); default `default_num_splits`.
-    validate: False skips the range check of seq_lens' values (the one host sync), so the call can be timed
-      back to back or captured in a CUDA graph; shapes, dtypes and devices are checked either way.
+    validate: False skips the checks that read values (seq_lens' range, NaN/inf in q and the valid k/v: the host
+      syncs), so the call can be timed back to back or captured in a CUDA graph; shapes, dtypes and devices are
+      checked either way.
     """
     check_decode_attention_inputs(q, k, v, seq_lens, scale, check_values=bool(validate))
-    if out is not None and (not isinstance(out, torch.Tensor) or out.shape != q.shape or out.dtype != q.dtype
-                            or out.device != q.device):
-        raise ValueError(f"out must be a {tuple(q.shape)} {q.dtype} tensor on {q.device}, got "
-                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}"
-                         f"{'' if not isinstance(out, torch.Tensor) else f' {out.dtype} on {out.device}'}")
-    if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int)
-                                   or not 1 <= num_splits <= MAX_SPLITS):
-        raise ValueError(f"num_splits must be None or an int in [1, {MAX_SPLITS}], got {num_splits!r}")
-    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"q must be float32, float16 or bfloat16 for the Triton kernel, got {q.dtype}")
+    check_out(out, q.shape, q.dtype, q.device)
+    check_int("num_splits", num_splits, 1, MAX_SPLITS, optional=True)
+    check_triton_dtype("q", q)
     batch, hq, lq, d = q.shape
     hkv = k.shape[1]
     group = hq // hkv
@@ -201,9 +195,7 @@ def decode_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s
     if rows > MAX_ROWS:
         raise ValueError(f"q holds group * Lq = {hq // hkv} * {lq} = {group * lq} query rows per KV head; this kernel "
                          f"keeps them in one tile of at most {MAX_ROWS} rows (Lq up to {MAX_ROWS // group} here)")
-    if q.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError(f"decode_attention_triton: tensors are on {q.device}; Triton kernels need a CUDA device, "
-                           "or TRITON_INTERPRET=1 set before triton is imported to run them on the CPU")
+    check_triton_runnable("decode_attention_triton", q)
     if out is None:
         out = torch.empty_like(q)
     config = launch_config(q.device)

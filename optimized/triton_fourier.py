@@ -24,13 +24,13 @@ error); QK^T and PV take fp16/bf16 operands when q is fp16/bf16, as in FlashAtte
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from reference.ops.fourier import _check_float_tensor, _check_int, check_decode_inputs
+from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
+from reference.ops.fourier import check_compress_inputs, check_decode_inputs
 from reference.ops.fourier_update import check_update_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
@@ -109,27 +109,19 @@ def _project_kernel(
     tl.store(OUT_SIN + offs, acc_s.to(OUT_SIN.dtype.element_ty), mask=mask)
 
 
-def _check_runnable(*tensors: torch.Tensor) -> None:
-    dev = tensors[0].device
-    for t in tensors:
-        if t.device != dev:
-            raise ValueError(f"all tensors must be on one device; got {dev} and {t.device}")
-    if dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError("Triton kernels on CPU tensors need TRITON_INTERPRET=1 set before triton is imported")
-
-
 def fourier_project_triton(x, num_freqs, period, start=0, c_cos=None, c_sin=None, out_dtype=None):
     """Coefficients of tokens x [B, n, C] at span phases start..start+n-1, plus (c_cos, c_sin) [B, C, N] when given.
 
     Spec "Basis": c_cos[n] += sum_t x_t cos(2 pi n t / T), c_sin likewise; float32 accumulation, result in
-    `out_dtype` (default: c_cos's dtype, else x's). New tensors; the inputs are not modified.
+    `out_dtype` (default: c_cos's dtype, else x's). New tensors; the inputs are not modified. Its callers check
+    the inputs (`check_compress_inputs`, `check_update_inputs`); this checks the kernel's own limits.
     """
     b, length, channels = x.shape
     has_init = c_cos is not None
     out_dtype = out_dtype or (c_cos.dtype if has_init else x.dtype)
     if period * max(num_freqs, 1) >= 2**31 // 9:
         raise ValueError(f"period * num_freqs = {period * num_freqs} overflows the kernel's int32 phases")
-    _check_runnable(*(t for t in (x, c_cos, c_sin) if t is not None))
+    check_triton_runnable("fourier_project_triton", x)
     out_cos = torch.empty(b, channels, num_freqs, dtype=out_dtype, device=x.device)
     out_sin = torch.empty_like(out_cos)
     if out_cos.numel() == 0:
@@ -149,11 +141,7 @@ def fourier_project_triton(x, num_freqs, period, start=0, c_cos=None, c_sin=None
 @register_impl("fourier_compress", "triton")
 def fourier_compress_triton(x, num_freqs, period):
     """Triton `fourier_compress`: x [B, L, C] -> (c_cos, c_sin) [B, C, N] in x's dtype, float32 accumulation."""
-    _check_float_tensor("x", x, 3)
-    _check_int("num_freqs", num_freqs, 1)
-    _check_int("period", period, 1)
-    if x.shape[1] > period:
-        raise ValueError(f"x holds {x.shape[1]} span positions, more than period={period}")
+    check_compress_inputs(x, num_freqs, period)
     return fourier_project_triton(x, num_freqs, period)
 
 
@@ -327,18 +315,17 @@ def _launch_decode(q, k_exact, v_exact, k_args, v_args, mid_len, period, lens, s
     k_args/v_args: (mid_kept, kept_idx, comp_idx, cos, sin, scale, shift). mid_len/period: ints (the longest middle
     when `lens` is given); lens: None, or int32 [B, 3] (exact tokens, middle length, period) per sequence.
     """
-    _check_runnable(q, k_exact, v_exact, *k_args, *v_args, *([] if lens is None else [lens]))
-    if q.dtype not in _TL_DTYPE:
-        raise TypeError(f"q must be float32, float16 or bfloat16, got {q.dtype}")
+    check_triton_dtype("q", q)
     if recon_precision is None:  # see fourier_decode_attention_triton's docstring
         recon_precision = "ieee" if q.dtype == torch.float32 else "tf32"
     if recon_precision not in ("ieee", "tf32", "tf32x3"):
         raise ValueError(f"recon_precision must be 'ieee', 'tf32' or 'tf32x3', got {recon_precision!r}")
-    if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1):
-        raise ValueError(f"num_splits must be a positive int or None, got {num_splits!r}")
+    check_int("num_splits", num_splits, 1, optional=True)
     for name, blk in (("block_t", block_t), ("block_n", block_n)):
-        if blk is not None and (isinstance(blk, bool) or not isinstance(blk, int) or blk < 16 or blk & (blk - 1)):
+        check_int(name, blk, 16, optional=True)
+        if blk is not None and blk & (blk - 1):
             raise ValueError(f"{name} must be None or a power of two >= 16, got {blk!r}")
+    check_int("num_warps", num_warps, 1, optional=True)
     b, hq, lq, d = q.shape
     hkv, le = k_exact.shape[1], k_exact.shape[2]
     group = hq // hkv
@@ -350,8 +337,8 @@ def _launch_decode(q, k_exact, v_exact, k_args, v_args, mid_len, period, lens, s
     nk, nv = k_cos.shape[2], v_cos.shape[2]
     if period * max(nk, nv) >= 2**31 // 9:
         raise ValueError(f"period * num_freqs = {period * max(nk, nv)} overflows the kernel's int32 phases")
-    if out is not None and (out.shape != q.shape or out.dtype != q.dtype or out.device != q.device):
-        raise ValueError(f"out must be {tuple(q.shape)} {q.dtype} on {q.device}, got {tuple(out.shape)} {out.dtype}")
+    check_out(out, q.shape, q.dtype, q.device)
+    check_triton_runnable("fourier_decode_attention_triton", q)
     sm_scale = float(scale) if scale is not None else d ** -0.5
     block_t = block_t or 32
     block_n = block_n or 32

@@ -31,12 +31,12 @@ Not measured on a GPU yet: the GPU tile sizes in `launch_config` are the decode 
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
 
+from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.sparse_block_attention import check_sparse_block_attention_inputs
 from reference.registry import register_impl
 
@@ -207,23 +207,16 @@ def sparse_block_attention_triton(q: torch.Tensor, k_block: torch.Tensor, v_bloc
 
     out: optional [B, Hq, Lb, D] tensor of q's dtype and device, written and returned.
     num_splits: splits of the K + Lb keys per (batch row, KV head, row block); default `default_num_splits`.
-    validate: False skips the check of kept_idx's values (in range, distinct; a host sync), so the call can be
-      timed back to back or captured in a CUDA graph; shapes, dtypes and devices are checked either way.
+    validate: False skips the checks that read values (kept_idx in range and distinct, NaN/inf in the rows read:
+      the host syncs), so the call can be timed back to back or captured in a CUDA graph; shapes, dtypes and devices
+      are checked either way.
     """
     check_sparse_block_attention_inputs(q, k_block, v_block, k_cache, v_cache, kept_idx, scale,
                                         check_values=bool(validate))
-    if out is not None and (not isinstance(out, torch.Tensor) or out.shape != q.shape or out.dtype != q.dtype
-                            or out.device != q.device):
-        got = f"{tuple(out.shape)} {out.dtype} on {out.device}" if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"out must be a {tuple(q.shape)} {q.dtype} tensor on {q.device}, got {got}")
-    if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int)
-                                   or not 1 <= num_splits <= MAX_SPLITS):
-        raise ValueError(f"num_splits must be None or an int in [1, {MAX_SPLITS}], got {num_splits!r}")
-    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"q must be float32, float16 or bfloat16 for the Triton kernel, got {q.dtype}")
-    if q.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError(f"sparse_block_attention_triton: tensors are on {q.device}; Triton kernels need a CUDA "
-                           "device, or TRITON_INTERPRET=1 set before triton is imported to run them on the CPU")
+    check_out(out, q.shape, q.dtype, q.device)
+    check_int("num_splits", num_splits, 1, MAX_SPLITS, optional=True)
+    check_triton_dtype("q", q)
+    check_triton_runnable("sparse_block_attention_triton", q)
     batch, hq, lb, d = q.shape
     hkv = k_block.shape[1]
     group = hq // hkv

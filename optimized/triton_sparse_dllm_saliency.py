@@ -30,12 +30,11 @@ select (33 passes over S) is the part to watch at batch 1.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from reference.ops.checks import check_triton_dtype, check_triton_runnable
 from reference.ops.sparse_dllm_saliency import check_sparse_dllm_saliency_inputs
 from reference.registry import register_impl
 
@@ -139,11 +138,8 @@ def sparse_dllm_saliency_triton(q_block: torch.Tensor, k: torch.Tensor, keep: in
     """Same contract as reference.ops.sparse_dllm_saliency.sparse_dllm_saliency:
     (scores float32 [B, S], kept_idx long [B, keep] ascending)."""
     check_sparse_dllm_saliency_inputs(q_block, k, keep, kernel_size)
-    if q_block.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"q_block must be float32, float16 or bfloat16 for the Triton kernel, got {q_block.dtype}")
-    if q_block.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError(f"sparse_dllm_saliency_triton: tensors are on {q_block.device}; Triton kernels need a CUDA "
-                           "device, or TRITON_INTERPRET=1 set before triton is imported to run them on the CPU")
+    check_triton_dtype("q_block", q_block)
+    check_triton_runnable("sparse_dllm_saliency_triton", q_block)
     b, hq, lb, d = q_block.shape
     hkv, s = k.shape[1], k.shape[2]
     scores = torch.empty(b, s, dtype=torch.float32, device=q_block.device)

@@ -4,14 +4,28 @@
 (a new concatenated copy per layer and step). `triton` or any registered name / `pkg.module:fn`: the op
 `sparse_block_attention` of reference/ops (the Triton kernel reads kept rows through the indices, no copy).
 Saliency likewise: `torch` runs the reference op `sparse_dllm_saliency`, other names its implementations.
+The model calls these on every layer of every step, on its own activations: the ops' NaN/inf scan (a reduction and a
+host sync each; reference/ops/checks.py) is off inside them, the other argument checks stay.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 
 from reference.dllm.model import dense_attention
+from reference.ops.checks import finite_checks
 from reference.ops.sparse_block_attention import gather_kept
 from reference.registry import get_impl
+
+
+def _without_finite_check(fn):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with finite_checks(False):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def block_attention(impl: str, graphable: bool = False):
@@ -27,9 +41,9 @@ def block_attention(impl: str, graphable: bool = False):
     fn = get_impl("sparse_block_attention", impl)
     if graphable and impl == "triton":
         return lambda *args, **kw: fn(*args, validate=False, **kw)
-    return fn
+    return _without_finite_check(fn)
 
 
 def saliency(impl: str):
     """fn(q_block, k, keep, kernel_size) -> (scores [B, S], kept_idx [B, keep] ascending)."""
-    return get_impl("sparse_dllm_saliency", "reference" if impl == "torch" else impl)
+    return _without_finite_check(get_impl("sparse_dllm_saliency", "reference" if impl == "torch" else impl))

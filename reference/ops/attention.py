@@ -11,37 +11,27 @@ rule runs it in float64 as the oracle and in the tested dtype as the baseline (D
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
 
+from reference.ops.checks import check_finite, check_gqa, check_like, check_scale, check_tensor
 from reference.registry import OpSpec, register_op
 
 
 def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
-                           scale: float | None = None) -> None:
-    """Raise TypeError/ValueError naming the argument when q, k, v, causal, scale are not a valid call."""
+                           scale: float | None = None, check_values: bool = True) -> None:
+    """Raise TypeError/ValueError naming the argument when q, k, v, causal, scale are not a valid call.
+
+    check_values: also check that q, k, v hold no NaN/inf (a host sync; see reference/ops/checks.py).
+    """
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D [B, H, L, D], got shape {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        check_tensor(name, t, 4, floating=True, layout="[B, H, L, D]")
     if not isinstance(causal, (bool, numbers.Integral)) or causal not in (0, 1):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
-                              or not math.isfinite(scale) or scale <= 0):
-        raise ValueError(f"scale must be None or a positive finite number, got {scale!r}")
-    if k.dtype != q.dtype:
-        raise TypeError(f"k must have q's dtype {q.dtype}, got {k.dtype}")
-    if v.dtype != q.dtype:
-        raise TypeError(f"v must have q's dtype {q.dtype}, got {v.dtype}")
-    if k.device != q.device:
-        raise ValueError(f"k must be on q's device {q.device}, got {k.device}")
-    if v.device != q.device:
-        raise ValueError(f"v must be on q's device {q.device}, got {v.device}")
+        raise TypeError(f"causal must be a bool, got {causal!r}")
+    check_scale(scale)
+    check_like("k", k, "q", q)
+    check_like("v", v, "q", q)
     if k.shape != v.shape:
         raise ValueError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must have the same shape [B, Hkv, Lk, D]")
     b, hq, lq, d = q.shape
@@ -52,14 +42,15 @@ def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
         raise ValueError(f"k head_dim ({dk}) must equal q head_dim ({d})")
     if b == 0 or d == 0:
         raise ValueError(f"q must have a non-empty batch and head_dim, got shape {tuple(q.shape)}")
-    if hkv == 0 or hq % hkv:
-        raise ValueError(f"q heads ({hq}) must be a positive multiple of k heads ({hkv}) for GQA")
+    check_gqa("q", hq, "k", hkv)
     if lq == 0:
         raise ValueError("q must hold at least one token (Lq == 0)")
     if lk == 0:
         raise ValueError("k must hold at least one token (Lk == 0)")
     if causal and lq > lk:
         raise ValueError(f"causal attention needs Lq <= Lk (bottom-right aligned), got q Lq={lq} > k Lk={lk}")
+    if check_values:
+        check_finite(("q", q), ("k", k), ("v", v))
 
 
 def causal_mask(lq: int, lk: int, device=None) -> torch.Tensor:
@@ -89,6 +80,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
               scale: float | None = None) -> torch.Tensor:
     """Reference attention: out [B, Hq, Lq, D] in q's dtype (see the module docstring for the contract)."""
     check_attention_inputs(q, k, v, causal, scale)
+    return attend(q, k, v, causal, scale)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
+           scale: float | None = None) -> torch.Tensor:
+    """`attention` without its input checks, for ops that checked their own inputs and attend over slices of them."""
     p = torch.softmax(_scores(q, k, causal, scale), dim=-1)
     return torch.matmul(p, v.repeat_interleave(q.shape[1] // v.shape[1], dim=1))
 

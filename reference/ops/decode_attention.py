@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from reference.ops.attention import attention, check_attention_inputs
+from reference.ops.attention import attend, check_attention_inputs
+from reference.ops.checks import check_finite, check_lengths, finite_checks_enabled, positions_below
 from reference.registry import OpSpec, register_op
 
 
@@ -24,34 +25,25 @@ def check_decode_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Ten
                                   scale: float | None = None, check_values: bool = True) -> None:
     """Raise TypeError/ValueError naming the argument when q, k, v, seq_lens, scale are not a valid call.
 
-    Kernels call it before launching. The range check of seq_lens' values reads them (a host sync on a GPU);
-    `check_values=False` skips only that, for timed loops and CUDA graph capture.
+    Kernels call it before launching. Two checks read values (a host sync on a GPU): seq_lens in [Lq, Lmax], and no
+    NaN/inf in q or in k/v before seq_lens (the padding past it may hold anything; the finite check also follows
+    reference/ops/checks.py's switch). `check_values=False` skips both, for timed loops and CUDA graph capture.
     """
-    check_attention_inputs(q, k, v, causal=True, scale=scale)
-    if not isinstance(seq_lens, torch.Tensor):
-        raise TypeError(f"seq_lens must be a torch.Tensor, got {type(seq_lens).__name__}")
-    if seq_lens.dtype != torch.long:
-        raise TypeError(f"seq_lens must be a long (int64) tensor, got {seq_lens.dtype}")
+    check_attention_inputs(q, k, v, causal=True, scale=scale, check_values=False)
     b, _, lq, _ = q.shape
-    if tuple(seq_lens.shape) != (b,):
-        raise ValueError(f"seq_lens must have shape [B]=({b},), got {tuple(seq_lens.shape)}")
-    if seq_lens.device != q.device:
-        raise ValueError(f"seq_lens must be on q's device {q.device}, got {seq_lens.device}")
-    if not check_values:
-        return
     lmax = k.shape[2]
-    bad = (seq_lens < lq) | (seq_lens > lmax)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"seq_lens must lie in [Lq={lq}, Lmax={lmax}] (the queries are the newest Lq tokens of a "
-                         f"sequence stored in k/v); seq_lens[{i}] = {int(seq_lens[i])}")
+    check_lengths("seq_lens", seq_lens, b, lq, lmax, "q", q, check_values,
+                  why=f"q holds the newest Lq={lq} tokens of each sequence, k/v hold Lmax={lmax} positions")
+    if check_values and finite_checks_enabled():
+        valid = positions_below(seq_lens, lmax)[:, None, :, None]
+        check_finite(("q", q), ("k", k, valid), ("v", v, valid))
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor,
                      scale: float | None = None) -> torch.Tensor:
     """Reference: out [B, Hq, Lq, D] in q's dtype, one dense causal attention per sequence (module docstring)."""
     check_decode_attention_inputs(q, k, v, seq_lens, scale)
-    outs = [attention(q[b:b + 1], k[b:b + 1, :, :n], v[b:b + 1, :, :n], causal=True, scale=scale)
+    outs = [attend(q[b:b + 1], k[b:b + 1, :, :n], v[b:b + 1, :, :n], causal=True, scale=scale)
             for b, n in enumerate(seq_lens.tolist())]
     return torch.cat(outs, dim=0)
 

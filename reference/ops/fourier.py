@@ -21,27 +21,13 @@ cancels any per-channel constant factor, so with it on the two scalings give the
 from __future__ import annotations
 
 import math
-import numbers
 from functools import lru_cache
 
 import torch
 
-from reference.ops.attention import attention
+from reference.ops.attention import attend
+from reference.ops.checks import check_finite, check_gqa, check_int, check_like, check_scale, check_tensor
 from reference.registry import OpSpec, register_op
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_float_tensor(name: str, t, dim: int) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    if t.dim() != dim:
-        raise ValueError(f"{name} must be {dim}-D, got shape {tuple(t.shape)}")
 
 
 # ---------------------------------------------------------------- the basis
@@ -80,19 +66,44 @@ def dft_weights(num_freqs: int, period: int, dtype: torch.dtype, device=None) ->
 
 
 # ---------------------------------------------------------------- compress / reconstruct
+def check_compress_inputs(x, num_freqs, period) -> None:
+    """Raise TypeError/ValueError naming the argument when `fourier_compress(x, num_freqs, period)` is not valid."""
+    check_tensor("x", x, 3, floating=True, layout="[B, L, C]")
+    check_int("num_freqs", num_freqs, 1)
+    check_int("period", period, 1)
+    if x.shape[1] > period:
+        raise ValueError(f"x holds {x.shape[1]} span positions, more than period={period}")
+    check_finite(("x", x))
+
+
 def fourier_compress(x: torch.Tensor, num_freqs: int, period: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Project a span onto the first `num_freqs` frequencies of period T = `period`.
 
     x: [B, L, C] (span positions t = 0..L-1, channels last; L <= period) -> (c_cos, c_sin), each [B, C, num_freqs],
     computed in x's dtype. Spec "Basis", prefill compression.
     """
-    _check_float_tensor("x", x, 3)
-    _check_int("num_freqs", num_freqs, 1)
-    _check_int("period", period, 1)
-    if x.shape[1] > period:
-        raise ValueError(f"x holds {x.shape[1]} span positions, more than period={period}")
+    check_compress_inputs(x, num_freqs, period)
     cos, sin = span_basis(x.shape[1], num_freqs, period, x.dtype, x.device)
     return torch.einsum("blc,ln->bcn", x, cos), torch.einsum("blc,ln->bcn", x, sin)
+
+
+def check_coefficients(c_cos, c_sin) -> None:
+    """c_cos, c_sin: floating [B, C, N] tensors of one shape, dtype and device (a span's Fourier coefficients)."""
+    check_tensor("c_cos", c_cos, 3, floating=True, layout="[B, C, N]")
+    check_tensor("c_sin", c_sin, 3, floating=True, layout="[B, C, N]")
+    check_like("c_sin", c_sin, "c_cos", c_cos)
+    if c_sin.shape != c_cos.shape:
+        raise ValueError(f"c_sin {tuple(c_sin.shape)} must have c_cos's shape {tuple(c_cos.shape)}")
+
+
+def check_reconstruct_inputs(c_cos, c_sin, length, period) -> None:
+    """Raise TypeError/ValueError naming the argument when `fourier_reconstruct(...)` is not a valid call."""
+    check_coefficients(c_cos, c_sin)
+    check_int("length", length, 0)
+    check_int("period", period, 1)
+    if length > period:
+        raise ValueError(f"length={length} must not exceed period={period}")
+    check_finite(("c_cos", c_cos), ("c_sin", c_sin))
 
 
 def fourier_reconstruct(c_cos: torch.Tensor, c_sin: torch.Tensor, length: int, period: int) -> torch.Tensor:
@@ -100,14 +111,11 @@ def fourier_reconstruct(c_cos: torch.Tensor, c_sin: torch.Tensor, length: int, p
 
     Orthogonal DFT weights (module docstring), computed in c_cos's dtype; length <= period.
     """
-    _check_float_tensor("c_cos", c_cos, 3)
-    _check_float_tensor("c_sin", c_sin, 3)
-    if c_sin.shape != c_cos.shape or c_sin.dtype != c_cos.dtype:
-        raise ValueError(f"c_sin {tuple(c_sin.shape)} {c_sin.dtype} must match c_cos {tuple(c_cos.shape)} {c_cos.dtype}")
-    _check_int("length", length, 0)
-    _check_int("period", period, 1)
-    if length > period:
-        raise ValueError(f"length={length} must not exceed period={period}")
+    check_reconstruct_inputs(c_cos, c_sin, length, period)
+    return _reconstruct(c_cos, c_sin, length, period)
+
+
+def _reconstruct(c_cos: torch.Tensor, c_sin: torch.Tensor, length: int, period: int) -> torch.Tensor:
     num_freqs = c_cos.shape[2]
     if num_freqs == 0:
         return c_cos.new_zeros(c_cos.shape[0], length, c_cos.shape[1])
@@ -143,10 +151,75 @@ def assemble(exact, n_init, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale
     mid = torch.empty(b, mid_len, h * d, dtype=exact.dtype, device=exact.device)
     mid[:, :, kept_idx] = mid_kept.to(exact.dtype)
     if comp_idx.numel():
-        rec = fourier_reconstruct(c_cos, c_sin, mid_len, period)
+        rec = _reconstruct(c_cos, c_sin, mid_len, period)
         mid[:, :, comp_idx] = (rec * mm_scale[:, None] + mm_shift[:, None]).to(exact.dtype)
     mid = mid.reshape(b, mid_len, h, d).transpose(1, 2)
     return torch.cat([exact[:, :, :n_init], mid, exact[:, :, n_init:]], dim=2)
+
+
+TOKEN_INPUTS = ("q", "k_exact", "v_exact", "k_mid_kept", "v_mid_kept")  # q's dtype
+COEFFICIENT_INPUTS = tuple(f"{p}_{n}" for p in "kv" for n in ("cos", "sin", "scale", "shift"))  # one dtype of their own
+
+
+def check_cache_layout(q, k_exact, v_exact, k_args, v_args, mid_len=None) -> None:
+    """Types, ranks, devices, dtypes and shapes of a FourierAttention cache (the layout of `fourier_decode_attention`).
+
+    k_args/v_args: (mid_kept, kept_idx, comp_idx, cos, sin, scale, shift). mid_len: the middle's length, or None for
+    the padded layout of the varlen op, whose middle capacity M_max is k_mid_kept.shape[1]. The tokens (q, k_exact,
+    v_exact, *_mid_kept) share q's dtype; the coefficients and moment statistics share k_cos's (float32 in a cache).
+    Reads the index lists (sorted, a partition of the channels): a host sync on a GPU.
+    """
+    check_tensor("q", q, 4, floating=True, layout="[B, Hq, Lq, D]")
+    check_tensor("k_exact", k_exact, 4, floating=True, layout="[B, Hkv, Le, D]")
+    check_tensor("v_exact", v_exact, 4, floating=True, layout="[B, Hkv, Le, D]")
+    named = {}
+    for p, args in (("k", k_args), ("v", v_args)):
+        mid_kept, kept, comp, cos, sin, s, sh = args
+        check_tensor(f"{p}_mid_kept", mid_kept, 3, floating=True, layout="[B, M, Ck]")
+        check_tensor(f"{p}_kept_idx", kept, 1, dtype=torch.long, layout="[Ck]")
+        check_tensor(f"{p}_comp_idx", comp, 1, dtype=torch.long, layout="[Cc]")
+        for name, t, dim, layout in ((f"{p}_cos", cos, 3, "[B, Cc, N]"), (f"{p}_sin", sin, 3, "[B, Cc, N]"),
+                                     (f"{p}_scale", s, 2, "[B, Cc]"), (f"{p}_shift", sh, 2, "[B, Cc]")):
+            check_tensor(name, t, dim, floating=True, layout=layout)
+        named.update({f"{p}_mid_kept": mid_kept, f"{p}_kept_idx": kept, f"{p}_comp_idx": comp, f"{p}_cos": cos,
+                      f"{p}_sin": sin, f"{p}_scale": s, f"{p}_shift": sh})
+    named.update(k_exact=k_exact, v_exact=v_exact)
+    for name, t in named.items():
+        check_like(name, t, "q", q, dtype=False)
+    for name in TOKEN_INPUTS[1:]:
+        check_like(name, named[name], "q", q)
+    for name in COEFFICIENT_INPUTS[1:]:
+        check_like(name, named[name], "k_cos", named["k_cos"])
+
+    b, hq, lq, d = q.shape
+    if k_exact.shape != v_exact.shape:
+        raise ValueError(f"k_exact {tuple(k_exact.shape)} and v_exact {tuple(v_exact.shape)} must have the same shape")
+    _, hkv, _, dk = k_exact.shape
+    if k_exact.shape[0] != b or dk != d:
+        raise ValueError(f"k_exact {tuple(k_exact.shape)} must be [B={b}, Hkv, Le, D={d}] for q {tuple(q.shape)}")
+    if b == 0 or d == 0 or lq == 0:
+        raise ValueError(f"q must have a non-empty batch, Lq and head_dim, got shape {tuple(q.shape)}")
+    check_gqa("q", hq, "k_exact", hkv)
+    channels = hkv * d
+    m = k_args[0].shape[1] if mid_len is None else mid_len
+    m_text = "M_max (k_mid_kept.shape[1])" if mid_len is None else "mid_len"
+    for p, (mid_kept, kept, comp, cos, sin, s, sh) in (("k", k_args), ("v", v_args)):
+        for name, idx in ((f"{p}_kept_idx", kept), (f"{p}_comp_idx", comp)):
+            if idx.numel() > 1 and not bool((idx[1:] > idx[:-1]).all()):
+                raise ValueError(f"{name} must be sorted ascending without repeats (each head's channels form one run)")
+        both = torch.cat([kept, comp]).sort().values
+        if both.numel() != channels or not torch.equal(both, torch.arange(channels, device=both.device)):
+            raise ValueError(f"{p}_kept_idx and {p}_comp_idx must partition the {channels} channels (Hkv * D) of "
+                             f"k_exact, got {kept.numel()} + {comp.numel()} indices")
+        if tuple(mid_kept.shape) != (b, m, kept.numel()):
+            raise ValueError(f"{p}_mid_kept must be [B, {m_text}, len({p}_kept_idx)]={(b, m, kept.numel())}, "
+                             f"got {tuple(mid_kept.shape)}")
+        if cos.shape != sin.shape or cos.shape[:2] != (b, comp.numel()) or cos.shape[2] < 1:
+            raise ValueError(f"{p}_cos/{p}_sin must both be [B, len({p}_comp_idx), N>=1]=({b}, {comp.numel()}, N), "
+                             f"got {tuple(cos.shape)} and {tuple(sin.shape)}")
+        for name, t in ((f"{p}_scale", s), (f"{p}_shift", sh)):
+            if tuple(t.shape) != (b, comp.numel()):
+                raise ValueError(f"{name} must be [B, len({p}_comp_idx)]={(b, comp.numel())}, got {tuple(t.shape)}")
 
 
 def check_decode_inputs(q, k_exact, v_exact, n_init,
@@ -157,54 +230,24 @@ def check_decode_inputs(q, k_exact, v_exact, n_init,
 
     Kernels call this before launching, so a bad layout fails the same way in every implementation.
     """
-    _check_float_tensor("q", q, 4)
-    _check_float_tensor("k_exact", k_exact, 4)
-    _check_float_tensor("v_exact", v_exact, 4)
-    b, hq, lq, d = q.shape
-    if k_exact.shape != v_exact.shape:
-        raise ValueError(f"k_exact {tuple(k_exact.shape)} and v_exact {tuple(v_exact.shape)} must have the same shape")
-    _, hkv, le, dk = k_exact.shape
-    if k_exact.shape[0] != b or dk != d:
-        raise ValueError(f"k_exact {tuple(k_exact.shape)} must be [B={b}, Hkv, Le, D={d}] for q {tuple(q.shape)}")
-    if hkv == 0 or hq % hkv:
-        raise ValueError(f"q heads ({hq}) must be a positive multiple of k_exact heads ({hkv}) for GQA")
-    _check_int("n_init", n_init, 0)
-    _check_int("mid_len", mid_len, 1)
-    _check_int("period", period, 1)
+    check_int("n_init", n_init, 0)
+    check_int("mid_len", mid_len, 1)
+    check_int("period", period, 1)
+    check_scale(scale)
     if mid_len > period:
         raise ValueError(f"mid_len={mid_len} must not exceed period={period}")
+    k_args = (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift)
+    v_args = (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift)
+    check_cache_layout(q, k_exact, v_exact, k_args, v_args, mid_len)
+    le, lq = k_exact.shape[2], q.shape[2]
     if n_init > le:
         raise ValueError(f"n_init={n_init} exceeds the {le} exact tokens of k_exact")
     if not 1 <= lq <= le - n_init:
-        raise ValueError(f"q holds {lq} tokens; they must be the newest tokens of the local part, which holds {le - n_init}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0):
-        raise ValueError(f"scale must be None or a positive number, got {scale!r}")
-    channels = hkv * d
-    for p, mid_kept, kept, comp, cos, sin, s, sh in (
-        ("k", k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
-        ("v", v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift),
-    ):
-        for name, idx in ((f"{p}_kept_idx", kept), (f"{p}_comp_idx", comp)):
-            if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 1:
-                raise TypeError(f"{name} must be a 1-D long tensor, got {getattr(idx, 'dtype', type(idx).__name__)}")
-            if idx.numel() > 1 and not bool((idx[1:] > idx[:-1]).all()):
-                raise ValueError(f"{name} must be sorted ascending (each head's channels form one run)")
-        both = torch.cat([kept, comp]).sort().values
-        if both.numel() != channels or not torch.equal(both, torch.arange(channels, device=both.device)):
-            raise ValueError(f"{p}_kept_idx and {p}_comp_idx must partition the {channels} channels (Hkv * D)")
-        _check_float_tensor(f"{p}_mid_kept", mid_kept, 3)
-        if tuple(mid_kept.shape) != (b, mid_len, kept.numel()):
-            raise ValueError(f"{p}_mid_kept must be [B, mid_len, len({p}_kept_idx)]={(b, mid_len, kept.numel())}, "
-                             f"got {tuple(mid_kept.shape)}")
-        _check_float_tensor(f"{p}_cos", cos, 3)
-        _check_float_tensor(f"{p}_sin", sin, 3)
-        if cos.shape != sin.shape or cos.shape[:2] != (b, comp.numel()) or cos.shape[2] < 1:
-            raise ValueError(f"{p}_cos/{p}_sin must both be [B, len({p}_comp_idx), N>=1]=({b}, {comp.numel()}, N), "
-                             f"got {tuple(cos.shape)} and {tuple(sin.shape)}")
-        for name, t in ((f"{p}_scale", s), (f"{p}_shift", sh)):
-            _check_float_tensor(name, t, 2)
-            if tuple(t.shape) != (b, comp.numel()):
-                raise ValueError(f"{name} must be [B, len({p}_comp_idx)]={(b, comp.numel())}, got {tuple(t.shape)}")
+        raise ValueError(f"q holds {lq} tokens; they must be the newest tokens of the local part of k_exact, which "
+                         f"holds Le - n_init = {le} - {n_init} = {le - n_init}")
+    check_finite(("q", q), ("k_exact", k_exact), ("v_exact", v_exact),
+                 *((f"{p}_{n}", t) for p, args in (("k", k_args), ("v", v_args))
+                   for n, t in zip(("mid_kept", "", "", "cos", "sin", "scale", "shift"), args) if n))
 
 
 def fourier_decode_attention(
@@ -236,7 +279,7 @@ def fourier_decode_attention(
                         v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale)
     k = assemble(k_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift, mid_len, period)
     v = assemble(v_exact, n_init, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period)
-    return attention(q, k.to(q.dtype), v.to(q.dtype), causal=True, scale=scale)
+    return attend(q, k.to(q.dtype), v.to(q.dtype), causal=True, scale=scale)
 
 
 # ---------------------------------------------------------------- op specs: hypothesis cases and inputs

@@ -16,29 +16,30 @@ import math
 
 import torch
 
-from reference.ops.fourier import _check_float_tensor, _check_int, dft_basis
+from reference.ops.checks import check_finite, check_int, check_like, check_tensor
+from reference.ops.fourier import check_coefficients, dft_basis
 from reference.registry import OpSpec, register_op
 
 
 def check_update_inputs(c_cos, c_sin, x, start, period) -> None:
-    """Raise TypeError/ValueError naming the argument when the update's inputs do not fit together."""
-    _check_float_tensor("c_cos", c_cos, 3)
-    _check_float_tensor("c_sin", c_sin, 3)
-    _check_float_tensor("x", x, 3)
-    if c_sin.shape != c_cos.shape or c_sin.dtype != c_cos.dtype:
-        raise ValueError(f"c_sin {tuple(c_sin.shape)} {c_sin.dtype} must match "
-                         f"c_cos {tuple(c_cos.shape)} {c_cos.dtype}")
+    """Raise TypeError/ValueError naming the argument when the update's inputs do not fit together.
+
+    x may have its own floating dtype (fp16/bf16 tokens with float32 coefficients); c_sin shares c_cos's.
+    """
+    check_coefficients(c_cos, c_sin)
+    check_tensor("x", x, 3, floating=True, layout="[B, n, C]")
+    check_like("x", x, "c_cos", c_cos, dtype=False)
     if c_cos.shape[2] < 1:
         raise ValueError(f"c_cos must hold at least one frequency, got shape {tuple(c_cos.shape)}")
     if x.shape[0] != c_cos.shape[0] or x.shape[2] != c_cos.shape[1]:
         raise ValueError(f"x must be [B={c_cos.shape[0]}, n, C={c_cos.shape[1]}] for c_cos {tuple(c_cos.shape)}, "
                          f"got {tuple(x.shape)}")
-    if x.device != c_cos.device or c_sin.device != c_cos.device:
-        raise ValueError(f"x ({x.device}), c_cos ({c_cos.device}) and c_sin ({c_sin.device}) must share a device")
-    _check_int("start", start, 0)
-    _check_int("period", period, 1)
+    check_int("start", start, 0)
+    check_int("period", period, 1)
     if start + x.shape[1] > period:
-        raise ValueError(f"start={start} + {x.shape[1]} tokens exceeds period={period}: the middle span is full")
+        raise ValueError(f"start={start} + {x.shape[1]} tokens exceeds period={period}: the middle span is full "
+                         f"(x holds the tokens)")
+    check_finite(("c_cos", c_cos), ("c_sin", c_sin), ("x", x))
 
 
 def fourier_stream_update(c_cos: torch.Tensor, c_sin: torch.Tensor, x: torch.Tensor, start: int, period: int):

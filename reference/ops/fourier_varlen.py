@@ -17,41 +17,40 @@ import math
 
 import torch
 
-from reference.ops.fourier import check_decode_inputs, fourier_decode_attention
+from reference.ops.checks import (check_finite, check_int, check_lengths, check_scale, finite_checks_enabled,
+                                  positions_below)
+from reference.ops.fourier import check_cache_layout, fourier_decode_attention
 from reference.registry import OpSpec, register_op
-
-
-def _check_lengths(name: str, t, batch: int, low, high) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of int64, got {type(t).__name__}")
-    if t.dtype != torch.long:
-        raise TypeError(f"{name} must be a long tensor, got {t.dtype}")
-    if tuple(t.shape) != (batch,):
-        raise ValueError(f"{name} must have shape [B]=({batch},), got {tuple(t.shape)}")
-    low = torch.as_tensor(low, device=t.device).expand(batch)
-    bad = (t < low) | (t > high) if high is not None else t < low
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        hi = "" if high is None else f" and <= {high}"
-        raise ValueError(f"{name}[{i}] = {int(t[i])} must be >= {int(low[i])}{hi}")
 
 
 def check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init,
                         k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
                         v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale=None) -> None:
-    """Raise TypeError/ValueError naming the argument when the padded layout or a sequence's lengths are invalid."""
-    for name, t in (("q", q), ("k_exact", k_exact), ("k_mid_kept", k_mid_kept)):
-        if not isinstance(t, torch.Tensor) or t.dim() < 3:
-            raise TypeError(f"{name} must be a torch.Tensor of the padded layout, got {type(t).__name__}")
+    """Raise TypeError/ValueError naming the argument when the padded layout or a sequence's lengths are invalid.
+
+    NaN/inf are looked for only before each sequence's lengths (the padding past them is never read).
+    """
+    check_int("n_init", n_init, 0)
+    check_scale(scale)
+    k_args = (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift)
+    v_args = (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift)
+    check_cache_layout(q, k_exact, v_exact, k_args, v_args, mid_len=None)
     b, lq = q.shape[0], q.shape[2]
-    _check_lengths("mid_lens", mid_lens, b, 1, k_mid_kept.shape[1])
-    _check_lengths("periods", periods, b, mid_lens, None)
-    _check_lengths("exact_lens", exact_lens, b, (n_init if isinstance(n_init, int) else 0) + lq, k_exact.shape[2])
-    m_max = k_mid_kept.shape[1]
-    check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
-                        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
-                        m_max, max(m_max, int(periods.max())), scale)
+    m_max, le_max = k_mid_kept.shape[1], k_exact.shape[2]
+    check_lengths("mid_lens", mid_lens, b, 1, m_max, "q", q, why=f"k_mid_kept holds M_max={m_max} middle tokens")
+    check_lengths("periods", periods, b, mid_lens, None, "q", q, why="a period is at least its sequence's mid_lens")
+    check_lengths("exact_lens", exact_lens, b, n_init + lq, le_max, "q", q,
+                  why=f"n_init={n_init} sink tokens, then a local part holding q's Lq={lq} tokens, within k_exact's "
+                      f"Le_max={le_max}")
+    if not finite_checks_enabled():
+        return
+    exact = positions_below(exact_lens, le_max)[:, None, :, None]
+    mid = positions_below(mid_lens, m_max)[:, :, None]
+    check_finite(("q", q), ("k_exact", k_exact, exact), ("v_exact", v_exact, exact),
+                 ("k_mid_kept", k_mid_kept, mid), ("v_mid_kept", v_mid_kept, mid),
+                 *((f"{p}_{n}", t) for p, args in (("k", k_args), ("v", v_args))
+                   for n, t in zip(("", "", "", "cos", "sin", "scale", "shift"), args) if n))
 
 
 def fourier_decode_attention_varlen(

@@ -18,26 +18,11 @@ The reference gathers the kept rows and calls the dense reference (reference/ops
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-from reference.ops.attention import attention
+from reference.ops.attention import attend
+from reference.ops.checks import check_finite, check_gqa, check_like, check_scale, check_tensor, finite_checks_enabled
 from reference.registry import OpSpec, register_op
-
-
-def _check_4d(name: str, t, like: torch.Tensor | None = None) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != 4:
-        raise ValueError(f"{name} must be 4-D [B, H, L, D], got shape {tuple(t.shape)}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    if like is not None and t.dtype != like.dtype:
-        raise TypeError(f"{name} must have q's dtype {like.dtype}, got {t.dtype}")
-    if like is not None and t.device != like.device:
-        raise ValueError(f"{name} must be on q's device {like.device}, got {t.device}")
 
 
 def check_sparse_block_attention_inputs(q: torch.Tensor, k_block: torch.Tensor, v_block: torch.Tensor,
@@ -46,15 +31,15 @@ def check_sparse_block_attention_inputs(q: torch.Tensor, k_block: torch.Tensor, 
                                         check_values: bool = True) -> None:
     """Raise TypeError/ValueError naming the argument when the inputs are not a valid call (module docstring).
 
-    The check of kept_idx's values (in [0, S), distinct) reads them (a host sync on a GPU); `check_values=False`
-    skips only that, for timed loops and CUDA graph capture.
+    Two checks read values (a host sync on a GPU): kept_idx's (in [0, S), distinct), and no NaN/inf in q, the block's
+    K/V and the kept cache rows (rows not kept may hold anything; the finite check also follows
+    reference/ops/checks.py's switch). `check_values=False` skips both, for timed loops and CUDA graph capture.
     """
-    _check_4d("q", q)
+    check_tensor("q", q, 4, floating=True, layout="[B, Hq, Lb, D]")
     for name, t in (("k_block", k_block), ("v_block", v_block), ("k_cache", k_cache), ("v_cache", v_cache)):
-        _check_4d(name, t, q)
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
-                              or not math.isfinite(scale) or scale <= 0):
-        raise ValueError(f"scale must be None or a positive finite number, got {scale!r}")
+        check_tensor(name, t, 4, floating=True, layout="[B, Hkv, L, D]")
+        check_like(name, t, "q", q)
+    check_scale(scale)
     b, hq, lb, d = q.shape
     if b == 0 or d == 0 or lb == 0:
         raise ValueError(f"q must have a non-empty batch, block and head_dim, got shape {tuple(q.shape)}")
@@ -64,34 +49,37 @@ def check_sparse_block_attention_inputs(q: torch.Tensor, k_block: torch.Tensor, 
                          f"got {tuple(k_block.shape)}")
     if v_block.shape != k_block.shape:
         raise ValueError(f"v_block must have k_block's shape {tuple(k_block.shape)}, got {tuple(v_block.shape)}")
-    if hkv == 0 or hq % hkv:
-        raise ValueError(f"q heads ({hq}) must be a positive multiple of k_block heads ({hkv}) for GQA")
+    check_gqa("q", hq, "k_block", hkv)
     s = k_cache.shape[2]
     if tuple(k_cache.shape) != (b, hkv, s, d):
         raise ValueError(f"k_cache must have shape [B, Hkv, S, D] = ({b}, {hkv}, S, {d}), got {tuple(k_cache.shape)}")
     if v_cache.shape != k_cache.shape:
         raise ValueError(f"v_cache must have k_cache's shape {tuple(k_cache.shape)}, got {tuple(v_cache.shape)}")
-    if kept_idx is None:
+    if kept_idx is not None:
+        if not isinstance(kept_idx, torch.Tensor):
+            raise TypeError(f"kept_idx must be None or a torch.Tensor, got {type(kept_idx).__name__}")
+        check_tensor("kept_idx", kept_idx, dtype=torch.long)
+        if kept_idx.dim() != 2 or kept_idx.shape[0] != b:
+            raise ValueError(f"kept_idx must have shape [B, K] with B={b}, got {tuple(kept_idx.shape)}")
+        check_like("kept_idx", kept_idx, "q", q, dtype=False)
+        if kept_idx.shape[1] > s:
+            raise ValueError(f"kept_idx holds {kept_idx.shape[1]} positions per row, more than the S={s} cached ones "
+                             f"of k_cache")
+    if not check_values:
         return
-    if not isinstance(kept_idx, torch.Tensor):
-        raise TypeError(f"kept_idx must be None or a torch.Tensor, got {type(kept_idx).__name__}")
-    if kept_idx.dtype != torch.long:
-        raise TypeError(f"kept_idx must be a long (int64) tensor, got {kept_idx.dtype}")
-    if kept_idx.dim() != 2 or kept_idx.shape[0] != b:
-        raise ValueError(f"kept_idx must have shape [B, K] with B={b}, got {tuple(kept_idx.shape)}")
-    if kept_idx.device != q.device:
-        raise ValueError(f"kept_idx must be on q's device {q.device}, got {kept_idx.device}")
-    if kept_idx.shape[1] > s:
-        raise ValueError(f"kept_idx holds {kept_idx.shape[1]} positions per row, more than the S={s} cached ones")
-    if not check_values or kept_idx.numel() == 0:
-        return
-    bad = (kept_idx < 0) | (kept_idx >= s)
-    if bool(bad.any()):
-        r, c = bad.nonzero()[0].tolist()
-        raise ValueError(f"kept_idx values must lie in [0, S={s}); kept_idx[{r}, {c}] = {int(kept_idx[r, c])}")
-    dup = (kept_idx.sort(dim=1).values.diff(dim=1) == 0).any(dim=1)
-    if bool(dup.any()):
-        raise ValueError(f"kept_idx must hold distinct positions per row; row {int(dup.nonzero()[0])} repeats one")
+    kept_rows = None
+    if kept_idx is not None and kept_idx.numel():
+        bad = (kept_idx < 0) | (kept_idx >= s)
+        if bool(bad.any()):
+            r, c = bad.nonzero()[0].tolist()
+            raise ValueError(f"kept_idx values must lie in [0, S={s}); kept_idx[{r}, {c}] = {int(kept_idx[r, c])}")
+        dup = (kept_idx.sort(dim=1).values.diff(dim=1) == 0).any(dim=1)
+        if bool(dup.any()):
+            raise ValueError(f"kept_idx must hold distinct positions per row; row {int(dup.nonzero()[0])} repeats one")
+    if kept_idx is not None and finite_checks_enabled():  # only the kept rows of the cache are read
+        kept_rows = torch.zeros(b, s, dtype=torch.bool, device=q.device).scatter_(1, kept_idx, True)[:, None, :, None]
+    check_finite(("q", q), ("k_block", k_block), ("v_block", v_block), ("k_cache", k_cache, kept_rows),
+                 ("v_cache", v_cache, kept_rows))
 
 
 def gather_kept(cache: torch.Tensor, kept_idx: torch.Tensor | None) -> torch.Tensor:
@@ -109,7 +97,7 @@ def sparse_block_attention(q: torch.Tensor, k_block: torch.Tensor, v_block: torc
     check_sparse_block_attention_inputs(q, k_block, v_block, k_cache, v_cache, kept_idx, scale)
     k = torch.cat([gather_kept(k_cache, kept_idx), k_block], dim=2)
     v = torch.cat([gather_kept(v_cache, kept_idx), v_block], dim=2)
-    return attention(q, k, v, causal=False, scale=scale)
+    return attend(q, k, v, causal=False, scale=scale)
 
 
 # LLaDA-8B (32 heads, no GQA, head_dim 128) and a GQA shape (8 KV heads, group 4, as LLaMA-3-8B).

@@ -25,37 +25,31 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from reference.ops.checks import check_finite, check_gqa, check_like, check_tensor
 from reference.registry import OpSpec, register_op
 
 
 def check_sparse_dllm_saliency_inputs(q_block: torch.Tensor, k: torch.Tensor, keep: int, kernel_size: int = 3) -> None:
     """Raise TypeError/ValueError naming the argument when q_block, k, keep, kernel_size are not a valid call."""
-    for name, t in (("q_block", q_block), ("k", k)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D [B, H, L, D], got shape {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    if k.dtype != q_block.dtype:
-        raise TypeError(f"k must have q_block's dtype {q_block.dtype}, got {k.dtype}")
-    if k.device != q_block.device:
-        raise ValueError(f"k must be on q_block's device {q_block.device}, got {k.device}")
+    check_tensor("q_block", q_block, 4, floating=True, layout="[B, Hq, Lb, D]")
+    check_tensor("k", k, 4, floating=True, layout="[B, Hkv, S, D]")
+    check_like("k", k, "q_block", q_block)
     b, hq, lb, d = q_block.shape
     _, hkv, s, _ = k.shape
     if b == 0 or lb == 0 or d == 0:
         raise ValueError(f"q_block must have a non-empty batch, block and head_dim, got shape {tuple(q_block.shape)}")
     if k.shape[0] != b or k.shape[3] != d:
         raise ValueError(f"k must have shape [B, Hkv, S, D] with B={b}, D={d} to match q_block, got {tuple(k.shape)}")
-    if hkv == 0 or hq % hkv:
-        raise ValueError(f"q_block heads ({hq}) must be a positive multiple of k heads ({hkv}) for GQA")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) or kernel_size < 1 \
-            or kernel_size % 2 == 0:
+    check_gqa("q_block", hq, "k", hkv)
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral):
+        raise TypeError(f"kernel_size must be an odd int >= 1 (the pooling window is centred), got {kernel_size!r}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd int >= 1 (the pooling window is centred), got {kernel_size!r}")
     if isinstance(keep, bool) or not isinstance(keep, numbers.Integral):
-        raise TypeError(f"keep must be an int, got {type(keep).__name__}")
+        raise TypeError(f"keep must be an int, got {keep!r}")
     if not 0 <= keep <= s:
         raise ValueError(f"keep must lie in [0, S={s}] (positions of k to keep), got {keep}")
+    check_finite(("q_block", q_block), ("k", k))
 
 
 def sparse_dllm_saliency(q_block: torch.Tensor, k: torch.Tensor, keep: int,

@@ -3,7 +3,7 @@
 The conformance suite (test_conformance.py) checks values on drawn inputs; this file checks what it cannot: that
 invalid calls raise a clear error naming the argument before any kernel launches, that every split count and
 non-contiguous layouts give the reference's answer, and that the drawn inputs really catch a kernel that reads the
-padding past seq_lens.
+padding past seq_lens. suites/conformance/test_bad_inputs.py derives bad inputs of every op systematically.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from harness.conformance import conform, default_device
 from optimized.triton_decode_attention import bytes_read, decode_attention_triton
 from reference.ops.attention import attention
+from reference.ops.checks import finite_checks
 from reference.ops.decode_attention import decode_attention
 
 IMPLS = [pytest.param(decode_attention, id="reference"), pytest.param(decode_attention_triton, id="triton")]
@@ -60,10 +61,11 @@ def test_bad_inputs_raise_naming_the_argument(fn, change, error, match):
         fn(**x)
 
 
-@pytest.mark.parametrize("kwargs,match", [({"num_splits": 0}, "num_splits"), ({"num_splits": 1.5}, "num_splits"),
-                                          ({"out": torch.empty(1)}, "out must be"), ])
-def test_triton_options_are_checked(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize("kwargs,error,match", [({"num_splits": 0}, ValueError, "num_splits"),
+                                                ({"num_splits": 1.5}, TypeError, "num_splits"),
+                                                ({"out": torch.empty(1)}, ValueError, "out must be"), ])
+def test_triton_options_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
         decode_attention_triton(**_inputs(), **kwargs)
 
 
@@ -128,8 +130,12 @@ def test_bytes_read_counts_kv_up_to_seq_lens():
 
 
 @needs_triton_device
-def test_validate_false_skips_only_the_value_check():
+def test_validate_false_skips_only_the_value_checks():
     x = _inputs(seed=7)
     assert torch.equal(decode_attention_triton(**x, validate=False), decode_attention_triton(**x))
     with pytest.raises(TypeError, match="seq_lens must be a long"):
         decode_attention_triton(**{**x, "seq_lens": x["seq_lens"].int()}, validate=False)
+    x["k"][1, 0, 3, 0] = float("nan")  # inside sequence 1's 40 positions
+    with finite_checks(True), pytest.raises(ValueError, match="k must be finite"):
+        decode_attention_triton(**x)
+    assert decode_attention_triton(**x, validate=False)[1].isnan().any()  # unchecked: the NaN reaches the output

@@ -97,25 +97,25 @@ class KernelBenchConfig:
     def validate(self) -> None:
         unknown = [s for s in self.shapes if s not in SHAPES]
         if unknown or not self.shapes:
-            raise ValueError(f"shapes: unknown {unknown or 'none given'}; known: {list(SHAPES)}")
+            raise ValueError(f"shapes (--shapes): unknown {unknown or 'none given'}; known: {list(SHAPES)}")
         unknown = [i for i in self.impls if i not in IMPLS]
         if unknown or not self.impls:
-            raise ValueError(f"impls: unknown {unknown or 'none given'}; known: {list(IMPLS)}")
+            raise ValueError(f"impls (--impls): unknown {unknown or 'none given'}; known: {list(IMPLS)}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+            raise ValueError(f"dtype (--dtype) must be one of {list(DTYPES)}, got {self.dtype!r}")
         if not self.batches or any(not isinstance(b, int) or b < 1 for b in self.batches):
-            raise ValueError(f"batches must be integers >= 1, got {list(self.batches)}")
+            raise ValueError(f"batches (--batches) must be integers >= 1, got {list(self.batches)}")
         shortest = self.n_init + self.n_local + 1 if "triton_fourier" in self.impls else 1
         if not self.contexts or any(not isinstance(c, int) or c < shortest for c in self.contexts):
-            raise ValueError(f"contexts must be integers >= {shortest}"
+            raise ValueError(f"contexts (--contexts) must be integers >= {shortest}"
                              + (" (Fourier: n_init + n_local + 1 middle token)" if shortest > 1 else "")
                              + f", got {list(self.contexts)}")
         if not isinstance(self.num_freqs, int) or self.num_freqs < 1:
-            raise ValueError(f"num_freqs must be an integer >= 1, got {self.num_freqs!r}")
+            raise ValueError(f"num_freqs (--num-freqs) must be an integer >= 1, got {self.num_freqs!r}")
         if not 0.0 < self.memory_fraction <= 1.0:
             raise ValueError(f"memory_fraction must lie in (0, 1], got {self.memory_fraction}")
         if self.warmup_ms < 1 or self.rep_ms < 1:
-            raise ValueError(f"warmup_ms and rep_ms must be >= 1, got {self.warmup_ms}, {self.rep_ms}")
+            raise ValueError(f"warmup_ms and rep_ms (--warmup-ms, --rep-ms) must be >= 1, got {self.warmup_ms}, {self.rep_ms}")
 
 
 # ---------------------------------------------------------------- the plan (pure: runs on CPU)
@@ -492,6 +492,7 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
     import torch
 
     from harness.gpu_timing import RotatingInputs, copies_needed, tensor_bytes
+    from reference.ops.checks import finite_checks
     from reference.ops.fourier import _period_basis
 
     p = cell["params"]
@@ -514,16 +515,17 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
                 dev.release()
                 verdict = {"checked": False, "correct": None, "check_note": "reference ran out of memory"}
             rot = RotatingInputs(inputs, copies=copies)
-            eager = dev.timer(lambda: run(rot.next()), warmup=config.warmup_ms, rep=config.rep_ms)
-            timing = {"eager_ms": eager, "timer": "do_bench"}
-            ms = eager
-            fast = fast_path(cell, run)
-            if fast is not None and dev.graph_timer is not None:
-                try:  # the kernel's GPU time alone: host checks and launch gaps are not the kernel's cost
-                    ms = dev.graph_timer(fast, rot.sets)
-                    timing.update(graph_ms=ms, timer="cudagraph")
-                except RuntimeError as exc:
-                    timing["graph_note"] = str(exc)[:300]
+            with finite_checks(False):  # checked above; the ops' NaN/inf scan is not the kernel's time
+                eager = dev.timer(lambda: run(rot.next()), warmup=config.warmup_ms, rep=config.rep_ms)
+                timing = {"eager_ms": eager, "timer": "do_bench"}
+                ms = eager
+                fast = fast_path(cell, run)
+                if fast is not None and dev.graph_timer is not None:
+                    try:  # the kernel's GPU time alone: host checks and launch gaps are not the kernel's cost
+                        ms = dev.graph_timer(fast, rot.sets)
+                        timing.update(graph_ms=ms, timer="cudagraph")
+                    except RuntimeError as exc:
+                        timing["graph_note"] = str(exc)[:300]
         extra = {**base_extra, **extra, **verdict, **timing, "rotating_copies": len(rot), "rotating_bytes": rot.total_bytes}
         return measurement_records(cell, ms, nbytes, copy_gbs, provenance, protocol, extra, config.seed)
     except Missing as exc:
@@ -637,7 +639,22 @@ def _names(name: str):
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    """Register `bench` on the harness CLI's subparsers."""
+    """Register `bench` on the harness CLI's subparsers. Ranges the configs check (contexts, batches, lengths,
+    num_freqs, warmup/rep) are checked by their validate(); the others here."""
+    from harness import argtypes
+
+    def dllm_impls(text: str) -> tuple[str, ...]:
+        from reference.dllm.attention_impl import block_attention, saliency
+
+        names = argtypes.name_list()(text)
+        for name in names:
+            try:
+                block_attention(name), saliency(name)
+            except (KeyError, ImportError, ValueError) as exc:
+                raise argparse.ArgumentTypeError(f"unknown implementation {name!r} (torch, triton or "
+                                                 f"package.module:function): {str(exc).strip(chr(39) + chr(34))}") from None
+        return names
+
     p = sub.add_parser("bench", help="GPU benchmarks into the results store (kernels: decode attention vs the copy roofline)")
     p.add_argument("--suite", default="kernels", choices=("kernels", "dllm"))
     p.add_argument("--shapes", type=_names("--shapes"), default=None, help=f"comma-separated of {list(SHAPES)} (default: all)")
@@ -649,20 +666,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help=f"a small grid: {QUICK}")
     p.add_argument("--dtype", default="bfloat16", choices=DTYPES)
     p.add_argument("--impls", type=_names("--impls"), default=None, help=f"comma-separated of {list(IMPLS)} (default: all)")
-    p.add_argument("--num-freqs", type=int, default=512, help="Fourier frequencies per compressed channel (512 = 1024 states)")
-    p.add_argument("--warmup-ms", type=int, default=25)
-    p.add_argument("--rep-ms", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results", default="results", help="results store directory")
+    p.add_argument("--num-freqs", type=argtypes.integer(), default=512, help="Fourier frequencies per compressed channel (512 = 1024 states)")
+    p.add_argument("--warmup-ms", type=argtypes.integer(), default=25)
+    p.add_argument("--rep-ms", type=argtypes.integer(), default=100)
+    p.add_argument("--seed", type=argtypes.integer(minimum=0), default=0)
+    p.add_argument("--results", default="results", type=argtypes.output_dir, help="results store directory")
     p.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     p.add_argument("--no-progress", action="store_true")
     d = p.add_argument_group("--suite dllm (LLaDA-8B shapes, random weights: tokens/s, peak memory, time per phase)")
     d.add_argument("--lengths", type=_ints("--lengths"), default=None, help="prompt lengths (default 1k-16k)")
     d.add_argument("--methods", type=_names("--methods"), default=None, help="dLLM methods (default: all)")
-    d.add_argument("--dllm-impls", type=_names("--dllm-impls"), default=None,
+    d.add_argument("--dllm-impls", type=dllm_impls, default=None,
                    help="sparse_dllm attention/saliency implementations (default torch,triton)")
-    d.add_argument("--keep-ratio", type=float, default=0.5)
-    d.add_argument("--vanilla-blocks", type=int, default=1, help="blocks timed for vanilla (each costs the same)")
+    d.add_argument("--keep-ratio", type=argtypes.number(0.0, 1.0), default=0.5, help="sparse_dllm keep ratio, in [0, 1]")
+    d.add_argument("--vanilla-blocks", type=argtypes.integer(minimum=1), default=1, help="blocks timed for vanilla (each costs the same)")
     d.add_argument("--no-cuda-graphs", action="store_true", help="run the cached/sparse steps eagerly")
     return p
 

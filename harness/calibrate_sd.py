@@ -64,26 +64,33 @@ def gpu_step_times(shape: str = "smollm2", batches: tuple[int, ...] = (1, 2, 4, 
     return measure_step_times(engine, tuple(contexts), repeats, tuple(batches))
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-
-
 def main(argv=None) -> None:
+    from harness import argtypes
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda (the calibration) or cpu (tiny shapes: a smoke test)")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="default: smollm2 on cuda, tiny on cpu")
-    p.add_argument("--batches", type=_ints, default=None, help="default: 1,2,4,8,16,32 on cuda, 1,2 on cpu")
-    p.add_argument("--contexts", type=_ints, default=None,
+    p.add_argument("--batches", type=argtypes.int_list(minimum=1), default=None,
+                   help="default: 1,2,4,8,16,32 on cuda, 1,2 on cpu")
+    p.add_argument("--contexts", type=argtypes.int_list(minimum=1), default=None,
                    help="default: 256,512,1024,2048,4096 on cuda, 32,64 on cpu")
-    p.add_argument("--draft-layers", type=int, default=None, help=f"default: {DEFAULT_DRAFT_LAYERS} (tiny: 1)")
-    p.add_argument("--draft-len", type=int, default=4)
+    p.add_argument("--draft-layers", type=argtypes.integer(minimum=1), default=None,
+                   help=f"default: {DEFAULT_DRAFT_LAYERS} (tiny: 1)")
+    p.add_argument("--draft-len", type=argtypes.integer(minimum=1), default=4)
     p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None,
                    help="default: bfloat16 on cuda, float32 on cpu")
-    p.add_argument("--repeats", type=int, default=None, help="default: 10 on cuda, 2 on cpu")
-    p.add_argument("--out", required=True, help="JSON file to write (format of fixtures/scheduling/step_times_cpu.json)")
+    p.add_argument("--repeats", type=argtypes.integer(minimum=1), default=None, help="default: 10 on cuda, 2 on cpu")
+    p.add_argument("--out", required=True, type=argtypes.output_file,
+                   help="JSON file to write (format of fixtures/scheduling/step_times_cpu.json)")
     args = p.parse_args(argv)
+    problem = argtypes.device_problem(args.device)  # checked here, not as a type: the default needs no GPU to parse
+    if problem:
+        p.error(f"argument --device: {problem}")
     gpu = args.device.startswith("cuda")
     shape = args.shape or ("smollm2" if gpu else "tiny")
+    if args.draft_layers is not None and args.draft_layers >= SHAPES[shape]["num_hidden_layers"]:
+        p.error(f"argument --draft-layers: must be below the {shape} model's "
+                f"{SHAPES[shape]['num_hidden_layers']} layers, got {args.draft_layers}")
     dtype = getattr(torch, args.dtype or ("bfloat16" if gpu else "float32"))
     draft_layers = args.draft_layers or (DEFAULT_DRAFT_LAYERS if shape == "smollm2" else 1)
     batches = args.batches or ((1, 2, 4, 8, 16, 32) if gpu else (1, 2))

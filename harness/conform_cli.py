@@ -14,21 +14,27 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 def add_conform_parser(sub) -> None:
     """Register the `conform` subcommand on the subparsers of harness.cli."""
+    from harness import argtypes
+
     p = sub.add_parser("conform", help="check a kernel against an op's reference and store the conformance report")
-    p.add_argument("--op", required=True, help="the op the function implements (`python -m harness ops` lists them)")
-    p.add_argument("--impl", required=True, metavar="PKG.MOD:FN", help="the function, importable from the current directory")
+    p.add_argument("--op", required=True, type=argtypes.text("op name"),
+                   help="the op the function implements (`python -m harness ops` lists them)")
+    p.add_argument("--impl", required=True, metavar="PKG.MOD:FN", type=argtypes.text("function path"),
+                   help="the function, importable from the current directory")
     p.add_argument("--profile", default="ci", choices=("ci", "dev", "gpu"),
                    help="input shapes (ci/dev small, gpu LLaMA-3-8B heads) and default examples (10/50/200)")
-    p.add_argument("--max-examples", type=int, default=None, help="examples per dtype (default: by profile)")
-    p.add_argument("--dtypes", default=None, help="comma-separated, e.g. float32,float16 (default: every dtype the "
+    p.add_argument("--max-examples", type=argtypes.integer(minimum=1), default=None,
+                   help="examples per dtype (default: by profile)")
+    p.add_argument("--dtypes", default=None, type=argtypes.text("dtype list"), help="comma-separated, e.g. float32,float16 (default: every dtype the "
                    "op supports; no bfloat16 for Triton off the GPU)")
     p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when available")
-    p.add_argument("--results", default="results", help="results store directory (conformance.jsonl)")
+    p.add_argument("--results", default="results", type=argtypes.output_dir,
+                   help="results store directory (conformance.jsonl)")
     p.add_argument("--no-store", action="store_true", help="print the report only")
 
 
 def _usage(msg: str) -> int:
-    print(f"error: {msg}", file=sys.stderr)
+    print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)  # one line, whatever the message holds
     return EXIT_USAGE
 
 
@@ -51,8 +57,10 @@ def cmd_conform(args) -> int:
 
     if args.op not in all_ops():
         return _usage(f"--op {args.op!r} is not a registered op; known: {sorted(all_ops())}")
+    if args.impl.count(":") != 1:  # before importing anything of the user's
+        return _usage(f"--impl must look like 'package.module:function', got {args.impl!r}")
     try:
-        dtypes = parse_dtypes(args.dtypes) if args.dtypes else None
+        dtypes = parse_dtypes(args.dtypes) if args.dtypes is not None else None
         fn = load_callable(args.impl)  # its errors name the impl and the part that failed
     except (ImportError, ValueError) as exc:
         return _usage(str(exc))

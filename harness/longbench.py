@@ -17,12 +17,12 @@ Scores: `score` is in [0, 1] for one prediction; the official per-task number is
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.longbench_metrics import METRICS
+from reference.jsonl import MalformedRowWarning, read_jsonl
 
 HUB_DATASET = "THUDM/LongBench"
 DATA_ZIP_URL = "https://huggingface.co/datasets/THUDM/LongBench/resolve/main/data.zip"
@@ -162,25 +162,36 @@ def length_bucket(length: int) -> str:
 
 # --- loading ----------------------------------------------------------------------------------------------------
 
+def _is_text(value) -> bool:
+    """A str that can be written as UTF-8 (JSON's \\ud800 escapes decode to lone surrogates a tokenizer rejects)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_str_list(value) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, list) and all(_is_text(v) for v in value)
 
 
-# field -> (check, what the official schema holds)
+# field -> (check, what the official schema holds). `input` may be empty (gov_report, lcc, ... have none).
 SCHEMA = {
-    "input": (lambda v: isinstance(v, str), "a string"),
-    "context": (lambda v: isinstance(v, str), "a string"),
-    "answers": (lambda v: _is_str_list(v) and len(v) > 0, "a non-empty list of strings"),
-    "length": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "dataset": (lambda v: isinstance(v, str), "a string"),
-    "language": (lambda v: isinstance(v, str), "a string"),
+    "input": (_is_text, "a string"),
+    "context": (lambda v: _is_text(v) and v.strip() != "", "a non-empty string"),
+    "answers": (lambda v: _is_str_list(v) and any(a.strip() for a in v), "a list of strings, one of them non-empty"),
+    "length": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "dataset": (_is_text, "a string"),
+    "language": (_is_text, "a string"),
     "all_classes": (lambda v: v is None or _is_str_list(v), "null or a list of strings"),
-    "_id": (lambda v: isinstance(v, str), "a string"),
+    "_id": (lambda v: _is_text(v) and v != "", "a non-empty string"),
 }
 
 
 def row_problem(row) -> str | None:
-    """What makes `row` unusable (missing field, wrong type), or None for a valid row."""
+    """What makes `row` unusable (missing field, wrong type, empty context), or None for a valid row."""
     if not isinstance(row, dict):
         return f"row is {type(row).__name__}, not an object"
     for field, (check, expected) in SCHEMA.items():
@@ -191,25 +202,12 @@ def row_problem(row) -> str | None:
     return None
 
 
-def _read_jsonl(path: Path, limit: int | None) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if limit is not None and len(rows) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                warnings.warn(f"{path}:{lineno}: not valid JSON ({exc.msg}); row skipped", stacklevel=3)
-                continue
-            problem = row_problem(row)
-            if problem:
-                warnings.warn(f"{path}:{lineno}: {problem}; row skipped", stacklevel=3)
-                continue
-            rows.append(row)
-    return rows
+def check_row(row) -> dict:
+    """`row` if it is a valid LongBench row, else ValueError saying why (for reference.jsonl.read_jsonl)."""
+    problem = row_problem(row)
+    if problem:
+        raise ValueError(problem)
+    return row
 
 
 def _no_data_error(config: str, reason: str) -> RuntimeError:
@@ -236,7 +234,7 @@ def _load_hub(config: str, limit: int | None) -> list[dict]:
         row = dict(row)
         problem = row_problem(row)
         if problem:
-            warnings.warn(f"{HUB_DATASET}:{config} row {index}: {problem}; row skipped", stacklevel=3)
+            warnings.warn(f"{HUB_DATASET}:{config} row {index}: {problem}; row skipped", MalformedRowWarning, stacklevel=3)
             continue
         rows.append(row)
     return rows
@@ -245,8 +243,10 @@ def _load_hub(config: str, limit: int | None) -> list[dict]:
 def load_rows(task: str, data_dir: str | Path | None = None, e: bool = False, limit: int | None = None) -> list[dict]:
     """Rows of one LongBench task (LongBench-E with `e=True`), at most `limit` valid ones, in file order.
 
-    With `data_dir`, reads `<data_dir>/<task>.jsonl` (`<task>_e.jsonl`) in the official schema (`SCHEMA`); a
-    malformed row (bad JSON, missing field, wrong type) is skipped with a warning naming file, line and field.
+    With `data_dir`, reads `<data_dir>/<task>.jsonl` (`<task>_e.jsonl`) in the official schema (`SCHEMA`) with
+    reference.jsonl.read_jsonl: a malformed row (not UTF-8, bad JSON, NaN, missing field, wrong type, negative
+    length, empty context) is skipped with a warning naming file, line and reason, then one summary warning.
+    FileNotFoundError when the directory or file is missing, ValueError when the file holds no valid row.
     Without it, `datasets.load_dataset("THUDM/LongBench", task or f"{task}_e", split="test")`; a RuntimeError says
     how to get the JSONL files when `datasets` is missing or the hub cannot be reached.
     """
@@ -259,11 +259,14 @@ def load_rows(task: str, data_dir: str | Path | None = None, e: bool = False, li
     config = f"{task}_e" if e else task
     if data_dir is None:
         return _load_hub(config, limit)
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"--data-dir: {str(data_dir)!r} is not a directory (expected one LongBench-format "
+                                f"JSONL file per task; the official files are in {DATA_ZIP_URL})")
     path = Path(data_dir) / f"{config}.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"LongBench: {path} does not exist (expected one JSONL file per task in --data-dir; "
-                                f"the official files are in {DATA_ZIP_URL})")
-    return _read_jsonl(path, limit)
+        raise FileNotFoundError(f"--data-dir: LongBench file {str(path)!r} does not exist (expected one JSONL file "
+                                f"per task in --data-dir; the official files are in {DATA_ZIP_URL})")
+    return read_jsonl(path, check_row, arg="--data-dir", what="row", limit=limit, stacklevel=3)
 
 
 # --- prompts ----------------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
-from contextlib import contextmanager
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,33 +43,63 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id ("org/name"): absolute, starting with "." or "~", or with more parts."""
+    if name.startswith((os.path.sep, ".", "~")):
+        return True
+    return os.path.sep in name and re.fullmatch(r"[\w.-]+/[\w.-]+", name) is None
+
+
+def check_model_name(name) -> None:
+    """Fail fast on a model name that cannot load, without importing transformers: not a non-empty string, a local
+    path (`_looks_like_path`) that does not exist, a file that is not .gguf, a directory without config.json.
+    FileNotFoundError / ValueError naming the model."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model (--model) must be a non-empty string, got {name!r}")
+    if ALIASES.get(name.lower()) == "embedded:smollm2":
+        return
+    local = Path(name)
+    if name.endswith(".gguf"):
+        if not local.is_file():
+            raise FileNotFoundError(f"model (--model): GGUF file {name!r} does not exist")
+        return
+    if _looks_like_path(name) and not local.exists():
+        raise FileNotFoundError(f"model (--model): local path {name!r} does not exist")
+    if local.is_file():
+        raise ValueError(f"model (--model): {name!r} is a file; give a checkpoint directory, a .gguf file or a hub id")
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise FileNotFoundError(f"model (--model): directory {name!r} has no config.json (not a transformers checkpoint)")
+
+
 def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
     """Load `name`: "smollm2" (embedded GGUF), a local directory, a local .gguf file, or a hub id.
 
     Nothing is fetched from a hub for the embedded model; a hub id is passed to transformers as given.
+    `check_model_name` runs first (FileNotFoundError / ValueError before transformers is asked); ValueError naming
+    the model when transformers cannot load it (corrupt weights or GGUF file, unknown hub id, no network) or it is
+    not a LLaMA-family decoder.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"model must be a non-empty string, got {name!r}")
-    resolved = ALIASES.get(name.lower(), name)
+    check_model_name(name)
     kwargs: dict = {}
-    if resolved == "embedded:smollm2":
+    if ALIASES.get(name.lower()) == "embedded:smollm2":
         gguf = embedded_gguf_path()
         source, kwargs["gguf_file"], model_id = str(gguf.parent), gguf.name, "smollm2"
     elif name.endswith(".gguf"):
         gguf = Path(name)
-        if not gguf.is_file():
-            raise FileNotFoundError(f"model: GGUF file {name!r} does not exist")
         source, kwargs["gguf_file"], model_id = str(gguf.parent), gguf.name, name
     else:
         source, model_id = name, name
-        if os.path.sep in name and not Path(name).exists():
-            raise FileNotFoundError(f"model: local path {name!r} does not exist")
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - OSError (not found, offline), ValueError, GGUF parse errors, ...
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"model: cannot load {name!r} ({type(exc).__name__}: {reason})") from exc
+    model = model.to(device).eval()
     config = model.config
-    if getattr(config, "num_key_value_heads", None) is None or not hasattr(model.model, "layers"):
+    if getattr(config, "num_key_value_heads", None) is None or not hasattr(getattr(model, "model", None), "layers"):
         raise ValueError(f"model {name!r} is not a LLaMA-family decoder (config type {config.model_type})")
     return LoadedModel(model, tokenizer, model_id, source, int(getattr(config, "max_position_embeddings", 4096)))
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from reference.jsonl import MalformedRowWarning
 
 PROMPT_TEMPLATE = "niah-completion-v1"
 INSTRUCTION = "There is a pass key hidden inside a lot of irrelevant text. Find it and remember it. I will quiz you about it.\n"
@@ -43,13 +46,35 @@ def split_sentences(text: str) -> list[str]:
 
 
 def load_haystack(path: str | None) -> list[str]:
-    """Filler sentences: ours by default, or the sentences of a text file the user gives (`--haystack FILE`)."""
+    """Filler sentences: ours by default, or the sentences of a UTF-8 text file the user gives (`--haystack FILE`).
+
+    A line that is not UTF-8 is reported (a warning naming file:line) and skipped, then one summary warning
+    counts them. FileNotFoundError for a missing file or a directory; ValueError for a binary file (NUL bytes)
+    or one without a sentence."""
     if path is None:
         return split_sentences(FILLER)
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"haystack: file {path!r} does not exist")
-    return split_sentences(p.read_text(encoding="utf-8", errors="replace"))
+        kind = "is a directory, not a file" if p.is_dir() else "does not exist"
+        raise FileNotFoundError(f"--haystack: {str(path)!r} {kind}")
+    data = p.read_bytes()
+    if b"\0" in data:
+        raise ValueError(f"--haystack: {str(path)!r} is not a text file (it holds NUL bytes)")
+    lines, bad = [], 0
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            bad += 1
+            warnings.warn(f"{path}:{lineno}: not UTF-8 (byte {exc.start}); line skipped", MalformedRowWarning,
+                          stacklevel=2)
+    if bad:
+        warnings.warn(f"{path}: skipped {bad} line{'s' if bad > 1 else ''} that are not UTF-8", MalformedRowWarning,
+                      stacklevel=2)
+    try:
+        return split_sentences("\n".join(lines))
+    except ValueError:
+        raise ValueError(f"--haystack: {str(path)!r} holds no sentences") from None
 
 
 def passkey(seed: int, length: int, depth: float, trial: int) -> str:

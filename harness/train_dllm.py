@@ -164,17 +164,27 @@ def evaluate(model: DLLM, lengths: list[int], n: int, gen_len: int, block_len: i
 def main(argv=None) -> int:
     from reference.dllm import checkpoint
 
+    from harness import argtypes
+
     p = argparse.ArgumentParser(prog="python -m harness train-dllm", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="fixtures/dllm/tiny_dllm.pt", help="checkpoint path")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default="fixtures/dllm/tiny_dllm.pt", type=argtypes.output_file, help="checkpoint path")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", type=argtypes.device,
+                   help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--size", choices=("gpu", "cpu"), default=None,
                    help="recipe preset: gpu (256-dim, 8 layers, 1k-4k contexts) or cpu (tiny); default by device")
-    p.add_argument("--minutes", type=float, default=None, help="time budget (default: the preset's)")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--eval-lengths", default=None, help="comma-separated held-out lengths (default: the preset's)")
-    p.add_argument("--eval-n", type=int, default=32, help="held-out examples per task and length")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=argtypes.number(above=0.0), default=None, help="time budget (default: the preset's)")
+    p.add_argument("--max-steps", type=argtypes.integer(minimum=1), default=None)
+    p.add_argument("--eval-lengths", type=argtypes.int_list(minimum=1), default=None,
+                   help="comma-separated held-out lengths (default: the preset's)")
+    p.add_argument("--eval-n", type=argtypes.integer(minimum=1), default=32, help="held-out examples per task and length")
+    p.add_argument("--seed", type=argtypes.integer(minimum=0), default=0)
     a = p.parse_args(argv)
+    for length in a.eval_lengths or ():  # a prompt must hold every task's needles: fail before training
+        for task in tasks.TASKS:
+            try:
+                tasks.make_example(task, length, random.Random(0)) if length < 512 else None
+            except (ValueError, AssertionError):
+                p.error(f"argument --eval-lengths: {length} tokens is too short for task {task!r}")
     size = a.size or ("gpu" if a.device.startswith("cuda") else "cpu")
     fields = {} if size == "gpu" else dict(CPU_RECIPE)
     if a.minutes is not None:
@@ -184,7 +194,7 @@ def main(argv=None) -> int:
     fields["seed"] = a.seed
     r = Recipe(**fields)
     model, log = train(r, a.device)
-    lengths = [int(v) for v in a.eval_lengths.split(",")] if a.eval_lengths else [256, *r.long_lengths]
+    lengths = list(a.eval_lengths) if a.eval_lengths else [256, *r.long_lengths]
     acc = evaluate(model, lengths, a.eval_n, r.gen_len, r.gen_len // 2, a.device)
     print("held-out accuracy (vanilla, exact match %):", acc)
     meta = {"device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",

@@ -22,7 +22,7 @@
 """
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -33,6 +33,7 @@ from safetensors.torch import load_file
 
 from reference.dllm.config import DREAM_7B, LLADA_8B, DLLMConfig
 from reference.dllm.model import DLLM
+from reference.jsonl import parse_line
 
 FORMAT = "longctx-dllm/1"
 _FIELDS = {f.name for f in fields(DLLMConfig)}
@@ -55,9 +56,15 @@ def _empty_model(cfg: DLLMConfig, device, dtype: torch.dtype) -> DLLM:
 
 def _assign(params: dict[str, torch.nn.Parameter], name: str, tensor: torch.Tensor, source: str) -> None:
     p = params[name]
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"weight {source!r} is a {type(tensor).__name__}, not a tensor")
     if tuple(tensor.shape) != tuple(p.shape):
         raise ValueError(f"weight {source!r} has shape {tuple(tensor.shape)}, expected {tuple(p.shape)} "
                          f"(for {name!r})")
+    if not tensor.is_floating_point():
+        raise ValueError(f"weight {source!r} has dtype {tensor.dtype}, expected a floating-point dtype")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"weight {source!r} holds NaN or inf")
     with torch.no_grad():
         p.copy_(tensor)  # casts to the model's dtype and moves to its device
 
@@ -93,6 +100,50 @@ def _check_plain(obj, where: str) -> None:
     raise TypeError(f"{where} must hold only str/int/float/bool/None, lists and dicts; got {type(obj).__name__}")
 
 
+# Bounds beyond which a config is corrupt, not large (LLaMA-3-405B: d_model 16384, 126 layers, FFN 53248).
+_LIMITS = {"vocab_size": 2**22, "d_model": 2**16, "n_layers": 1024, "n_heads": 1024, "n_kv_heads": 1024,
+           "ffn_dim": 2**18, "max_len": 2**24}
+
+
+def _checked_config(values, where: str) -> DLLMConfig:
+    """A DLLMConfig from a dict of its fields, type- and range-checked first (ValueError naming `where` and the
+    field): a corrupt file must not reach DLLMConfig's arithmetic, nor build a billion layers."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: config must be a dict of DLLMConfig fields, got {type(values).__name__}")
+    unknown = set(values) - _FIELDS
+    if unknown:
+        raise ValueError(f"{where}: unknown config fields {sorted(unknown)}")
+    for f in fields(DLLMConfig):
+        if f.name not in values:
+            continue
+        v = values[f.name]
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind == "bool":
+            ok = isinstance(v, bool)
+        elif kind == "int":
+            ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _LIMITS.get(f.name, 2**31 - 1)
+        else:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok:
+            want = {"bool": "a bool", "int": f"an integer in [0, {_LIMITS.get(f.name, 2**31 - 1)}]"}.get(
+                kind, "a finite number")
+            raise ValueError(f"{where}: config field {f.name!r} must be {want}, got {v!r:.40}")
+    try:
+        return DLLMConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _torch_load(path: Path, what: str):
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: an empty file, not a {what}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... on junk
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{path}: not a readable {what} ({type(exc).__name__}: {reason})") from exc
+
+
 # ------------------------------------------------------------------------------------------------ our format
 def save(model: DLLM, path, recipe: dict | None = None, metrics: dict | None = None) -> None:
     """Write `model` (config + float16 weights) with how it was made (`recipe`) and what it scored (`metrics`).
@@ -118,23 +169,40 @@ def save(model: DLLM, path, recipe: dict | None = None, metrics: dict | None = N
 
 def load(path, device=None, dtype: torch.dtype = torch.float32) -> tuple[DLLM, dict]:
     """(model, meta) of a file written by `save`: the model in eval mode on `device` in `dtype` (parameters
-    trainable), meta = {"format", "config", "recipe", "metrics"}."""
+    trainable), meta = {"format", "config", "recipe", "metrics"}.
+
+    FileNotFoundError when `path` is not a file; ValueError naming the path for anything else wrong with it (not a
+    torch file, another format, a bad config, missing, unexpected, mis-shaped or non-finite weights), raised before
+    any weight is allocated on `device`.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no dLLM checkpoint at {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"no dLLM checkpoint at {path}" + (" (it is a directory)" if path.is_dir() else ""))
+    obj = _torch_load(path, "dLLM checkpoint")
     fmt = obj.get("format") if isinstance(obj, dict) else None
     if fmt != FORMAT:
         raise ValueError(f"{path}: format {fmt!r}, expected {FORMAT!r} (a file written by checkpoint.save)")
-    unknown = set(obj["config"]) - _FIELDS
-    if unknown:
-        raise ValueError(f"{path}: unknown config fields {sorted(unknown)}")
-    cfg = DLLMConfig(**obj["config"])
+    state = obj.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ValueError(f"{path}: 'state_dict' must be a dict of named tensors, got {type(state).__name__}")
+    cfg = _checked_config(obj.get("config"), str(path))
+    layers = {k.split(".")[1] for k in state if k.startswith("layers.") and k.count(".") >= 2}
+    if len(layers) != cfg.n_layers:  # checked before building even a meta model: its size comes from the config
+        raise ValueError(f"{path}: config says {cfg.n_layers} layers, the weights hold {len(layers)}")
+    shapes = {n: tuple(p.shape) for n, p in DLLM(cfg, device="meta").named_parameters()}
+    _check_names(set(shapes), set(state), set(), str(path))
+    state = {k: w for k, w in state.items() if k in shapes}  # _check_names let through only ignored buffers
+    for name, w in state.items():
+        if not isinstance(w, torch.Tensor) or tuple(w.shape) != shapes[name]:
+            got = f"shape {tuple(w.shape)}" if isinstance(w, torch.Tensor) else f"a {type(w).__name__}"
+            raise ValueError(f"{path}: weight {name!r} is {got}, expected shape {shapes[name]}")
     model = _empty_model(cfg, device, dtype)
     params = dict(model.named_parameters())
-    _check_names(set(params), set(obj["state_dict"]), set(), str(path))
-    for name, w in obj["state_dict"].items():
-        _assign(params, name, w, name)
+    for name, w in state.items():
+        try:
+            _assign(params, name, w, name)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     return model, meta
 
@@ -227,10 +295,23 @@ FAMILIES = {"llada": (_llada_config, _llada_names, "model.transformer.ff_out.wei
             "dream": (_dream_config, _dream_names, "lm_head.weight")}
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = parse_line(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _shards(root: Path) -> list[Path]:
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (root / index).is_file():
-            weight_map = json.loads((root / index).read_text())["weight_map"]
+            weight_map = _read_json(root / index).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map or not all(
+                    isinstance(f, str) and f not in ("", ".", "..") and Path(f).name == f for f in weight_map.values()):
+                raise ValueError(f"{root / index}: 'weight_map' must map weight names to shard file names in {root}")
             return [root / f for f in sorted(set(weight_map.values()))]
     shards = sorted(root.glob("*.safetensors")) or sorted(root.glob("pytorch_model*.bin"))
     if not shards:
@@ -242,34 +323,54 @@ def _read(shard: Path) -> dict[str, torch.Tensor]:
     if not shard.is_file():
         raise FileNotFoundError(f"weight shard {shard} (named by the index) does not exist")
     if shard.suffix == ".safetensors":
-        return load_file(shard, device="cpu")
-    return torch.load(shard, map_location="cpu", weights_only=True)
+        try:
+            return load_file(shard, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - SafetensorError and friends on a corrupt file
+            raise ValueError(f"{shard}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
+    tensors = _torch_load(shard, "weight shard")
+    if not isinstance(tensors, dict) or not all(isinstance(k, str) for k in tensors):
+        raise ValueError(f"{shard}: must hold a dict of named tensors, got {type(tensors).__name__}")
+    return tensors
+
+
+def _safetensors_keys(shard: Path) -> set[str]:
+    try:
+        with safe_open(shard, framework="pt") as f:
+            return set(f.keys())
+    except Exception as exc:  # noqa: BLE001 - SafetensorError on a corrupt header
+        raise ValueError(f"{shard}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
 
 
 def load_pretrained(path, device=None, dtype: torch.dtype = torch.bfloat16) -> DLLM:
     """A DLLM (eval mode, no grad) on `device` in `dtype` from a local LLaDA or Dream Hugging Face directory.
 
     Shard by shard: peak host memory is one shard, device memory the model. Raises FileNotFoundError for a missing
-    directory / config / shard, ValueError for an unknown model_type, unsupported options, missing, unexpected or
-    mis-shaped weights (naming the first few).
+    directory / config / shard, ValueError for a config or index that is not JSON, an unknown model_type,
+    unsupported options or out-of-range fields, a corrupt shard, missing, unexpected, mis-shaped or non-finite
+    weights (naming the first few).
     """
     root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory (expected a local Hugging Face checkpoint directory)")
     if not (root / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in {root} (expected a local Hugging Face checkpoint directory)")
-    raw = json.loads((root / "config.json").read_text())
+    where = str(root / "config.json")
+    raw = _read_json(root / "config.json")
     model_type = str(raw.get("model_type", ""))
     if model_type.lower() not in FAMILIES:
-        raise ValueError(f"{root}/config.json: unknown model_type {model_type!r}; supported: 'llada', 'Dream'")
+        raise ValueError(f"{where}: unknown model_type {model_type!r}; supported: 'llada', 'Dream'")
     make_config, make_names, head = FAMILIES[model_type.lower()]
-    cfg = make_config(raw, str(root / "config.json"))
+    try:
+        cfg = _checked_config(make_config(raw, where).to_dict(), where)
+    except (TypeError, ValueError, IndexError, OverflowError) as exc:  # a field of the wrong type met int() / max()
+        raise ValueError(exc if str(exc).startswith(where) else f"{where}: {exc}") from None
     names = make_names(cfg)
     optional = {head} if cfg.tie_embeddings else set()
     shards = _shards(root)
     if all(s.suffix == ".safetensors" and s.is_file() for s in shards):  # headers only: fail before allocating
         found = set()
         for s in shards:
-            with safe_open(s, framework="pt") as f:
-                found |= set(f.keys())
+            found |= _safetensors_keys(s)
         _check_names(set(names), found, optional, str(root))
 
     model = _empty_model(cfg, device, dtype)
@@ -283,7 +384,10 @@ def load_pretrained(path, device=None, dtype: torch.dtype = torch.bfloat16) -> D
             raise ValueError(f"{shard}: unexpected weights: {_first(unexpected)}")
         for name, w in tensors.items():
             if name in names:
-                _assign(params, names[name], w, name)
+                try:
+                    _assign(params, names[name], w, name)
+                except ValueError as exc:
+                    raise ValueError(f"{shard}: {exc}") from None
                 seen.add(name)
         del tensors
     _check_names(set(names), seen, set(), str(root))

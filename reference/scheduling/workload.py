@@ -9,12 +9,13 @@ and settles (specs/laps-sd.md), so the settled part is the one to extend. The le
 """
 from __future__ import annotations
 
-import json
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference.jsonl import MalformedRowWarning, parse_line
 from reference.scheduling.trace import Trace, emitted
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scheduling"
@@ -51,12 +52,52 @@ class WorkloadSpec:
             raise ValueError(f"n_requests must be >= 1, got {self.n_requests}")
         if not self.rate > 0 or not math.isfinite(self.rate):
             raise ValueError(f"rate must be a positive number of requests per second, got {self.rate!r}")
-        if self.predictor_error < 0:
-            raise ValueError(f"predictor_error must be >= 0, got {self.predictor_error}")
+        if not 0 <= self.predictor_error < math.inf:
+            raise ValueError(f"predictor_error must be a finite number >= 0, got {self.predictor_error}")
+
+
+def check_distribution(d) -> dict:
+    """`d` if it is a usable length distribution, else ValueError naming the bad field."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a length distribution must be a JSON object, got {type(d).__name__}")
+    for key in ("mean_output", "mean_input", "sigma", "max_len"):
+        v = d.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"field {key!r} must be a finite number, got {v!r:.40}")
+    if not d["mean_output"] > 0 or not d["mean_input"] > 0:
+        raise ValueError(f"fields 'mean_output' and 'mean_input' must be > 0, got {d['mean_output']}, {d['mean_input']}")
+    if not 0 <= d["sigma"] <= 10:
+        raise ValueError(f"field 'sigma' must lie in [0, 10], got {d['sigma']}")
+    if not isinstance(d["max_len"], int) or not 1 <= d["max_len"] <= 2**31 - 1:
+        raise ValueError(f"field 'max_len' must be an integer in [1, 2**31 - 1], got {d['max_len']}")
+    return d
 
 
 def length_distributions(path: Path = LENGTHS_FILE) -> dict:
-    return {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if not k.startswith("_")}
+    """{name: distribution} of a JSON object of length distributions (fixtures/scheduling/output_lengths.json;
+    keys starting with "_" are comments). A malformed entry is reported (a warning naming the file and the key)
+    and skipped; FileNotFoundError for a missing file, ValueError for a file that is not such an object or holds
+    no valid entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"length distributions: {str(path)!r} is not a file")
+    try:
+        data = parse_line(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"length distributions: {str(path)!r} is {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"length distributions: {str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    out = {}
+    for name, d in data.items():
+        if name.startswith("_"):
+            continue
+        try:
+            out[name] = check_distribution(d)
+        except ValueError as exc:
+            warnings.warn(f"{path}: distribution {name!r}: {exc}; skipped", MalformedRowWarning, stacklevel=2)
+    if not out:
+        raise ValueError(f"length distributions: {str(path)!r} holds no valid distribution")
+    return out
 
 
 def extend_acceptance(trace: Trace, output_len: int) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ numbers do not depend on whether jieba happens to be installed.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -215,8 +216,11 @@ def test_fixture_loads_and_gold_scores_itself(chars, recwarn, task):
 
 
 def test_malformed_fixture_row_is_skipped_with_warning():
-    with pytest.warns(UserWarning, match=r"narrativeqa\.jsonl:2: field 'answers' is missing; row skipped"):
+    with pytest.warns(UserWarning) as caught:
         rows = lb.load_rows("narrativeqa", data_dir=FIXTURES)
+    messages = [str(w.message) for w in caught]
+    assert any(re.search(r"narrativeqa\.jsonl:2: field 'answers' is missing; row skipped", m) for m in messages)
+    assert any(m.endswith("narrativeqa.jsonl: skipped 1 malformed row of 3") for m in messages)  # the summary
     assert [r["_id"] for r in rows] == ["fixture-narrativeqa-0", "fixture-narrativeqa-1"]
 
 

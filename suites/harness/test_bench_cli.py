@@ -55,10 +55,10 @@ def test_malformed_arguments_are_refused_by_the_parser(args, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--shapes", "gpt2"], "shapes: unknown ['gpt2']"),
-    (["--impls", "cuda_magic"], "impls: unknown ['cuda_magic']"),
-    (["--contexts", "512"], "contexts must be integers >= 1025"),
-    (["--batches", "0"], "batches must be integers >= 1"),
+    (["--shapes", "gpt2"], "shapes (--shapes): unknown ['gpt2']"),
+    (["--impls", "cuda_magic"], "impls (--impls): unknown ['cuda_magic']"),
+    (["--contexts", "512"], "contexts (--contexts) must be integers >= 1025"),
+    (["--batches", "0"], "batches (--batches) must be integers >= 1"),
 ])
 def test_invalid_configs_exit_2_with_the_reason(args, message, capsys):
     assert main(["bench", *args]) == 2

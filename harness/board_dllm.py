@@ -470,7 +470,8 @@ def dllm_board(records: list[dict]) -> Board | None:
     has_throughput = any(r["suite"] == THROUGHPUT_SUITE for r in records)
     if not accuracy and not has_throughput:
         return None
-    board = Board("dLLM caches: Sparse-dLLM, Fast-dLLM, dLLM-Cache vs vanilla decoding")
+    board = Board("dLLM caches: Sparse-dLLM, Fast-dLLM, dLLM-Cache vs vanilla decoding",
+                  records=accuracy + _newest_per_device(records, THROUGHPUT_SUITE))
     md, hp = [], []
     _text(md, hp, "Decoding methods for masked-diffusion LMs: vanilla (a full forward over prompt and response at "
                   "every step), Sparse-dLLM (a cache of the most salient tokens' K/V, kept by keep_ratio), "

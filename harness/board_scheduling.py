@@ -285,7 +285,7 @@ def schedulers_board(records: list[dict]) -> Board | None:
     recs = newest_records(records, "scheduling")
     if not recs:
         return None
-    board = Board("Schedulers: speculative-decoding serving (LAPS-SD)")
+    board = Board("Schedulers: speculative-decoding serving (LAPS-SD)", records=recs)
     intro = ("Requests of each workload arrive as a Poisson process at `rate` requests/s and are served with "
              "continuous batching and speculative decoding (`draft_len` tokens drafted per step, at most `max_batch` "
              "requests per step); the policy picks which queued requests run each step. Sim tables replay the "

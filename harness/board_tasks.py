@@ -52,7 +52,7 @@ def _board(records: list[dict], suite: str, title: str, intro: str, views: list[
     recs = newest_records(records, suite)
     if not recs:
         return None
-    board = Board(title)
+    board = Board(title, records=[r for r in recs if r["metric"] in ("score", "kv_bytes", "kv_bytes_full")])
     md, hp = [intro + "\n"], [f"<p>{intro}</p>"]
     groups: dict = defaultdict(list)
     for r in recs:

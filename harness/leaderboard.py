@@ -1,7 +1,10 @@
 """The leaderboard, built only from the results store: `README.md` (tables) and `index.html` (tables + plots).
 
-One board per family; a board is a function records -> Board (Markdown and HTML fragments plus figures), or None
-when it has no records to show, listed in BOARDS, so a new family adds one function. Records whose protocols differ are never ranked together.
+One board per family; a board is a function records -> Board (Markdown and HTML fragments plus figures, and the
+records it was built from), or None when it has no records to show, listed in BOARDS, so a new family adds one
+function. Every board section ends with the line `records_line` writes from the board's records: the results files
+(relative links), suites and metrics, record and cell counts, git shas and devices. A board with a `page` is also
+written alone to that file. Records whose protocols differ are never ranked together.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import base64
 import html
 import io
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from harness.board_dllm import dllm_board  # noqa: E402
+from harness.board_pareto import pareto_board  # noqa: E402
 from harness.board_scheduling import schedulers_board  # noqa: E402
 from harness.board_tasks import longbench_board, ruler_board  # noqa: E402
 from harness.provenance import now_iso  # noqa: E402
@@ -33,6 +38,8 @@ class Board:
     markdown: str = ""
     html: str = ""
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes
+    records: list[dict] | None = None  # the records the board shows (after its own filtering and dedup)
+    page: str | None = None  # also written alone to this file of the leaderboard directory
 
 
 def _png(fig) -> bytes:
@@ -124,6 +131,7 @@ def kv_methods_board(records: list[dict]) -> Board:
     """NIAH accuracy and KV bytes per method, per (model, compression ratio, question mode, protocol)."""
     board = Board("KV-cache methods: needle in a haystack")
     niah = [r for r in records if r["suite"] == "niah"]
+    board.records = [r for r in niah if r["metric"] in ("exact_match", "kv_bytes", "kv_bytes_full")]
     if not niah:
         board.markdown = "_No NIAH records yet: run `python -m harness run`._\n"
         board.html = f"<p>{html.escape(board.markdown.strip('_'))}</p>"
@@ -243,11 +251,12 @@ def _conformance_row(recs: list[dict]) -> dict | None:
 
 def kernels_conformance_board(records: list[dict]) -> Board | None:
     """Submitted kernels' conformance reports (suite "conformance"): the newest run per op, impl, profile, device."""
-    rows = [row for recs in _latest_by_run([r for r in records if r["suite"] == "conformance"])
+    runs = [(recs, row) for recs in _latest_by_run([r for r in records if r["suite"] == "conformance"])
             if (row := _conformance_row(recs)) is not None]
-    if not rows:
+    if not runs:
         return None
-    board = Board("Kernels: conformance")
+    rows = [row for _, row in runs]
+    board = Board("Kernels: conformance", records=[r for recs, _ in runs for r in recs])
     intro = ("Each row is the newest `python -m harness conform` (or `pytest suites/conformance --impl`) run of a "
              "kernel: PASS when every drawn input met the conformance rule in every listed dtype. Error column: the "
              "worst max|impl - oracle| against the allowed 2 x baseline error + atol (the failing case's when it "
@@ -288,15 +297,16 @@ LATENCY_METRICS = ("latency_ms", "bytes_read", "bandwidth_gbs", "roofline_fracti
 
 
 def _bench_cells(records: list[dict]) -> list[dict]:
-    """kernels_bench records merged per (cell, device), the newest attempt winning: {record, metrics, extra}."""
+    """kernels_bench records merged per (cell, device), the newest attempt winning: {record, metrics, extra, used}."""
     cells: dict[tuple, dict] = {}
     for r in sorted(records, key=lambda r: r["time"]):
         if r["suite"] != "kernels_bench" or r["task"] == "copy" or r["metric"] not in LATENCY_METRICS:
             continue
-        c = cells.setdefault((r["cell"], r["device"]), {"record": r, "metrics": {}, "extra": {}})
+        c = cells.setdefault((r["cell"], r["device"]), {"record": r, "metrics": {}, "extra": {}, "used": {}})
         if (r["metric"] == "status") != ("status" in c["metrics"]):
-            c["metrics"], c["extra"] = {}, {}  # a measurement after a failed attempt, or a failure after one
+            c["metrics"], c["extra"], c["used"] = {}, {}, {}  # a measurement after a failed attempt, or vice versa
         c["metrics"][r["metric"]] = r["value"]
+        c["used"][r["metric"]] = r
         c["extra"].update(r.get("extra") or {})
         c["record"] = r
     return list(cells.values())
@@ -338,7 +348,7 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
     cells = _bench_cells(records)
     if not cells:
         return None
-    board = Board("Kernels: decode latency")
+    board = Board("Kernels: decode latency", records=[r for c in cells for r in c["used"].values()])
     intro = ("One decode step (one query token per sequence) over a KV cache of `context` tokens: median latency, "
              "the bandwidth its bytes read imply, and that bandwidth as a % of the device-to-device copy bandwidth "
              "measured in the same run (the roofline of a memory-bound kernel).")
@@ -377,8 +387,8 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
     return board
 
 
-BOARDS = [kv_methods_board, ruler_board, longbench_board, kernels_conformance_board, kernels_latency_board,
-          dllm_board, schedulers_board]
+BOARDS = [pareto_board, kv_methods_board, ruler_board, longbench_board, kernels_conformance_board,
+          kernels_latency_board, dllm_board, schedulers_board]
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}
@@ -394,8 +404,45 @@ def _provenance(records: list[dict]) -> list[str]:
             *(f"versions: {v}" for v in versions)]
 
 
+def records_line(records: list[dict] | None, rel: Path) -> tuple[str, str]:
+    """(Markdown, HTML) of the line that ends a board: per results file its board used, a relative link to it, the
+    filter (suite, metrics), the number of records and of cells (a cell per device: a cell's key does not name
+    the device), and the git shas and devices of those records."""
+    if records is None:
+        text = "Records used: not reported by this board."
+        return text + "\n", f"<p class='meta'>{html.escape(text)}</p>"
+    if not records:
+        text = "Records used: none."
+        return text + "\n", f"<p class='meta'>{html.escape(text)}</p>"
+    by_suite: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_suite[r["suite"]].append(r)
+    md, hp = [], []
+    for suite, recs in sorted(by_suite.items()):
+        name = ResultsStore(rel).path(suite).name  # the store's file of that suite
+        metrics = ", ".join(sorted({r["metric"] for r in recs}))
+        cells = len({(r["cell"], r.get("device")) for r in recs})
+        shas = ", ".join(sorted({str(r.get("git_sha", "?")) for r in recs}))
+        devices = "; ".join(sorted({str(r.get("device", "?")) for r in recs}))
+        tail = (f" — suite {suite}, metrics {metrics} — {len(recs)} records, {cells} cell{'s' * (cells != 1)} — "
+                f"git {shas} — devices: {devices}")
+        md.append(f"[{name}]({rel / name}){tail}")
+        hp.append(f"<a href='{html.escape(str(rel / name))}'>{html.escape(name)}</a>{html.escape(tail)}")
+    if len(md) == 1:
+        return f"Records used: {md[0]}\n", f"<p class='meta'>Records used: {hp[0]}</p>"
+    return ("Records used:\n\n" + "\n".join(f"- {x}" for x in md) + "\n",
+            "<p class='meta'>Records used:</p><ul class='meta'>" + "".join(f"<li>{x}</li>" for x in hp) + "</ul>")
+
+
+def _standalone(b: Board, foot_html: str, built: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(b.title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(b.title)}</h1><p class='meta'>{html.escape(built)} "
+            "Part of the <a href='index.html'>longctx-bench leaderboard</a>.</p>" + b.html + foot_html
+            + "</body></html>")
+
+
 def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write README.md, index.html and the figures of every board into out_dir; return their paths."""
+    """Write README.md, index.html, the boards' own pages and every figure into out_dir; return their paths."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results: directory {str(results_dir)!r} does not exist (run a suite first)")
@@ -403,10 +450,8 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     boards = [b for b in (fn(records) for fn in BOARDS) if b is not None]  # None: no records for that board
     sources = sorted(p.name for p in results_dir.glob("*.jsonl"))
-    try:
-        rel = Path("..") / results_dir.resolve().relative_to(out_dir.resolve().parent)
-    except ValueError:
-        rel = results_dir.resolve()
+    rel = Path(os.path.relpath(results_dir.resolve(), out_dir.resolve()))  # links work wherever both are moved
+    paths = {"markdown": out_dir / "README.md", "html": out_dir / "index.html"}
     links = ", ".join(f"[{s}]({rel / s})" for s in sources) or "none"
     meta = _provenance(records)
     md = ["# longctx-bench leaderboard\n", f"Built {now_iso()} from the results store ({links}); "
@@ -418,12 +463,21 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
             + "; every number comes from those records.</p><ul class='meta'>"
             + "".join(f"<li>{html.escape(m)}</li>" for m in meta) + "</ul>"]
     for b in boards:
-        md += [f"## {b.title}\n", b.markdown]
-        page += [f"<h2>{html.escape(b.title)}</h2>", b.html]
+        foot_md, foot_html = records_line(b.records, rel)
+        md += [f"## {b.title}\n"]
+        page += [f"<h2>{html.escape(b.title)}</h2>"]
+        if b.page:
+            md.append(f"Also on its own page: [{b.page}]({b.page}).\n")
+            page.append(f"<p class='meta'>Also on its own page: <a href='{html.escape(b.page)}'>"
+                        f"{html.escape(b.page)}</a>.</p>")
+            paths[b.page] = out_dir / b.page
+            paths[b.page].write_text(_standalone(b, foot_html, f"Built {now_iso()} from the results store."),
+                                     encoding="utf-8")
+        md += [b.markdown, foot_md]
+        page += [b.html, foot_html]
         for name, png in b.figures.items():
             (out_dir / name).write_bytes(png)
     page.append("</body></html>")
-    paths = {"markdown": out_dir / "README.md", "html": out_dir / "index.html"}
     paths["markdown"].write_text("\n".join(md), encoding="utf-8")
     paths["html"].write_text("\n".join(page), encoding="utf-8")
     return paths

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+
+from harness import argtypes
 
 from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
 from harness.conform_cli import add_conform_parser, cmd_conform
@@ -14,26 +17,34 @@ SUITES = ("niah", "ruler", "longbench", "scheduling", "dllm")
 
 
 def _list(kind, name: str):
-    def parse(text: str):
-        try:
-            return tuple(kind(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a comma-separated list of {kind.__name__}") from None
-
+    """A comma-separated, non-empty list of `kind` (int, float: finite, str); argparse names the option."""
+    parse = {int: argtypes.int_list(), float: argtypes.float_list(), str: argtypes.name_list()}[kind]
+    parse.__name__ = f"{name} list"
     return parse
 
 
 def _param(text: str) -> tuple[str, str, object]:
-    """--param snapkv.window=16 -> ("snapkv", "window", 16)."""
+    """--param snapkv.window=16 -> ("snapkv", "window", 16); the value is JSON when it parses (NaN and inf refused),
+    else the string itself."""
     try:
         target, value = text.split("=", 1)
         method, key = target.split(".", 1)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--param: expected METHOD.NAME=VALUE, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected METHOD.NAME=VALUE, got {text!r}") from None
+    if not method.strip() or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected METHOD.NAME=VALUE with all three non-empty, got {text!r}")
     try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
+        parsed = json.loads(value, parse_constant=lambda c: float(c))
+    except (json.JSONDecodeError, RecursionError):
         parsed = value
+    except ValueError:  # an integer too long to convert
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not a usable number") from None
+    try:
+        finite = math.isfinite(float(parsed)) if not isinstance(parsed, (bool, dict, list)) else True
+    except (TypeError, ValueError, OverflowError):
+        finite = True  # a string value
+    if not finite:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must be a finite number")
     return method, key, parsed
 
 
@@ -43,44 +54,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a suite into the results store (no options: the quick NIAH sweep of every method)")
     run.add_argument("--suite", default="niah", choices=SUITES)
-    run.add_argument("--model", default="smollm2", help="'smollm2' (embedded), a local directory or .gguf file, or a hub id")
+    run.add_argument("--model", default="smollm2", type=argtypes.text("model name"), help="'smollm2' (embedded), a local directory or .gguf file, or a hub id")
     run.add_argument("--methods", type=_list(str, "--methods"), default=None, help="comma-separated; default: every registered method")
-    run.add_argument("--compression-ratio", type=float, default=0.5, help="fraction of KV bytes removed (0 = full cache)")
+    run.add_argument("--compression-ratio", type=argtypes.number(), default=0.5, help="fraction of KV bytes removed (0 = full cache)")
     run.add_argument("--lengths", type=_list(int, "--lengths"), default=(1024, 2048))
     run.add_argument("--depths", type=_list(float, "--depths"), default=(0.0, 0.5, 1.0))
-    run.add_argument("--trials", type=int, default=1)
+    run.add_argument("--trials", type=argtypes.integer(), default=1)
     run.add_argument("--question-aware", action="store_true", help="prefill the question with the context (kept exactly); default: question-agnostic")
-    run.add_argument("--impl", default="reference", help="attention implementation: reference, torch, triton or package.module:function")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--haystack", default=None, help="text file whose sentences replace the default filler")
-    run.add_argument("--max-new-tokens", type=int, default=10)
+    run.add_argument("--impl", default="reference", type=argtypes.text("implementation name"), help="attention implementation: reference, torch, triton or package.module:function")
+    run.add_argument("--seed", type=argtypes.integer(), default=0)
+    run.add_argument("--haystack", default=None, type=argtypes.text("path"), help="text file whose sentences replace the default filler")
+    run.add_argument("--max-new-tokens", type=argtypes.integer(), default=10)
     run.add_argument("--param", type=_param, action="append", default=[], help="method parameter, e.g. snapkv.window=16 (repeatable)")
-    run.add_argument("--results", default=DEFAULT_RESULTS, help="results store directory")
-    run.add_argument("--out", default=DEFAULT_BOARD, help="leaderboard directory written after the run")
+    run.add_argument("--results", default=DEFAULT_RESULTS, type=argtypes.output_dir, help="results store directory")
+    run.add_argument("--out", default=DEFAULT_BOARD, type=argtypes.output_dir, help="leaderboard directory written after the run")
     run.add_argument("--no-leaderboard", action="store_true")
     run.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     run.add_argument("--no-progress", action="store_true")
     tasks = run.add_argument_group("--suite ruler / longbench (same flow as niah: --model, --methods, --compression-ratio, ...)")
     tasks.add_argument("--tasks", type=_list(str, "--tasks"), default=None, help="comma-separated (default: all of the suite)")
-    tasks.add_argument("--data-dir", default=None, help="longbench: directory of LongBench-format <task>.jsonl files (default: the hub via datasets)")
+    tasks.add_argument("--data-dir", default=None, type=argtypes.existing_dir, help="longbench: directory of LongBench-format <task>.jsonl files (default: the hub via datasets)")
     tasks.add_argument("--longbench-e", action="store_true", help="longbench: LongBench-E (length buckets 0-4k, 4-8k, 8k+)")
-    tasks.add_argument("--limit", type=int, default=None, help="longbench: rows per task")
-    tasks.add_argument("--max-length", type=int, default=None, help="longbench: middle-truncate prompts to this many tokens (default: the model's limit)")
+    tasks.add_argument("--limit", type=argtypes.integer(), default=None, help="longbench: rows per task")
+    tasks.add_argument("--max-length", type=argtypes.integer(), default=None, help="longbench: middle-truncate prompts to this many tokens (default: the model's limit)")
     sched = run.add_argument_group("--suite scheduling (speculative-decoding serving: LAPS-SD and baselines)")
     sched.add_argument("--policies", type=_list(str, "--policies"), default=None, help="comma-separated; default: all")
     sched.add_argument("--workloads", type=_list(str, "--workloads"), default=None, help="paper-like, sharegpt (default: both)")
     sched.add_argument("--rates", type=_list(float, "--rates"), default=None, help="arrival rates, requests/s (default: --loads)")
     sched.add_argument("--loads", type=_list(float, "--loads"), default=(0.5, 0.7, 0.9), help="arrival rates as fractions of capacity")
-    sched.add_argument("--n-requests", type=int, default=None, help="requests per cell (default: sim 300, real 10)")
+    sched.add_argument("--n-requests", type=argtypes.integer(), default=None, help="requests per cell (default: sim 300, real 10)")
     sched.add_argument("--mode", default="sim", choices=("sim", "real"), help="simulate, or really serve with the embedded model")
     sched.add_argument("--no-sweep", action="store_true", help="skip the LAPS-SD parameter sweep")
 
     dllm = run.add_argument_group("--suite dllm (masked-diffusion decoding: Sparse-dLLM and baselines on our trained dLLM; "
                                   "--methods, --lengths, --tasks, --impl apply)")
-    dllm.add_argument("--checkpoint", default="fixtures/dllm/tiny_dllm.pt", help="a checkpoint of `train-dllm`")
+    dllm.add_argument("--checkpoint", default="fixtures/dllm/tiny_dllm.pt", type=argtypes.text("path"), help="a checkpoint of `train-dllm`")
     dllm.add_argument("--keep-ratios", type=_list(float, "--keep-ratios"), default=(0.5,), help="sparse_dllm keep ratios")
-    dllm.add_argument("--n", type=int, default=16, help="held-out prompts per task and length")
-    dllm.add_argument("--device", default="cpu")
+    dllm.add_argument("--n", type=argtypes.integer(), default=16, help="held-out prompts per task and length")
+    dllm.add_argument("--device", default="cpu", type=argtypes.device, help="cpu, cuda or cuda:N")
 
     ex = run.add_argument_group("executor (where each cell of the sweep runs; records are the same either way)")
     ex.add_argument("--executor", default="local", choices=("local", "ray"),
@@ -96,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("rest", nargs=argparse.REMAINDER)
 
     board = sub.add_parser("leaderboard", help="build leaderboard/README.md and index.html from the store")
-    board.add_argument("--results", default=DEFAULT_RESULTS)
-    board.add_argument("--out", default=DEFAULT_BOARD)
+    board.add_argument("--results", default=DEFAULT_RESULTS, type=argtypes.existing_dir, help="results store directory")
+    board.add_argument("--out", default=DEFAULT_BOARD, type=argtypes.output_dir, help="directory to write the board into")
 
     sub.add_parser("methods", help="list the registered KV methods and their parameters")
     sub.add_parser("ops", help="list the registered ops and their implementations")
@@ -120,6 +131,15 @@ def _methods_and_params(args) -> tuple[tuple[str, ...], dict]:
             raise ValueError(f"--param {method}.{key}: {method!r} is not among --methods {list(methods)}")
         method_params.setdefault(method, {})[key] = value
     return methods, method_params
+
+
+def _executor(args):
+    """--executor, --ray-address, --cell-cpus, --cell-gpus as an ExecutorConfig, checked."""
+    from harness.executors import ExecutorConfig
+
+    config = ExecutorConfig(args.executor, args.ray_address, args.cell_cpus, args.cell_gpus)
+    config.validate()
+    return config
 
 
 def cmd_run(args) -> int:
@@ -151,7 +171,7 @@ def cmd_run(args) -> int:
         method_params=method_params,
     )
     config.validate()
-    summary = run_niah(config, progress=not args.no_progress)
+    summary = run_niah(config, progress=not args.no_progress, executor=_executor(args))
     rows = [
         (m, f"{100 * s['accuracy']:.1f}", s["cells"], f"{s['kv_bytes'] / 2**20:.2f}", f"{100 * s['kv_fraction_of_full']:.1f}")
         for m, s in sorted(summary["methods"].items(), key=lambda kv: -kv[1]["accuracy"])
@@ -176,7 +196,7 @@ def cmd_run_tasks(args) -> int:
                         longbench_e=args.longbench_e, limit=args.limit, max_length=args.max_length,
                         question_aware=args.question_aware, impl=args.impl, seed=args.seed, results=args.results,
                         rerun=args.rerun, method_params=method_params)
-    summary = run_tasks(config, progress=not args.no_progress)
+    summary = run_tasks(config, progress=not args.no_progress, executor=_executor(args))
     tasks = sorted({t for ts in summary["scores"].values() for t in ts})
     rows = [(m, *(f"{100 * ts[t]:.1f}" if t in ts else "-" for t in tasks),
              f"{100 * sum(ts.values()) / len(ts):.1f}") for m, ts in sorted(summary["scores"].items())]
@@ -199,7 +219,7 @@ def cmd_run_dllm(args) -> int:
                                 keep_ratios=tuple(args.keep_ratios), impls=(impl,),
                                 tasks=tuple(args.tasks or ()) or DLLMAccuracyConfig.tasks, lengths=tuple(args.lengths),
                                 n=args.n, device=args.device, results=args.results, rerun=args.rerun)
-    summary = run_dllm(config, progress=not args.no_progress)
+    summary = run_dllm(config, progress=not args.no_progress, executor=_executor(args))
     rows = [(m, f"{sum(v) / len(v):.1f}", len(v)) for m, v in sorted(summary["accuracy"].items())]
     print(tabulate(rows, headers=["method", "accuracy % (mean over cells run)", "cells"]))
     print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
@@ -215,14 +235,14 @@ def cmd_run_scheduling(args) -> int:
 
         config = RealConfig(policies=tuple(args.policies or ()), rates=tuple(args.rates or ()),
                             n_requests=10 if args.n_requests is None else args.n_requests, seed=args.seed, results=args.results, rerun=args.rerun)
-        summary = run_real(config, progress=not args.no_progress)
+        summary = run_real(config, progress=not args.no_progress, executor=_executor(args))
     else:
         from harness.run_scheduling import SchedConfig, run_scheduling
 
         config = SchedConfig(policies=tuple(args.policies or ()), workloads=tuple(args.workloads or ("paper-like", "sharegpt")),
                              loads=tuple(args.loads), rates=tuple(args.rates or ()), n_requests=300 if args.n_requests is None else args.n_requests,
                              seed=args.seed, sweep=not args.no_sweep, results=args.results, rerun=args.rerun)
-        summary = run_scheduling(config, progress=not args.no_progress)
+        summary = run_scheduling(config, progress=not args.no_progress, executor=_executor(args))
     print(summary["table"])
     print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
     if not args.no_leaderboard:
@@ -272,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                "bench": cmd_bench}[args.command]
     try:
         return handler(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:
+        # One line, no traceback: these are the errors bad input raises (configs' validate(), loaders).
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2

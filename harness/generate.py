@@ -6,6 +6,7 @@ and a compressed cache's own length would give the wrong ones (DESIGN.md, "KV me
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ import torch
 from harness.kv_cache import ATTN_IMPLEMENTATION, MethodCache
 from harness.model import LoadedModel
 from reference.kv.base import KVMethod
+from reference.ops.checks import finite_checks
 
 
 @dataclass
@@ -31,6 +33,16 @@ class Generation:
     text: str
     kv_bytes: int  # bytes the method's cache held right after compression
     kv_bytes_full: int  # bytes the full cache would hold for the same tokens
+    compress_s: float = 0.0  # wall clock of the method's compression of the captured prefill
+    decode_s: float = 0.0  # wall clock of the one-token decode steps (not the question's prefill)
+    decode_steps: int = 0  # how many one-token steps decode_s covers
+
+
+def _clock(device: torch.device) -> float:
+    """perf_counter after the device's queued work is done (timings of GPU steps are otherwise launch times)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _cache_kwarg(model) -> str:
@@ -80,13 +92,25 @@ def generate(
     max_new_tokens: int,
     impl: str = "reference",
 ) -> Generation:
-    """Compress the captured prefill with `method`, append the question (unless already in it), decode greedily."""
+    """Compress the captured prefill with `method`, append the question (unless already in it), decode greedily.
+
+    The ops' NaN/inf checks are off here: their inputs are the model's own activations, and compress_ms and
+    decode_ms_per_token time the method, not a host sync per op call.
+    """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    with finite_checks(False):
+        return _generate(lm, captured, method, question_ids, max_new_tokens, impl)
+
+
+def _generate(lm, captured, method, question_ids, max_new_tokens, impl) -> Generation:
     pending = 0 if (captured.protected or question_ids is None) else question_ids.shape[1]
+    device = captured.last_logits.device
+    t0 = _clock(device)
     cache = captured.cache.compress(
         method, protected=captured.protected, max_new_tokens=pending + max_new_tokens, impl=impl
     )
+    compress_s = _clock(device) - t0
     kv_bytes, kv_bytes_full = cache.nbytes(), captured.cache.nbytes()
     position = captured.length
     logits = captured.last_logits
@@ -95,6 +119,7 @@ def generate(
         position += pending
     eos = lm.tokenizer.eos_token_id
     out: list[int] = []
+    decode_s, steps = 0.0, 0
     while True:
         token = int(torch.argmax(logits))
         if token == eos:
@@ -102,7 +127,10 @@ def generate(
         out.append(token)
         if len(out) == max_new_tokens:
             break
-        logits = forward(lm, torch.tensor([[token]]), position, cache)
+        t0 = _clock(device)
+        logits = forward(lm, torch.tensor([[token]], device=device), position, cache)
+        decode_s += _clock(device) - t0
+        steps += 1
         position += 1
     text = lm.tokenizer.decode(out, skip_special_tokens=True)
-    return Generation(out, text, kv_bytes, kv_bytes_full)
+    return Generation(out, text, kv_bytes, kv_bytes_full, compress_s, decode_s, steps)

@@ -17,9 +17,11 @@ import torch
 
 from harness import dllm_tasks as tasks
 from harness.dllm_methods import METHODS, build, variants
+from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.provenance import device_info, git_sha, versions
 from harness.stats import bootstrap_ci
 from harness.store import ResultsStore, cell_key, make_record
+from harness.worker_cache import cached
 from reference.dllm.generate import GenConfig, generate
 
 SUITE = "dllm"
@@ -43,17 +45,50 @@ class DLLMAccuracyConfig:
     extra_params: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        import random
+
+        from harness.checks import check_device, check_finite, check_int, check_results_dir
+
         if not Path(self.checkpoint).exists():
-            raise FileNotFoundError(f"checkpoint {self.checkpoint!r} not found (train one with "
+            raise FileNotFoundError(f"checkpoint (--checkpoint) {self.checkpoint!r} not found (train one with "
                                     f"`python -m harness train-dllm`)")
+        if not Path(self.checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint (--checkpoint) {self.checkpoint!r} is a directory, not a file")
+        check_device(self.device)
+        check_results_dir(self.results)
+        check_finite(self.keep_ratios, "keep_ratios", "--keep-ratios")
+        if not self.lengths:
+            raise ValueError("lengths (--lengths): give at least one prompt length")
+        for length in self.lengths:
+            check_int(length, "lengths", "--lengths", 1)
+            for t in self.tasks if length < 512 else ():  # every task fits in 512 tokens and more
+                try:  # the shortest prompt a task fits in depends on the task: make one
+                    tasks.make_example(t, length, random.Random(0))
+                except (ValueError, AssertionError):
+                    raise ValueError(f"lengths (--lengths): {length} tokens is too short for task {t!r}") from None
+        if self.block_len is not None:
+            check_int(self.block_len, "block_len", None, 1)
+        from reference.dllm.attention_impl import block_attention, saliency
+
+        for impl in self.impls:
+            try:
+                block_attention(impl), saliency(impl)
+            except (KeyError, ImportError, ValueError) as exc:
+                raise ValueError(f"impls (--impl): unknown dLLM attention implementation {impl!r} (torch, triton or "
+                                 f"package.module:function): {str(exc).strip(chr(34) + chr(39))}") from None
         for t in self.tasks:
             if t not in tasks.TASKS:
                 raise ValueError(f"--tasks: unknown task {t!r}; known: {list(tasks.TASKS)}")
         if self.n < 1 or self.batch_size < 1:
-            raise ValueError(f"n and batch_size must be >= 1, got {self.n}, {self.batch_size}")
+            raise ValueError(f"n (--n) and batch_size must be >= 1, got {self.n}, {self.batch_size}")
         for r in self.keep_ratios:
             if not 0 <= r <= 1:
                 raise ValueError(f"--keep-ratios: {r} is not in [0, 1]")
+        if not self.methods or not self.tasks:
+            raise ValueError(f"methods and tasks (--methods, --tasks) must not be empty, got {self.methods}, {self.tasks}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"methods (--methods): unknown dLLM methods {bad}; known: {sorted(METHODS)}")
         variants(self.methods, self.keep_ratios, self.impls)
 
 
@@ -75,66 +110,109 @@ def decode(model, exs, gen: GenConfig, label: str, impl: str, params: dict, batc
     return {"tokens": out_tokens, "correct": correct, "peak_cache_bytes": peak}
 
 
-def run_dllm(config: DLLMAccuracyConfig, progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
+def worker_model(config: DLLMAccuracyConfig):
+    """The checkpoint and its generation settings, loaded once per process."""
     from reference.dllm import checkpoint
 
-    config.validate()
-    model, meta = checkpoint.load(config.checkpoint, device=config.device, dtype=torch.float32)
-    recipe = meta.get("recipe") or {}
-    gen_len = int(recipe.get("gen_len", 16))
-    block_len = config.block_len or gen_len // 2
-    gen = GenConfig(gen_len=gen_len, block_len=block_len, steps=gen_len)
-    model_name = f"tiny-dllm@{_file_sha(config.checkpoint)}"
-    store = ResultsStore(config.results)
-    stored = store.records(SUITE)  # read once: the cells already measured and vanilla's tokens
-    done = set() if config.rerun else {r["cell"] for r in stored}
+    def build():
+        model, meta = checkpoint.load(config.checkpoint, device=config.device, dtype=torch.float32)
+        gen_len = int((meta.get("recipe") or {}).get("gen_len", 16))
+        block_len = config.block_len or gen_len // 2
+        return model, GenConfig(gen_len=gen_len, block_len=block_len, steps=gen_len)
+
+    return cached(("dllm", config.checkpoint, _file_sha(config.checkpoint), config.device, config.block_len), build)
+
+
+def _protocol(config: DLLMAccuracyConfig, gen: GenConfig) -> dict:
+    return {"loop": "llada", "remasking": "low_confidence", "temperature": 0, "gen_len": gen.gen_len,
+            "block_len": gen.block_len, "steps": gen.steps, "checkpoint": config.checkpoint, "metric": "exact match"}
+
+
+def measure(config: DLLMAccuracyConfig, cells: list[dict], emit) -> None:
+    """The executor's worker: decode each cell's held-out prompts; a non-vanilla cell carries vanilla's tokens."""
+    model, gen = worker_model(config)
     prov = {"device": device_info(config.device), "versions": versions(), "git_sha": git_sha()}
-    protocol = {"loop": "llada", "remasking": "low_confidence", "temperature": 0, "gen_len": gen_len,
-                "block_len": block_len, "steps": gen_len, "checkpoint": config.checkpoint, "metric": "exact match"}
-    cells = [(t, L, v) for t in config.tasks for L in config.lengths
-             for v in variants(("vanilla",) + tuple(m for m in config.methods if m != "vanilla"),
-                               config.keep_ratios, config.impls)]
-    summary = {"ran": 0, "skipped": 0, "accuracy": {}, "store": str(store.path(SUITE))}
-    vanilla_tokens: dict[tuple, list] = {}
-    for r in stored:  # vanilla tokens of earlier runs, for the agreement metric of resumed cells
-        if (r["method"] == "vanilla" and r["metric"] == "accuracy" and r["model"] == model_name
-                and r["params"].get("block_len") == (block_len if config.block_len else None)):
-            vanilla_tokens[(r["task"], r["params"]["length"], r["params"]["n"])] = r["extra"].get("tokens")
-    bar = tqdm(cells, desc="dllm accuracy", unit="cell", disable=not progress)
-    for task, length, (label, impl, params) in bar:
-        cell_params = {"length": length, "n": config.n, **params, **config.extra_params}
-        if config.block_len:  # not the checkpoint's default: part of what was measured
-            cell_params["block_len"] = block_len
-        key_params = dict(cell_params)
-        key = cell_key(SUITE, task, label, impl, model_name, key_params)
-        vkey = (task, length, config.n)
-        if key in done and (label != "vanilla" or vkey in vanilla_tokens):
-            summary["skipped"] += 1
-            continue
-        bar.set_postfix_str(f"{task}@{length} {label} {params.get('keep_ratio', '')}")
-        exs = tasks.held_out(task, length, config.n)
+    protocol = _protocol(config, gen)
+    for c in cells:
+        task, label, impl, params, key_params = c["task"], c["method"], c["impl"], c["run_params"], c["params"]
+        exs = tasks.held_out(task, key_params["length"], config.n)
         res = decode(model, exs, gen, label, impl, params, config.batch_size, config.device)
-        if label == "vanilla":
-            vanilla_tokens[vkey] = res["tokens"]
-        ref = vanilla_tokens.get(vkey)
+        ref = res["tokens"] if label == "vanilla" else c.get("vanilla_tokens")
         acc = 100.0 * sum(res["correct"]) / len(exs)
-        lo, hi = bootstrap_ci([100.0 * c for c in res["correct"]])
+        lo, hi = bootstrap_ci([100.0 * x for x in res["correct"]])
         extra = {"correct": res["correct"], "tokens": res["tokens"], "ci95": [lo, hi]}
-        recs = [make_record(SUITE, task, label, impl, model_name, key_params, "accuracy", acc, "%",
+        recs = [make_record(SUITE, task, label, impl, c["model"], key_params, "accuracy", acc, "%",
                             protocol=protocol, extra=extra, provenance=prov),
-                make_record(SUITE, task, label, impl, model_name, key_params, "cache_bytes_peak",
+                make_record(SUITE, task, label, impl, c["model"], key_params, "cache_bytes_peak",
                             float(res["peak_cache_bytes"]), "bytes", protocol=protocol, provenance=prov)]
         if ref is not None:
             same = sum(a == b for ra, rb in zip(res["tokens"], ref) for a, b in zip(ra, rb))
             total = sum(len(r) for r in ref)
             rows = sum(ra == rb for ra, rb in zip(res["tokens"], ref))
-            recs.append(make_record(SUITE, task, label, impl, model_name, key_params, "tokens_equal_vanilla",
+            recs.append(make_record(SUITE, task, label, impl, c["model"], key_params, "tokens_equal_vanilla",
                                     100.0 * same / total, "%", protocol=protocol,
                                     extra={"rows_equal": rows, "rows": len(ref)}, provenance=prov))
-        store.append(recs)
+        emit(recs)
+
+
+def plan(config: DLLMAccuracyConfig, model_name: str) -> list[dict]:
+    """Every cell (task x length x method variant); vanilla first in each (task, length)."""
+    cells = []
+    for task in config.tasks:
+        for length in config.lengths:
+            for label, impl, params in variants(("vanilla",) + tuple(m for m in config.methods if m != "vanilla"),
+                                                config.keep_ratios, config.impls):
+                key_params = {"length": length, "n": config.n, **params, **config.extra_params}
+                if config.block_len:  # not the checkpoint's default: part of what was measured
+                    key_params["block_len"] = config.block_len
+                cells.append({"task": task, "method": label, "impl": impl, "run_params": params, "params": key_params,
+                              "model": model_name, "cell": cell_key(SUITE, task, label, impl, model_name, key_params)})
+    return cells
+
+
+def _vanilla_tokens(records: list[dict], model_name: str, block_len: int | None) -> dict[tuple, list]:
+    """(task, length, n) -> vanilla's generated tokens, from stored accuracy records."""
+    out = {}
+    for r in records:
+        if (r["method"] == "vanilla" and r["metric"] == "accuracy" and r["model"] == model_name
+                and r["params"].get("block_len") == block_len and r["extra"].get("tokens") is not None):
+            out[(r["task"], r["params"]["length"], r["params"]["n"])] = r["extra"]["tokens"]
+    return out
+
+
+def run_dllm(config: DLLMAccuracyConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
+    """Two waves of shards (method x task x length, one Ray task each): vanilla, then the others with its tokens."""
+    config.validate()
+    model_name = f"tiny-dllm@{_file_sha(config.checkpoint)}"
+    store = ResultsStore(config.results)
+    stored = store.records(SUITE)  # read once: the cells already measured and vanilla's tokens
+    done = set() if config.rerun else {r["cell"] for r in stored}
+    vanilla = _vanilla_tokens(stored, model_name, config.block_len)
+    cells = plan(config, model_name)
+
+    def vkey(c):
+        return c["task"], c["params"]["length"], config.n
+
+    # a vanilla cell runs again when its tokens are missing (other cells' agreement metric needs them)
+    first = [c for c in cells if c["method"] == "vanilla" and (c["cell"] not in done or vkey(c) not in vanilla)]
+    summary = {"ran": 0, "skipped": 0, "accuracy": {}, "store": str(store.path(SUITE))}
+
+    def keep(records: list[dict]) -> None:
+        store.append(records)
+        acc = next(r for r in records if r["metric"] == "accuracy")
+        if acc["method"] == "vanilla":
+            vanilla[(acc["task"], acc["params"]["length"], acc["params"]["n"])] = acc["extra"]["tokens"]
+        p = acc["params"]
+        label = f"{acc['method']}{'@' + str(p['keep_ratio']) if 'keep_ratio' in p else ''}/{acc['impl']}"
+        summary["accuracy"].setdefault(label, []).append(acc["value"])
         summary["ran"] += 1
-        summary["accuracy"].setdefault(f"{label}{'' if 'keep_ratio' not in params else '@' + str(params['keep_ratio'])}"
-                                       f"/{impl}", []).append(acc)
+
+    def shards(todo):
+        return group_shards(todo, lambda c: (c["method"], c["task"], c["params"]["length"], model_name))
+
+    execute(measure, config, shards(first), keep, executor, config.device, "dllm accuracy (vanilla)", progress)
+    second = [{**c, "vanilla_tokens": vanilla.get(vkey(c))} for c in cells
+              if c["method"] != "vanilla" and c["cell"] not in done]
+    execute(measure, config, shards(second), keep, executor, config.device, "dllm accuracy", progress)
+    summary["skipped"] = len(cells) - summary["ran"]
     return summary

@@ -9,16 +9,18 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from harness import niah
+from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.generate import capture, generate
-from harness.model import LoadedModel, load_model, native_attention
+from harness.model import ALIASES, LoadedModel, load_model, native_attention
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, cell_key
+from harness.worker_cache import cached
 from reference.kv.base import KVMethod, make_method
 
 SUITE, TASK = "niah", "passkey"
@@ -43,20 +45,29 @@ class NiahConfig:
     method_params: dict = field(default_factory=dict)  # {method: {param: value}}
 
     def validate(self, max_positions: int | None = None) -> None:
+        from harness.checks import check_attention_impl, check_int, check_results_dir
+        from harness.model import check_model_name
+
+        check_model_name(self.model)
         if not self.methods:
-            raise ValueError("methods: give at least one method")
+            raise ValueError("methods (--methods): give at least one method")
         if not 0.0 <= self.compression_ratio < 1.0:
-            raise ValueError(f"compression_ratio must lie in [0, 1), got {self.compression_ratio}")
-        if not self.lengths or any(int(n) < 64 for n in self.lengths):
-            raise ValueError(f"lengths must be integers >= 64, got {list(self.lengths)}")
+            raise ValueError(f"compression_ratio (--compression-ratio) must lie in [0, 1), got {self.compression_ratio}")
+        if not self.lengths or any(isinstance(n, bool) or not isinstance(n, int) or n < 64 for n in self.lengths):
+            raise ValueError(f"lengths (--lengths) must be integers >= 64, got {list(self.lengths)}")
         if max_positions is not None and max(self.lengths) + self.max_new_tokens > max_positions:
-            raise ValueError(f"lengths: {max(self.lengths)} + {self.max_new_tokens} new tokens exceed the model's {max_positions} positions")
+            raise ValueError(f"lengths (--lengths): {max(self.lengths)} + {self.max_new_tokens} new tokens exceed the model's {max_positions} positions")
         if not self.depths or any(not (0.0 <= d <= 1.0) or math.isnan(d) for d in self.depths):
-            raise ValueError(f"depths must lie in [0, 1], got {list(self.depths)}")
+            raise ValueError(f"depths (--depths) must lie in [0, 1], got {list(self.depths)}")
         if self.trials < 1:
-            raise ValueError(f"trials must be >= 1, got {self.trials}")
+            raise ValueError(f"trials (--trials) must be >= 1, got {self.trials}")
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise ValueError(f"max_new_tokens (--max-new-tokens) must be >= 1, got {self.max_new_tokens}")
+        check_int(self.seed, "seed", "--seed")
+        check_attention_impl(self.impl)
+        check_results_dir(self.results)
+        if self.haystack is not None:
+            niah.load_haystack(self.haystack)  # its errors name --haystack; read again (small) when the run starts
 
 
 def _json_params(method: KVMethod) -> dict:
@@ -103,6 +114,41 @@ def plan(config: NiahConfig, methods: dict[str, KVMethod], model_id: str) -> lis
     return cells
 
 
+def model_id(name: str) -> str:
+    """What records call the model `name` (load_model's model_id) without loading it."""
+    return "smollm2" if name.lower() in ALIASES else name
+
+
+def worker_model(name: str) -> LoadedModel:
+    return cached(("model", name), lambda: load_model(name))
+
+
+def worker_methods(config, lm: LoadedModel, names) -> dict[str, KVMethod]:
+    """The named methods, calibrated on `lm` where they need it; memoized per process (calibration is not free)."""
+    out = {}
+    for name in names:
+        kwargs = config.method_params.get(name, {})
+
+        def build(name=name, kwargs=kwargs):
+            method = make_method(name, config.compression_ratio, **kwargs)
+            if type(method).calibrate is not KVMethod.calibrate:
+                with native_attention(lm):
+                    method.calibrate(lm.model, cached(("calibration", lm.model_id), lambda: _calibration_ids(lm)))
+            return method
+
+        out[name] = cached(("method", lm.model_id, name, config.compression_ratio, repr(sorted(kwargs.items()))), build)
+    return out
+
+
+def timing_records(base: dict, gen) -> list[dict]:
+    """compress_ms and decode_ms_per_token of one generation (wall clock on the cell's device)."""
+    out = [{**base, "metric": "compress_ms", "value": 1e3 * gen.compress_s, "unit": "ms"}]
+    if gen.decode_steps:
+        out.append({**base, "metric": "decode_ms_per_token", "value": 1e3 * gen.decode_s / gen.decode_steps, "unit": "ms",
+                    "extra": {**base["extra"], "decode_steps": gen.decode_steps}})
+    return out
+
+
 def _records(config: NiahConfig, lm: LoadedModel, cell: dict, sample: niah.NiahSample, gen, provenance: dict) -> list[dict]:
     base = {
         "suite": SUITE,
@@ -135,37 +181,24 @@ def _records(config: NiahConfig, lm: LoadedModel, cell: dict, sample: niah.NiahS
         ("kv_bytes", float(gen.kv_bytes), "bytes"),
         ("kv_bytes_full", float(gen.kv_bytes_full), "bytes"),
     ]
-    return [{**base, "metric": m, "value": v, "unit": u} for m, v, u in values]
+    return [{**base, "metric": m, "value": v, "unit": u} for m, v, u in values] + timing_records(base, gen)
 
 
-def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool = True) -> dict:
-    """Run the sweep; returns {"done": n, "skipped": n, "accuracy": {method: mean}, "store": path}."""
-    config.validate()
-    methods = {name: make_method(name, config.compression_ratio, **config.method_params.get(name, {})) for name in config.methods}
-    store = ResultsStore(config.results)
-    lm = lm or load_model(config.model)
+def measure(config: NiahConfig, cells: list[dict], emit, lm: LoadedModel | None = None) -> None:
+    """The executor's worker: run `cells` (any subset of the plan), `emit(records)` per finished cell.
+
+    Each (length, depth, trial) prompt is prefilled once for all the methods among `cells`.
+    """
+    lm = lm or worker_model(config.model)
     config.validate(lm.max_positions)
-    cells = plan(config, methods, lm.model_id)
-    done = set() if config.rerun else store.done_cells(SUITE)
-    pending = [c for c in cells if c["cell"] not in done]
-    skipped = len(cells) - len(pending)
-    if skipped:
-        print(f"niah: {skipped} of {len(cells)} cells already in {config.results} (skipped; --rerun measures them again)")
-    if pending:
-        with native_attention(lm):
-            calibration = None
-            for name in {c["method"] for c in pending}:
-                if type(methods[name]).calibrate is not KVMethod.calibrate:
-                    calibration = calibration or _calibration_ids(lm)
-                    methods[name].calibrate(lm.model, calibration)
+    methods = worker_methods(config, lm, dict.fromkeys(c["method"] for c in cells))
     haystack = niah.load_haystack(config.haystack)
     device = next(lm.model.parameters()).device
     provenance = {"device": device_info(str(device)), "versions": versions(), "git_sha": git_sha()}
     groups: dict[tuple, list[dict]] = {}
-    for c in pending:
+    for c in cells:
         p = c["params"]
         groups.setdefault((p["length"], p["depth"], p["trial"]), []).append(c)
-    bar = tqdm(total=len(pending), desc=f"niah {lm.model_id}", unit="cell", disable=not progress)
     for (length, depth, trial), group in groups.items():
         sample = niah.build_sample(lm.tokenizer, length, depth, trial, config.seed, haystack)
         context = torch.tensor([sample.context_ids])
@@ -173,11 +206,32 @@ def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool =
         captured = capture(lm, context, question if config.question_aware else None)
         for c in group:
             gen = generate(lm, captured, methods[c["method"]], question, config.max_new_tokens, impl=config.impl)
-            store.append(_records(config, lm, c, sample, gen, provenance))
-            bar.set_postfix_str(f"{c['method']} L={length} d={depth:g}: {niah.score(gen.text, sample.answer):.0f}")
-            bar.update(1)
+            emit(_records(config, lm, c, sample, gen, provenance))
         del captured
-    bar.close()
+
+
+def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool = True,
+             executor: ExecutorConfig = LOCAL) -> dict:
+    """Run the sweep; returns {"ran", "skipped", "methods": {method: summary}, "store"}.
+
+    Shards (one Ray task each): method x length x model; `lm` (a loaded model) only with the local executor.
+    """
+    config.validate()
+    if lm is not None and executor.name != "local":
+        raise ValueError("lm: a loaded model stays in this process; with --executor ray the workers load config.model")
+    methods = {name: make_method(name, config.compression_ratio, **config.method_params.get(name, {})) for name in config.methods}
+    store = ResultsStore(config.results)
+    if lm is not None:
+        config.validate(lm.max_positions)
+    cells = plan(config, methods, lm.model_id if lm is not None else model_id(config.model))
+    done = set() if config.rerun else store.done_cells(SUITE)
+    pending = [c for c in cells if c["cell"] not in done]
+    skipped = len(cells) - len(pending)
+    if skipped:
+        print(f"niah: {skipped} of {len(cells)} cells already in {config.results} (skipped; --rerun measures them again)")
+    shards = group_shards(pending, lambda c: (c["method"], TASK, c["params"]["length"], config.model))
+    worker = measure if lm is None else partial(measure, lm=lm)
+    execute(worker, config, shards, store.append, executor, desc=f"niah {config.model}", progress=progress)
     return summarize(store, cells, skipped, len(pending))
 
 

@@ -16,8 +16,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.provenance import device_info, git_sha, versions
 from harness.store import ResultsStore, cell_key, make_record, newest_records
 from reference.scheduling.cost_model import SpecCostModel
@@ -59,16 +58,27 @@ class SchedConfig:
         known = policy_names()
         bad = [p for p in self.policies if p not in known]
         if bad:
-            raise ValueError(f"policies: unknown {bad}; registered: {known}")
+            raise ValueError(f"policies (--policies): unknown {bad}; registered: {known}")
         bad = [w for w in self.workloads if w not in WORKLOADS]
         if bad or not self.workloads:
-            raise ValueError(f"workloads: unknown {bad or 'none given'}; known: {list(WORKLOADS)}")
+            raise ValueError(f"workloads (--workloads): unknown {bad or 'none given'}; known: {list(WORKLOADS)}")
         if not self.rates and (not self.loads or any(not 0 < x < 1.5 for x in self.loads)):
-            raise ValueError(f"loads must be fractions of capacity in (0, 1.5), got {list(self.loads)}")
-        if any(not r > 0 for r in self.rates):
-            raise ValueError(f"rates must be positive requests per second, got {list(self.rates)}")
+            raise ValueError(f"loads (--loads) must be fractions of capacity in (0, 1.5), got {list(self.loads)}")
+        if any(not 0 < r < float("inf") for r in self.rates):
+            raise ValueError(f"rates (--rates) must be positive, finite requests per second, got {list(self.rates)}")
         if self.n_requests < 1:
-            raise ValueError(f"n_requests must be >= 1, got {self.n_requests}")
+            raise ValueError(f"n_requests (--n-requests) must be >= 1, got {self.n_requests}")
+        from harness.checks import check_finite, check_int, check_results_dir
+
+        check_int(self.n_requests, "n_requests", "--n-requests", 1)
+        check_int(self.seed, "seed", "--seed")
+        check_int(self.overhead_queued, "overhead_queued", None)
+        check_finite((self.predictor_error,), "predictor_error", None)
+        if self.predictor_error < 0:
+            raise ValueError(f"predictor_error must be >= 0, got {self.predictor_error}")
+        if not Path(self.traces).is_file():
+            raise FileNotFoundError(f"traces: trace file {self.traces!r} does not exist")
+        check_results_dir(self.results)
 
 
 def cost_model(kind: str) -> SpecCostModel:
@@ -163,35 +173,46 @@ def run_cell(cell: dict, prov: dict, config: SchedConfig) -> list[dict]:
     return out
 
 
-def run_overhead(config: SchedConfig, store: ResultsStore, prov: dict, done: set) -> int:
-    """decision_overhead_us per policy with `overhead_queued` queued requests (the 50 us target)."""
+def overhead_cells(config: SchedConfig) -> list[dict]:
+    """One cell per policy variant: its decision time with `overhead_queued` requests queued (the 50 us target)."""
+    params = {"queued": config.overhead_queued, "max_batch": 8, "iterations": 2000}
+    return [{"task": "decision-overhead", "method": label, "policy": name, "kw": kw, "params": params}
+            for label, name, kw in policy_variants(config)]
+
+
+def run_overhead_cell(cell: dict, prov: dict) -> list[dict]:
     cost = cost_model("cpu")
-    ran = 0
-    for label, name, kw in policy_variants(config):
-        params = {"queued": config.overhead_queued, "max_batch": 8, "iterations": 2000}
-        if not config.rerun and cell_key(SUITE, "decision-overhead", label, "sim", "smollm2", params) in done:
-            continue
-        sec = min(decision_overhead(make_policy(name, **kw), cost, config.overhead_queued, 2000, 8, s) for s in (0, 1, 2))
-        store.append([make_record(SUITE, "decision-overhead", label, "sim", "smollm2", params, "decision_overhead_us",
-                                  sec * 1e6, "us", protocol={"timer": "time.perf_counter, best of 3 runs of 2000 "
-                                                             "iterations"}, extra={"policy_params": kw},
-                                  provenance=prov)])
-        ran += 1
-    return ran
+    sec = min(decision_overhead(make_policy(cell["policy"], **cell["kw"]), cost, cell["params"]["queued"], 2000, 8, s)
+              for s in (0, 1, 2))
+    return [make_record(SUITE, "decision-overhead", cell["method"], "sim", "smollm2", cell["params"],
+                        "decision_overhead_us", sec * 1e6, "us",
+                        protocol={"timer": "time.perf_counter, best of 3 runs of 2000 iterations"},
+                        extra={"policy_params": cell["kw"]}, provenance=prov)]
 
 
-def run_scheduling(config: SchedConfig, progress: bool = True) -> dict:
+def measure(config: SchedConfig, cells: list[dict], emit) -> None:
+    """The executor's worker: simulate (or time the decisions of) each cell, `emit` its records."""
+    prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
+    for cell in cells:
+        emit(run_overhead_cell(cell, prov) if cell["task"] == "decision-overhead" else run_cell(cell, prov, config))
+
+
+def run_scheduling(config: SchedConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
+    """Simulated cells, then decision-overhead cells; shards (one Ray task each): policy x workload x rate."""
     config.validate()
     store = ResultsStore(config.results)
-    prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
     done = store.done_cells(SUITE)
     cells = plan(config)
-    todo = [c for c in cells if config.rerun or cell_key(SUITE, c["task"], c["method"], "sim", "smollm2",
-                                                        c["params"]) not in done]
-    for cell in tqdm(todo, desc="scheduling (sim)", unit="cell", disable=not progress):
-        store.append(run_cell(cell, prov, config))
-    overhead = run_overhead(config, store, prov, done)
-    return {"cells": len(cells), "ran": len(todo), "skipped": len(cells) - len(todo), "overhead_ran": overhead,
+    extra = overhead_cells(config)
+
+    def pending(cs):
+        return [c for c in cs if config.rerun or cell_key(SUITE, c["task"], c["method"], "sim", "smollm2",
+                                                          c["params"]) not in done]
+
+    todo, overhead = pending(cells), pending(extra)
+    shards = group_shards(todo + overhead, lambda c: (c["method"], c["task"], c["params"].get("rate"), "smollm2"))
+    execute(measure, config, shards, store.append, executor, desc="scheduling (sim)", progress=progress)
+    return {"cells": len(cells), "ran": len(todo), "skipped": len(cells) - len(todo), "overhead_ran": len(overhead),
             "store": str(store.path(SUITE)), "table": summary_table(store, config)}
 
 

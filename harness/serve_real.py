@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from tqdm.auto import tqdm
 
+from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.provenance import device_info, git_sha, versions
 from harness.run_scheduling import COST_FILES, SUITE, TRACES, capacity
 from harness.store import ResultsStore, cell_key, make_record
+from harness.worker_cache import cached
 from reference.scheduling.cost_model import SpecCostModel
 from reference.scheduling.metrics import UNITS, summarize
 from reference.scheduling.policies import make_policy, policy_names
@@ -48,11 +51,20 @@ class RealConfig:
     def validate(self) -> None:
         bad = [p for p in self.policies if p not in policy_names()]
         if bad:
-            raise ValueError(f"policies: unknown {bad}; registered: {policy_names()}")
+            raise ValueError(f"policies (--policies): unknown {bad}; registered: {policy_names()}")
         if self.n_requests < 1:
-            raise ValueError(f"n_requests must be >= 1, got {self.n_requests}")
-        if any(not r > 0 for r in self.rates) or not self.load > 0:
-            raise ValueError(f"rates and load must be positive, got {list(self.rates)}, {self.load}")
+            raise ValueError(f"n_requests (--n-requests) must be >= 1, got {self.n_requests}")
+        if any(not 0 < r < float("inf") for r in self.rates) or not 0 < self.load < float("inf"):
+            raise ValueError(f"rates (--rates) and load must be positive and finite, got {list(self.rates)}, {self.load}")
+        from harness.checks import check_finite, check_int, check_results_dir
+
+        check_int(self.n_requests, "n_requests", "--n-requests", 1)
+        check_int(self.max_output, "max_output", None, 1)
+        check_int(self.seed, "seed", "--seed")
+        check_finite((self.predictor_error,), "predictor_error", None)
+        if self.predictor_error < 0:
+            raise ValueError(f"predictor_error must be >= 0, got {self.predictor_error}")
+        check_results_dir(self.results)
 
 
 def real_workload(config: RealConfig, rate: float, traces_by_id: dict) -> list[Request]:
@@ -108,14 +120,8 @@ def _metrics(states: list[RequestState]) -> dict:
                      [s.request.output_len for s in states])
 
 
-def run_real(config: RealConfig, progress: bool = True) -> dict:
-    """Serve the workload for real under each policy, simulate it too, store both; a summary table."""
-    from tabulate import tabulate
-
-    from harness.model import load_model
-    from reference.scheduling.speculative import PromptLookupDraft, SpecEngine, chat_prompt_ids, draft_config
-
-    config.validate()
+def _inputs(config: RealConfig) -> tuple[dict, SpecCostModel, dict, dict]:
+    """(cost file meta, cost model, prompt texts by id, traces by id) for the real loop, checked."""
     meta = json.loads(COST_FILES["cpu"].read_text(encoding="utf-8"))
     if meta.get("draft", {}).get("kind") != "prompt_lookup":
         raise ValueError(f"{COST_FILES['cpu']} was measured with draft {meta.get('draft')}; the real loop drafts by "
@@ -126,21 +132,15 @@ def run_real(config: RealConfig, progress: bool = True) -> dict:
     traces = {t.id: t for t in load_traces(TRACES) if t.id in texts and t.output_len <= config.max_output}
     if not traces:
         raise ValueError(f"no traced prompt has an output of at most max_output={config.max_output} tokens")
-    rates = list(config.rates) or [config.load * capacity(real_workload(config, 1.0, traces), cost, 1)]
-    store = ResultsStore(config.results)
-    done = store.done_cells(SUITE)
-    cells = []
-    for rate in rates:
-        for name in (config.policies or tuple(policy_names())):
-            params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
-                      "max_batch": 1, "seed": config.seed, "draft_len": cost.draft_len, "cost_device": "cpu",
-                      "predictor_error": config.predictor_error}
-            cells.append((rate, name, params))
-    todo = [c for c in cells if config.rerun or cell_key(SUITE, TASK, c[1], "real", "smollm2", c[2]) not in done]
-    summary = {"ran": len(todo), "skipped": len(cells) - len(todo), "store": str(store.path(SUITE)), "table": ""}
-    if not todo:
-        return summary
-    lm = load_model("smollm2")
+    return meta, cost, texts, traces
+
+
+def _engine(meta: dict, cost: SpecCostModel, texts: dict, traces: dict):
+    """The embedded model's speculative engine and the tokenized prompts, loaded once per process."""
+    from harness.model import load_model
+    from reference.scheduling.speculative import PromptLookupDraft, SpecEngine, chat_prompt_ids
+
+    lm = cached(("model", "smollm2"), lambda: load_model("smollm2"))
     draft = PromptLookupDraft(max_ngram=meta["draft"]["max_ngram"], min_ngram=meta["draft"]["min_ngram"])
     engine = SpecEngine(lm.model, draft, cost.draft_len)
     prompts = {k: chat_prompt_ids(lm.tokenizer, texts[k]) for k in traces}
@@ -148,12 +148,20 @@ def run_real(config: RealConfig, progress: bool = True) -> dict:
         if len(prompts[k]) != t.prompt_len:
             raise ValueError(f"prompt {k!r} tokenizes to {len(prompts[k])} tokens, its trace says {t.prompt_len}: "
                              "the traces were made with another tokenizer or template")
+    return engine, prompts
+
+
+def measure(config: RealConfig, cells: list[tuple], emit, progress: bool = False) -> None:
+    """The executor's worker: serve each (rate, policy, params) cell for real, simulate the same arrivals, `emit`."""
+    from reference.scheduling.speculative import draft_config
+
+    meta, cost, texts, traces = _inputs(config)
+    engine, prompts = _engine(meta, cost, texts, traces)
     max_new = int(meta.get("max_new_tokens", 256))
     prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
     protocol = {"server": "batch 1, one speculative step per iteration", "traces": TRACES.name,
                 "cost_model": f"fitted to {COST_FILES['cpu'].name}", "draft": draft_config(engine)}
-    rows = []
-    for rate, name, params in todo:
+    for rate, name, params in cells:
         requests = real_workload(config, rate, traces)
         bar = tqdm(total=len(requests), desc=f"real {name} @ {rate:.3f} req/s", unit="req", disable=not progress)
         states, stats = serve(requests, make_policy(name), cost, engine, prompts, max_new, bar.update)
@@ -168,10 +176,44 @@ def run_real(config: RealConfig, progress: bool = True) -> dict:
                              ttfts=[round(s.first_token - s.arrival, 5) for s in sts])
                 recs.append(make_record(SUITE, TASK, name, impl, "smollm2", params, metric, value, UNITS[metric],
                                         seed=config.seed, protocol=protocol, extra=e, provenance=prov))
+        emit(recs)
+
+
+def run_real(config: RealConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
+    """Serve the workload for real under each policy, simulate it too, store both; a summary table.
+
+    Shards (one Ray task each): policy x rate. Real latencies are wall clock: give each task the CPUs it needs
+    (--cell-cpus) or cells running side by side slow each other down.
+    """
+    from tabulate import tabulate
+
+    config.validate()
+    _, cost, _, traces = _inputs(config)
+    rates = list(config.rates) or [config.load * capacity(real_workload(config, 1.0, traces), cost, 1)]
+    store = ResultsStore(config.results)
+    done = store.done_cells(SUITE)
+    cells = []
+    for rate in rates:
+        for name in (config.policies or tuple(policy_names())):
+            params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
+                      "max_batch": 1, "seed": config.seed, "draft_len": cost.draft_len, "cost_device": "cpu",
+                      "predictor_error": config.predictor_error}
+            cells.append((rate, name, params))
+    todo = [c for c in cells if config.rerun or cell_key(SUITE, TASK, c[1], "real", "smollm2", c[2]) not in done]
+    summary = {"ran": len(todo), "skipped": len(cells) - len(todo), "store": str(store.path(SUITE)), "table": ""}
+    rows = []
+
+    def keep(recs: list[dict]) -> None:
         store.append(recs)
-        real_m, sim_m = _metrics(states)["mean_latency_s"], _metrics(sim.states)["mean_latency_s"]
-        rows.append((f"{rate:.3f}", name, f"{real_m:.2f}", f"{sim_m:.2f}", f"{100 * (sim_m - real_m) / real_m:+.1f}",
-                     stats["steps_off_trace"]))
+        real = next(r for r in recs if r["impl"] == "real" and r["metric"] == "mean_latency_s")
+        sim = next(r for r in recs if r["impl"] == "sim" and r["metric"] == "mean_latency_s")
+        real_m, sim_m = real["value"], sim["value"]
+        rows.append((f"{real['params']['rate']:.3f}", real["method"], f"{real_m:.2f}", f"{sim_m:.2f}",
+                     f"{100 * (sim_m - real_m) / real_m:+.1f}", real["extra"]["steps_off_trace"]))
+
+    shards = group_shards(todo, lambda c: (c[1], TASK, c[0], "smollm2"))
+    worker = partial(measure, progress=progress and executor.name == "local")
+    execute(worker, config, shards, keep, executor, desc="scheduling (real)", progress=progress)
     summary["table"] = tabulate(rows, headers=["rate req/s", "policy", "real mean s", "sim mean s", "sim vs real %",
                                                "steps off trace"])
     return summary

@@ -1,11 +1,13 @@
 """The results store: one JSON object per measurement, appended atomically to `<root>/<suite>.jsonl`.
 
-Every call to `append` writes all its lines with one `os.write` on a file opened with O_APPEND, then fsyncs:
-a crash leaves either the whole cell or none of it, and concurrent writers never interleave lines. Readers skip
+Every call to `append` writes all its lines with one `os.write` on a file opened with O_APPEND, under an
+exclusive `flock`, then fsyncs: a crash leaves either the whole cell or none of it, and concurrent writers (other
+runs, other hosts on a shared filesystem) never interleave lines. Readers skip
 (and report) a malformed line, such as a torn tail after a power loss, so nothing finished before it is lost.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -14,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from harness.provenance import device_info, git_sha, now_iso, versions
+from reference.jsonl import parse_line
 
 REQUIRED = ("suite", "task", "method", "impl", "model", "params", "metric", "value", "unit", "cell",
             "device", "versions", "git_sha", "seed", "time")
@@ -92,6 +95,9 @@ class ResultsStore:
             data = ("\n".join(lines) + "\n").encode()
             fd = os.open(self.path(suite), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                # O_APPEND alone keeps local writers apart; the lock also serializes writers on network
+                # filesystems (NFS emulates flock with byte-range locks) and the torn-line check below.
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 # A crash may have left a torn last line: start on a fresh line so this record stays whole.
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -109,14 +115,15 @@ class ResultsStore:
         for f in files:
             if not f.exists():
                 continue
-            with open(f, encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
+            with open(f, "rb") as fh:  # bytes: a line that is not UTF-8 is one bad line, not a failed read
+                for n, raw in enumerate(fh, 1):
+                    line = raw.rstrip(b"\r\n")
                     if not line.strip():
                         continue
                     try:
-                        record = json.loads(line)
+                        record = parse_line(line)  # NaN / Infinity anywhere, too deep, not UTF-8: malformed
                         validate(record)
-                    except (json.JSONDecodeError, ValueError, TypeError) as exc:
+                    except (ValueError, TypeError) as exc:
                         warnings.warn(f"{f}:{n}: skipped malformed record ({exc})", stacklevel=2)
                         continue
                     out.append(record)

@@ -30,14 +30,18 @@ def expected_tokens(acceptance: float, draft_len: int) -> float:
 
 
 def _nnls(features: torch.Tensor, target: torch.Tensor) -> list[float]:
-    """Least squares with non-negative coefficients: drop the most negative one and refit (3 features at most)."""
+    """Least squares with non-negative coefficients: drop the most negative one and refit (3 features at most).
+
+    Coefficients are rounded to 12 significant digits: LAPACK's reductions differ in the last bits with the
+    number of threads it gets (a loaded machine, a Ray worker), and a simulation must not depend on that.
+    """
     active = list(range(features.shape[1]))
     while True:
         sol = torch.linalg.lstsq(features[:, active], target[:, None]).solution[:, 0]
         if bool((sol >= 0).all()) or len(active) == 1:
             coef = [0.0] * features.shape[1]
             for i, c in zip(active, sol.clamp_min(0).tolist()):
-                coef[i] = c
+                coef[i] = float(f"{c:.12g}")
             return coef
         active.pop(int(sol.argmin()))
 

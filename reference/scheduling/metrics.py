@@ -16,7 +16,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarize(arrivals: list[float], first_tokens: list[float], finishes: list[float], output_lens: list[int]) -> dict:
-    """{metric: value} over requests; every list has one entry per request."""
+    """{metric: value} over requests; every list has one entry per request. Sums are exactly rounded (fsum), so a
+    metric does not depend on the order the requests are listed in (which may differ between processes)."""
     n = len(arrivals)
     if n == 0 or not (len(first_tokens) == len(finishes) == len(output_lens) == n):
         raise ValueError("summarize needs one arrival, first token, finish and output length per request")
@@ -24,12 +25,12 @@ def summarize(arrivals: list[float], first_tokens: list[float], finishes: list[f
     ttft = [t - a for t, a in zip(first_tokens, arrivals)]
     span = max(finishes) - min(arrivals)
     return {
-        "mean_latency_s": sum(lat) / n,
+        "mean_latency_s": math.fsum(lat) / n,
         "p50_latency_s": percentile(lat, 50),
         "p99_latency_s": percentile(lat, 99),
-        "mean_ttft_s": sum(ttft) / n,
+        "mean_ttft_s": math.fsum(ttft) / n,
         "p99_ttft_s": percentile(ttft, 99),
-        "mean_norm_latency_s": sum(x / max(o, 1) for x, o in zip(lat, output_lens)) / n,
+        "mean_norm_latency_s": math.fsum(x / max(o, 1) for x, o in zip(lat, output_lens)) / n,
         "throughput_tok_s": sum(output_lens) / span if span > 0 else float("nan"),
     }
 

@@ -50,21 +50,25 @@ def test_torn_last_line_is_skipped_and_later_appends_survive(tmp_path):
 
 def _writer(root: str, proc: int) -> None:
     store = ResultsStore(root)
-    for i in range(50):
-        store.append([record(proc * 1000 + i, params={"blob": "x" * 2000, "i": i})])
+    for i in range(50):  # one append = one cell of three records, as the runners write them
+        store.append([record(proc * 1000 + i, params={"blob": "x" * 2000, "i": i, "part": part}) for part in range(3)])
 
 
 def test_concurrent_writers_never_interleave(tmp_path):
-    procs = [mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), p)) for p in range(4)]
+    """Several processes append to one store at once (what several runs sharing a store do): every line parses
+    and the three lines of each append stay together."""
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), p)) for p in range(6)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    # A writer that reads the tail while another is mid-write may start on a fresh line: blank lines are harmless.
-    lines = [x for x in ResultsStore(tmp_path).path("niah").read_text().splitlines() if x.strip()]
-    assert len(lines) == 200
-    assert len({json.loads(line)["cell"] for line in lines}) == 200
+    lines = [json.loads(x) for x in ResultsStore(tmp_path).path("niah").read_text().splitlines()]
+    assert len(lines) == 6 * 50 * 3
+    cells = [r["cell"] for r in lines]
+    assert len(set(cells)) == 6 * 50
+    for start in range(0, len(lines), 3):  # appends are whole and never interleaved
+        assert len(set(cells[start:start + 3])) == 1 and [r["params"]["part"] for r in lines[start:start + 3]] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("field,value,needle", [("value", float("nan"), "value"), ("value", "1", "value"),

@@ -62,34 +62,29 @@ def number(minimum: float | None = None, maximum: float | None = None, above: fl
     return parse
 
 
-def int_list(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], tuple[int, ...]]:
-    """Comma-separated integers, at least one: "1024,2048" -> (1024, 2048)."""
-    def parse(text: str) -> tuple[int, ...]:
+def _list_of(item: Callable[[str], object], noun: str, kind: str) -> Callable[[str], tuple]:
+    """Comma-separated `item`s, at least one; an error names the bad item and, for longer lists, the list."""
+    def parse(text: str) -> tuple:
         items = [x for x in text.split(",") if x.strip()]
         if not items:
-            raise Error(f"empty list {text!r}; give comma-separated integers")
+            raise Error(f"empty list {text!r}; give comma-separated {noun}")
         try:
-            return tuple(_int(x, minimum, maximum) for x in items)
+            return tuple(item(x) for x in items)
         except Error as exc:
             raise Error(f"{exc} (in the list {text!r})" if len(items) > 1 else str(exc)) from None
 
-    parse.__name__ = "int_list"
+    parse.__name__ = kind
     return parse
+
+
+def int_list(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], tuple[int, ...]]:
+    """Comma-separated integers, at least one: "1024,2048" -> (1024, 2048)."""
+    return _list_of(lambda x: _int(x, minimum, maximum), "integers", "int_list")
 
 
 def float_list(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], tuple[float, ...]]:
     """Comma-separated finite numbers, at least one."""
-    def parse(text: str) -> tuple[float, ...]:
-        items = [x for x in text.split(",") if x.strip()]
-        if not items:
-            raise Error(f"empty list {text!r}; give comma-separated numbers")
-        try:
-            return tuple(_float(x, minimum, maximum) for x in items)
-        except Error as exc:
-            raise Error(f"{exc} (in the list {text!r})" if len(items) > 1 else str(exc)) from None
-
-    parse.__name__ = "float_list"
-    return parse
+    return _list_of(lambda x: _float(x, minimum, maximum), "numbers", "float_list")
 
 
 def name_list(choices=None) -> Callable[[str], tuple[str, ...]]:

@@ -53,6 +53,18 @@ def parse_line(line: bytes):
         raise ValueError("not valid JSON (nested too deeply)") from None
 
 
+def read_json_object(path: str | Path, what: str) -> dict:
+    """The JSON object a whole file holds (NaN / Infinity refused, like a line); ValueError names `what` and path."""
+    path = Path(path)
+    try:
+        data = parse_line(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{what}: {str(path)!r} is {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: {str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_jsonl(path: str | Path, check: Callable[[object], T], *, arg: str = "path", what: str = "row",
                limit: int | None = None, allow_empty: bool = False, stacklevel: int = 2) -> list[T]:
     """`check(obj)` of every valid line of the JSONL file `path`, in file order (at most `limit` of them).

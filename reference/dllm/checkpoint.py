@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 
 from reference.dllm.config import DREAM_7B, LLADA_8B, DLLMConfig
 from reference.dllm.model import DLLM
-from reference.jsonl import parse_line
+from reference.jsonl import read_json_object
 
 FORMAT = "longctx-dllm/1"
 _FIELDS = {f.name for f in fields(DLLMConfig)}
@@ -296,13 +296,7 @@ FAMILIES = {"llada": (_llada_config, _llada_names, "model.transformer.ff_out.wei
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = parse_line(path.read_bytes())
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: must hold a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, "checkpoint file")
 
 
 def _shards(root: Path) -> list[Path]:

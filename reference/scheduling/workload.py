@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from reference.jsonl import MalformedRowWarning, parse_line
+from reference.jsonl import MalformedRowWarning, read_json_object
 from reference.scheduling.trace import Trace, emitted
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scheduling"
@@ -81,12 +81,7 @@ def length_distributions(path: Path = LENGTHS_FILE) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"length distributions: {str(path)!r} is not a file")
-    try:
-        data = parse_line(path.read_bytes())
-    except ValueError as exc:
-        raise ValueError(f"length distributions: {str(path)!r} is {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"length distributions: {str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    data = read_json_object(path, "length distributions")
     out = {}
     for name, d in data.items():
         if name.startswith("_"):

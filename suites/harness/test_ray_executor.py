@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import ray
 
 from harness.cli import main
 from harness.executors import ExecutorConfig, Shard, execute
@@ -30,7 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One local Ray for the module (started by the first run that needs it), shut down at the end."""
+    """One local Ray for the module (started by the first run that needs it), shut down at the end. Imported here,
+    not at module level: `pytest -m gpu suites/` collects this file on GPU runners that lack Ray."""
+    import ray
+
     yield
     ray.shutdown()
 

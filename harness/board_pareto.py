@@ -82,7 +82,8 @@ def _figure(specs: list, ncols: int, title: str, size: tuple[float, float] = (5.
     fig.suptitle(title, fontsize=11)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=max(1, len(handles)), fontsize=8,
                frameon=False)
-    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
+    # leave room at the top for the suptitle and at the bottom for the legend
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1 - 0.35 / fig.get_figheight()))
     for ax, todo in zip(axes.flat, pending):
         if todo:
             place_labels(ax, *todo)

@@ -22,8 +22,6 @@ import math
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from harness.board_scheduling import _table, _text  # one Markdown + HTML writer for the boards
 from harness.dllm_tasks import TASKS
 from harness.stats import paired_delta

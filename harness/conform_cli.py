@@ -5,7 +5,6 @@ does not take the op's arguments, CUDA asked for but absent). The work is in har
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 

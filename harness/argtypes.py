@@ -163,13 +163,21 @@ def output_file(value: str) -> str:
     return value
 
 
-def output_dir(value: str) -> str:
-    """A directory to write into (created if missing): not empty, not an existing file, no parent a file."""
+def dir_problem(value: str) -> str | None:
+    """Why `value` cannot be a directory to write into (created if missing), or None when it can."""
     if not value.strip():
-        raise Error("empty path")
+        return "empty path"
     path = Path(value)
     if path.exists() and not path.is_dir():
-        raise Error(f"{value!r} is a file, not a directory")
+        return f"{value!r} is a file, not a directory"
     if any(p.exists() and not p.is_dir() for p in path.parents):
-        raise Error(f"{value!r}: a parent of it is a file, not a directory")
+        return f"{value!r}: a parent of it is a file, not a directory"
+    return None
+
+
+def output_dir(value: str) -> str:
+    """A directory to write into (created if missing): not empty, not an existing file, no parent a file."""
+    problem = dir_problem(value)
+    if problem:
+        raise Error(problem)
     return value

@@ -615,29 +615,6 @@ def _device_extra(dev: Device, backends: dict, notes: dict) -> dict:
 
 
 # ---------------------------------------------------------------- CLI: `python -m harness bench --suite kernels`
-def _ints(name: str):
-    def parse(text: str) -> tuple[int, ...]:
-        try:
-            out = tuple(int(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a comma-separated list of integers") from None
-        if not out:
-            raise argparse.ArgumentTypeError(f"{name}: empty list")
-        return out
-
-    return parse
-
-
-def _names(name: str):
-    def parse(text: str) -> tuple[str, ...]:
-        out = tuple(x.strip() for x in text.split(",") if x.strip())
-        if not out:
-            raise argparse.ArgumentTypeError(f"{name}: empty list")
-        return out
-
-    return parse
-
-
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register `bench` on the harness CLI's subparsers. Ranges the configs check (contexts, batches, lengths,
     num_freqs, warmup/rep) are checked by their validate(); the others here."""
@@ -657,15 +634,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="GPU benchmarks into the results store (kernels: decode attention vs the copy roofline)")
     p.add_argument("--suite", default="kernels", choices=("kernels", "dllm"))
-    p.add_argument("--shapes", type=_names("--shapes"), default=None, help=f"comma-separated of {list(SHAPES)} (default: all)")
-    p.add_argument("--contexts", type=_ints("--contexts"), default=None,
+    p.add_argument("--shapes", type=argtypes.name_list(), default=None, help=f"comma-separated of {list(SHAPES)} (default: all)")
+    p.add_argument("--contexts", type=argtypes.int_list(), default=None,
                    help=f"default {','.join(map(str, DEFAULT_CONTEXTS))}")
-    p.add_argument("--batches", type=_ints("--batches"), default=None, help=f"default {','.join(map(str, DEFAULT_BATCHES))}")
+    p.add_argument("--batches", type=argtypes.int_list(), default=None, help=f"default {','.join(map(str, DEFAULT_BATCHES))}")
     p.add_argument("--full-grid", action="store_true",
                    help=f"measure every batch at every context (default grid caps contexts per batch: {DEFAULT_MAX_CONTEXT})")
     p.add_argument("--quick", action="store_true", help=f"a small grid: {QUICK}")
     p.add_argument("--dtype", default="bfloat16", choices=DTYPES)
-    p.add_argument("--impls", type=_names("--impls"), default=None, help=f"comma-separated of {list(IMPLS)} (default: all)")
+    p.add_argument("--impls", type=argtypes.name_list(), default=None, help=f"comma-separated of {list(IMPLS)} (default: all)")
     p.add_argument("--num-freqs", type=argtypes.integer(), default=512, help="Fourier frequencies per compressed channel (512 = 1024 states)")
     p.add_argument("--warmup-ms", type=argtypes.integer(), default=25)
     p.add_argument("--rep-ms", type=argtypes.integer(), default=100)
@@ -674,8 +651,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     p.add_argument("--no-progress", action="store_true")
     d = p.add_argument_group("--suite dllm (LLaDA-8B shapes, random weights: tokens/s, peak memory, time per phase)")
-    d.add_argument("--lengths", type=_ints("--lengths"), default=None, help="prompt lengths (default 1k-16k)")
-    d.add_argument("--methods", type=_names("--methods"), default=None, help="dLLM methods (default: all)")
+    d.add_argument("--lengths", type=argtypes.int_list(), default=None, help="prompt lengths (default 1k-16k)")
+    d.add_argument("--methods", type=argtypes.name_list(), default=None, help="dLLM methods (default: all)")
     d.add_argument("--dllm-impls", type=dllm_impls, default=None,
                    help="sparse_dllm attention/saliency implementations (default torch,triton)")
     d.add_argument("--keep-ratio", type=argtypes.number(0.0, 1.0), default=0.5, help="sparse_dllm keep ratio, in [0, 1]")

@@ -5,7 +5,6 @@ cell, and a Python caller of the library gets the same message.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 
 def _name(field: str, option: str | None) -> str:
@@ -28,13 +27,13 @@ def check_finite(values, field: str, option: str | None) -> None:
 
 def check_results_dir(path, option: str = "--results") -> None:
     """A results store directory: a non-empty path that is not an existing file (it is created when missing)."""
+    from harness.argtypes import dir_problem
+
     if not isinstance(path, str) or not path.strip():
         raise ValueError(f"results ({option}) must be a directory path, got {path!r}")
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ValueError(f"results ({option}): {path!r} is a file, not a directory")
-    if any(q.exists() and not q.is_dir() for q in p.parents):
-        raise ValueError(f"results ({option}): a parent of {path!r} is a file, not a directory")
+    problem = dir_problem(path)
+    if problem:
+        raise ValueError(f"results ({option}): {problem}")
 
 
 def check_device(device, option: str = "--device") -> None:

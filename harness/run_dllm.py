@@ -10,12 +10,14 @@ A rerun skips cells already in the store.
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from harness import dllm_tasks as tasks
+from harness.checks import check_device, check_finite, check_int, check_results_dir
 from harness.dllm_methods import METHODS, build, variants
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.provenance import device_info, git_sha, versions
@@ -45,10 +47,6 @@ class DLLMAccuracyConfig:
     extra_params: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        import random
-
-        from harness.checks import check_device, check_finite, check_int, check_results_dir
-
         if not Path(self.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint (--checkpoint) {self.checkpoint!r} not found (train one with "
                                     f"`python -m harness train-dllm`)")
@@ -110,8 +108,8 @@ def decode(model, exs, gen: GenConfig, label: str, impl: str, params: dict, batc
     return {"tokens": out_tokens, "correct": correct, "peak_cache_bytes": peak}
 
 
-def worker_model(config: DLLMAccuracyConfig):
-    """The checkpoint and its generation settings, loaded once per process."""
+def worker_model(config: DLLMAccuracyConfig, model_name: str):
+    """The checkpoint and its generation settings, loaded once per process (`model_name` carries the file's hash)."""
     from reference.dllm import checkpoint
 
     def build():
@@ -120,7 +118,7 @@ def worker_model(config: DLLMAccuracyConfig):
         block_len = config.block_len or gen_len // 2
         return model, GenConfig(gen_len=gen_len, block_len=block_len, steps=gen_len)
 
-    return cached(("dllm", config.checkpoint, _file_sha(config.checkpoint), config.device, config.block_len), build)
+    return cached(("dllm", config.checkpoint, model_name, config.device, config.block_len), build)
 
 
 def _protocol(config: DLLMAccuracyConfig, gen: GenConfig) -> dict:
@@ -130,7 +128,7 @@ def _protocol(config: DLLMAccuracyConfig, gen: GenConfig) -> dict:
 
 def measure(config: DLLMAccuracyConfig, cells: list[dict], emit) -> None:
     """The executor's worker: decode each cell's held-out prompts; a non-vanilla cell carries vanilla's tokens."""
-    model, gen = worker_model(config)
+    model, gen = worker_model(config, cells[0]["model"])
     prov = {"device": device_info(config.device), "versions": versions(), "git_sha": git_sha()}
     protocol = _protocol(config, gen)
     for c in cells:

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from harness import niah
+from harness.checks import check_attention_impl, check_int, check_results_dir
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.generate import capture, generate
-from harness.model import ALIASES, LoadedModel, load_model, native_attention
+from harness.model import ALIASES, LoadedModel, check_model_name, load_model, native_attention
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, cell_key, newest_records
 from harness.worker_cache import cached
@@ -45,9 +46,6 @@ class NiahConfig:
     method_params: dict = field(default_factory=dict)  # {method: {param: value}}
 
     def validate(self, max_positions: int | None = None) -> None:
-        from harness.checks import check_attention_impl, check_int, check_results_dir
-        from harness.model import check_model_name
-
         check_model_name(self.model)
         if not self.methods:
             raise ValueError("methods (--methods): give at least one method")

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness.checks import check_finite, check_int, check_results_dir
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.provenance import device_info, git_sha, versions
 from harness.store import ResultsStore, cell_key, make_record, newest_records
@@ -68,7 +69,6 @@ class SchedConfig:
             raise ValueError(f"rates (--rates) must be positive, finite requests per second, got {list(self.rates)}")
         if self.n_requests < 1:
             raise ValueError(f"n_requests (--n-requests) must be >= 1, got {self.n_requests}")
-        from harness.checks import check_finite, check_int, check_results_dir
 
         check_int(self.n_requests, "n_requests", "--n-requests", 1)
         check_int(self.seed, "seed", "--seed")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+from harness.checks import check_attention_impl, check_int, check_results_dir
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.generate import capture, generate
-from harness.model import LoadedModel
+from harness.model import LoadedModel, check_model_name
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.run_niah import _json_params, model_id, timing_records, worker_methods, worker_model
 from harness.store import ResultsStore, cell_key
@@ -68,11 +70,8 @@ class TaskConfig:
             raise ValueError(f"trials (--trials) must be >= 1, got {self.trials}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit (--limit) must be >= 1, got {self.limit}")
-        from pathlib import Path
 
         from harness import longbench, ruler
-        from harness.checks import check_attention_impl, check_int, check_results_dir
-        from harness.model import check_model_name
 
         check_model_name(self.model)
         check_int(self.seed, "seed", "--seed")
@@ -124,7 +123,6 @@ def sample_specs(config: TaskConfig) -> list[SampleSpec]:
 
     tasks = config.tasks or tuple(longbench.TASKS)
     if not config.tasks and config.data_dir is not None:  # a local directory: the tasks it has files for
-        from pathlib import Path
 
         suffix = "_e.jsonl" if config.longbench_e else ".jsonl"
         tasks = tuple(t for t in longbench.TASKS if (Path(config.data_dir) / f"{t}{suffix}").is_file())

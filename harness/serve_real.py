@@ -19,6 +19,7 @@ from functools import partial
 
 from tqdm.auto import tqdm
 
+from harness.checks import check_finite, check_int, check_results_dir
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.provenance import device_info, git_sha, versions
 from harness.run_scheduling import COST_FILES, SUITE, TRACES, capacity
@@ -56,7 +57,6 @@ class RealConfig:
             raise ValueError(f"n_requests (--n-requests) must be >= 1, got {self.n_requests}")
         if any(not 0 < r < float("inf") for r in self.rates) or not 0 < self.load < float("inf"):
             raise ValueError(f"rates (--rates) and load must be positive and finite, got {list(self.rates)}, {self.load}")
-        from harness.checks import check_finite, check_int, check_results_dir
 
         check_int(self.n_requests, "n_requests", "--n-requests", 1)
         check_int(self.max_output, "max_output", None, 1)

@@ -12,11 +12,10 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 
 from harness.provenance import device_info, git_sha, now_iso, versions
-from reference.jsonl import parse_line
+from reference.jsonl import read_jsonl
 
 REQUIRED = ("suite", "task", "method", "impl", "model", "params", "metric", "value", "unit", "cell",
             "device", "versions", "git_sha", "seed", "time")
@@ -75,6 +74,11 @@ def validate(record: dict) -> None:
         raise ValueError(f"record field 'suite' must be a plain name, got {record['suite']!r}")
 
 
+def _checked(record) -> dict:
+    validate(record)
+    return record
+
+
 class ResultsStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -110,23 +114,13 @@ class ResultsStore:
                 os.close(fd)
 
     def records(self, suite: str | None = None) -> list[dict]:
+        """Every valid record of `suite` (or of all suites); a malformed line (torn, NaN, not UTF-8, failing
+        `validate`) is reported with its file:line and skipped."""
         files = [self.path(suite)] if suite else sorted(self.root.glob("*.jsonl"))
         out: list[dict] = []
         for f in files:
-            if not f.exists():
-                continue
-            with open(f, "rb") as fh:  # bytes: a line that is not UTF-8 is one bad line, not a failed read
-                for n, raw in enumerate(fh, 1):
-                    line = raw.rstrip(b"\r\n")
-                    if not line.strip():
-                        continue
-                    try:
-                        record = parse_line(line)  # NaN / Infinity anywhere, too deep, not UTF-8: malformed
-                        validate(record)
-                    except (ValueError, TypeError) as exc:
-                        warnings.warn(f"{f}:{n}: skipped malformed record ({exc})", stacklevel=2)
-                        continue
-                    out.append(record)
+            if f.exists():
+                out += read_jsonl(f, _checked, arg="results", what="record", allow_empty=True, stacklevel=3)
         return out
 
     def done_cells(self, suite: str) -> set[str]:

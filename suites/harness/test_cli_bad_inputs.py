@@ -3,8 +3,7 @@ traceback, before a model is loaded or anything runs (nothing is written under -
 
 Each row: argv (with {file}, {dir}, {missing}, {binary} replaced by paths in tmp_path) and the text the error line
 must hold: the option (`--max-new-tokens`; the configs' validate() write "max_new_tokens (--max-new-tokens) must
-..."), except where a bench config (harness/bench_kernels.py, harness/bench_dllm.py: not CLI code) names its
-field. Errors come either from argparse (SystemExit(2), `... error: argument --x: ...`) or from main()'s handler
+..."). Errors come either from argparse (SystemExit(2), `... error: argument --x: ...`) or from main()'s handler
 (return 2, one `error: ...` line).
 """
 from __future__ import annotations
@@ -153,18 +152,18 @@ OTHERS = [
     (["conform", "--op", "attention", "--impl", "a.b:c", "--profile", "huge"], "--profile"),
     (["conform", "--op", "attention", "--impl", "a.b:c", "--results", "{file}"], "--results"),
     (["bench", "--contexts", ""], "--contexts"),
-    (["bench", "--contexts", "0"], "contexts"),  # KernelBenchConfig.validate names the field
+    (["bench", "--contexts", "0"], "--contexts"),
     (["bench", "--contexts", "nan"], "--contexts"),
-    (["bench", "--batches", "0"], "batches"),  # KernelBenchConfig.validate names the field
-    (["bench", "--batches", "-1"], "batches"),  # KernelBenchConfig.validate names the field
-    (["bench", "--num-freqs", "0"], "num_freqs"),  # KernelBenchConfig.validate names the field
+    (["bench", "--batches", "0"], "--batches"),
+    (["bench", "--batches", "-1"], "--batches"),
+    (["bench", "--num-freqs", "0"], "--num-freqs"),
     (["bench", "--warmup-ms", "0"], "--warmup-ms"),
-    (["bench", "--rep-ms", "-5"], "rep_ms"),  # KernelBenchConfig.validate names the field
+    (["bench", "--rep-ms", "-5"], "--rep-ms"),
     (["bench", "--seed", "-1"], "--seed"),
     (["bench", "--dtype", "float64"], "--dtype"),
-    (["bench", "--shapes", "nope"], "shapes"),  # KernelBenchConfig.validate names the field
+    (["bench", "--shapes", "nope"], "--shapes"),
     (["bench", "--shapes", ""], "--shapes"),
-    (["bench", "--impls", "nope"], "impls"),  # KernelBenchConfig.validate names the field
+    (["bench", "--impls", "nope"], "--impls"),
     (["bench", "--results", "{file}"], "--results"),
     (["bench", "--suite", "dllm", "--lengths", "0"], "--lengths"),
     (["bench", "--suite", "dllm", "--lengths", ""], "--lengths"),

@@ -24,6 +24,9 @@ def add_conform_parser(sub) -> None:
                    help="input shapes (ci/dev small, gpu LLaMA-3-8B heads) and default examples (10/50/200)")
     p.add_argument("--max-examples", type=argtypes.integer(minimum=1), default=None,
                    help="examples per dtype (default: by profile)")
+    p.add_argument("--seed", type=argtypes.integer(minimum=0), default=None,
+                   help="fix the drawn cases (the same seed draws the same cases); default: derandomized under "
+                   "--profile ci (reproducible), fresh draws under dev and gpu")
     p.add_argument("--dtypes", default=None, type=argtypes.text("dtype list"), help="comma-separated, e.g. float32,float16 (default: every dtype the "
                    "op supports; no bfloat16 for Triton off the GPU)")
     p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when available")
@@ -73,7 +76,8 @@ def cmd_conform(args) -> int:
     print(f"conform {args.op} / {args.impl} (profile {args.profile}, device {device})", flush=True)
     report, speed, records = run_and_record(
         args.op, fn, args.impl, profile=args.profile, device=device, max_examples=args.max_examples, dtypes=dtypes,
-        results=None if args.no_store else args.results, progress=lambda line: print(line, flush=True))
+        results=None if args.no_store else args.results, progress=lambda line: print(line, flush=True),
+        seed=args.seed)
     print(tabulate(property_rows(report), headers=["property", "result", "worst error", "allowed", "dtype"]))
     print(report.summary())
     if speed and "impl_ms" in speed:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import torch
 
-from harness.conformance import ATOL, PROPERTIES, CaseResult, Report, check_case, conform, default_dtypes
+from harness.conformance import ATOL, PROPERTIES, CaseResult, Report, check_case, conform, default_dtypes, draws
 from harness.provenance import device_info, git_sha, versions
 from harness.store import ResultsStore, make_record
 from reference.registry import get_op
@@ -69,13 +69,14 @@ def checked_dtypes(op: str, fn: Callable, device: str, dtypes: tuple[torch.dtype
 
 def run_conformance(op: str, fn: Callable, impl: str, profile: str, device: str, max_examples: int,
                     dtypes: tuple[torch.dtype, ...] | None = None,
-                    progress: Callable[[str], None] | None = None) -> Report:
-    """`conform` one dtype at a time (a progress line after each), merged into one Report."""
+                    progress: Callable[[str], None] | None = None, seed: int | None = None) -> Report:
+    """`conform` one dtype at a time (a progress line after each), merged into one Report; `seed` as `conform`."""
     wanted = checked_dtypes(op, fn, device, dtypes)
-    merged = Report(op, impl, profile, dtypes=[dtype_name(d) for d in wanted])
+    merged = Report(op, impl, profile, dtypes=[dtype_name(d) for d in wanted], draws=draws(profile, seed))
     for dtype in wanted:
         start = time.perf_counter()
-        r = conform(op, fn, profile, dtypes=(dtype,), max_examples=max_examples, impl_name=impl, device=device)
+        r = conform(op, fn, profile, dtypes=(dtype,), max_examples=max_examples, impl_name=impl, device=device,
+                    seed=seed)
         merged.examples += r.examples
         merged.failures += r.failures
         if r.worst_ratio >= merged.worst_ratio:
@@ -167,7 +168,8 @@ def _recorder(report: Report, device: str, max_examples: int, run: str | None, p
 
     def rec(prop: str, metric: str, value: float, unit: str, extra: dict, params: dict | None = None) -> dict:
         return make_record(SUITE, report.op, report.impl, report.impl, "-", {"property": prop, **base, **(params or {})},
-                           metric, value, unit, protocol=protocol, extra={"run": run, **extra}, provenance=prov)
+                           metric, value, unit, protocol=protocol, extra={"run": run, "draws": report.draws, **extra},
+                           provenance=prov)
 
     return rec
 
@@ -216,18 +218,18 @@ def speed_records(report: Report, device: str, max_examples: int, speed: dict | 
 
 def run_and_record(op: str, fn: Callable, impl: str, *, profile: str = "ci", device: str = "cpu",
                    max_examples: int | None = None, dtypes: tuple[torch.dtype, ...] | None = None,
-                   results: str | None = "results", progress: Callable[[str], None] | None = None
-                   ) -> tuple[Report, dict | None, list[dict]]:
+                   results: str | None = "results", progress: Callable[[str], None] | None = None,
+                   seed: int | None = None) -> tuple[Report, dict | None, list[dict]]:
     """Conformance, then on CUDA (when it passed) the speed; records appended to `<results>/conformance.jsonl`.
 
     Returns (report, speed or None, records). `results=None` writes nothing. max_examples per dtype, default
-    PROFILE_EXAMPLES[profile]. On CUDA the timed input is checked as one more conformance case; the verdict's
+    PROFILE_EXAMPLES[profile]. seed: as `conform` (None: derandomized under "ci", fresh draws otherwise). On CUDA the timed input is checked as one more conformance case; the verdict's
     records are stored before the timing starts, so a crash while timing loses no verdict.
     """
     if profile not in PROFILE_EXAMPLES:
         raise ValueError(f"profile must be one of {sorted(PROFILE_EXAMPLES)}, got {profile!r}")
     n = max_examples if max_examples is not None else PROFILE_EXAMPLES[profile]
-    report = run_conformance(op, fn, impl, profile, device, n, dtypes, progress)
+    report = run_conformance(op, fn, impl, profile, device, n, dtypes, progress, seed)
     timed = next((d for d in SPEED_DTYPES if dtype_name(d) in report.dtypes), None)
     case = None
     if _device_kind(device) == "cuda" and report.passed and timed is not None:

@@ -25,6 +25,9 @@ class OpSpec:
     make_inputs(case, dtype, device) -> dict of keyword arguments for the reference and implementations.
     float_inputs: names of the floating tensor inputs cast to float64 for the oracle.
     discrete_outputs: indices of outputs compared exactly (up to ties), e.g. top-k index sets.
+    examples: explicit cases (boundary shapes, and shapes that expose known classes of bugs such as a GQA group
+    > 1) that conformance checks before any drawn case, in every profile, so no verdict rests on a lucky draw.
+    Each has exactly the keys of a drawn case (suites/conformance/test_op_examples.py keeps watch).
     """
 
     name: str
@@ -34,6 +37,7 @@ class OpSpec:
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
     float_inputs: tuple[str, ...] = ()
     discrete_outputs: tuple[int, ...] = ()
+    examples: tuple[dict, ...] = ()
     doc: str = ""
 
 

@@ -137,6 +137,20 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
             "causal": case["causal"], "scale": case.get("scale")}
 
 
+# Checked before any drawn case (OpSpec.examples): GQA with 2 KV heads x group 2 (a head mapping h % Hkv
+# instead of h // group differs there) and Lq one past a 16-row tile; a decode row over one key past 64; a single
+# key; bidirectional Lq > Lk with an explicit scale.
+EXAMPLES = (
+    {"batch": 1, "kv_heads": 2, "group": 2, "q_len": 17, "k_len": 40, "head_dim": 16, "causal": True,
+     "scale": None, "seed": 1},
+    {"batch": 2, "kv_heads": 3, "group": 3, "q_len": 1, "k_len": 65, "head_dim": 64, "causal": False,
+     "scale": 0.125, "seed": 2},
+    {"batch": 1, "kv_heads": 1, "group": 1, "q_len": 1, "k_len": 1, "head_dim": 32, "causal": True,
+     "scale": None, "seed": 3},
+    {"batch": 1, "kv_heads": 1, "group": 4, "q_len": 33, "k_len": 9, "head_dim": 16, "causal": False,
+     "scale": 0.3, "seed": 4},
+)
+
 SPEC = register_op(
     OpSpec(
         name="attention",
@@ -145,6 +159,7 @@ SPEC = register_op(
         make_inputs=_make_inputs,
         dtypes=(torch.float32, torch.float16, torch.bfloat16),
         float_inputs=("q", "k", "v"),
+        examples=EXAMPLES,
         doc=__doc__,
     )
 )

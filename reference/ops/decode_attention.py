@@ -117,6 +117,15 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
             "seq_lens": torch.tensor(case["seq_lens"], dtype=torch.long, device=device), "scale": case.get("scale")}
 
 
+# Checked before any drawn case (OpSpec.examples): a one-token sequence next to sequences at and one past a
+# 32-key tile (the interpreter's tile) under GQA, with padding; a 16-token chunk with no padding at all.
+EXAMPLES = (
+    {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 16, "q_len": 1, "seq_lens": [1, 64, 65], "max_len": 80,
+     "scale": None, "seed": 1},
+    {"batch": 1, "kv_heads": 1, "group": 4, "head_dim": 32, "q_len": 16, "seq_lens": [33], "max_len": 33,
+     "scale": 0.125, "seed": 2},
+)
+
 SPEC = register_op(
     OpSpec(
         name="decode_attention",
@@ -125,6 +134,7 @@ SPEC = register_op(
         make_inputs=_make_inputs,
         dtypes=(torch.float32, torch.float16, torch.bfloat16),
         float_inputs=("q", "k", "v"),
+        examples=EXAMPLES,
         doc=__doc__,
     )
 )

@@ -380,9 +380,28 @@ def _decode_inputs(case, dtype, device):
 
 _DECODE_FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
 
+# Checked before any drawn case (OpSpec.examples). Spans: one token; an even period with the Nyquist term kept
+# (N = T/2 + 1); N past T/2 + 1 with T > L; a span one past a 32-token tile.
+SPAN_EXAMPLES = (
+    {"batch": 1, "channels": 3, "length": 1, "period": 1, "num_freqs": 1, "seed": 1},
+    {"batch": 2, "channels": 5, "length": 16, "period": 16, "num_freqs": 9, "seed": 2},
+    {"batch": 1, "channels": 7, "length": 10, "period": 13, "num_freqs": 9, "seed": 3},
+    {"batch": 1, "channels": 24, "length": 33, "period": 40, "num_freqs": 6, "seed": 4},
+)
+# Decode: every channel compressed (K) and none (V) under GQA with no sinks; a one-token middle span; both halves
+# split with sinks, a 16-token chunk and a middle one past a 32-token tile.
+DECODE_EXAMPLES = (
+    {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_local": 5, "mid_len": 40,
+     "period": 64, "num_freqs": 7, "k_fraction": 1.0, "v_fraction": 0.0, "seed": 1},
+    {"batch": 2, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 2, "n_init": 4, "n_local": 2, "mid_len": 1,
+     "period": 1, "num_freqs": 1, "k_fraction": 0.5, "v_fraction": 0.5, "seed": 2},
+    {"batch": 1, "kv_heads": 2, "group": 1, "head_dim": 32, "q_len": 16, "n_init": 1, "n_local": 16, "mid_len": 33,
+     "period": 34, "num_freqs": 18, "k_fraction": 0.25, "v_fraction": 0.75, "seed": 3},
+)
+
 register_op(OpSpec("fourier_compress", fourier_compress, _span_cases, _compress_inputs,
-                   float_inputs=("x",), doc=fourier_compress.__doc__))
+                   float_inputs=("x",), examples=SPAN_EXAMPLES, doc=fourier_compress.__doc__))
 register_op(OpSpec("fourier_reconstruct", fourier_reconstruct, _span_cases, _reconstruct_inputs,
-                   float_inputs=("c_cos", "c_sin"), doc=fourier_reconstruct.__doc__))
+                   float_inputs=("c_cos", "c_sin"), examples=SPAN_EXAMPLES, doc=fourier_reconstruct.__doc__))
 register_op(OpSpec("fourier_decode_attention", fourier_decode_attention, _decode_cases, _decode_inputs,
-                   float_inputs=_DECODE_FLOATS, doc=fourier_decode_attention.__doc__))
+                   float_inputs=_DECODE_FLOATS, examples=DECODE_EXAMPLES, doc=fourier_decode_attention.__doc__))

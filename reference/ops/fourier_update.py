@@ -89,5 +89,13 @@ def _update_inputs(case, dtype, device):
             "start": case["start"], "period": case["period"]}
 
 
+# Checked before any drawn case (OpSpec.examples): the first token of an empty span into a period of one; a
+# decode step whose token sits at the period's last phase; a chunk crossing a 32-token tile with N past T/2 + 1.
+EXAMPLES = (
+    {"batch": 1, "channels": 2, "tokens": 1, "start": 0, "period": 1, "num_freqs": 1, "seed": 1},
+    {"batch": 2, "channels": 7, "tokens": 1, "start": 63, "period": 64, "num_freqs": 33, "seed": 2},
+    {"batch": 1, "channels": 24, "tokens": 33, "start": 31, "period": 70, "num_freqs": 40, "seed": 3},
+)
+
 register_op(OpSpec("fourier_stream_update", fourier_stream_update, _update_cases, _update_inputs,
-                   float_inputs=("c_cos", "c_sin", "x"), doc=fourier_stream_update.__doc__))
+                   float_inputs=("c_cos", "c_sin", "x"), examples=EXAMPLES, doc=fourier_stream_update.__doc__))

@@ -148,5 +148,15 @@ def _varlen_inputs(case, dtype, device):
 
 _FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
 
+# Checked before any drawn case (OpSpec.examples): a one-token middle span beside one past a 32-token tile, under
+# GQA with no sinks; one sequence with sinks, every K channel kept and every V channel compressed.
+EXAMPLES = (
+    {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_locals": [1, 30, 7],
+     "mid_lens": [1, 33, 12], "periods": [1, 40, 12], "num_freqs": 5, "k_fraction": 0.5, "v_fraction": 0.5,
+     "seed": 1},
+    {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 4, "n_init": 4, "n_locals": [4],
+     "mid_lens": [20], "periods": [32], "num_freqs": 17, "k_fraction": 0.0, "v_fraction": 1.0, "seed": 2},
+)
+
 register_op(OpSpec("fourier_decode_attention_varlen", fourier_decode_attention_varlen, _varlen_cases, _varlen_inputs,
-                   float_inputs=_FLOATS, doc=fourier_decode_attention_varlen.__doc__))
+                   float_inputs=_FLOATS, examples=EXAMPLES, doc=fourier_decode_attention_varlen.__doc__))

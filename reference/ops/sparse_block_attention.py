@@ -155,6 +155,19 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
     return x
 
 
+# Checked before any drawn case (OpSpec.examples): an empty cache (the block alone); a cache with none of its
+# tokens kept; one kept token of a cache one past a 32-token tile under GQA; every token kept (None).
+EXAMPLES = (
+    {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 16, "block_len": 3, "cache_len": 0, "kept": None,
+     "scale": None, "seed": 1},
+    {"batch": 2, "kv_heads": 1, "group": 1, "head_dim": 32, "block_len": 1, "cache_len": 20, "kept": 0,
+     "scale": 0.125, "seed": 2},
+    {"batch": 1, "kv_heads": 2, "group": 3, "head_dim": 16, "block_len": 17, "cache_len": 33, "kept": 1,
+     "scale": None, "seed": 3},
+    {"batch": 1, "kv_heads": 1, "group": 2, "head_dim": 64, "block_len": 32, "cache_len": 65, "kept": None,
+     "scale": 0.3, "seed": 4},
+)
+
 SPEC = register_op(
     OpSpec(
         name="sparse_block_attention",
@@ -163,6 +176,7 @@ SPEC = register_op(
         make_inputs=_make_inputs,
         dtypes=(torch.float32, torch.float16, torch.bfloat16),
         float_inputs=("q", "k_block", "v_block", "k_cache", "v_cache"),
+        examples=EXAMPLES,
         doc=__doc__,
     )
 )

@@ -122,6 +122,17 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
             "keep": case["keep"], "kernel_size": case["kernel_size"]}
 
 
+# Checked before any drawn case (OpSpec.examples): keep one token of a cache one past a 32-token tile under GQA;
+# keep every token of a one-token cache; keep half of a cache with a one-token block and the widest pooling.
+EXAMPLES = (
+    {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 16, "block_len": 5, "cache_len": 33, "keep": 1,
+     "kernel_size": 3, "seed": 1},
+    {"batch": 2, "kv_heads": 1, "group": 1, "head_dim": 24, "block_len": 3, "cache_len": 1, "keep": 1,
+     "kernel_size": 5, "seed": 2},
+    {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 40, "block_len": 1, "cache_len": 64, "keep": 32,
+     "kernel_size": 5, "seed": 3},
+)
+
 SPEC = register_op(
     OpSpec(
         name="sparse_dllm_saliency",
@@ -131,6 +142,7 @@ SPEC = register_op(
         dtypes=(torch.float32, torch.float16, torch.bfloat16),
         float_inputs=("q_block", "k"),
         discrete_outputs=(1,),
+        examples=EXAMPLES,
         doc=__doc__,
     )
 )

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.conformance import conform, default_device
+from harness.conformance import check_case, conform, default_device
+from reference.registry import get_op
 
 ROOT = Path(__file__).resolve().parents[2]
 TRITON_RUNS = os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available()
@@ -76,9 +77,25 @@ def test_fixed_triton_kernels_pass():
         out = torch.empty_like(q) if out is None else out
         return tail._launch(q, k, v, causal, scale, out, n_row_blocks=triton.cdiv(q.shape[2], tail.BLOCK_M))
 
+    explicit = len(get_op("attention").examples)
     for fn in (fixed_exp2, fixed_tail):
         report = conform("attention", fn, dtypes=(torch.float32, torch.float16), max_examples=6, device=default_device())
-        assert report.passed and report.examples == 12, report.summary()
+        assert report.passed and report.examples == 2 * (explicit + 6), report.summary()
+
+
+@pytest.mark.parametrize("op,path,prop,triton", BROKEN, ids=IDS)
+def test_rejected_under_every_seed(op, path, prop, triton):
+    """Whatever the draws, each broken kernel is rejected for its property: an explicit example of its op exposes
+    the bug (checked directly here, so the rejection does not rest on a draw), and five seeds all reject it."""
+    if triton and not TRITON_RUNS:
+        pytest.skip("Triton kernel: needs TRITON_INTERPRET=1 or a GPU")
+    fn = _load(path)
+    exposing = [c for c in get_op(op).examples if not check_case(op, fn, c, torch.float32, default_device()).passed]
+    assert exposing, f"no explicit example of {op!r} exposes {path}"
+    for seed in (None, 0, 1, 2, 3):
+        report = conform(op, fn, dtypes=(torch.float32,), max_examples=3, seed=seed, device=default_device())
+        assert [f.property for f in report.failures] == [prop], f"seed {seed}: {report.summary()}"
+        assert report.failures[0].case == exposing[0] and report.draws in ("derandomized", f"seed {seed}")
 
 
 @pytest.mark.parametrize("op,path,prop,triton", BROKEN, ids=IDS)
@@ -99,7 +116,7 @@ def test_cli_passes_a_good_impl(tmp_path):
     proc = _cli("--op", "attention", "--impl", "optimized.torch_attention:attention_torch", "--max-examples", "4",
                 "--device", "cpu", "--results", str(tmp_path))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert "PASS on 12 examples" in proc.stdout
+    assert f"PASS on {3 * (len(get_op('attention').examples) + 4)} examples" in proc.stdout  # 3 dtypes
     records = _records(tmp_path)
     passed = {r["params"]["property"]: r["value"] for r in records if r["metric"] == "passed"}
     assert passed["all"] == 1.0 and all(passed.values()), passed

@@ -161,7 +161,12 @@ def test_cuda_branch_stores_the_verdict_before_timing(monkeypatch, tmp_path):
     assert len(timing) == 7 and {r["extra"]["run"] for r in records} == {records[0]["extra"]["run"]}
     assert len(ResultsStore(tmp_path).records("conformance")) == len(stored) + len(records)
 
-    _, speed, records = run_and_record("attention", _gqa(), "t:gqa", max_examples=1, dtypes=(torch.float32,),
-                                       results=None)  # one drawn case may pass; the timed input must not
+    def wrong_on_gpu_shapes(q, k, v, causal=True, scale=None):
+        # Right on every ci shape (at most 12 query heads), wrong on the timed LLaMA-3-8B case (32 query heads).
+        return (_gqa() if q.shape[1] > 12 else attention_torch)(q, k, v, causal=causal, scale=scale)
+
+    report, speed, records = run_and_record("attention", wrong_on_gpu_shapes, "t:gqa", max_examples=2,
+                                            dtypes=(torch.float32,), results=None)
     verdict = next(r for r in records if r["params"]["property"] == "all" and r["metric"] == "passed")
     assert verdict["value"] == 0.0 and speed is None
+    assert [f.case for f in report.failures] == [representative_case("attention")]  # the drawn cases passed

@@ -14,6 +14,16 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
+# The same outcome on any host. One intra-op thread unless told otherwise: values that depend on summation order
+# then do not depend on the core count, Ray workers (one CPU each) compute like this process, and a loaded machine
+# is not oversubscribed; subprocesses inherit it. Triton kernels run through the interpreter where no GPU can
+# compile them: set before any kernel module is imported, so `pytest suites/` needs no TRITON_INTERPRET=1 on a CPU.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402  (after OMP_NUM_THREADS)
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parents[2]
 # Environment the workers need to measure the same thing as this process.
 FORWARDED_ENV = ("LONGCTX_GIT_SHA", "TRITON_INTERPRET", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                 "LONGCTX_CHECK_FINITE", "CUBLAS_WORKSPACE_CONFIG")
+                 "LONGCTX_CHECK_FINITE", "CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS")
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 
 

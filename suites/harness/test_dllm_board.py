@@ -201,8 +201,8 @@ def test_committed_results_build(tmp_path):
     for name in ("dllm.jsonl", "dllm_throughput.jsonl"):
         shutil.copy(ROOT / "results" / name, results / name)
     paths = build_leaderboard(results, tmp_path / "board")
-    md = paths["markdown"].read_text()
-    assert "## dLLM caches" in md and "<h2>dLLM caches" in paths["html"].read_text()
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "## dLLM caches" in md and "<h2>dLLM caches" in paths["html"].read_text(encoding="utf-8")
     figures = re.findall(r"\]\((dllm_throughput_\d+\.png)\)", md)
     assert figures and all((tmp_path / "board" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
     sections = {h: t for h, t in _sections(md).items() if h.startswith("Throughput and memory: llada")}

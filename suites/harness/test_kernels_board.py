@@ -54,7 +54,7 @@ def test_conformance_board_newest_run_wins_pass_first_with_speed(tmp_path):
     store.append(conformance_records(_report("my.fast:attn"), "cuda", 10, _speed(0.5, 2.0), run="run2", provenance=PROV_GPU))
     store.append(conformance_records(_report("my.slow:attn"), "cuda", 10, _speed(4.0, 2.0), run="run3", provenance=PROV_GPU))
     store.append(conformance_records(_report("my.bad:attn", failing="tolerance"), "cpu", 10, run="run4", provenance=PROV_CPU))
-    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text()
+    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
     assert "## Kernels: conformance" in md and "Kernels: decode latency" not in md
     rows = _rows(md, "attention")
     assert [r[1] for r in rows] == ["my.fast:attn", "my.slow:attn", "my.bad:attn"]  # passing, by speedup; then failing
@@ -80,7 +80,7 @@ def test_latency_board_table_plot_and_status(tmp_path):
                             "copy_bandwidth_gbs", 3000.0, "GB/s", provenance=PROV_GPU))
     store.append(recs)
     paths = build_leaderboard(tmp_path / "r", tmp_path / "b")
-    md, page = paths["markdown"].read_text(), paths["html"].read_text()
+    md, page = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
     assert "## Kernels: decode latency" in md and "Kernels: conformance" not in md
     assert "### bfloat16 on cuda: NVIDIA H100 80GB HBM3" in md
     rows = _rows(md, "llama3-8b")
@@ -102,6 +102,6 @@ def test_a_newer_measurement_replaces_an_older_failure(tmp_path):
     for r in recs:
         r["time"] = "9999-01-01T00:00:00Z"  # later than the failure
     store.append(recs)
-    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text()
+    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
     rows = _rows(md, "smollm2")
     assert len(rows) == 1 and rows[0][4] == "0.0700" and "failed" not in md

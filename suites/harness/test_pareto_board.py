@@ -124,7 +124,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("pareto")
     ResultsStore(root / "results").append(_records())
     paths = build_leaderboard(root / "results", root / "board")
-    return root, paths, paths["markdown"].read_text()
+    return root, paths, paths["markdown"].read_text(encoding="utf-8")
 
 
 def _table(md: str, heading_start: str, n: int = 1) -> dict[str, dict[str, str]]:
@@ -137,7 +137,7 @@ def test_pareto_is_the_first_board_with_its_own_page(built):
     root, paths, md = built
     assert BOARDS[0] is pareto_board
     assert re.findall(r"^## (.+)$", md, re.M)[0].startswith("Pareto fronts")
-    page = paths["pareto.html"].read_text()
+    page = paths["pareto.html"].read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and "Pareto fronts" in page and "index.html" in page
     assert "[pareto.html](pareto.html)" in md and "Records used:" in page
     for name in ("pareto_kv.png", "pareto_dllm.png", "pareto_scheduling.png"):

@@ -163,7 +163,7 @@ def test_figures_are_png_and_the_leaderboard_embeds_them(tmp_path):
     assert all(png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000 for png in board.figures.values())
     ResultsStore(tmp_path / "r").append(recs)
     paths = build_leaderboard(tmp_path / "r", tmp_path / "b")
-    md, page = paths["markdown"].read_text(), paths["html"].read_text()
+    md, page = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
     assert "## Schedulers: speculative-decoding serving (LAPS-SD)" in md and "![latency vs load](sched_0_load.png)" in md
     assert "<h2>Schedulers: speculative-decoding serving (LAPS-SD)</h2>" in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)

@@ -53,7 +53,7 @@ def test_leaderboard_tables_heatmaps_and_order(tmp_path):
             recs += _niah("knorm", length, depth, 0, 0.0, 2**19, 2**20)
     store.append(recs)
     paths = build_leaderboard(tmp_path / "results", tmp_path / "board")
-    md, page = paths["markdown"].read_text(), paths["html"].read_text()
+    md, page = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
     md = md[md.index("## KV-cache methods"):]  # the NIAH board (the cross-family page comes first)
     page = page[page.index("<h2>KV-cache methods"):]
     rows = [line for line in md.splitlines() if line.startswith("|") and "rank" not in line and "---" not in line]
@@ -69,14 +69,14 @@ def test_leaderboard_tables_heatmaps_and_order(tmp_path):
 def test_protocol_mismatch_is_not_ranked_together(tmp_path):
     store = ResultsStore(tmp_path / "r")
     store.append(_niah("full", 1024, 0.0, 0, 1.0, 10, 10) + _niah("snapkv", 1024, 0.0, 0, 1.0, 5, 10, protocol={"prompt_template": "chat"}))
-    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text()
+    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
     assert md.count("different protocols") == 2
     assert len(re.findall(r"\| +rank", md)) == 2
 
 
 def test_empty_store_and_missing_directory(tmp_path):
     (tmp_path / "empty").mkdir()
-    md = build_leaderboard(tmp_path / "empty", tmp_path / "b")["markdown"].read_text()
+    md = build_leaderboard(tmp_path / "empty", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
     assert "No NIAH records yet" in md
     with pytest.raises(FileNotFoundError, match="results"):
         build_leaderboard(tmp_path / "missing", tmp_path / "b")

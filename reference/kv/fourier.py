@@ -146,9 +146,13 @@ class FourierCache:
                 **self.k_span.op_args("k"), **self.v_span.op_args("v")}
 
     def attend(self, queries: torch.Tensor, scale: float, impl: str = "reference") -> torch.Tensor:
+        """Attention over this cache through `impl`; the "reference" backend decodes in coefficient space
+        (reference/ops/fourier_coefficients.py: the same function as rebuild-then-attend, equal in float64, without
+        rebuilding any compressed channel)."""
         from reference.registry import get_impl
 
-        return get_impl("fourier_decode_attention", impl)(q=queries, scale=scale, **self.op_args())
+        name = "coefficients" if impl == "reference" else impl
+        return get_impl("fourier_decode_attention", name)(q=queries, scale=scale, **self.op_args())
 
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The K and V attention reads, rebuilt in position order: each [B, Hkv, len(self), D]."""

@@ -1,0 +1,153 @@
+"""FourierAttention decode in coefficient space: the same function as `fourier_decode_attention`, no channel rebuilt.
+
+FourierAttention (Liu et al., arXiv 2506.11886, sec. 3; docs/fourier-attention.md) stores a compressed channel c of
+the middle span as coefficients (a_cn, b_cn), n < N, with moment matching x'_c(t) = s_c x_hat_c(t) + mu_c and
+
+    x_hat_c(t) = sum_n w_n (a_cn cos(w_n t) + b_cn sin(w_n t)),   w_n = 2 pi n / T   (reference/ops/fourier.py)
+
+Both uses of the middle span are linear in x', so the sums over channels and over tokens can be swapped:
+
+    score_t   = sum_{c kept} q_c k_ct + sum_n w_n (u_n cos(w_n t) + u'_n sin(w_n t)) + sum_{c comp} q_c mu_c,
+                u_n = sum_{c comp} q_c s_c a_cn,  u'_n = sum_{c comp} q_c s_c b_cn                       (scores)
+    out_c     = s_c sum_n w_n (a'_cn P_n + b'_cn P'_n) + mu_c sum_t p_t,
+                P_n = sum_t p_t cos(w_n t),  P'_n = sum_t p_t sin(w_n t)                                   (values)
+
+for the compressed K and V channels respectively (p the softmax over the whole cache). A query row costs 2N dot
+products of length C_c plus two length-M transforms of length 2N, instead of rebuilding C_c x M channel values
+from 2N coefficients each: the per-token work no longer depends on C_c. One softmax spans sinks, middle and local
+window, as in the reference. Computes in float32 (float64 for float64 inputs) and rounds to q's dtype.
+
+Registered as the `coefficients` implementation of `fourier_decode_attention` and its varlen op; the rebuild-then-
+attend reference stays the oracle (suites/methods/test_fourier_coefficients.py checks the two agree in float64).
+"""
+from __future__ import annotations
+
+import torch
+
+from reference.ops.checks import check_out
+from reference.ops.fourier import check_decode_inputs, dft_weights, span_basis
+from reference.ops.fourier_varlen import check_varlen_inputs
+from reference.registry import register_impl
+
+
+def _per_kv_head(q: torch.Tensor, hkv: int) -> torch.Tensor:
+    """[B, Hq, Lq, D] -> [B, Hkv, G * Lq, C]: the rows of KV head j hold q in channels j*D..(j+1)*D-1, zero elsewhere.
+
+    Channel c of the cache is head c // D, dimension c % D (the cache layout), so a row's dot product with any
+    channel set of the cache reads only its own head's channels.
+    """
+    b, hq, lq, d = q.shape
+    rows = q.reshape(b, hkv, (hq // hkv) * lq, d)
+    wide = q.new_zeros(b, hkv, rows.shape[2], hkv * d)
+    for j in range(hkv):
+        wide[:, j, :, j * d:(j + 1) * d] = rows[:, j]
+    return wide
+
+
+def _own_head(x: torch.Tensor, d: int) -> torch.Tensor:
+    """[B, Hkv, R, Hkv * D] channel-space rows -> [B, Hkv, R, D]: each KV head's own D channels."""
+    b, hkv, r, _ = x.shape
+    return torch.diagonal(x.reshape(b, hkv, r, hkv, d), dim1=1, dim2=3).permute(0, 3, 1, 2)
+
+
+def middle_scores(wide_q, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, basis, w):
+    """q . k_t over every channel of the middle span, t = 0..M-1: [B, Hkv, R, M] (eq. "scores" above).
+
+    wide_q: [B, Hkv, R, C] (`_per_kv_head`); basis: (cos, sin), each [M, N]; w: [N] reconstruction weights.
+    """
+    scores = wide_q[..., kept_idx] @ mid_kept[:, None].transpose(-1, -2)
+    if comp_idx.numel():
+        qc = wide_q[..., comp_idx]  # [B, Hkv, R, Cc]
+        qs = qc * mm_scale[:, None, None, :]
+        u_cos, u_sin = qs @ c_cos[:, None], qs @ c_sin[:, None]  # [B, Hkv, R, N]
+        scores = scores + (u_cos * w) @ basis[0].T + (u_sin * w) @ basis[1].T
+        scores = scores + (qc @ mm_shift[:, None, :, None])  # sum_c q_c mu_c, the same for every t
+    return scores
+
+
+def middle_values(p_mid, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, basis, w, channels):
+    """sum_t p_t v_t over every channel of the middle span: [B, Hkv, R, C] in channel space (eq. "values" above)."""
+    b, hkv, r, _ = p_mid.shape
+    out = p_mid.new_zeros(b, hkv, r, channels)
+    out[..., kept_idx] = p_mid @ mid_kept[:, None]
+    if comp_idx.numel():
+        spec_cos, spec_sin = (p_mid @ basis[0]) * w, (p_mid @ basis[1]) * w  # [B, Hkv, R, N]
+        rec = spec_cos @ c_cos[:, None].transpose(-1, -2) + spec_sin @ c_sin[:, None].transpose(-1, -2)
+        out[..., comp_idx] = rec * mm_scale[:, None, None, :] + p_mid.sum(-1, keepdim=True) * mm_shift[:, None, None, :]
+    return out
+
+
+def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale):
+    """The op on checked inputs (no checks): out [B, Hq, Lq, D] in q's dtype."""
+    work = torch.promote_types(q.dtype, torch.float32)
+    b, hq, lq, d = q.shape
+    hkv, le = k_exact.shape[1], k_exact.shape[2]
+    k_args = [t.to(work) if t.is_floating_point() else t for t in k_args]
+    v_args = [t.to(work) if t.is_floating_point() else t for t in v_args]
+    sm_scale = d ** -0.5 if scale is None else float(scale)
+    wide_q = _per_kv_head(q.to(work), hkv)  # [B, Hkv, R, C], R = G * Lq (head-major, then token)
+    rows = wide_q.shape[2]
+    ke, ve = k_exact.to(work), v_exact.to(work)
+    q_rows = _own_head(wide_q, d)
+
+    # Scores of the exact tokens: sinks always visible, the local window bottom-right causal to the Lq queries.
+    s_exact = q_rows @ ke.transpose(-1, -2)  # [B, Hkv, R, Le]
+    token = torch.arange(rows, device=q.device) % lq  # each row's query token
+    local_pos = torch.arange(le, device=q.device) - n_init
+    hidden = (local_pos[None, :] > (le - n_init - lq) + token[:, None]) & (local_pos[None, :] >= 0)
+    s_exact = s_exact.masked_fill(hidden, float("-inf"))
+
+    mids = []
+    for args in (k_args, v_args):
+        n_freq = args[3].shape[2]
+        mids.append(((span_basis(mid_len, n_freq, period, work, q.device)), dft_weights(n_freq, period, work, q.device)))
+    (k_basis, k_w), (v_basis, v_w) = mids
+    s_mid = middle_scores(wide_q, *k_args, k_basis, k_w)
+
+    scores = torch.cat([s_exact[..., :n_init], s_mid, s_exact[..., n_init:]], dim=-1) * sm_scale
+    p = torch.softmax(scores, dim=-1)
+    p_init, p_mid, p_local = p[..., :n_init], p[..., n_init:n_init + mid_len], p[..., n_init + mid_len:]
+    out = p_init @ ve[:, :, :n_init] + p_local @ ve[:, :, n_init:]
+    out = out + _own_head(middle_values(p_mid, *v_args, v_basis, v_w, hkv * d), d)
+    return out.reshape(b, hq, lq, d).to(q.dtype)
+
+
+@register_impl("fourier_decode_attention", "coefficients")
+def fourier_decode_attention_coefficients(
+    q, k_exact, v_exact, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_len, period, scale=None, out=None,
+):
+    """Same contract as reference.ops.fourier.fourier_decode_attention, computed in coefficient space."""
+    check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+                        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale)
+    check_out(out, q.shape, q.dtype, q.device)
+    result = _decode(q, k_exact, v_exact, n_init,
+                     (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                     (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, period, scale)
+    return result if out is None else out.copy_(result)
+
+
+@register_impl("fourier_decode_attention_varlen", "coefficients")
+def fourier_decode_attention_varlen_coefficients(
+    q, k_exact, v_exact, exact_lens, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_lens, periods, scale=None, out=None,
+):
+    """Same contract as reference.ops.fourier_varlen.fourier_decode_attention_varlen: each sequence of the batch
+    decoded in coefficient space over its own unpadded cache."""
+    check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
+                        k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+                        mid_lens, periods, scale)
+    check_out(out, q.shape, q.dtype, q.device)
+    rows = []
+    for i in range(q.shape[0]):
+        e, m, s = int(exact_lens[i]), int(mid_lens[i]), slice(i, i + 1)
+        rows.append(_decode(q[s], k_exact[s, :, :e], v_exact[s, :, :e], n_init,
+                            (k_mid_kept[s, :m], k_kept_idx, k_comp_idx, k_cos[s], k_sin[s], k_scale[s], k_shift[s]),
+                            (v_mid_kept[s, :m], v_kept_idx, v_comp_idx, v_cos[s], v_sin[s], v_scale[s], v_shift[s]),
+                            m, int(periods[i]), scale))
+    result = torch.cat(rows, dim=0)
+    return result if out is None else out.copy_(result)

@@ -13,8 +13,8 @@ Both uses of the middle span are linear in x', so the sums over channels and ove
                 P_n = sum_t p_t cos(w_n t),  P'_n = sum_t p_t sin(w_n t)                                   (values)
 
 for the compressed K and V channels respectively (p the softmax over the whole cache). A query row costs 2N dot
-products of length C_c plus two length-M transforms of length 2N, instead of rebuilding C_c x M channel values
-from 2N coefficients each: the per-token work no longer depends on C_c. One softmax spans sinks, middle and local
+products of length C_c plus one inverse and one forward length-T FFT, instead of rebuilding C_c x M channel values
+from 2N coefficients each: the per-token work depends neither on C_c nor on N. One softmax spans sinks, middle and local
 window, as in the reference. Computes in float32 (float64 for float64 inputs) and rounds to q's dtype.
 
 Registered as the `coefficients` implementation of `fourier_decode_attention` and its varlen op; the rebuild-then-
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from reference.ops.checks import check_out
-from reference.ops.fourier import check_decode_inputs, dft_weights, span_basis
+from reference.ops.fourier import check_decode_inputs, dft_weights
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
 
@@ -50,31 +50,51 @@ def _own_head(x: torch.Tensor, d: int) -> torch.Tensor:
     return torch.diagonal(x.reshape(b, hkv, r, hkv, d), dim1=1, dim2=3).permute(0, 3, 1, 2)
 
 
-def middle_scores(wide_q, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, basis, w):
+def _kept_freqs(num_freqs: int, period: int) -> int:
+    """Frequencies that carry weight: n <= T/2 (the weights past T/2 are 0; those are aliases of lower ones)."""
+    return min(num_freqs, period // 2 + 1)
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """[B, Hkv, R, X] -> [B, Hkv * R, X]: every query row of a sequence against that sequence's cache in one bmm."""
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def middle_scores(wide_q, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, mid_len, period):
     """q . k_t over every channel of the middle span, t = 0..M-1: [B, Hkv, R, M] (eq. "scores" above).
 
-    wide_q: [B, Hkv, R, C] (`_per_kv_head`); basis: (cos, sin), each [M, N]; w: [N] reconstruction weights.
+    wide_q: [B, Hkv, R, C] (`_per_kv_head`). The compressed part is the inverse DFT of the 2N-vector:
+    sum_n w_n (u_n cos(w_n t) + u'_n sin(w_n t)) = Re sum_n w_n (u_n - i u'_n) e^{i w_n t}. With the weights of the
+    orthogonal real DFT (1/T at n = 0 and T/2, 2/T between) this is exactly a length-T inverse real FFT of
+    (u_n - i u'_n) / T, whose Hermitian doubling supplies the 2: O(T log T) per row instead of N x M.
     """
-    scores = wide_q[..., kept_idx] @ mid_kept[:, None].transpose(-1, -2)
+    rows = _rows(wide_q)  # [B, Hkv*R, C]
+    scores = rows[..., kept_idx] @ mid_kept.transpose(1, 2)  # [B, Hkv*R, M]
     if comp_idx.numel():
-        qc = wide_q[..., comp_idx]  # [B, Hkv, R, Cc]
-        qs = qc * mm_scale[:, None, None, :]
-        u_cos, u_sin = qs @ c_cos[:, None], qs @ c_sin[:, None]  # [B, Hkv, R, N]
-        scores = scores + (u_cos * w) @ basis[0].T + (u_sin * w) @ basis[1].T
-        scores = scores + (qc @ mm_shift[:, None, :, None])  # sum_c q_c mu_c, the same for every t
-    return scores
+        n = _kept_freqs(c_cos.shape[2], period)
+        qc = rows[..., comp_idx]  # [B, Hkv*R, Cc]
+        qs = qc * mm_scale[:, None, :]
+        spectrum = torch.complex(qs @ c_cos[..., :n], -(qs @ c_sin[..., :n])) / period
+        scores = scores + torch.fft.irfft(spectrum, n=period, norm="forward")[..., :mid_len]
+        scores = scores + qc @ mm_shift[:, :, None]  # sum_c q_c mu_c, the same for every t
+    return scores.reshape(*wide_q.shape[:3], mid_len)
 
 
-def middle_values(p_mid, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, basis, w, channels):
-    """sum_t p_t v_t over every channel of the middle span: [B, Hkv, R, C] in channel space (eq. "values" above)."""
-    b, hkv, r, _ = p_mid.shape
-    out = p_mid.new_zeros(b, hkv, r, channels)
-    out[..., kept_idx] = p_mid @ mid_kept[:, None]
+def middle_values(p_mid, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, period, channels):
+    """sum_t p_t v_t over every channel of the middle span: [B, Hkv, R, C] in channel space (eq. "values" above).
+
+    The probability spectrum is one real FFT per row: sum_t p_t e^{-i w_n t} = P_n - i P'_n.
+    """
+    p = _rows(p_mid)  # [B, Hkv*R, M]
+    out = p.new_zeros(*p.shape[:2], channels)
+    out[..., kept_idx] = p @ mid_kept
     if comp_idx.numel():
-        spec_cos, spec_sin = (p_mid @ basis[0]) * w, (p_mid @ basis[1]) * w  # [B, Hkv, R, N]
-        rec = spec_cos @ c_cos[:, None].transpose(-1, -2) + spec_sin @ c_sin[:, None].transpose(-1, -2)
-        out[..., comp_idx] = rec * mm_scale[:, None, None, :] + p_mid.sum(-1, keepdim=True) * mm_shift[:, None, None, :]
-    return out
+        n = _kept_freqs(c_cos.shape[2], period)
+        w = dft_weights(n, period, p.dtype, p.device)
+        spectrum = torch.fft.rfft(p, n=period)[..., :n]  # [B, Hkv*R, n]
+        rec = (spectrum.real * w) @ c_cos[..., :n].transpose(1, 2) - (spectrum.imag * w) @ c_sin[..., :n].transpose(1, 2)
+        out[..., comp_idx] = rec * mm_scale[:, None, :] + p.sum(-1, keepdim=True) * mm_shift[:, None, :]
+    return out.reshape(*p_mid.shape[:3], channels)
 
 
 def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale):
@@ -97,18 +117,13 @@ def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale)
     hidden = (local_pos[None, :] > (le - n_init - lq) + token[:, None]) & (local_pos[None, :] >= 0)
     s_exact = s_exact.masked_fill(hidden, float("-inf"))
 
-    mids = []
-    for args in (k_args, v_args):
-        n_freq = args[3].shape[2]
-        mids.append(((span_basis(mid_len, n_freq, period, work, q.device)), dft_weights(n_freq, period, work, q.device)))
-    (k_basis, k_w), (v_basis, v_w) = mids
-    s_mid = middle_scores(wide_q, *k_args, k_basis, k_w)
+    s_mid = middle_scores(wide_q, *k_args, mid_len, period)
 
     scores = torch.cat([s_exact[..., :n_init], s_mid, s_exact[..., n_init:]], dim=-1) * sm_scale
     p = torch.softmax(scores, dim=-1)
     p_init, p_mid, p_local = p[..., :n_init], p[..., n_init:n_init + mid_len], p[..., n_init + mid_len:]
     out = p_init @ ve[:, :, :n_init] + p_local @ ve[:, :, n_init:]
-    out = out + _own_head(middle_values(p_mid, *v_args, v_basis, v_w, hkv * d), d)
+    out = out + _own_head(middle_values(p_mid, *v_args, period, hkv * d), d)
     return out.reshape(b, hq, lq, d).to(q.dtype)
 
 

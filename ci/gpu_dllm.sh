@@ -18,7 +18,7 @@ mkdir -p results fixtures/dllm
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 if [[ "$steps" == *,train,* ]]; then
   echo "== train-dllm (${TRAIN_MINUTES:-8} min)"
-  "$PY" -m harness train-dllm --out "$ckpt" --minutes "${TRAIN_MINUTES:-8}" --eval-n 32 2>&1 | tee results/gpu/train_dllm.log || rc=1
+  "$PY" -m harness train-dllm --out "$ckpt" --force --minutes "${TRAIN_MINUTES:-8}" --eval-n 32 2>&1 | tee results/gpu/train_dllm.log || rc=1
 fi
 if [[ "$steps" == *,accuracy,* ]]; then
   echo "== dllm accuracy"

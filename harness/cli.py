@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 from harness import argtypes
@@ -67,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-new-tokens", type=argtypes.integer(), default=10)
     run.add_argument("--param", type=_param, action="append", default=[], help="method parameter, e.g. snapkv.window=16 (repeatable)")
     run.add_argument("--results", default=DEFAULT_RESULTS, type=argtypes.output_dir, help="results store directory")
-    run.add_argument("--out", default=DEFAULT_BOARD, type=argtypes.output_dir, help="leaderboard directory written after the run")
+    run.add_argument("--out", default=None, type=argtypes.output_dir,
+                     help="leaderboard directory written after the run (default: leaderboard/ for the committed store "
+                     "results/, else DIR/leaderboard under --results DIR: a run never rewrites the committed board "
+                     "from another store)")
     run.add_argument("--no-leaderboard", action="store_true")
     run.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     run.add_argument("--no-progress", action="store_true")
@@ -142,7 +146,16 @@ def _executor(args):
     return config
 
 
+def board_dir(results: str, out: str | None) -> str:
+    """Where `run` writes its leaderboard: `out` if given; the committed leaderboard/ only for the committed store."""
+    if out is not None:
+        return out
+    same = os.path.normpath(os.path.abspath(results)) == os.path.normpath(os.path.abspath(DEFAULT_RESULTS))
+    return DEFAULT_BOARD if same else os.path.join(results, "leaderboard")
+
+
 def cmd_run(args) -> int:
+    args.out = board_dir(args.results, args.out)
     if args.suite == "dllm":
         return cmd_run_dllm(args)
     if args.suite == "scheduling":

@@ -30,9 +30,9 @@ def add_conform_parser(sub) -> None:
     p.add_argument("--dtypes", default=None, type=argtypes.text("dtype list"), help="comma-separated, e.g. float32,float16 (default: every dtype the "
                    "op supports; no bfloat16 for Triton off the GPU)")
     p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when available")
-    p.add_argument("--results", default="results", type=argtypes.output_dir,
-                   help="results store directory (conformance.jsonl)")
-    p.add_argument("--no-store", action="store_true", help="print the report only")
+    p.add_argument("--results", default=None, type=argtypes.output_dir,
+                   help="store the report in DIR/conformance.jsonl (default: print it only; the committed results/ "
+                   "is written only when named)")
 
 
 def _usage(msg: str) -> int:
@@ -76,7 +76,7 @@ def cmd_conform(args) -> int:
     print(f"conform {args.op} / {args.impl} (profile {args.profile}, device {device})", flush=True)
     report, speed, records = run_and_record(
         args.op, fn, args.impl, profile=args.profile, device=device, max_examples=args.max_examples, dtypes=dtypes,
-        results=None if args.no_store else args.results, progress=lambda line: print(line, flush=True),
+        results=args.results, progress=lambda line: print(line, flush=True),
         seed=args.seed)
     print(tabulate(property_rows(report), headers=["property", "result", "worst error", "allowed", "dtype"]))
     print(report.summary())
@@ -86,6 +86,6 @@ def cmd_conform(args) -> int:
               f"{100 * speed['roofline_fraction']:.1f}% of the copy bandwidth ({speed['copy_bandwidth_gbs']:.0f} GB/s)")
     elif speed and "error" in speed:
         print(f"speed: not measured ({speed['error']})")
-    if not args.no_store:
+    if args.results is not None:
         print(f"wrote {len(records)} records to {os.path.join(args.results, 'conformance.jsonl')}")
     return EXIT_PASS if report.passed else EXIT_FAIL

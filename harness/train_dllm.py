@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
 import time
@@ -167,7 +168,10 @@ def main(argv=None) -> int:
     from harness import argtypes
 
     p = argparse.ArgumentParser(prog="python -m harness train-dllm", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="fixtures/dllm/tiny_dllm.pt", type=argtypes.output_file, help="checkpoint path")
+    p.add_argument("--out", default=None, type=argtypes.output_file,
+                   help="checkpoint path (default: a new file runs/train-dllm/tiny_dllm-<UTC time>.pt; the committed "
+                   "fixture is replaced only by naming it with --force)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", type=argtypes.device,
                    help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--size", choices=("gpu", "cpu"), default=None,
@@ -179,6 +183,10 @@ def main(argv=None) -> int:
     p.add_argument("--eval-n", type=argtypes.integer(minimum=1), default=32, help="held-out examples per task and length")
     p.add_argument("--seed", type=argtypes.integer(minimum=0), default=0)
     a = p.parse_args(argv)
+    if a.out is None:
+        a.out = os.path.join("runs", "train-dllm", f"tiny_dllm-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.pt")
+    if os.path.exists(a.out) and not a.force:  # before any training: never silently replace a checkpoint
+        p.error(f"argument --out: {a.out} exists; pass --force to overwrite it, or name a new path")
     for length in a.eval_lengths or ():  # a prompt must hold every task's needles: fail before training
         for task in tasks.TASKS:
             try:
@@ -199,6 +207,7 @@ def main(argv=None) -> int:
     print("held-out accuracy (vanilla, exact match %):", acc)
     meta = {"device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
             "torch": str(torch.__version__), **log}
+    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     checkpoint.save(model, a.out, recipe={**asdict(r), "size": size, "train": meta},
                     metrics={"vanilla_accuracy": acc, "eval_n": a.eval_n, "block_len": r.gen_len // 2})
     print(f"saved {a.out} ({model.num_params() / 1e6:.2f}M parameters)")

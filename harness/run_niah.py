@@ -18,7 +18,7 @@ from harness import niah
 from harness.checks import check_attention_impl, check_int, check_results_dir
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.generate import capture, generate
-from harness.model import ALIASES, LoadedModel, check_model_name, load_model, native_attention
+from harness.model import ALIASES, LoadedModel, check_model_name, load_model, max_positions, native_attention
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, cell_key, newest_records
 from harness.worker_cache import cached
@@ -225,6 +225,8 @@ def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool =
     done = set() if config.rerun else store.done_cells(SUITE)
     pending = [c for c in cells if c["cell"] not in done]
     skipped = len(cells) - len(pending)
+    if pending and lm is None:  # refuse lengths the model cannot hold before any worker loads it
+        config.validate(max_positions(config.model))
     if skipped:
         print(f"niah: {skipped} of {len(cells)} cells already in {config.results} (skipped; --rerun measures them again)")
     shards = group_shards(pending, lambda c: (c["method"], TASK, c["params"]["length"], config.model))

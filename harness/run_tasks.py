@@ -18,7 +18,7 @@ import torch
 from harness.checks import check_attention_impl, check_int, check_results_dir
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.generate import capture, generate
-from harness.model import LoadedModel, check_model_name
+from harness.model import LoadedModel, check_model_name, max_positions
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.run_niah import _json_params, model_id, timing_records, worker_methods, worker_model
 from harness.store import ResultsStore, cell_key
@@ -220,6 +220,12 @@ def run_tasks(config: TaskConfig, lm: LoadedModel | None = None, progress: bool 
     cells = plan(config, lm.model_id if lm is not None else model_id(config.model))
     done = set() if config.rerun else store.done_cells(config.suite)
     pending = [c for c in cells if c["cell"] not in done]
+    if config.suite == "ruler" and pending and lm is None:  # lengths the model cannot hold: refused before loading it
+        limit = max_positions(config.model)
+        worst = max(pending, key=lambda c: c["spec"].key["length"] + c["spec"].max_new_tokens)["spec"]
+        if limit is not None and worst.key["length"] + worst.max_new_tokens > limit:
+            raise ValueError(f"lengths (--lengths): {worst.key['length']} + {worst.max_new_tokens} new tokens exceed the model's "
+                             f"{limit} positions")
     if len(cells) > len(pending):
         print(f"{config.suite}: {len(cells) - len(pending)} of {len(cells)} cells already in {config.results} (skipped)")
     shards = group_shards(pending, lambda c: (c["method"], c["spec"].task, c["spec"].key.get("length"), config.model))

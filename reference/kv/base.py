@@ -10,6 +10,9 @@ with `question_aware` the question is part of the prefill and its tokens are `pr
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -171,6 +174,12 @@ def make_method(name: str, compression_ratio: float = 0.0, **params) -> KVMethod
     import reference.kv  # noqa: F401 - registers the methods
 
     cls = METHODS.get(name)
+    known = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "compression_ratio"]
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        hints = "; ".join(f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for k, c in close.items())
+        raise TypeError(f"method {name!r} has no parameter {hints}; its parameters: {known}")
     try:
         return cls(compression_ratio=compression_ratio, **params)
     except TypeError as exc:

@@ -20,6 +20,7 @@ calibration ids.
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import os
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import torch
 
 from reference.ops.fourier import fourier_compress, fourier_reconstruct, moment_match
 
+LOG = logging.getLogger("longctx.fourier_search")  # the harness prints INFO lines of "longctx.*" as progress
 SEARCH_VERSION = 2  # bump when the search changes, so cached results are not reused
 
 
@@ -190,8 +192,11 @@ def layer_errors(model, calibration_ids: list[torch.Tensor], sink_tokens: int = 
         handles.append(layer.self_attn.k_proj.register_forward_hook(hook("k", i)))
         handles.append(layer.self_attn.v_proj.register_forward_hook(hook("v", i)))
     device = next(model.parameters()).device
+    from tqdm.auto import tqdm
+
     try:
-        for ids in calibration_ids:
+        for ids in tqdm(calibration_ids, desc="fourier dimension search", unit="prompt", leave=False,
+                        disable=not LOG.isEnabledFor(logging.INFO)):
             model(input_ids=ids.to(device), use_cache=False)
     finally:
         for h in handles:
@@ -234,7 +239,11 @@ def search_dims(model, calibration_ids: list[torch.Tensor], fraction_k: float = 
                 "prompt_tokens": [int(ids.shape[1]) for ids in calibration_ids], "version": SEARCH_VERSION}
     path = dims_cache_path(model, calibration_ids, settings)
     if use_cache and path.is_file():
+        LOG.info("fourier dimension search: cached result %s", path)
         return FourierDims.from_json(path)
+    LOG.info("fourier dimension search: not cached; %d calibration prompts (%d tokens) through the model, once per "
+             "model and settings%s", len(calibration_ids), sum(int(ids.numel()) for ids in calibration_ids),
+             f"; then cached in {path}" if use_cache else "")
     k_err, v_err = layer_errors(model, calibration_ids, sink_tokens, window, num_states)
     dims = FourierDims(tuple(choose_compressed(e, fraction_k) for e in k_err),
                        tuple(choose_compressed(e, fraction_v) for e in v_err),

@@ -64,8 +64,12 @@ NIAH = [
     (["--device", "tpu"], "--device"),
     (["--device", "cuda:7"], "--device"),
     (["--no-such-option"], "--no-such-option"),
+    (["--lenghts", "1024"], "did you mean --lengths?"),  # the subcommand's usage and the closest option
+    (["--methods", "snapkv", "--param", "snapkv.windw=16"], "'windw' (did you mean 'window'?); its parameters: ["),
+    (["--lengths", "100000"], "exceed the model's 8192 positions"),  # read from the config, before loading
 ]
 TASKS = [
+    (["--suite", "ruler", "--methods", "full", "--lengths", "100000"], "--lengths"),
     (["--suite", "ruler", "--lengths", "0"], "--lengths"),
     (["--suite", "ruler", "--lengths", "1"], "--lengths"),
     (["--suite", "ruler", "--lengths", "255"], "--lengths"),

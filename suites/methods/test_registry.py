@@ -47,3 +47,5 @@ def test_unknown_method_lists_the_known_ones():
 def test_unknown_parameter_is_named():
     with pytest.raises(TypeError, match="bogus"):
         make_method("h2o", 0.5, bogus=1)
+    with pytest.raises(TypeError, match=r"'windw' \(did you mean 'window'\?\); its parameters: \['window', "):
+        make_method("snapkv", 0.5, windw=16)

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-leaderboard", action="store_true")
     run.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--threads", type=argtypes.integer(minimum=1), default=None,
+                     help="CPU threads for torch (default: $OMP_NUM_THREADS, else the physical cores this process may "
+                     "use); recorded with every timing, whose records say whether the CPU was oversubscribed")
     tasks = run.add_argument_group("--suite ruler / longbench (same flow as niah: --model, --methods, --compression-ratio, ...)")
     tasks.add_argument("--tasks", type=_list(str, "--tasks"), default=None, help="comma-separated (default: all of the suite)")
     tasks.add_argument("--data-dir", default=None, type=argtypes.existing_dir, help="longbench: directory of LongBench-format <task>.jsonl files (default: the hub via datasets)")
@@ -169,7 +172,10 @@ def board_dir(results: str, out: str | None) -> str:
 
 
 def cmd_run(args) -> int:
+    from harness.cpu_load import set_threads
+
     args.out = board_dir(args.results, args.out)
+    set_threads(args.threads)
     if args.suite == "dllm":
         return cmd_run_dllm(args)
     if args.suite == "scheduling":

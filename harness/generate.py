@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from harness.cpu_load import LoadSampler
 from harness.kv_cache import ATTN_IMPLEMENTATION, MethodCache
 from harness.model import LoadedModel
 from reference.kv.base import KVMethod
@@ -36,6 +37,8 @@ class Generation:
     compress_s: float = 0.0  # wall clock of the method's compression of the captured prefill
     decode_s: float = 0.0  # wall clock of the one-token decode steps (not the question's prefill)
     decode_steps: int = 0  # how many one-token steps decode_s covers
+    step_ms: list = field(default_factory=list)  # each one-token step's wall clock, ms (their spread)
+    load: dict = field(default_factory=dict)  # harness.cpu_load.LoadSampler.summary() over compression and decoding
 
 
 def _clock(device: torch.device) -> float:
@@ -99,8 +102,10 @@ def generate(
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    with finite_checks(False):
-        return _generate(lm, captured, method, question_ids, max_new_tokens, impl)
+    with finite_checks(False), LoadSampler() as load:
+        gen = _generate(lm, captured, method, question_ids, max_new_tokens, impl)
+    gen.load = load.summary()
+    return gen
 
 
 def _generate(lm, captured, method, question_ids, max_new_tokens, impl) -> Generation:
@@ -119,7 +124,7 @@ def _generate(lm, captured, method, question_ids, max_new_tokens, impl) -> Gener
         position += pending
     eos = lm.tokenizer.eos_token_id
     out: list[int] = []
-    decode_s, steps = 0.0, 0
+    decode_s, steps, step_ms = 0.0, 0, []
     while True:
         token = int(torch.argmax(logits))
         if token == eos:
@@ -129,8 +134,10 @@ def _generate(lm, captured, method, question_ids, max_new_tokens, impl) -> Gener
             break
         t0 = _clock(device)
         logits = forward(lm, torch.tensor([[token]], device=device), position, cache)
-        decode_s += _clock(device) - t0
+        step = _clock(device) - t0
+        decode_s += step
+        step_ms.append(1e3 * step)
         steps += 1
         position += 1
     text = lm.tokenizer.decode(out, skip_special_tokens=True)
-    return Generation(out, text, kv_bytes, kv_bytes_full, compress_s, decode_s, steps)
+    return Generation(out, text, kv_bytes, kv_bytes_full, compress_s, decode_s, steps, step_ms)

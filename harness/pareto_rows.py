@@ -57,6 +57,12 @@ def mark_fronts(rows: list[dict], combos=(*PAIRS, ALL)) -> None:
             r.setdefault("fronts", {})[combo] = (i in on) if i in have else None
 
 
+def timing_reliable(record: dict) -> bool:
+    """False for a timing measured while the machine had more runnable tasks than cores (harness/cpu_load.py);
+    records from before that was measured count as reliable."""
+    return (record.get("extra") or {}).get("load", {}).get("reliable") is not False
+
+
 def front_cells(row: dict) -> list[str]:
     return ["n/a" if v is None else "yes" if v else "no" for v in (row["fronts"][c] for c in (*PAIRS, ALL))]
 
@@ -82,12 +88,15 @@ def kv_panels(records: list[dict]) -> tuple[list[dict], list[dict]]:
             ratios, impls = {k[1] for k in by_row}, {k[2] for k in by_row}
             rows = []
             for (method, ratio, impl), m in by_row.items():
-                vals = {k: [r["value"] for r in m[k]] for k in (metric, "kv_bytes", "kv_bytes_full", *KV_LATENCY)}
+                vals = {k: [r["value"] for r in m[k] if k not in KV_LATENCY or timing_reliable(r)]
+                        for k in (metric, "kv_bytes", "kv_bytes_full", *KV_LATENCY)}
                 n, kv, full = len(vals[metric]), vals["kv_bytes"], vals["kv_bytes_full"]
                 dec = vals["decode_ms_per_token"]
                 pct = 100 * sum(kv) / sum(full) if kv and sum(full) else None
                 acc = 100 * _mean(vals[metric])
-                part = f" ({len(dec)} of {n} cells)" if dec and len(dec) < n else ""
+                dropped = len(m["decode_ms_per_token"]) - len(dec)
+                part = (f" ({len(dec)} of {n} cells" + (f"; {dropped} on an oversubscribed CPU left out" if dropped else "")
+                        + ")") if dec and len(dec) < n or dropped else ""
                 label = method + (f" @{ratio}" if len(ratios) > 1 else "") + (f" [{impl}]" if len(impls) > 1 else "")
                 rows.append({"label": label, "acc": acc, "bytes": pct, "lat": _mean(dec), "cols": [
                     method, ratio, impl, f"{acc:.1f}", n, _fmt(_mean(kv) / 2**20 if kv else None, ".2f"),

@@ -139,11 +139,19 @@ def worker_methods(config, lm: LoadedModel, names) -> dict[str, KVMethod]:
 
 
 def timing_records(base: dict, gen) -> list[dict]:
-    """compress_ms and decode_ms_per_token of one generation (wall clock on the cell's device)."""
-    out = [{**base, "metric": "compress_ms", "value": 1e3 * gen.compress_s, "unit": "ms"}]
+    """compress_ms and decode_ms_per_token of one generation (wall clock on the cell's device).
+
+    Both carry the machine's state during the cell (`extra.load`: threads, cores, mean runnable tasks, `reliable`:
+    harness/cpu_load.py); decode_ms_per_token also the spread of its steps (`extra.step_ms`: min, p50, p90, max).
+    """
+    extra = {**base["extra"], "load": gen.load}
+    out = [{**base, "metric": "compress_ms", "value": 1e3 * gen.compress_s, "unit": "ms", "extra": extra}]
     if gen.decode_steps:
+        steps = sorted(gen.step_ms)
+        spread = {"min": steps[0], "p50": steps[len(steps) // 2], "p90": steps[min(len(steps) - 1, (9 * len(steps)) // 10)],
+                  "max": steps[-1]} if steps else {}
         out.append({**base, "metric": "decode_ms_per_token", "value": 1e3 * gen.decode_s / gen.decode_steps, "unit": "ms",
-                    "extra": {**base["extra"], "decode_steps": gen.decode_steps}})
+                    "extra": {**extra, "decode_steps": gen.decode_steps, "step_ms": spread}})
     return out
 
 

@@ -27,7 +27,6 @@ from harness.board_dllm import dllm_board  # noqa: E402
 from harness.board_pareto import pareto_board  # noqa: E402
 from harness.board_scheduling import schedulers_board  # noqa: E402
 from harness.board_tasks import longbench_board, ruler_board  # noqa: E402
-from harness.provenance import now_iso  # noqa: E402
 from harness.stats import bootstrap_ci, paired_delta  # noqa: E402
 from harness.store import ResultsStore  # noqa: E402
 
@@ -454,11 +453,14 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
     paths = {"markdown": out_dir / "README.md", "html": out_dir / "index.html"}
     links = ", ".join(f"[{s}]({rel / s})" for s in sources) or "none"
     meta = _provenance(records)
-    md = ["# longctx-bench leaderboard\n", f"Built {now_iso()} from the results store ({links}); "
+    # Stamped with the newest record, not the clock: the same records build the same board, byte for byte, so
+    # rebuilding the committed board from the committed store leaves the checkout clean.
+    built = max((str(r.get("time", "")) for r in records), default="") or "(no records)"
+    md = ["# longctx-bench leaderboard\n", f"Built from the results store as of its newest record ({built}) ({links}); "
           "every number below comes from those records.\n", *[f"- {m}" for m in meta], ""]
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>longctx-bench leaderboard</title>"
             f"<style>{CSS}</style></head><body><h1>longctx-bench leaderboard</h1>",
-            f"<p class='meta'>Built {now_iso()} from "
+            f"<p class='meta'>Built from the results store as of its newest record ({html.escape(built)}): "
             + ", ".join(f"<a href='{html.escape(str(rel / s))}'>{html.escape(s)}</a>" for s in sources)
             + "; every number comes from those records.</p><ul class='meta'>"
             + "".join(f"<li>{html.escape(m)}</li>" for m in meta) + "</ul>"]
@@ -471,7 +473,7 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
             page.append(f"<p class='meta'>Also on its own page: <a href='{html.escape(b.page)}'>"
                         f"{html.escape(b.page)}</a>.</p>")
             paths[b.page] = out_dir / b.page
-            paths[b.page].write_text(_standalone(b, foot_html, f"Built {now_iso()} from the results store."),
+            paths[b.page].write_text(_standalone(b, foot_html, f"Built from the results store as of its newest record ({built})."),
                                      encoding="utf-8")
         md += [b.markdown, foot_md]
         page += [b.html, foot_html]

@@ -62,3 +62,11 @@ def test_conform_stores_nothing_unless_asked(tmp_path, tree_unchanged):
     assert proc.returncode == 1 and "[unwritten]" in proc.stdout and "wrote" not in proc.stdout, proc.stdout
     proc = _harness(*demo, "--results", str(tmp_path))
     assert proc.returncode == 1 and (tmp_path / "conformance.jsonl").is_file()
+
+
+def test_main_job_on_a_fresh_clone_leaves_the_tree_clean(tree_unchanged):
+    """The README's main job: every cell is committed, so it rebuilds the committed board from the committed store,
+    which must come out byte for byte as committed (the board is stamped with its newest record, not the clock)."""
+    proc = _harness("run", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ran 0 cells" in proc.stdout and "wrote leaderboard/README.md" in proc.stdout, proc.stdout

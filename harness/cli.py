@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--threads", type=argtypes.integer(minimum=1), default=None,
                      help="CPU threads for torch (default: $OMP_NUM_THREADS, else the physical cores this process may "
-                     "use); recorded with every timing, whose records say whether the CPU was oversubscribed")
+                     "use less those busy with other work); recorded with every timing, whose records say whether "
+                     "the CPU was oversubscribed")
     tasks = run.add_argument_group("--suite ruler / longbench (same flow as niah: --model, --methods, --compression-ratio, ...)")
     tasks.add_argument("--tasks", type=_list(str, "--tasks"), default=None, help="comma-separated (default: all of the suite)")
     tasks.add_argument("--data-dir", default=None, type=argtypes.existing_dir, help="longbench: directory of LongBench-format <task>.jsonl files (default: the hub via datasets)")

@@ -27,9 +27,15 @@ def available_cores() -> int:
 
 
 def default_threads() -> int:
-    """$OMP_NUM_THREADS when set (a test suite or a job scheduler decided), else `available_cores()`."""
+    """$OMP_NUM_THREADS when set (a test suite or a job scheduler decided), else the physical cores this process may
+    use less those other work keeps busy (the 1-minute load average, rounded): on a 2-core machine where another
+    process holds one core, one thread, since a second would make every parallel step wait for the busy core."""
     env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) >= 1 else available_cores()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    cores = available_cores()
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, cores - busy)
 
 
 def set_threads(threads: int | None) -> int:

@@ -42,7 +42,11 @@ def test_set_threads_follows_the_environment_and_refuses_nonsense(monkeypatch):
     try:
         assert cpu_load.default_threads() == 1 and cpu_load.set_threads(None) == 1 == torch.get_num_threads()
         monkeypatch.delenv("OMP_NUM_THREADS")
-        assert cpu_load.default_threads() == cpu_load.available_cores() >= 1
+        monkeypatch.setattr(cpu_load, "available_cores", lambda: 4)
+        monkeypatch.setattr(cpu_load.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+        assert cpu_load.default_threads() == 3  # one core busy elsewhere
+        monkeypatch.setattr(cpu_load.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+        assert cpu_load.default_threads() == 1
         for bad in (0, -2, 1.5, True):
             with pytest.raises(ValueError, match="--threads"):
                 cpu_load.set_threads(bad)

@@ -162,9 +162,7 @@ def evaluate(model: DLLM, lengths: list[int], n: int, gen_len: int, block_len: i
     return out
 
 
-def main(argv=None) -> int:
-    from reference.dllm import checkpoint
-
+def build_parser() -> argparse.ArgumentParser:
     from harness import argtypes
 
     p = argparse.ArgumentParser(prog="python -m harness train-dllm", description=__doc__.split("\n\n")[0])
@@ -182,6 +180,13 @@ def main(argv=None) -> int:
                    help="comma-separated held-out lengths (default: the preset's)")
     p.add_argument("--eval-n", type=argtypes.integer(minimum=1), default=32, help="held-out examples per task and length")
     p.add_argument("--seed", type=argtypes.integer(minimum=0), default=0)
+    return p
+
+
+def main(argv=None) -> int:
+    from reference.dllm import checkpoint
+
+    p = build_parser()
     a = p.parse_args(argv)
     if a.out is None:
         a.out = os.path.join("runs", "train-dllm", f"tiny_dllm-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.pt")

@@ -1,4 +1,4 @@
-"""The GitHub Actions workflows in ci/workflows/ parse, and call what they claim: the CPU job mirrors .ci/run
+"""The GitHub Actions workflows in .github/workflows/ parse, and call what they claim: the CPU job mirrors .ci/run
 (which runs the README's test command), the GPU job runs ci/gpu.sh and ci/gpu_dllm.sh on a self-hosted GPU runner
 and uploads records and leaderboard even after a failed step."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def workflow(name: str) -> dict:
-    data = yaml.safe_load((ROOT / "ci" / "workflows" / name).read_text(encoding="utf-8"))
+    data = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text(encoding="utf-8"))
     assert isinstance(data, dict) and data.get("jobs"), f"{name}: no jobs"
     return data
 

@@ -86,9 +86,9 @@ def check_index_sets(impl_idx: torch.Tensor, oracle_scores: torch.Tensor, k: int
                      atol: float = 0.0) -> tuple[bool, str]:
     """Is each row of `impl_idx` ([..., k]) a top-k of `oracle_scores` ([..., N]) up to ties?
 
-    Order within a row does not matter. An index outside the oracle's top-k is accepted only when its oracle score
-    is within `atol + rtol * |s_k|` of the k-th largest score s_k (a tie or near-tie); indices must be distinct
-    and in range. Returns (ok, message naming the first bad row).
+    Order within a row does not matter. With s_k the k-th largest oracle score and tol = atol + rtol * |s_k|: every
+    index scoring above s_k + tol must be chosen, and none scoring below s_k - tol may be (a tie or near-tie at the
+    k-th place may be broken either way). Indices must be distinct and in range. Returns (ok, message naming the first bad row).
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
@@ -109,12 +109,21 @@ def check_index_sets(impl_idx: torch.Tensor, oracle_scores: torch.Tensor, k: int
         r = int(dup.nonzero()[0])
         return False, f"row {r}: repeated indices {idx[r].tolist()}"
     kth = torch.topk(scores, k, dim=-1).values[:, -1:]
+    tol = atol + rtol * kth.abs()
     chosen = torch.gather(scores, 1, idx)
-    bad = chosen < kth - (atol + rtol * kth.abs())
+    bad = chosen < kth - tol
     if bad.any():
         r, c = bad.nonzero()[0].tolist()
         return False, (f"row {r}: index {idx[r, c].item()} (oracle score {chosen[r, c].item():.6g}) is below the "
                        f"k-th largest score {kth[r, 0].item():.6g} beyond the tie tolerance; {int(bad.sum())} such indices")
+    must = scores > kth + tol  # strictly above any tie at the k-th place: every such index must be chosen
+    picked = torch.zeros_like(must).scatter_(1, idx, True)
+    missed = must & ~picked
+    if missed.any():
+        r, j = missed.nonzero()[0].tolist()
+        return False, (f"row {r}: index {j} (oracle score {scores[r, j].item():.6g}) is above the k-th largest score "
+                       f"{kth[r, 0].item():.6g} beyond the tie tolerance but was not chosen; {int(missed.sum())} such "
+                       f"indices")
     return True, ""
 
 

@@ -235,6 +235,17 @@ def test_index_sets_accept_reordering_and_ties():
     assert not check_index_sets(alt, near, 5)[0]
 
 
+def test_a_tie_at_the_kth_place_does_not_excuse_dropping_a_larger_score():
+    """With a tied k-th score (common under max-pooled saliency), a set of tied indices that leaves out a strictly
+    larger score is not a top-k: every index above the k-th by more than the tolerance must be chosen."""
+    scores = torch.tensor([[5.0, 3.0, 3.0, 3.0, 1.0]], dtype=torch.float64)
+    assert check_index_sets(torch.tensor([[0, 2]]), scores, 2)[0]  # the tie broken either way
+    assert check_index_sets(torch.tensor([[3, 0]]), scores, 2)[0]
+    ok, msg = check_index_sets(torch.tensor([[1, 2]]), scores, 2)  # both tied, the 5.0 dropped
+    assert not ok and "index 0" in msg and "not chosen" in msg
+    assert check_index_sets(torch.tensor([[1, 2]]), scores, 2, atol=2.5)[0]  # within a (huge) tolerance: a near-tie
+
+
 def test_index_sets_reject_wrong_repeated_and_out_of_range_indices():
     g = torch.Generator().manual_seed(2)
     scores = torch.rand(2, 3, 30, generator=g) + 0.1

@@ -2,7 +2,7 @@
 
 LLaDA-8B shapes with random bfloat16 weights (speed does not depend on the weights; reference/dllm/checkpoint.py
 `random_model`), batch 1 as in the official Sparse-dLLM speed script, random prompt tokens of 1k-32k, gen_len 256,
-block 32, steps 256, low-confidence remasking at temperature 0 (/work/shared/specs/sparse-dllm.md). For each method
+block 32, steps 256, low-confidence remasking at temperature 0 (docs/sparse-dllm.md). For each method
 and prompt length: tokens/s = generated tokens / wall time of their generation (CUDA-synchronised, after one
 warm-up generation per method), peak memory = torch.cuda.max_memory_allocated over the generation, and seconds
 per phase (dense forwards, saliency scoring, sparse block steps, cached steps, ...; reference/dllm/timing.py).

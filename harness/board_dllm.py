@@ -44,7 +44,7 @@ TARGET_SPEEDUP = 12.0
 TARGET_MEMORY = 1.1
 
 # The published context-length sweep (LLaDA-8B-Instruct, one 48 GB RTX 4090), as read from the paper's figure by
-# /work/shared/specs/sparse-dllm.md ("Published results"): reference rows, not our measurements.
+# docs/sparse-dllm.md ("Published results"): reference rows, not our measurements.
 PAPER_DEVICE = "RTX 4090 48 GB"
 PAPER_TOKENS_PER_S = {  # prompt tokens -> tokens/s, or a status text
     "vanilla": {1024: 5.5, 8192: 0.8},
@@ -395,7 +395,7 @@ def _throughput_section(board, records: list[dict], md: list[str], hp: list[str]
                   f"reaches ≥ {TARGET_SPEEDUP:g}x vanilla's tokens/s with peak memory ≤ {TARGET_MEMORY:g}x "
                   "vanilla's, both on the same device; each device's check is in its section. The paper reports "
                   f"\"up to 10x\" at 8k on an {PAPER_DEVICE}. The rows below are the paper's context sweep as read "
-                  "from its figure (/work/shared/specs/sparse-dllm.md), not our measurements; ratios in brackets "
+                  "from its figure (docs/sparse-dllm.md), not our measurements; ratios in brackets "
                   "are against the paper's own vanilla.")
     _table(md, hp, *_paper_rows())
     protocols = defaultdict(set)

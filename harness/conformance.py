@@ -1,4 +1,4 @@
-"""The conformance rule (DESIGN.md, "Conformance rule"), generic over every registered op.
+"""The conformance rule (docs/conformance.md), generic over every registered op.
 
 For each drawn case: the oracle is the reference on float64 inputs, the baseline the reference in the tested
 dtype. An implementation passes the case when
@@ -287,7 +287,7 @@ def uses_triton(fn: Callable[..., Any]) -> bool:
 def default_dtypes(impl_fn: Callable[..., Any], device: str = "cpu") -> tuple[torch.dtype, ...]:
     """float32, float16, bfloat16; but not bfloat16 for a Triton kernel off the GPU.
 
-    Under TRITON_INTERPRET=1 (triton 3.9, CPU) `tl.dot` on bf16 operands returns garbage (DESIGN.md, the
+    Under TRITON_INTERPRET=1 (triton 3.9, CPU) `tl.dot` on bf16 operands returns garbage (docs/design.md, the
     interpreter trap; suites/conformance/test_triton_interpreter_trap.py keeps watch), so bf16 Triton kernels are
     checked on the GPU only. PyTorch implementations run bf16 on CPU correctly.
     """

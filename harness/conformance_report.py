@@ -1,7 +1,7 @@
 """A submitted kernel's conformance report: run the rule per dtype, time it on the GPU, write it to the store.
 
 `python -m harness conform` and `pytest suites/conformance --impl ...` both call `run_and_record`, so the two
-write identical records (DESIGN.md, "Submitting a kernel"). Records go to `<results>/conformance.jsonl`, all
+write identical records (docs/design.md, "Conformance and submitting a kernel"). Records go to `<results>/conformance.jsonl`, all
 with suite "conformance", task = the op, method = impl = the impl path as given (`pkg.mod:fn`), model "-",
 seed 0, protocol {"rule": RULE, "atol": {dtype: atol}}, and params
 

@@ -1,7 +1,7 @@
 """The KV-method flow: prefill the context, compress, append the question, greedy-decode.
 
 Positions are always the true ones (counted from the full sequence), whatever the cache kept: RoPE needs them,
-and a compressed cache's own length would give the wrong ones (DESIGN.md, "KV methods").
+and a compressed cache's own length would give the wrong ones (docs/design.md, "KV methods").
 """
 from __future__ import annotations
 

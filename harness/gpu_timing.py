@@ -1,7 +1,7 @@
 """GPU timing for the kernel benchmarks: median latency, the copy-bandwidth roofline, inputs that defeat the L2.
 
 `bench_ms` is `triton.testing.do_bench` (median of the timed runs; it flushes the L2 before every run, the guard
-against timing cached data that DESIGN.md asks for). `RotatingInputs` adds a second guard: it holds several
+against timing cached data that docs/design.md asks for). `RotatingInputs` adds a second guard: it holds several
 copies of a kernel's inputs and hands out the next one on every call, so even without the flush a repeated
 call cannot find its inputs in the L2 (50 MiB on an H100). `copy_bandwidth_gbs` measures, in the same process,
 the bandwidth a device-to-device copy reaches: the practical roofline a memory-bound decode kernel is held to.

@@ -1,6 +1,6 @@
 """A KV method inside any transformers LLaMA-family model, through public extension points only.
 
-Two pieces (DESIGN.md, "KV methods"):
+Two pieces (docs/design.md, "KV methods"):
 - `MethodCache`, a `transformers.Cache` subclass whose layers hold either the exact prefill (while capturing:
   keys, values and the queries the methods score with) or a method's compressed `LayerState`;
 - `longctx_attention`, registered in transformers' `AttentionInterface` under `ATTN_IMPLEMENTATION`. The model

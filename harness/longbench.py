@@ -8,7 +8,7 @@ harness/longbench_metrics.py.
 
 Prompts are in completion form. The official pred.py wraps the filled template in each chat model's chat format,
 except on trec, triviaqa, samsum, lsht, lcc and repobench-p; we apply no chat template at all, because the
-embedded model (SmolLM2-135M-Instruct) does better in completion form on long prompts (specs/evaluation.md), so
+embedded model (SmolLM2-135M-Instruct) does better in completion form on long prompts (docs/evaluation.md), so
 numbers are comparable with the official ones for base models and for the six tasks above, not for chat models
 on the rest. pred.py also stops samsum generation at the first newline; only the first line is scored anyway.
 

@@ -1,8 +1,9 @@
-"""Needle in a haystack, passkey variant (specs/evaluation.md).
+"""Needle in a haystack, passkey variant (docs/evaluation.md).
 
 A random number (the needle) is hidden at a relative depth (0 = start, 1 = end) of filler text; the prompt is
-a completion prompt ending in "The pass key is" (the chat template fails early on the embedded model, the
-completion form retrieves from ~0.3k to ~7k tokens: specs/evaluation.md). The prompt is assembled at the token
+a completion prompt ending in "The pass key is" (on the embedded model the chat template fails at short
+contexts, while the completion form retrieves the passkey at every length the committed NIAH records cover:
+docs/evaluation.md). The prompt is assembled at the token
 level so its length is exactly the requested one. Scoring is exact match of the first number generated.
 """
 from __future__ import annotations

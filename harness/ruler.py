@@ -13,7 +13,7 @@ Eleven of RULER's 13 tasks (the two QA tasks need SQuAD/HotpotQA and are left ou
   (alpha = 2); the top-ranked word is the noise "..." and the answer is ranks 2 to 4.
 
 Prompts are completion prompts (context, then a question ending in an answer prefix): the embedded
-SmolLM2-135M-Instruct fails with its chat template past ~3.7k tokens (specs/evaluation.md). The context and the
+SmolLM2-135M-Instruct does worse with its chat template on long prompts (docs/evaluation.md). The context and the
 question are kept apart because a KV method compresses the context before the question is appended. A sample
 is assembled at the token level, like harness/niah.py, so context + question fit `length` tokens: exactly for
 the haystack tasks and fwe, within one list item (a few tokens) for cwe. All wording, filler and word lists

@@ -1,6 +1,6 @@
 """FlashFourierAttention in Triton: decode attention over a FourierAttention cache, and the projections that fill it.
 
-FourierAttention (Liu et al., arXiv 2506.11886; facts in specs/fourier-attention.md) keeps the middle span of the
+FourierAttention (Liu et al., arXiv 2506.11886; facts in docs/fourier-attention.md) keeps the middle span of the
 long-context-insensitive channels as Fourier coefficients. Kernels here (our own code; the spec's "Kernel" notes
 give the plan, not the source):
 

@@ -2,7 +2,7 @@
 
 Contract: reference/ops/sparse_block_attention.py (q [B, Hq, Lb, D], k_block/v_block [B, Hkv, Lb, D], k_cache/v_cache
 [B, Hkv, S, D], kept_idx None or long [B, K], bidirectional, GQA). Sparse-dLLM: Song et al., arXiv 2508.02558; facts
-in /work/shared/specs/sparse-dllm.md, "Sparse-dLLM (as in the official code)".
+in docs/sparse-dllm.md.
 
 The keys a block sees are numbered n = 0 .. K + Lb - 1: n < K is cache row kept_idx[b, n] (n itself when kept_idx
 is None), n >= K is block row n - K. Nothing is concatenated or gathered into memory: each key tile loads its K/V

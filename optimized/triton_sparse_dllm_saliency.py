@@ -2,7 +2,7 @@
 
 Contract: reference/ops/sparse_dllm_saliency.py (q_block [B, Hq, Lb, D], k [B, Hkv, S, D], keep, kernel_size;
 returns float32 scores [B, S] and the ascending kept positions, long [B, keep]). Sparse-dLLM: Song et al., arXiv
-2508.02558; facts in /work/shared/specs/sparse-dllm.md, "Sparse-dLLM (as in the official code)".
+2508.02558; facts in docs/sparse-dllm.md.
 
 1. `_scores_kernel`, grid (B, tiles). The head-mean score is one dot product per position,
        s[b, j] = sum_kvh qsum[b, kvh] . k[b, kvh, j],   qsum[b, kvh] = sum_{h in group(kvh)} sum_i q_block[b, h, i]

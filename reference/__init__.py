@@ -1,1 +1,1 @@
-"""Ground truth: pure-PyTorch references of every op and method (DESIGN.md)."""
+"""Ground truth: pure-PyTorch references of every op and method (docs/design.md)."""

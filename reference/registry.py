@@ -1,7 +1,7 @@
 """The one registry: ops (reference + input strategy) and their implementations.
 
 An op is a function that kernels must reproduce. Its spec names the reference (ground truth, run in float64
-as the oracle and in the tested dtype as the baseline; DESIGN.md "Conformance rule"), a hypothesis strategy
+as the oracle and in the tested dtype as the baseline; docs/conformance.md), a hypothesis strategy
 that draws a *case* (shapes, flags, seed: plain Python values, printable and replayable), and a builder that
 turns a case into tensors of a given dtype and device. Implementations register under the op name with an
 implementation name (`reference`, `torch`, `triton`, or a user's `module:function`).
@@ -40,6 +40,10 @@ class OpSpec:
     examples: tuple[dict, ...] = ()
     doc: str = ""
 
+
+# Head dims the "ci" input profiles draw from: powers of two and odd sizes (a kernel's masked head-dim path must
+# run in CI, not only on the GPU), up to LLaMA-3-8B's 128. Ops whose small cases stay cheap take a prefix.
+HEAD_DIMS = (8, 16, 24, 32, 40, 59, 64, 128)
 
 OPS: dict[str, OpSpec] = {}
 IMPLS: dict[str, dict[str, Callable[..., Any]]] = {}

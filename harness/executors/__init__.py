@@ -5,7 +5,7 @@ A suite hands an executor a *worker* (a module-level function `worker(config, ce
 of cells and calls `emit(records)` once per finished cell), its config, and its cells grouped into shards. The
 executor calls `on_records(records)` in this process for every finished cell, as soon as it is known; the suite
 appends them to the store there, so the store has one writer per run whatever runs the cells, and a run that is
-killed keeps every cell that finished before it (DESIGN.md, "Scale").
+killed keeps every cell that finished before it (docs/design.md, "Scale-out on Ray").
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 LLaDA-8B (Nie et al., arXiv 2502.09992, Table 5; its HF config: d_model 4096, 32 layers, 32 heads with 32 KV heads,
 SwiGLU hidden 12288, vocab 126464, RoPE theta 500000, mask id 126336). Dream-7B (Ye et al., 2025; Qwen2.5-7B shapes:
 hidden 3584, 28 layers, 28 heads / 4 KV heads, FFN 18944, vocab 152064, theta 1e6, q/k/v biases, mask id 151666,
-logits shifted right by one: /work/shared/specs/sparse-dllm.md, "Dream variant").
+logits shifted right by one: docs/sparse-dllm.md).
 """
 from __future__ import annotations
 

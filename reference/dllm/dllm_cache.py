@@ -1,6 +1,6 @@
 """dLLM-Cache: adaptive feature caching with V-verify (Liu et al., arXiv 2506.06295, sec. 3).
 
-Facts: /work/shared/specs/sparse-dllm.md, "Baselines". Per layer the cache holds, for every position, K and V
+Facts: docs/sparse-dllm.md. Per layer the cache holds, for every position, K and V
 (after RoPE), the attention output (after Wo) and the MLP output. The prompt is refreshed every
 `prompt_interval` steps (a dense forward over everything), the response (the generated span) every
 `response_interval` steps (the response runs through the model against the cached prompt K/V). In between, each

@@ -1,6 +1,6 @@
 """Fast-dLLM's block-wise KV cache, prefix or dual (Wu et al., arXiv 2505.22618, sec. 3.2).
 
-Facts: /work/shared/specs/sparse-dllm.md, "Baselines". At each block's step 0 a dense forward refreshes the cache
+Facts: docs/sparse-dllm.md. At each block's step 0 a dense forward refreshes the cache
 (once per block, no eviction):
 - `prefix`: keeps the K/V of every position before the window; later steps recompute the window and everything
   after it (the masked suffix) and attend to cat(prefix K/V, their own K/V);

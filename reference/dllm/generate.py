@@ -1,7 +1,7 @@
 """The generation loops of masked-diffusion LMs, one loop for every caching strategy.
 
 LLaDA (arXiv 2502.09992, Algorithm 5 "low-confidence remasking", with semi-autoregressive blocks; facts in
-/work/shared/specs/sparse-dllm.md, "Vanilla masked-diffusion decoding"): x = [prompt | MASK * gen_len]; blocks of
+docs/sparse-dllm.md): x = [prompt | MASK * gen_len]; blocks of
 `block_len` decoded left to right, `steps // num_blocks` steps each; the masks of a block are spread evenly over its
 steps (base count, remainder to the earliest steps). Each step: x0 = argmax of the logits (or Gumbel-max sampling
 in float64 at temperature > 0), confidence = softmax probability of x0 ("low_confidence") or uniform ("random");

@@ -1,6 +1,6 @@
 """Sparse-dLLM: delayed bidirectional sparse caching with attention-guided eviction (arXiv 2508.02558, sec. 3).
 
-As specified in /work/shared/specs/sparse-dllm.md, "Sparse-dLLM (as in the official code)". Inside each block:
+As specified in docs/sparse-dllm.md. Inside each block:
 - step 0: a dense forward, no cache;
 - step 1 ("delayed" by one step, after the block's first tokens are decoded): a dense forward; in every layer,
   after RoPE, the out-of-block positions (prefix and masked suffix, in sequence order) are scored by the mean

@@ -1,8 +1,8 @@
-"""The contract every KV-cache compression method follows (DESIGN.md, "KV methods").
+"""The contract every KV-cache compression method follows (docs/design.md, "KV methods").
 
 A method sees one layer's prefill (post-RoPE queries, keys, values) and returns that layer's cache state.
 The state appends decoded tokens, attends a query against what it holds, and reports the bytes it holds.
-Compression happens once, after the prefill of the context (kvpress convention, specs/kv-baselines.md);
+Compression happens once, after the prefill of the context (kvpress convention, docs/kv-baselines.md);
 with `question_aware` the question is part of the prefill and its tokens are `protected` (always kept).
 
 `compression_ratio` is the one knob shared by all methods: the fraction of the context's KV bytes removed

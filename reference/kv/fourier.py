@@ -1,6 +1,6 @@
 """FourierAttention (Liu et al., arXiv 2506.11886): long-context-insensitive channels kept as Fourier coefficients.
 
-Per layer (specs/fourier-attention.md, "Token layout", "Basis"): the first `sink_tokens` (official numinittokens
+Per layer (docs/fourier-attention.md): the first `sink_tokens` (official numinittokens
 = 4) and the last `window` tokens (maxlocallen) keep every channel exactly. In the middle span the critical
 channels stay exact for every token, and the compressed channels (per layer, found by `fourier_search` on
 calibration text) become `num_states / 2` frequencies (a cosine and a sine coefficient each, float32) of a real

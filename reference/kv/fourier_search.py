@@ -1,6 +1,6 @@
 """FourierAttention's dimension search: which K and V channels of each layer to compress, from calibration text.
 
-Facts (specs/fourier-attention.md, "Dimension search"; official `compressed_dims_search/compressed_dim_search.py`):
+Facts (docs/fourier-attention.md; official `compressed_dims_search/compressed_dim_search.py`):
 forward hooks on each layer's `k_proj` / `v_proj` give K before RoPE and V; every prompt is split into 4 initial
 tokens, a middle span and the last 1024 tokens; the middle of every channel is compressed onto a truncated
 Fourier basis whose period is the middle's length, reconstructed with moment matching, and scored by its mean

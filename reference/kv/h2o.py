@@ -6,7 +6,7 @@ query that sees it, of that query's softmax probability on it; per KV head, the 
 once after prefill. The budget is split between the most recent context tokens (`recent_ratio`, half in the
 paper's experiments) and the heavy hitters among the rest. In question-aware mode the question's queries add to
 the scores too (they are prefill queries), and the question itself is kept as the protected tail.
-specs/kv-baselines.md.
+docs/kv-baselines.md.
 """
 from __future__ import annotations
 

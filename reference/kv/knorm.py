@@ -2,7 +2,7 @@
 
 The paper observes that a low L2 norm of a cached key correlates with high attention to it and keeps the
 lowest-norm keys: score = -||k||_2 per token and KV head, in at least float32. It needs no attention scores, so it
-runs with any attention backend. The protected tail (question-aware mode) is kept as is. specs/kv-baselines.md.
+runs with any attention backend. The protected tail (question-aware mode) is kept as is. docs/kv-baselines.md.
 """
 from __future__ import annotations
 

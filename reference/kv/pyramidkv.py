@@ -7,7 +7,7 @@ layers is the same as SnapKV's. Schedule read from the official code (Zefan-Cai/
 smallest, beta = 20; when largest would exceed the prefix (`q_len - window`), largest = prefix and smallest =
 2 * base - largest, which keeps the mean. We round with the largest-remainder rule so the total is exact (the
 official code floors the step, which loses a few tokens). Selection within a layer is SnapKV's (observation window,
-pooling, window always kept, so a layer never keeps fewer tokens than its window). specs/kv-baselines.md.
+pooling, window always kept, so a layer never keeps fewer tokens than its window). docs/kv-baselines.md.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Scores shared by attention-guided methods (H2O, SnapKV, PyramidKV, TOVA): attention mass per token.
 
-kvpress convention (specs/kv-baselines.md): score per KV head, averaging the scores of the query heads that share
+kvpress convention (docs/kv-baselines.md): score per KV head, averaging the scores of the query heads that share
 it. Scores are computed in at least float32 (a bf16 model's probabilities summed over thousands of queries in bf16
 would round away the differences the ranking needs); float64 inputs stay float64.
 """

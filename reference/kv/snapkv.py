@@ -9,7 +9,7 @@ window 32, kernel_size 5, avgpool (F.avg_pool1d defaults, so padded zeros count)
 The softmax of a window query runs over every key it sees (the window included); only prefix columns are scored.
 In question-aware mode (`layer.protected > 0`) the observation window is the question, which is kept as the
 protected tail; otherwise the window is the last `window` context tokens and counts in the budget (so a budget
-smaller than the window still keeps the whole window). specs/kv-baselines.md.
+smaller than the window still keeps the whole window). docs/kv-baselines.md.
 """
 from __future__ import annotations
 

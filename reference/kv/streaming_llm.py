@@ -2,7 +2,7 @@
 
 Keeps the first `sink_tokens` context tokens ("attention sinks", 4 in the paper) and the most recent
 `budget - sink_tokens` context tokens (the window is derived from the budget); everything in between is evicted.
-In question-aware mode the question follows as the protected tail. specs/kv-baselines.md.
+In question-aware mode the question follows as the protected tail. docs/kv-baselines.md.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Tokens are ranked by the attention weight of the current (last) query averaged over all heads of the layer
 (Sec. 3: one ranking per layer, so every head keeps the same tokens). The paper evicts one token per decoding step; following kvpress
 we apply the policy once after prefill, keeping the top `budget` tokens. In question-aware mode the last query is
-the question's last token. specs/kv-baselines.md.
+the question's last token. docs/kv-baselines.md.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import torch
 
 from reference.ops.attention import attend, check_attention_inputs
 from reference.ops.checks import check_finite, check_lengths, finite_checks_enabled, positions_below
-from reference.registry import OpSpec, register_op
+from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
 def check_decode_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor,
@@ -58,7 +58,7 @@ def _cases(profile: str):
 
     Each sequence's length is Lq plus its own random extra, so lengths differ within a batch and are rarely block
     multiples; Lmax adds 0..pad positions of padding beyond the longest sequence (0 at times: no padding at all).
-    "ci": B 1..3, Hkv 1..2, group 1..4, D in {16, 32, 64}, lengths up to ~300. "gpu": LLaMA-3-8B and SmolLM2 heads,
+    "ci": B 1..3, Hkv 1..2, group 1..4, D in HEAD_DIMS up to 64 (odd sizes too), lengths up to ~300. "gpu": LLaMA-3-8B and SmolLM2 heads,
     lengths up to 16k, B 1..8.
     """
     from hypothesis import strategies as st
@@ -76,7 +76,7 @@ def _cases(profile: str):
             kv_heads, group, head_dim = draw(st.sampled_from(_GPU_HEADS))
         else:
             kv_heads, group = draw(st.integers(1, 2)), draw(st.integers(1, 4))
-            head_dim = draw(st.sampled_from([16, 32, 64]))
+            head_dim = draw(st.sampled_from(HEAD_DIMS))
         return {
             "batch": batch,
             "kv_heads": kv_heads,

@@ -1,6 +1,6 @@
 """FourierAttention ops: project a span onto a truncated real DFT, reconstruct it, attend over the compressed cache.
 
-FourierAttention (Liu et al., arXiv 2506.11886, sec. 3; facts in specs/fourier-attention.md, "Basis"): the middle
+FourierAttention (Liu et al., arXiv 2506.11886, sec. 3; facts in docs/fourier-attention.md): the middle
 span of a long-context-insensitive channel is projected onto N frequencies of a real DFT with period T,
 
     c_cos[n] = sum_t x_t cos(2 pi n t / T),   c_sin[n] = sum_t x_t sin(2 pi n t / T),     n < N     (compress)
@@ -27,7 +27,7 @@ import torch
 
 from reference.ops.attention import attend
 from reference.ops.checks import check_finite, check_gqa, check_int, check_like, check_scale, check_tensor
-from reference.registry import OpSpec, register_op
+from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
 # ---------------------------------------------------------------- the basis
@@ -334,7 +334,7 @@ def _decode_cases(profile: str):
             "batch": draw(st.integers(1, 2)),
             "kv_heads": 8 if big else draw(st.integers(1, 2)),
             "group": 4 if big else draw(st.integers(1, 3)),
-            "head_dim": 128 if big else draw(st.sampled_from([8, 16, 32])),
+            "head_dim": 128 if big else draw(st.sampled_from(HEAD_DIMS[:-2])),
             "q_len": q_len,
             "n_init": draw(st.integers(0, 4)),
             "n_local": q_len + draw(st.integers(0, 1020 if big else 40)),

@@ -1,7 +1,7 @@
 """The streaming update of FourierAttention coefficients: tokens entering the middle span add their projection.
 
-FourierAttention (Liu et al., arXiv 2506.11886; specs/fourier-attention.md, "Basis"): "Decode: the token leaving
-the window adds x cos(2 pi t n / T), x sin(2 pi t n / T) at its position t". For tokens x [B, n, C] entering at
+FourierAttention (Liu et al., arXiv 2506.11886; docs/fourier-attention.md): while decoding, each token that
+leaves the local window is projected at its own phase t and added to the coefficients. For tokens x [B, n, C] entering at
 span phases start .. start + n - 1 (start = the middle's length before them; reference/kv/fourier.py,
 `FourierSpan.push`):
 

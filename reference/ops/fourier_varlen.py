@@ -1,6 +1,6 @@
 """FourierAttention decode over a batch of sequences of different lengths (padded tensors + per-sequence lengths).
 
-FourierAttention (Liu et al., arXiv 2506.11886; specs/fourier-attention.md, "Token layout"): each sequence of a
+FourierAttention (Liu et al., arXiv 2506.11886; docs/fourier-attention.md): each sequence of a
 serving batch has its own prompt length, so its own local window fill, middle length and period (the middle's
 capacity T). The layout is `fourier_decode_attention`'s, padded along the token axes:
 
@@ -20,7 +20,7 @@ import torch
 from reference.ops.checks import (check_finite, check_int, check_lengths, check_scale, finite_checks_enabled,
                                   positions_below)
 from reference.ops.fourier import check_cache_layout, fourier_decode_attention
-from reference.registry import OpSpec, register_op
+from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
 def check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init,
@@ -89,7 +89,7 @@ def _varlen_cases(profile: str):
             "batch": batch,
             "kv_heads": 8 if big else draw(st.integers(1, 2)),
             "group": 4 if big else draw(st.integers(1, 3)),
-            "head_dim": 128 if big else draw(st.sampled_from([8, 16, 32])),
+            "head_dim": 128 if big else draw(st.sampled_from(HEAD_DIMS[:-2])),
             "q_len": q_len,
             "n_init": draw(st.integers(0, 4)),
             "n_locals": [q_len + draw(st.integers(0, 1020 if big else 30)) for _ in range(batch)],

@@ -3,8 +3,7 @@
     keys(b)   = cat(k_cache[b, :, kept_idx[b]], k_block[b])          (values likewise)
     out[b]    = softmax(q[b] keys(b)^T * scale) values(b)             (bidirectional: no mask)
 
-Sparse-dLLM (Song et al., arXiv 2508.02558; facts in /work/shared/specs/sparse-dllm.md, "Sparse-dLLM (as in the
-official code)"): from step 2 of a block on, only the block's tokens are run, and each layer attends them to
+Sparse-dLLM (Song et al., arXiv 2508.02558; facts in docs/sparse-dllm.md): from step 2 of a block on, only the block's tokens are run, and each layer attends them to
 `cat(kept K, block K)` / `cat(kept V, block V)`, non-causal; the kept cache is fixed for the block while the block's
 own K/V are recomputed every step.
 
@@ -22,7 +21,7 @@ import torch
 
 from reference.ops.attention import attend
 from reference.ops.checks import check_finite, check_gqa, check_like, check_scale, check_tensor, finite_checks_enabled
-from reference.registry import OpSpec, register_op
+from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
 def check_sparse_block_attention_inputs(q: torch.Tensor, k_block: torch.Tensor, v_block: torch.Tensor,
@@ -107,7 +106,7 @@ _GPU_HEADS = ((32, 1, 128), (8, 4, 128))
 def _cases(profile: str):
     """Hypothesis strategy of cases (plain values, replayable).
 
-    "ci": B 1..2, Hkv 1..2, group 1..3, D in {16, 32, 64}, Lb 1..40, S 0..300, kept None or K in 0..S positions.
+    "ci": B 1..2, Hkv 1..2, group 1..3, D in HEAD_DIMS up to 64, Lb 1..40, S 0..300, kept None or K in 0..S positions.
     "gpu": LLaDA-8B and GQA heads, Lb 32 (the paper's block_len), S up to 16384, kept None or K in 0..S.
     `kept` is the number of kept positions (None: every one); make_inputs draws which, in random order.
     """
@@ -121,7 +120,7 @@ def _cases(profile: str):
             kv_heads, group, head_dim = draw(st.sampled_from(_GPU_HEADS))
         else:
             kv_heads, group = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-            head_dim = draw(st.sampled_from([16, 32, 64]))
+            head_dim = draw(st.sampled_from(HEAD_DIMS[:-1]))
         cache_len = draw(st.integers(0, 16384 if big else 300))
         return {
             "batch": draw(st.integers(1, 2)),

@@ -1,6 +1,6 @@
 """Accuracy smoke test on the embedded model: the full cache retrieves every needle at 1k tokens.
 
-specs/evaluation.md: in completion form SmolLM2-135M-Instruct retrieves the passkey from ~0.3k to ~7k tokens.
+docs/evaluation.md: in completion form the embedded SmolLM2-135M-Instruct retrieves the passkey at these lengths.
 """
 from __future__ import annotations
 

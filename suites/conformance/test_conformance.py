@@ -1,4 +1,4 @@
-"""Every registered implementation of every op against its reference (DESIGN.md, "Conformance rule").
+"""Every registered implementation of every op against its reference (docs/conformance.md).
 
 Parametrized from the registry: a new op or kernel is picked up without editing this file.
 `pytest suites/conformance --impl my_pkg.my_mod:my_fn [--op attention] [--results DIR]` checks a user's function the

@@ -1,7 +1,7 @@
 """Every registered Triton implementation against its op's reference on the GPU, in bf16, fp16 and fp32.
 
 The CPU tier checks Triton kernels under TRITON_INTERPRET=1 in fp16/fp32 only (bf16 `tl.dot` is wrong in the
-interpreter: DESIGN.md); this is where the compiled kernels and bf16 are checked, with the `gpu` input profile
+interpreter: docs/design.md); this is where the compiled kernels and bf16 are checked, with the `gpu` input profile
 (LLaMA-3-8B/SmolLM2 heads, long caches). Examples per dtype: the profile's 200, or GPU_CONFORM_EXAMPLES.
 Run with `pytest -m gpu suites/conformance`. With LONGCTX_RESULTS=DIR set (ci/gpu.sh sets it) each kernel's
 report, and its speed against the reference and the copy roofline, go into DIR/conformance.jsonl exactly as

@@ -159,7 +159,7 @@ def test_bad_arguments_name_themselves():
 
 
 def test_triton_kernels_skip_bf16_only_off_the_gpu(monkeypatch):
-    # DESIGN.md's interpreter trap: bf16 tl.dot is wrong under TRITON_INTERPRET=1, so no bf16 for Triton on CPU.
+    # The interpreter trap (docs/design.md, "Test tiers"): bf16 tl.dot is wrong under TRITON_INTERPRET=1, so no bf16 for Triton on CPU.
     mod = types.ModuleType("fake_user_kernels")
     mod.triton = types.ModuleType("triton")
     exec("def kernel(q, k, v, causal=True, scale=None):\n    return q", mod.__dict__)

@@ -4,7 +4,7 @@ test_conformance.py checks every registered kernel against the references on dra
 bad calls raise errors naming the argument, that the references mean what their docstrings say (a naive loop for the
 saliency, dense attention over cat(cache, block), invariance to the order of kept_idx), and the kernels' edge cases:
 keep = 0 and keep = S, ties, empty caches, every split count, row blocks, strided inputs, `out=`.
-Spec: /work/shared/specs/sparse-dllm.md; Song et al., arXiv 2508.02558.
+Spec: docs/sparse-dllm.md; Song et al., arXiv 2508.02558.
 """
 from __future__ import annotations
 

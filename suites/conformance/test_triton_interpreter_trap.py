@@ -1,4 +1,4 @@
-"""Known trap (DESIGN.md, "Test tiers"): under TRITON_INTERPRET=1, `tl.dot` on bfloat16 operands returns garbage.
+"""Known trap (docs/testing.md): under TRITON_INTERPRET=1, `tl.dot` on bfloat16 operands returns garbage.
 
 Observed here with triton 3.9 on CPU: relative error ~3e9 on a 64x64 bf16 product, while fp32 and fp16 are right
 to ~3e-7. So interpreter conformance checks fp32 and fp16 only (harness.conformance.default_dtypes) and bf16

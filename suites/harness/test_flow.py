@@ -1,7 +1,7 @@
 """The model integration: compressed caches inside a real transformers model give the right logits.
 
 The question is a multi-token chunk appended after compression; its mask must be built for the kept length and
-its positions counted from the true length (DESIGN.md). We check our flow against the stock model run on the
+its positions counted from the true length (docs/design.md). We check our flow against the stock model run on the
 whole sequence with an explicit 4-D mask that hides the evicted context tokens from the question.
 """
 from __future__ import annotations

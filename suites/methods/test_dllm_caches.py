@@ -1,4 +1,4 @@
-"""Properties of the dLLM caching strategies (reference/dllm): DESIGN.md "Method properties worth testing".
+"""Properties of the dLLM caching strategies (reference/dllm): docs/design.md, "Method properties the suites check".
 
 - keep_ratio 1 equals vanilla token for token where the cache is exact: in a one-layer model the out-of-block
   K/V depend only on token ids, so every cache (Sparse-dLLM, Fast-dLLM prefix/dual, dLLM-Cache recomputing every

@@ -1,4 +1,4 @@
-"""Properties of the token-eviction methods (DESIGN.md, "Method properties worth testing"; specs/kv-baselines.md).
+"""Properties of the token-eviction methods (docs/design.md, "Method properties the suites check"; docs/kv-baselines.md).
 
 Kept sets are recovered from the state itself (each kept key is a row of the prefill's keys), then checked against
 budgets, position order, the protected tail, scores recomputed independently in float64, planted signals, and

@@ -8,8 +8,8 @@ dtype. An implementation passes the case when
 with atol float32 1e-5, float16 1e-3, bfloat16 1e-2. Source: flash-attention's tests (tests/test_flash_attn.py,
 and the Hopper tests) accept a kernel whose error is at most a small multiple of the error of the same
 reference run in the same dtype, plus a floor at the dtype's rounding scale; we make the multiple 2 and the
-floor explicit. It must also write every output element (an `out` argument is poisoned with NaN before the
-call), return no NaN/inf where the oracle is finite, leave its inputs untouched (they are cloned and compared,
+floor explicit. It must also write every output element (an `out` argument, a view into a wider buffer, is
+poisoned with NaN before the call) and nothing outside it (the buffer's margin holds a sentinel), return no NaN/inf where the oracle is finite, leave its inputs untouched (they are cloned and compared,
 KernelBench/GPU MODE's guard against gamed kernels), and return discrete outputs (top-k index sets) that are a
 top-k of the oracle's scores up to ties. Each failure names the property, counts the mismatches and shows the
 first indices (GPU MODE's verbose_allclose), and prints a `check_case(...)` call that replays it.
@@ -30,7 +30,9 @@ import torch
 from reference.registry import accepts_out, check_signature, get_impl, get_op, implementations
 
 ATOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
-PROPERTIES = ("signature", "raises", "shape", "dtype", "unwritten", "nan", "tolerance", "discrete", "mutated_input")
+PROPERTIES = ("signature", "raises", "shape", "dtype", "unwritten", "wrote_outside", "nan", "tolerance", "discrete",
+              "mutated_input")
+OUT_MARGIN, SENTINEL = 3, -7777.0  # `out` is a view into a buffer this much wider, its margin holding the sentinel
 FIRST = 5  # how many failing indices a message shows
 
 
@@ -149,15 +151,27 @@ def check_case(op_name: str, impl_fn: Callable[..., Any], case: dict, dtype: tor
     oracle = _as_tuple(spec.reference(**_cast(_clone(inputs), spec.float_inputs, torch.float64)))
     baseline = _as_tuple(spec.reference(**_clone(inputs)))
     kwargs = _clone(inputs)  # the impl gets its own copies; `inputs` stays pristine for the mutation check
-    out = None
+    out = margin = None
     if accepts_out(impl_fn) and len(oracle) == 1 and baseline[0].is_floating_point():
-        out = torch.full_like(baseline[0], float("nan"))  # poison: any element left NaN was never written
+        # `out` is a strided view into a wider buffer (as a caller's slice of a larger tensor would be): any element
+        # left NaN was never written, and a kernel whose stores leave the view (a mask like `d <= D`) overwrites
+        # the sentinel in the margin, the caller's neighbouring data.
+        shape = baseline[0].shape
+        buffer = torch.full((*shape[:-1], shape[-1] + OUT_MARGIN), SENTINEL, dtype=baseline[0].dtype,
+                            device=baseline[0].device)
+        out, margin = buffer[..., :shape[-1]], buffer[..., shape[-1]:]
+        out.fill_(float("nan"))
         kwargs["out"] = out
     try:
         got = impl_fn(**kwargs)
     except Exception as exc:  # noqa: BLE001 - whatever a kernel raises is a failure to report
         return fail("raises", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}")
     got = (out,) if got is None and out is not None else _as_tuple(got)
+    if margin is not None and not bool((margin == torch.full_like(margin, SENTINEL)).all()):
+        touched = margin != torch.full_like(margin, SENTINEL)
+        return fail("wrote_outside", f"{int(touched.sum())} elements outside `out` (in the {OUT_MARGIN} elements past "
+                    f"its last dimension, a caller's neighbouring data) were overwritten; first at {_where(touched)}",
+                    int(touched.sum()), _where(touched))
 
     for name, value in inputs.items():
         if isinstance(value, torch.Tensor) and not torch.equal(value, kwargs[name]):

@@ -42,6 +42,14 @@ def ignores_out(q, k, v, causal=True, scale=None, out=None):
     return attention_torch(q, k, v, causal, scale)
 
 
+def stores_past_out(q, k, v, causal=True, scale=None, out=None):
+    # The right values, plus the classic store-mask bug (`d <= D` for `d < D`): one element past each row of out.
+    out.copy_(attention_torch(q, k, v, causal, scale))
+    wide = out.as_strided((*out.shape[:-1], out.shape[-1] + 1), out.stride(), out.storage_offset())
+    wide[..., -1] = 0.0
+    return out
+
+
 def wrong_gqa_mapping(q, k, v, causal=True, scale=None):
     # Query head h reads KV head h % Hkv instead of h // group: right only when Hkv == 1 or group == 1.
     group = q.shape[1] // k.shape[1]
@@ -85,6 +93,7 @@ def missing_arg(q, k, causal=True):
 
 BROKEN = [
     (wrong_scale, "tolerance"), (last_rows_unwritten, "unwritten"), (ignores_out, "unwritten"),
+    (stores_past_out, "wrote_outside"),
     (wrong_gqa_mapping, "tolerance"),
     (top_left_causal, "tolerance"), (returns_nan, "nan"), (mutates_input, "mutated_input"), (raises, "raises"),
     (wrong_shape, "shape"), (wrong_dtype, "dtype"), (missing_arg, "signature"),

@@ -2,7 +2,7 @@
 
 Tokens per step with i.i.d. acceptance a and draft length g (Leviathan et al. 2023, arXiv 2211.17192, eq. 1):
     E[tokens] = (1 - a^(g+1)) / (1 - a)
-LAPS-SD's run-time estimate (arXiv 2505.17074; specs/laps-sd.md), linear in the acceptance rate A:
+LAPS-SD's run-time estimate (arXiv 2505.17074; docs/scheduling.md), linear in the acceptance rate A:
     T = L (g T_ssm + T_llm) / (g A + 1)
 
 Step time of a batch: t_step(b, C) = t_draft(b, C) + t_verify(b, C), each fitted (least squares, non-negative)

@@ -4,7 +4,7 @@ Each request takes a real trace (fixtures/scheduling/traces_*.jsonl, drawn with 
 (and prompt length) is either the trace's own ("traces": exact replay, as the real serving loop will decode it)
 or drawn from a published length distribution (fixtures/scheduling/output_lengths.json, sources cited there). A request longer
 than its trace keeps decoding with the acceptance of the trace's second half, cycled: acceptance drifts early
-and settles (specs/laps-sd.md), so the settled part is the one to extend. The length predictor that
+and settles (docs/scheduling.md), so the settled part is the one to extend. The length predictor that
 `sjf_predicted` and `laps_sd` read is the true length times exp(sigma z), z ~ N(0, 1), sigma = predictor_error;
 each request also carries its own draw `late_z` for the re-prediction at the perceptible moment (predictor.py).
 

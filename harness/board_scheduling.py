@@ -111,16 +111,17 @@ def laps_comparison(points: dict[tuple, dict]) -> list[dict]:
     return rows
 
 
-def _is_laps_like(method: str) -> bool:
-    return method == LAPS or method.startswith(LAPS + "(") or method == "srpt_len_late"
+def _is_paired_row(method: str) -> bool:
+    return method in (LAPS, "srpt_len_late", ORACLE) or method.startswith(LAPS + "(")
 
 
 def paired_ratios(points: dict[tuple, dict]) -> list[dict]:
-    """Per rate and LAPS-SD-like method (laps_sd, its sweep variants, srpt_len_late): its mean latency over each
-    reference's (PAIRED_REFS), seed by seed (same requests), as 100 (ratio - 1): mean and 95% t-interval over the
-    paired seeds. Negative: lower latency than the reference."""
+    """Per rate and LAPS-SD-like method (laps_sd, its sweep variants, srpt_len_late) and the SRPT oracle (the bound:
+    how far below a baseline any policy can get): its mean latency over each reference's (PAIRED_REFS), seed by
+    seed (same requests), as 100 (ratio - 1): mean and 95% t-interval over the paired seeds. Negative: lower
+    latency than the reference."""
     rows = []
-    for rate, method in sorted((k for k in points if _is_laps_like(k[1])), key=lambda k: (k[0], _policy_order(k[1]))):
+    for rate, method in sorted((k for k in points if _is_paired_row(k[1])), key=lambda k: (k[0], _policy_order(k[1]))):
         mine = points[(rate, method)]["by_seed"]
         row = {"rate": rate, "method": method, "refs": {}, "seeds": 0}
         for ref in PAIRED_REFS:
@@ -245,7 +246,8 @@ def _workload_sections(board, groups: dict[tuple, dict], md: list[str], hp: list
         paired = paired_ratios(points)
         if paired:
             _text(md, hp, "Paired ratios: each LAPS-SD-like policy's mean latency over the reference's on the same "
-                          "requests (seed by seed), as % change; mean [95% t-interval] over the paired seeds.")
+                          "requests (seed by seed), as % change; mean [95% t-interval] over the paired seeds. The "
+                          f"{ORACLE} row is the bound: no policy gets further below a baseline than the oracle does.")
             _table(md, hp, ["rate req/s", "policy", *(f"vs {ref} %" for ref in PAIRED_REFS), "paired seeds"],
                    [[f"{p['rate']:g}", p["method"], *(_pct_ci(p["refs"].get(ref)) for ref in PAIRED_REFS), p["seeds"]]
                     for p in paired])

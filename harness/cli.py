@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--n-requests", type=argtypes.integer(), default=None, help="requests per cell (default: sim 300, real 10)")
     sched.add_argument("--mode", default="sim", choices=("sim", "real"), help="simulate, or really serve with the embedded model")
     sched.add_argument("--no-sweep", action="store_true", help="skip the LAPS-SD parameter sweep")
+    sched.add_argument("--max-batch", type=argtypes.integer(), default=1, help="real mode: requests per iteration (continuous batching when > 1)")
 
     dllm = run.add_argument_group("--suite dllm (masked-diffusion decoding: Sparse-dLLM and baselines on our trained dLLM; "
                                   "--methods, --lengths, --tasks, --impl apply)")
@@ -235,7 +236,8 @@ def cmd_run_scheduling(args) -> int:
         from harness.serve_real import RealConfig, run_real
 
         config = RealConfig(policies=tuple(args.policies or ()), rates=tuple(args.rates or ()),
-                            n_requests=10 if args.n_requests is None else args.n_requests, seed=args.seed, results=args.results, rerun=args.rerun)
+                            n_requests=10 if args.n_requests is None else args.n_requests, seed=args.seed, results=args.results, rerun=args.rerun,
+                            max_batch=args.max_batch)
         summary = run_real(config, progress=not args.no_progress, executor=_executor(args))
     else:
         from harness.run_scheduling import SchedConfig, run_scheduling

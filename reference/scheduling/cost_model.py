@@ -30,7 +30,7 @@ def expected_tokens(acceptance: float, draft_len: int) -> float:
 
 
 def _nnls(features: torch.Tensor, target: torch.Tensor) -> list[float]:
-    """Least squares with non-negative coefficients: drop the most negative one and refit (3 features at most).
+    """Least squares with non-negative coefficients: drop the most negative one and refit (a few features).
 
     Coefficients are rounded to 12 significant digits: LAPACK's reductions differ in the last bits with the
     number of threads it gets (a loaded machine, a Ray worker), and a simulation must not depend on that.
@@ -111,6 +111,23 @@ class SpecCostModel:
         else:
             p = [0.0, 0.0]
         return cls(draft_len, coef("draft_ms"), coef("verify_ms"), (p[0], p[1]), device)
+
+    @classmethod
+    def fit_iterations(cls, iterations: list[dict], draft_len: int, device: str = "cpu") -> "SpecCostModel":
+        """Fit to whole serving iterations [{"batch", "context", "prefill_tokens", "seconds"}] (context: the batch's
+        total tokens; prefill_tokens: tokens prefilled in that iteration): seconds = alpha + beta * batch + gamma *
+        context + rho * prefill_tokens (non-negative least squares), which is the simulator's iteration time with
+        the draft folded into the step. For a serving loop's own record of what its iterations cost."""
+        if not iterations:
+            raise ValueError("iterations must hold at least one measured iteration")
+        for it in iterations:
+            for key in ("batch", "context", "prefill_tokens", "seconds"):
+                if key not in it or not it[key] >= 0:
+                    raise ValueError(f"iteration {it!r}: field {key!r} missing or negative")
+        cols = [[1.0, float(it["batch"]), float(it["context"]), float(it["prefill_tokens"])] for it in iterations]
+        c = _nnls(torch.tensor(cols, dtype=torch.float64),
+                  torch.tensor([float(it["seconds"]) for it in iterations], dtype=torch.float64))
+        return cls(draft_len, (0.0, 0.0, 0.0), (c[0], c[1], c[2]), (0.0, c[3]), device)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SpecCostModel":

@@ -277,18 +277,26 @@ class SpecSession:
             raise RuntimeError("step() called on a finished session (check .done)")
         self.prefill()
         t0 = time.perf_counter()
-        draft = self._propose()
+        draft = self.propose()
         t1 = time.perf_counter()
-        n = len(self.ids)
         logits = self.engine.forward(self.engine.tensor(self.ids[-1:] + draft), self._target_cache)
         target = logits[0].argmax(-1).tolist()  # target[i]: the target's token after ids + draft[:i]
+        return self.commit(draft, target, t1 - t0, time.perf_counter() - t1)
+
+    def propose(self) -> list[int]:
+        """The draft's next proposal (at most draft_len tokens; prompt lookup may propose fewer)."""
+        return self._propose()
+
+    def commit(self, draft: list[int], target: list[int], draft_s: float, verify_s: float) -> StepRecord:
+        """Accept the longest prefix of `draft` equal to `target` (the target's argmax after ids + draft[:i], the
+        target cache already holding ids + draft), crop the caches to it, append the target's own next token."""
+        n = len(self.ids)
         accepted = 0
         while accepted < len(draft) and draft[accepted] == target[accepted]:
             accepted += 1
         _crop(self._target_cache, n + accepted)
         if self._draft_cache is not None:
             _crop(self._draft_cache, n + accepted)
-        t2 = time.perf_counter()
         tokens = draft[:accepted] + [target[accepted]]
         tokens = tokens[:self.max_new_tokens - len(self.output_ids)]
         for i, tok in enumerate(tokens):
@@ -299,7 +307,7 @@ class SpecSession:
         self.ids += tokens
         self.output_ids += tokens
         self.done = self.done or len(self.output_ids) >= self.max_new_tokens
-        record = StepRecord(accepted, tokens, t1 - t0, t2 - t1)
+        record = StepRecord(accepted, tokens, draft_s, verify_s)
         self.records.append(record)
         return record
 

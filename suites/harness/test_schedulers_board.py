@@ -84,7 +84,7 @@ def test_tables_hold_every_policy_and_rate_and_the_laps_reduction():
         assert header[:3] == ["rate req/s", "policy", "mean s"] and header[-1] == "mean s 95% CI"
         assert all(r[-1] == "—" for r in rows)  # one seed: no interval
         assert [(r[0], r[1]) for r in paired[1:]] == [(f"{rate:g}", m) for rate in RATES
-                                                      for m in ("srpt_len_late", "laps_sd")]
+                                                      for m in ("srpt_len_late", "laps_sd", "srpt_oracle")]
         assert {(r[0], r[1]) for r in rows} == {(f"{rate:g}", m) for rate in RATES for m in POLICIES}
         for r in rows:
             v = values[(task, float(r[0]), r[1])]

@@ -17,13 +17,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tabulate import tabulate
 
+from harness.stats import t_interval
 from harness.store import newest_records
 
 if TYPE_CHECKING:
     from harness.leaderboard import Board
 
-POLICIES = ("fcfs", "sjf_predicted", "las_mlfq", "laps_sd", "srpt_oracle")
+POLICIES = ("fcfs", "sjf_predicted", "las_mlfq", "srpt_len_late", "laps_sd", "srpt_oracle")
 BASELINES = ("fcfs", "sjf_predicted", "las_mlfq")  # non-clairvoyant: the ones LAPS-SD must beat
+PAIRED_REFS = ("fcfs", "sjf_predicted", "las_mlfq", "srpt_oracle")  # columns of the paired-ratio table
+# What each workload's acceptance comes from (params["acceptance"]); the board says it in every heading.
+ACCEPTANCE_LABELS = {
+    "ngram-traces": "measured n-gram prompt-lookup traces (SmolLM2): 81% of steps accept no draft token, about half "
+                    "propose none; not a small draft model as in the paper",
+    "draft-model": "parametric, small-draft-model-like (Beta(4, 2) rates, geometric accepted tokens, early drift)",
+    "mixed-tasks": "parametric, two prompt kinds (Beta(9, 1.5) code-like and Beta(2, 3) chat-like rates, early drift)",
+}
 ORACLE = "srpt_oracle"
 LAPS = "laps_sd"
 OVERHEAD_TASK = "decision-overhead"
@@ -63,6 +72,7 @@ def _points(records: list[dict]) -> dict[tuple, dict]:
     A point averages each metric over the seeds measured and pools their per-request latencies and TTFTs.
     """
     per_seed: dict[tuple, dict] = defaultdict(lambda: {"metrics": defaultdict(dict), "latencies": [], "ttfts": []})
+    # "by_seed": {seed: mean latency}, for the confidence intervals and the paired ratios
     for r in records:
         if r["impl"] != "sim" or r["task"] == OVERHEAD_TASK or r["metric"] not in LATENCY_METRICS:
             continue
@@ -78,7 +88,8 @@ def _points(records: list[dict]) -> dict[tuple, dict]:
         seeds = set().union(*(s.keys() for s in pt["metrics"].values()))
         groups[key][(rate, method)] = {
             "metrics": {m: sum(s.values()) / len(s) for m, s in pt["metrics"].items()},
-            "seeds": len(seeds), "latencies": pt["latencies"], "ttfts": pt["ttfts"]}
+            "seeds": len(seeds), "latencies": pt["latencies"], "ttfts": pt["ttfts"],
+            "by_seed": dict(pt["metrics"].get("mean_latency_s", {}))}
     return groups
 
 
@@ -98,6 +109,33 @@ def laps_comparison(points: dict[tuple, dict]) -> list[dict]:
             "reduction_pct": 100 * (mean[base] - laps) / mean[base] if base and mean[base] else None,
             "srpt_mean": srpt, "gap_pct": 100 * (laps - srpt) / srpt if srpt else None})
     return rows
+
+
+def _is_paired_row(method: str) -> bool:
+    return method in (LAPS, "srpt_len_late", ORACLE) or method.startswith(LAPS + "(")
+
+
+def paired_ratios(points: dict[tuple, dict]) -> list[dict]:
+    """Per rate and LAPS-SD-like method (laps_sd, its sweep variants, srpt_len_late) and the SRPT oracle (the bound:
+    how far below a baseline any policy can get): its mean latency over each reference's (PAIRED_REFS), seed by
+    seed (same requests), as 100 (ratio - 1): mean and 95% t-interval over the paired seeds. Negative: lower
+    latency than the reference."""
+    rows = []
+    for rate, method in sorted((k for k in points if _is_paired_row(k[1])), key=lambda k: (k[0], _policy_order(k[1]))):
+        mine = points[(rate, method)]["by_seed"]
+        row = {"rate": rate, "method": method, "refs": {}, "seeds": 0}
+        for ref in PAIRED_REFS:
+            theirs = points.get((rate, ref), {}).get("by_seed", {})
+            common = sorted(set(mine) & set(theirs), key=str)
+            if common and all(theirs[k] > 0 for k in common):
+                row["refs"][ref] = t_interval([100 * (mine[k] / theirs[k] - 1) for k in common])
+                row["seeds"] = max(row["seeds"], len(common))
+        rows.append(row)
+    return rows
+
+
+def _pct_ci(v: tuple[float, float, float] | None) -> str:
+    return "—" if v is None else f"{v[0]:+.1f} [{v[1]:+.1f}, {v[2]:+.1f}]"
 
 
 def _load_plot(points: dict[tuple, dict], title: str) -> bytes:
@@ -177,27 +215,42 @@ def _workload_sections(board, groups: dict[tuple, dict], md: list[str], hp: list
     for task, model, setting, proto in groups:
         protocols[(task, model, setting)].add(proto)
     headers = ["rate req/s", "policy", "mean s", "p50 s", "p99 s", "mean TTFT s", "p99 TTFT s",
-               "latency/token s", "throughput tok/s", "seeds"]
+               "latency/token s", "throughput tok/s", "seeds", "mean s 95% CI"]
     vs_headers = ["rate req/s", "best baseline", "its mean s", f"{LAPS} mean s", "LAPS-SD reduction %",
                   f"{ORACLE} mean s", "gap to SRPT %"]
     for n, ((task, model, setting, proto), points) in enumerate(sorted(groups.items())):
-        heading = f"{task}: trace {model}, {_setting_text(json.loads(setting))} (sim)"
+        setting_params = json.loads(setting)
+        heading = f"{task}: trace {model}, {_setting_text(setting_params)} (sim)"
         md.append(f"### {heading}\n")
         hp.append(f"<h3>{html.escape(heading)}</h3>")
+        acceptance = setting_params.get("acceptance")
+        _text(md, hp, f"Acceptance: {ACCEPTANCE_LABELS.get(acceptance, acceptance)}." if acceptance else
+              "Acceptance: the measured n-gram prompt-lookup traces (records from before the acceptance label).")
         if len(protocols[(task, model, setting)]) > 1:
             _warn(md, hp, "Warning: records of this workload were measured under different protocols; they are shown "
                           f"in separate tables and not compared. This table's protocol: `{proto}`")
         rows = []
         for rate, method in sorted(points, key=lambda k: (k[0], _policy_order(k[1]))):
             m = points[(rate, method)]["metrics"]
+            by_seed = points[(rate, method)]["by_seed"]
+            ci = t_interval(by_seed.values()) if len(by_seed) > 1 else None
             rows.append([f"{rate:g}", method, *(_fmt(m.get(k)) for k in LATENCY_METRICS[:6]),
-                         _fmt(m.get("throughput_tok_s"), ".1f"), points[(rate, method)]["seeds"]])
+                         _fmt(m.get("throughput_tok_s"), ".1f"), points[(rate, method)]["seeds"],
+                         "—" if ci is None else f"[{ci[1]:.4g}, {ci[2]:.4g}]"])
         _table(md, hp, headers, rows)
         vs = laps_comparison(points)
         if vs:
             _table(md, hp, vs_headers, [[f"{v['rate']:g}", v["baseline"] or "—", _fmt(v["baseline_mean"]),
                                          _fmt(v["laps_mean"]), _fmt(v["reduction_pct"], "+.1f"),
                                          _fmt(v["srpt_mean"]), _fmt(v["gap_pct"], "+.1f")] for v in vs])
+        paired = paired_ratios(points)
+        if paired:
+            _text(md, hp, "Paired ratios: each LAPS-SD-like policy's mean latency over the reference's on the same "
+                          "requests (seed by seed), as % change; mean [95% t-interval] over the paired seeds. The "
+                          f"{ORACLE} row is the bound: no policy gets further below a baseline than the oracle does.")
+            _table(md, hp, ["rate req/s", "policy", *(f"vs {ref} %" for ref in PAIRED_REFS), "paired seeds"],
+                   [[f"{p['rate']:g}", p["method"], *(_pct_ci(p["refs"].get(ref)) for ref in PAIRED_REFS), p["seeds"]]
+                    for p in paired])
         tag = f"sched_{n}"
         if any("mean_latency_s" in pt["metrics"] for pt in points.values()):
             name = f"{tag}_load.png"
@@ -291,11 +344,15 @@ def schedulers_board(records: list[dict]) -> Board | None:
              "requests per step); the policy picks which queued requests run each step. Sim tables replay the "
              "trace's measured acceptances in the discrete-event simulator, with step times from the cost model "
              "measured on `cost_device`. Latency: arrival to last token; TTFT: arrival to first token; latency/token: "
-             "each request's latency over its output tokens, averaged; values are means over seeds. LAPS-SD "
+             "each request's latency over its output tokens, averaged; values are means over seeds, with the 95% "
+             "Student-t interval of the mean latency over seeds; the paired-ratio tables compare policies seed by "
+             "seed on the same requests. LAPS-SD "
              f"reduction: how much lower LAPS-SD's mean latency is than the best (lowest) of the non-clairvoyant "
              f"baselines ({', '.join(BASELINES)}), in % of that baseline's; gap to SRPT: how much higher it is than "
              f"{ORACLE}'s (which knows every output length), in % of the oracle's. CDFs are at each workload's "
-             "highest rate.")
+             "highest rate, over the requests whose latencies the records keep (the first seed's). srpt_len_late is "
+             "SRPT on the line-13 re-predicted length without acceptance (the ablation of LAPS-SD's acceptance "
+             "awareness).")
     md, hp = [intro + "\n"], [f"<p>{html.escape(intro)}</p>"]
     _workload_sections(board, _points(recs), md, hp)
     _overhead_section(recs, md, hp)

@@ -89,12 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--max-length", type=argtypes.integer(), default=None, help="longbench: middle-truncate prompts to this many tokens (default: the model's limit)")
     sched = run.add_argument_group("--suite scheduling (speculative-decoding serving: LAPS-SD and baselines)")
     sched.add_argument("--policies", type=_list(str, "--policies"), default=None, help="comma-separated; default: all")
-    sched.add_argument("--workloads", type=_list(str, "--workloads"), default=None, help="paper-like, sharegpt (default: both)")
+    sched.add_argument("--workloads", type=_list(str, "--workloads"), default=None, help="paper-like, sharegpt, draft-sharegpt, draft-heavy, mixed-sharegpt (default: all)")
+    sched.add_argument("--seeds", type=_list(int, "--seeds"), default=None, help="sim: workload seeds, each a cell (default: 5 seeds from --seed)")
     sched.add_argument("--rates", type=_list(float, "--rates"), default=None, help="arrival rates, requests/s (default: --loads)")
     sched.add_argument("--loads", type=_list(float, "--loads"), default=(0.5, 0.7, 0.9), help="arrival rates as fractions of capacity")
     sched.add_argument("--n-requests", type=argtypes.integer(), default=None, help="requests per cell (default: sim 300, real 10)")
     sched.add_argument("--mode", default="sim", choices=("sim", "real"), help="simulate, or really serve with the embedded model")
     sched.add_argument("--no-sweep", action="store_true", help="skip the LAPS-SD parameter sweep")
+    sched.add_argument("--max-batch", type=argtypes.integer(), default=1, help="real mode: requests per iteration (continuous batching when > 1)")
 
     dllm = run.add_argument_group("--suite dllm (masked-diffusion decoding: Sparse-dLLM and baselines on our trained dLLM; "
                                   "--methods, --lengths, --tasks, --impl apply)")
@@ -268,14 +270,18 @@ def cmd_run_scheduling(args) -> int:
         from harness.serve_real import RealConfig, run_real
 
         config = RealConfig(policies=tuple(args.policies or ()), rates=tuple(args.rates or ()),
-                            n_requests=10 if args.n_requests is None else args.n_requests, seed=args.seed, results=args.results, rerun=args.rerun)
+                            n_requests=10 if args.n_requests is None else args.n_requests, seed=args.seed, results=args.results, rerun=args.rerun,
+                            max_batch=args.max_batch)
         summary = run_real(config, progress=not args.no_progress, executor=_executor(args))
     else:
         from harness.run_scheduling import SchedConfig, run_scheduling
 
-        config = SchedConfig(policies=tuple(args.policies or ()), workloads=tuple(args.workloads or ("paper-like", "sharegpt")),
+        from harness.run_scheduling import WORKLOADS
+
+        seeds = tuple(args.seeds) if args.seeds else tuple(range(args.seed, args.seed + 5))
+        config = SchedConfig(policies=tuple(args.policies or ()), workloads=tuple(args.workloads or WORKLOADS),
                              loads=tuple(args.loads), rates=tuple(args.rates or ()), n_requests=300 if args.n_requests is None else args.n_requests,
-                             seed=args.seed, sweep=not args.no_sweep, results=args.results, rerun=args.rerun)
+                             seeds=seeds, sweep=not args.no_sweep, results=args.results, rerun=args.rerun)
         summary = run_scheduling(config, progress=not args.no_progress, executor=_executor(args))
     print(summary["table"])
     print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")

@@ -1,14 +1,20 @@
-"""The scheduling suite: policies x workloads x arrival rates in the simulator (or the real serving loop), and
-each policy's decision overhead, into the results store (results/scheduling.jsonl). Resumable: a cell already in
-the store is skipped.
+"""The scheduling suite: policies x workloads x arrival rates x seeds in the simulator (or the real serving loop),
+and each policy's decision overhead, into the results store (results/scheduling.jsonl). Resumable: a cell (one
+seed of one policy, workload and rate) already in the store is skipped.
 
-Workloads (WORKLOADS): "paper-like" replays our real SmolLM2 acceptance traces with their own output lengths at
-batch size 1 (the paper's analysis setting, arXiv 2505.17074 sec. 3; its prompt sets mix chat and code, as ours
-do); "sharegpt" draws ShareGPT-like lengths (fixtures/scheduling/output_lengths.json) and serves them with
-continuous batching on the H100 cost model (16 requests, a 4096-token budget, 32k tokens of KV, recompute
-preemption; the CPU cost model when fixtures/scheduling/step_times_h100.json is absent). Rates: either
-absolute (requests/s) or fractions of the server's capacity (`loads`), the capacity being max_batch over the mean
-time a request keeps a full batch's slot busy.
+Workloads (WORKLOADS), each with its acceptance source named in its records (`params["acceptance"]`):
+- "paper-like": our SmolLM2 acceptance traces with their own output lengths at batch size 1 (the paper's analysis
+  setting, arXiv 2505.17074 sec. 3; its prompt sets mix chat and code, as ours do). The traces come from n-gram
+  prompt-lookup drafting (no proposal on about half the steps), not from a small draft model as in the paper;
+- "sharegpt": the same n-gram traces with ShareGPT-like lengths (fixtures/scheduling/output_lengths.json),
+  continuous batching on the H100 cost model (16 requests, a 4096-token budget, 32k tokens of KV, recompute
+  preemption; the CPU cost model when fixtures/scheduling/step_times_h100.json is absent);
+- "draft-sharegpt", "draft-heavy", "mixed-sharegpt": parametric acceptance (reference/scheduling/acceptance.py:
+  per-request Beta rates, geometric accepted tokens, early drift) for a small-draft-model regime, with
+  ShareGPT-like or heavy-tailed lengths, batch size 1 on the H100 cost model with its measured draft cost.
+Rates: either absolute (requests/s) or fractions of the server's capacity (`loads`), the capacity being max_batch
+over the mean time a request keeps a full batch's slot busy, measured on seed 0's requests so that every seed of a
+load runs at the same rate (the board pairs seeds).
 """
 from __future__ import annotations
 
@@ -31,13 +37,23 @@ from reference.scheduling.workload import FIXTURES, Request, WorkloadSpec, make_
 SUITE = "scheduling"
 TRACES = FIXTURES / "traces_smollm2_cpu.jsonl"
 COST_FILES = {"cpu": FIXTURES / "step_times_cpu.json", "cuda": FIXTURES / "step_times_h100.json"}
+NGRAM = "ngram-traces"  # params["acceptance"] of the measured n-gram prompt-lookup traces
 WORKLOADS = {
-    "paper-like": dict(lengths="traces", server=ServerConfig(max_batch=1, token_budget=4096), cost="cpu"),
-    "sharegpt": dict(lengths="sharegpt", server=ServerConfig(max_batch=16, token_budget=4096, kv_capacity=32768),
-                     cost="cuda"),
+    "paper-like": dict(lengths="traces", acceptance=NGRAM, server=ServerConfig(max_batch=1, token_budget=4096),
+                       cost="cpu"),
+    "sharegpt": dict(lengths="sharegpt", acceptance=NGRAM,
+                     server=ServerConfig(max_batch=16, token_budget=4096, kv_capacity=32768), cost="cuda"),
+    "draft-sharegpt": dict(lengths="sharegpt", acceptance="draft-model", server=ServerConfig(max_batch=1),
+                           cost="cuda-draft"),
+    "draft-heavy": dict(lengths="heavy", acceptance="draft-model", server=ServerConfig(max_batch=1), cost="cuda-draft"),
+    "mixed-sharegpt": dict(lengths="sharegpt", acceptance="mixed-tasks", server=ServerConfig(max_batch=1),
+                           cost="cuda-draft"),
 }
-# LAPS-SD settings the paper leaves open, swept beside the defaults (reported as extra policy rows).
-LAPS_SWEEP = ({"levels": 1}, {"min_steps": 2, "window": 1}, {"tol": 0.2})
+# LAPS-SD settings the paper leaves open, swept beside the defaults (reported as extra policy rows): where
+# perceptible requests live, an eager stability test, and line 13 off or with a predictor as poor as the arrival one.
+LAPS_SWEEP = ({"perceptible_queue": "demote"}, {"min_steps": 2, "window": 1}, {"late_error": None},
+              {"late_error": 0.5})
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,7 @@ class SchedConfig:
     loads: tuple[float, ...] = (0.5, 0.7, 0.9)
     rates: tuple[float, ...] = ()  # absolute requests/s; when given, replaces loads
     n_requests: int = 300
-    seed: int = 0
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
     predictor_error: float = 0.5
     sweep: bool = True  # also run LAPS_SWEEP variants of laps_sd
     overhead_queued: int = 1000
@@ -71,7 +87,10 @@ class SchedConfig:
             raise ValueError(f"n_requests (--n-requests) must be >= 1, got {self.n_requests}")
 
         check_int(self.n_requests, "n_requests", "--n-requests", 1)
-        check_int(self.seed, "seed", "--seed")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds (--seeds) must be distinct integers, at least one, got {list(self.seeds)}")
+        for seed in self.seeds:
+            check_int(seed, "seeds", "--seeds")
         check_int(self.overhead_queued, "overhead_queued", None)
         check_finite((self.predictor_error,), "predictor_error", None)
         if self.predictor_error < 0:
@@ -87,8 +106,12 @@ def cost_model(kind: str) -> SpecCostModel:
     The traces were decoded with a prompt-lookup draft, which runs on the host in microseconds whatever the
     accelerator; the GPU file times an early-exit draft (a draft with a real cost, for other traces). When the
     drafts differ, the draft term comes from the CPU file (the host's prompt lookup) and the verify and prefill
-    terms from the GPU's.
+    terms from the GPU's. "cuda-draft" keeps the GPU file's own draft cost: the parametric scenarios stand in for
+    a draft model, which costs a real share of each step.
     """
+    if kind == "cuda-draft":
+        path = COST_FILES["cuda"]
+        return SpecCostModel.from_file(path) if path.is_file() else cost_model("cpu")
     cpu_path = COST_FILES["cpu"]
     if not cpu_path.is_file():
         raise FileNotFoundError(f"no step-times file at {cpu_path}: run fixtures/scheduling/make_traces.py")
@@ -123,28 +146,35 @@ def policy_variants(config: SchedConfig) -> list[tuple[str, str, dict]]:
     return out
 
 
+def workload_spec(wname: str, config: SchedConfig, rate: float, seed: int, cost: SpecCostModel) -> WorkloadSpec:
+    w = WORKLOADS[wname]
+    acceptance = "traces" if w["acceptance"] == NGRAM else w["acceptance"]
+    return WorkloadSpec(wname, w["lengths"], config.n_requests, rate, config.predictor_error, seed, acceptance,
+                        cost.draft_len)
+
+
 def plan(config: SchedConfig) -> list[dict]:
-    """Every simulated cell: workload, rate (and load), policy variant, with its requests built lazily."""
+    """Every simulated cell: workload, rate (and load), seed, policy variant."""
     traces = load_traces(config.traces)
     cells = []
     for wname in config.workloads:
         w = WORKLOADS[wname]
         cost = cost_model(w["cost"])
-        probe = make_requests(WorkloadSpec(wname, w["lengths"], config.n_requests, 1.0, config.predictor_error,
-                                           config.seed), traces)
-        cap = capacity(probe, cost, w["server"].max_batch)
+        cap = capacity(make_requests(workload_spec(wname, config, 1.0, 0, cost), traces), cost, w["server"].max_batch)
         points = [(r, r / cap) for r in config.rates] or [(x * cap, x) for x in config.loads]
         for rate, load in points:
-            requests = make_requests(WorkloadSpec(wname, w["lengths"], config.n_requests, rate,
-                                                  config.predictor_error, config.seed), traces)
-            for label, name, kw in policy_variants(config):
-                params = {"rate": round(rate, 6), "n_requests": config.n_requests,
-                          "max_batch": w["server"].max_batch, "token_budget": w["server"].token_budget,
-                          "kv_capacity": w["server"].kv_capacity, "preemption": w["server"].preemption,
-                          "draft_len": cost.draft_len, "seed": config.seed, "cost_device": cost.device,
-                          "predictor_error": config.predictor_error, "lengths": w["lengths"]}
-                cells.append({"task": wname, "method": label, "policy": name, "kw": kw, "params": params, "load": load,
-                              "requests": requests, "cost": cost, "server": w["server"]})
+            for seed in config.seeds:
+                requests = make_requests(workload_spec(wname, config, rate, seed, cost), traces)
+                for label, name, kw in policy_variants(config):
+                    params = {"rate": round(rate, 6), "n_requests": config.n_requests,
+                              "max_batch": w["server"].max_batch, "token_budget": w["server"].token_budget,
+                              "kv_capacity": w["server"].kv_capacity, "preemption": w["server"].preemption,
+                              "draft_len": cost.draft_len, "seed": seed, "cost_device": cost.device,
+                              "predictor_error": config.predictor_error, "lengths": w["lengths"],
+                              "acceptance": w["acceptance"]}
+                    cells.append({"task": wname, "method": label, "policy": name, "kw": kw, "params": params,
+                                  "load": load, "requests": requests, "cost": cost, "server": w["server"],
+                                  "keep_latencies": seed == config.seeds[0]})
     return cells
 
 
@@ -166,10 +196,10 @@ def run_cell(cell: dict, prov: dict, config: SchedConfig) -> list[dict]:
     out = []
     for metric, value in metrics.items():
         extra = dict(extra_common)
-        if metric == "mean_latency_s":
+        if metric == "mean_latency_s" and cell.get("keep_latencies", True):  # one seed's, for the CDFs
             extra.update(latencies=[round(x, 5) for x in res.latencies], ttfts=[round(x, 5) for x in res.ttfts])
         out.append(make_record(SUITE, cell["task"], cell["method"], "sim", "smollm2", cell["params"], metric, value,
-                               UNITS[metric], seed=config.seed, protocol=_protocol(cell), extra=extra, provenance=prov))
+                               UNITS[metric], seed=cell["params"]["seed"], protocol=_protocol(cell), extra=extra, provenance=prov))
     return out
 
 
@@ -217,16 +247,19 @@ def run_scheduling(config: SchedConfig, progress: bool = True, executor: Executo
 
 
 def summary_table(store: ResultsStore, config: SchedConfig) -> str:
-    """Mean and p99 latency per workload, load and policy from the store (newest record per cell)."""
+    """Mean and p99 latency per workload, load and policy from the store (newest record per cell), averaged over
+    the config's seeds."""
     from tabulate import tabulate
 
     rows: dict = {}
     for r in newest_records(store.records(SUITE), SUITE):
         p = r["params"]
         if (r["impl"] == "sim" and r["task"] in config.workloads and r["metric"] in ("mean_latency_s", "p99_latency_s")
-                and (p.get("n_requests"), p.get("seed"), p.get("predictor_error"))
-                == (config.n_requests, config.seed, config.predictor_error)):
-            rows.setdefault((r["task"], r["extra"].get("load"), r["method"]), {})[r["metric"]] = r["value"]
+                and (p.get("n_requests"), p.get("predictor_error")) == (config.n_requests, config.predictor_error)
+                and p.get("seed") in config.seeds):
+            rows.setdefault((r["task"], r["extra"].get("load"), r["method"]), {}).setdefault(r["metric"], []).append(
+                r["value"])
+    rows = {k: {m: sum(v) / len(v) for m, v in ms.items()} for k, ms in rows.items()}
     table = [(t, f"{load:.2f}" if load is not None else "-", m, f"{v.get('mean_latency_s', float('nan')):.3f}",
               f"{v.get('p99_latency_s', float('nan')):.3f}") for (t, load, m), v in sorted(rows.items(),
                                                                                          key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))]

@@ -1,14 +1,22 @@
 """Real-execution mode of the scheduling suite: a small serving loop that really decodes speculatively with the
 embedded model, the policy choosing which request advances each iteration, and the simulator on the same workload.
 
-One request advances per iteration (batch size 1, the paper's analysis setting, arXiv 2505.17074 sec. 3): the
-policy's best-ranked ready request runs one speculative step (reference.scheduling.speculative: draft draft_len
-tokens, verify them in one target pass); a request's first iteration also prefills its prompt. Arrivals are
+By default one request advances per iteration (batch size 1, the paper's analysis setting, arXiv 2505.17074
+sec. 3): the policy's best-ranked ready request runs one speculative step (reference.scheduling.speculative:
+draft draft_len tokens, verify them in one target pass); a request's first iteration also prefills its prompt.
+With `max_batch` > 1 (--max-batch) the loop batches continuously, as the simulator does: each iteration the
+policy's `max_batch` best-ranked ready requests run one speculative step together, their drafts verified in one
+padded target pass (reference/scheduling/batched.py); a request left out keeps its KV cache and resumes when the
+policy picks it again (preemption at iteration boundaries; no KV capacity limit, so nothing is recomputed). Arrivals are
 Poisson on the wall clock. Each request is one of our prompts (fixtures/scheduling/prompts.jsonl) whose recorded
 trace (traces_smollm2_cpu.jsonl) gives the simulator the same requests: greedy decoding is deterministic, so the
-real loop sees the acceptance the trace recorded (the loop counts any step that differs). The simulator, fed the
-CPU cost model fitted to fixtures/scheduling/step_times_cpu.json, then serves the same arrivals; both go to the
-store as impl "real" and "sim" of one cell, for the leaderboard's sim-vs-real table (target: within 15%).
+real loop sees the acceptance the trace recorded (the loop counts any step that differs). The simulator then
+serves the same arrivals with a cost model fitted to the loop's own iterations (SpecCostModel.fit_iterations:
+batch size, context, prefilled tokens and wall time of each iteration), so that both see the step costs of the
+same threads and machine load (on a shared machine a calibration taken minutes apart was off by 20-30%); what
+the comparison then tests is the simulator's queueing, batching and preemption. Both go to the store as impl
+"real" and "sim" of one cell, for the leaderboard's sim-vs-real table (target: within 15%). The committed
+step_times_cpu.json (2 threads) stays the paper-like workload's cost model and sets the rate of a `load`.
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ class RealConfig:
     load: float = 0.8
     n_requests: int = 10
     max_output: int = 160  # only prompts whose recorded output is this short: a real run of 5 policies stays minutes
+    max_batch: int = 1  # requests per iteration (continuous batching when > 1)
     seed: int = 0
     predictor_error: float = 0.5
     results: str = "results"
@@ -60,6 +69,7 @@ class RealConfig:
 
         check_int(self.n_requests, "n_requests", "--n-requests", 1)
         check_int(self.max_output, "max_output", None, 1)
+        check_int(self.max_batch, "max_batch", "--max-batch", 1)
         check_int(self.seed, "seed", "--seed")
         check_finite((self.predictor_error,), "predictor_error", None)
         if self.predictor_error < 0:
@@ -74,14 +84,18 @@ def real_workload(config: RealConfig, rate: float, traces_by_id: dict) -> list[R
 
 
 def serve(requests: list[Request], policy, cost: SpecCostModel, engine, prompts: dict, max_new_tokens: int,
-          progress=None) -> tuple[list[RequestState], dict]:
-    """Really serve `requests` (arrival times in seconds from now) one speculative step per iteration."""
+          progress=None, max_batch: int = 1) -> tuple[list[RequestState], dict]:
+    """Really serve `requests` (arrival times in seconds from now), one (batched) speculative step per iteration.
+    A request's service is accounted as the simulator does, the batch-1 step time of `cost` at its context, so that
+    quanta and service are in the same units in the loop and in its simulated twin."""
+    from reference.scheduling.batched import batched_step
+
     policy.bind(cost)
     states = [RequestState(r, last_service=r.arrival) for r in requests]
     pending = sorted(states, key=lambda s: (s.arrival, s.rid))
     queue, sessions, nxt, left = _Queue(policy), {}, 0, len(states)
-    config = ServerConfig(max_batch=1, token_budget=10**9)
-    stats = {"steps_off_trace": 0, "length_mismatches": 0}
+    config = ServerConfig(max_batch=max_batch, token_budget=10**9)
+    stats = {"steps_off_trace": 0, "length_mismatches": 0, "iterations": []}
     t0 = time.perf_counter()
     while left:
         now = time.perf_counter() - t0
@@ -92,26 +106,35 @@ def serve(requests: list[Request], policy, cost: SpecCostModel, engine, prompts:
         if not queue:
             time.sleep(max(0.0, pending[nxt].arrival - (time.perf_counter() - t0)))
             continue
-        (s,) = _pick(queue, config, cost.draft_len, now)
-        if s.rid not in sessions:
-            sessions[s.rid] = engine.session(prompts[s.request.trace_id], max_new_tokens)
-        step = sessions[s.rid].step()
+        batch = _pick(queue, config, cost.draft_len, now)
+        start, prefilled = time.perf_counter(), 0
+        for s in batch:
+            if s.rid not in sessions:
+                sessions[s.rid] = engine.session(prompts[s.request.trace_id], max_new_tokens)
+                prefilled += s.context
+        context = sum(s.context for s in batch)
+        steps = batched_step([sessions[s.rid] for s in batch])
+        stats["iterations"].append({"batch": len(batch), "context": context, "prefill_tokens": prefilled,
+                                    "seconds": time.perf_counter() - start})
         now = time.perf_counter() - t0
-        expected = s.request.accepted[s.steps] if s.steps < len(s.request.accepted) else None
-        stats["steps_off_trace"] += int(step.accepted != expected)
-        s.advance(step.accepted, step.draft_s + step.verify_s, now)
-        if sessions[s.rid].done != s.done:
-            stats["length_mismatches"] += 1
-            s.generated = s.request.output_len if sessions[s.rid].done else min(s.generated, s.request.output_len - 1)
-        if s.done:
-            s.finish = now
-            del sessions[s.rid]
-            left -= 1
-            if progress:
-                progress()
-        else:
-            policy.on_step(s, step.draft_s + step.verify_s, now)
-            queue.push(s, now)
+        for s, step in zip(batch, steps):
+            expected = s.request.accepted[s.steps] if s.steps < len(s.request.accepted) else None
+            stats["steps_off_trace"] += int(step.accepted != expected)
+            service = cost.step_time(1, s.context)
+            s.advance(step.accepted, service, now)
+            if sessions[s.rid].done != s.done:
+                stats["length_mismatches"] += 1
+                s.generated = s.request.output_len if sessions[s.rid].done else min(s.generated,
+                                                                                    s.request.output_len - 1)
+            if s.done:
+                s.finish = now
+                del sessions[s.rid]
+                left -= 1
+                if progress:
+                    progress()
+            else:
+                policy.on_step(s, service, now)
+                queue.push(s, now)
     return states, stats
 
 
@@ -159,19 +182,27 @@ def measure(config: RealConfig, cells: list[tuple], emit, progress: bool = False
     engine, prompts = _engine(meta, cost, texts, traces)
     max_new = int(meta.get("max_new_tokens", 256))
     prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
-    protocol = {"server": "batch 1, one speculative step per iteration", "traces": TRACES.name,
-                "cost_model": f"fitted to {COST_FILES['cpu'].name}", "draft": draft_config(engine)}
+    server = "batch 1, one speculative step per iteration" if config.max_batch == 1 else \
+        f"continuous batching, up to {config.max_batch} requests per iteration in one padded target pass"
+    protocol = {"server": server, "traces": TRACES.name,
+                "cost_model": "fitted to the real loop's own iterations (batch, context, prefill tokens, wall time)",
+                "draft": draft_config(engine)}
     for rate, name, params in cells:
         requests = real_workload(config, rate, traces)
         bar = tqdm(total=len(requests), desc=f"real {name} @ {rate:.3f} req/s", unit="req", disable=not progress)
-        states, stats = serve(requests, make_policy(name), cost, engine, prompts, max_new, bar.update)
+        states, stats = serve(requests, make_policy(name), cost, engine, prompts, max_new, bar.update,
+                              config.max_batch)
         bar.close()
-        sim = simulate(requests, make_policy(name), cost, ServerConfig(max_batch=1, token_budget=10**9))
+        iterations = stats.pop("iterations")
+        fitted = SpecCostModel.fit_iterations(iterations, cost.draft_len, "cpu")
+        sim = simulate(requests, make_policy(name), fitted, ServerConfig(max_batch=config.max_batch, token_budget=10**9))
+        stats["n_iterations"] = len(iterations)
         recs = []
         for impl, sts, extra in (("real", states, stats), ("sim", sim.states, {})):
             for metric, value in _metrics(sts).items():
                 e = dict(extra)
                 if metric == "mean_latency_s":
+                    e["cost_coefficients"] = {"step": fitted.verify, "prefill": fitted.prefill}
                     e.update(latencies=[round(s.finish - s.arrival, 5) for s in sts],
                              ttfts=[round(s.first_token - s.arrival, 5) for s in sts])
                 recs.append(make_record(SUITE, TASK, name, impl, "smollm2", params, metric, value, UNITS[metric],
@@ -188,16 +219,19 @@ def run_real(config: RealConfig, progress: bool = True, executor: ExecutorConfig
     from tabulate import tabulate
 
     config.validate()
-    _, cost, _, traces = _inputs(config)
-    rates = list(config.rates) or [config.load * capacity(real_workload(config, 1.0, traces), cost, 1)]
+    _, file_cost, _, traces = _inputs(config)
+    # `load` is relative to the committed calibration (step_times_cpu.json), so that a cell's rate, hence its key,
+    # does not change from run to run; the in-process calibration only feeds the simulator of each cell.
+    rates = list(config.rates) or [config.load * capacity(real_workload(config, 1.0, traces), file_cost,
+                                                          config.max_batch)]
     store = ResultsStore(config.results)
     done = store.done_cells(SUITE)
     cells = []
     for rate in rates:
         for name in (config.policies or tuple(policy_names())):
             params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
-                      "max_batch": 1, "seed": config.seed, "draft_len": cost.draft_len, "cost_device": "cpu",
-                      "predictor_error": config.predictor_error}
+                      "max_batch": config.max_batch, "seed": config.seed, "draft_len": file_cost.draft_len,
+                      "cost_device": "cpu", "predictor_error": config.predictor_error}
             cells.append((rate, name, params))
     todo = [c for c in cells if config.rerun or cell_key(SUITE, TASK, c[1], "real", "smollm2", c[2]) not in done]
     summary = {"ran": len(todo), "skipped": len(cells) - len(todo), "store": str(store.path(SUITE)), "table": ""}

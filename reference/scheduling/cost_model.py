@@ -2,7 +2,7 @@
 
 Tokens per step with i.i.d. acceptance a and draft length g (Leviathan et al. 2023, arXiv 2211.17192, eq. 1):
     E[tokens] = (1 - a^(g+1)) / (1 - a)
-LAPS-SD's run-time estimate (arXiv 2505.17074; specs/laps-sd.md), linear in the acceptance rate A:
+LAPS-SD's run-time estimate (arXiv 2505.17074; docs/scheduling.md), linear in the acceptance rate A:
     T = L (g T_ssm + T_llm) / (g A + 1)
 
 Step time of a batch: t_step(b, C) = t_draft(b, C) + t_verify(b, C), each fitted (least squares, non-negative)
@@ -30,7 +30,7 @@ def expected_tokens(acceptance: float, draft_len: int) -> float:
 
 
 def _nnls(features: torch.Tensor, target: torch.Tensor) -> list[float]:
-    """Least squares with non-negative coefficients: drop the most negative one and refit (3 features at most).
+    """Least squares with non-negative coefficients: drop the most negative one and refit (a few features).
 
     Coefficients are rounded to 12 significant digits: LAPACK's reductions differ in the last bits with the
     number of threads it gets (a loaded machine, a Ray worker), and a simulation must not depend on that.
@@ -111,6 +111,37 @@ class SpecCostModel:
         else:
             p = [0.0, 0.0]
         return cls(draft_len, coef("draft_ms"), coef("verify_ms"), (p[0], p[1]), device)
+
+    @classmethod
+    def fit_iterations(cls, iterations: list[dict], draft_len: int, device: str = "cpu") -> "SpecCostModel":
+        """Fit to whole serving iterations [{"batch", "context", "prefill_tokens", "seconds"}] (context: the batch's
+        total tokens; prefill_tokens: tokens prefilled in that iteration), the simulator's iteration time with the
+        draft folded into the step, in two stages (non-negative least squares each): the step
+        alpha + beta * batch + gamma * context on the iterations without a prefill (beta dropped when they all have
+        one batch size), then the prefill alpha_p + rho * tokens on what the step leaves of the others' times.
+        One joint fit cannot tell a prefill from its context (both are the prompt in a request's first iteration).
+        For a serving loop's own record of what its iterations cost."""
+        if not iterations:
+            raise ValueError("iterations must hold at least one measured iteration")
+        for it in iterations:
+            for key in ("batch", "context", "prefill_tokens", "seconds"):
+                if key not in it or not it[key] >= 0:
+                    raise ValueError(f"iteration {it!r}: field {key!r} missing or negative")
+        steps = [it for it in iterations if it["prefill_tokens"] == 0] or iterations
+        one_batch = len({it["batch"] for it in steps}) == 1
+        cols = [[1.0, float(it["context"])] if one_batch else [1.0, float(it["batch"]), float(it["context"])]
+                for it in steps]
+        c = _nnls(torch.tensor(cols, dtype=torch.float64),
+                  torch.tensor([float(it["seconds"]) for it in steps], dtype=torch.float64))
+        verify = (c[0], 0.0, c[1]) if one_batch else (c[0], c[1], c[2])
+        model = cls(draft_len, (0.0, 0.0, 0.0), verify, (0.0, 0.0), device)
+        pre = [it for it in iterations if it["prefill_tokens"] > 0]
+        if not pre:
+            return model
+        left = [float(it["seconds"]) - model.step_time(it["batch"], it["context"]) for it in pre]
+        p = _nnls(torch.tensor([[1.0, float(it["prefill_tokens"])] for it in pre], dtype=torch.float64),
+                  torch.tensor(left, dtype=torch.float64).clamp_min(0.0))
+        return cls(draft_len, (0.0, 0.0, 0.0), verify, (p[0], p[1]), device)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SpecCostModel":

@@ -5,13 +5,16 @@ Speculative decoding (Leviathan et al. 2023, arXiv 2211.17192, Algorithm 1) at t
 target's argmax is accepted (a tokens), and the target's own next token y_{a+1} is appended, so a step emits
 a + 1 tokens and the output equals the target's plain greedy output token for token.
 
-Two drafts, both implemented (`PromptLookupDraft`, `EarlyExitDraft`):
+Three drafts, all implemented (`PromptLookupDraft`, `EarlyExitDraft`, `ModelDraft`):
 - prompt lookup (n-gram copying, as in LLMA, Yang et al. 2023, arXiv 2304.04487, and Saxena's "prompt lookup
   decoding", 2023): the continuation of the latest earlier occurrence of the last n tokens (n = max_ngram down
   to min_ngram) in prompt + output; no model, microseconds per step. No match gives an empty draft, and the step
   is a plain decoding step (accepted 0).
 - early exit (self-speculation, as in LayerSkip, Elhoushi et al. 2024, arXiv 2404.16710): the target's first
   `draft_layers` decoder layers + its final norm + LM head, weights shared, its own KV cache.
+- a separate small model (the setting of Leviathan et al. and of LAPS-SD, arXiv 2505.17074): any causal LM with
+  the target's vocabulary, `draft_len` greedy one-token passes with its own KV cache (`SpecEngine(...,
+  draft_model=...)`; fixtures/scheduling/make_traces.py --target MODEL --draft MODEL collects its traces).
 
 The default is prompt lookup. Measured on SmolLM2-135M-Instruct, draft_len 4, CPU fp32 (fixtures/scheduling/):
 - prompt lookup, 48 fixture prompts: 12.5% of draft tokens accepted, 1.49 tokens per step; 28% on the
@@ -78,7 +81,19 @@ class EarlyExitDraft:
             raise ValueError(f"draft_layers must be an integer >= 1, got {self.draft_layers!r}")
 
 
-Draft = PromptLookupDraft | EarlyExitDraft
+@dataclass(frozen=True)
+class ModelDraft:
+    """A separate draft model, named for records (the model itself is given to SpecEngine as `draft_model`)."""
+
+    name: str
+    kind: str = field(default="model", init=False)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"ModelDraft name must be a non-empty string, got {self.name!r}")
+
+
+Draft = PromptLookupDraft | EarlyExitDraft | ModelDraft
 
 
 @dataclass(frozen=True)
@@ -130,15 +145,25 @@ class SpecEngine:
     """A target model, a draft (config above) and draft_len: what every session of one run shares."""
 
     def __init__(self, model: torch.nn.Module, draft: Draft = PromptLookupDraft(), draft_len: int = 4,
-                 eos_token_id: int | None = None):
+                 eos_token_id: int | None = None, draft_model: torch.nn.Module | None = None):
         if not isinstance(model, torch.nn.Module):  # a harness LoadedModel
             model = getattr(model, "model", model)
         if not isinstance(model, torch.nn.Module) or not hasattr(getattr(model, "model", None), "layers"):
             raise ValueError(f"model must be a LLaMA-family causal LM (model.model.layers), got {type(model).__name__}")
         if isinstance(draft_len, bool) or not isinstance(draft_len, int) or draft_len < 1:
             raise ValueError(f"draft_len must be an integer >= 1, got {draft_len!r}")
-        if not isinstance(draft, (PromptLookupDraft, EarlyExitDraft)):
-            raise ValueError(f"draft must be a PromptLookupDraft or an EarlyExitDraft, got {draft!r}")
+        if not isinstance(draft, (PromptLookupDraft, EarlyExitDraft, ModelDraft)):
+            raise ValueError(f"draft must be a PromptLookupDraft, an EarlyExitDraft or a ModelDraft, got {draft!r}")
+        if isinstance(draft, ModelDraft):
+            draft_model = getattr(draft_model, "model", draft_model) if not isinstance(draft_model, torch.nn.Module) \
+                else draft_model
+            if not isinstance(draft_model, torch.nn.Module):
+                raise ValueError("draft_model: a ModelDraft needs the draft model (a causal LM)")
+            if draft_model.config.vocab_size != model.config.vocab_size:
+                raise ValueError(f"draft_model: vocabulary of {draft_model.config.vocab_size} tokens, the target's has "
+                                 f"{model.config.vocab_size}; a draft must share the target's tokenizer")
+        elif draft_model is not None:
+            raise ValueError(f"draft_model is only for a ModelDraft, not a {draft.kind} draft")
         attn = model.config._attn_implementation
         if attn not in STOCK_ATTENTION:
             raise ValueError(f"model: attention implementation {attn!r} is not a stock one {STOCK_ATTENTION}; "
@@ -148,8 +173,16 @@ class SpecEngine:
         self.eos_token_ids = frozenset(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
         self.device = next(model.parameters()).device
-        self.draft_model = early_exit_model(model, draft.draft_layers) if isinstance(draft, EarlyExitDraft) else None
+        if isinstance(draft, ModelDraft):
+            self.draft_model = draft_model.eval()
+            if self.draft_model.config._attn_implementation not in STOCK_ATTENTION:
+                raise ValueError("draft_model: attention implementation is not a stock one; run under "
+                                 "harness.model.native_attention")
+        else:
+            self.draft_model = early_exit_model(model, draft.draft_layers) if isinstance(draft, EarlyExitDraft) else None
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._draft_cache_kwarg = self._cache_kwarg if self.draft_model is None else \
+            "cache" if "cache" in inspect.signature(self.draft_model.forward).parameters else "past_key_values"
 
     def new_cache(self, draft: bool = False) -> DynamicCache:
         """An empty KV cache for the target (or the early-exit draft)."""
@@ -159,7 +192,8 @@ class SpecEngine:
     def forward(self, ids: torch.Tensor, cache: DynamicCache, draft: bool = False, last_only: bool = False):
         """Logits [B, n or 1, vocab] of ids [B, n] after the cache's tokens; the cache grows by n."""
         model = self.draft_model if draft else self.model
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1 if last_only else 0, **{self._cache_kwarg: cache})
+        kwarg = self._draft_cache_kwarg if draft else self._cache_kwarg
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1 if last_only else 0, **{kwarg: cache})
         return out.logits
 
     def tensor(self, ids: list[int]) -> torch.Tensor:
@@ -243,18 +277,26 @@ class SpecSession:
             raise RuntimeError("step() called on a finished session (check .done)")
         self.prefill()
         t0 = time.perf_counter()
-        draft = self._propose()
+        draft = self.propose()
         t1 = time.perf_counter()
-        n = len(self.ids)
         logits = self.engine.forward(self.engine.tensor(self.ids[-1:] + draft), self._target_cache)
         target = logits[0].argmax(-1).tolist()  # target[i]: the target's token after ids + draft[:i]
+        return self.commit(draft, target, t1 - t0, time.perf_counter() - t1)
+
+    def propose(self) -> list[int]:
+        """The draft's next proposal (at most draft_len tokens; prompt lookup may propose fewer)."""
+        return self._propose()
+
+    def commit(self, draft: list[int], target: list[int], draft_s: float, verify_s: float) -> StepRecord:
+        """Accept the longest prefix of `draft` equal to `target` (the target's argmax after ids + draft[:i], the
+        target cache already holding ids + draft), crop the caches to it, append the target's own next token."""
+        n = len(self.ids)
         accepted = 0
         while accepted < len(draft) and draft[accepted] == target[accepted]:
             accepted += 1
         _crop(self._target_cache, n + accepted)
         if self._draft_cache is not None:
             _crop(self._draft_cache, n + accepted)
-        t2 = time.perf_counter()
         tokens = draft[:accepted] + [target[accepted]]
         tokens = tokens[:self.max_new_tokens - len(self.output_ids)]
         for i, tok in enumerate(tokens):
@@ -265,7 +307,7 @@ class SpecSession:
         self.ids += tokens
         self.output_ids += tokens
         self.done = self.done or len(self.output_ids) >= self.max_new_tokens
-        record = StepRecord(accepted, tokens, t1 - t0, t2 - t1)
+        record = StepRecord(accepted, tokens, draft_s, verify_s)
         self.records.append(record)
         return record
 
@@ -400,6 +442,10 @@ def measure_step_times(engine: SpecEngine, contexts: tuple[int, ...] = (64, 128,
 def draft_config(engine: SpecEngine) -> dict:
     """The engine's draft as a JSON-ready dict (kind and parameters)."""
     d = engine.draft
-    params = {"max_ngram": d.max_ngram, "min_ngram": d.min_ngram} if d.kind == "prompt_lookup" else \
-        {"draft_layers": d.draft_layers, "target_layers": engine.model.config.num_hidden_layers}
+    if d.kind == "model":
+        params = {"model": d.name, "draft_layers": engine.draft_model.config.num_hidden_layers,
+                  "target_layers": engine.model.config.num_hidden_layers}
+    else:
+        params = {"max_ngram": d.max_ngram, "min_ngram": d.min_ngram} if d.kind == "prompt_lookup" else \
+            {"draft_layers": d.draft_layers, "target_layers": engine.model.config.num_hidden_layers}
     return {"kind": d.kind, **params}

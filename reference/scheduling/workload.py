@@ -4,8 +4,14 @@ Each request takes a real trace (fixtures/scheduling/traces_*.jsonl, drawn with 
 (and prompt length) is either the trace's own ("traces": exact replay, as the real serving loop will decode it)
 or drawn from a published length distribution (fixtures/scheduling/output_lengths.json, sources cited there). A request longer
 than its trace keeps decoding with the acceptance of the trace's second half, cycled: acceptance drifts early
-and settles (specs/laps-sd.md), so the settled part is the one to extend. The length predictor that
-`sjf_predicted` and `laps_sd` read is the true length times exp(sigma z), z ~ N(0, 1), sigma = predictor_error.
+and settles (docs/scheduling.md), so the settled part is the one to extend. The length predictor that
+`sjf_predicted` and `laps_sd` read is the true length times exp(sigma z), z ~ N(0, 1), sigma = predictor_error;
+each request also carries its own draw `late_z` for the re-prediction at the perceptible moment (predictor.py).
+
+`acceptance`: "traces" replays the measured traces (n-gram prompt-lookup drafting, see run_scheduling.py), or the
+name of a parametric scenario (acceptance.py) that draws each request's acceptance for `draft_len` draft tokens.
+Draws beyond the arrival stream (late_z, scenario acceptance) come from per-request generators seeded by
+(seed, request id), so adding them leaves every earlier workload of a seed unchanged.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reference.jsonl import MalformedRowWarning, read_json_object
+from reference.scheduling.acceptance import SCENARIOS, request_acceptance
 from reference.scheduling.trace import Trace, emitted
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scheduling"
@@ -34,6 +41,7 @@ class Request:
     accepted: tuple[int, ...]  # one entry per step, exactly enough steps to emit output_len tokens
     predicted_len: int
     trace_id: str = ""
+    late_z: float = 0.0  # the late length predictor's standard-normal draw (predictor.py)
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class WorkloadSpec:
     rate: float = 1.0  # requests per second (Poisson)
     predictor_error: float = 0.5
     seed: int = 0
+    acceptance: str = "traces"  # or a key of acceptance.SCENARIOS
+    draft_len: int = 4  # draft tokens per step of a parametric scenario
 
     def validate(self) -> None:
         if self.n_requests < 1:
@@ -54,6 +64,12 @@ class WorkloadSpec:
             raise ValueError(f"rate must be a positive number of requests per second, got {self.rate!r}")
         if not 0 <= self.predictor_error < math.inf:
             raise ValueError(f"predictor_error must be a finite number >= 0, got {self.predictor_error}")
+        if self.acceptance != "traces" and self.acceptance not in SCENARIOS:
+            raise ValueError(f"acceptance must be 'traces' or one of {sorted(SCENARIOS)}, got {self.acceptance!r}")
+        if self.acceptance != "traces" and self.lengths == "traces":
+            raise ValueError("acceptance: a parametric scenario needs lengths from a distribution, not 'traces'")
+        if isinstance(self.draft_len, bool) or not isinstance(self.draft_len, int) or self.draft_len < 1:
+            raise ValueError(f"draft_len must be an integer >= 1, got {self.draft_len!r}")
 
 
 def check_distribution(d) -> dict:
@@ -131,5 +147,12 @@ def make_requests(spec: WorkloadSpec, traces: list[Trace]) -> list[Request]:
             length = _lognormal(rng, d["mean_output"], d["sigma"], d["max_len"])
             prompt = _lognormal(rng, d["mean_input"], d["sigma"], d["max_len"])
         predicted = max(1, round(length * math.exp(spec.predictor_error * rng.gauss(0.0, 1.0))))
-        out.append(Request(rid, t, prompt, length, extend_acceptance(trace, length), predicted, trace.id))
+        own = random.Random(f"{spec.seed}:{rid}")  # str seeds hash deterministically (sha512)
+        late_z = own.gauss(0.0, 1.0)
+        if spec.acceptance == "traces":
+            acc, source = extend_acceptance(trace, length), trace.id
+        else:
+            acc = request_acceptance(own, SCENARIOS[spec.acceptance], length, spec.draft_len)
+            source = spec.acceptance
+        out.append(Request(rid, t, prompt, length, acc, predicted, source, late_z))
     return out

@@ -78,10 +78,13 @@ def test_tables_hold_every_policy_and_rate_and_the_laps_reduction():
     recs, values = _grid(rng)
     sections = _sections(schedulers_board(recs).markdown)
     for task in WORKLOADS:
-        heading, (table, vs) = _workload(sections, task)
+        heading, (table, vs, paired) = _workload(sections, task)
         assert "trace smollm2" in heading and "cost_device cpu" in heading and "draft_len 4" in heading
         header, rows = table[0], table[1:]
-        assert header[:3] == ["rate req/s", "policy", "mean s"]
+        assert header[:3] == ["rate req/s", "policy", "mean s"] and header[-1] == "mean s 95% CI"
+        assert all(r[-1] == "—" for r in rows)  # one seed: no interval
+        assert [(r[0], r[1]) for r in paired[1:]] == [(f"{rate:g}", m) for rate in RATES
+                                                      for m in ("srpt_len_late", "laps_sd", "srpt_oracle")]
         assert {(r[0], r[1]) for r in rows} == {(f"{rate:g}", m) for rate in RATES for m in POLICIES}
         for r in rows:
             v = values[(task, float(r[0]), r[1])]
@@ -103,10 +106,34 @@ def test_seeds_are_averaged_and_the_newest_record_wins():
     seed1, _ = _cell(rng, "chat-lognormal", "laps_sd", _params(1.0, seed=1), mean=3.5)
     fcfs, _ = _cell(rng, "chat-lognormal", "fcfs", _params(1.0), mean=5.0)
     for order in ([*old, *new], [*new, *old]):  # newest by time, whichever was stored last
-        _, (table, vs) = _workload(_sections(schedulers_board([*order, *seed1, *fcfs]).markdown), "chat-lognormal")
+        _, (table, vs, paired) = _workload(_sections(schedulers_board([*order, *seed1, *fcfs]).markdown),
+                                           "chat-lognormal")
         laps = next(r for r in table[1:] if r[1] == "laps_sd")
         assert laps[2] == f"{(2.5 + 3.5) / 2:.4g}" and laps[9] == "2"
+        half = 12.706 * np.std([2.5, 3.5], ddof=1) / np.sqrt(2)  # Student t, 1 degree of freedom
+        assert laps[10] == f"[{3 - half:.4g}, {3 + half:.4g}]"
+        assert paired[0][2] == "vs fcfs %" and paired[1][1:3] == ["laps_sd", "-50.0 [-50.0, -50.0]"]
+        assert paired[1][-1] == "1"  # only seed 0 has both
         assert vs[1][1] == "fcfs" and vs[1][4] == f"{100 * (5.0 - 3.0) / 5.0:+.1f}" and vs[1][6] == "—"
+
+
+def test_paired_ratios_pair_seeds_and_carry_a_t_interval():
+    """laps_sd = fcfs x (1 + d_k) on seed k: the paired column is mean(100 d) +- t(0.975, 4) sd / sqrt(5), whatever
+    the seeds' spread of absolute latencies (which the unpaired CI carries)."""
+    rng = np.random.default_rng(7)
+    d = rng.uniform(-0.5, -0.1, size=5)
+    recs = []
+    for k in range(5):
+        base = float(rng.uniform(1, 50))
+        recs += _cell(rng, "paper-like", "fcfs", _params(1.0, seed=k), mean=base)[0]
+        recs += _cell(rng, "paper-like", "laps_sd", _params(1.0, seed=k), mean=base * (1 + d[k]))[0]
+        recs += _cell(rng, "paper-like", "laps_sd(late_error=None)", _params(1.0, seed=k), mean=base)[0]
+    _, (_, _, paired) = _workload(_sections(schedulers_board(recs).markdown), "paper-like")
+    rows = {r[1]: r for r in paired[1:]}
+    m, half = 100 * d.mean(), 2.776 * 100 * d.std(ddof=1) / np.sqrt(5)
+    assert rows["laps_sd"][2] == f"{m:+.1f} [{m - half:+.1f}, {m + half:+.1f}]" and rows["laps_sd"][-1] == "5"
+    assert rows["laps_sd(late_error=None)"][2] == "+0.0 [+0.0, +0.0]"
+    assert rows["laps_sd"][3] == "—"  # no sjf_predicted records
 
 
 def test_cost_devices_and_protocols_are_never_mixed():
@@ -151,7 +178,7 @@ def test_sim_vs_real_relative_difference():
         assert r[5:9] == [f"{sim:.4g}", f"{real:.4g}", f"{100 * rel:+.1f}", "yes" if abs(rel) <= 0.15 else "NO"]
     assert rows["sjf_predicted"][5] == "—" and rows["sjf_predicted"][7] == "—"
     # The real records stay out of the simulated workload tables.
-    _, (table, _) = _workload(_sections(schedulers_board(recs).markdown), "chat-lognormal")
+    _, (table, *_) = _workload(_sections(schedulers_board(recs).markdown), "chat-lognormal")
     assert {r[1] for r in table[1:]} == {"fcfs", "laps_sd", "las_mlfq"}
 
 

@@ -126,3 +126,25 @@ def test_decision_overhead_is_measured(name):
     cost = SpecCostModel(4, (0.0, 1e-3, 1e-7), (1e-2, 1e-3, 1e-7), (1e-3, 1e-5))
     sec = decision_overhead(make_policy(name), cost, queued=200, iterations=50)
     assert math.isfinite(sec) and 0 < sec < 0.1
+
+
+def test_fit_iterations_recovers_planted_coefficients():
+    """Iteration times planted from known coefficients (plus the simulator's iteration formula) are fitted back."""
+    rng = random.Random(0)
+    a, b, c, p = 0.05, 0.01, 2e-5, 3e-3
+    its = []
+    for _ in range(200):
+        batch, ctx, pre = rng.randint(1, 4), rng.randint(50, 2000), rng.choice([0, 0, 0, rng.randint(10, 300)])
+        its.append({"batch": batch, "context": ctx, "prefill_tokens": pre, "seconds": a + b * batch + c * ctx + p * pre})
+    m = SpecCostModel.fit_iterations(its, 4)
+    assert m.verify == pytest.approx((a, b, c), rel=1e-6) and m.prefill == pytest.approx((0.0, p), abs=1e-9, rel=1e-6)
+    assert m.step_time(3, 900) + m.prefill_time(100) == pytest.approx(a + 3 * b + 900 * c + 100 * p, rel=1e-6)
+    # batch 1 only, a prefill's tokens equal to its context (a request's first iteration): still told apart
+    one = [{"batch": 1, "context": n, "prefill_tokens": n if first else 0,
+            "seconds": a + b + c * n + (0.2 + p * n if first else 0.0)}
+           for n, first in ((rng.randint(30, 400), rng.random() < 0.1) for _ in range(300))]
+    m = SpecCostModel.fit_iterations(one, 4)
+    assert m.step_time(1, 200) == pytest.approx(a + b + c * 200, rel=1e-6)
+    assert m.prefill_time(100) == pytest.approx(0.2 + p * 100, rel=1e-6)
+    with pytest.raises(ValueError, match="seconds"):
+        SpecCostModel.fit_iterations([{"batch": 1, "context": 1, "prefill_tokens": 0}], 4)

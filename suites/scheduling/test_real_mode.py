@@ -43,8 +43,25 @@ def test_rerun_skips_the_real_cells(real_run):
     assert len(ResultsStore(config.results).records(SUITE)) == len(records)
 
 
+def test_batched_real_loop_serves_every_request_and_matches_its_simulator_cell(tmp_path):
+    """max_batch 3: one padded target pass per iteration; still exactly the recorded acceptance, and the simulated
+    twin of the cell runs with the same batch cap."""
+    config = RealConfig(policies=("sjf_predicted",), rates=(50.0,), n_requests=4, max_output=40, seed=5, max_batch=3,
+                        results=str(tmp_path))
+    assert run_real(config, progress=False)["ran"] == 1
+    recs = {(r["impl"], r["metric"]): r for r in ResultsStore(tmp_path).records(SUITE)}
+    real, sim = recs[("real", "mean_latency_s")], recs[("sim", "mean_latency_s")]
+    assert real["params"]["max_batch"] == sim["params"]["max_batch"] == 3
+    assert "continuous batching" in real["protocol"]["server"]
+    assert real["extra"]["steps_off_trace"] == 0 and real["extra"]["length_mismatches"] == 0
+    assert len(real["extra"]["latencies"]) == 4 and real["extra"]["n_iterations"] >= 1
+    assert sum(sim["extra"]["cost_coefficients"]["step"]) > 0  # the simulator's cost: fitted to the loop's iterations
+
+
 def test_bad_real_config_is_named():
     with pytest.raises(ValueError, match="policies"):
         RealConfig(policies=("lifo",)).validate()
     with pytest.raises(ValueError, match="n_requests"):
         RealConfig(n_requests=0).validate()
+    with pytest.raises(ValueError, match="max-batch"):
+        RealConfig(max_batch=0).validate()

@@ -1,4 +1,4 @@
-"""Simulator invariants (DESIGN.md "Schedulers"): every request finishes, work is conserved, the server never idles
+"""Simulator invariants: every request finishes, work is conserved, the server never idles
 while a request waits, the SRPT oracle's mean latency bounds every policy's, runs are deterministic under a seed."""
 from __future__ import annotations
 

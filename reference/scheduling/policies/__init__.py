@@ -1,4 +1,5 @@
-"""Scheduling policies, one file each, registered by name: fcfs, sjf_predicted, las_mlfq, laps_sd, srpt_oracle.
+"""Scheduling policies, one file each, registered by name: fcfs, sjf_predicted, las_mlfq, srpt_len_late, laps_sd,
+srpt_oracle.
 
 A policy ranks requests by `key(state, now)` (smaller runs first); each iteration the simulator runs the
 `max_batch` best-ranked ready requests (continuous batching, preemptive: a better-ranked arrival displaces a
@@ -63,7 +64,7 @@ def make_policy(name: str, **params) -> Policy:
 
 def policy_names() -> list[str]:
     _load_all()
-    order = ["fcfs", "sjf_predicted", "las_mlfq", "laps_sd", "srpt_oracle"]
+    order = ["fcfs", "sjf_predicted", "las_mlfq", "srpt_len_late", "laps_sd", "srpt_oracle"]
     return sorted(POLICIES, key=lambda n: (order.index(n) if n in order else len(order), n))
 
 

@@ -59,7 +59,7 @@ def test_conform_stores_nothing_unless_asked(tmp_path, tree_unchanged):
     demo = ("conform", "--op", "attention", "--impl", "fixtures.kernels.triton_tail_unwritten:attention",
             "--device", "cpu", "--max-examples", "2")
     proc = _harness(*demo)  # the README's broken-kernel demo
-    assert proc.returncode == 1 and "[unwritten]" in proc.stdout and "wrote" not in proc.stdout, proc.stdout
+    assert proc.returncode == 1 and "[unwritten]" in proc.stdout and "records to" not in proc.stdout, proc.stdout
     proc = _harness(*demo, "--results", str(tmp_path))
     assert proc.returncode == 1 and (tmp_path / "conformance.jsonl").is_file()
 

@@ -105,8 +105,8 @@ def test_a_failing_shard_is_reported_and_the_others_are_stored(tmp_path):
 
 def test_cli_sweeps_through_ray(tmp_path, capsys):
     argv = ["run", "--suite", "scheduling", "--workloads", "paper-like", "--loads", "0.6", "--n-requests", "30",
-            "--no-sweep", "--policies", "fcfs,laps_sd", "--results", str(tmp_path), "--no-leaderboard", "--no-progress",
-            "--executor", "ray", "--cell-cpus", "1"]
+            "--no-sweep", "--policies", "fcfs,laps_sd", "--seeds", "1", "--results", str(tmp_path), "--no-leaderboard",
+            "--no-progress", "--executor", "ray", "--cell-cpus", "1"]
     assert main(argv) == 0
     assert "ran 2 cells, skipped 0" in capsys.readouterr().out
     assert {r["method"] for r in ResultsStore(tmp_path).records()} == {"fcfs", "laps_sd"}

@@ -274,9 +274,7 @@ def cmd_run_scheduling(args) -> int:
                             max_batch=args.max_batch)
         summary = run_real(config, progress=not args.no_progress, executor=_executor(args))
     else:
-        from harness.run_scheduling import SchedConfig, run_scheduling
-
-        from harness.run_scheduling import WORKLOADS
+        from harness.run_scheduling import WORKLOADS, SchedConfig, run_scheduling
 
         seeds = tuple(args.seeds) if args.seeds else tuple(range(args.seed, args.seed + 5))
         config = SchedConfig(policies=tuple(args.policies or ()), workloads=tuple(args.workloads or WORKLOADS),

@@ -46,6 +46,16 @@ def _nnls(features: torch.Tensor, target: torch.Tensor) -> list[float]:
         active.pop(int(sol.argmin()))
 
 
+def _require(rows: list[dict], keys: tuple[str, ...], name: str, what: str) -> None:
+    """ValueError unless `rows` is non-empty and every row holds every key with a value >= 0 (NaN fails too)."""
+    if not rows:
+        raise ValueError(f"{name} must hold at least one {what}")
+    for row in rows:
+        for key in keys:
+            if key not in row or not row[key] >= 0:
+                raise ValueError(f"{name[:-1]} {row!r}: field {key!r} missing or negative")
+
+
 @dataclass(frozen=True)
 class SpecCostModel:
     """Seconds per speculative step and per prefill, from (alpha, beta, gamma) coefficients (module docstring)."""
@@ -87,12 +97,7 @@ class SpecCostModel:
     @classmethod
     def fit(cls, samples: list[dict], draft_len: int, device: str = "cpu") -> "SpecCostModel":
         """Fit to samples [{"batch", "context", "draft_ms", "verify_ms", "prefill_ms"}], context per sequence."""
-        if not samples:
-            raise ValueError("samples must hold at least one measurement")
-        for s in samples:
-            for key in ("batch", "context", "draft_ms", "verify_ms"):
-                if key not in s or not s[key] >= 0:
-                    raise ValueError(f"sample {s!r}: field {key!r} missing or negative")
+        _require(samples, ("batch", "context", "draft_ms", "verify_ms"), "samples", "measurement")
         b = torch.tensor([float(s["batch"]) for s in samples], dtype=torch.float64)
         ctx = torch.tensor([float(s["context"]) for s in samples], dtype=torch.float64) * b  # total tokens
         one = torch.ones_like(b)
@@ -121,12 +126,7 @@ class SpecCostModel:
         one batch size), then the prefill alpha_p + rho * tokens on what the step leaves of the others' times.
         One joint fit cannot tell a prefill from its context (both are the prompt in a request's first iteration).
         For a serving loop's own record of what its iterations cost."""
-        if not iterations:
-            raise ValueError("iterations must hold at least one measured iteration")
-        for it in iterations:
-            for key in ("batch", "context", "prefill_tokens", "seconds"):
-                if key not in it or not it[key] >= 0:
-                    raise ValueError(f"iteration {it!r}: field {key!r} missing or negative")
+        _require(iterations, ("batch", "context", "prefill_tokens", "seconds"), "iterations", "measured iteration")
         steps = [it for it in iterations if it["prefill_tokens"] == 0] or iterations
         one_batch = len({it["batch"] for it in steps}) == 1
         cols = [[1.0, float(it["context"])] if one_batch else [1.0, float(it["batch"]), float(it["context"])]

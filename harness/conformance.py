@@ -167,8 +167,8 @@ def check_case(op_name: str, impl_fn: Callable[..., Any], case: dict, dtype: tor
     except Exception as exc:  # noqa: BLE001 - whatever a kernel raises is a failure to report
         return fail("raises", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}")
     got = (out,) if got is None and out is not None else _as_tuple(got)
-    if margin is not None and not bool((margin == torch.full_like(margin, SENTINEL)).all()):
-        touched = margin != torch.full_like(margin, SENTINEL)
+    touched = margin != torch.full_like(margin, SENTINEL) if margin is not None else None
+    if touched is not None and touched.any():
         return fail("wrote_outside", f"{int(touched.sum())} elements outside `out` (in the {OUT_MARGIN} elements past "
                     f"its last dimension, a caller's neighbouring data) were overwritten; first at {_where(touched)}",
                     int(touched.sum()), _where(touched))

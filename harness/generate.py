@@ -35,10 +35,17 @@ class Generation:
     kv_bytes: int  # bytes the method's cache held right after compression
     kv_bytes_full: int  # bytes the full cache would hold for the same tokens
     compress_s: float = 0.0  # wall clock of the method's compression of the captured prefill
-    decode_s: float = 0.0  # wall clock of the one-token decode steps (not the question's prefill)
-    decode_steps: int = 0  # how many one-token steps decode_s covers
-    step_ms: list = field(default_factory=list)  # each one-token step's wall clock, ms (their spread)
+    step_ms: list = field(default_factory=list)  # wall clock of each one-token decode step, ms (not the question's prefill)
     load: dict = field(default_factory=dict)  # harness.cpu_load.LoadSampler.summary() over compression and decoding
+
+    @property
+    def decode_steps(self) -> int:
+        return len(self.step_ms)
+
+    @property
+    def decode_s(self) -> float:
+        """Wall clock of the one-token decode steps together, s."""
+        return sum(self.step_ms) / 1e3
 
 
 def _clock(device: torch.device) -> float:
@@ -124,7 +131,7 @@ def _generate(lm, captured, method, question_ids, max_new_tokens, impl) -> Gener
         position += pending
     eos = lm.tokenizer.eos_token_id
     out: list[int] = []
-    decode_s, steps, step_ms = 0.0, 0, []
+    step_ms = []
     while True:
         token = int(torch.argmax(logits))
         if token == eos:
@@ -134,10 +141,7 @@ def _generate(lm, captured, method, question_ids, max_new_tokens, impl) -> Gener
             break
         t0 = _clock(device)
         logits = forward(lm, torch.tensor([[token]], device=device), position, cache)
-        step = _clock(device) - t0
-        decode_s += step
-        step_ms.append(1e3 * step)
-        steps += 1
+        step_ms.append(1e3 * (_clock(device) - t0))
         position += 1
     text = lm.tokenizer.decode(out, skip_special_tokens=True)
-    return Generation(out, text, kv_bytes, kv_bytes_full, compress_s, decode_s, steps, step_ms)
+    return Generation(out, text, kv_bytes, kv_bytes_full, compress_s, step_ms)

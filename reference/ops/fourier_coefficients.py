@@ -30,15 +30,14 @@ from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
 
 
-def _per_kv_head(q: torch.Tensor, hkv: int) -> torch.Tensor:
-    """[B, Hq, Lq, D] -> [B, Hkv, G * Lq, C]: the rows of KV head j hold q in channels j*D..(j+1)*D-1, zero elsewhere.
+def _per_kv_head(rows: torch.Tensor) -> torch.Tensor:
+    """[B, Hkv, R, D] -> [B, Hkv, R, C]: the rows of KV head j hold q in channels j*D..(j+1)*D-1, zero elsewhere.
 
     Channel c of the cache is head c // D, dimension c % D (the cache layout), so a row's dot product with any
     channel set of the cache reads only its own head's channels.
     """
-    b, hq, lq, d = q.shape
-    rows = q.reshape(b, hkv, (hq // hkv) * lq, d)
-    wide = q.new_zeros(b, hkv, rows.shape[2], hkv * d)
+    b, hkv, r, d = rows.shape
+    wide = rows.new_zeros(b, hkv, r, hkv * d)
     for j in range(hkv):
         wide[:, j, :, j * d:(j + 1) * d] = rows[:, j]
     return wide
@@ -105,10 +104,10 @@ def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale)
     k_args = [t.to(work) if t.is_floating_point() else t for t in k_args]
     v_args = [t.to(work) if t.is_floating_point() else t for t in v_args]
     sm_scale = d ** -0.5 if scale is None else float(scale)
-    wide_q = _per_kv_head(q.to(work), hkv)  # [B, Hkv, R, C], R = G * Lq (head-major, then token)
-    rows = wide_q.shape[2]
+    q_rows = q.to(work).reshape(b, hkv, (hq // hkv) * lq, d)  # R = G * Lq rows per KV head (head-major, then token)
+    wide_q = _per_kv_head(q_rows)  # [B, Hkv, R, C]
+    rows = q_rows.shape[2]
     ke, ve = k_exact.to(work), v_exact.to(work)
-    q_rows = _own_head(wide_q, d)
 
     # Scores of the exact tokens: sinks always visible, the local window bottom-right causal to the Lq queries.
     s_exact = q_rows @ ke.transpose(-1, -2)  # [B, Hkv, R, Le]

@@ -149,7 +149,7 @@ def timing_records(base: dict, gen) -> list[dict]:
     if gen.decode_steps:
         steps = sorted(gen.step_ms)
         spread = {"min": steps[0], "p50": steps[len(steps) // 2], "p90": steps[min(len(steps) - 1, (9 * len(steps)) // 10)],
-                  "max": steps[-1]} if steps else {}
+                  "max": steps[-1]}
         out.append({**base, "metric": "decode_ms_per_token", "value": 1e3 * gen.decode_s / gen.decode_steps, "unit": "ms",
                     "extra": {**extra, "decode_steps": gen.decode_steps, "step_ms": spread}})
     return out

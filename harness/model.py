@@ -94,7 +94,7 @@ def max_positions(name: str) -> int | None:
     check_model_name(name)
     source, kwargs, _ = _source(name)
     try:
-        with _quiet_gguf_bar():
+        with _quiet_loading_bars():
             config = AutoConfig.from_pretrained(source, **kwargs)
     except Exception:  # noqa: BLE001 - unreadable here: load_model will say why, with the model's own error
         return None
@@ -103,20 +103,28 @@ def max_positions(name: str) -> int | None:
 
 
 @contextmanager
-def _quiet_gguf_bar():
-    """transformers draws its GGUF de-quantizing bar with tqdm directly, without the progress-bar switch: that one
-    name is given a disabled tqdm while a model loads, and restored after."""
+def _quiet_loading_bars():
+    """No transformers progress bars while a model or its config loads (one line from LOG says what happens), all
+    restored after: its own switch covers the weight-loading bars; the GGUF de-quantizing bar is drawn with tqdm
+    directly, so that one name is given a disabled tqdm."""
+    from transformers.utils import logging as hf_logging
+
     try:
         import transformers.modeling_gguf_pytorch_utils as gguf_utils
     except ImportError:  # a transformers without GGUF support draws no such bar
-        yield
-        return
-    original = gguf_utils.tqdm
-    gguf_utils.tqdm = functools.partial(original, disable=True)
+        gguf_utils = None
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    original = gguf_utils.tqdm if gguf_utils is not None else None
+    if gguf_utils is not None:
+        gguf_utils.tqdm = functools.partial(original, disable=True)
     try:
         yield
     finally:
-        gguf_utils.tqdm = original
+        if gguf_utils is not None:
+            gguf_utils.tqdm = original
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
@@ -128,23 +136,16 @@ def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device
     not a LLaMA-family decoder.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
     check_model_name(name)
     source, kwargs, model_id = _source(name)
     LOG.info("loading model %s (%s)", model_id, kwargs.get("gguf_file") or source)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # transformers' weight-loading bars: the line above says what happens
     try:
-        with _quiet_gguf_bar():
+        with _quiet_loading_bars():
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     except Exception as exc:  # noqa: BLE001 - OSError (not found, offline), ValueError, GGUF parse errors, ...
         reason = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ValueError(f"model: cannot load {name!r} ({type(exc).__name__}: {reason})") from exc
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     model = model.to(device).eval()
     config = model.config
     if getattr(config, "num_key_value_heads", None) is None or not hasattr(getattr(model, "model", None), "layers"):

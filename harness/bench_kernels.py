@@ -9,9 +9,14 @@ roofline of a memory-bound kernel). Implementations:
                   where that is refused, the query heads of a KV group are packed as query rows, which reads
                   each KV head once too; the backend used is recorded in params["backend"])
   triton_dense    our flash-decoding kernel, `get_impl("decode_attention", "triton")`, seq_lens = context
-  triton_fourier  FlashFourierAttention, `get_impl("fourier_decode_attention", "triton")`, on a cache from
+  triton_fourier  FlashFourierAttention that rebuilds the compressed channels per tile,
+                  `get_impl("fourier_decode_attention", "triton")`, on a cache from
                   `optimized.triton_fourier.make_fourier_cache` (FourierAttention, arXiv 2506.11886: 512
                   frequencies = the paper's 1024 states, 4 sink and 1020 local tokens exact)
+  triton_fourier_spectral  FlashFourierAttention in coefficient space (optimized/triton_fourier_spectral.py) on
+                  the same cache; its records carry the time of each phase (`extra.phase_ms`)
+  flashinfer      FlashInfer's decode on the full cache (single-request for batch 1, the paged batch wrapper with
+                  one page per sequence otherwise), where the package imports; a `missing` status otherwise
 
 Every configuration is checked once against the float32 reference on the inputs it is timed on (batch rows 0
 and B-1) before it is timed; records carry `extra.checked` / `extra.correct`. Each finished cell is appended
@@ -62,7 +67,11 @@ IMPLS = {
     "sdpa_flash": Impl("sdpa_flash", "torch-sdpa-flash", "full"),
     "triton_dense": Impl("decode_attention", "triton", "full"),
     "triton_fourier": Impl("fourier_decode_attention", "triton", "fourier"),
+    "triton_fourier_spectral": Impl("fourier_decode_attention", "triton_spectral", "fourier"),
+    "flashinfer": Impl("flashinfer", "flashinfer", "full"),
 }
+FOURIER_IMPLS = tuple(name for name, i in IMPLS.items() if i.method == "fourier")
+PERIODS = ("pow2", "span")  # the Fourier cache's period: the next power of two >= the middle, or the middle itself
 
 TASKS = {i.task for i in IMPLS.values()}
 
@@ -89,6 +98,8 @@ class KernelBenchConfig:
     n_local: int = 1020
     k_fraction: float = 0.73
     v_fraction: float = 0.79
+    period: str = "pow2"
+    kept_pad: int = 64  # kept middle channels stored in rows padded to a multiple of this many elements
     warmup_ms: int = 25
     rep_ms: int = 100
     memory_fraction: float = 0.6  # skip a cell whose full KV cache exceeds this fraction of free GPU memory
@@ -105,7 +116,11 @@ class KernelBenchConfig:
             raise ValueError(f"dtype (--dtype) must be one of {list(DTYPES)}, got {self.dtype!r}")
         if not self.batches or any(not isinstance(b, int) or b < 1 for b in self.batches):
             raise ValueError(f"batches (--batches) must be integers >= 1, got {list(self.batches)}")
-        shortest = self.n_init + self.n_local + 1 if "triton_fourier" in self.impls else 1
+        if self.period not in PERIODS:
+            raise ValueError(f"period (--period) must be one of {list(PERIODS)}, got {self.period!r}")
+        if not isinstance(self.kept_pad, int) or self.kept_pad < 1:
+            raise ValueError(f"kept_pad must be an integer >= 1, got {self.kept_pad!r}")
+        shortest = self.n_init + self.n_local + 1 if set(FOURIER_IMPLS) & set(self.impls) else 1
         if not self.contexts or any(not isinstance(c, int) or c < shortest for c in self.contexts):
             raise ValueError(f"contexts (--contexts) must be integers >= {shortest}"
                              + (" (Fourier: n_init + n_local + 1 middle token)" if shortest > 1 else "")
@@ -136,9 +151,10 @@ def cell_params(config: KernelBenchConfig, impl: str, shape: str, batch: int, co
               "dtype": config.dtype}
     if impl == "sdpa_flash":
         params["backend"] = backend or "unresolved"
-    if impl == "triton_fourier":
+    if impl in FOURIER_IMPLS:
         params.update(num_freqs=config.num_freqs, n_init=config.n_init, n_local=config.n_local,
-                      k_fraction=config.k_fraction, v_fraction=config.v_fraction)
+                      k_fraction=config.k_fraction, v_fraction=config.v_fraction, period=config.period,
+                      kept_pad=config.kept_pad)
     return params
 
 
@@ -261,8 +277,9 @@ def summary_table(records: list[dict], cells: set[str] | None = None) -> str:
                       f"{m['bandwidth_gbs']['value']:.0f}", f"{100 * m['roofline_fraction']['value']:.1f}", note]
         else:
             values = ["", "", "", "", m[STATUS]["extra"].get("status", "") if STATUS in m else ""]
-        label = r["task"] if r["task"] != "sdpa_flash" else f"sdpa_flash ({p.get('backend', '?')})"
-        order = [i.task for i in IMPLS.values()].index(r["task"]) if r["task"] in TASKS else len(IMPLS)
+        names = [n for n, i in IMPLS.items() if (i.task, i.impl) == (r["task"], r["impl"])]
+        label = f"sdpa_flash ({p.get('backend', '?')})" if r["task"] == "sdpa_flash" else (names[0] if names else r["impl"])
+        order = list(IMPLS).index(names[0]) if names else len(IMPLS)
         table.append(((r["model"], p["batch"], p["context"], order), [r["model"], p["batch"], p["context"], label, *values]))
     table = [row for _, row in sorted(table, key=lambda t: t[0])]
     return tabulate(table, headers=["shape", "batch", "context", "kernel", "latency ms", "MB read", "GB/s",
@@ -342,7 +359,7 @@ def reference_rows(cell: dict, inputs: dict, rows: list[int]):
     from reference.registry import get_op
 
     idx = torch.tensor(rows, device=inputs["q"].device)
-    if cell["impl"] == "triton_fourier":
+    if cell["method"] == "fourier":
         spec = get_op("fourier_decode_attention")
         b = inputs["q"].shape[0]
         sub = {}
@@ -379,7 +396,8 @@ def check(cell: dict, run: Callable[[dict], Any], inputs: dict, dtype: str, dev:
             "allowed_error": tol, "checked_rows": rows, **({} if math.isfinite(worst) else {"check_note": "NaN/inf in output"})}
 
 
-KERNEL_MODULES = {"triton_dense": "optimized.triton_decode_attention", "triton_fourier": "optimized.triton_fourier"}
+KERNEL_MODULES = {"triton_dense": "optimized.triton_decode_attention", "triton_fourier": "optimized.triton_fourier",
+                  "triton_fourier_spectral": "optimized.triton_fourier_spectral"}
 
 
 class Missing(Exception):
@@ -401,13 +419,18 @@ def prepare(cell: dict, config: KernelBenchConfig, device: str, backend: str | N
         inputs.pop("seq_lens")
         nbytes = dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype)
         return inputs, (lambda x: sdpa_decode(x["q"], x["k"], x["v"], gqa)), nbytes, extra
+    if cell["impl"] == "flashinfer":
+        inputs = dense_inputs(shape, batch, context, config.dtype, device, config.seed)
+        inputs.pop("seq_lens")
+        nbytes = dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype)
+        return inputs, flashinfer_decode(inputs), nbytes, extra
     module = KERNEL_MODULES[cell["impl"]]
     try:  # registers the kernel, in case optimized/__init__ does not list it (yet)
         importlib.import_module(module)
     except ImportError as exc:
         raise Missing(f"cannot import {module}: {exc}") from None
     try:
-        fn = get_impl(cell["task"], "triton")
+        fn = get_impl(cell["task"], cell["impl_label"])
     except KeyError as exc:
         raise Missing(str(exc).strip("'\"")) from None
     if cell["impl"] == "triton_dense":
@@ -428,7 +451,8 @@ def prepare(cell: dict, config: KernelBenchConfig, device: str, backend: str | N
     inputs = make_fourier_cache(batch=batch, hq=s.hq, hkv=s.hkv, d=s.head_dim, context=context,
                                 num_freqs=config.num_freqs, k_fraction=config.k_fraction,
                                 v_fraction=config.v_fraction, n_init=config.n_init, n_local=config.n_local,
-                                dtype=_torch_dtype(config.dtype), device=device, seed=config.seed)
+                                dtype=_torch_dtype(config.dtype), device=device, seed=config.seed,
+                                period=config.period, kept_pad=config.kept_pad)
     nbytes = int(fourier_bytes_read(**inputs))
     extra["dense_bytes_read"] = float(dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype))
     return inputs, (lambda x: fn(**x)), nbytes, extra
@@ -448,7 +472,49 @@ def fast_path(cell: dict, run: Callable[[dict], Any]) -> Callable[[dict], Any] |
 
         unchecked = getattr(tf, "fourier_decode_attention_unchecked", None)
         return (lambda x: unchecked(**x)) if unchecked is not None else None
-    return None
+    if cell["impl"] == "triton_fourier_spectral":
+        from optimized.triton_fourier_spectral import spectral_plan
+
+        return lambda x: spectral_plan(**x).run()
+    return run if cell["impl"] == "flashinfer" else None
+
+
+def flashinfer_decode(inputs: dict) -> Callable[[dict], Any]:
+    """FlashInfer's decode on dense [B, Hkv, L, D] K/V, as run(inputs) -> [B, Hq, 1, D]; raises Missing without it.
+
+    Batch 1: `single_decode_with_kv_cache` (K/V as [L, Hkv, D] views, layout HND = [Hkv, L, D]). Larger batches:
+    `BatchDecodeWithPagedKVCacheWrapper` with one page of L tokens per sequence, which is exactly the HND paged
+    layout [pages, Hkv, page_size, D] of our tensors; its host-side `plan` runs here, once, outside the timing.
+    """
+    try:
+        import flashinfer
+    except ImportError as exc:
+        raise Missing(f"flashinfer is not installed on this machine ({exc})") from None
+    import torch
+
+    q = inputs["q"]
+    b, hq, _, d = q.shape
+    hkv, length = inputs["k"].shape[1], inputs["k"].shape[2]
+    if b == 1:
+        return lambda x: flashinfer.single_decode_with_kv_cache(
+            x["q"][0, :, 0], x["k"][0], x["v"][0], kv_layout="HND").reshape(1, hq, 1, d)
+    workspace = torch.empty(128 << 20, dtype=torch.uint8, device=q.device)
+    wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "HND")
+    pages = torch.arange(b + 1, dtype=torch.int32, device=q.device)
+    wrapper.plan(pages, pages[:-1], torch.full((b,), length, dtype=torch.int32, device=q.device), hq, hkv, d, length,
+                 q_data_type=q.dtype, kv_data_type=inputs["k"].dtype)
+    return lambda x: wrapper.run(x["q"][:, :, 0], (x["k"], x["v"])).reshape(b, hq, 1, d)
+
+
+def phase_times(cell: dict, dev: "Device", sets: list[dict]) -> dict | None:
+    """Milliseconds of each phase of the spectral kernel (PHASES), from graph timings of phases 1..k differenced;
+    None for other implementations or without a graph timer."""
+    if cell["impl"] != "triton_fourier_spectral" or dev.graph_timer is None:
+        return None
+    from optimized.triton_fourier_spectral import PHASES, spectral_plan
+
+    cumulative = [dev.graph_timer(lambda x, k=k: spectral_plan(**x).run(k), sets) for k in range(1, len(PHASES) + 1)]
+    return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
 
 
 @dataclass(frozen=True)
@@ -524,6 +590,9 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
                     try:  # the kernel's GPU time alone: host checks and launch gaps are not the kernel's cost
                         ms = dev.graph_timer(fast, rot.sets)
                         timing.update(graph_ms=ms, timer="cudagraph")
+                        phases = phase_times(cell, dev, rot.sets)
+                        if phases is not None:
+                            timing["phase_ms"] = phases
                     except RuntimeError as exc:
                         timing["graph_note"] = str(exc)[:300]
         extra = {**base_extra, **extra, **verdict, **timing, "rotating_copies": len(rot), "rotating_bytes": rot.total_bytes}
@@ -644,6 +713,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bfloat16", choices=DTYPES)
     p.add_argument("--impls", type=argtypes.name_list(), default=None, help=f"comma-separated of {list(IMPLS)} (default: all)")
     p.add_argument("--num-freqs", type=argtypes.integer(), default=512, help="Fourier frequencies per compressed channel (512 = 1024 states)")
+    p.add_argument("--period", default="pow2", choices=PERIODS,
+                   help="the Fourier cache's period: next power of two >= the middle (default) or the middle itself")
     p.add_argument("--warmup-ms", type=argtypes.integer(), default=25)
     p.add_argument("--rep-ms", type=argtypes.integer(), default=100)
     p.add_argument("--seed", type=argtypes.integer(minimum=0), default=0)
@@ -674,6 +745,7 @@ def config_from_args(args) -> KernelBenchConfig:
         results=args.results,
         rerun=args.rerun,
         num_freqs=args.num_freqs,
+        period=args.period,
         warmup_ms=args.warmup_ms,
         rep_ms=args.rep_ms,
         seed=args.seed,

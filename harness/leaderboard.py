@@ -27,6 +27,7 @@ from harness.board_dllm import dllm_board  # noqa: E402
 from harness.board_pareto import pareto_board  # noqa: E402
 from harness.board_scheduling import schedulers_board  # noqa: E402
 from harness.board_tasks import longbench_board, ruler_board  # noqa: E402
+from harness import fourier_targets  # noqa: E402
 from harness.stats import bootstrap_ci, paired_delta  # noqa: E402
 from harness.store import ResultsStore  # noqa: E402
 
@@ -352,6 +353,14 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
              "the bandwidth its bytes read imply, and that bandwidth as a % of the device-to-device copy bandwidth "
              "measured in the same run (the roofline of a memory-bound kernel).")
     md, hp = [intro + "\n"], [f"<p>{html.escape(intro)}</p>"]
+    targets = fourier_targets.target_rows(records)
+    if targets:
+        text = ("FlashFourierAttention in coefficient space vs SDPA-flash on the full cache (LLaMA-3-8B decode shapes, "
+                "the newest run that measured both; `phase_ms` from CUDA-graph timings of the first k phases).")
+        md += ["### FlashFourierAttention targets\n", text + "\n",
+               tabulate(targets, headers=fourier_targets.HEADERS, tablefmt="github", disable_numparse=True) + "\n"]
+        hp += ["<h3>FlashFourierAttention targets</h3>", f"<p>{html.escape(text)}</p>",
+               _table_html(fourier_targets.HEADERS, targets)]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
         groups[(c["record"]["params"].get("dtype", "?"), c["record"]["device"])].append(c)

@@ -154,7 +154,7 @@ def fourier_stream_update_triton(c_cos, c_sin, x, start, period):
 
 
 @triton.jit
-def _softmax_step(s, v, m_i, l_i, acc, DT: tl.constexpr, PREC: tl.constexpr):
+def online_softmax_step(s, v, m_i, l_i, acc, DT: tl.constexpr, PREC: tl.constexpr):
     """One online-softmax tile: scores s [M, T] (masked to -inf), values v [T, D]; returns the new (m, l, acc)."""
     m_new = tl.maximum(m_i, tl.max(s, 1))
     p = tl.exp(s - m_new[:, None])
@@ -209,7 +209,7 @@ def _decode_kernel(
         s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
         visible = j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None])
         s = tl.where(visible, s, float("-inf"))
-        m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, DT, PREC)
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
 
     # (b) the middle span: critical channels gathered exact, compressed ones rebuilt here.
     c = h * D + ds
@@ -255,7 +255,7 @@ def _decode_kernel(
         v = tl.where(v_comp[None, :], rv * v_sc[None, :] + v_sh[None, :], v_ex)
         s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
         s = tl.where(t_ok[None, :], s, float("-inf"))
-        m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, DT, PREC)
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
 
     part = bh * num_splits + split
     tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc)
@@ -447,11 +447,13 @@ def fourier_bytes_read(**decode_inputs) -> int:
 
 
 def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v_fraction=0.79, n_init=4,
-                       n_local=1020, dtype=torch.float16, device="cuda", seed=0, q_len=1):
+                       n_local=1020, dtype=torch.float16, device="cuda", seed=0, q_len=1, period="span", kept_pad=1):
     """Keyword inputs of `fourier_decode_attention` for a realistic cache (LLaMA-3-8B: hq/hkv/d = 32/8/128;
     SmolLM2-135M: 9/3/64): `context` tokens = n_init + middle + n_local, the middle compressed to `num_freqs`
     frequencies (official: 512) on a random `k_fraction`/`v_fraction` of the Hkv * D channels (official ~73%/79%),
-    coefficients and moment statistics float32 as the KV method stores them, period = middle length."""
+    coefficients and moment statistics float32 as the KV method stores them. period: "span" (the middle's length)
+    or "pow2" (the next power of two >= it). kept_pad: the kept middle channels are a view into rows padded to a
+    multiple of this many elements (aligned rows for vector loads; the padding is never read)."""
     mid_len = context - n_init - n_local
     if mid_len < 1:
         raise ValueError(f"context={context} leaves no middle span after n_init={n_init} + n_local={n_local}")
@@ -463,15 +465,25 @@ def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v
     def rand(*shape, dt=dtype, s=1.0):
         return (torch.randn(*shape, generator=g) * s).to(dtype=dt, device=device)
 
+    if period not in ("span", "pow2"):
+        raise ValueError(f"period must be 'span' or 'pow2', got {period!r}")
+    check_int("kept_pad", kept_pad, 1)
     out = {"q": rand(batch, hq, q_len, d), "k_exact": rand(batch, hkv, n_init + n_local, d),
-           "v_exact": rand(batch, hkv, n_init + n_local, d), "n_init": n_init, "mid_len": mid_len, "period": mid_len}
+           "v_exact": rand(batch, hkv, n_init + n_local, d), "n_init": n_init, "mid_len": mid_len,
+           "period": mid_len if period == "span" else triton.next_power_of_2(mid_len)}
+
+    def padded(rows, width):
+        wide = torch.zeros(batch, rows, -(-width // kept_pad) * kept_pad, dtype=dtype, device=device)
+        wide[:, :, :width] = rand(batch, rows, width)
+        return wide[:, :, :width]
+
     for p, frac in (("k", k_fraction), ("v", v_fraction)):
         perm = torch.randperm(channels, generator=g)
         n_comp = int(round(frac * channels))
         comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
         out.update({
             f"{p}_kept_idx": kept.to(device), f"{p}_comp_idx": comp.to(device),
-            f"{p}_mid_kept": rand(batch, mid_len, kept.numel()),
+            f"{p}_mid_kept": padded(mid_len, kept.numel()),
             f"{p}_cos": rand(batch, n_comp, num_freqs, dt=torch.float32, s=math.sqrt(mid_len) / 4),
             f"{p}_sin": rand(batch, n_comp, num_freqs, dt=torch.float32, s=math.sqrt(mid_len) / 4),
             f"{p}_scale": (torch.rand(batch, n_comp, generator=g) + 0.5).to(device),

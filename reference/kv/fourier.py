@@ -38,6 +38,7 @@ from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruc
 from reference.ops.fourier_update import fourier_stream_update
 
 OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
+ATTEND_IMPLS = {"reference": "coefficients", "triton": "triton_spectral"}  # attention backend -> decode implementation
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -146,12 +147,13 @@ class FourierCache:
                 **self.k_span.op_args("k"), **self.v_span.op_args("v")}
 
     def attend(self, queries: torch.Tensor, scale: float, impl: str = "reference") -> torch.Tensor:
-        """Attention over this cache through `impl`; the "reference" backend decodes in coefficient space
-        (reference/ops/fourier_coefficients.py: the same function as rebuild-then-attend, equal in float64, without
-        rebuilding any compressed channel)."""
+        """Attention over this cache through `impl`, in coefficient space for both backends: "reference" is the
+        PyTorch formulation (reference/ops/fourier_coefficients.py, equal to rebuild-then-attend in float64),
+        "triton" the spectral kernel (optimized/triton_fourier_spectral.py); any other registered name is used
+        as given (`python -m harness ops` lists them; "triton" there is the kernel that rebuilds the channels)."""
         from reference.registry import get_impl
 
-        name = "coefficients" if impl == "reference" else impl
+        name = ATTEND_IMPLS.get(impl, impl)
         return get_impl("fourier_decode_attention", name)(q=queries, scale=scale, **self.op_args())
 
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,6 +2,7 @@
 and the whole sweep on the CPU with a fake timer (the GPU run itself is `ci/gpu.sh`)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,7 +30,7 @@ def _config(args: list[str]) -> bk.KernelBenchConfig:
 def test_default_grid_caps_long_contexts_for_large_batches():
     config = _config([])
     assert config.shapes == ("llama3-8b", "smollm2") and config.dtype == "bfloat16"
-    assert config.impls == ("sdpa_flash", "triton_dense", "triton_fourier")
+    assert config.impls == ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "flashinfer")
     cells = bk.grid(config)
     assert ("llama3-8b", 1, 131072) in cells and ("llama3-8b", 4, 65536) in cells
     assert ("llama3-8b", 4, 131072) not in cells and ("smollm2", 16, 65536) not in cells
@@ -84,7 +85,7 @@ def test_plan_gives_stable_distinct_cells():
     a = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"})
     b = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"})
     assert [c["cell"] for c in a] == [c["cell"] for c in b]
-    assert len({c["cell"] for c in a}) == len(a) == 4 * 3
+    assert len({c["cell"] for c in a}) == len(a) == 4 * len(bk.IMPLS)
     sdpa = [c for c in a if c["impl"] == "sdpa_flash"][0]
     assert sdpa["params"]["backend"] == "FLASH_ATTENTION/enable_gqa" and sdpa["impl_label"] == "torch-sdpa-flash"
     fourier = [c for c in a if c["impl"] == "triton_fourier"][0]
@@ -200,7 +201,7 @@ def test_summary_table_has_one_row_per_cell():
     assert "latency ms" in table[0] and "% of copy" in table[0] and len(table) == 2 + 3
     # sdpa first, then dense, then Fourier.
     assert "sdpa_flash (FLASH_ATTENTION/enable_gqa)" in table[2] and "WRONG RESULT" in table[2] and "0.4000" in table[2]
-    assert "decode_attention" in table[3] and "2000" in table[3] and "80.0" in table[3] and "ok" in table[3]
+    assert "triton_dense" in table[3] and "2000" in table[3] and "80.0" in table[3] and "ok" in table[3]
     assert "missing: op has no implementation" in table[4]
     assert len(bk.summary_table(records, cells={cells["triton_dense"]["cell"]}).splitlines()) == 3
 
@@ -230,10 +231,13 @@ def _cpu_device(free=8 << 30, timed=None):
     return bk.Device("cpu", timer, lambda: free, lambda: 1000.0, copy_nbytes=1 << 20)
 
 
+SWEPT = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral")  # FlashInfer needs a GPU
+
+
 def _small(results, **kw) -> bk.KernelBenchConfig:
     return bk.KernelBenchConfig(**{**dict(shapes=("smollm2", "llama3-8b"), contexts=(48, 80), batches=(1, 2),
                                           max_context={2: 48}, dtype="float32", results=str(results), n_local=12,
-                                          num_freqs=8), **kw})
+                                          num_freqs=8, impls=SWEPT), **kw})
 
 
 def _records(results) -> list[dict]:
@@ -243,7 +247,7 @@ def _records(results) -> list[dict]:
 def test_sweep_on_cpu_writes_checked_records_then_resumes(cpu_kernels, tmp_path, capsys):
     timed = []
     summary = bk.run_kernels_bench(_small(tmp_path), progress=False, dev=_cpu_device(timed=timed))
-    cells = 2 * 3 * 3  # shapes x (B=1 at two contexts, B=2 at one) x kernels
+    cells = 2 * 3 * 4  # shapes x (B=1 at two contexts, B=2 at one) x kernels
     assert summary["ran"] == cells and summary["skipped"] == 0 and len(timed) == cells
     records = _records(tmp_path)
     assert len(records) == 1 + 4 * cells
@@ -252,6 +256,7 @@ def test_sweep_on_cpu_writes_checked_records_then_resumes(cpu_kernels, tmp_path,
     assert all(r["extra"]["checked"] and r["extra"]["correct"] for r in measured), [r["extra"] for r in measured]
     fourier = [r for r in records if r["task"] == "fourier_decode_attention" and r["metric"] == "bytes_read"]
     assert all(r["value"] < r["extra"]["dense_bytes_read"] for r in fourier if r["params"]["context"] == 80)
+    assert {r["impl"] for r in fourier} == {"triton", "triton_spectral"} and all(r["params"]["period"] == "pow2" for r in fourier)
     assert "sdpa_flash" in summary["table"] and "ok" in summary["table"]
 
     again = bk.run_kernels_bench(_small(tmp_path), progress=False, dev=_cpu_device(timed=timed))
@@ -273,6 +278,13 @@ def test_missing_failing_and_oversized_cells_are_recorded_and_the_sweep_goes_on(
     assert status["fourier_decode_attention"].startswith("missing: op 'fourier_decode_attention' has no implementation")
     assert status["decode_attention"] == "failed: RuntimeError: kernel exploded"
     assert any(r["task"] == "sdpa_flash" and r["metric"] == "latency_ms" for r in _records(tmp_path))
+
+    # FlashInfer is a GPU package the CPU machines never have: its cells say so instead of failing the sweep.
+    assert importlib.util.find_spec("flashinfer") is None
+    bk.run_kernels_bench(_small(tmp_path / "fi", shapes=("smollm2",), contexts=(48,), batches=(1,), impls=("flashinfer",)),
+                         progress=False, dev=_cpu_device())
+    (r,) = _records(tmp_path / "fi")[1:]
+    assert r["metric"] == "status" and r["extra"]["status"].startswith("missing: flashinfer is not installed")
 
     # Too little free memory: skipped, recorded, and not tried again.
     small = _small(tmp_path / "oom", shapes=("llama3-8b",), contexts=(80,), batches=(2,), impls=("sdpa_flash",),

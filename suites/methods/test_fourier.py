@@ -140,6 +140,8 @@ def test_decode_attention_through_the_state_equals_dense_attention_over_the_reco
     want = attention(q.double(), *(t.double() for t in state.keys_values()), causal=True, scale=scale)
     torch.testing.assert_close(state.attend(q, scale).double(), want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(state.attend(q, scale, impl="torch").double(), want, atol=1e-4, rtol=1e-4)
+    # "triton" is the spectral kernel (the interpreter on a CPU): the GPU decode path of the method.
+    torch.testing.assert_close(state.attend(q, scale, impl="triton").double(), want, atol=1e-4, rtol=1e-4)
 
 
 @given(layer=prefill_layers(min_len=10, max_len=100, max_protected=3), seed=seeds())

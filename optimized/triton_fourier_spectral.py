@@ -1,0 +1,457 @@
+"""FlashFourierAttention in coefficient space: decode over a FourierAttention cache without rebuilding a channel.
+
+FourierAttention (Liu et al., arXiv 2506.11886; docs/fourier-attention.md) keeps the middle span's compressed
+channels as Fourier coefficients (a_cn, b_cn), n < N, period T, moment matched x'_c = s_c x_hat_c + mu_c. Both uses
+of the middle are linear in x', so (reference/ops/fourier_coefficients.py derives it) for a query row q:
+
+    score_t = q_kept . k_kept,t + S_t,       S_t = irfft_T(Z)_t,   Z_n = (u_n - i u'_n) / T (+ sum_c q_c mu_c at n = 0)
+              u_n = sum_{c comp} q_c s_c a_cn,   u'_n = sum_{c comp} q_c s_c b_cn                          (eq. scores)
+    out_c   = p . v_kept,c                          for a kept V channel,
+              s_c sum_n w_n (a'_cn Re F_n - b'_cn Im F_n) + mu_c F_0,   F = rfft_T(p_middle)               (eq. values)
+
+with p the softmax over sinks, middle and local window together, w_n the orthogonal real-DFT weights. Five
+launches, each reading what it needs once:
+
+1. `_query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head).
+2. torch.fft.irfft (cuFFT on a GPU): S_t for the whole span, O(T log T) per query row; a power-of-two period
+   (docs/fourier-attention.md, "Period") keeps it one fast transform.
+3. `_stream_kernel`: split-KV flash decoding over the exact sinks + window and the middle's kept channels, adding
+   S_t to the middle scores; writes each middle score back over S_t and the split's (max, sum, kept output).
+4. `_probabilities_kernel`: p_t = exp(score_t - m) / l with the splits' merged (m, l), in place; zero up to T.
+5. torch.fft.rfft: F, the spectrum of the middle's probabilities.
+6. `_output_kernel`: merges the splits' kept outputs by log-sum-exp and adds the compressed V channels from F and
+   the V coefficients (a small GEMM per KV head).
+
+Per middle token this reads the kept channels and 4 bytes of S per query row; nothing depends on N or on the
+number of compressed channels, unlike the rebuild kernel (optimized/triton_fourier.py), whose work is N x C_c per
+token. Accumulation is float32; QK^T and PV take q's dtype as operands (fp16/bf16 like FlashAttention, "ieee"
+float32 for float32 q); the transforms and both coefficient GEMMs are float32.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from optimized.triton_fourier import MAX_ROWS, online_softmax_step
+from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
+from reference.ops.fourier import check_decode_inputs
+from reference.ops.fourier_varlen import check_varlen_inputs
+from reference.registry import register_impl
+
+_TL_DTYPE = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+PHASES = ("query_spectrum", "irfft", "stream", "probabilities", "rfft", "output")
+
+
+# ---------------------------------------------------------------- 1. channel maps and the query spectrum Z
+@triton.jit
+def _channel_map(KEPT, n_kept, c, BLOCK_J: tl.constexpr):
+    """For channels c: the position in the sorted kept list, or -1 - the position among the compressed channels
+    (every channel below c is one or the other, so that position is c - #kept below c)."""
+    below = tl.zeros(c.shape, dtype=tl.int32)
+    hit = tl.zeros(c.shape, dtype=tl.int32)
+    for j0 in range(0, n_kept, BLOCK_J):
+        js = j0 + tl.arange(0, BLOCK_J)
+        kept = tl.load(KEPT + js, mask=js < n_kept, other=2**30).to(tl.int32)
+        below += tl.sum((kept[None, :] < c[:, None]).to(tl.int32), 1)
+        hit += tl.sum((kept[None, :] == c[:, None]).to(tl.int32), 1)
+    return tl.where(hit > 0, below, -1 - (c - below))
+
+
+@triton.jit
+def _query_spectrum_kernel(
+    Q, KKEPT, VKEPT, KCOS, KSIN, KSC, KSH, KMAP, VMAP, Z, LENS,
+    sqb, sqh, sql, sqd, szb, szr, Hkv, Ckk, Cvk, Cck, Nk, NZ, period,
+    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, HAS_COMP: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu.
+
+    The programs of sequence 0, first frequency block, also write their head's channel maps for passes 3 and 6.
+    """
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    ds = tl.arange(0, BLOCK_D)
+    kmap = _channel_map(KKEPT, Ckk, h * D + ds, 64)
+    if (b == 0) & (tl.program_id(1) == 0):
+        tl.store(KMAP + h * D + ds, kmap, mask=ds < D)
+        tl.store(VMAP + h * D + ds, _channel_map(VKEPT, Cvk, h * D + ds, 64), mask=ds < D)
+    if not HAS_COMP:
+        return
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    nz = tl.minimum(NZ, period // 2 + 1)  # frequencies past T/2 carry no weight
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    comp = (ds < D) & (kmap < 0)
+    ci = tl.where(comp, -1 - kmap, 0)
+    q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql + ds[None, :] * sqd,
+                mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
+    sc = tl.load(KSC + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
+    sh = tl.load(KSH + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
+    qs = q * sc[None, :]
+    ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = ns < nz
+    cmask = comp[:, None] & n_ok[None, :]
+    coef = b * Cck * Nk + ci[:, None] * Nk + ns[None, :]
+    u_cos = tl.dot(qs, tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
+    u_sin = tl.dot(qs, tl.load(KSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
+    q_mu = tl.sum(q * sh[None, :], 1)  # sum_c q_c mu_c: constant over t, so it rides on the n = 0 bin
+    re = u_cos / period + tl.where(ns == 0, 1.0, 0.0)[None, :] * q_mu[:, None]
+    im = -u_sin / period
+    off = b * szb + (h * G * LQ + rows)[:, None] * szr + 2 * ns[None, :]
+    mask = row_ok[:, None] & n_ok[None, :]
+    tl.store(Z + off, re, mask=mask)
+    tl.store(Z + off + 1, im, mask=mask)
+
+
+# ---------------------------------------------------------------- 3. the streaming pass
+@triton.jit
+def _stream_kernel(
+    Q, KE, VE, KMID, VMID, KMAP, VMAP, S, ACC, MAX, SUM, LENS,
+    sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, skmb, skmt, svmb, svmt, ssb, ssr,
+    Hkv, Le, mid_len, sm_scale, num_splits,
+    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
+    VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """Online softmax over a share of the exact tokens and of the middle; middle scores = kept dot + S (eq. scores)."""
+    bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = bh // Hkv
+    h = bh % Hkv
+    if VARLEN:
+        Le = tl.load(LENS + 3 * b)
+        mid_len = tl.load(LENS + 3 * b + 1)
+    exact_per_split = tl.cdiv(tl.cdiv(Le, BLOCK_T), num_splits)
+    mid_per_split = tl.cdiv(tl.cdiv(mid_len, BLOCK_T), num_splits)
+    rows = tl.arange(0, BLOCK_M)
+    qi = rows % LQ
+    row_ok = rows < G * LQ
+    ds = tl.arange(0, BLOCK_D)
+    d_ok = ds < D
+    q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + ds[None, :] * sqd,
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(DT)
+    m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)  # finite: a fully masked tile leaves alpha = 1
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+
+    e0 = split * exact_per_split  # exact sinks + local window; query row i sits at exact index Le - LQ + i
+    for tile in range(e0, e0 + exact_per_split):
+        js = tile * BLOCK_T + tl.arange(0, BLOCK_T)
+        j_ok = js < Le
+        kv_mask = j_ok[:, None] & d_ok[None, :]
+        k = tl.load(KE + b * skb + h * skh + js[:, None] * skl + ds[None, :] * skd, mask=kv_mask, other=0.0)
+        v = tl.load(VE + b * svb + h * svh + js[:, None] * svl + ds[None, :] * svd, mask=kv_mask, other=0.0)
+        s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
+        s = tl.where(j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
+
+    kmap = tl.load(KMAP + h * D + ds, mask=d_ok, other=-1)
+    vmap = tl.load(VMAP + h * D + ds, mask=d_ok, other=-1)
+    k_kept = kmap >= 0
+    v_kept = vmap >= 0
+    kki = tl.where(k_kept, kmap, 0)
+    vki = tl.where(v_kept, vmap, 0)
+    s_rows = S + b * ssb + (h * G * LQ + rows) * ssr
+    m0 = split * mid_per_split
+    for tile in range(m0, m0 + mid_per_split):
+        ts = tile * BLOCK_T + tl.arange(0, BLOCK_T)
+        t_ok = ts < mid_len
+        k = tl.load(KMID + b * skmb + ts[:, None] * skmt + kki[None, :], mask=t_ok[:, None] & k_kept[None, :], other=0.0)
+        v = tl.load(VMID + b * svmb + ts[:, None] * svmt + vki[None, :], mask=t_ok[:, None] & v_kept[None, :], other=0.0)
+        st_mask = row_ok[:, None] & t_ok[None, :]
+        s_comp = tl.load(s_rows[:, None] + ts[None, :], mask=st_mask, other=0.0)
+        s = (tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) + s_comp) * sm_scale
+        tl.store(s_rows[:, None] + ts[None, :], s, mask=st_mask)  # the score replaces S_t, read by pass 4
+        s = tl.where(t_ok[None, :], s, float("-inf"))
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
+
+    part = bh * num_splits + split
+    tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc, mask=row_ok[:, None])
+    tl.store(MAX + part * BLOCK_M + rows, m_i)
+    tl.store(SUM + part * BLOCK_M + rows, l_i)
+
+
+@triton.jit
+def _merged_stats(MAX, SUM, bh, num_splits, BLOCK_M: tl.constexpr):
+    """(m, l) of the whole cache per row from the splits' (max, sum): l = sum_s e^(m_s - m) l_s."""
+    rows = tl.arange(0, BLOCK_M)
+    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
+    for s in range(0, num_splits):
+        m = tl.maximum(m, tl.load(MAX + (bh * num_splits + s) * BLOCK_M + rows))
+    l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for s in range(0, num_splits):
+        part = bh * num_splits + s
+        l_tot += tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m) * tl.load(SUM + part * BLOCK_M + rows)
+    return m, tl.where(l_tot > 0, l_tot, 1.0)
+
+
+# ---------------------------------------------------------------- 4. probabilities of the middle
+@triton.jit
+def _probabilities_kernel(
+    S, MAX, SUM, LENS, ssb, ssr, Hkv, mid_len, period, num_splits,
+    G: tl.constexpr, LQ: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """S[row, t] <- exp(S - m) / l for t < mid_len, 0 for mid_len <= t < T (the transform's zero padding)."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    if VARLEN:
+        mid_len = tl.load(LENS + 3 * b + 1)
+        period = tl.load(LENS + 3 * b + 2)
+    m, l_tot = _merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
+    rows = tl.arange(0, BLOCK_M)
+    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    ptr = S + b * ssb + (h * G * LQ + rows)[:, None] * ssr + ts[None, :]
+    in_mid = (rows < G * LQ)[:, None] & (ts < mid_len)[None, :]
+    p = tl.exp(tl.load(ptr, mask=in_mid, other=float("-inf")) - m[:, None]) / l_tot[:, None]
+    tl.store(ptr, tl.where(in_mid, p, 0.0), mask=(rows < G * LQ)[:, None] & (ts < period)[None, :])
+
+
+# ---------------------------------------------------------------- 6. output
+@triton.jit
+def _output_kernel(
+    ACC, MAX, SUM, F, VCOS, VSIN, VSC, VSH, VMAP, OUT, LENS,
+    sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits,
+    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """out[:, d-block] = merged kept output / l + compressed V channels from the spectrum F (eq. values)."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    nv = tl.minimum(Nv, period // 2 + 1)
+    m, l_tot = _merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
+    d_ok = ds < D
+    acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    for s in range(0, num_splits):
+        part = bh * num_splits + s
+        w = tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m)
+        acc += w[:, None] * tl.load(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :],
+                                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    out = acc / l_tot[:, None]
+
+    vmap = tl.load(VMAP + h * D + ds, mask=d_ok, other=0)
+    comp = d_ok & (vmap < 0)
+    ci = tl.where(comp, -1 - vmap, 0)
+    f_rows = F + b * sfb + (h * G * LQ + rows) * sfr
+    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    for n0 in range(0, nv, BLOCK_N):
+        ns = n0 + tl.arange(0, BLOCK_N)
+        n_ok = ns < nv
+        fmask = row_ok[:, None] & n_ok[None, :]
+        w_n = tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0) / period
+        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
+        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
+        coef = b * Ccv * Nv + ci[None, :] * Nv + ns[:, None]
+        cmask = n_ok[:, None] & comp[None, :]
+        rec += tl.dot(f_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
+        rec -= tl.dot(f_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
+    p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0 = sum of the middle's probabilities
+    sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    out += tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
+    tl.store(OUT + b * sob + (h * G + rows // LQ)[:, None] * soh + (rows % LQ)[:, None] * sol + ds[None, :] * sod,
+             out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
+
+
+# ---------------------------------------------------------------- host side
+def _num_splits(programs: int, tiles: int, device: torch.device) -> int:
+    """Splits per (sequence, KV head): about two waves of programs on a GPU, a few in the interpreter."""
+    target = 2 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 3
+    return max(1, min(tiles, triton.cdiv(target, programs)))
+
+
+def _check_options(q, num_splits, block_t, num_warps) -> None:
+    check_triton_dtype("q", q)
+    check_int("num_splits", num_splits, 1, optional=True)
+    check_int("block_t", block_t, 16, optional=True)
+    if block_t is not None and block_t & (block_t - 1):
+        raise ValueError(f"block_t must be None or a power of two >= 16, got {block_t!r}")
+    check_int("num_warps", num_warps, 1, optional=True)
+
+
+class _Plan:
+    """Shapes, block sizes and scratch buffers of one call; `run(upto)` launches phases 1..upto (PHASES)."""
+
+    def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, lens, periods, scale, out, num_splits,
+                 block_t, num_warps):
+        _check_options(q, num_splits, block_t, num_warps)
+        b, hq, lq, d = q.shape
+        hkv, le = k_exact.shape[1], k_exact.shape[2]
+        self.group = hq // hkv
+        if self.group * lq > MAX_ROWS:
+            raise ValueError(f"q packs {self.group} heads x {lq} tokens = {self.group * lq} rows per KV head; this "
+                             f"decode kernel holds at most {MAX_ROWS} (use dense attention for prefill-sized chunks)")
+        check_out(out, q.shape, q.dtype, q.device)
+        check_triton_runnable("fourier_decode_attention_spectral", q)
+        self.q, self.k_exact, self.v_exact, self.lens, self.out = q, k_exact, v_exact, lens, out
+        self.k_mid, k_kept, k_comp, *kc = k_args
+        self.v_mid, v_kept, v_comp, *vc = v_args
+        self.k_cos, self.k_sin, self.k_sc, self.k_sh = (t.contiguous() for t in kc)
+        self.v_cos, self.v_sin, self.v_sc, self.v_sh = (t.contiguous() for t in vc)
+        self.ck, self.cv = k_comp.numel(), v_comp.numel()
+        self.k_kept, self.v_kept = k_kept, v_kept
+        self.kmap = torch.empty(hkv * d, dtype=torch.int32, device=q.device)  # filled by phase 1
+        self.vmap = torch.empty_like(self.kmap)
+        self.periods = periods  # host ints, one per sequence
+        self.t_max = max(periods)
+        self.mid_len = mid_len
+        self.sm_scale = float(scale) if scale is not None else d ** -0.5
+        self.block_t = block_t or 64
+        self.block_m = max(16, triton.next_power_of_2(self.group * lq))
+        self.block_d = max(16, triton.next_power_of_2(d))
+        self.num_warps = num_warps or 4
+        self.b, self.hq, self.lq, self.d, self.hkv, self.le = b, hq, lq, d, hkv, le
+        tiles = max(triton.cdiv(le, self.block_t), triton.cdiv(mid_len, self.block_t))
+        self.splits = num_splits if num_splits is not None else _num_splits(b * hkv, tiles, q.device)
+        self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1)
+        dev = q.device
+        rows = hq * lq
+        self.z = torch.empty(b, rows, self.nz, 2, dtype=torch.float32, device=dev)
+        self.s = torch.empty(b, rows, self.t_max, dtype=torch.float32, device=dev)
+        self.f_complex = torch.empty(b, rows, self.t_max // 2 + 1, dtype=torch.complex64, device=dev)
+        self.f = torch.view_as_real(self.f_complex)
+        parts = b * hkv * self.splits
+        self.acc = torch.empty(parts, self.block_m, self.block_d, dtype=torch.float32, device=dev)
+        self.mx = torch.empty(parts, self.block_m, dtype=torch.float32, device=dev)
+        self.sm = torch.empty_like(self.mx)
+        self.result = out if out is not None else torch.empty_like(q)
+        self.lens_arg = lens if lens is not None else self.kmap
+        self.groups = self._period_groups()
+
+    def _period_groups(self) -> list[tuple[int, torch.Tensor | None]]:
+        """Sequences sharing a period share one batched transform: [(period, index tensor or None for all)]."""
+        distinct = sorted(set(self.periods))
+        if len(distinct) == 1:
+            return [(distinct[0], None)]
+        return [(p, torch.tensor([i for i, t in enumerate(self.periods) if t == p], device=self.q.device))
+                for p in distinct]
+
+    def run(self, upto: int = len(PHASES)) -> torch.Tensor:
+        q, consts = self.q, dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=self.lens is not None)
+        grid_kv = self.b * self.hkv
+        if upto >= 1:
+            block_n = 32
+            _query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n) if self.ck else 1)](
+                q, self.k_kept, self.v_kept, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.kmap, self.vmap,
+                self.z, self.lens_arg, *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv,
+                self.k_kept.numel(), self.v_kept.numel(), self.ck, self.k_cos.shape[2], self.nz, self.t_max,
+                **consts, HAS_COMP=self.ck > 0, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=block_n)
+        if upto >= 2:
+            self._transform(inverse=True)
+        if upto >= 3:
+            ke, ve, km, vm = self.k_exact, self.v_exact, self.k_mid, self.v_mid
+            _stream_kernel[(grid_kv, self.splits)](
+                q, ke, ve, km, vm, self.kmap, self.vmap, self.s, self.acc, self.mx, self.sm, self.lens_arg,
+                *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
+                self.s.stride(0), self.s.stride(1), self.hkv, self.le, self.mid_len, self.sm_scale, self.splits,
+                **consts, DT=_TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
+                BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t, num_warps=self.num_warps)
+        if upto >= 4 and self.cv:
+            block_tt = 1024
+            _probabilities_kernel[(grid_kv, triton.cdiv(self.t_max, block_tt))](
+                self.s, self.mx, self.sm, self.lens_arg, self.s.stride(0), self.s.stride(1), self.hkv, self.mid_len,
+                self.t_max, self.splits, G=self.group, LQ=self.lq, VARLEN=self.lens is not None,
+                BLOCK_M=self.block_m, BLOCK_T=block_tt)
+        if upto >= 5 and self.cv:
+            self._transform(inverse=False)
+        if upto >= 6:
+            res, block_do = self.result, min(32, self.block_d)
+            _output_kernel[(grid_kv, triton.cdiv(self.d, block_do))](
+                self.acc, self.mx, self.sm, self.f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, self.vmap, res,
+                self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
+                self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,
+                BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=32)
+        return self.result
+
+    def _transform(self, inverse: bool) -> None:
+        """Phase 2 (S = irfft Z; zeros without compressed K channels) or phase 5 (F = rfft p), one batched transform
+        per distinct period, written straight into the plan's buffers when every sequence shares the period."""
+        for period, idx in self.groups:
+            nz = min(self.nz, period // 2 + 1)
+            if idx is None:  # uniform: the buffers are exactly [B, rows, T] and [B, rows, T // 2 + 1]
+                if not inverse:
+                    torch.fft.rfft(self.s, n=period, dim=-1, out=self.f_complex)
+                elif self.ck:
+                    torch.fft.irfft(torch.view_as_complex(self.z), n=period, dim=-1, norm="forward", out=self.s)
+                else:
+                    self.s.zero_()
+                continue
+            if not inverse:
+                spec = torch.fft.rfft(self.s[idx, :, :period], n=period, dim=-1)
+                self.f_complex[:, :, : period // 2 + 1].index_copy_(0, idx, spec)
+            elif self.ck:
+                z = torch.view_as_complex(self.z[idx, :, :nz].contiguous())
+                self.s[:, :, :period].index_copy_(0, idx, torch.fft.irfft(z, n=period, dim=-1, norm="forward"))
+            else:
+                self.s[:, :, :period].index_fill_(0, idx, 0.0)
+
+
+def _plan(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, periods, lens, scale, out, num_splits, block_t,
+          num_warps):
+    del n_init  # the exact tensor's layout (sinks, then the window) is all the kernel needs
+    return _Plan(q, k_exact, v_exact, k_args, v_args, mid_len, lens, periods, scale, out, num_splits, block_t,
+                 num_warps)
+
+
+@register_impl("fourier_decode_attention", "triton_spectral")
+def fourier_decode_attention_spectral(
+    q, k_exact, v_exact, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_len, period, scale=None, out=None, num_splits=None, block_t=None, num_warps=None,
+):
+    """FlashFourierAttention decode in coefficient space: out [B, Hq, Lq, D] in q's dtype.
+
+    Same layout and result as `reference.ops.fourier.fourier_decode_attention`. Knobs: `num_splits` (split-KV
+    programs per (sequence, KV head); default about two waves on the GPU), `block_t` (tokens per tile, a power of
+    two >= 16; 64), `num_warps` (4). The transforms run at the cache's period: a power of two is fastest.
+    """
+    check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+                        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale)
+    return spectral_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
+                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
+                         period, scale, out, num_splits, block_t, num_warps).run()
+
+
+def spectral_plan(
+    q, k_exact, v_exact, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_len, period, scale=None, out=None, num_splits=None, block_t=None, num_warps=None,
+) -> _Plan:
+    """The launches of `fourier_decode_attention_spectral` without its input checks (which synchronize with the
+    GPU): `plan.run()` computes the output, `plan.run(k)` only phases 1..k of PHASES (the benchmark's per-phase
+    times). Buffers are allocated once here, so a plan can be captured in a CUDA graph and replayed."""
+    return _plan(q, k_exact, v_exact, n_init,
+                 (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                 (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift),
+                 mid_len, [int(period)], None, scale, out, num_splits, block_t, num_warps)
+
+
+@register_impl("fourier_decode_attention_varlen", "triton_spectral")
+def fourier_decode_attention_varlen_spectral(
+    q, k_exact, v_exact, exact_lens, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_lens, periods, scale=None, out=None, num_splits=None, block_t=None, num_warps=None,
+):
+    """The spectral decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): each
+    program reads its sequence's exact length, middle length and period; sequences sharing a period share a
+    transform."""
+    check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
+                        k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+                        mid_lens, periods, scale)
+    lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+    return _plan(q, k_exact, v_exact, n_init,
+                 (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                 (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift),
+                 k_mid_kept.shape[1], [int(p) for p in periods.tolist()], lens, scale, out, num_splits, block_t,
+                 num_warps).run()

@@ -455,6 +455,10 @@ def prepare(cell: dict, config: KernelBenchConfig, device: str, backend: str | N
                                 period=config.period, kept_pad=config.kept_pad)
     nbytes = int(fourier_bytes_read(**inputs))
     extra["dense_bytes_read"] = float(dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype))
+    if cell["impl"] == "triton_fourier_spectral":  # float32 scratch beside the cache; not in bytes_read
+        from optimized.triton_fourier_spectral import spectral_scratch_bytes
+
+        extra["scratch_bytes"] = float(spectral_scratch_bytes(**inputs))
     return inputs, (lambda x: fn(**x)), nbytes, extra
 
 

@@ -401,6 +401,16 @@ def _plan(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, periods, lens, s
                  num_warps)
 
 
+def spectral_scratch_bytes(q, mid_len, period, k_cos, **_) -> int:
+    """Bytes of scratch traffic one call adds to the cache's own (float32, per query row): Z written and read,
+    S written by the inverse transform, read and rewritten by the streaming pass (the middle) and by the
+    probabilities pass (up to T), read by the forward transform, and its spectrum written and read."""
+    rows = q.shape[0] * q.shape[1] * q.shape[2]
+    nz = min(k_cos.shape[2], period // 2 + 1)
+    per_row = 2 * 8 * nz + 4 * period + 8 * mid_len + 8 * period + 4 * period + 2 * 8 * (period // 2 + 1)
+    return rows * per_row
+
+
 @register_impl("fourier_decode_attention", "triton_spectral")
 def fourier_decode_attention_spectral(
     q, k_exact, v_exact, n_init,

@@ -11,7 +11,8 @@ PROV = {"device": "cuda: NVIDIA H200", "versions": {"torch": "t"}, "git_sha": "a
 
 def _cell(name: str, batch: int, context: int) -> dict:
     config = bk.KernelBenchConfig(shapes=("llama3-8b",), contexts=(context,), batches=(batch,), max_context={})
-    (cell,) = [c for c in bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}) if c["impl"] == name]
+    (cell,) = [c for c in bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"])
+               if c["impl"] == name]
     return cell
 
 

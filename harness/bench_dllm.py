@@ -9,7 +9,8 @@ per phase (dense forwards, saliency scoring, sparse block steps, cached steps, .
 
 Vanilla decoding runs the same full forward at every step, so its per-token cost is the same in every block: it is
 timed over `vanilla_blocks` blocks (default 1 of 8) and the record says so (`timed_blocks`); every cache method
-runs all blocks (their cost differs between blocks). Cells that run out of memory are recorded as such.
+runs all blocks (their cost differs between blocks). Cells that run out of memory are recorded as such. A cell's
+key names the kind of GPU (`harness.store.KEYED_BY_DEVICE`): a rerun skips only cells this kind of GPU measured.
 """
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def run_dllm_bench(cfg: DLLMBenchConfig, progress: bool = True) -> dict:
     for L, (label, impl, params) in tqdm(cells, desc="dllm throughput", unit="cell", disable=not progress):
         key_params = {"prompt_len": L, **params, **({"cuda_graphs": True} if cfg.cuda_graphs and label in GRAPHED
                                                       else {})}
-        key = cell_key(SUITE, f"prompt{L}", label, impl, model_name, key_params)
+        key = cell_key(SUITE, f"prompt{L}", label, impl, model_name, key_params, prov["device"])  # per device kind
         if key in done:
             summary["skipped"] += 1
             continue

@@ -20,7 +20,8 @@ roofline of a memory-bound kernel). Implementations:
 
 Every configuration is checked once against the float32 reference on the inputs it is timed on (batch rows 0
 and B-1) before it is timed; records carry `extra.checked` / `extra.correct`. Each finished cell is appended
-to the store at once; a rerun skips cells already measured. An implementation that is not registered, a
+to the store at once; a rerun skips cells already measured on the same kind of device (a cell's key names the
+device's kind: `harness.store.KEYED_BY_DEVICE`). An implementation that is not registered, a
 cache that would not fit, or a kernel that raises is recorded as a `status` record and the sweep goes on.
 """
 from __future__ import annotations
@@ -158,10 +159,12 @@ def cell_params(config: KernelBenchConfig, impl: str, shape: str, batch: int, co
     return params
 
 
-def plan(config: KernelBenchConfig, backends: dict[str, str] | None = None) -> list[dict]:
+def plan(config: KernelBenchConfig, backends: dict[str, str] | None = None, *, device: str) -> list[dict]:
     """Every cell: {impl, task, impl_label, method, model, params, cell}.
 
     backends: {shape: SDPA backend string} from `resolve_sdpa_backend`; part of the SDPA cells' identity.
+    device: the run's `device_info` string; its kind is part of every cell's key (a latency is the device's), so
+    the cells another kind of GPU recorded are measured again here, while this device's are skipped on resume.
     """
     cells = []
     for shape, batch, context in grid(config):
@@ -170,7 +173,7 @@ def plan(config: KernelBenchConfig, backends: dict[str, str] | None = None) -> l
             params = cell_params(config, name, shape, batch, context, (backends or {}).get(shape))
             cells.append({"impl": name, "task": impl.task, "impl_label": impl.impl, "method": impl.method,
                           "model": shape, "params": params,
-                          "cell": cell_key(SUITE, impl.task, impl.method, impl.impl, shape, params)})
+                          "cell": cell_key(SUITE, impl.task, impl.method, impl.impl, shape, params, device)})
     return cells
 
 
@@ -641,7 +644,7 @@ def run_kernels_bench(config: KernelBenchConfig, progress: bool = True, dev: Dev
     if "sdpa_flash" in config.impls:
         for shape in config.shapes:
             backends[shape], notes[shape] = resolve_sdpa_backend(shape, config.dtype, dev)
-    cells = plan(config, backends)
+    cells = plan(config, backends, device=provenance["device"])
     done = set() if config.rerun else done_cells(store.records(SUITE))
     pending = [c for c in cells if c["cell"] not in done]
     skipped = len(cells) - len(pending)

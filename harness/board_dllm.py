@@ -11,8 +11,8 @@ response). Two suites feed it:
   random weights on a GPU; a cell that failed carries one "status" record instead. Speed-ups and memory ratios
   are taken against vanilla on the same device at the same prompt length, never across devices.
 
-Only the newest record of each (cell, metric) counts, per device for the throughput suite (a cell's identity
-does not name the device it ran on).
+Only the newest record of each (cell, metric) counts, per device for the throughput suite (whose cell keys name
+the kind of device: harness.store.KEYED_BY_DEVICE).
 """
 from __future__ import annotations
 

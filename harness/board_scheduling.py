@@ -18,7 +18,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.stats import t_interval
-from harness.store import newest_records
+from harness.store import key_device, newest_records
 
 if TYPE_CHECKING:
     from harness.leaderboard import Board
@@ -60,6 +60,13 @@ def _setting(params: dict) -> dict:
     return {k: v for k, v in sorted(params.items()) if k not in VARYING}
 
 
+def _with_device(params: dict, r: dict) -> dict:
+    """`params`, plus {"device": kind} for a timing whose cell key names its device (`key_device`): two devices'
+    timings of one cell stay in separate rows and tables, never merged or averaged as seeds."""
+    device = key_device(r)
+    return {**params, "device": device} if device else params
+
+
 def _setting_text(params: dict) -> str:
     first = ("n_requests", "max_batch", "draft_len")
     keys = sorted(_setting(params), key=lambda k: (k not in first, k == "cost_device", first.index(k) if k in first else k))
@@ -77,7 +84,7 @@ def _points(records: list[dict]) -> dict[tuple, dict]:
         if r["impl"] != "sim" or r["task"] == OVERHEAD_TASK or r["metric"] not in LATENCY_METRICS:
             continue
         p = r["params"]
-        key = (r["task"], r["model"], json.dumps(_setting(p), sort_keys=True), _proto(r))
+        key = (r["task"], r["model"], json.dumps(_setting(_with_device(p, r)), sort_keys=True), _proto(r))
         pt = per_seed[(key, float(p.get("rate", float("nan"))), r["method"])]
         pt["metrics"][r["metric"]][p.get("seed")] = r["value"]
         if r["metric"] == "mean_latency_s":
@@ -295,7 +302,8 @@ def sim_vs_real(records: list[dict]) -> list[dict]:
     cells: dict[tuple, dict] = defaultdict(dict)
     for r in records:
         if r["metric"] == "mean_latency_s" and r["impl"] in ("sim", "real") and r["task"] != OVERHEAD_TASK:
-            key = (r["task"], r["method"], r["model"], json.dumps(r["params"], sort_keys=True), _proto(r))
+            key = (r["task"], r["method"], r["model"], json.dumps(_with_device(r["params"], r), sort_keys=True),
+                   _proto(r))
             cells[key][r["impl"]] = r["value"]
     rows = []
     for (task, method, model, params, proto), v in cells.items():

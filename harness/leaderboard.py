@@ -414,8 +414,8 @@ def _provenance(records: list[dict]) -> list[str]:
 
 def records_line(records: list[dict] | None, rel: Path) -> tuple[str, str]:
     """(Markdown, HTML) of the line that ends a board: per results file its board used, a relative link to it, the
-    filter (suite, metrics), the number of records and of cells (a cell per device: a cell's key does not name
-    the device), and the git shas and devices of those records."""
+    filter (suite, metrics), the number of records and of cells (a cell per device: an accuracy cell's key does not
+    name the device), and the git shas and devices of those records."""
     if records is None:
         text = "Records used: not reported by this board."
         return text + "\n", f"<p class='meta'>{html.escape(text)}</p>"

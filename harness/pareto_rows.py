@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from harness.board_dllm import (ACCURACY_SUITE, THROUGHPUT_SUITE, _labels, _newest_per_device, _variant, _variant_order,
                                 throughput_cells)
-from harness.board_scheduling import ORACLE, OVERHEAD_TASK, _policy_order, _setting, _setting_text
+from harness.board_scheduling import ORACLE, OVERHEAD_TASK, _policy_order, _setting, _setting_text, _with_device
 from harness.pareto import pareto_front
 from harness.store import newest_records
 
@@ -211,7 +211,8 @@ def sched_panels(records: list[dict]) -> tuple[list[dict], list[dict]]:
     groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     mine: dict[tuple, list] = defaultdict(list)
     for r in recs:
-        key = (r["task"], r["impl"], r["model"], json.dumps(_setting(r["params"]), sort_keys=True), _proto(r))
+        key = (r["task"], r["impl"], r["model"], json.dumps(_setting(_with_device(r["params"], r)), sort_keys=True),
+               _proto(r))
         groups[key][(float(r["params"].get("rate", float("nan"))), r["method"])][r["metric"]].append(r["value"])
         mine[key].append(r)
     panels = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import re
 import subprocess
 from functools import lru_cache
 from importlib import metadata
@@ -44,7 +45,20 @@ def git_sha(repo_dir: str | Path | None = None) -> str:
         return "unknown"
 
 
+_VOLATILE = re.compile(r", \d+ threads?, \d+ cores?$")
+
+
+def device_kind(device: str) -> str:
+    """The stable identity of a device, from a record's `device` field (`device_info`'s string): the kind of
+    device, "cuda: NVIDIA H100 80GB HBM3" or "cpu: <model>", without what varies between runs on the same hardware
+    (the thread count torch uses, the cores a container sees). Idempotent: a kind is its own kind."""
+    if not isinstance(device, str) or not device.strip():
+        raise ValueError(f"device must be a non-empty string (a record's `device` field), got {device!r}")
+    return _VOLATILE.sub("", device.strip())
+
+
 def device_info(device: str = "cpu") -> str:
+    """`cuda: <GPU name>` or `cpu: <model>, N threads, M cores`; `device_kind` drops the last two."""
     import torch
 
     if str(device).startswith("cuda") and torch.cuda.is_available():

@@ -234,10 +234,11 @@ def run_scheduling(config: SchedConfig, progress: bool = True, executor: Executo
     done = store.done_cells(SUITE)
     cells = plan(config)
     extra = overhead_cells(config)
+    device = device_info("cpu")  # decision-overhead cells are timed: their key names the device (simulated ones not)
 
     def pending(cs):
         return [c for c in cs if config.rerun or cell_key(SUITE, c["task"], c["method"], "sim", "smollm2",
-                                                          c["params"]) not in done]
+                                                          c["params"], device) not in done]
 
     todo, overhead = pending(cells), pending(extra)
     shards = group_shards(todo + overhead, lambda c: (c["method"], c["task"], c["params"].get("rate"), "smollm2"))

@@ -233,7 +233,9 @@ def run_real(config: RealConfig, progress: bool = True, executor: ExecutorConfig
                       "max_batch": config.max_batch, "seed": config.seed, "draft_len": file_cost.draft_len,
                       "cost_device": "cpu", "predictor_error": config.predictor_error}
             cells.append((rate, name, params))
-    todo = [c for c in cells if config.rerun or cell_key(SUITE, TASK, c[1], "real", "smollm2", c[2]) not in done]
+    device = device_info("cpu")  # wall-clock latencies: a cell's key names the device (harness.store.KEYED_BY_DEVICE)
+    todo = [c for c in cells
+            if config.rerun or cell_key(SUITE, TASK, c[1], "real", "smollm2", c[2], device) not in done]
     summary = {"ran": len(todo), "skipped": len(cells) - len(todo), "store": str(store.path(SUITE)), "table": ""}
     rows = []
 

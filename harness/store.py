@@ -14,23 +14,65 @@ import math
 import os
 from pathlib import Path
 
-from harness.provenance import device_info, git_sha, now_iso, versions
+from harness.provenance import device_info, device_kind, git_sha, now_iso, versions
 from reference.jsonl import read_jsonl
 
 REQUIRED = ("suite", "task", "method", "impl", "model", "params", "metric", "value", "unit", "cell",
             "device", "versions", "git_sha", "seed", "time")
 
 
-def cell_key(suite: str, task: str, method: str, impl: str, model: str, params: dict) -> str:
-    """Stable identity of a measured cell (what was measured, not when or where)."""
-    canon = json.dumps([suite, task, method, impl, model, params], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(canon.encode()).hexdigest()
+# Performance records: their values depend on the hardware, so the kind of device they were measured on
+# (`device_kind` of the record's `device` field) is part of their cell key. A bench on a second kind of GPU then
+# measures every cell again instead of skipping the cells another device recorded, while a rerun on the same kind
+# still skips them, and boards keep both devices' records (`newest_records` is per cell). {suite: its tasks keyed
+# by device, None for every task}. Every other record (NIAH, RULER, LongBench, dLLM accuracy, conformance, the
+# simulated scheduling workloads) measures something device-independent by design and is keyed without a device.
+KEYED_BY_DEVICE: dict[str, frozenset[str] | None] = {
+    "kernels_bench": None,  # decode-attention latency, bandwidth (harness/bench_kernels.py)
+    "dllm_throughput": None,  # dLLM tokens/s, peak memory, time per phase (harness/bench_dllm.py)
+    # the real serving loop's wall-clock latencies and its simulated twin, whose cost model is fitted to that
+    # loop's own step times (harness/serve_real.py); each policy's timed decision overhead (harness/run_scheduling.py)
+    "scheduling": frozenset({"real-cpu", "decision-overhead"}),
+}
+
+
+def keyed_by_device(suite: str, task: str) -> bool:
+    """Whether records of this suite and task are performance records, whose cell key names the device kind."""
+    if suite not in KEYED_BY_DEVICE:
+        return False
+    tasks = KEYED_BY_DEVICE[suite]
+    return tasks is None or task in tasks
+
+
+def cell_key(suite: str, task: str, method: str, impl: str, model: str, params: dict, device: str | None = None) -> str:
+    """Stable identity of a measured cell: what was measured, not when; and for a performance record
+    (`keyed_by_device`), the kind of device it was measured on.
+
+    device: the record's `device` field (`device_info`) or its `device_kind`; required for a performance record,
+    ignored otherwise (so callers may always pass it). Keys without a device are those of the canonical JSON of
+    [suite, task, method, impl, model, params]; a performance record's list ends with {"device": its kind}.
+    """
+    canon = [suite, task, method, impl, model, params]
+    if keyed_by_device(suite, task):
+        if device is None:
+            raise ValueError(f"the cell key of a {suite}/{task} record names its device (a performance record): "
+                             "pass device= (the record's `device` field)")
+        canon.append({"device": device_kind(device)})
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def key_device(record: dict) -> str | None:
+    """The device kind a record's cell key names, None for a record keyed without a device (boards use it to keep
+    two devices' measurements of one cell apart)."""
+    return device_kind(record["device"]) if keyed_by_device(record["suite"], record["task"]) else None
 
 
 def make_record(suite: str, task: str, method: str, impl: str, model: str, params: dict, metric: str,
                 value: float, unit: str, *, seed: int = 0, protocol: dict | None = None, device: str = "cpu",
                 extra: dict | None = None, provenance: dict | None = None) -> dict:
-    """One validated record of the store's schema; `cell` is `cell_key` of what was measured.
+    """One validated record of the store's schema; `cell` is `cell_key` of what was measured (and, for a
+    performance record, of the provenance's device).
 
     provenance: {"device", "versions", "git_sha"} computed once per run (git and /proc are not free); when
     None it is computed here from `device`. `time` is always now.
@@ -43,7 +85,8 @@ def make_record(suite: str, task: str, method: str, impl: str, model: str, param
         if key not in prov:
             raise ValueError(f"provenance is missing field {key!r}")
     record = {"suite": suite, "task": task, "method": method, "impl": impl, "model": model, "params": params,
-              "metric": metric, "value": value, "unit": unit, "cell": cell_key(suite, task, method, impl, model, params),
+              "metric": metric, "value": value, "unit": unit,
+              "cell": cell_key(suite, task, method, impl, model, params, device=prov["device"]),
               "protocol": dict(protocol or {}), "device": prov["device"], "versions": prov["versions"],
               "git_sha": prov["git_sha"], "seed": seed, "time": now_iso(), "extra": dict(extra or {})}
     validate(record)

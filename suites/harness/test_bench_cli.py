@@ -82,8 +82,8 @@ def test_bench_without_cuda_exits_2_with_a_clear_message(tmp_path):
 
 def test_plan_gives_stable_distinct_cells():
     config = _config(["--quick"])
-    a = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"})
-    b = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"})
+    a = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"])
+    b = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"])
     assert [c["cell"] for c in a] == [c["cell"] for c in b]
     assert len({c["cell"] for c in a}) == len(a) == 4 * len(bk.IMPLS)
     sdpa = [c for c in a if c["impl"] == "sdpa_flash"][0]
@@ -94,7 +94,7 @@ def test_plan_gives_stable_distinct_cells():
     dense = [c for c in a if c["impl"] == "triton_dense"][0]
     assert dense["task"] == "decode_attention" and dense["impl_label"] == "triton" and "backend" not in dense["params"]
     # Another SDPA backend is another cell: a fallback never passes for a flash measurement on resume.
-    other = bk.plan(config, {"llama3-8b": "EFFICIENT_ATTENTION/packed_gqa"})
+    other = bk.plan(config, {"llama3-8b": "EFFICIENT_ATTENTION/packed_gqa"}, device=PROV["device"])
     assert {c["cell"] for c in other if c["impl"] == "sdpa_flash"}.isdisjoint(c["cell"] for c in a)
 
 
@@ -155,7 +155,7 @@ def test_tolerance_catches_a_kernel_that_returns_zeros():
 def _cells():
     """The first cell of each kernel (LLaMA-3-8B, B=1, 4096 tokens)."""
     out: dict = {}
-    for c in bk.plan(_config(["--quick"]), {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}):
+    for c in bk.plan(_config(["--quick"]), {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"]):
         out.setdefault(c["impl"], c)
     return out
 
@@ -313,3 +313,50 @@ def test_packed_gqa_equals_sdpa_gqa():
     b = bk.sdpa_decode(x["q"], x["k"], x["v"], "enable_gqa")
     assert a.shape == (2, 9, 1, 64) and x["seq_lens"].dtype == torch.long
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the device in the cell key
+H100, H200 = "cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H200"
+
+
+def test_a_second_kind_of_device_measures_the_cells_another_recorded(cpu_kernels, monkeypatch, tmp_path):
+    """Cells an H100 recorded are measured again on an H200; each device skips its own cells on resume, and a CPU's
+    thread count (volatile) does not make a new cell."""
+    import harness.provenance
+
+    config = _small(tmp_path, shapes=("smollm2",), contexts=(48,), batches=(1,), impls=("sdpa_flash", "triton_dense"))
+    timed = []
+
+    def bench_on(device: str) -> dict:
+        monkeypatch.setattr(harness.provenance, "device_info", lambda name="cpu": device)
+        return bk.run_kernels_bench(config, progress=False, dev=_cpu_device(timed=timed))
+
+    assert bench_on(H100)["ran"] == 2 and len(timed) == 2
+    h200 = bench_on(H200)
+    assert (h200["ran"], h200["skipped"], len(timed)) == (2, 0, 4)
+    assert len(h200["table"].splitlines()) == 2 + 2  # the run's own cells, not the H100's too
+    assert bench_on(H200)["ran"] == 0 and bench_on(H100)["skipped"] == 2 and len(timed) == 4
+    latency = [r for r in _records(tmp_path) if r["metric"] == "latency_ms"]
+    cells = {d: {r["cell"] for r in latency if r["device"] == d} for d in (H100, H200)}
+    assert len(cells[H100]) == len(cells[H200]) == 2 and cells[H100].isdisjoint(cells[H200])
+    assert sorted(json.dumps([r["task"], r["params"]], sort_keys=True) for r in latency if r["device"] == H100) == \
+        sorted(json.dumps([r["task"], r["params"]], sort_keys=True) for r in latency if r["device"] == H200)
+    assert bench_on("cpu: AMD EPYC, 2 threads, 2 cores")["ran"] == 2
+    assert bench_on("cpu: AMD EPYC, 1 threads, 16 cores")["ran"] == 0 and len(timed) == 6
+
+
+def test_committed_h100_sweep_leaves_every_cell_to_measure_on_another_gpu():
+    """The issue's case: cells of the default grid the committed H100 records hold are done on that H100 only; on
+    an H200 none of them is."""
+    records = ResultsStore(ROOT / "results").records("kernels_bench")
+    done = bk.done_cells(records)
+    backends = {r["model"]: r["params"]["backend"] for r in records if r["task"] == "sdpa_flash"}
+    config = _config([])
+    h100 = bk.plan(config, backends, device=H100)
+    h200 = bk.plan(config, backends, device=H200)
+    on_h100 = [i for i, c in enumerate(h100) if c["cell"] in done]
+    assert len(on_h100) >= 2 * 19  # at least the SDPA and dense cells of both shapes' default grid
+    assert [c["params"] for c in h100] == [c["params"] for c in h200]
+    assert not any(c["cell"] in done for c in h200)
+    with pytest.raises(TypeError):
+        bk.plan(config, backends)  # a plan without the device would match any device's records

@@ -14,6 +14,7 @@ pytest.importorskip("pytest_benchmark")
 
 from harness import bench_kernels as bk  # noqa: E402
 from harness.gpu_timing import RotatingInputs  # noqa: E402
+from harness.provenance import device_info  # noqa: E402
 from reference.ops.checks import finite_checks  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -41,7 +42,7 @@ def sdpa_backend(device) -> str:
 def test_decode_attention_latency(benchmark, device, sdpa_backend, impl, batch):
     config = bk.KernelBenchConfig(shapes=(SHAPE,), contexts=(CONTEXT,), batches=(batch,), max_context={},
                                   dtype=DTYPE, impls=(impl,))
-    (cell,) = bk.plan(config, {SHAPE: sdpa_backend})
+    (cell,) = bk.plan(config, {SHAPE: sdpa_backend}, device=device_info(device.name))
     backend = sdpa_backend if impl == "sdpa_flash" else None
     try:
         inputs, run, nbytes, _ = bk.prepare(cell, config, device.name, backend)

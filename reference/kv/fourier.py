@@ -123,6 +123,7 @@ class FourierCache:
         self.v_exact = torch.cat([layer.values[:, :, :s], layer.values[:, :, s + m :]], dim=2)
         self.k_span = FourierSpan(_flat(layer.keys[:, :, s : s + m]), k_comp, layout.num_freqs, layout.period, moment_matching)
         self.v_span = FourierSpan(_flat(layer.values[:, :, s : s + m]), v_comp, layout.num_freqs, layout.period, moment_matching)
+        self.validated = False  # whether the coefficient-space decode has checked this layout (`attend`)
 
     @property
     def local_len(self) -> int:
@@ -154,7 +155,12 @@ class FourierCache:
         from reference.registry import get_impl
 
         name = ATTEND_IMPLS.get(impl, impl)
-        return get_impl("fourier_decode_attention", name)(q=queries, scale=scale, **self.op_args())
+        fn = get_impl("fourier_decode_attention", name)
+        if name != "coefficients":
+            return fn(q=queries, scale=scale, **self.op_args())
+        out = fn(q=queries, scale=scale, **self.op_args(), validate=not self.validated)
+        self.validated = True  # this cache builds its own layout: checked at the first call, trusted after
+        return out
 
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The K and V attention reads, rebuilt in position order: each [B, Hkv, len(self), D]."""

@@ -55,7 +55,13 @@ def span_basis(length: int, num_freqs: int, period: int, dtype: torch.dtype, dev
 
 
 def dft_weights(num_freqs: int, period: int, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """Reconstruction weights w_n [num_freqs] of the orthogonal real DFT (module docstring)."""
+    """Reconstruction weights w_n [num_freqs] of the orthogonal real DFT (module docstring). Memoized per
+    (N, T, dtype, device): every layer and decode step shares the tensor, so callers must not modify it."""
+    return _dft_weights(num_freqs, period, dtype, str(device) if device is not None else "cpu")
+
+
+@lru_cache(maxsize=64)
+def _dft_weights(num_freqs: int, period: int, dtype: torch.dtype, device: str) -> torch.Tensor:
     n = torch.arange(num_freqs, device=device)
     w = torch.full((num_freqs,), 2.0 / period, dtype=torch.float64, device=device)
     w[n == 0] = 1.0 / period

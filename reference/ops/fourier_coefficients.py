@@ -43,10 +43,12 @@ def _per_kv_head(rows: torch.Tensor) -> torch.Tensor:
     return wide
 
 
-def _own_head(x: torch.Tensor, d: int) -> torch.Tensor:
-    """[B, Hkv, R, Hkv * D] channel-space rows -> [B, Hkv, R, D]: each KV head's own D channels."""
-    b, hkv, r, _ = x.shape
-    return torch.diagonal(x.reshape(b, hkv, r, hkv, d), dim1=1, dim2=3).permute(0, 3, 1, 2)
+def own_head_positions(kept_idx: torch.Tensor, comp_idx: torch.Tensor, hkv: int, d: int) -> torch.Tensor:
+    """long [Hkv, D]: where channel h * D + j sits in cat(kept_idx, comp_idx), the order `middle_values` returns."""
+    order = torch.cat([kept_idx, comp_idx])
+    pos = torch.empty_like(order)
+    pos[order] = torch.arange(order.numel(), device=order.device)
+    return pos.reshape(hkv, d)
 
 
 def _kept_freqs(num_freqs: int, period: int) -> int:
@@ -79,21 +81,21 @@ def middle_scores(wide_q, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, 
     return scores.reshape(*wide_q.shape[:3], mid_len)
 
 
-def middle_values(p_mid, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, period, channels):
-    """sum_t p_t v_t over every channel of the middle span: [B, Hkv, R, C] in channel space (eq. "values" above).
+def middle_values(p_mid, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, period):
+    """sum_t p_t v_t over every channel of the middle span: [B, Hkv, R, Ck + Cc], the kept channels then the
+    compressed ones (`own_head_positions` picks each head's own) (eq. "values" above).
 
     The probability spectrum is one real FFT per row: sum_t p_t e^{-i w_n t} = P_n - i P'_n.
     """
     p = _rows(p_mid)  # [B, Hkv*R, M]
-    out = p.new_zeros(*p.shape[:2], channels)
-    out[..., kept_idx] = p @ mid_kept
+    kept = p @ mid_kept
     if comp_idx.numel():
         n = _kept_freqs(c_cos.shape[2], period)
         w = dft_weights(n, period, p.dtype, p.device)
         spectrum = torch.fft.rfft(p, n=period)[..., :n]  # [B, Hkv*R, n]
         rec = (spectrum.real * w) @ c_cos[..., :n].transpose(1, 2) - (spectrum.imag * w) @ c_sin[..., :n].transpose(1, 2)
-        out[..., comp_idx] = rec * mm_scale[:, None, :] + p.sum(-1, keepdim=True) * mm_shift[:, None, :]
-    return out.reshape(*p_mid.shape[:3], channels)
+        kept = torch.cat([kept, rec * mm_scale[:, None, :] + p.sum(-1, keepdim=True) * mm_shift[:, None, :]], dim=-1)
+    return kept.reshape(*p_mid.shape[:3], -1)
 
 
 def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale):
@@ -122,7 +124,8 @@ def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale)
     p = torch.softmax(scores, dim=-1)
     p_init, p_mid, p_local = p[..., :n_init], p[..., n_init:n_init + mid_len], p[..., n_init + mid_len:]
     out = p_init @ ve[:, :, :n_init] + p_local @ ve[:, :, n_init:]
-    out = out + _own_head(middle_values(p_mid, *v_args, period, hkv * d), d)
+    own = own_head_positions(v_args[1], v_args[2], hkv, d)[None, :, None, :].expand(b, hkv, rows, d)
+    out = out + torch.gather(middle_values(p_mid, *v_args, period), -1, own)
     return out.reshape(b, hq, lq, d).to(q.dtype)
 
 
@@ -131,11 +134,16 @@ def fourier_decode_attention_coefficients(
     q, k_exact, v_exact, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
-    mid_len, period, scale=None, out=None,
+    mid_len, period, scale=None, out=None, validate=True,
 ):
-    """Same contract as reference.ops.fourier.fourier_decode_attention, computed in coefficient space."""
-    check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
-                        v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period, scale)
+    """Same contract as reference.ops.fourier.fourier_decode_attention, computed in coefficient space.
+
+    validate=False skips the layout checks (index partitions, shapes, NaN scan): for a caller that built the layout
+    itself and checked it once, like the `fourier` KV method decoding every layer at every step."""
+    if validate:
+        check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
+                            k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
+                            period, scale)
     check_out(out, q.shape, q.dtype, q.device)
     result = _decode(q, k_exact, v_exact, n_init,
                      (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),

@@ -1,16 +1,19 @@
-"""Knob sweep of the spectral FlashFourierAttention on a GPU: latency per (block_t, num_warps, split factor) and per
-phase, beside SDPA-flash on the full cache, LLaMA-3-8B decode shapes, bf16. Prints a table and writes JSON.
+"""Knob sweep of the spectral FlashFourierAttention on a GPU: latency per (block_t, num_warps, waves of split
+programs) and per phase, beside SDPA-flash on the full cache, LLaMA-3-8B decode shapes, bf16.
 
-    PYTHONPATH=. python ci/tune_fourier_spectral.py [--out tune.json] [--cases 1x4096,1x32768,8x32768,1x131072]
+    PYTHONPATH=. python ci/tune_fourier_spectral.py [--out tune.json] [--table optimized/spectral_tuning.json]
+        [--cases 1x4096,1x32768,8x32768,1x131072]
 
-A development tool for choosing the kernel's defaults; the numbers that go on the leaderboard come from
-`python -m harness bench --suite kernels`.
+--table merges the best knobs per case into the kernel's tuning table under this GPU's name (the kernel reads
+optimized/spectral_tuning.json, or the file LONGCTX_SPECTRAL_TUNING names). The numbers that go on the
+leaderboard come from `python -m harness bench --suite kernels`, which uses the table.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +36,10 @@ def sdpa_ms(batch: int, context: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table", default=None, help="merge the best knobs into this tuning table (JSON)")
     ap.add_argument("--cases", default="1x4096,1x32768,8x32768,1x131072")
     args = ap.parse_args()
-    rows = []
+    rows, entries = [], []
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     for case in args.cases.split(","):
         batch, context = map(int, case.split("x"))
@@ -45,21 +49,23 @@ def main() -> None:
         base = sdpa_ms(batch, context)
         print(f"== {batch}x{context}: sdpa-flash {1000 * base:.1f} us", flush=True)
         best = None
-        for block_t, warps, factor in itertools.product((32, 64, 128), (4, 8), (1, 2, 4)):
-            splits = max(1, factor * 2 * sms // (batch * 8))
+        for block_t, warps, waves in itertools.product((32, 64, 128), (4, 8), (1, 2, 4)):
+            splits = max(1, waves * sms // (batch * 8))
             try:
                 ms = graph_ms(lambda x: spectral_plan(**x, num_splits=splits, block_t=block_t, num_warps=warps).run(),
                               rot.sets)
             except Exception as exc:  # noqa: BLE001 - a knob the compiler refuses is reported and skipped
                 print(f"  block_t={block_t} warps={warps} splits={splits}: {type(exc).__name__}: {str(exc)[:120]}")
                 continue
-            rows.append({"batch": batch, "context": context, "block_t": block_t, "num_warps": warps,
+            rows.append({"batch": batch, "context": context, "block_t": block_t, "num_warps": warps, "waves": waves,
                          "num_splits": splits, "us": 1000 * ms, "sdpa_us": 1000 * base, "speedup": base / ms})
             print(f"  block_t={block_t:4d} warps={warps} splits={splits:4d}: {1000 * ms:8.1f} us  ({base / ms:.2f}x sdpa)",
                   flush=True)
             if best is None or ms < best[0]:
-                best = (ms, block_t, warps, splits)
-        ms, block_t, warps, splits = best
+                best = (ms, block_t, warps, splits, waves)
+        ms, block_t, warps, splits, waves = best
+        entries.append({"programs": batch * 8, "mid_len": cache["mid_len"],
+                        "knobs": {"block_t": block_t, "num_warps": warps, "waves": waves}})
         cum = [graph_ms(lambda x, k=k: spectral_plan(**x, num_splits=splits, block_t=block_t, num_warps=warps).run(k),
                         rot.sets) for k in range(1, len(PHASES) + 1)]
         phases = {p: 1000 * (cum[i] - (cum[i - 1] if i else 0.0)) for i, p in enumerate(PHASES)}
@@ -67,9 +73,16 @@ def main() -> None:
         rows.append({"batch": batch, "context": context, "best": [block_t, warps, splits], "phases_us": phases})
         del cache, rot
         torch.cuda.empty_cache()
+    name = torch.cuda.get_device_name(0)
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({"device": torch.cuda.get_device_name(0), "rows": rows}, fh, indent=1)
+            json.dump({"device": name, "rows": rows}, fh, indent=1)
+    if args.table:
+        path = Path(args.table)
+        table = json.loads(path.read_text()) if path.is_file() else {}
+        table[name] = entries
+        path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+        print(f"tuning table {path}: {len(entries)} entries for {name}")
 
 
 if __name__ == "__main__":

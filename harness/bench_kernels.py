@@ -459,9 +459,11 @@ def prepare(cell: dict, config: KernelBenchConfig, device: str, backend: str | N
     nbytes = int(fourier_bytes_read(**inputs))
     extra["dense_bytes_read"] = float(dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype))
     if cell["impl"] == "triton_fourier_spectral":  # float32 scratch beside the cache; not in bytes_read
-        from optimized.triton_fourier_spectral import spectral_scratch_bytes
+        from optimized.triton_fourier_spectral import spectral_plan, spectral_scratch_bytes
 
         extra["scratch_bytes"] = float(spectral_scratch_bytes(**inputs))
+        plan_ = spectral_plan(**inputs)
+        extra["knobs"] = {"block_t": plan_.block_t, "num_warps": plan_.num_warps, "num_splits": plan_.splits}
     return inputs, (lambda x: fn(**x)), nbytes, extra
 
 

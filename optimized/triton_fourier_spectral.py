@@ -29,6 +29,12 @@ float32 for float32 q); the transforms and both coefficient GEMMs are float32.
 """
 from __future__ import annotations
 
+import json
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
 import torch
 import triton
 import triton.language as tl
@@ -262,10 +268,34 @@ def _output_kernel(
 
 
 # ---------------------------------------------------------------- host side
-def _num_splits(programs: int, tiles: int, device: torch.device) -> int:
-    """Splits per (sequence, KV head): about two waves of programs on a GPU, a few in the interpreter."""
-    target = 2 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 3
-    return max(1, min(tiles, triton.cdiv(target, programs)))
+TUNING_FILE = Path(__file__).with_name("spectral_tuning.json")  # {device name: [{programs, mid_len, knobs}]}
+
+
+@lru_cache(maxsize=4)
+def _tuning_table(path: str) -> dict:
+    p = Path(path)
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+
+def tuned_knobs(device: torch.device, programs: int, mid_len: int) -> dict:
+    """block_t / num_warps / splits_per_wave measured best on this GPU model (`ci/tune_fourier_spectral.py`) for the
+    entry nearest in (sequence x KV head programs, log2 middle length); {} off the GPU or without a table entry.
+    LONGCTX_SPECTRAL_TUNING names another table (a tuning run's fresh output)."""
+    if device.type != "cuda":
+        return {}
+    table = _tuning_table(os.environ.get("LONGCTX_SPECTRAL_TUNING", str(TUNING_FILE)))
+    entries = table.get(torch.cuda.get_device_name(device), [])
+    if not entries:
+        return {}
+    best = min(entries, key=lambda e: (abs(math.log2(e["programs"] / programs)), abs(math.log2(e["mid_len"] / mid_len))))
+    return dict(best["knobs"])
+
+
+def _num_splits(programs: int, tiles: int, device: torch.device, per_wave: float = 2.0) -> int:
+    """Splits per (sequence, KV head): `per_wave` waves of programs on a GPU (2 unless tuned), a few in the
+    interpreter."""
+    target = per_wave * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 3
+    return max(1, min(tiles, math.ceil(target / programs)))
 
 
 def _check_options(q, num_splits, block_t, num_warps) -> None:
@@ -304,13 +334,15 @@ class _Plan:
         self.t_max = max(periods)
         self.mid_len = mid_len
         self.sm_scale = float(scale) if scale is not None else d ** -0.5
-        self.block_t = block_t or 64
+        tuned = tuned_knobs(q.device, b * hkv, mid_len)
+        self.block_t = block_t or tuned.get("block_t", 64)
         self.block_m = max(16, triton.next_power_of_2(self.group * lq))
         self.block_d = max(16, triton.next_power_of_2(d))
-        self.num_warps = num_warps or 4
+        self.num_warps = num_warps or tuned.get("num_warps", 4)
         self.b, self.hq, self.lq, self.d, self.hkv, self.le = b, hq, lq, d, hkv, le
         tiles = max(triton.cdiv(le, self.block_t), triton.cdiv(mid_len, self.block_t))
-        self.splits = num_splits if num_splits is not None else _num_splits(b * hkv, tiles, q.device)
+        self.splits = num_splits if num_splits is not None else _num_splits(
+            b * hkv, tiles, q.device, tuned.get("waves", 2.0))
         self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1)
         dev = q.device
         rows = hq * lq

@@ -8,34 +8,37 @@
 #          imports; then the spectral kernel at 1 x 32k with the period equal to the middle (31744 = 2^10 x 31);
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
-# Records go to a fresh directory, $RESULTS (default $OUT/results, else results-gpu-<time>), never into results/
-# directly: merge them after reading them. STEPS=tune,bench,conform (default all); EXAMPLES (default 4).
+# Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
+# resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
+# them. STEPS=tune,bench,conform (default all); EXAMPLES (default 4); BENCH_S (default 240).
 #   PYTHONPATH=. bash ci/gpu_fourier.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
-RESULTS="${RESULTS:-${OUT:+$OUT/results}}"
-RESULTS="${RESULTS:-results-gpu-$(date +%Y%m%dT%H%M%S)}"
+gpu="$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))")"
+RESULTS="${RESULTS:-runs/gpu-$gpu}"
 EXAMPLES="${EXAMPLES:-4}"
 steps=",${STEPS:-tune,bench,conform},"
 mkdir -p "$RESULTS" runs
 rc=0
+keep() { [ -n "${OUT:-}" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 
 if [[ "$steps" == *,tune,* ]]; then
   echo "== tune"
-  timeout 150 "$PY" ci/tune_fourier_spectral.py --table runs/spectral_tuning.json ${OUT:+--out "$OUT/tune.json"} || rc=1
+  timeout 120 "$PY" ci/tune_fourier_spectral.py --table runs/spectral_tuning.json ${OUT:+--out "$OUT/tune.json"} || rc=1
   [ -n "${OUT:-}" ] && cp runs/spectral_tuning.json "$OUT/" 2>/dev/null
 fi
 [ -f runs/spectral_tuning.json ] && export LONGCTX_SPECTRAL_TUNING="$PWD/runs/spectral_tuning.json"
 
 if [[ "$steps" == *,bench,* ]]; then
   echo "== kernels benchmark"
-  timeout -s INT 300 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b \
+  timeout -s INT "${BENCH_S:-240}" "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b \
     --contexts 4096,32768,131072 --batches 1,8 --full-grid --results "$RESULTS" || rc=1
-  timeout -s INT 60 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts 32768 \
+  timeout -s INT 45 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts 32768 \
     --batches 1 --impls triton_fourier_spectral --period span --results "$RESULTS" || rc=1
+  keep
 fi
 
 if [[ "$steps" == *,conform,* ]]; then
@@ -44,9 +47,10 @@ if [[ "$steps" == *,conform,* ]]; then
             optimized.triton_fourier:fourier_decode_attention_triton \
             optimized.triton_fourier_spectral:fourier_decode_attention_varlen_spectral; do
     op=fourier_decode_attention; [[ "$fn" == *varlen* ]] && op=fourier_decode_attention_varlen
-    timeout 100 "$PY" -m harness conform --op "$op" --impl "$fn" --profile gpu --seed 0 --max-examples "$EXAMPLES" \
+    timeout 50 "$PY" -m harness conform --op "$op" --impl "$fn" --profile gpu --seed 0 --max-examples "$EXAMPLES" \
       --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 | grep -Ev "^[a-z_]+ +pass *$" || rc=1
   done
 fi
+keep
 echo "records in $RESULTS; exit $rc"
 exit $rc

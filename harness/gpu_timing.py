@@ -114,7 +114,10 @@ def copies_needed(bytes_per_copy: int, min_total_bytes: int = DEFAULT_MIN_TOTAL_
 
 def _clone(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.clone()
+        if 0 in value.stride() or value.is_contiguous():
+            return value.clone()
+        # A view into padded rows keeps its strides (a kernel timed on the copy reads the same layout).
+        return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device=value.device).copy_(value)
     if isinstance(value, dict):
         return {k: _clone(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -131,6 +131,10 @@ def test_rotating_inputs_cycle_through_distinct_copies():
     assert RotatingInputs(inputs, copies=1).call(lambda q, k, scale: q.sum() * scale) == 2.0
     with pytest.raises(ValueError, match="copies"):
         RotatingInputs(inputs, copies=0)
+    # A view into padded rows (the Fourier cache's kept channels) is copied with its strides, padding and all.
+    padded = torch.randn(2, 5, 8)[:, :, :6]
+    (copy,) = RotatingInputs({"x": padded}, copies=2).sets[1].values()
+    assert copy.stride() == padded.stride() and torch.equal(copy, padded) and copy.data_ptr() != padded.data_ptr()
 
 
 def test_bandwidth_arithmetic_and_gpu_guards():

@@ -69,11 +69,16 @@ def layout_bytes(layout: FourierLayout, batch: int, channels: int, elem: int, ck
     return exact + mid_kept + coefficients + stats + index_lists
 
 
+KEPT_PAD_CUDA = 64  # on a GPU the kept rows are padded to a multiple of 64 elements (aligned vector loads)
+
+
 class FourierSpan:
     """The middle span of K or of V: critical channels exact, compressed channels as coefficients.
 
-    mid_kept: [B, mid_len, Ck] (K/V dtype); cos/sin: [B, Cc, N] float32; scale/shift: [B, Cc] float32;
-    kept_idx/comp_idx: long [Ck], [Cc] over the flattened Hkv * D channels, sorted.
+    mid_kept: [B, mid_len, Ck] (K/V dtype), a view into a row buffer with room to grow (streamed tokens are written
+    in place, amortized O(1) per token) whose rows are padded on a GPU (`KEPT_PAD_CUDA`; the padding is never read);
+    cos/sin: [B, Cc, N] float32; scale/shift: [B, Cc] float32; kept_idx/comp_idx: long [Ck], [Cc] over the flattened
+    Hkv * D channels, sorted. `nbytes` counts what is held for the span, not the buffer's spare rows or padding.
     """
 
     def __init__(self, mid: torch.Tensor, comp_idx: torch.Tensor, num_freqs: int, period: int, moment_matching: bool):
@@ -83,7 +88,8 @@ class FourierSpan:
         self.kept_idx = torch.arange(channels, device=mid.device)[kept]
         self.comp_idx = comp_idx
         self.period, self.mid_len = period, mid.shape[1]
-        self.mid_kept = mid[:, :, self.kept_idx].contiguous()
+        self._rows = self._buffer(mid.shape[0], self.mid_len, mid.dtype, mid.device)
+        self._rows[:, : self.mid_len, : self.kept_idx.numel()] = mid[:, :, self.kept_idx]
         x = mid[:, :, self.comp_idx].float()
         self.cos, self.sin = fourier_compress(x, num_freqs, period)
         if moment_matching:
@@ -98,10 +104,26 @@ class FourierSpan:
         if self.mid_len + n > self.period:
             raise RuntimeError(f"the middle span is full ({self.mid_len} of period {self.period} slots, {n} more "
                                "tokens): build the PrefillLayer with max_new_tokens >= the number of tokens appended")
-        self.mid_kept = torch.cat([self.mid_kept, tokens[:, :, self.kept_idx]], dim=1)
+        if self.mid_len + n > self._rows.shape[1]:
+            grown = self._buffer(tokens.shape[0], max(self.mid_len + n, self._rows.shape[1] * 3 // 2), tokens.dtype,
+                                 tokens.device)
+            grown[:, : self.mid_len] = self._rows[:, : self.mid_len]
+            self._rows = grown
+        self._rows[:, self.mid_len : self.mid_len + n, : self.kept_idx.numel()] = tokens[:, :, self.kept_idx]
         self.cos, self.sin = fourier_stream_update(self.cos, self.sin, tokens[:, :, self.comp_idx], self.mid_len,
                                                    self.period)
         self.mid_len += n
+
+    def _buffer(self, batch: int, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Room for `rows` middle tokens (at most the period), each row padded on a GPU."""
+        pad = KEPT_PAD_CUDA if device.type == "cuda" else 1
+        width = -(-self.kept_idx.numel() // pad) * pad
+        return torch.zeros(batch, min(max(rows, 1), self.period), width, dtype=dtype, device=device)
+
+    @property
+    def mid_kept(self) -> torch.Tensor:
+        """[B, mid_len, Ck]: the critical channels of the middle, a view into the row buffer."""
+        return self._rows[:, : self.mid_len, : self.kept_idx.numel()]
 
     def op_args(self, prefix: str) -> dict:
         names = ("mid_kept", "kept_idx", "comp_idx", "cos", "sin", "scale", "shift")

@@ -284,7 +284,11 @@ def tuned_knobs(device: torch.device, programs: int, mid_len: int) -> dict:
     if device.type != "cuda":
         return {}
     table = _tuning_table(os.environ.get("LONGCTX_SPECTRAL_TUNING", str(TUNING_FILE)))
-    entries = table.get(torch.cuda.get_device_name(device), [])
+    return nearest_knobs(table.get(torch.cuda.get_device_name(device), []), programs, mid_len)
+
+
+def nearest_knobs(entries: list[dict], programs: int, mid_len: int) -> dict:
+    """The knobs of the entry nearest first in log2 programs, then in log2 middle length; {} without entries."""
     if not entries:
         return {}
     best = min(entries, key=lambda e: (abs(math.log2(e["programs"] / programs)), abs(math.log2(e["mid_len"] / mid_len))))

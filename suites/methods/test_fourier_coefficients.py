@@ -71,3 +71,4 @@ def test_a_wrong_coefficient_changes_the_output():
     inputs["k_sin"][:, :, 1] *= -1
     got = get_impl("fourier_decode_attention", "coefficients")(**inputs)
     assert (got - want).abs().max() > 1e-6
+

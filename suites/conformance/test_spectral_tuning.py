@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-
 from optimized.triton_fourier_spectral import nearest_knobs, tuned_knobs
 
 

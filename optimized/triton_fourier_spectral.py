@@ -328,6 +328,9 @@ class _Plan:
         self.q, self.k_exact, self.v_exact, self.lens, self.out = q, k_exact, v_exact, lens, out
         self.k_mid, k_kept, k_comp, *kc = k_args
         self.v_mid, v_kept, v_comp, *vc = v_args
+        # The kernels index channels with unit stride: a view whose channels are strided is copied once.
+        self.k_mid, self.v_mid = (t if t.stride(-1) == 1 else t.contiguous() for t in (self.k_mid, self.v_mid))
+        k_kept, v_kept = k_kept.contiguous(), v_kept.contiguous()
         self.k_cos, self.k_sin, self.k_sc, self.k_sh = (t.contiguous() for t in kc)
         self.v_cos, self.v_sin, self.v_sc, self.v_sh = (t.contiguous() for t in vc)
         self.ck, self.cv = k_comp.numel(), v_comp.numel()

@@ -8,56 +8,22 @@ written alone to that file. Records whose protocols differ are never ranked toge
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+from tabulate import tabulate
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-from harness.board_dllm import dllm_board  # noqa: E402
-from harness.board_pareto import pareto_board  # noqa: E402
-from harness.board_scheduling import schedulers_board  # noqa: E402
-from harness.board_tasks import longbench_board, ruler_board  # noqa: E402
-from harness import fourier_targets  # noqa: E402
-from harness.stats import bootstrap_ci, paired_delta  # noqa: E402
-from harness.store import ResultsStore  # noqa: E402
-
-
-@dataclass
-class Board:
-    title: str
-    markdown: str = ""
-    html: str = ""
-    figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes
-    records: list[dict] | None = None  # the records the board shows (after its own filtering and dedup)
-    page: str | None = None  # also written alone to this file of the leaderboard directory
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _img(name: str, png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
-
-
-def _table_html(headers: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+from harness.board_dllm import dllm_board
+from harness.board_page import Board, fig_png, img_html, plt, table_html
+from harness.board_pareto import pareto_board
+from harness.board_scheduling import schedulers_board
+from harness.board_tasks import longbench_board, ruler_board
+from harness import fourier_targets
+from harness.stats import bootstrap_ci, paired_delta
+from harness.store import ResultsStore
 
 
 def _niah_cells(records: list[dict]) -> dict[str, dict]:
@@ -102,7 +68,7 @@ def _heatmaps(rows_by_method: dict[str, list[dict]], title: str, ratio: float) -
     fig.suptitle(title, fontsize=11)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="fraction retrieved")
-    return _png(fig)
+    return fig_png(fig)
 
 
 def _tradeoff(summary: list[dict], title: str) -> bytes:
@@ -124,7 +90,7 @@ def _tradeoff(summary: list[dict], title: str) -> bytes:
     ax.set_xlim(0, 125)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    return _png(fig)
+    return fig_png(fig)
 
 
 def kv_methods_board(records: list[dict]) -> Board:
@@ -189,15 +155,15 @@ def kv_methods_board(records: list[dict]) -> Board:
             rows.append([i, s["method"], f"{100 * s['acc']:.1f}", f"[{100 * s['lo']:.1f}, {100 * s['hi']:.1f}]", delta,
                          f"{s['kv'] / 2**20:.2f}", f"{s['kv_pct']:.1f}", s["n"]])
         md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
-        hp.append(_table_html(headers, rows))
+        hp.append(table_html(headers, rows))
         tag = f"niah_{n_group}"
         heat = _heatmaps({s["method"]: by_method[s["method"]] for s in summary}, f"NIAH — {heading}", ratio)
         trade = _tradeoff(summary, f"accuracy vs KV bytes — {heading}")
         board.figures[f"{tag}_heatmaps.png"] = heat
         board.figures[f"{tag}_tradeoff.png"] = trade
         md.append(f"![NIAH heatmaps]({tag}_heatmaps.png)\n\n![accuracy vs KV bytes]({tag}_tradeoff.png)\n")
-        hp.append(_img(f"{tag}_heatmaps.png", heat, f"NIAH heatmaps (depth x length), {heading}"))
-        hp.append(_img(f"{tag}_tradeoff.png", trade, f"Accuracy vs KV bytes, {heading}"))
+        hp.append(img_html(f"{tag}_heatmaps.png", heat, f"NIAH heatmaps (depth x length), {heading}"))
+        hp.append(img_html(f"{tag}_tradeoff.png", trade, f"Accuracy vs KV bytes, {heading}"))
     board.markdown = "\n".join(md)
     board.html = "\n".join(hp)
     return board
@@ -276,7 +242,7 @@ def kernels_conformance_board(records: list[dict]) -> Board | None:
         table = [[r["op"], r["impl"], r["profile"], r["device"], r["dtypes"], r["examples"],
                   "PASS" if r["passed"] else "FAIL", r["failed"], r["error"], r["speedup"], r["roofline"]] for r in group]
         md.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
-        hp.append(_table_html(headers, table))
+        hp.append(table_html(headers, table))
     failures = sorted((r for r in rows if r["failure"] is not None), key=lambda r: (r["op"], r["impl"]))
     if failures:
         md.append("Failing inputs (replay with `harness.conformance.check_case`):\n")
@@ -340,7 +306,7 @@ def _latency_plot(cells: list[dict], title: str) -> bytes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
-    return _png(fig)
+    return fig_png(fig)
 
 
 def kernels_latency_board(records: list[dict]) -> Board | None:
@@ -360,7 +326,7 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
         md += ["### FlashFourierAttention targets\n", text + "\n",
                tabulate(targets, headers=fourier_targets.HEADERS, tablefmt="github", disable_numparse=True) + "\n"]
         hp += ["<h3>FlashFourierAttention targets</h3>", f"<p>{html.escape(text)}</p>",
-               _table_html(fourier_targets.HEADERS, targets)]
+               table_html(fourier_targets.HEADERS, targets)]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
         groups[(c["record"]["params"].get("dtype", "?"), c["record"]["device"])].append(c)
@@ -384,13 +350,13 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
                 vals = ["—", "—", "—", str(x.get("status", "not measured"))[:80]]
             table.append([r["model"], _kernel_label(r), r["params"]["batch"], r["params"]["context"], *vals])
         md.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
-        hp.append(_table_html(headers, table))
+        hp.append(table_html(headers, table))
         if any("latency_ms" in c["metrics"] for c in group):
             name = f"kernels_latency_{n}.png"
             png = _latency_plot(group, f"decode latency — {heading}")
             board.figures[name] = png
             md.append(f"![decode latency vs context]({name})\n")
-            hp.append(_img(name, png, f"Decode latency vs context (log-log), {heading}"))
+            hp.append(img_html(name, png, f"Decode latency vs context (log-log), {heading}"))
     board.markdown, board.html = "\n".join(md), "\n".join(hp)
     return board
 

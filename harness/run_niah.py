@@ -22,7 +22,8 @@ from harness.model import ALIASES, LoadedModel, check_model_name, load_model, ma
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, cell_key, newest_records
 from harness.worker_cache import cached
-from reference.kv.base import KVMethod, make_method
+from reference.kv import make_method
+from reference.kv.base import KVMethod
 
 SUITE, TASK = "niah", "passkey"
 CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "calibration.txt"

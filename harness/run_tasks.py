@@ -22,7 +22,7 @@ from harness.model import LoadedModel, check_model_name, max_positions
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.run_niah import _json_params, model_id, timing_records, worker_methods, worker_model
 from harness.store import ResultsStore, cell_key
-from reference.kv.base import make_method
+from reference.kv import make_method
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 
 from harness import niah
 from harness.generate import capture, generate
-from reference.kv.base import make_method
+from reference.kv import make_method
 
 pytestmark = pytest.mark.slow
 

@@ -33,7 +33,8 @@ VANILLA = "vanilla"
 AXES = ("length", "n", "prompt_len", "cuda_graphs")
 PHASES = ("dense", "score", "sparse", "cached", "refresh", "partial")
 
-# The issue's targets for Sparse-dLLM with our kernels (impl triton), against vanilla on the same device.
+# The targets for Sparse-dLLM with our kernels (impl triton), against vanilla on the same device
+# (docs/sparse-dllm.md, "Reading the targets").
 TARGET_PROMPT = 8192
 TARGET_SPEEDUP = 12.0
 TARGET_MEMORY = 1.1
@@ -286,7 +287,7 @@ def _metric_table(cells: dict, variants: list[tuple], labels: dict, lengths: lis
 
 
 def target_rows(cells: dict, variants: list[tuple], labels: dict) -> list[list]:
-    """Sparse-dLLM with our kernels (impl triton) at the target prompt length against the issue's targets."""
+    """Sparse-dLLM with our kernels (impl triton) at the target prompt length against the targets."""
     rows = []
     for v in variants:
         if v[0] != "sparse_dllm" or v[1] != "triton":

@@ -378,7 +378,7 @@ def fourier_decode_attention_triton(
     mid_len, period, scale=None, out=None, num_splits=None, recon_precision=None,
     block_t=None, block_n=None, num_warps=None,
 ):
-    """FlashFourierAttention decode (spec "Kernel"; arXiv 2506.11886): out [B, Hq, Lq, D] in q's dtype.
+    """FlashFourierAttention decode (docs/fourier-attention.md; arXiv 2506.11886): out [B, Hq, Lq, D] in q's dtype.
 
     Same layout and result as `reference.ops.fourier.fourier_decode_attention`. Extra knobs: `num_splits` (split-KV
     programs per (sequence, KV head); default fills the GPU twice), `recon_precision` of the float32 reconstruction

@@ -568,7 +568,7 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
 
     from harness.gpu_timing import RotatingInputs, copies_needed, tensor_bytes
     from reference.ops.checks import finite_checks
-    from reference.ops.fourier import _period_basis
+    from reference.ops.fourier import period_basis
 
     p = cell["params"]
     base_extra = {"run": run_id}
@@ -583,7 +583,7 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
         inputs, run, nbytes, extra = prepare(cell, config, dev.name, backend)
         per_copy = tensor_bytes(inputs)
         copies = rotation_copies(per_copy, config.memory_fraction * free, copies_needed(per_copy))
-        with _sdpa_backend(backend if cell["impl"] == "sdpa_flash" else None):
+        with sdpa_backend(backend if cell["impl"] == "sdpa_flash" else None):
             try:
                 verdict = check(cell, run, inputs, config.dtype, dev)
             except torch.cuda.OutOfMemoryError:
@@ -618,11 +618,11 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
                               {**base_extra, "traceback": tb}, config.seed)]
     finally:
         del inputs, rot
-        _period_basis.cache_clear()  # the Fourier reference memoizes its cos/sin tables on the device
+        period_basis.cache_clear()  # the Fourier reference memoizes its cos/sin tables on the device
         dev.release()
 
 
-def _sdpa_backend(backend: str | None):
+def sdpa_backend(backend: str | None):
     """`sdpa_kernel(backend)` for SDPA cells ("FLASH_ATTENTION/enable_gqa"), nothing for the others."""
     if not backend:
         return contextlib.nullcontext()

@@ -20,15 +20,10 @@ import html
 import json
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING
-
-from harness.board_scheduling import _table, _text  # one Markdown + HTML writer for the boards
+from harness.board_page import Board, add_table, add_text, add_warning, fig_png, img_html, plt
 from harness.dllm_tasks import TASKS
 from harness.stats import paired_delta
 from harness.store import newest_records
-
-if TYPE_CHECKING:
-    from harness.leaderboard import Board
 
 ACCURACY_SUITE = "dllm"
 THROUGHPUT_SUITE = "dllm_throughput"
@@ -38,7 +33,8 @@ VANILLA = "vanilla"
 AXES = ("length", "n", "prompt_len", "cuda_graphs")
 PHASES = ("dense", "score", "sparse", "cached", "refresh", "partial")
 
-# The issue's targets for Sparse-dLLM with our kernels (impl triton), against vanilla on the same device.
+# The targets for Sparse-dLLM with our kernels (impl triton), against vanilla on the same device
+# (docs/sparse-dllm.md, "Reading the targets").
 TARGET_PROMPT = 8192
 TARGET_SPEEDUP = 12.0
 TARGET_MEMORY = 1.1
@@ -71,31 +67,27 @@ def _ratio(v: float | None, base: float | None) -> str:
 
 
 
-def _warn(md: list[str], hp: list[str], text: str) -> None:
-    md.append(f"> {text}\n")
-    hp.append(f'<p class="warn">{html.escape(text)}</p>')
-
-
 def _heading(md: list[str], hp: list[str], text: str, level: int = 3) -> None:
     md.append(f"{'#' * level} {text}\n")
     hp.append(f"<h{level}>{html.escape(text)}</h{level}>")
 
 
-def _variant(r: dict) -> tuple:
+def variant_of(r: dict) -> tuple:
     """A record's row: (method, impl, its other params as JSON, CUDA graphs requested)."""
     p = r["params"]
     rest = {k: v for k, v in sorted(p.items()) if k not in AXES}
     return r["method"], r["impl"], json.dumps(rest, sort_keys=True), bool(p.get("cuda_graphs"))
 
 
-def _variant_order(v: tuple) -> tuple:
+def variant_order(v: tuple) -> tuple:
+    """Sort key of a variant: the methods in METHODS order, torch before other impls, higher keep ratio first."""
     method, impl, rest, graphs = v
     params = json.loads(rest)
     m = (METHODS.index(method), "") if method in METHODS else (len(METHODS), method)
     return (*m, impl != "torch", impl, -float(params.get("keep_ratio", 0)), rest, graphs)
 
 
-def _labels(variants) -> tuple[dict[tuple, str], list[str]]:
+def variant_labels(variants) -> tuple[dict[tuple, str], list[str]]:
     """Row labels: method (impl, the params that vary between its rows, keep ratio always, "graphs" when CUDA
     graphs were requested); and one "method: settings" line per method for the params its rows all share."""
     by_method: dict[str, list[dict]] = defaultdict(list)
@@ -115,7 +107,7 @@ def _labels(variants) -> tuple[dict[tuple, str], list[str]]:
             parts.append("graphs")
         labels[v] = f"{method} ({', '.join(parts)})"
     settings = []
-    for method in sorted(by_method, key=lambda m: _variant_order((m, "", "{}", False))):
+    for method in sorted(by_method, key=lambda m: variant_order((m, "", "{}", False))):
         shared = {k: v for k, v in by_method[method][0].items()
                   if k not in varying[method] and k != "keep_ratio" and all(p.get(k) == v for p in by_method[method])}
         if shared:
@@ -141,7 +133,7 @@ def accuracy_rows(records: list[dict]) -> dict[tuple, dict]:
         g = groups[(r["model"], _proto(r))]
         col = _column(r)
         g["tasks"][col] = r["task"]
-        g["cells"][(_variant(r), col)][r["metric"]] = r
+        g["cells"][(variant_of(r), col)][r["metric"]] = r
     return groups
 
 
@@ -176,10 +168,10 @@ def _accuracy_section(records: list[dict], md: list[str], hp: list[str]) -> None
         devices = sorted({r["device"] for c in cells.values() for r in c.values()})
         _heading(md, hp, f"Accuracy: {model}")
         if len(protocols[model]) > 1:
-            _warn(md, hp, "Warning: records of this model were measured under different protocols; they are shown "
+            add_warning(md, hp, "Warning: records of this model were measured under different protocols; they are shown "
                           f"in separate tables and not compared. This table's protocol: `{proto}`")
         p = json.loads(proto)
-        _text(md, hp, "Exact match (%) of the generated answer on held-out examples of each task at each context "
+        add_text(md, hp, "Exact match (%) of the generated answer on held-out examples of each task at each context "
                       f"length; n = examples per cell. Decoding: {p.get('loop', '?')} loop, gen_len "
                       f"{p.get('gen_len', '?')}, block_len {p.get('block_len', '?')}, steps {p.get('steps', '?')}, "
                       f"{p.get('remasking', '?')} remasking, temperature {p.get('temperature', '?')}. Mean: over "
@@ -187,8 +179,8 @@ def _accuracy_section(records: list[dict], md: list[str], hp: list[str]) -> None
                       "points over the same examples (task, length, n) decoded by both, with its 95% bootstrap "
                       f"interval. Measured on: {'; '.join(devices)}.")
         columns = sorted(g["tasks"])
-        variants = sorted({v for v, _ in cells}, key=_variant_order)
-        labels, settings = _labels(variants)
+        variants = sorted({v for v, _ in cells}, key=variant_order)
+        labels, settings = variant_labels(variants)
         vanilla = next((v for v in variants if v[0] == VANILLA), None)
         headers = ["method", *(_column_label(c, g["tasks"][c]) for c in columns), "mean",
                    "Δ vs vanilla, pp [95% CI]", "paired examples"]
@@ -202,9 +194,9 @@ def _accuracy_section(records: list[dict], md: list[str], hp: list[str]) -> None
             d = paired_vs_vanilla(cells, v, vanilla, columns)
             delta = "—" if d is None else f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
             rows.append([labels[v], *(_fmt(a, ".1f") for a in accs), mean, delta, "—" if d is None else d[3]])
-        _table(md, hp, headers, rows)
+        add_table(md, hp, headers, rows)
         if vanilla is None:
-            _text(md, hp, "No vanilla records for this model: no paired differences.")
+            add_text(md, hp, "No vanilla records for this model: no paired differences.")
 
         lengths = sorted({c[2] for c in columns})
         headers = ["method", *(g["tasks"][c] + f"@{c[2]}" for c in columns), *(f"cache MiB @{n}" for n in lengths)]
@@ -221,17 +213,18 @@ def _accuracy_section(records: list[dict], md: list[str], hp: list[str]) -> None
                          if c[2] == n and "cache_bytes_peak" in cells.get((v, c), {})]
                 row.append(f"{max(peaks) / 2**20:.1f}" if peaks else "—")
             rows.append(row)
-        _text(md, hp, "Agreement with vanilla decoding and cache size: % of generated tokens equal to vanilla's on "
+        add_text(md, hp, "Agreement with vanilla decoding and cache size: % of generated tokens equal to vanilla's on "
                       "the same examples (in brackets: examples whose whole answer is equal / examples), and the "
                       "peak bytes the method's cache held, in MiB (largest over the tasks of that length; vanilla "
                       "holds none).")
-        _table(md, hp, headers, rows)
+        add_table(md, hp, headers, rows)
         if settings:
-            _text(md, hp, "Settings: " + "; ".join(settings) + ".")
+            add_text(md, hp, "Settings: " + "; ".join(settings) + ".")
 
 
 # ---------------------------------------------------------------- throughput (suite "dllm_throughput")
-def _newest_per_device(records: list[dict], suite: str) -> list[dict]:
+def newest_per_device(records: list[dict], suite: str) -> list[dict]:
+    """The suite's records, the newest of each cell on each device (a cell's key does not name the device)."""
     by_device: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         if r["suite"] == suite:
@@ -244,10 +237,10 @@ def throughput_cells(records: list[dict]) -> dict[tuple, dict]:
     {"metrics": {metric: value}, "extra": tokens_per_s's extra, "status": text or None}. A failure newer than
     the cell's measurement replaces it; a measurement newer than a failure hides the failure."""
     groups: dict[tuple, dict] = defaultdict(dict)
-    for r in sorted(_newest_per_device(records, THROUGHPUT_SUITE), key=lambda r: r["time"]):
+    for r in sorted(newest_per_device(records, THROUGHPUT_SUITE), key=lambda r: r["time"]):
         key = (r["device"], r["model"], _proto(r))
         L = int(r["params"].get("prompt_len", 0))
-        cell = groups[key].setdefault((_variant(r), L), {"metrics": {}, "extra": {}, "status": None})
+        cell = groups[key].setdefault((variant_of(r), L), {"metrics": {}, "extra": {}, "status": None})
         if r["metric"] == "status":
             cell["metrics"], cell["extra"] = {}, {}
             cell["status"] = str((r.get("extra") or {}).get("status") or "failed")
@@ -264,7 +257,7 @@ def _baseline(cells: dict, variant: tuple, L: int) -> dict | None:
     """Vanilla's cell at the same prompt length in the same group (device, model, protocol): the one measured
     with the same CUDA-graphs setting when there is one, else any."""
     vanillas = sorted((v for v, n in cells if v[0] == VANILLA and n == L and not cells[(v, n)]["status"]),
-                      key=lambda v: (v[3] != variant[3], _variant_order(v)))
+                      key=lambda v: (v[3] != variant[3], variant_order(v)))
     return cells[(vanillas[0], L)] if vanillas else None
 
 
@@ -294,7 +287,7 @@ def _metric_table(cells: dict, variants: list[tuple], labels: dict, lengths: lis
 
 
 def target_rows(cells: dict, variants: list[tuple], labels: dict) -> list[list]:
-    """Sparse-dLLM with our kernels (impl triton) at the target prompt length against the issue's targets."""
+    """Sparse-dLLM with our kernels (impl triton) at the target prompt length against the targets."""
     rows = []
     for v in variants:
         if v[0] != "sparse_dllm" or v[1] != "triton":
@@ -355,8 +348,6 @@ def _paper_rows() -> tuple[list[str], list[list]]:
 
 def _throughput_plot(cells: dict, variants: list[tuple], labels: dict, title: str) -> bytes:
     """Tokens/s (log y) and peak memory vs prompt length, one line per method variant, plus the paper's points."""
-    from harness.leaderboard import _png, plt
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for ax, metric, paper, ylabel in ((axes[0], "tokens_per_s", PAPER_TOKENS_PER_S, "tokens/s"),
                                       (axes[1], "peak_mem_gib", PAPER_PEAK_GB, "peak memory (GiB; paper: GB)")):
@@ -381,23 +372,21 @@ def _throughput_plot(cells: dict, variants: list[tuple], labels: dict, title: st
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return fig_png(fig)
 
 
 def _throughput_section(board, records: list[dict], md: list[str], hp: list[str]) -> None:
-    from harness.leaderboard import _img
-
     groups = throughput_cells(records)
     if not groups:
         return
     _heading(md, hp, "Throughput and memory: targets and the paper's sweep")
-    _text(md, hp, f"Targets (issue): Sparse-dLLM with our kernels (impl triton) at an {TARGET_PROMPT // 1024}k prompt "
+    add_text(md, hp, f"Targets (issue): Sparse-dLLM with our kernels (impl triton) at an {TARGET_PROMPT // 1024}k prompt "
                   f"reaches ≥ {TARGET_SPEEDUP:g}x vanilla's tokens/s with peak memory ≤ {TARGET_MEMORY:g}x "
                   "vanilla's, both on the same device; each device's check is in its section. The paper reports "
                   f"\"up to 10x\" at 8k on an {PAPER_DEVICE}. The rows below are the paper's context sweep as read "
                   "from its figure (docs/sparse-dllm.md), not our measurements; ratios in brackets "
                   "are against the paper's own vanilla.")
-    _table(md, hp, *_paper_rows())
+    add_table(md, hp, *_paper_rows())
     protocols = defaultdict(set)
     for device, model, proto in groups:
         protocols[(device, model)].add(proto)
@@ -405,40 +394,40 @@ def _throughput_section(board, records: list[dict], md: list[str], hp: list[str]
         heading = f"Throughput and memory: {model} on {device}"
         _heading(md, hp, heading)
         if len(protocols[(device, model)]) > 1:
-            _warn(md, hp, "Warning: records of this device were measured under different protocols; they are shown "
+            add_warning(md, hp, "Warning: records of this device were measured under different protocols; they are shown "
                           f"in separate tables and not compared. This table's protocol: `{proto}`")
         p = json.loads(proto)
-        _text(md, hp, f"Batch {p.get('batch', '?')}, {p.get('gen_len', '?')} generated tokens in blocks of "
+        add_text(md, hp, f"Batch {p.get('batch', '?')}, {p.get('gen_len', '?')} generated tokens in blocks of "
                       f"{p.get('block_len', '?')}, {p.get('steps', '?')} steps, {p.get('dtype', '?')} "
                       f"{p.get('weights', '?')} weights. Tokens/s: generated tokens over their wall time (vanilla "
                       "costs the same in every block and is timed over the blocks in `timed tokens` below). "
                       "In brackets: ratio to vanilla on this device at the same prompt length (— without one); "
                       "a cell of — alone: not measured; OOM: the cell ran out of memory. \"graphs\": the cached/sparse steps replay CUDA graphs.")
-        variants = sorted({v for v, _ in cells}, key=_variant_order)
-        labels, settings = _labels(variants)
+        variants = sorted({v for v, _ in cells}, key=variant_order)
+        labels, settings = variant_labels(variants)
         lengths = sorted({L for _, L in cells})
-        _text(md, hp, "Tokens/s (speed-up vs vanilla):")
-        _table(md, hp, ["method", *(f"prompt {L}" for L in lengths)],
+        add_text(md, hp, "Tokens/s (speed-up vs vanilla):")
+        add_table(md, hp, ["method", *(f"prompt {L}" for L in lengths)],
                _metric_table(cells, variants, labels, lengths, "tokens_per_s", ".2f"))
-        _text(md, hp, "Peak memory, GiB (ratio to vanilla); model weights included:")
-        _table(md, hp, ["method", *(f"prompt {L}" for L in lengths)],
+        add_text(md, hp, "Peak memory, GiB (ratio to vanilla); model weights included:")
+        add_table(md, hp, ["method", *(f"prompt {L}" for L in lengths)],
                _metric_table(cells, variants, labels, lengths, "peak_mem_gib", ".2f"))
         targets = target_rows(cells, variants, labels)
         if targets:
-            _text(md, hp, f"Targets at an {TARGET_PROMPT}-token prompt on this device:")
-            _table(md, hp, ["method", "tokens/s", "vs vanilla", f"≥ {TARGET_SPEEDUP:g}x", "peak memory vs vanilla",
+            add_text(md, hp, f"Targets at an {TARGET_PROMPT}-token prompt on this device:")
+            add_table(md, hp, ["method", "tokens/s", "vs vanilla", f"≥ {TARGET_SPEEDUP:g}x", "peak memory vs vanilla",
                             f"≤ {TARGET_MEMORY:g}x"], targets)
         else:
-            _text(md, hp, "Targets: no Sparse-dLLM (triton) measurement on this device.")
+            add_text(md, hp, "Targets: no Sparse-dLLM (triton) measurement on this device.")
         headers, rows = _phase_rows(cells, variants, labels, lengths)
         if rows:
-            _text(md, hp, "Seconds per phase over the timed tokens (in brackets: ms per generated token): dense = "
+            add_text(md, hp, "Seconds per phase over the timed tokens (in brackets: ms per generated token): dense = "
                           "full forwards, score = Sparse-dLLM's saliency scoring, sparse = steps over the kept "
                           "cache, cached = Fast-dLLM's steps over its cache, refresh / partial = dLLM-Cache's full "
                           "and partial refreshes.")
-            _table(md, hp, headers, rows)
+            add_table(md, hp, headers, rows)
         notes = []
-        for (v, L), c in sorted(cells.items(), key=lambda kv: (kv[0][1], _variant_order(kv[0][0]))):
+        for (v, L), c in sorted(cells.items(), key=lambda kv: (kv[0][1], variant_order(kv[0][0]))):
             if c["status"]:
                 notes.append(f"{labels[v]} @ prompt {L}: {c['status'][:300]}")
             elif v[3] and (c["extra"].get("graph_error") or c["extra"].get("cuda_graphs") == 0):
@@ -450,28 +439,26 @@ def _throughput_section(board, records: list[dict], md: list[str], hp: list[str]
             hp.append("<p>Failed cells and notes:</p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in notes)
                       + "</ul>")
         if settings:
-            _text(md, hp, "Settings: " + "; ".join(settings) + ".")
+            add_text(md, hp, "Settings: " + "; ".join(settings) + ".")
         if any(not c["status"] and "tokens_per_s" in c["metrics"] for c in cells.values()):
             name = f"dllm_throughput_{n}.png"
             board.figures[name] = _throughput_plot(cells, variants, labels, heading)
             md.append(f"![tokens/s and peak memory vs prompt length]({name})\n")
-            hp.append(_img(name, board.figures[name], f"Tokens/s (log) and peak memory vs prompt length, {heading}; "
+            hp.append(img_html(name, board.figures[name], f"Tokens/s (log) and peak memory vs prompt length, {heading}; "
                                                       f"dotted: the paper's {PAPER_DEVICE} points"))
 
 
 def dllm_board(records: list[dict]) -> Board | None:
     """The dLLM caches board, or None without dllm or dllm_throughput records."""
-    from harness.leaderboard import Board
-
     accuracy = [r for r in newest_records(records, ACCURACY_SUITE)
                 if r["metric"] in ("accuracy", "tokens_equal_vanilla", "cache_bytes_peak")]
     has_throughput = any(r["suite"] == THROUGHPUT_SUITE for r in records)
     if not accuracy and not has_throughput:
         return None
     board = Board("dLLM caches: Sparse-dLLM, Fast-dLLM, dLLM-Cache vs vanilla decoding",
-                  records=accuracy + _newest_per_device(records, THROUGHPUT_SUITE))
+                  records=accuracy + newest_per_device(records, THROUGHPUT_SUITE))
     md, hp = [], []
-    _text(md, hp, "Decoding methods for masked-diffusion LMs: vanilla (a full forward over prompt and response at "
+    add_text(md, hp, "Decoding methods for masked-diffusion LMs: vanilla (a full forward over prompt and response at "
                   "every step), Sparse-dLLM (a cache of the most salient tokens' K/V, kept by keep_ratio), "
                   "Fast-dLLM with a prefix or a dual (prefix and suffix) cache, and dLLM-Cache (periodic full and "
                   "partial refreshes). Accuracy comes from the small dLLM we trained; speed and memory from "

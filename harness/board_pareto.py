@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import html
 import math
-from typing import TYPE_CHECKING
-
-from harness.board_scheduling import ORACLE, _table, _text
+from harness.board_page import Board, add_table, add_text, fig_png, img_html, plt
+from harness.board_scheduling import ORACLE
 from harness.pareto import front_panel, place_labels
 from harness.pareto_rows import ALL, PAIRS, SENSES, dllm_panel, front_cells, kv_panels, sched_panels
-
-if TYPE_CHECKING:
-    from harness.leaderboard import Board
 
 PAGE = "pareto.html"
 SOURCE_HEADERS = ["axis", "suite", "metric", "unit", "model", "device", "aggregation"]
@@ -67,8 +63,6 @@ def _glance(kv_dllm: list[dict], sched: list[dict]) -> list[list[str]]:
 # ---------------------------------------------------------------- figures
 def _figure(specs: list, ncols: int, title: str, size: tuple[float, float] = (5.2, 4.1)) -> bytes:
     """specs: functions ax -> (xs, ys, labels) to label, or None; one subplot each, then one legend and labels."""
-    from harness.leaderboard import _png, plt
-
     cols = min(ncols, len(specs))
     nrows = math.ceil(len(specs) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(size[0] * cols, size[1] * nrows + 0.5), squeeze=False)
@@ -87,7 +81,7 @@ def _figure(specs: list, ncols: int, title: str, size: tuple[float, float] = (5.
     for ax, todo in zip(axes.flat, pending):
         if todo:
             place_labels(ax, *todo)
-    return _png(fig)
+    return fig_png(fig)
 
 
 def _pair_spec(panel: dict, x: str, y: str):
@@ -135,32 +129,28 @@ def _panel_tables(md: list[str], hp: list[str], panel: dict) -> None:
     md.append(f"### {panel['title']}\n")
     hp.append(f"<h3>{html.escape(panel['title'])}</h3>")
     if panel.get("caption"):
-        _text(md, hp, panel["caption"])
-    _text(md, hp, "Sources:")
-    _table(md, hp, SOURCE_HEADERS, panel["sources"])
+        add_text(md, hp, panel["caption"])
+    add_text(md, hp, "Sources:")
+    add_table(md, hp, SOURCE_HEADERS, panel["sources"])
     if panel["family"] == "Scheduling":
         headers = ["rate req/s", "policy", "accuracy", "KV bytes", "mean latency s", "p99 latency s", "seeds",
                    "front mean×p99 (this rate)"]
         rows = [[f"{r['rate']:g}", r["label"], "unchanged (lossless)", "— (no KV axis)", f"{r['mean']:.4g}",
                  f"{r['p99']:.4g}", r["seeds"], "oracle, not ranked" if r["front"] is None else
                  "yes" if r["front"] else "no"] for r in panel["rows"]]
-        _table(md, hp, headers, rows)
+        add_table(md, hp, headers, rows)
     else:
-        _table(md, hp, panel["headers"], [[*r["cols"], *front_cells(r)] for r in panel["rows"]])
+        add_table(md, hp, panel["headers"], [[*r["cols"], *front_cells(r)] for r in panel["rows"]])
 
 
 def _figure_md(board, md: list[str], hp: list[str], name: str, png: bytes, alt: str) -> None:
-    from harness.leaderboard import _img
-
     board.figures[name] = png
     md.append(f"![{alt}]({name})\n")
-    hp.append(_img(name, png, alt))
+    hp.append(img_html(name, png, alt))
 
 
 def pareto_board(records: list[dict]) -> Board | None:
     """The cross-family Pareto page, or None when no family has records."""
-    from harness.leaderboard import Board
-
     kv, kv_used = kv_panels(records)
     dl, dl_used = dllm_panel(records)
     sc, sc_used = sched_panels(records)
@@ -171,7 +161,7 @@ def pareto_board(records: list[dict]) -> Board | None:
     md, hp = [INTRO + "\n"], [f"<p>{html.escape(INTRO)}</p>"]
     md.append("### Fronts at a glance\n")
     hp.append("<h3>Fronts at a glance</h3>")
-    _table(md, hp, ["family", "panel", "objectives", "on the front"], _glance(kv + dl, sc))
+    add_table(md, hp, ["family", "panel", "objectives", "on the front"], _glance(kv + dl, sc))
     for p in kv:
         _panel_tables(md, hp, p)
     if kv:

@@ -12,16 +12,11 @@ import html
 import json
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING
-
 import numpy as np
-from tabulate import tabulate
 
+from harness.board_page import Board, add_table, add_text, add_warning, fig_png, img_html, plt
 from harness.stats import t_interval
 from harness.store import key_device, newest_records
-
-if TYPE_CHECKING:
-    from harness.leaderboard import Board
 
 POLICIES = ("fcfs", "sjf_predicted", "las_mlfq", "srpt_len_late", "laps_sd", "srpt_oracle")
 BASELINES = ("fcfs", "sjf_predicted", "las_mlfq")  # non-clairvoyant: the ones LAPS-SD must beat
@@ -44,7 +39,8 @@ LATENCY_METRICS = ("mean_latency_s", "p50_latency_s", "p99_latency_s", "mean_ttf
 VARYING = ("rate", "seed")
 
 
-def _policy_order(method: str) -> tuple:
+def policy_order(method: str) -> tuple:
+    """Sort key of a policy: POLICIES order, then any other policy by name."""
     return (POLICIES.index(method), "") if method in POLICIES else (len(POLICIES), method)
 
 
@@ -56,20 +52,22 @@ def _fmt(v: float | None, spec: str = ".4g") -> str:
     return "—" if v is None or not math.isfinite(v) else format(v, spec)
 
 
-def _setting(params: dict) -> dict:
+def setting_of(params: dict) -> dict:
+    """The params that name a workload's table: all but those varying inside it (rate, seed)."""
     return {k: v for k, v in sorted(params.items()) if k not in VARYING}
 
 
-def _with_device(params: dict, r: dict) -> dict:
+def with_device(params: dict, r: dict) -> dict:
     """`params`, plus {"device": kind} for a timing whose cell key names its device (`key_device`): two devices'
     timings of one cell stay in separate rows and tables, never merged or averaged as seeds."""
     device = key_device(r)
     return {**params, "device": device} if device else params
 
 
-def _setting_text(params: dict) -> str:
+def setting_text(params: dict) -> str:
+    """A workload's setting as text, the most telling params first."""
     first = ("n_requests", "max_batch", "draft_len")
-    keys = sorted(_setting(params), key=lambda k: (k not in first, k == "cost_device", first.index(k) if k in first else k))
+    keys = sorted(setting_of(params), key=lambda k: (k not in first, k == "cost_device", first.index(k) if k in first else k))
     return ", ".join(f"{k} {params[k]}" for k in keys)
 
 
@@ -84,7 +82,7 @@ def _points(records: list[dict]) -> dict[tuple, dict]:
         if r["impl"] != "sim" or r["task"] == OVERHEAD_TASK or r["metric"] not in LATENCY_METRICS:
             continue
         p = r["params"]
-        key = (r["task"], r["model"], json.dumps(_setting(_with_device(p, r)), sort_keys=True), _proto(r))
+        key = (r["task"], r["model"], json.dumps(setting_of(with_device(p, r)), sort_keys=True), _proto(r))
         pt = per_seed[(key, float(p.get("rate", float("nan"))), r["method"])]
         pt["metrics"][r["metric"]][p.get("seed")] = r["value"]
         if r["metric"] == "mean_latency_s":
@@ -128,7 +126,7 @@ def paired_ratios(points: dict[tuple, dict]) -> list[dict]:
     seed (same requests), as 100 (ratio - 1): mean and 95% t-interval over the paired seeds. Negative: lower
     latency than the reference."""
     rows = []
-    for rate, method in sorted((k for k in points if _is_paired_row(k[1])), key=lambda k: (k[0], _policy_order(k[1]))):
+    for rate, method in sorted((k for k in points if _is_paired_row(k[1])), key=lambda k: (k[0], policy_order(k[1]))):
         mine = points[(rate, method)]["by_seed"]
         row = {"rate": rate, "method": method, "refs": {}, "seeds": 0}
         for ref in PAIRED_REFS:
@@ -147,10 +145,8 @@ def _pct_ci(v: tuple[float, float, float] | None) -> str:
 
 def _load_plot(points: dict[tuple, dict], title: str) -> bytes:
     """Mean and p99 latency vs arrival rate, one line per policy; log y when the values span over a decade."""
-    from harness.leaderboard import _png, plt  # the leaderboard imports this module to list the board
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    methods = sorted({m for _, m in points}, key=_policy_order)
+    methods = sorted({m for _, m in points}, key=policy_order)
     for ax, metric, label in zip(axes, ("mean_latency_s", "p99_latency_s"), ("mean latency (s)", "p99 latency (s)")):
         values = []
         for method in methods:
@@ -168,15 +164,13 @@ def _load_plot(points: dict[tuple, dict], title: str) -> bytes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
-    return _png(fig)
+    return fig_png(fig)
 
 
 def _cdf_plot(points: dict[tuple, dict], rate: float, title: str) -> bytes:
     """Empirical CDFs of per-request latency and TTFT at one rate, one line per policy."""
-    from harness.leaderboard import _png, plt
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    methods = sorted((m for r, m in points if r == rate), key=_policy_order)
+    methods = sorted((m for r, m in points if r == rate), key=policy_order)
     for ax, field, label in zip(axes, ("latencies", "ttfts"), ("end-to-end latency (s)", "time to first token (s)")):
         values = []
         for method in methods:
@@ -195,29 +189,10 @@ def _cdf_plot(points: dict[tuple, dict], rate: float, title: str) -> bytes:
         if values:
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
-    return _png(fig)
-
-
-def _warn(md: list[str], hp: list[str], text: str) -> None:
-    md.append(f"> {text}\n")
-    hp.append(f'<p class="warn">{html.escape(text)}</p>')
-
-
-def _table(md: list[str], hp: list[str], headers: list[str], rows: list[list]) -> None:
-    from harness.leaderboard import _table_html
-
-    md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
-    hp.append(_table_html(headers, rows))
-
-
-def _text(md: list[str], hp: list[str], text: str) -> None:
-    md.append(text + "\n")
-    hp.append(f"<p>{html.escape(text)}</p>")
+    return fig_png(fig)
 
 
 def _workload_sections(board, groups: dict[tuple, dict], md: list[str], hp: list[str]) -> None:
-    from harness.leaderboard import _img
-
     protocols = defaultdict(set)
     for task, model, setting, proto in groups:
         protocols[(task, model, setting)].add(proto)
@@ -227,35 +202,35 @@ def _workload_sections(board, groups: dict[tuple, dict], md: list[str], hp: list
                   f"{ORACLE} mean s", "gap to SRPT %"]
     for n, ((task, model, setting, proto), points) in enumerate(sorted(groups.items())):
         setting_params = json.loads(setting)
-        heading = f"{task}: trace {model}, {_setting_text(setting_params)} (sim)"
+        heading = f"{task}: trace {model}, {setting_text(setting_params)} (sim)"
         md.append(f"### {heading}\n")
         hp.append(f"<h3>{html.escape(heading)}</h3>")
         acceptance = setting_params.get("acceptance")
-        _text(md, hp, f"Acceptance: {ACCEPTANCE_LABELS.get(acceptance, acceptance)}." if acceptance else
+        add_text(md, hp, f"Acceptance: {ACCEPTANCE_LABELS.get(acceptance, acceptance)}." if acceptance else
               "Acceptance: the measured n-gram prompt-lookup traces (records from before the acceptance label).")
         if len(protocols[(task, model, setting)]) > 1:
-            _warn(md, hp, "Warning: records of this workload were measured under different protocols; they are shown "
+            add_warning(md, hp, "Warning: records of this workload were measured under different protocols; they are shown "
                           f"in separate tables and not compared. This table's protocol: `{proto}`")
         rows = []
-        for rate, method in sorted(points, key=lambda k: (k[0], _policy_order(k[1]))):
+        for rate, method in sorted(points, key=lambda k: (k[0], policy_order(k[1]))):
             m = points[(rate, method)]["metrics"]
             by_seed = points[(rate, method)]["by_seed"]
             ci = t_interval(by_seed.values()) if len(by_seed) > 1 else None
             rows.append([f"{rate:g}", method, *(_fmt(m.get(k)) for k in LATENCY_METRICS[:6]),
                          _fmt(m.get("throughput_tok_s"), ".1f"), points[(rate, method)]["seeds"],
                          "—" if ci is None else f"[{ci[1]:.4g}, {ci[2]:.4g}]"])
-        _table(md, hp, headers, rows)
+        add_table(md, hp, headers, rows)
         vs = laps_comparison(points)
         if vs:
-            _table(md, hp, vs_headers, [[f"{v['rate']:g}", v["baseline"] or "—", _fmt(v["baseline_mean"]),
+            add_table(md, hp, vs_headers, [[f"{v['rate']:g}", v["baseline"] or "—", _fmt(v["baseline_mean"]),
                                          _fmt(v["laps_mean"]), _fmt(v["reduction_pct"], "+.1f"),
                                          _fmt(v["srpt_mean"]), _fmt(v["gap_pct"], "+.1f")] for v in vs])
         paired = paired_ratios(points)
         if paired:
-            _text(md, hp, "Paired ratios: each LAPS-SD-like policy's mean latency over the reference's on the same "
+            add_text(md, hp, "Paired ratios: each LAPS-SD-like policy's mean latency over the reference's on the same "
                           "requests (seed by seed), as % change; mean [95% t-interval] over the paired seeds. The "
                           f"{ORACLE} row is the bound: no policy gets further below a baseline than the oracle does.")
-            _table(md, hp, ["rate req/s", "policy", *(f"vs {ref} %" for ref in PAIRED_REFS), "paired seeds"],
+            add_table(md, hp, ["rate req/s", "policy", *(f"vs {ref} %" for ref in PAIRED_REFS), "paired seeds"],
                    [[f"{p['rate']:g}", p["method"], *(_pct_ci(p["refs"].get(ref)) for ref in PAIRED_REFS), p["seeds"]]
                     for p in paired])
         tag = f"sched_{n}"
@@ -263,13 +238,13 @@ def _workload_sections(board, groups: dict[tuple, dict], md: list[str], hp: list
             name = f"{tag}_load.png"
             board.figures[name] = _load_plot(points, f"latency vs load — {heading}")
             md.append(f"![latency vs load]({name})\n")
-            hp.append(_img(name, board.figures[name], f"Mean and p99 latency vs arrival rate, {heading}"))
+            hp.append(img_html(name, board.figures[name], f"Mean and p99 latency vs arrival rate, {heading}"))
         top = max(rate for rate, _ in points)
         if any(pt["latencies"] or pt["ttfts"] for (rate, _), pt in points.items() if rate == top):
             name = f"{tag}_cdf.png"
             board.figures[name] = _cdf_plot(points, top, f"CDFs at {top:g} req/s — {heading}")
             md.append(f"![latency and TTFT CDFs]({name})\n")
-            hp.append(_img(name, board.figures[name], f"Latency and TTFT CDFs at {top:g} requests/s, {heading}"))
+            hp.append(img_html(name, board.figures[name], f"Latency and TTFT CDFs at {top:g} requests/s, {heading}"))
 
 
 def _overhead_section(records: list[dict], md: list[str], hp: list[str]) -> None:
@@ -278,16 +253,16 @@ def _overhead_section(records: list[dict], md: list[str], hp: list[str]) -> None
         return
     md.append("### Scheduling decision overhead\n")
     hp.append("<h3>Scheduling decision overhead</h3>")
-    _text(md, hp, f"Mean wall time of one scheduling decision (picking the batch of the next step) with `queued` "
+    add_text(md, hp, f"Mean wall time of one scheduling decision (picking the batch of the next step) with `queued` "
                   f"requests waiting, in µs, against the {OVERHEAD_TARGET_US:g} µs target; measured on the device shown.")
     headers = ["queued", "policy", "impl", "µs per step", f"≤ {OVERHEAD_TARGET_US:g} µs", "other params", "device"]
     protocols = sorted({_proto(r) for r in recs})
     for proto in protocols:
         if len(protocols) > 1:
-            _warn(md, hp, f"Measurements under different protocols are listed apart. This table's protocol: `{proto}`")
+            add_warning(md, hp, f"Measurements under different protocols are listed apart. This table's protocol: `{proto}`")
         group = sorted((r for r in recs if _proto(r) == proto),
-                       key=lambda r: (r["params"].get("queued", 0), _policy_order(r["method"]), r["impl"], r["device"]))
-        _table(md, hp, headers, [
+                       key=lambda r: (r["params"].get("queued", 0), policy_order(r["method"]), r["impl"], r["device"]))
+        add_table(md, hp, headers, [
             [r["params"].get("queued", "?"), r["method"], r["impl"], f"{r['value']:.2f}",
              "yes" if r["value"] <= OVERHEAD_TARGET_US else "NO",
              ", ".join(f"{k} {v}" for k, v in sorted(r["params"].items()) if k != "queued") or "—", r["device"]]
@@ -302,7 +277,7 @@ def sim_vs_real(records: list[dict]) -> list[dict]:
     cells: dict[tuple, dict] = defaultdict(dict)
     for r in records:
         if r["metric"] == "mean_latency_s" and r["impl"] in ("sim", "real") and r["task"] != OVERHEAD_TASK:
-            key = (r["task"], r["method"], r["model"], json.dumps(_with_device(r["params"], r), sort_keys=True),
+            key = (r["task"], r["method"], r["model"], json.dumps(with_device(r["params"], r), sort_keys=True),
                    _proto(r))
             cells[key][r["impl"]] = r["value"]
     rows = []
@@ -312,7 +287,7 @@ def sim_vs_real(records: list[dict]) -> list[dict]:
         sim, real = v.get("sim"), v["real"]
         rows.append({"task": task, "method": method, "model": model, "params": json.loads(params), "protocol": proto,
                      "sim": sim, "real": real, "rel_diff": (sim - real) / real if sim is not None and real else None})
-    return sorted(rows, key=lambda x: (x["task"], x["model"], x["params"].get("rate", 0), _policy_order(x["method"]),
+    return sorted(rows, key=lambda x: (x["task"], x["model"], x["params"].get("rate", 0), policy_order(x["method"]),
                                        json.dumps(x["params"], sort_keys=True)))
 
 
@@ -322,7 +297,7 @@ def _sim_vs_real_section(records: list[dict], md: list[str], hp: list[str]) -> N
         return
     md.append("### Simulator vs real serving loop\n")
     hp.append("<h3>Simulator vs real serving loop</h3>")
-    _text(md, hp, "Mean end-to-end latency of the same requests, policy and parameters in the discrete-event simulator "
+    add_text(md, hp, "Mean end-to-end latency of the same requests, policy and parameters in the discrete-event simulator "
                   "and in the executed serving loop; sim − real in % of real, against the "
                   f"±{100 * SIM_REAL_TARGET:g}% target.")
     headers = ["workload", "policy", "rate req/s", "seed", "trace", "sim mean s", "real mean s", "sim − real %",
@@ -330,19 +305,17 @@ def _sim_vs_real_section(records: list[dict], md: list[str], hp: list[str]) -> N
     protocols = sorted({x["protocol"] for x in rows})
     for proto in protocols:
         if len(protocols) > 1:
-            _warn(md, hp, f"Measurements under different protocols are listed apart. This table's protocol: `{proto}`")
-        _table(md, hp, headers, [
+            add_warning(md, hp, f"Measurements under different protocols are listed apart. This table's protocol: `{proto}`")
+        add_table(md, hp, headers, [
             [x["task"], x["method"], _fmt(x["params"].get("rate"), "g"), x["params"].get("seed", "—"), x["model"],
              _fmt(x["sim"]), _fmt(x["real"]), _fmt(None if x["rel_diff"] is None else 100 * x["rel_diff"], "+.1f"),
              "—" if x["rel_diff"] is None else ("yes" if abs(x["rel_diff"]) <= SIM_REAL_TARGET else "NO"),
-             _setting_text(x["params"]) or "—"]
+             setting_text(x["params"]) or "—"]
             for x in rows if x["protocol"] == proto])
 
 
 def schedulers_board(records: list[dict]) -> Board | None:
     """The scheduling suite's board, or None without scheduling records."""
-    from harness.leaderboard import Board
-
     recs = newest_records(records, "scheduling")
     if not recs:
         return None

@@ -11,6 +11,7 @@ from collections import defaultdict
 
 from tabulate import tabulate
 
+from harness.board_page import Board, table_html
 from harness.store import newest_records
 
 
@@ -47,8 +48,6 @@ def _table(records: list[dict], column) -> tuple[list[str], list[list]]:
 
 
 def _board(records: list[dict], suite: str, title: str, intro: str, views: list[tuple[str, object]]):
-    from harness.leaderboard import Board, _table_html
-
     recs = newest_records(records, suite)
     if not recs:
         return None
@@ -66,7 +65,7 @@ def _board(records: list[dict], suite: str, title: str, intro: str, views: list[
                 continue
             headers = ["method", *cols, "average", "KV % of full", "samples"]
             md += [f"{label}\n", tabulate(rows, headers=headers, tablefmt="github"), ""]
-            hp += [f"<p>{label}</p>", _table_html(headers, rows)]
+            hp += [f"<p>{label}</p>", table_html(headers, rows)]
     board.markdown, board.html = "\n".join(md), "\n".join(hp)
     return board
 

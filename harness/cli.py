@@ -299,7 +299,7 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_methods(args) -> int:
     from reference.kv import METHODS
-    from reference.kv.base import make_method
+    from reference.kv import make_method
 
     for name in METHODS.names():
         params = {k: v for k, v in make_method(name, 0.0).params().items() if k != "compression_ratio" and k != "dims"}

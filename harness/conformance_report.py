@@ -155,14 +155,15 @@ def _num(x: float) -> float | str:
     return x if math.isfinite(x) else str(x)
 
 
-def _device_kind(device: str) -> str:
+def device_kind(device: str) -> str:
+    """"cuda" for any CUDA device ("cuda", "cuda:1"), else "cpu": what a conformance record names as its device."""
     return "cuda" if str(device).startswith("cuda") else "cpu"
 
 
 def _recorder(report: Report, device: str, max_examples: int, run: str | None, provenance: dict | None):
     run = run or uuid.uuid4().hex[:12]
     prov = provenance or {"device": device_info(device), "versions": versions(), "git_sha": git_sha()}
-    base = {"profile": report.profile, "device": _device_kind(device), "dtypes": list(report.dtypes),
+    base = {"profile": report.profile, "device": device_kind(device), "dtypes": list(report.dtypes),
             "max_examples": max_examples}
     protocol = {"rule": RULE, "atol": {dtype_name(d): a for d, a in ATOL.items()}}
 
@@ -232,7 +233,7 @@ def run_and_record(op: str, fn: Callable, impl: str, *, profile: str = "ci", dev
     report = run_conformance(op, fn, impl, profile, device, n, dtypes, progress, seed)
     timed = next((d for d in SPEED_DTYPES if dtype_name(d) in report.dtypes), None)
     case = None
-    if _device_kind(device) == "cuda" and report.passed and timed is not None:
+    if device_kind(device) == "cuda" and report.passed and timed is not None:
         case = representative_case(op, "gpu")
         if progress:
             progress(f"  checking the input to time ({dtype_name(timed)}, a large case of the 'gpu' profile)")

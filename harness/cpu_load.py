@@ -51,7 +51,8 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
-def _running() -> int | None:
+def runnable_tasks() -> int | None:
+    """The machine's runnable tasks now (`procs_running` of /proc/stat), None where there is no /proc/stat."""
     try:
         for line in Path("/proc/stat").read_text().splitlines():
             if line.startswith("procs_running"):
@@ -76,13 +77,13 @@ class LoadSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            n = _running()
+            n = runnable_tasks()
             if n is not None:
                 self.samples.append(max(0, n - 1))  # this sampler was running while it read
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "LoadSampler":
-        if _running() is not None:
+        if runnable_tasks() is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self

@@ -24,9 +24,9 @@ import string
 from collections import Counter
 
 try:  # optional: the official segmenter for Chinese
-    import jieba as _jieba
+    import jieba
 except ImportError:  # pragma: no cover - depends on the environment
-    _jieba = None
+    jieba = None
 
 # Chinese punctuation that the official normalize_zh_answer removes besides ASCII string.punctuation (data copied
 # from LongBench/metrics.py so that the same characters are dropped).
@@ -54,13 +54,13 @@ def normalize_zh(text: str) -> str:
 
 def zh_segmenter() -> str:
     """"jieba" when the official segmenter is importable, else "chars" (one token per character)."""
-    return "jieba" if _jieba is not None else "chars"
+    return "jieba" if jieba is not None else "chars"
 
 
 def zh_tokens(text: str) -> list[str]:
     """Chinese word segmentation: jieba precise mode (cut_all=False) as the official code, else characters."""
-    if _jieba is not None:
-        return list(_jieba.cut(text, cut_all=False))
+    if jieba is not None:
+        return list(jieba.cut(text, cut_all=False))
     return list(text)
 
 

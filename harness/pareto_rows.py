@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from harness.board_dllm import (ACCURACY_SUITE, THROUGHPUT_SUITE, _labels, _newest_per_device, _variant, _variant_order,
-                                throughput_cells)
-from harness.board_scheduling import ORACLE, OVERHEAD_TASK, _policy_order, _setting, _setting_text, _with_device
+from harness.board_dllm import (ACCURACY_SUITE, THROUGHPUT_SUITE, newest_per_device, throughput_cells, variant_labels,
+                                variant_of, variant_order)
+from harness.board_scheduling import ORACLE, OVERHEAD_TASK, policy_order, setting_of, setting_text, with_device
 from harness.pareto import pareto_front
 from harness.store import newest_records
 
@@ -149,22 +149,22 @@ def dllm_panel(records: list[dict]) -> tuple[list[dict], list[dict]]:
     if pick:
         (device, tp_model, tp_proto), L = pick
         cells = groups[pick[0]]
-        tlabels, _ = _labels(sorted({v for v, _ in cells}))
+        tlabels, _ = variant_labels(sorted({v for v, _ in cells}))
         for (v, n), c in cells.items():
             tps = c["metrics"].get("tokens_per_s")
             if n == L and not c["status"] and tps and (v[:3] not in speed or tps > speed[v[:3]][0]):
                 speed[v[:3]] = (tps, tlabels[v], v)
         chosen = {s[2] for s in speed.values()}
-        tp_used = [r for r in _newest_per_device(records, THROUGHPUT_SUITE) if r["device"] == device
+        tp_used = [r for r in newest_per_device(records, THROUGHPUT_SUITE) if r["device"] == device
                    and r["model"] == tp_model and _proto(r) == tp_proto and r["metric"] == "tokens_per_s"
-                   and int(r["params"].get("prompt_len", 0)) == L and _variant(r) in chosen]
+                   and int(r["params"].get("prompt_len", 0)) == L and variant_of(r) in chosen]
     if not acc and not speed:
         return [], []
     by_variant: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
     for r in acc:
-        by_variant[_variant(r)[:3]][r["metric"]].append(r["value"])
-    variants = sorted(set(by_variant) | set(speed), key=lambda v: _variant_order((*v, False)))
-    labels, _ = _labels([(*v, False) for v in variants])
+        by_variant[variant_of(r)[:3]][r["metric"]].append(r["value"])
+    variants = sorted(set(by_variant) | set(speed), key=lambda v: variant_order((*v, False)))
+    labels, _ = variant_labels([(*v, False) for v in variants])
     n_max = max((len(m["accuracy"]) for m in by_variant.values()), default=0)
     rows = []
     for v in variants:
@@ -211,15 +211,14 @@ def sched_panels(records: list[dict]) -> tuple[list[dict], list[dict]]:
     groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     mine: dict[tuple, list] = defaultdict(list)
     for r in recs:
-        key = (r["task"], r["impl"], r["model"], json.dumps(_setting(_with_device(r["params"], r)), sort_keys=True),
-               _proto(r))
+        key = (r["task"], r["impl"], r["model"], json.dumps(setting_of(with_device(r["params"], r)), sort_keys=True), _proto(r))
         groups[key][(float(r["params"].get("rate", float("nan"))), r["method"])][r["metric"]].append(r["value"])
         mine[key].append(r)
     panels = []
     for key, points in sorted(groups.items()):
         task, impl, model, setting, proto = key
         rows = []
-        for (rate, method), m in sorted(points.items(), key=lambda kv: (kv[0][0], _policy_order(kv[0][1]))):
+        for (rate, method), m in sorted(points.items(), key=lambda kv: (kv[0][0], policy_order(kv[0][1]))):
             if not all(m.get(k) for k in SCHED_METRICS):
                 continue
             rows.append({"rate": rate, "label": method, "mean": _mean(m["mean_latency_s"]),
@@ -237,7 +236,7 @@ def sched_panels(records: list[dict]) -> tuple[list[dict], list[dict]]:
             "executed serving loop"
         rs = mine[key]
         panels.append({
-            "family": "Scheduling", "title": f"Scheduling: {task} ({impl}), trace {model}, {_setting_text(params)}",
+            "family": "Scheduling", "title": f"Scheduling: {task} ({impl}), trace {model}, {setting_text(params)}",
             "short": f"{task} ({impl})", "rows": rows, "where": where, "protocol": proto,
             "sources": [
                 ["accuracy", "—", "—", "—", model, "—",

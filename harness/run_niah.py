@@ -22,7 +22,8 @@ from harness.model import ALIASES, LoadedModel, check_model_name, load_model, ma
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, cell_key, newest_records
 from harness.worker_cache import cached
-from reference.kv.base import KVMethod, make_method
+from reference.kv import make_method
+from reference.kv.base import KVMethod
 
 SUITE, TASK = "niah", "passkey"
 CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "calibration.txt"
@@ -68,7 +69,7 @@ class NiahConfig:
             niah.load_haystack(self.haystack)  # its errors name --haystack; read again (small) when the run starts
 
 
-def _json_params(method: KVMethod) -> dict:
+def json_params(method: KVMethod) -> dict:
     """The method's own scalar parameters (what distinguishes two runs of it), without compression_ratio."""
     out = {}
     for k, v in method.params().items():
@@ -83,7 +84,7 @@ def _haystack_id(path: str | None) -> str:
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _calibration_ids(lm: LoadedModel, chunk: int = 2048, prompts: int = 4) -> list[torch.Tensor]:
+def calibration_ids(lm: LoadedModel, chunk: int = 2048, prompts: int = 4) -> list[torch.Tensor]:
     """Calibration prompts for methods that search model-specific parameters (fixtures/calibration.txt)."""
     ids = lm.tokenizer(CALIBRATION_FILE.read_text(encoding="utf-8"), add_special_tokens=False).input_ids
     return [torch.tensor([ids[i : i + chunk]]) for i in range(0, len(ids) - chunk + 1, chunk)][:prompts]
@@ -105,7 +106,7 @@ def plan(config: NiahConfig, methods: dict[str, KVMethod], model_id: str) -> lis
                         "seed": config.seed,
                         "haystack": _haystack_id(config.haystack),
                         "max_new_tokens": config.max_new_tokens,
-                        "method_params": _json_params(method),
+                        "method_params": json_params(method),
                     }
                     key = cell_key(SUITE, TASK, name, config.impl, model_id, params)
                     cells.append({"method": name, "params": params, "cell": key})
@@ -131,7 +132,7 @@ def worker_methods(config, lm: LoadedModel, names) -> dict[str, KVMethod]:
             method = make_method(name, config.compression_ratio, **kwargs)
             if type(method).calibrate is not KVMethod.calibrate:
                 with native_attention(lm):
-                    method.calibrate(lm.model, cached(("calibration", lm.model_id), lambda: _calibration_ids(lm)))
+                    method.calibrate(lm.model, cached(("calibration", lm.model_id), lambda: calibration_ids(lm)))
             return method
 
         out[name] = cached(("method", lm.model_id, name, config.compression_ratio, repr(sorted(kwargs.items()))), build)

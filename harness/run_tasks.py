@@ -20,9 +20,9 @@ from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.generate import capture, generate
 from harness.model import LoadedModel, check_model_name, max_positions
 from harness.provenance import device_info, git_sha, now_iso, versions
-from harness.run_niah import _json_params, model_id, timing_records, worker_methods, worker_model
+from harness.run_niah import json_params, model_id, timing_records, worker_methods, worker_model
 from harness.store import ResultsStore, cell_key
-from reference.kv.base import make_method
+from reference.kv import make_method
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def plan(config: TaskConfig, model: str) -> list[dict]:
     for spec in sample_specs(config):
         for name, method in methods.items():
             params = {"compression_ratio": config.compression_ratio, "question_aware": config.question_aware,
-                      "seed": config.seed, "max_new_tokens": spec.max_new_tokens, "method_params": _json_params(method),
+                      "seed": config.seed, "max_new_tokens": spec.max_new_tokens, "method_params": json_params(method),
                       **spec.key, **({"max_length": config.max_length} if config.suite == "longbench" else {})}
             cells.append({"spec": spec, "method": name, "params": params,
                           "cell": cell_key(config.suite, spec.task, name, config.impl, model, params)})

@@ -36,7 +36,7 @@ from harness.worker_cache import cached
 from reference.scheduling.cost_model import SpecCostModel
 from reference.scheduling.metrics import UNITS, summarize
 from reference.scheduling.policies import make_policy, policy_names
-from reference.scheduling.simulator import ServerConfig, _pick, _Queue, simulate
+from reference.scheduling.simulator import ServerConfig, pick_batch, ReadyQueue, simulate
 from reference.scheduling.state import RequestState
 from reference.scheduling.trace import load_traces
 from reference.scheduling.workload import FIXTURES, Request, WorkloadSpec, make_requests
@@ -93,7 +93,7 @@ def serve(requests: list[Request], policy, cost: SpecCostModel, engine, prompts:
     policy.bind(cost)
     states = [RequestState(r, last_service=r.arrival) for r in requests]
     pending = sorted(states, key=lambda s: (s.arrival, s.rid))
-    queue, sessions, nxt, left = _Queue(policy), {}, 0, len(states)
+    queue, sessions, nxt, left = ReadyQueue(policy), {}, 0, len(states)
     config = ServerConfig(max_batch=max_batch, token_budget=10**9)
     stats = {"steps_off_trace": 0, "length_mismatches": 0, "iterations": []}
     t0 = time.perf_counter()
@@ -106,7 +106,7 @@ def serve(requests: list[Request], policy, cost: SpecCostModel, engine, prompts:
         if not queue:
             time.sleep(max(0.0, pending[nxt].arrival - (time.perf_counter() - t0)))
             continue
-        batch = _pick(queue, config, cost.draft_len, now)
+        batch = pick_batch(queue, config, cost.draft_len, now)
         start, prefilled = time.perf_counter(), 0
         for s in batch:
             if s.rid not in sessions:

@@ -41,7 +41,7 @@ MAX_ROWS = 128  # G * Lq query rows one program holds; decode has G <= 8 and Lq 
 
 # ---------------------------------------------------------------- device helpers
 @triton.jit
-def _cos_sin(phase, period):
+def cos_sin(phase, period):
     """cos and sin of 2 pi phase / period for integer phase in [0, period), float32.
 
     The angle is split as k pi/2 + a with k = round(4 phase / period) and |a| <= pi/4 in integer arithmetic, so
@@ -89,7 +89,7 @@ def _project_kernel(
         x = tl.load(X + b * sxb + ts[:, None] * sxl + cs[None, :] * sxc,
                     mask=(ts[:, None] < L) & (cs[None, :] < C), other=0.0).to(tl.float32)
         phase = (ns[:, None] * (start + ts)[None, :]) % period  # integer mod first: exact for any t, n
-        bc, bs = _cos_sin(phase, period)
+        bc, bs = cos_sin(phase, period)
         # On the GPU `acc += tl.dot(...)` becomes one FMA chain over all L tokens (~sqrt(L) ulps of error, 2x
         # cuBLAS's at L = 2000); a compensated sum of per-tile dots keeps the chain at BLOCK_L terms.
         y_c = tl.dot(bc, x, input_precision="ieee") - err_c
@@ -235,7 +235,7 @@ def _decode_kernel(
         rv = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
         for n0 in range(0, Nmax, BLOCK_N):
             ns = n0 + tl.arange(0, BLOCK_N)
-            bc, bs = _cos_sin((ts[:, None] * ns[None, :]) % period, period)  # [BLOCK_T, BLOCK_N]
+            bc, bs = cos_sin((ts[:, None] * ns[None, :]) % period, period)  # [BLOCK_T, BLOCK_N]
             w = _dft_weight(ns, period)[None, :]
             bc = bc * w
             bs = bs * w
@@ -378,7 +378,7 @@ def fourier_decode_attention_triton(
     mid_len, period, scale=None, out=None, num_splits=None, recon_precision=None,
     block_t=None, block_n=None, num_warps=None,
 ):
-    """FlashFourierAttention decode (spec "Kernel"; arXiv 2506.11886): out [B, Hq, Lq, D] in q's dtype.
+    """FlashFourierAttention decode (docs/fourier-attention.md; arXiv 2506.11886): out [B, Hq, Lq, D] in q's dtype.
 
     Same layout and result as `reference.ops.fourier.fourier_decode_attention`. Extra knobs: `num_splits` (split-KV
     programs per (sequence, KV head); default fills the GPU twice), `recon_precision` of the float32 reconstruction

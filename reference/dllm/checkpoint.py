@@ -241,8 +241,8 @@ def _llada_config(raw: dict, where: str) -> DLLMConfig:
         max_len=int(raw.get("max_sequence_length") or DLLMConfig.max_len))
 
 
-def _llada_names(cfg: DLLMConfig) -> dict[str, str]:
-    """checkpoint name -> our name."""
+def llada_names(cfg: DLLMConfig) -> dict[str, str]:
+    """LLaDA checkpoint parameter name -> our DLLM parameter name, for a model of `cfg`'s shape."""
     t = "model.transformer."
     names = {t + "wte.weight": "embed.weight", t + "ln_f.weight": "norm.weight"}
     if not cfg.tie_embeddings:
@@ -291,7 +291,7 @@ def _dream_names(cfg: DLLMConfig) -> dict[str, str]:
 
 
 # model_type (lower case) -> (config mapping, weight names, LM head name: ignored if present in a tied checkpoint)
-FAMILIES = {"llada": (_llada_config, _llada_names, "model.transformer.ff_out.weight"),
+FAMILIES = {"llada": (_llada_config, llada_names, "model.transformer.ff_out.weight"),
             "dream": (_dream_config, _dream_names, "lm_head.weight")}
 
 

@@ -1,3 +1,23 @@
 """KV-cache compression methods, one file each; importing this package registers them all."""
-from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, make_method  # noqa: F401
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache  # noqa: F401
 from reference.kv import full, streaming_llm, h2o, snapkv, pyramidkv, tova, knorm, fourier  # noqa: F401,E401
+
+
+def make_method(name: str, compression_ratio: float = 0.0, **params) -> KVMethod:
+    """Build a registered method by name, e.g. make_method("snapkv", 0.5, window=32)."""
+    cls = METHODS.get(name)
+    known = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "compression_ratio"]
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        hints = "; ".join(f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for k, c in close.items())
+        raise TypeError(f"method {name!r} has no parameter {hints}; its parameters: {known}")
+    try:
+        return cls(compression_ratio=compression_ratio, **params)
+    except TypeError as exc:
+        raise TypeError(f"method {name!r}: {exc}") from exc

@@ -10,9 +10,6 @@ with `question_aware` the question is part of the prefill and its tokens are `pr
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -167,20 +164,3 @@ class KVMethod:
         from dataclasses import asdict
 
         return asdict(self)
-
-
-def make_method(name: str, compression_ratio: float = 0.0, **params) -> KVMethod:
-    """Build a registered method by name, e.g. make_method("snapkv", 0.5, window=32)."""
-    import reference.kv  # noqa: F401 - registers the methods
-
-    cls = METHODS.get(name)
-    known = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "compression_ratio"]
-    unknown = [k for k in params if k not in known]
-    if unknown:
-        close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-        hints = "; ".join(f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for k, c in close.items())
-        raise TypeError(f"method {name!r} has no parameter {hints}; its parameters: {known}")
-    try:
-        return cls(compression_ratio=compression_ratio, **params)
-    except TypeError as exc:
-        raise TypeError(f"method {name!r}: {exc}") from exc

@@ -44,13 +44,14 @@ def dft_basis(positions: torch.Tensor, num_freqs: int, period: int, dtype: torch
 
 
 @lru_cache(maxsize=8)
-def _period_basis(num_freqs: int, period: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def period_basis(num_freqs: int, period: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """dft_basis at positions 0..period-1, memoized per (num_freqs, period, dtype, device); `cache_clear()` frees it."""
     return dft_basis(torch.arange(period, device=device), num_freqs, period, dtype)
 
 
 def span_basis(length: int, num_freqs: int, period: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     """dft_basis at span positions 0..length-1 (length <= period), memoized: every layer and step shares it."""
-    cos, sin = _period_basis(num_freqs, period, dtype, str(device))
+    cos, sin = period_basis(num_freqs, period, dtype, str(device))
     return cos[:length], sin[:length]
 
 

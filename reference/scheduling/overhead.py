@@ -8,7 +8,7 @@ import time
 
 from reference.scheduling.cost_model import SpecCostModel
 from reference.scheduling.policies import Policy
-from reference.scheduling.simulator import ServerConfig, _pick, _Queue
+from reference.scheduling.simulator import ServerConfig, pick_batch, ReadyQueue
 from reference.scheduling.state import RequestState
 from reference.scheduling.workload import Request
 
@@ -21,7 +21,7 @@ def decision_overhead(policy: Policy, cost: SpecCostModel, queued: int = 1000, i
         raise ValueError(f"queued and iterations must be >= 1, got {queued}, {iterations}")
     rng, g = random.Random(seed), cost.draft_len
     policy.bind(cost)
-    queue, now = _Queue(policy), 100.0
+    queue, now = ReadyQueue(policy), 100.0
     for rid in range(queued):
         n = rng.randint(50, 1000)
         acc = tuple(rng.randint(0, g) for _ in range(n))
@@ -40,7 +40,7 @@ def decision_overhead(policy: Policy, cost: SpecCostModel, queued: int = 1000, i
         t0 = time.perf_counter()
         if policy.refresh_every and it % policy.refresh_every == 0:
             queue.rekey(now)
-        batch = _pick(queue, config, g, now)
+        batch = pick_batch(queue, config, g, now)
         spent += time.perf_counter() - t0
         now += 0.01
         for s in batch:  # progress as the simulator does, without finishing anyone

@@ -70,7 +70,7 @@ class SimResult:
         return [s.first_token - s.arrival for s in self.states]
 
 
-class _Queue:
+class ReadyQueue:
     """The ready requests in a heap ordered by the policy's key; stale keys never exist (pop, run, push)."""
 
     def __init__(self, policy: Policy):
@@ -93,7 +93,7 @@ class _Queue:
         return len(self.heap)
 
 
-def _pick(queue: _Queue, config: ServerConfig, draft_len: int, now: float) -> list[RequestState]:
+def pick_batch(queue: ReadyQueue, config: ServerConfig, draft_len: int, now: float) -> list[RequestState]:
     """The best-ranked requests that fit the batch and token budget; the others go back to the queue."""
     batch, skipped, tokens = [], [], 0
     scan = config.max_batch + 16  # bounded: a deep queue of oversized prefills must not cost O(n) per iteration
@@ -127,7 +127,7 @@ def simulate(requests: list[Request], policy: Policy, cost: SpecCostModel, confi
     policy.bind(cost)
     pending = sorted((RequestState(r, last_service=r.arrival) for r in requests), key=lambda s: (s.arrival, s.rid))
     result = SimResult(states=sorted(pending, key=lambda s: s.rid))
-    queue, resident = _Queue(policy), {}  # resident: rid -> state holding device KV
+    queue, resident = ReadyQueue(policy), {}  # resident: rid -> state holding device KV
     now, nxt, left, it = 0.0, 0, len(pending), 0
     while left:
         if not queue and nxt < len(pending) and pending[nxt].arrival > now:
@@ -139,7 +139,7 @@ def simulate(requests: list[Request], policy: Policy, cost: SpecCostModel, confi
             nxt += 1
         if policy.refresh_every and it % policy.refresh_every == 0:
             queue.rekey(now)
-        batch = _pick(queue, config, g, now)
+        batch = pick_batch(queue, config, g, now)
         result.decision_s += time.perf_counter() - t0
         extra, prefilled = 0.0, 0
         if config.kv_capacity is not None:

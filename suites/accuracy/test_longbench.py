@@ -23,7 +23,7 @@ TREC_CLASSES = ["City", "Country", "Number of something", "Other location"]
 
 @pytest.fixture
 def chars(monkeypatch):
-    monkeypatch.setattr(lbm, "_jieba", None)
+    monkeypatch.setattr(lbm, "jieba", None)
     assert lbm.zh_segmenter() == "chars"
 
 

@@ -9,7 +9,7 @@ import torch
 
 from harness import niah
 from harness.generate import capture, generate
-from reference.kv.base import make_method
+from reference.kv import make_method
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_full_cache_retrieves_needle_at_1k(smollm2, depth):
 
 def test_calibration_fixture_fills_every_search_prompt(smollm2):
     """FourierAttention's search averages over 4 prompts of 2048 tokens; a short fixture silently gives fewer."""
-    from harness.run_niah import _calibration_ids
+    from harness.run_niah import calibration_ids
 
-    prompts = _calibration_ids(smollm2)
+    prompts = calibration_ids(smollm2)
     assert [p.shape for p in prompts] == [torch.Size([1, 2048])] * 4

@@ -70,12 +70,12 @@ def test_fixed_triton_kernels_pass():
 
     def fixed_exp2(q, k, v, causal=True, scale=None):
         scale = q.shape[-1] ** -0.5 if scale is None else scale
-        return exp2._launch(q, k, v, causal, qk_scale=scale * exp2.LOG2E)
+        return exp2.launch(q, k, v, causal, qk_scale=scale * exp2.LOG2E)
 
     def fixed_tail(q, k, v, causal=True, scale=None, out=None):
         scale = q.shape[-1] ** -0.5 if scale is None else scale
         out = torch.empty_like(q) if out is None else out
-        return tail._launch(q, k, v, causal, scale, out, n_row_blocks=triton.cdiv(q.shape[2], tail.BLOCK_M))
+        return tail.launch(q, k, v, causal, scale, out, n_row_blocks=triton.cdiv(q.shape[2], tail.BLOCK_M))
 
     explicit = len(get_op("attention").examples)
     for fn in (fixed_exp2, fixed_tail):

@@ -139,7 +139,7 @@ def test_cuda_branch_stores_the_verdict_before_timing(monkeypatch, tmp_path):
     first, a timer that crashes leaves the verdict and no speed, a working one appends speed records to the run."""
     import harness.conformance_report as cr
 
-    monkeypatch.setattr(cr, "_device_kind", lambda device: "cuda")
+    monkeypatch.setattr(cr, "device_kind", lambda device: "cuda")
 
     def broken_timer(fn, warmup=25, rep=100):
         raise RuntimeError("timer broke")

@@ -17,7 +17,7 @@ import triton.language as tl
 
 from harness.conformance import check_case, default_device
 from optimized.triton_fourier import (
-    _cos_sin,
+    cos_sin,
     fourier_bytes_read,
     fourier_decode_attention_triton,
     fourier_decode_attention_varlen_triton,
@@ -26,9 +26,11 @@ from optimized.triton_fourier import (
 )
 from reference.ops.fourier import fourier_compress, fourier_decode_attention
 from reference.ops.fourier_update import fourier_stream_update
-from reference.ops.fourier_varlen import _varlen_inputs, fourier_decode_attention_varlen
+from reference.ops.fourier_varlen import fourier_decode_attention_varlen
+from reference.registry import get_op
 
 DEVICE = default_device()
+varlen_inputs = get_op("fourier_decode_attention_varlen").make_inputs  # the op's own input builder
 needs_triton_device = pytest.mark.skipif(DEVICE != "cuda" and os.environ.get("TRITON_INTERPRET") != "1",
                                          reason="Triton kernels need a GPU or TRITON_INTERPRET=1")
 UPDATES = [pytest.param(fourier_stream_update, id="reference"),
@@ -206,7 +208,7 @@ def _long(values):
 ], ids=["mid-int32", "mid-list", "mid-shape", "mid-zero", "mid-past-padding", "period-short", "exact-below-q",
         "exact-past-padding", "k_cos-batch"])
 def test_bad_varlen_inputs_raise_naming_the_argument(fn, change, error, match):
-    a = _varlen_inputs(VARLEN_CASE, torch.float32, DEVICE)
+    a = varlen_inputs(VARLEN_CASE, torch.float32, DEVICE)
     change(a)
     with pytest.raises(error, match=match):
         fn(**a)
@@ -215,7 +217,7 @@ def test_bad_varlen_inputs_raise_naming_the_argument(fn, change, error, match):
 @needs_triton_device
 def test_varlen_rows_equal_single_sequence_calls():
     # Each row of the padded batch is the single-sequence kernel on that sequence's slices (padding ignored).
-    a = _varlen_inputs(VARLEN_CASE, torch.float32, DEVICE)
+    a = varlen_inputs(VARLEN_CASE, torch.float32, DEVICE)
     got = fourier_decode_attention_varlen_triton(**a, num_splits=2)
     for i in range(3):
         e, m, s = int(a["exact_lens"][i]), int(a["mid_lens"][i]), slice(i, i + 1)
@@ -230,7 +232,7 @@ def test_varlen_rows_equal_single_sequence_calls():
 @triton.jit
 def _basis_table(C, S, period, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    c, s = _cos_sin(i, period)
+    c, s = cos_sin(i, period)
     tl.store(C + i, c, mask=i < period)
     tl.store(S + i, s, mask=i < period)
 

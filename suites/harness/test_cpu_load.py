@@ -7,13 +7,13 @@ import torch
 
 from harness import cpu_load
 from harness.pareto_rows import kv_panels, timing_reliable
-from suites.harness.test_pareto_board import _kv
+from suites.harness.test_pareto_board import kv_cell
 
 
 def _sampled(monkeypatch, readings: list[int], cores: int = 2) -> dict:
     """A sampler whose /proc/stat readings are `readings` (the sampler itself included), on `cores` cores."""
     feed = iter(readings + [readings[-1]] * 1000)
-    monkeypatch.setattr(cpu_load, "_running", lambda: next(feed))
+    monkeypatch.setattr(cpu_load, "runnable_tasks", lambda: next(feed))
     monkeypatch.setattr(cpu_load, "available_cores", lambda: cores)
     with cpu_load.LoadSampler(interval=0.001) as load:
         while len(load.samples) < len(readings) - 1:
@@ -30,7 +30,7 @@ def test_load_above_the_cores_is_unreliable(monkeypatch):
 
 
 def test_no_proc_stat_means_unknown(monkeypatch):
-    monkeypatch.setattr(cpu_load, "_running", lambda: None)
+    monkeypatch.setattr(cpu_load, "runnable_tasks", lambda: None)
     with cpu_load.LoadSampler() as load:
         pass
     assert load.summary()["reliable"] is None and load.summary()["samples"] == 0
@@ -55,11 +55,11 @@ def test_set_threads_follows_the_environment_and_refuses_nonsense(monkeypatch):
 
 
 def test_unreliable_timings_stay_off_the_latency_front():
-    fast_but_busy = _kv("niah", "streaming_llm", 1024, 1.0, 50.0, 100.0, latency=(1.0, 1.0))
+    fast_but_busy = kv_cell("niah", "streaming_llm", 1024, 1.0, 50.0, 100.0, latency=(1.0, 1.0))
     for r in fast_but_busy:
         if r["metric"] in ("decode_ms_per_token", "compress_ms"):
             r["extra"]["load"] = {"reliable": False, "load_mean": 3.5, "cores": 2}
-    honest = _kv("niah", "full", 1024, 1.0, 100.0, 100.0, latency=(5.0, 2.0))
+    honest = kv_cell("niah", "full", 1024, 1.0, 100.0, 100.0, latency=(5.0, 2.0))
     assert not timing_reliable(fast_but_busy[3]) and timing_reliable(honest[3])
     (panel,), _ = kv_panels(fast_but_busy + honest)
     rows = {r["label"]: r for r in panel["rows"]}

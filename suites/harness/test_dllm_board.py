@@ -26,8 +26,8 @@ def _prov(device: str) -> dict:
     return {"device": device, "versions": {"torch": "t"}, "git_sha": "abc"}
 
 
-def _tp(device, method, L, tok=None, mem=None, impl="torch", params=None, phases=None, tokens=256, status=None,
-        time=None):
+def tp_cell(device, method, L, tok=None, mem=None, impl="torch", params=None, phases=None, tokens=256,
+            status=None, time=None):
     """One throughput cell's records: tokens_per_s, peak_mem_gib and phases, or one status record."""
     params = {"prompt_len": L, **(params or {})}
     common = dict(protocol=TP_PROTOCOL, provenance=_prov(device))
@@ -47,7 +47,8 @@ def _tp(device, method, L, tok=None, mem=None, impl="torch", params=None, phases
     return recs
 
 
-def _acc(task, method, length, correct, impl="torch", params=None, n=None, cache=0.0, equal=100.0, model="tiny-dllm@x"):
+def acc_cell(task, method, length, correct, impl="torch", params=None, n=None, cache=0.0, equal=100.0,
+             model="tiny-dllm@x"):
     """One accuracy cell's records (accuracy with per-example correctness, tokens_equal_vanilla, cache bytes)."""
     p = {"length": length, "n": n or len(correct), **(params or {})}
     common = dict(protocol=ACC_PROTOCOL, provenance=_prov(H100))
@@ -76,19 +77,19 @@ def test_board_exists_only_with_dllm_records():
     other = make_record("scheduling", "w", "fcfs", "sim", "m", {"rate": 1}, "mean_latency_s", 1.0, "s",
                         provenance=_prov("cpu"))
     assert dllm_board([other]) is None
-    assert dllm_board([other, *_tp(H100, "vanilla", 1024, 10.0, 15.0)]).title.startswith("dLLM caches")
-    board = dllm_board(_acc("passkey", "vanilla", 1024, [True, False]))
+    assert dllm_board([other, *tp_cell(H100, "vanilla", 1024, 10.0, 15.0)]).title.startswith("dLLM caches")
+    board = dllm_board(acc_cell("passkey", "vanilla", 1024, [True, False]))
     assert "Accuracy: tiny-dllm@x" in board.markdown and "Throughput" not in board.markdown
 
 
 def test_speedup_and_memory_ratio_are_per_device_and_length():
-    recs = [*_tp(H100, "vanilla", 1024, 10.0, 15.0), *_tp(H100, "vanilla", 2048, 5.0, 16.0),
-            *_tp(H100, "sparse_dllm", 1024, 50.0, 16.5, impl="triton", params=SPARSE),
-            *_tp(H100, "sparse_dllm", 2048, 40.0, 17.6, impl="triton", params=SPARSE),
+    recs = [*tp_cell(H100, "vanilla", 1024, 10.0, 15.0), *tp_cell(H100, "vanilla", 2048, 5.0, 16.0),
+            *tp_cell(H100, "sparse_dllm", 1024, 50.0, 16.5, impl="triton", params=SPARSE),
+            *tp_cell(H100, "sparse_dllm", 2048, 40.0, 17.6, impl="triton", params=SPARSE),
             # H200: vanilla only at 2048, so the 1024 speed-up has no baseline (H100's vanilla must not serve).
-            *_tp(H200, "vanilla", 2048, 8.0, 15.0),
-            *_tp(H200, "sparse_dllm", 1024, 80.0, 16.0, impl="triton", params={**SPARSE, "cuda_graphs": True}),
-            *_tp(H200, "sparse_dllm", 2048, 64.0, 18.0, impl="triton", params={**SPARSE, "cuda_graphs": True})]
+            *tp_cell(H200, "vanilla", 2048, 8.0, 15.0),
+            *tp_cell(H200, "sparse_dllm", 1024, 80.0, 16.0, impl="triton", params={**SPARSE, "cuda_graphs": True}),
+            *tp_cell(H200, "sparse_dllm", 2048, 64.0, 18.0, impl="triton", params={**SPARSE, "cuda_graphs": True})]
     md = dllm_board(recs).markdown
     tok, mem, target = _throughput(md, H100)[:3]
     assert _rows(target)["sparse_dllm (triton, keep 0.5)"]["tokens/s"] == "not measured"  # no 8192 prompt
@@ -109,14 +110,14 @@ def test_speedup_and_memory_ratio_are_per_device_and_length():
 
 def test_targets_oom_cells_and_the_newest_record():
     oom = "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
-    recs = [*_tp(H100, "vanilla", 8192, 2.0, 16.0), *_tp(H200, "vanilla", 8192, 2.0, 16.0),
-            *_tp(H100, "sparse_dllm", 8192, 26.0, 17.0, impl="triton", params=SPARSE),  # 13x, 1.06x: both met
-            *_tp(H200, "sparse_dllm", 8192, 12.0, 18.4, impl="triton", params=SPARSE),  # 6x, 1.15x: both missed
+    recs = [*tp_cell(H100, "vanilla", 8192, 2.0, 16.0), *tp_cell(H200, "vanilla", 8192, 2.0, 16.0),
+            *tp_cell(H100, "sparse_dllm", 8192, 26.0, 17.0, impl="triton", params=SPARSE),  # 13x, 1.06x: both met
+            *tp_cell(H200, "sparse_dllm", 8192, 12.0, 18.4, impl="triton", params=SPARSE),  # 6x, 1.15x: both missed
             # An OOM newer than a measurement replaces it; a measurement newer than an OOM hides it.
-            *_tp(H100, "dllm_cache", 8192, 9.0, 20.0, time="2026-01-01T00:00:00Z"),
-            *_tp(H100, "dllm_cache", 8192, status=oom, time="2026-02-01T00:00:00Z"),
-            *_tp(H200, "dllm_cache", 8192, status=oom, time="2026-01-01T00:00:00Z"),
-            *_tp(H200, "dllm_cache", 8192, 7.0, 20.0, time="2026-02-01T00:00:00Z")]
+            *tp_cell(H100, "dllm_cache", 8192, 9.0, 20.0, time="2026-01-01T00:00:00Z"),
+            *tp_cell(H100, "dllm_cache", 8192, status=oom, time="2026-02-01T00:00:00Z"),
+            *tp_cell(H200, "dllm_cache", 8192, status=oom, time="2026-01-01T00:00:00Z"),
+            *tp_cell(H200, "dllm_cache", 8192, 7.0, 20.0, time="2026-02-01T00:00:00Z")]
     board = dllm_board(recs)
     h100, h200 = _throughput(board.markdown, H100), _throughput(board.markdown, H200)
     assert _rows(h100[0])["dllm_cache (torch)"]["prompt 8192"] == "OOM"
@@ -137,8 +138,8 @@ def test_targets_oom_cells_and_the_newest_record():
 
 
 def test_phase_table():
-    recs = [*_tp(H100, "vanilla", 4096, 4.0, 15.0, tokens=32, phases={"dense": 8.0}),
-            *_tp(H100, "sparse_dllm", 4096, 30.0, 16.0, params=SPARSE,
+    recs = [*tp_cell(H100, "vanilla", 4096, 4.0, 15.0, tokens=32, phases={"dense": 8.0}),
+            *tp_cell(H100, "sparse_dllm", 4096, 30.0, 16.0, params=SPARSE,
                  phases={"dense": 2.0, "score": 0.1, "sparse": 6.0})]
     [phase] = [t for t in _throughput(dllm_board(recs).markdown, H100) if t[0][0] == "prompt"]
     assert phase[0] == ["prompt", "method", "dense s (ms/token)", "score s (ms/token)", "sparse s (ms/token)",
@@ -153,12 +154,12 @@ def test_accuracy_table_and_paired_delta():
     base = {(t, L): rng.random(16) < 0.8 for t in ("passkey", "kv") for L in (1024, 2048)}
     recs = []
     for (t, L), c in base.items():
-        recs += _acc(t, "vanilla", L, c.tolist())
+        recs += acc_cell(t, "vanilla", L, c.tolist())
         worse = c.copy()
         worse[:4] = False  # loses examples vanilla got right
-        recs += _acc(t, "sparse_dllm", L, worse.tolist(), impl="triton", params=SPARSE, cache=2**20 * L / 1024)
-        recs += _acc(t, "fast_dllm_prefix", L, np.ones(16, bool).tolist(), params={"mode": "prefix"})
-    recs += _acc("kv", "sparse_dllm", 4096, [True] * 8, impl="triton", params=SPARSE, cache=4 * 2**20)  # no vanilla
+        recs += acc_cell(t, "sparse_dllm", L, worse.tolist(), impl="triton", params=SPARSE, cache=2**20 * L / 1024)
+        recs += acc_cell(t, "fast_dllm_prefix", L, np.ones(16, bool).tolist(), params={"mode": "prefix"})
+    recs += acc_cell("kv", "sparse_dllm", 4096, [True] * 8, impl="triton", params=SPARSE, cache=4 * 2**20)  # no vanilla
     md = dllm_board(recs).markdown
     acc, agree = _sections(md)["Accuracy: tiny-dllm@x"]
     assert acc[0][:6] == ["method", "passkey@1024 (n=16)", "passkey@2048 (n=16)", "kv@1024 (n=16)",
@@ -188,7 +189,7 @@ def test_accuracy_table_and_paired_delta():
 
 
 def test_accuracy_without_vanilla_has_no_delta():
-    recs = _acc("copy", "sparse_dllm", 1024, [True, False, True], params=SPARSE)
+    recs = acc_cell("copy", "sparse_dllm", 1024, [True, False, True], params=SPARSE)
     rows = _rows(_sections(dllm_board(recs).markdown)["Accuracy: tiny-dllm@x"][0])
     assert rows["sparse_dllm (torch, keep 0.5)"]["Δ vs vanilla, pp [95% CI]"] == "—"
     assert rows["sparse_dllm (torch, keep 0.5)"]["copy@1024 (n=3)"] == "66.7"
@@ -224,9 +225,9 @@ def test_committed_results_build(tmp_path):
 
 @pytest.mark.parametrize("missing", ["vanilla", "none"])
 def test_figure_per_device(missing):
-    recs = [r for L in (1024, 2048) for r in _tp(H100, "sparse_dllm", L, 30.0, 16.0, params=SPARSE)]
+    recs = [r for L in (1024, 2048) for r in tp_cell(H100, "sparse_dllm", L, 30.0, 16.0, params=SPARSE)]
     if missing == "none":
-        recs += [r for L in (1024, 2048) for r in _tp(H100, "vanilla", L, 10.0, 15.0)]
+        recs += [r for L in (1024, 2048) for r in tp_cell(H100, "vanilla", L, 10.0, 15.0)]
     board = dllm_board(recs)
     assert list(board.figures) == ["dllm_throughput_0.png"]
     assert board.figures["dllm_throughput_0.png"][:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from harness.generate import capture, forward, generate
 from harness.model import native_attention
-from reference.kv.base import KVMethod, TokenCache, make_method
+from reference.kv import make_method
+from reference.kv.base import KVMethod, TokenCache
 
 
 @dataclass

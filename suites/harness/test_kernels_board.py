@@ -30,7 +30,8 @@ def _speed(impl_ms: float, ref_ms: float) -> dict:
             "roofline_fraction": gbs / 3000.0}
 
 
-def _bench(task, impl, shape, batch, context, ms, status=None):
+def bench_cell(task, impl, shape, batch, context, ms, status=None):
+    """One kernels_bench cell's records (latency, bytes read, bandwidth, roofline fraction), or one status record."""
     params = {"batch": batch, "context": context, "hq": 32, "hkv": 8, "head_dim": 128, "dtype": "bfloat16"}
     if status:
         return [make_record("kernels_bench", task, "full", impl, shape, params, "status", 0.0, "none",
@@ -72,10 +73,11 @@ def test_latency_board_table_plot_and_status(tmp_path):
     store = ResultsStore(tmp_path / "r")
     recs = []
     for context, ms in ((4096, 0.05), (32768, 0.3)):
-        recs += _bench("decode_attention", "triton", "llama3-8b", 1, context, ms)
-        recs += _bench("sdpa_flash", "torch-sdpa-flash", "llama3-8b", 1, context, 2 * ms)
-        recs += _bench("decode_attention", "triton", "llama3-8b", 4, context, 3 * ms)
-    recs += _bench("fourier_decode_attention", "triton", "llama3-8b", 4, 131072, 0, status="skipped: cache too large")
+        recs += bench_cell("decode_attention", "triton", "llama3-8b", 1, context, ms)
+        recs += bench_cell("sdpa_flash", "torch-sdpa-flash", "llama3-8b", 1, context, 2 * ms)
+        recs += bench_cell("decode_attention", "triton", "llama3-8b", 4, context, 3 * ms)
+    recs += bench_cell("fourier_decode_attention", "triton", "llama3-8b", 4, 131072, 0,
+                       status="skipped: cache too large")
     recs.append(make_record("kernels_bench", "copy", "none", "torch-copy", "-", {"nbytes": 1, "run": "x"},
                             "copy_bandwidth_gbs", 3000.0, "GB/s", provenance=PROV_GPU))
     store.append(recs)
@@ -97,8 +99,8 @@ def test_latency_board_table_plot_and_status(tmp_path):
 
 def test_a_newer_measurement_replaces_an_older_failure(tmp_path):
     store = ResultsStore(tmp_path / "r")
-    store.append(_bench("decode_attention", "triton", "smollm2", 1, 4096, 0, status="failed: RuntimeError"))
-    recs = _bench("decode_attention", "triton", "smollm2", 1, 4096, 0.07)
+    store.append(bench_cell("decode_attention", "triton", "smollm2", 1, 4096, 0, status="failed: RuntimeError"))
+    recs = bench_cell("decode_attention", "triton", "smollm2", 1, 4096, 0.07)
     for r in recs:
         r["time"] = "9999-01-01T00:00:00Z"  # later than the failure
     store.append(recs)

@@ -305,7 +305,7 @@ def _llada(cfg: DLLMConfig) -> tuple[dict, dict[str, torch.Tensor]]:
               "n_kv_heads": cfg.n_kv_heads, "mlp_hidden_size": cfg.ffn_dim, "vocab_size": cfg.vocab_size,
               "rope_theta": cfg.rope_theta, "mask_token_id": cfg.mask_id, "eos_token_id": cfg.eos_id,
               "weight_tying": False}
-    names = {ours: theirs for theirs, ours in checkpoint._llada_names(cfg).items()}
+    names = {ours: theirs for theirs, ours in checkpoint.llada_names(cfg).items()}
     torch.manual_seed(0)
     return config, {names[n]: p.detach().clone() for n, p in DLLM(cfg).named_parameters()}
 

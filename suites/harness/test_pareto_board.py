@@ -14,8 +14,8 @@ from harness.pareto import dominates, pareto_front
 from harness.pareto_rows import ALL, KV_LATENCY, PAIRS, mark_fronts
 from harness.store import ResultsStore, make_record, newest_records
 from suites.harness.markdown_tables import sections
-from suites.harness.test_dllm_board import H100, H200, SPARSE, _acc, _tp
-from suites.harness.test_kernels_board import _bench
+from suites.harness.test_dllm_board import H100, H200, SPARSE, acc_cell, tp_cell
+from suites.harness.test_kernels_board import bench_cell
 
 CPU = {"device": "cpu: test", "versions": {"torch": "t"}, "git_sha": "kv-sha"}
 SCHED = {"device": "cpu: sched-box", "versions": {"torch": "t"}, "git_sha": "sched-sha"}
@@ -73,7 +73,7 @@ def test_rows_missing_an_objective_are_not_ranked_on_it():
 
 
 # ---------------------------------------------------------------- synthetic records of every family
-def _kv(suite, method, length, score, kv, full, latency=None, qa=False, ratio=0.5, metric="exact_match"):
+def kv_cell(suite, method, length, score, kv, full, latency=None, qa=False, ratio=0.5, metric="exact_match"):
     """One KV cell: its accuracy metric, kv_bytes, kv_bytes_full, and (new runners) decode/compress latency."""
     params = {"compression_ratio": ratio, "question_aware": qa, "length": length, "seed": 0, "trial": 0}
     if suite == "niah":
@@ -96,26 +96,28 @@ def _sched(task, method, rate, mean, p99, seed=0):
 def _records() -> list[dict]:
     recs = []
     for n in (1024, 2048):  # NIAH: full and snapkv with latency, h2o on one cell only, streaming_llm without
-        recs += _kv("niah", "full", n, 1.0, 100, 100, latency=(4.0, 0.0))
-        recs += _kv("niah", "snapkv", n, 1.0 if n == 1024 else 0.0, 50, 100, latency=(2.0, 30.0))
-        recs += _kv("niah", "h2o", n, 1.0 if n == 1024 else 0.5, 50, 100, latency=(3.0, 20.0) if n == 1024 else None)
-        recs += _kv("niah", "streaming_llm", n, 0.0, 25, 100)
-        recs += _kv("ruler", "full", n, 0.8, 100, 100, metric="score")
-        recs += _kv("ruler", "snapkv", n, 0.4, 50, 100, metric="score")
+        recs += kv_cell("niah", "full", n, 1.0, 100, 100, latency=(4.0, 0.0))
+        recs += kv_cell("niah", "snapkv", n, 1.0 if n == 1024 else 0.0, 50, 100, latency=(2.0, 30.0))
+        recs += kv_cell("niah", "h2o", n, 1.0 if n == 1024 else 0.5, 50, 100,
+                        latency=(3.0, 20.0) if n == 1024 else None)
+        recs += kv_cell("niah", "streaming_llm", n, 0.0, 25, 100)
+        recs += kv_cell("ruler", "full", n, 0.8, 100, 100, metric="score")
+        recs += kv_cell("ruler", "snapkv", n, 0.4, 50, 100, metric="score")
     for task in ("passkey", "copy"):
-        recs += _acc(task, "vanilla", 1024, [True, True, False, True], cache=0.0)
-        recs += _acc(task, "sparse_dllm", 1024, [True, False, False, True], params=SPARSE, cache=2**20)
-        recs += _acc(task, "fast_dllm_prefix", 1024, [True, True, True, True], params={"mode": "prefix"}, cache=2**21)
+        recs += acc_cell(task, "vanilla", 1024, [True, True, False, True], cache=0.0)
+        recs += acc_cell(task, "sparse_dllm", 1024, [True, False, False, True], params=SPARSE, cache=2**20)
+        recs += acc_cell(task, "fast_dllm_prefix", 1024, [True, True, True, True], params={"mode": "prefix"},
+                         cache=2**21)
     # Throughput: H200 at 4096 has the most variants (3), so latency comes from there and not from H100.
-    recs += _tp(H100, "vanilla", 1024, 10.0, 15.0) + _tp(H100, "sparse_dllm", 1024, 80.0, 16.0, params=SPARSE)
-    recs += _tp(H200, "vanilla", 4096, 2.0, 15.0) + _tp(H200, "sparse_dllm", 4096, 20.0, 16.0, params=SPARSE)
-    recs += _tp(H200, "fast_dllm_prefix", 4096, 8.0, 17.0, params={"mode": "prefix"})
-    recs += _tp(H200, "fast_dllm_prefix", 4096, 10.0, 17.0, params={"mode": "prefix", "cuda_graphs": True})
+    recs += tp_cell(H100, "vanilla", 1024, 10.0, 15.0) + tp_cell(H100, "sparse_dllm", 1024, 80.0, 16.0, params=SPARSE)
+    recs += tp_cell(H200, "vanilla", 4096, 2.0, 15.0) + tp_cell(H200, "sparse_dllm", 4096, 20.0, 16.0, params=SPARSE)
+    recs += tp_cell(H200, "fast_dllm_prefix", 4096, 8.0, 17.0, params={"mode": "prefix"})
+    recs += tp_cell(H200, "fast_dllm_prefix", 4096, 10.0, 17.0, params={"mode": "prefix", "cuda_graphs": True})
     for seed in (0, 1):  # scheduling: two seeds averaged, two loads
         recs += _sched("chat", "fcfs", 1.0, 4.0, 9.0, seed) + _sched("chat", "laps_sd", 1.0, 3.0 + seed, 12.0, seed)
         recs += _sched("chat", "las_mlfq", 1.0, 5.0, 13.0, seed) + _sched("chat", "srpt_oracle", 1.0, 1.0, 5.0, seed)
         recs += _sched("chat", "fcfs", 2.0, 8.0, 20.0, seed) + _sched("chat", "laps_sd", 2.0, 6.0, 30.0, seed)
-    recs += _bench("decode_attention", "triton", "llama3-8b", 1, 4096, 0.05)
+    recs += bench_cell("decode_attention", "triton", "llama3-8b", 1, 4096, 0.05)
     return recs
 
 
@@ -257,6 +259,6 @@ def test_every_board_ends_with_the_records_it_used(built):
 
 def test_board_is_none_without_records_and_kv_alone_works():
     assert pareto_board([]) is None
-    board = pareto_board(_kv("niah", "full", 1024, 1.0, 10, 10) + _kv("niah", "snapkv", 1024, 0.0, 5, 10))
+    board = pareto_board(kv_cell("niah", "full", 1024, 1.0, 10, 10) + kv_cell("niah", "snapkv", 1024, 0.0, 5, 10))
     assert board.page == "pareto.html" and list(board.figures) == ["pareto_kv.png"]
     assert {r["suite"] for r in board.records} == {"niah"} and len(board.records) == 6

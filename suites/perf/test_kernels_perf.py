@@ -48,7 +48,7 @@ def test_decode_attention_latency(benchmark, device, sdpa_backend, impl, batch):
         inputs, run, nbytes, _ = bk.prepare(cell, config, device.name, backend)
     except bk.Missing as exc:
         pytest.skip(str(exc))
-    with bk._sdpa_backend(backend):
+    with bk.sdpa_backend(backend):
         verdict = bk.check(cell, run, inputs, DTYPE, device)
         assert verdict["correct"], f"{impl} disagrees with the float32 reference: {verdict}"
         rot = RotatingInputs(inputs)

@@ -9,7 +9,7 @@ import pytest
 
 from reference.scheduling.batched import batched_step
 from reference.scheduling.speculative import ModelDraft, PromptLookupDraft, SpecEngine, SpecSession, greedy_decode
-from suites.scheduling.test_draft_model import _llama
+from suites.scheduling.test_draft_model import tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,8 @@ def models(tmp_path_factory):
     from harness.model import load_model
 
     root = tmp_path_factory.mktemp("tiny")
-    return load_model(str(_llama(root / "t", 2, 32, 0))).model, load_model(str(_llama(root / "d", 1, 16, 1))).model
+    target, draft = tiny_llama(root / "t", 2, 32, 0), tiny_llama(root / "d", 1, 16, 1)
+    return load_model(str(target)).model, load_model(str(draft)).model
 
 
 @pytest.mark.parametrize("kind", ["prompt_lookup", "model"])

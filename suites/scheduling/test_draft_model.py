@@ -28,7 +28,8 @@ def _tokenizer():
     return fast
 
 
-def _llama(path: Path, layers: int, hidden: int, seed: int) -> Path:
+def tiny_llama(path: Path, layers: int, hidden: int, seed: int) -> Path:
+    """A random LLaMA (`layers` x `hidden`) with the character tokenizer, saved to `path`."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -43,7 +44,7 @@ def _llama(path: Path, layers: int, hidden: int, seed: int) -> Path:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("pair")
-    return _llama(root / "target", 2, 32, 0), _llama(root / "draft", 1, 16, 1)
+    return tiny_llama(root / "target", 2, 32, 0), tiny_llama(root / "draft", 1, 16, 1)
 
 
 def _engine(target, draft, name="draft"):

@@ -44,7 +44,7 @@ def main() -> None:
     for case in args.cases.split(","):
         batch, context = map(int, case.split("x"))
         cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda",
-                                   period="pow2", kept_pad=64)
+                                   period="span", kept_pad=64)
         rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
         base = sdpa_ms(batch, context)
         print(f"== {batch}x{context}: sdpa-flash {1000 * base:.1f} us", flush=True)

@@ -260,7 +260,7 @@ def test_sweep_on_cpu_writes_checked_records_then_resumes(cpu_kernels, tmp_path,
     assert all(r["extra"]["checked"] and r["extra"]["correct"] for r in measured), [r["extra"] for r in measured]
     fourier = [r for r in records if r["task"] == "fourier_decode_attention" and r["metric"] == "bytes_read"]
     assert all(r["value"] < r["extra"]["dense_bytes_read"] for r in fourier if r["params"]["context"] == 80)
-    assert {r["impl"] for r in fourier} == {"triton", "triton_spectral"} and all(r["params"]["period"] == "pow2" for r in fourier)
+    assert {r["impl"] for r in fourier} == {"triton", "triton_spectral"} and all(r["params"]["period"] == "span" for r in fourier)
     assert "sdpa_flash" in summary["table"] and "ok" in summary["table"]
 
     again = bk.run_kernels_bench(_small(tmp_path), progress=False, dev=_cpu_device(timed=timed))

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tensor_bytes
-from reference.kv.fourier_search import FourierDims, check_fraction_mode, search_dims
+from reference.kv.fourier_search import FourierDims, check_choice, check_fraction_mode, search_dims
 from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
 from reference.ops.fourier_update import fourier_stream_update
 
@@ -51,8 +51,7 @@ PERIOD_MODES = ("span", "pow2")
 def choose_period(capacity: int, mode: str) -> int:
     """The DFT period T of a middle span that can hold `capacity` tokens: the capacity itself ("span", the
     paper's T = max_tokens - numinittokens - maxlocallen) or the next power of two >= it ("pow2")."""
-    if mode not in PERIOD_MODES:
-        raise ValueError(f"period must be one of {list(PERIOD_MODES)}, got {mode!r}")
+    check_choice("period", mode, PERIOD_MODES)
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
     return capacity if mode == "span" else 1 << (capacity - 1).bit_length()
@@ -227,8 +226,7 @@ class FourierAttention(KVMethod):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
         check_fraction_mode(self.fractions)
-        if self.period not in PERIOD_MODES:
-            raise ValueError(f"period must be one of {list(PERIOD_MODES)}, got {self.period!r}")
+        check_choice("period", self.period, PERIOD_MODES)
         if self.fractions == "per_layer" and (self.compressed_fraction_k, self.compressed_fraction_v) != (0.73, 0.79):
             raise ValueError("compressed_fraction_k / compressed_fraction_v apply only with fractions='global'; "
                              "fractions='per_layer' uses the official per-layer schedule")

@@ -26,6 +26,7 @@ calibration ids.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import json
@@ -161,11 +162,18 @@ OFFICIAL_BANDS = ((4, 0.9, 0.95), (20, 0.8, 0.8), (28, 0.5, 0.7))
 OFFICIAL_LAYERS = 28
 
 
+def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    """`value` must be one of `choices`; the error names the argument, the choices and the closest one."""
+    if not isinstance(value, str) or value not in choices:
+        close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{hint}")
+    return value
+
+
 def check_fraction_mode(fractions) -> str:
-    """`fractions` must be one of FRACTION_MODES; the error names the argument and the choices."""
-    if not isinstance(fractions, str) or fractions not in FRACTION_MODES:
-        raise ValueError(f"fractions must be one of {list(FRACTION_MODES)}, got {fractions!r}")
-    return fractions
+    """`fractions` must be one of FRACTION_MODES."""
+    return check_choice("fractions", fractions, FRACTION_MODES)
 
 
 def official_band_fractions(layer: int, num_layers: int) -> tuple[float, float]:

@@ -21,7 +21,8 @@ table; at L = 32 it gives layers 0-4 and 23-31 (one more layer in each outer ban
 In either mode channels are ranked per layer by reconstruction error, as above.
 
 Searches are cached per model in `$LONGCTX_CACHE/fourier_dims/<hash>.json` (LONGCTX_CACHE defaults to
-~/.cache/longctx-bench), keyed by the model config, a fingerprint of its weights, the settings and the
+~/.cache/longctx-bench), keyed by the model config, a fingerprint of its weights, the settings (the fraction
+mode and its per-layer schedule included, so a global and a per-layer search never share a file) and the
 calibration ids.
 """
 from __future__ import annotations

@@ -208,3 +208,11 @@ def test_pow2_state_refuses_tokens_past_its_period():
     assert state.k_span.mid_len == state.k_span.period
     with pytest.raises(RuntimeError, match="max_new_tokens"):
         state.append(*new_tokens(layer, 1, room))
+
+
+def test_harness_methods_lists_both_options_with_their_defaults(capsys):
+    from harness.cli import main
+
+    assert main(["methods"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("fourier "))
+    assert "'fractions': 'global'" in line and "'period': 'span'" in line

@@ -301,8 +301,13 @@ def cmd_methods(args) -> int:
     from reference.kv import METHODS
     from reference.kv import make_method
 
+    import dataclasses
+
     for name in METHODS.names():
-        params = {k: v for k, v in make_method(name, 0.0).params().items() if k != "compression_ratio" and k != "dims"}
+        # Every settable parameter with its default (params() may leave defaults out of records, e.g. fourier's).
+        method = make_method(name, 0.0)
+        params = {f.name: getattr(method, f.name) for f in dataclasses.fields(method)
+                  if f.init and f.name not in ("compression_ratio", "dims")}
         print(f"{name:15s} {params}")
     return 0
 

@@ -1,6 +1,6 @@
 """The spectral FlashFourierAttention's speed targets, checked on kernel-benchmark records of one run.
 
-Targets (tracker issue 14, LLaMA-3-8B decode shapes): against SDPA-flash on the full cache, measured in the same
+Targets (LLaMA-3-8B decode shapes, docs/fourier-attention.md): against SDPA-flash on the full cache, measured in the same
 run on the same device, the spectral kernel is not slower at 1 x 4k, >= 2x faster at 1 x 32k and 8 x 32k and
 >= 2.5x faster at 1 x 128k; at 1 x 128k and 8 x 32k it moves the bytes of its cache at >= 85% of the copy
 bandwidth measured in that run. Rows are built from records only, so the leaderboard shows whatever the newest

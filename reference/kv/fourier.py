@@ -23,6 +23,13 @@ and the harness reports the true bytes. A middle span shorter than num_states (o
 
 `window` defaults to an eighth of the context, between 16 tokens and the official 1020 (used at 32k, about 3%):
 8k and longer contexts get the official window, 1k-4k ones 128-512 tokens, so the middle is most of the context.
+
+`fractions` picks how many channels each layer compresses: "global" (default) applies `compressed_fraction_k` /
+`compressed_fraction_v` in every layer, "per_layer" the official depth bands (`fourier_search.fraction_schedule`).
+`period` picks T: "span" (default) is the middle's capacity, mid_len + max_new_tokens; "pow2" the next power of
+two >= that capacity, a period an FFT or a tiled kernel handles well (it costs accuracy: docs/fourier-attention.md). The ops accept T > mid_len. The
+number of frequencies is solved and capped with the capacity in both cases, so pow2 keeps as many frequencies and
+bytes as span and only the basis (frequencies 2 pi n / T) changes.
 """
 from __future__ import annotations
 
@@ -33,12 +40,22 @@ from pathlib import Path
 import torch
 
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tensor_bytes
-from reference.kv.fourier_search import FourierDims, search_dims
+from reference.kv.fourier_search import FourierDims, check_choice, check_fraction_mode, search_dims
 from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
 from reference.ops.fourier_update import fourier_stream_update
 
 OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
 ATTEND_IMPLS = {"reference": "coefficients", "triton": "triton_spectral"}  # attention backend -> decode implementation
+PERIOD_MODES = ("span", "pow2")
+
+
+def choose_period(capacity: int, mode: str) -> int:
+    """The DFT period T of a middle span that can hold `capacity` tokens: the capacity itself ("span", the
+    paper's T = max_tokens - numinittokens - maxlocallen) or the next power of two >= it ("pow2")."""
+    check_choice("period", mode, PERIOD_MODES)
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+    return capacity if mode == "span" else 1 << (capacity - 1).bit_length()
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -205,6 +222,8 @@ class FourierAttention(KVMethod):
 
     dims: the dimension search's result (`FourierDims`); None until `calibrate` runs or `dims_path` is loaded.
     dims_path: a FourierDims JSON to load (or to write the search to, when it does not exist yet).
+    fractions: "global" (compressed_fraction_k / _v in every layer) or "per_layer" (the official depth bands).
+    period: "span" (T = the middle's capacity) or "pow2" (the next power of two >= it).
     """
 
     sink_tokens: int = 4
@@ -215,7 +234,12 @@ class FourierAttention(KVMethod):
     moment_matching: bool = True
     dims: FourierDims | None = field(default=None, repr=False)
     dims_path: str | None = None
+    fractions: str = "global"
+    period: str = "span"
     name = "fourier"
+    # Left out of params() at these values, so records of the default method keep the cell keys they had before
+    # the two options existed (a rerun skips them; the store holds one default "fourier" per cell).
+    _OMITTED_AT_DEFAULT = {"fractions": "global", "period": "span"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -231,6 +255,11 @@ class FourierAttention(KVMethod):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        check_fraction_mode(self.fractions)
+        check_choice("period", self.period, PERIOD_MODES)
+        if self.fractions == "per_layer" and (self.compressed_fraction_k, self.compressed_fraction_v) != (0.73, 0.79):
+            raise ValueError("compressed_fraction_k / compressed_fraction_v apply only with fractions='global'; "
+                             "fractions='per_layer' uses the official per-layer schedule")
         if not isinstance(self.moment_matching, bool):
             raise TypeError(f"moment_matching must be a bool, got {type(self.moment_matching).__name__}")
         if isinstance(self.dims, dict):  # params() round trip: asdict() turned dims into a dict
@@ -240,22 +269,39 @@ class FourierAttention(KVMethod):
         if self.dims_path is not None and not isinstance(self.dims_path, (str, Path)):
             raise TypeError(f"dims_path must be a path or None, got {type(self.dims_path).__name__}")
 
+    def params(self) -> dict:
+        """The recorded parameters; `fractions` / `period` only when not at their defaults (see the class)."""
+        out = super().params()
+        for name, default in self._OMITTED_AT_DEFAULT.items():
+            if out.get(name) == default:
+                del out[name]
+        return out
+
     # ------------------------------------------------------------ calibration
+    def _load_dims(self, path) -> FourierDims:
+        """A FourierDims JSON, refused when its search used other `fractions` than this method."""
+        dims = FourierDims.from_json(path)
+        searched = dims.settings.get("fractions", "global")
+        if searched != self.fractions:
+            raise ValueError(f"dims_path {str(path)!r} was searched with fractions={searched!r}, this method has "
+                             f"fractions={self.fractions!r}: give another dims_path")
+        return dims
+
     def calibrate(self, model, calibration_ids: list) -> None:
         """Load `dims_path` if it exists, else run the dimension search (saved to `dims_path` when given)."""
         if self.dims is not None:
             return
         if self.dims_path is not None and Path(self.dims_path).is_file():
-            self.dims = FourierDims.from_json(self.dims_path)
+            self.dims = self._load_dims(self.dims_path)
             return
         self.dims = search_dims(model, calibration_ids, self.compressed_fraction_k, self.compressed_fraction_v,
-                                sink_tokens=self.sink_tokens)
+                                sink_tokens=self.sink_tokens, fractions=self.fractions)
         if self.dims_path is not None:
             self.dims.to_json(self.dims_path)
 
     def _dims_for(self, layer: PrefillLayer) -> FourierDims:
         if self.dims is None and self.dims_path is not None and Path(self.dims_path).is_file():
-            self.dims = FourierDims.from_json(self.dims_path)
+            self.dims = self._load_dims(self.dims_path)
         if self.dims is None:
             raise RuntimeError(
                 "FourierAttention has no compressed dimensions yet: call method.calibrate(model, calibration_ids) "
@@ -278,9 +324,10 @@ class FourierAttention(KVMethod):
         mid_len = layer.length - sink - local
         if mid_len < max(2, self.num_states or 2):
             return None  # spec: sequences shorter than init + states + local are not compressed
-        period = mid_len + layer.max_new_tokens
-        if self.num_states is not None:
-            return FourierLayout(sink, mid_len, local, period, min(self.num_states // 2, period // 2 + 1))
+        capacity = mid_len + layer.max_new_tokens
+        period = choose_period(capacity, self.period)
+        if self.num_states is not None:  # capped by the capacity, not the period: pow2 keeps span's count
+            return FourierLayout(sink, mid_len, local, period, min(self.num_states // 2, capacity // 2 + 1))
         b, h, _, d = layer.keys.shape
         elem, channels = layer.keys.element_size(), h * d
         target = (1 - self.compression_ratio) * 2 * b * layer.context_length * channels * elem

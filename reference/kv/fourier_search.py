@@ -9,16 +9,25 @@ lowest-error fraction is compressed (so the count per head varies).
 
 Scaling to short prompts. The official split assumes ~4k-token prompts: 1024 local tokens (a quarter) and 512
 frequencies for a ~3k middle (a sixth of it). We keep those proportions: local = min(1024, L // 4) and
-num_freqs = middle // 6, unless `window` / `num_states` are given. The official fractions vary by layer (e.g.
-Llama-3.2-3B: K 0.9 / V 0.95 in layers 0-3, 0.5 / 0.7 in 20-27, 0.8 elsewhere); we use one fraction for K and
-one for V in every layer, set by default to the official totals (~73% of K, ~79% of V channels).
+num_freqs = middle // 6, unless `window` / `num_states` are given.
+
+Fractions per layer (`fraction_schedule`). "global" compresses the same fraction of K (default 0.73) and of V
+(0.79) channels in every layer: the official overall totals. "per_layer" is the official procedure: its search
+hard-codes fractions by layer band (Llama-3.2-3B, 28 layers: K 0.9 / V 0.95 in layers 0-3, K 0.5 / V 0.7 in
+layers 20-27, 0.8 / 0.8 in between; Llama-3.1-8B, 32 layers: the same with the last band at layers 24-31). For a
+model of L layers we scale the 28-layer bands by relative depth: layer i takes the band that holds its midpoint
+(i + 1/2) / L, the bands being [0, 4/28), [4/28, 20/28) and [20/28, 1]. At L = 28 that is the official 3B
+table; at L = 32 it gives layers 0-4 and 23-31 (one more layer in each outer band than the official 8B table).
+In either mode channels are ranked per layer by reconstruction error, as above.
 
 Searches are cached per model in `$LONGCTX_CACHE/fourier_dims/<hash>.json` (LONGCTX_CACHE defaults to
-~/.cache/longctx-bench), keyed by the model config, a fingerprint of its weights, the settings and the
+~/.cache/longctx-bench), keyed by the model config, a fingerprint of its weights, the settings (the fraction
+mode and its per-layer schedule included, so a global and a per-layer search never share a file) and the
 calibration ids.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import json
@@ -148,6 +157,58 @@ def rank_channels(samples: list[torch.Tensor], sink_tokens: int = 4, window: int
     return torch.stack([e.cpu() for e in errors]).mean(dim=0)
 
 
+FRACTION_MODES = ("global", "per_layer")
+# The official schedule (Llama-3.2-3B's dimension search): (end of the band as a fraction of 28 layers, K, V).
+OFFICIAL_BANDS = ((4, 0.9, 0.95), (20, 0.8, 0.8), (28, 0.5, 0.7))
+OFFICIAL_LAYERS = 28
+
+
+def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    """`value` must be one of `choices`; the error names the argument, the choices and the closest one."""
+    if not isinstance(value, str) or value not in choices:
+        close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{hint}")
+    return value
+
+
+def check_fraction_mode(fractions) -> str:
+    """`fractions` must be one of FRACTION_MODES."""
+    return check_choice("fractions", fractions, FRACTION_MODES)
+
+
+def official_band_fractions(layer: int, num_layers: int) -> tuple[float, float]:
+    """(K, V) compressed fractions of `layer` of `num_layers` under the official schedule scaled by depth
+    (module docstring): the band [start/28, end/28) holding the layer's midpoint (layer + 1/2) / num_layers.
+
+    Integer test, no rounding: (2 layer + 1) * 28 < 2 end * num_layers.
+    """
+    for name, v in (("layer", layer), ("num_layers", num_layers)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an integer, got {v!r}")
+    if num_layers < 1 or not 0 <= layer < num_layers:
+        raise ValueError(f"layer must lie in [0, num_layers) with num_layers >= 1, got layer {layer} of {num_layers}")
+    for end, k, v in OFFICIAL_BANDS:
+        if (2 * layer + 1) * OFFICIAL_LAYERS < 2 * end * num_layers:
+            return k, v
+    return OFFICIAL_BANDS[-1][1:]  # unreachable: the last band ends at 28/28
+
+
+def fraction_schedule(fractions: str, num_layers: int, fraction_k: float = 0.73,
+                      fraction_v: float = 0.79) -> tuple[tuple[float, float], ...]:
+    """Per layer, the (K, V) fractions of channels to compress: `fraction_k` / `fraction_v` everywhere ("global")
+    or the official per-layer bands ("per_layer", `official_band_fractions`; the global fractions are unused)."""
+    check_fraction_mode(fractions)
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+    if fractions == "per_layer":
+        return tuple(official_band_fractions(i, num_layers) for i in range(num_layers))
+    for name, f in (("fraction_k", fraction_k), ("fraction_v", fraction_v)):
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {f!r}")
+    return tuple((float(fraction_k), float(fraction_v)) for _ in range(num_layers))
+
+
 def choose_compressed(errors: torch.Tensor, fraction: float) -> tuple[int, ...]:
     """The round(fraction * C) channels with the lowest error (ties: the lower index), sorted."""
     if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
@@ -221,20 +282,19 @@ def dims_cache_path(model, calibration_ids: list[torch.Tensor], settings: dict) 
 
 def search_dims(model, calibration_ids: list[torch.Tensor], fraction_k: float = 0.73, fraction_v: float = 0.79,
                 sink_tokens: int = 4, window: int | None = None, num_states: int | None = None,
-                use_cache: bool = True) -> FourierDims:
+                use_cache: bool = True, fractions: str = "global") -> FourierDims:
     """Run the dimension search for `model` on calibration prompts (list of [B, L] long tensors), or load it from
-    the on-disk cache. Returns the compressed channels of K and V per layer."""
-    _attention_layers(model)
+    the on-disk cache. Returns the compressed channels of K and V per layer; `fractions` ("global" or "per_layer",
+    `fraction_schedule`) sets how many per layer, and is part of the cache key."""
+    schedule = fraction_schedule(fractions, len(_attention_layers(model)), fraction_k, fraction_v)
     if not isinstance(calibration_ids, (list, tuple)) or not calibration_ids:
         raise ValueError("calibration_ids must be a non-empty list of [B, L] token id tensors")
     for ids in calibration_ids:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
             raise ValueError(f"calibration_ids must hold [B, L] tensors, got {getattr(ids, 'shape', type(ids).__name__)}")
         calibration_split(ids.shape[1], sink_tokens, window, num_states)  # too short: fail before running the model
-    for name, f in (("fraction_k", fraction_k), ("fraction_v", fraction_v)):
-        if not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {f!r}")
-    settings = {"fraction_k": fraction_k, "fraction_v": fraction_v, "sink_tokens": sink_tokens, "window": window,
+    settings = {"fractions": fractions, "layer_fractions": [list(kv) for kv in schedule],
+                "fraction_k": fraction_k, "fraction_v": fraction_v, "sink_tokens": sink_tokens, "window": window,
                 "num_states": num_states, "moment_matching": True, "prompts": len(calibration_ids),
                 "prompt_tokens": [int(ids.shape[1]) for ids in calibration_ids], "version": SEARCH_VERSION}
     path = dims_cache_path(model, calibration_ids, settings)
@@ -245,8 +305,8 @@ def search_dims(model, calibration_ids: list[torch.Tensor], fraction_k: float = 
              "model and settings%s", len(calibration_ids), sum(int(ids.numel()) for ids in calibration_ids),
              f"; then cached in {path}" if use_cache else "")
     k_err, v_err = layer_errors(model, calibration_ids, sink_tokens, window, num_states)
-    dims = FourierDims(tuple(choose_compressed(e, fraction_k) for e in k_err),
-                       tuple(choose_compressed(e, fraction_v) for e in v_err),
+    dims = FourierDims(tuple(choose_compressed(e, fk) for e, (fk, _) in zip(k_err, schedule)),
+                       tuple(choose_compressed(e, fv) for e, (_, fv) in zip(v_err, schedule)),
                        channels=k_err[0].numel(), model_id=str(getattr(model.config, "_name_or_path", "") or ""),
                        settings=settings)
     if use_cache:

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from tabulate import tabulate
 
-from harness.board_page import Board, fig_png, img_html, plt, table_html
+from harness.board_page import Board, fig_png, img_html, method_label, plt, table_html
 from harness.stats import bootstrap_ci, paired_delta
 
 
@@ -114,7 +114,7 @@ def kv_methods_board(records: list[dict]) -> Board:
             p, m = c["record"]["params"], c["metrics"]
             if "exact_match" not in m:
                 continue
-            by_method[c["record"]["method"]].append({
+            by_method[method_label(c["record"])].append({
                 "length": p["length"], "depth": p["depth"], "match": (p["length"], p["depth"], p["trial"], p.get("seed")),
                 "score": m["exact_match"], "kv": m.get("kv_bytes"), "kv_full": m.get("kv_bytes_full"),
             })

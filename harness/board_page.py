@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from reference.kv import variant_params  # noqa: E402
+
 __all__ = ["Board", "plt", "fig_png", "img_html", "table_html", "add_table", "add_text", "add_warning"]
 
 
@@ -67,3 +69,12 @@ def add_warning(md: list[str], hp: list[str], text: str) -> None:
     """Append a warning: a quote in Markdown, a highlighted paragraph in HTML."""
     md.append(f"> {text}\n")
     hp.append(f'<p class="warn">{html.escape(text)}</p>')
+
+
+def method_label(r: dict) -> str:
+    """A KV record's method as boards show it: the name, plus the variant options it was run with (the method's
+    `VARIANT_PARAMS` away from their defaults), e.g. "fourier (period=pow2)"."""
+    variants = variant_params(r["method"])
+    mp = (r.get("params") or {}).get("method_params") or {}
+    extra = [f"{k}={mp[k]}" for k in variants if k in mp and mp[k] != variants[k]]
+    return r["method"] + (f" ({', '.join(extra)})" if extra else "")

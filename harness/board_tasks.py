@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from tabulate import tabulate
 
-from harness.board_page import Board, table_html
+from harness.board_page import Board, method_label, table_html
 from harness.store import newest_records
 
 
@@ -31,11 +31,11 @@ def _table(records: list[dict], column) -> tuple[list[str], list[list]]:
     score, kv, full = defaultdict(lambda: defaultdict(list)), defaultdict(float), defaultdict(float)
     for r in records:
         if r["metric"] == "score":
-            score[r["method"]][column(r)].append(r["value"])
+            score[method_label(r)][column(r)].append(r["value"])
         elif r["metric"] == "kv_bytes":
-            kv[r["method"]] += r["value"]
+            kv[method_label(r)] += r["value"]
         elif r["metric"] == "kv_bytes_full":
-            full[r["method"]] += r["value"]
+            full[method_label(r)] += r["value"]
     cols = sorted({c for m in score.values() for c in m}, key=lambda c: (isinstance(c, str), c))
     rows = []
     for method, by_col in score.items():

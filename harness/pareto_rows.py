@@ -14,6 +14,7 @@ from harness.board_dllm import (ACCURACY_SUITE, THROUGHPUT_SUITE, newest_per_dev
                                 variant_of, variant_order)
 from harness.board_scheduling import ORACLE, OVERHEAD_TASK, policy_order, setting_of, setting_text, with_device
 from harness.pareto import pareto_front
+from harness.board_page import method_label
 from harness.store import newest_records
 
 KV_SUITES = {"niah": ("exact_match", "NIAH"), "ruler": ("score", "RULER"), "longbench": ("score", "LongBench")}
@@ -77,7 +78,7 @@ def kv_panels(records: list[dict]) -> tuple[list[dict], list[dict]]:
         groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
         for r in recs:
             setting = (r["model"], r["device"], bool(r["params"].get("question_aware")), _proto(r))
-            groups[setting][(r["method"], r["params"].get("compression_ratio"), r["impl"])][r["metric"]].append(r)
+            groups[setting][(method_label(r), r["params"].get("compression_ratio"), r["impl"])][r["metric"]].append(r)
         protos = defaultdict(set)
         for model, device, qa, proto in groups:
             protos[(model, device, qa)].add(proto)

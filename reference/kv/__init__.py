@@ -21,3 +21,9 @@ def make_method(name: str, compression_ratio: float = 0.0, **params) -> KVMethod
         return cls(compression_ratio=compression_ratio, **params)
     except TypeError as exc:
         raise TypeError(f"method {name!r}: {exc}") from exc
+
+
+def variant_params(name: str) -> dict:
+    """{option: default} of a method's variant options (`KVMethod.VARIANT_PARAMS`); {} for an unknown name."""
+    cls = METHODS.items.get(name)
+    return dict(getattr(cls, "VARIANT_PARAMS", {})) if cls is not None else {}

@@ -139,6 +139,9 @@ class KVMethod:
     compression_ratio: float = 0.0
     name: ClassVar[str] = "base"
     question_aware_default: ClassVar[bool] = False
+    # Parameters recorded only away from these defaults (a method's later options); boards label such records
+    # "method (name=value)" so a variant never pools with the method's default.
+    VARIANT_PARAMS: ClassVar[dict] = {}
 
     def __post_init__(self) -> None:
         r = self.compression_ratio

@@ -27,14 +27,15 @@ and the harness reports the true bytes. A middle span shorter than num_states (o
 `fractions` picks how many channels each layer compresses: "global" (default) applies `compressed_fraction_k` /
 `compressed_fraction_v` in every layer, "per_layer" the official depth bands (`fourier_search.fraction_schedule`).
 `period` picks T: "span" (default) is the middle's capacity, mid_len + max_new_tokens; "pow2" the next power of
-two >= that capacity, a period an FFT or a tiled kernel handles well (it costs accuracy: docs/fourier-attention.md). The ops accept T > mid_len. The
-number of frequencies is solved and capped with the capacity in both cases, so pow2 keeps as many frequencies and
+two >= that capacity, a period an FFT or a tiled kernel handles well (it costs accuracy: docs/fourier-attention.md).
+The ops accept T > mid_len. The number of frequencies is solved and capped with the capacity in both cases, so pow2 keeps as many frequencies and
 bytes as span and only the basis (frequencies 2 pi n / T) changes.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -237,9 +238,9 @@ class FourierAttention(KVMethod):
     fractions: str = "global"
     period: str = "span"
     name = "fourier"
-    # Left out of params() at these values, so records of the default method keep the cell keys they had before
-    # the two options existed (a rerun skips them; the store holds one default "fourier" per cell).
-    _OMITTED_AT_DEFAULT = {"fractions": "global", "period": "span"}
+    # Variants: left out of params() at these values, so records of the default method keep the cell keys they had
+    # before the two options existed; boards name a record's variant beside the method (harness.board_page).
+    VARIANT_PARAMS: ClassVar[dict] = {"fractions": "global", "period": "span"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -272,7 +273,7 @@ class FourierAttention(KVMethod):
     def params(self) -> dict:
         """The recorded parameters; `fractions` / `period` only when not at their defaults (see the class)."""
         out = super().params()
-        for name, default in self._OMITTED_AT_DEFAULT.items():
+        for name, default in self.VARIANT_PARAMS.items():
             if out.get(name) == default:
                 del out[name]
         return out

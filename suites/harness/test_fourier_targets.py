@@ -49,3 +49,15 @@ def test_the_kernels_board_shows_the_targets(tmp_path):
     text = paths["markdown"].read_text(encoding="utf-8") + "".join(
         p.read_text(encoding="utf-8") for p in (tmp_path / "board").glob("*.md"))
     assert "FlashFourierAttention targets" in text and "≥ 2x MISS" in text and "≥ 85% MISS" in text
+
+
+def test_kv_variants_are_labelled_apart_from_the_default_method():
+    from harness.board_page import method_label
+
+    base = {"method": "fourier", "params": {"method_params": {"window": None}}}
+    assert method_label(base) == "fourier"
+    pow2 = {"method": "fourier", "params": {"method_params": {"window": None, "period": "pow2"}}}
+    assert method_label(pow2) == "fourier (period=pow2)"
+    both = {"method": "fourier", "params": {"method_params": {"fractions": "per_layer", "period": "span"}}}
+    assert method_label(both) == "fourier (fractions=per_layer)"  # an option at its default is not a variant
+    assert method_label({"method": "my_plugin", "params": {}}) == "my_plugin"

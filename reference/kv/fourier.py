@@ -43,7 +43,7 @@ import torch
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tensor_bytes
 from reference.kv.fourier_search import FourierDims, check_choice, check_fraction_mode, search_dims
 from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
-from reference.ops.fourier_update import fourier_stream_update
+from reference.ops.fourier_update import stream_update_unchecked
 
 OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
 ATTEND_IMPLS = {"reference": "coefficients", "triton": "triton_spectral"}  # attention backend -> decode implementation
@@ -128,8 +128,8 @@ class FourierSpan:
             grown[:, : self.mid_len] = self._rows[:, : self.mid_len]
             self._rows = grown
         self._rows[:, self.mid_len : self.mid_len + n, : self.kept_idx.numel()] = tokens[:, :, self.kept_idx]
-        self.cos, self.sin = fourier_stream_update(self.cos, self.sin, tokens[:, :, self.comp_idx], self.mid_len,
-                                                   self.period)
+        self.cos, self.sin = stream_update_unchecked(self.cos, self.sin, tokens[:, :, self.comp_idx], self.mid_len,
+                                                     self.period)
         self.mid_len += n
 
     def _buffer(self, batch: int, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

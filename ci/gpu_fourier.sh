@@ -10,24 +10,26 @@
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,conform (default all); EXAMPLES (default 3); BENCH_S (default 120 per part of the grid).
+# them. STEPS=tune,bench,conform (default all); EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
+# kernel).
 #   PYTHONPATH=. bash ci/gpu_fourier.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 gpu="$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))")"
+RESULTS="${RESULTS:-${OUT:+$OUT/results}}"  # straight into OUT when there is one (nothing lost to a time limit)
 RESULTS="${RESULTS:-runs/gpu-$gpu}"
 EXAMPLES="${EXAMPLES:-3}"
 steps=",${STEPS:-tune,bench,conform},"
 mkdir -p "$RESULTS" runs
 rc=0
-keep() { [ -n "${OUT:-}" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
+keep() { [ -n "${OUT:-}" ] && [ "$RESULTS" != "$OUT/results" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 
 if [[ "$steps" == *,tune,* ]]; then
   echo "== tune"
-  timeout 90 "$PY" ci/tune_fourier_spectral.py --table runs/spectral_tuning.json ${OUT:+--out "$OUT/tune.json"} || rc=1
+  timeout "${TUNE_S:-90}" "$PY" ci/tune_fourier_spectral.py --table runs/spectral_tuning.json ${OUT:+--out "$OUT/tune.json"} || rc=1
   [ -n "${OUT:-}" ] && cp runs/spectral_tuning.json "$OUT/" 2>/dev/null
 fi
 [ -f runs/spectral_tuning.json ] && export LONGCTX_SPECTRAL_TUNING="$PWD/runs/spectral_tuning.json"
@@ -55,7 +57,7 @@ if [[ "$steps" == *,conform,* ]]; then
             optimized.triton_fourier:fourier_decode_attention_triton \
             optimized.triton_fourier_spectral:fourier_decode_attention_varlen_spectral; do
     op=fourier_decode_attention; [[ "$fn" == *varlen* ]] && op=fourier_decode_attention_varlen
-    timeout 40 "$PY" -m harness conform --op "$op" --impl "$fn" --profile gpu --seed 0 --max-examples "$EXAMPLES" \
+    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl "$fn" --profile gpu --seed 0 --max-examples "$EXAMPLES" \
       --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 | grep -Ev "^[a-z_]+ +pass *$" || rc=1
   done
 fi

@@ -37,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
     ap.add_argument("--table", default=None, help="merge the best knobs into this tuning table (JSON)")
-    ap.add_argument("--cases", default="1x4096,1x32768,8x32768,1x131072")
+    ap.add_argument("--cases", default="1x32768,8x32768,1x131072,1x4096")
     args = ap.parse_args()
     rows, entries = [], []
     sms = torch.cuda.get_device_properties(0).multi_processor_count
@@ -73,6 +73,10 @@ def main() -> None:
         rows.append({"batch": batch, "context": context, "best": [block_t, warps, splits], "phases_us": phases})
         del cache, rot
         torch.cuda.empty_cache()
+        save(args, rows, entries)  # after every case: a sweep cut by a time limit keeps what it measured
+
+
+def save(args, rows: list[dict], entries: list[dict]) -> None:
     name = torch.cuda.get_device_name(0)
     if args.out:
         with open(args.out, "w") as fh:
@@ -82,7 +86,7 @@ def main() -> None:
         table = json.loads(path.read_text()) if path.is_file() else {}
         table[name] = entries
         path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-        print(f"tuning table {path}: {len(entries)} entries for {name}")
+        print(f"tuning table {path}: {len(entries)} entries for {name}", flush=True)
 
 
 if __name__ == "__main__":

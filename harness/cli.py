@@ -10,6 +10,7 @@ import os
 import sys
 
 from harness import argtypes
+from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 
 from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
 from harness.conform_cli import add_conform_parser, cmd_conform
@@ -53,6 +54,10 @@ def _param(text: str) -> tuple[str, str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description="longctx-bench harness")
+    parser.add_argument("--plugins", default=None, metavar="MODULES",
+                        help="comma-separated modules or packages to import before anything is looked up (methods, "
+                        "kernels, policies, suites of your own; a package's modules are all imported); added to "
+                        f"${PLUGINS_ENV}, which worker processes inherit")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="run a suite into the results store (no options: the quick NIAH sweep of every method)")
@@ -146,7 +151,7 @@ def _methods_and_params(args) -> tuple[tuple[str, ...], dict]:
     from reference.kv import METHODS
 
     methods = tuple(args.methods or METHODS.names())
-    unknown = [m for m in methods if m not in METHODS.items]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; registered: {METHODS.names()}")
     method_params: dict = {}
@@ -247,11 +252,11 @@ def cmd_run_dllm(args) -> int:
     """`run --suite dllm`: each dLLM decoding method on held-out synthetic tasks with the trained checkpoint."""
     from tabulate import tabulate
 
-    from harness.dllm_methods import METHODS
+    from harness.dllm_methods import labels
     from harness.run_dllm import DLLMAccuracyConfig, run_dllm
 
     impl = "torch" if args.impl == "reference" else args.impl
-    config = DLLMAccuracyConfig(checkpoint=args.checkpoint, methods=tuple(args.methods or METHODS),
+    config = DLLMAccuracyConfig(checkpoint=args.checkpoint, methods=tuple(args.methods or labels()),
                                 keep_ratios=tuple(args.keep_ratios), impls=(impl,),
                                 tasks=tuple(args.tasks or ()) or DLLMAccuracyConfig.tasks, lengths=tuple(args.lengths),
                                 n=args.n, device=args.device, results=args.results, rerun=args.rerun)
@@ -330,8 +335,32 @@ def show_progress() -> None:
     log.setLevel(logging.INFO)
 
 
+def take_plugins(argv: list[str]) -> list[str]:
+    """Remove `--plugins X` / `--plugins=X` (anywhere in argv), add X to PLUGINS_ENV (so workers import them too)
+    and import every plugin before the parsers, whose choices (suites) come from the registries, are built."""
+    rest, given = [], []
+    it = iter(argv)
+    for a in it:
+        if a == "--plugins":
+            given.append(next(it, ""))
+        elif a.startswith("--plugins="):
+            given.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    if given:
+        names = plugin_names() + [n for g in given for n in plugin_names(g)]
+        os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys(names))
+    load_plugins()
+    return rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv = take_plugins(argv)
+    except ImportError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     if argv[:1] == ["train-dllm"]:  # its own parser (harness/train_dllm.py); argparse's REMAINDER drops options
         from harness.train_dllm import main as train_main
 

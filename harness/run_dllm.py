@@ -18,7 +18,7 @@ import torch
 
 from harness import dllm_tasks as tasks
 from harness.checks import check_device, check_finite, check_int, check_results_dir
-from harness.dllm_methods import METHODS, build, variants
+from harness.dllm_methods import build, labels, variants
 from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
 from harness.provenance import device_info, git_sha, versions
 from harness.stats import bootstrap_ci
@@ -33,7 +33,7 @@ DEFAULT_CHECKPOINT = "fixtures/dllm/tiny_dllm.pt"
 @dataclass(frozen=True)
 class DLLMAccuracyConfig:
     checkpoint: str = DEFAULT_CHECKPOINT
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = field(default_factory=labels)
     keep_ratios: tuple[float, ...] = (0.5,)
     impls: tuple[str, ...] = ("torch",)
     tasks: tuple[str, ...] = tasks.TASKS
@@ -84,9 +84,9 @@ class DLLMAccuracyConfig:
                 raise ValueError(f"--keep-ratios: {r} is not in [0, 1]")
         if not self.methods or not self.tasks:
             raise ValueError(f"methods and tasks (--methods, --tasks) must not be empty, got {self.methods}, {self.tasks}")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in labels()]
         if bad:
-            raise ValueError(f"methods (--methods): unknown dLLM methods {bad}; known: {sorted(METHODS)}")
+            raise ValueError(f"methods (--methods): unknown dLLM methods {bad}; known: {sorted(labels())}")
         variants(self.methods, self.keep_ratios, self.impls)
 
 

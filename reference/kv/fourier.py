@@ -215,7 +215,8 @@ class FourierAttention(KVMethod):
     moment_matching: bool = True
     dims: FourierDims | None = field(default=None, repr=False)
     dims_path: str | None = None
-    name = "fourier"
+    order = 7  # listing order
+    token_eviction = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,8 +1,9 @@
-"""Acceptance of the one registry and its plugin hook (issue 17): a package outside the repository, written here to a
-temporary directory, adds a KV method, a kernel for `decode_attention` and a scheduling policy, exactly one file
-each, and with no other edit they are listed by `harness methods` / `harness ops`, the kernel passes
-`harness conform`, the method passes the token-method property tests, and the policy runs through the scheduling
-suite's simulator into latency records. Everything runs in subprocesses with LONGCTX_PLUGINS set (or --plugins),
+"""Acceptance of the one registry, the plugin hook and the Suite protocol (issue 17): a package outside the
+repository, written here to a temporary directory, adds a KV method, a kernel for `decode_attention`, a scheduling
+policy and a suite, exactly one file each, and with no other edit they are listed by `harness methods` /
+`harness ops`, the kernel passes `harness conform`, the method passes the token-method property tests, the policy
+runs through the scheduling suite's simulator into latency records, and `harness run --suite toy` plans, skips,
+measures and stores the toy suite's cells and puts its board on the leaderboard. Everything runs in subprocesses with LONGCTX_PLUGINS set (or --plugins),
 so this process's registries stay as they are.
 """
 from __future__ import annotations
@@ -55,6 +56,62 @@ TOY_FILES = {
         class ToyLIFO(Policy):
             def key(self, state, now):
                 return (-state.arrival, state.rid)
+        ''',
+    "toy_suite.py": r'''
+        """A toy suite: the mean of n seeded normal draws for each n (`--toy-sizes`), one cell and one record per n."""
+        from dataclasses import dataclass
+
+        import torch
+
+        from harness.board_page import Board, add_table
+        from harness.provenance import device_info, git_sha, versions
+        from harness.store import cell_key, make_record
+        from harness.suite import SUITES, Suite
+
+
+        @dataclass(frozen=True)
+        class ToyConfig:
+            sizes: tuple
+            results: str = "results"
+            rerun: bool = False
+
+            def validate(self):
+                if not self.sizes or min(self.sizes) < 1:
+                    raise ValueError(f"--toy-sizes must be integers >= 1, got {self.sizes}")
+
+
+        @SUITES.register("toy")
+        class ToySuite(Suite):
+            help = "mean of n normal draws"
+
+            @classmethod
+            def add_arguments(cls, parser):
+                parser.add_argument("--toy-sizes", default="10,1000", help="toy suite: comma-separated sample sizes")
+
+            def config_from_args(self, args):
+                return ToyConfig(tuple(int(x) for x in args.toy_sizes.split(",")), args.results, args.rerun)
+
+            def plan(self, config):
+                return [{"n": n, "cell": cell_key(self.name, "normal-mean", "torch", "reference", "none", {"n": n})}
+                        for n in config.sizes]
+
+            def measure_cell(self, config, cell):
+                x = torch.randn(cell["n"], generator=torch.Generator().manual_seed(cell["n"]), dtype=torch.float64)
+                prov = {"device": device_info("cpu"), "versions": versions(), "git_sha": git_sha()}
+                return [make_record(self.name, "normal-mean", "torch", "reference", "none", {"n": cell["n"]}, "abs_mean",
+                                    abs(float(x.mean())), "1", provenance=prov)]
+
+            def summarize(self, config, store, cells, pending):
+                rows = sorted((r["params"]["n"], r["value"]) for r in store.records(self.name))
+                return {"table": "\n".join(f"n={n}: |mean| {v:.4f}" for n, v in rows)}
+
+            def board(self, records):
+                mine = [r for r in records if r["suite"] == self.name]
+                if not mine:
+                    return None
+                md, hp = [], []
+                add_table(md, hp, ["n", "abs mean"], [[r["params"]["n"], f"{r['value']:.4f}"] for r in mine])
+                return Board("Toy suite", "\n".join(md), "".join(hp), records=mine)
         ''',
 }
 
@@ -131,3 +188,17 @@ def test_the_toy_policy_runs_through_the_scheduling_suite(plugin, tmp_path):
     assert set(latency) == {"toy_lifo", "fcfs"} and all(v > 0 for v in latency.values())
     assert any(r["method"] == "toy_lifo" and r["task"] == "decision-overhead" for r in records)
 
+
+def test_the_toy_suite_runs_resumes_and_reaches_the_leaderboard(plugin, tmp_path):
+    _, env = plugin
+    assert "toy" in harness(env, "run", "--help").stdout
+    first = harness(env, "run", "--suite", "toy", "--toy-sizes", "5,50", "--results", str(tmp_path), "--no-progress")
+    assert "ran 2 cells, skipped 0" in first.stdout and "n=50: |mean|" in first.stdout
+    again = harness(env, "run", "--suite", "toy", "--toy-sizes", "5,50,500", "--results", str(tmp_path),
+                    "--no-progress", "--no-leaderboard")
+    assert "ran 1 cells, skipped 2" in again.stdout
+    records = [json.loads(line) for line in (tmp_path / "toy.jsonl").read_text().splitlines()]
+    assert sorted(r["params"]["n"] for r in records) == [5, 50, 500]
+    assert all(r["suite"] == "toy" and r["metric"] == "abs_mean" and 0 <= r["value"] < 1 for r in records)
+    board = (tmp_path / "leaderboard" / "README.md").read_text()
+    assert "## Toy suite" in board and "| 50 " in board

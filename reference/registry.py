@@ -58,18 +58,24 @@ IMPLS: dict[str, dict[str, Callable[..., Any]]] = {}
 PLUGINS_ENV = "LONGCTX_PLUGINS"
 OP_PACKAGES = ("reference.ops", "optimized")
 _walked: set[str] = set()
+_walking: set[str] = set()
 _plugins_loaded: set[str] = set()
 
 
 def import_package(name: str) -> None:
-    """Import module `name` and, if it is a package, every module under it (once per process)."""
-    if name in _walked:
+    """Import module `name` and, if it is a package, every module under it (once per process, once it succeeded:
+    a module that fails to import fails every lookup, never leaving a silently partial registry)."""
+    if name in _walked or name in _walking:
         return
+    _walking.add(name)  # a module of the walk may read its registry while it is imported
+    try:
+        module = importlib.import_module(name)
+        for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}."):
+            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                importlib.import_module(info.name)
+    finally:
+        _walking.discard(name)
     _walked.add(name)
-    module = importlib.import_module(name)
-    for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(info.name)
 
 
 def plugin_names(value: str | None = None) -> list[str]:

@@ -15,11 +15,11 @@ key names the kind of GPU (`harness.store.KEYED_BY_DEVICE`): a rerun skips only 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from harness.dllm_methods import build, variants
+from harness.dllm_methods import build, labels, variants
 from harness.provenance import device_info, git_sha, versions
 from harness.store import ResultsStore, cell_key, make_record
 from reference.dllm.config import PRESETS
@@ -28,7 +28,6 @@ from reference.dllm.timing import PhaseTimer
 from reference.ops.checks import finite_checks
 
 SUITE = "dllm_throughput"
-METHOD_ORDER = ("vanilla", "fast_dllm_prefix", "fast_dllm_dual", "dllm_cache", "sparse_dllm")
 GRAPHED = ("sparse_dllm", "fast_dllm_prefix", "fast_dllm_dual")  # strategies whose cheap steps can replay CUDA graphs
 
 
@@ -36,7 +35,7 @@ GRAPHED = ("sparse_dllm", "fast_dllm_prefix", "fast_dllm_dual")  # strategies wh
 class DLLMBenchConfig:
     model: str = "llada-8b"
     lengths: tuple[int, ...] = (1024, 2048, 4096, 8192, 16384)
-    methods: tuple[str, ...] = METHOD_ORDER
+    methods: tuple[str, ...] = field(default_factory=labels)  # registry order
     impls: tuple[str, ...] = ("torch", "triton")   # for sparse_dllm
     keep_ratio: float = 0.5
     gen_len: int = 256

@@ -21,13 +21,13 @@ import json
 import math
 from collections import defaultdict
 from harness.board_page import Board, add_table, add_text, add_warning, fig_png, img_html, plt
+from harness.dllm_methods import labels
 from harness.dllm_tasks import TASKS
 from harness.stats import paired_delta
 from harness.store import newest_records
 
 ACCURACY_SUITE = "dllm"
 THROUGHPUT_SUITE = "dllm_throughput"
-METHODS = ("vanilla", "sparse_dllm", "fast_dllm_prefix", "fast_dllm_dual", "dllm_cache")
 VANILLA = "vanilla"
 # Params that place a measurement (its column), not the method variant (its row).
 AXES = ("length", "n", "prompt_len", "cuda_graphs")
@@ -80,10 +80,12 @@ def variant_of(r: dict) -> tuple:
 
 
 def variant_order(v: tuple) -> tuple:
-    """Sort key of a variant: the methods in METHODS order, torch before other impls, higher keep ratio first."""
+    """Sort key of a variant: the methods in registry order (harness/dllm_methods.py), torch before other impls,
+    higher keep ratio first."""
     method, impl, rest, graphs = v
     params = json.loads(rest)
-    m = (METHODS.index(method), "") if method in METHODS else (len(METHODS), method)
+    order = labels()
+    m = (order.index(method), "") if method in order else (len(order), method)
     return (*m, impl != "torch", impl, -float(params.get("keep_ratio", 0)), rest, graphs)
 
 

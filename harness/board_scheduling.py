@@ -17,8 +17,8 @@ import numpy as np
 from harness.board_page import Board, add_table, add_text, add_warning, fig_png, img_html, plt
 from harness.stats import t_interval
 from harness.store import key_device, newest_records
+from reference.scheduling.policies import policy_names
 
-POLICIES = ("fcfs", "sjf_predicted", "las_mlfq", "srpt_len_late", "laps_sd", "srpt_oracle")
 BASELINES = ("fcfs", "sjf_predicted", "las_mlfq")  # non-clairvoyant: the ones LAPS-SD must beat
 PAIRED_REFS = ("fcfs", "sjf_predicted", "las_mlfq", "srpt_oracle")  # columns of the paired-ratio table
 # What each workload's acceptance comes from (params["acceptance"]); the board says it in every heading.
@@ -40,8 +40,9 @@ VARYING = ("rate", "seed")
 
 
 def policy_order(method: str) -> tuple:
-    """Sort key of a policy: POLICIES order, then any other policy by name."""
-    return (POLICIES.index(method), "") if method in POLICIES else (len(POLICIES), method)
+    """Sort key of a policy: the registry's order (each policy's `order`), then any other policy by name."""
+    names = policy_names()
+    return (names.index(method), "") if method in names else (len(names), method)
 
 
 def _proto(r: dict) -> str:

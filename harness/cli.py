@@ -10,13 +10,14 @@ import os
 import sys
 
 from harness import argtypes
+from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 
 from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
 from harness.conform_cli import add_conform_parser, cmd_conform
+from harness.suite import SUITES, suite_names
 
 DEFAULT_RESULTS = "results"
 DEFAULT_BOARD = "leaderboard"
-SUITES = ("niah", "ruler", "longbench", "scheduling", "dllm")
 
 
 def _list(kind, name: str):
@@ -51,12 +52,19 @@ def _param(text: str) -> tuple[str, str, object]:
     return method, key, parsed
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_suites: bool = True) -> argparse.ArgumentParser:
+    """The parser of every subcommand; `with_suites=False` skips importing the suites (their modules load models'
+    libraries), for commands other than `run`."""
     parser = argparse.ArgumentParser(prog="python -m harness", description="longctx-bench harness")
+    parser.add_argument("--plugins", default=None, metavar="MODULES",
+                        help="comma-separated modules or packages to import before anything is looked up (methods, "
+                        "kernels, policies, suites of your own; a package's modules are all imported); added to "
+                        f"${PLUGINS_ENV}, which worker processes inherit")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="run a suite into the results store (no options: the quick NIAH sweep of every method)")
-    run.add_argument("--suite", default="niah", choices=SUITES)
+    run.add_argument("--suite", default="niah", choices=suite_names() if with_suites else None,
+                     help="a registered suite (harness/suites/, or a plugin's); default niah")
     run.add_argument("--model", default="smollm2", type=argtypes.text("model name"), help="'smollm2' (embedded), a local directory or .gguf file, or a hub id")
     run.add_argument("--methods", type=_list(str, "--methods"), default=None, help="comma-separated; default: every registered method")
     run.add_argument("--compression-ratio", type=argtypes.number(), default=0.5, help="fraction of KV bytes removed (0 = full cache)")
@@ -114,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--cell-gpus", type=float, default=None,
                     help="GPUs each Ray task requests (default: 1 when the suite runs on CUDA, else 0)")
 
+    for name in suite_names() if with_suites else ():  # each suite's own options (plugins' suites add theirs)
+        SUITES.get(name).add_arguments(run)
+
     train = sub.add_parser("train-dllm", add_help=False,
                            help="train the small dLLM on synthetic long-context tasks (`train-dllm --help`)")
     train.add_argument("rest", nargs=argparse.REMAINDER)
@@ -141,22 +152,6 @@ def reject_unknown(args, extra: list[str]) -> None:
     command.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; {', '.join(hints)}" if hints else ""))
 
 
-def _methods_and_params(args) -> tuple[tuple[str, ...], dict]:
-    """--methods (default: every registered KV method) and --param METHOD.NAME=VALUE, checked."""
-    from reference.kv import METHODS
-
-    methods = tuple(args.methods or METHODS.names())
-    unknown = [m for m in methods if m not in METHODS.items]
-    if unknown:
-        raise ValueError(f"--methods: unknown {unknown}; registered: {METHODS.names()}")
-    method_params: dict = {}
-    for method, key, value in args.param:
-        if method not in methods:
-            raise ValueError(f"--param {method}.{key}: {method!r} is not among --methods {list(methods)}")
-        method_params.setdefault(method, {})[key] = value
-    return methods, method_params
-
-
 def _executor(args):
     """--executor, --ray-address, --cell-cpus, --cell-gpus as an ExecutorConfig, checked."""
     from harness.executors import ExecutorConfig
@@ -175,113 +170,19 @@ def board_dir(results: str, out: str | None) -> str:
 
 
 def cmd_run(args) -> int:
+    """`run --suite NAME`: the registered suite's config from the options, its cells through run_suite, its table."""
     from harness.cpu_load import set_threads
+    from harness.suite import get_suite, run_suite
 
     args.out = board_dir(args.results, args.out)
     set_threads(args.threads)
-    if args.suite == "dllm":
-        return cmd_run_dllm(args)
-    if args.suite == "scheduling":
-        return cmd_run_scheduling(args)
-    if args.suite in ("ruler", "longbench"):
-        return cmd_run_tasks(args)
-    from tabulate import tabulate
-
-    from harness.run_niah import NiahConfig, run_niah
-
-    methods, method_params = _methods_and_params(args)
-    config = NiahConfig(
-        model=args.model,
-        methods=tuple(methods),
-        compression_ratio=args.compression_ratio,
-        lengths=args.lengths,
-        depths=args.depths,
-        trials=args.trials,
-        question_aware=args.question_aware,
-        impl=args.impl,
-        seed=args.seed,
-        haystack=args.haystack,
-        max_new_tokens=args.max_new_tokens,
-        results=args.results,
-        rerun=args.rerun,
-        method_params=method_params,
-    )
-    config.validate()
-    summary = run_niah(config, progress=not args.no_progress, executor=_executor(args))
-    rows = [
-        (m, f"{100 * s['accuracy']:.1f}", s["cells"], f"{s['kv_bytes'] / 2**20:.2f}", f"{100 * s['kv_fraction_of_full']:.1f}")
-        for m, s in sorted(summary["methods"].items(), key=lambda kv: -kv[1]["accuracy"])
-    ]
-    print(tabulate(rows, headers=["method", "accuracy %", "cells", "KV MiB (mean)", "KV % of full"]))
-    print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
-    if not args.no_leaderboard:
-        return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
-    return 0
-
-
-def cmd_run_tasks(args) -> int:
-    """`run --suite ruler|longbench`: every method on every sample, the task's own metric, into the store."""
-    from tabulate import tabulate
-
-    from harness.run_tasks import TaskConfig, run_tasks
-
-    methods, method_params = _methods_and_params(args)
-    config = TaskConfig(suite=args.suite, model=args.model, methods=tuple(methods),
-                        compression_ratio=args.compression_ratio, tasks=tuple(args.tasks or ()),
-                        lengths=tuple(args.lengths), trials=args.trials, data_dir=args.data_dir,
-                        longbench_e=args.longbench_e, limit=args.limit, max_length=args.max_length,
-                        question_aware=args.question_aware, impl=args.impl, seed=args.seed, results=args.results,
-                        rerun=args.rerun, method_params=method_params)
-    summary = run_tasks(config, progress=not args.no_progress, executor=_executor(args))
-    tasks = sorted({t for ts in summary["scores"].values() for t in ts})
-    rows = [(m, *(f"{100 * ts[t]:.1f}" if t in ts else "-" for t in tasks),
-             f"{100 * sum(ts.values()) / len(ts):.1f}") for m, ts in sorted(summary["scores"].items())]
-    print(tabulate(rows, headers=["method", *tasks, "average"]))
-    print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
-    if not args.no_leaderboard:
-        return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
-    return 0
-
-
-def cmd_run_dllm(args) -> int:
-    """`run --suite dllm`: each dLLM decoding method on held-out synthetic tasks with the trained checkpoint."""
-    from tabulate import tabulate
-
-    from harness.dllm_methods import METHODS
-    from harness.run_dllm import DLLMAccuracyConfig, run_dllm
-
-    impl = "torch" if args.impl == "reference" else args.impl
-    config = DLLMAccuracyConfig(checkpoint=args.checkpoint, methods=tuple(args.methods or METHODS),
-                                keep_ratios=tuple(args.keep_ratios), impls=(impl,),
-                                tasks=tuple(args.tasks or ()) or DLLMAccuracyConfig.tasks, lengths=tuple(args.lengths),
-                                n=args.n, device=args.device, results=args.results, rerun=args.rerun)
-    summary = run_dllm(config, progress=not args.no_progress, executor=_executor(args))
-    rows = [(m, f"{sum(v) / len(v):.1f}", len(v)) for m, v in sorted(summary["accuracy"].items())]
-    print(tabulate(rows, headers=["method", "accuracy % (mean over cells run)", "cells"]))
-    print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
-    if not args.no_leaderboard:
-        return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
-    return 0
-
-
-def cmd_run_scheduling(args) -> int:
-    """`run --suite scheduling`: the simulated sweep (default) or the real serving loop (`--mode real`)."""
-    if args.mode == "real":
-        from harness.serve_real import RealConfig, run_real
-
-        config = RealConfig(policies=tuple(args.policies or ()), rates=tuple(args.rates or ()),
-                            n_requests=10 if args.n_requests is None else args.n_requests, seed=args.seed, results=args.results, rerun=args.rerun,
-                            max_batch=args.max_batch)
-        summary = run_real(config, progress=not args.no_progress, executor=_executor(args))
-    else:
-        from harness.run_scheduling import WORKLOADS, SchedConfig, run_scheduling
-
-        seeds = tuple(args.seeds) if args.seeds else tuple(range(args.seed, args.seed + 5))
-        config = SchedConfig(policies=tuple(args.policies or ()), workloads=tuple(args.workloads or WORKLOADS),
-                             loads=tuple(args.loads), rates=tuple(args.rates or ()), n_requests=300 if args.n_requests is None else args.n_requests,
-                             seeds=seeds, sweep=not args.no_sweep, results=args.results, rerun=args.rerun)
-        summary = run_scheduling(config, progress=not args.no_progress, executor=_executor(args))
-    print(summary["table"])
+    executor = _executor(args)
+    suite = get_suite(args.suite)
+    config = suite.config_from_args(args)
+    suite = suite.for_config(config, progress=not args.no_progress, local=executor.name == "local")
+    summary = run_suite(suite, config, progress=not args.no_progress, executor=executor)
+    if summary.get("table"):
+        print(summary["table"])
     print(f"ran {summary['ran']} cells, skipped {summary['skipped']}; records in {summary['store']}")
     if not args.no_leaderboard:
         return cmd_leaderboard(argparse.Namespace(results=args.results, out=args.out))
@@ -335,13 +236,37 @@ def show_progress() -> None:
     log.setLevel(logging.INFO)
 
 
+def take_plugins(argv: list[str]) -> list[str]:
+    """Remove `--plugins X` / `--plugins=X` (anywhere in argv), add X to PLUGINS_ENV (so workers import them too)
+    and import every plugin before the parsers, whose choices (suites) come from the registries, are built."""
+    rest, given = [], []
+    it = iter(argv)
+    for a in it:
+        if a == "--plugins":
+            given.append(next(it, ""))
+        elif a.startswith("--plugins="):
+            given.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    if given:
+        names = plugin_names() + [n for g in given for n in plugin_names(g)]
+        os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys(names))
+    load_plugins()
+    return rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv = take_plugins(argv)
+    except ImportError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     if argv[:1] == ["train-dllm"]:  # its own parser (harness/train_dllm.py); argparse's REMAINDER drops options
         from harness.train_dllm import main as train_main
 
         return train_main(argv[1:])
-    parser = build_parser()
+    parser = build_parser(with_suites="run" in argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         reject_unknown(args, extra)

@@ -19,7 +19,8 @@ def add_conform_parser(sub) -> None:
     p.add_argument("--op", required=True, type=argtypes.text("op name"),
                    help="the op the function implements (`python -m harness ops` lists them)")
     p.add_argument("--impl", required=True, metavar="PKG.MOD:FN", type=argtypes.text("function path"),
-                   help="the function, importable from the current directory")
+                   help="the function, importable from the current directory, or the name of a registered "
+                   "implementation of the op (plugins included)")
     p.add_argument("--profile", default="ci", choices=("ci", "dev", "gpu"),
                    help="input shapes (ci/dev small, gpu LLaMA-3-8B heads) and default examples (10/50/200)")
     p.add_argument("--max-examples", type=argtypes.integer(minimum=1), default=None,
@@ -55,15 +56,17 @@ def cmd_conform(args) -> int:
         sys.path.insert(0, os.getcwd())
 
     from harness.conformance_report import parse_dtypes, property_rows, run_and_record
-    from reference.registry import all_ops, check_signature, load_callable
+    from reference.registry import all_ops, check_signature, get_impl, implementations, load_callable
 
     if args.op not in all_ops():
         return _usage(f"--op {args.op!r} is not a registered op; known: {sorted(all_ops())}")
-    if args.impl.count(":") != 1:  # before importing anything of the user's
+    registered = ":" not in args.impl and args.impl in implementations(args.op)
+    if not registered and args.impl.count(":") != 1:  # before importing anything of the user's
         return _usage(f"--impl must look like 'package.module:function', got {args.impl!r}")
     try:
         dtypes = parse_dtypes(args.dtypes) if args.dtypes is not None else None
-        fn = load_callable(args.impl)  # its errors name the impl and the part that failed
+        # A registered name (built-in or a plugin's), else `pkg.mod:fn`, whose errors name the part that failed.
+        fn = get_impl(args.op, args.impl) if registered else load_callable(args.impl)
     except (ImportError, ValueError) as exc:
         return _usage(str(exc))
     try:

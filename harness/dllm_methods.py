@@ -1,29 +1,38 @@
 """The dLLM decoding methods the suites compare, by label: a caching strategy of reference/dllm and its parameters.
 
-A label is what the boards show; `variants(labels, keep_ratios, impl)` expands sparse_dllm over keep ratios and
-gives each cell the parameters that identify it in the store.
+The labels and their parameters are the strategies' own `presets` (a class attribute beside the strategy, in
+registry order); a label is what the boards show. `variants(labels, keep_ratios, impl)` expands the strategies that
+sweep a keep ratio (sparse_dllm) over keep ratios and impls and gives each cell the parameters that identify it.
 """
 from __future__ import annotations
 
-from reference.dllm import make_cache
+from reference.dllm import CACHES, make_cache
 
-METHODS = {
-    "vanilla": ("vanilla", {}),
-    "sparse_dllm": ("sparse_dllm", {"kernel_size": 3}),
-    "fast_dllm_prefix": ("fast_dllm", {"mode": "prefix"}),
-    "fast_dllm_dual": ("fast_dllm", {"mode": "dual"}),
-    "dllm_cache": ("dllm_cache", {"prompt_interval": 100, "response_interval": 7, "refresh_ratio": 0.25}),
-}
+
+def methods() -> dict[str, tuple[str, dict]]:
+    """{label: (registered cache name, parameters)} for every preset of every registered strategy, in order."""
+    out: dict[str, tuple[str, dict]] = {}
+    for name, cls in CACHES.items.items():
+        for label, params in (cls.presets or {name: {}}).items():
+            out[label] = (name, dict(params))
+    return out
+
+
+def labels() -> tuple[str, ...]:
+    """Every method label, in the strategies' order (boards, benchmarks and `--methods` defaults follow it)."""
+    return tuple(methods())
 
 
 def variants(labels, keep_ratios=(0.5,), impls=("torch",)) -> list[tuple[str, str, dict]]:
-    """(label, impl, cache params) cells: sparse_dllm once per keep ratio and impl, the others once (impl torch)."""
+    """(label, impl, cache params) cells: keep-ratio strategies once per keep ratio and impl, the others once
+    (impl torch)."""
+    known = methods()
     out = []
     for label in labels:
-        if label not in METHODS:
-            raise ValueError(f"unknown dLLM method {label!r}; known: {sorted(METHODS)}")
-        _, params = METHODS[label]
-        if label == "sparse_dllm":
+        if label not in known:
+            raise ValueError(f"unknown dLLM method {label!r}; known: {sorted(known)}")
+        name, params = known[label]
+        if CACHES.get(name).sweeps_keep_ratio:
             out += [(label, impl, {**params, "keep_ratio": r}) for impl in impls for r in keep_ratios]
         else:
             out.append((label, "torch", dict(params)))
@@ -31,5 +40,5 @@ def variants(labels, keep_ratios=(0.5,), impls=("torch",)) -> list[tuple[str, st
 
 
 def build(label: str, impl: str, params: dict):
-    name, _ = METHODS[label]
-    return make_cache(name, **params, **({"impl": impl} if name == "sparse_dllm" else {}))
+    name, _ = methods()[label]
+    return make_cache(name, **params, **({"impl": impl} if CACHES.get(name).sweeps_keep_ratio else {}))

@@ -2,7 +2,7 @@
 
 One board per family; a board is a function records -> Board (Markdown and HTML fragments plus figures, and the
 records it was built from), or None when it has no records to show, listed in BOARDS, so a new family adds one
-function. Every board section ends with the line `records_line` writes from the board's records: the results files
+function; a registered suite (harness/suite.py) may also return one from its `board` method, with no edit here. Every board section ends with the line `records_line` writes from the board's records: the results files
 (relative links), suites and metrics, record and cell counts, git shas and devices. A board with a `page` is also
 written alone to that file. Records whose protocols differ are never ranked together.
 
@@ -25,6 +25,7 @@ from harness.board_pareto import pareto_board
 from harness.board_scheduling import schedulers_board
 from harness.board_tasks import longbench_board, ruler_board
 from harness.store import ResultsStore
+from harness.suite import get_suite, suite_names
 
 BOARDS = [pareto_board, kv_methods_board, ruler_board, longbench_board, kernels_conformance_board,
           kernels_latency_board, dllm_board, schedulers_board]
@@ -88,6 +89,8 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
     records = ResultsStore(results_dir).records()
     out_dir.mkdir(parents=True, exist_ok=True)
     boards = [b for b in (fn(records) for fn in BOARDS) if b is not None]  # None: no records for that board
+    # Suites with a board of their own (`Suite.board`; plugins' suites): after the families' boards.
+    boards += [b for b in (get_suite(n).board(records) for n in suite_names()) if b is not None]
     sources = sorted(p.name for p in results_dir.glob("*.jsonl"))
     rel = Path(os.path.relpath(results_dir.resolve(), out_dir.resolve()))  # links work wherever both are moved
     paths = {"markdown": out_dir / "README.md", "html": out_dir / "index.html"}

@@ -18,11 +18,12 @@ import torch
 
 from harness import dllm_tasks as tasks
 from harness.checks import check_device, check_finite, check_int, check_results_dir
-from harness.dllm_methods import METHODS, build, variants
-from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
+from harness.dllm_methods import build, labels, variants
+from harness.executors import LOCAL, ExecutorConfig
 from harness.provenance import device_info, git_sha, versions
 from harness.stats import bootstrap_ci
 from harness.store import ResultsStore, cell_key, make_record
+from harness.suite import Suite, run_suite
 from harness.worker_cache import cached
 from reference.dllm.generate import GenConfig, generate
 
@@ -33,7 +34,7 @@ DEFAULT_CHECKPOINT = "fixtures/dllm/tiny_dllm.pt"
 @dataclass(frozen=True)
 class DLLMAccuracyConfig:
     checkpoint: str = DEFAULT_CHECKPOINT
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = field(default_factory=labels)
     keep_ratios: tuple[float, ...] = (0.5,)
     impls: tuple[str, ...] = ("torch",)
     tasks: tuple[str, ...] = tasks.TASKS
@@ -84,9 +85,9 @@ class DLLMAccuracyConfig:
                 raise ValueError(f"--keep-ratios: {r} is not in [0, 1]")
         if not self.methods or not self.tasks:
             raise ValueError(f"methods and tasks (--methods, --tasks) must not be empty, got {self.methods}, {self.tasks}")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in labels()]
         if bad:
-            raise ValueError(f"methods (--methods): unknown dLLM methods {bad}; known: {sorted(METHODS)}")
+            raise ValueError(f"methods (--methods): unknown dLLM methods {bad}; known: {sorted(labels())}")
         variants(self.methods, self.keep_ratios, self.impls)
 
 
@@ -178,39 +179,58 @@ def _vanilla_tokens(records: list[dict], model_name: str, block_len: int | None)
     return out
 
 
-def run_dllm(config: DLLMAccuracyConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
-    """Two waves of shards (method x task x length, one Ray task each): vanilla, then the others with its tokens."""
-    config.validate()
-    model_name = f"tiny-dllm@{_file_sha(config.checkpoint)}"
-    store = ResultsStore(config.results)
-    stored = store.records(SUITE)  # read once: the cells already measured and vanilla's tokens
-    done = set() if config.rerun else {r["cell"] for r in stored}
-    vanilla = _vanilla_tokens(stored, model_name, config.block_len)
-    cells = plan(config, model_name)
+class DLLMSuite(Suite):
+    """The dLLM accuracy suite as a Suite (harness/suite.py). Two waves: vanilla first, then the other methods with
+    vanilla's tokens (their agreement metric); a vanilla cell runs again when its stored tokens are missing."""
 
-    def vkey(c):
-        return c["task"], c["params"]["length"], config.n
+    def store_name(self, config) -> str:
+        return SUITE
 
-    # a vanilla cell runs again when its tokens are missing (other cells' agreement metric needs them)
-    first = [c for c in cells if c["method"] == "vanilla" and (c["cell"] not in done or vkey(c) not in vanilla)]
-    summary = {"ran": 0, "skipped": 0, "accuracy": {}, "store": str(store.path(SUITE))}
+    def prepare(self, config: DLLMAccuracyConfig, store: ResultsStore) -> None:
+        self.device = config.device
+        self.model_name = f"tiny-dllm@{_file_sha(config.checkpoint)}"
+        stored = store.records(SUITE)  # read once: vanilla's tokens
+        self.vanilla = _vanilla_tokens(stored, self.model_name, config.block_len)
+        self.accuracy: dict[str, list[float]] = {}
+        self.ran = 0
 
-    def keep(records: list[dict]) -> None:
-        store.append(records)
+    def plan(self, config: DLLMAccuracyConfig) -> list[dict]:
+        return plan(config, self.model_name)
+
+    def vkey(self, config: DLLMAccuracyConfig, cell: dict) -> tuple:
+        return cell["task"], cell["params"]["length"], config.n
+
+    def select(self, config: DLLMAccuracyConfig, cells: list[dict], done: set[str]) -> list[dict]:
+        self.done = done
+        return [c for c in cells if c["cell"] not in done
+                or (c["method"] == "vanilla" and self.vkey(config, c) not in self.vanilla)]
+
+    def shard_key(self, config: DLLMAccuracyConfig, cell: dict) -> tuple:
+        return (cell["method"], cell["task"], cell["params"]["length"], self.model_name)
+
+    def waves(self, config: DLLMAccuracyConfig, pending: list[dict]):
+        yield "dllm accuracy (vanilla)", [c for c in pending if c["method"] == "vanilla"]
+        # built once vanilla has run: each other cell carries vanilla's tokens for its (task, length)
+        yield "dllm accuracy", [{**c, "vanilla_tokens": self.vanilla.get(self.vkey(config, c))} for c in pending
+                                if c["method"] != "vanilla"]
+
+    def worker(self, config: DLLMAccuracyConfig):
+        return measure
+
+    def on_records(self, records: list[dict]) -> None:
         acc = next(r for r in records if r["metric"] == "accuracy")
         if acc["method"] == "vanilla":
-            vanilla[(acc["task"], acc["params"]["length"], acc["params"]["n"])] = acc["extra"]["tokens"]
+            self.vanilla[(acc["task"], acc["params"]["length"], acc["params"]["n"])] = acc["extra"]["tokens"]
         p = acc["params"]
         label = f"{acc['method']}{'@' + str(p['keep_ratio']) if 'keep_ratio' in p else ''}/{acc['impl']}"
-        summary["accuracy"].setdefault(label, []).append(acc["value"])
-        summary["ran"] += 1
+        self.accuracy.setdefault(label, []).append(acc["value"])
+        self.ran += 1
 
-    def shards(todo):
-        return group_shards(todo, lambda c: (c["method"], c["task"], c["params"]["length"], model_name))
+    def summarize(self, config: DLLMAccuracyConfig, store: ResultsStore, cells: list[dict], pending: list[dict]) -> dict:
+        return {"ran": self.ran, "skipped": len(cells) - self.ran, "accuracy": self.accuracy,
+                "store": str(store.path(SUITE))}
 
-    execute(measure, config, shards(first), keep, executor, config.device, "dllm accuracy (vanilla)", progress)
-    second = [{**c, "vanilla_tokens": vanilla.get(vkey(c))} for c in cells
-              if c["method"] != "vanilla" and c["cell"] not in done]
-    execute(measure, config, shards(second), keep, executor, config.device, "dllm accuracy", progress)
-    summary["skipped"] = len(cells) - summary["ran"]
-    return summary
+
+def run_dllm(config: DLLMAccuracyConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
+    """Two waves of shards (method x task x length, one Ray task each): vanilla, then the others with its tokens."""
+    return run_suite(DLLMSuite(), config, progress=progress, executor=executor)

@@ -16,11 +16,12 @@ import torch
 
 from harness import niah
 from harness.checks import check_attention_impl, check_int, check_results_dir
-from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
+from harness.executors import LOCAL, ExecutorConfig
 from harness.generate import capture, generate
 from harness.model import ALIASES, LoadedModel, check_model_name, load_model, max_positions, native_attention
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, cell_key, newest_records
+from harness.suite import Suite, run_suite
 from harness.worker_cache import cached
 from reference.kv import make_method
 from reference.kv.base import KVMethod
@@ -217,6 +218,43 @@ def measure(config: NiahConfig, cells: list[dict], emit, lm: LoadedModel | None 
         del captured
 
 
+class NiahSuite(Suite):
+    """The NIAH sweep as a Suite (harness/suite.py); `lm`: a model already loaded in this process (local executor)."""
+
+    help = "needle in a haystack (passkey) on one model, every method x length x depth x trial"
+
+    def __init__(self, lm: LoadedModel | None = None):
+        self.lm = lm
+
+    def store_name(self, config) -> str:
+        return SUITE
+
+    def validate(self, config: NiahConfig) -> None:
+        config.validate()
+        if self.lm is not None:
+            config.validate(self.lm.max_positions)
+
+    def plan(self, config: NiahConfig) -> list[dict]:
+        methods = {n: make_method(n, config.compression_ratio, **config.method_params.get(n, {})) for n in config.methods}
+        return plan(config, methods, self.lm.model_id if self.lm is not None else model_id(config.model))
+
+    def check_pending(self, config: NiahConfig, pending: list[dict]) -> None:
+        if pending and self.lm is None:  # refuse lengths the model cannot hold before any worker loads it
+            config.validate(max_positions(config.model))
+
+    def shard_key(self, config: NiahConfig, cell: dict) -> tuple:
+        return (cell["method"], TASK, cell["params"]["length"], config.model)
+
+    def waves(self, config: NiahConfig, pending: list[dict]):
+        yield f"niah {config.model}", pending
+
+    def worker(self, config: NiahConfig):
+        return measure if self.lm is None else partial(measure, lm=self.lm)
+
+    def summarize(self, config: NiahConfig, store: ResultsStore, cells: list[dict], pending: list[dict]) -> dict:
+        return summarize(store, cells, len(cells) - len(pending), len(pending))
+
+
 def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool = True,
              executor: ExecutorConfig = LOCAL) -> dict:
     """Run the sweep; returns {"ran", "skipped", "methods": {method: summary}, "store"}.
@@ -226,22 +264,7 @@ def run_niah(config: NiahConfig, lm: LoadedModel | None = None, progress: bool =
     config.validate()
     if lm is not None and executor.name != "local":
         raise ValueError("lm: a loaded model stays in this process; with --executor ray the workers load config.model")
-    methods = {name: make_method(name, config.compression_ratio, **config.method_params.get(name, {})) for name in config.methods}
-    store = ResultsStore(config.results)
-    if lm is not None:
-        config.validate(lm.max_positions)
-    cells = plan(config, methods, lm.model_id if lm is not None else model_id(config.model))
-    done = set() if config.rerun else store.done_cells(SUITE)
-    pending = [c for c in cells if c["cell"] not in done]
-    skipped = len(cells) - len(pending)
-    if pending and lm is None:  # refuse lengths the model cannot hold before any worker loads it
-        config.validate(max_positions(config.model))
-    if skipped:
-        print(f"niah: {skipped} of {len(cells)} cells already in {config.results} (skipped; --rerun measures them again)")
-    shards = group_shards(pending, lambda c: (c["method"], TASK, c["params"]["length"], config.model))
-    worker = measure if lm is None else partial(measure, lm=lm)
-    execute(worker, config, shards, store.append, executor, desc=f"niah {config.model}", progress=progress)
-    return summarize(store, cells, skipped, len(pending))
+    return run_suite(NiahSuite(lm), config, progress=progress, executor=executor)
 
 
 def summarize(store: ResultsStore, cells: list[dict], skipped: int, ran: int) -> dict:

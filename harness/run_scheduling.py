@@ -23,9 +23,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.checks import check_finite, check_int, check_results_dir
-from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
+from harness.executors import LOCAL, ExecutorConfig
 from harness.provenance import device_info, git_sha, versions
 from harness.store import ResultsStore, cell_key, make_record, newest_records
+from harness.suite import Suite, run_suite
 from reference.scheduling.cost_model import SpecCostModel
 from reference.scheduling.metrics import UNITS, summarize
 from reference.scheduling.overhead import decision_overhead
@@ -227,24 +228,42 @@ def measure(config: SchedConfig, cells: list[dict], emit) -> None:
         emit(run_overhead_cell(cell, prov) if cell["task"] == "decision-overhead" else run_cell(cell, prov, config))
 
 
+class SchedSuite(Suite):
+    """The simulated sweep as a Suite (harness/suite.py): simulated cells, then the decision-overhead cells."""
+
+    def __init__(self):
+        # decision-overhead cells are timed: their key names the device (simulated ones not)
+        self.device_name = device_info("cpu")
+
+    def store_name(self, config) -> str:
+        return SUITE
+
+    def plan(self, config: SchedConfig) -> list[dict]:
+        return plan(config) + overhead_cells(config)
+
+    def cell_key(self, config: SchedConfig, cell: dict) -> str:
+        return cell_key(SUITE, cell["task"], cell["method"], "sim", "smollm2", cell["params"], self.device_name)
+
+    def shard_key(self, config: SchedConfig, cell: dict) -> tuple:
+        return (cell["method"], cell["task"], cell["params"].get("rate"), "smollm2")
+
+    def waves(self, config: SchedConfig, pending: list[dict]):
+        yield "scheduling (sim)", pending
+
+    def worker(self, config: SchedConfig):
+        return measure
+
+    def summarize(self, config: SchedConfig, store: ResultsStore, cells: list[dict], pending: list[dict]) -> dict:
+        sim = [c for c in cells if c["task"] != "decision-overhead"]
+        todo = [c for c in pending if c["task"] != "decision-overhead"]
+        return {"cells": len(sim), "ran": len(todo), "skipped": len(sim) - len(todo),
+                "overhead_ran": len(pending) - len(todo), "store": str(store.path(SUITE)),
+                "table": summary_table(store, config)}
+
+
 def run_scheduling(config: SchedConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
     """Simulated cells, then decision-overhead cells; shards (one Ray task each): policy x workload x rate."""
-    config.validate()
-    store = ResultsStore(config.results)
-    done = store.done_cells(SUITE)
-    cells = plan(config)
-    extra = overhead_cells(config)
-    device = device_info("cpu")  # decision-overhead cells are timed: their key names the device (simulated ones not)
-
-    def pending(cs):
-        return [c for c in cs if config.rerun or cell_key(SUITE, c["task"], c["method"], "sim", "smollm2",
-                                                          c["params"], device) not in done]
-
-    todo, overhead = pending(cells), pending(extra)
-    shards = group_shards(todo + overhead, lambda c: (c["method"], c["task"], c["params"].get("rate"), "smollm2"))
-    execute(measure, config, shards, store.append, executor, desc="scheduling (sim)", progress=progress)
-    return {"cells": len(cells), "ran": len(todo), "skipped": len(cells) - len(todo), "overhead_ran": len(overhead),
-            "store": str(store.path(SUITE)), "table": summary_table(store, config)}
+    return run_suite(SchedSuite(), config, progress=progress, executor=executor)
 
 
 def summary_table(store: ResultsStore, config: SchedConfig) -> str:

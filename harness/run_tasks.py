@@ -16,12 +16,13 @@ from typing import Callable
 import torch
 
 from harness.checks import check_attention_impl, check_int, check_results_dir
-from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
+from harness.executors import LOCAL, ExecutorConfig
 from harness.generate import capture, generate
 from harness.model import LoadedModel, check_model_name, max_positions
 from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.run_niah import json_params, model_id, timing_records, worker_methods, worker_model
 from harness.store import ResultsStore, cell_key
+from harness.suite import Suite, run_suite
 from reference.kv import make_method
 
 
@@ -207,6 +208,42 @@ def measure(config: TaskConfig, cells: list[dict], emit, lm: LoadedModel | None 
         del captured
 
 
+class TaskSuite(Suite):
+    """RULER or LongBench (config.suite) as a Suite (harness/suite.py); `lm`: a model loaded in this process."""
+
+    def __init__(self, lm: LoadedModel | None = None):
+        self.lm = lm
+
+    def plan(self, config: TaskConfig) -> list[dict]:
+        return plan(config, self.lm.model_id if self.lm is not None else model_id(config.model))
+
+    def check_pending(self, config: TaskConfig, pending: list[dict]) -> None:
+        if config.suite == "ruler" and pending and self.lm is None:  # lengths the model cannot hold: refused first
+            limit = max_positions(config.model)
+            worst = max(pending, key=lambda c: c["spec"].key["length"] + c["spec"].max_new_tokens)["spec"]
+            if limit is not None and worst.key["length"] + worst.max_new_tokens > limit:
+                raise ValueError(f"lengths (--lengths): {worst.key['length']} + {worst.max_new_tokens} new tokens exceed "
+                                 f"the model's {limit} positions")
+
+    def shard_key(self, config: TaskConfig, cell: dict) -> tuple:
+        return (cell["method"], cell["spec"].task, cell["spec"].key.get("length"), config.model)
+
+    def waves(self, config: TaskConfig, pending: list[dict]):
+        yield f"{config.suite} {config.model}", pending
+
+    def worker(self, config: TaskConfig):
+        return measure if self.lm is None else partial(measure, lm=self.lm)
+
+    def summarize(self, config: TaskConfig, store: ResultsStore, cells: list[dict], pending: list[dict]) -> dict:
+        keys = {c["cell"] for c in cells}
+        scores: dict = {}
+        for r in store.records(config.suite):
+            if r["cell"] in keys and r["metric"] == "score":
+                scores.setdefault(r["method"], {}).setdefault(r["task"], []).append(r["value"])
+        return {"ran": len(pending), "skipped": len(cells) - len(pending), "store": str(store.path(config.suite)),
+                "scores": {m: {t: sum(v) / len(v) for t, v in ts.items()} for m, ts in scores.items()}}
+
+
 def run_tasks(config: TaskConfig, lm: LoadedModel | None = None, progress: bool = True,
               executor: ExecutorConfig = LOCAL) -> dict:
     """Run the sweep; returns {"ran", "skipped", "scores": {method: {task: mean}}, "store"}.
@@ -216,25 +253,4 @@ def run_tasks(config: TaskConfig, lm: LoadedModel | None = None, progress: bool 
     config.validate()
     if lm is not None and executor.name != "local":
         raise ValueError("lm: a loaded model stays in this process; with --executor ray the workers load config.model")
-    store = ResultsStore(config.results)
-    cells = plan(config, lm.model_id if lm is not None else model_id(config.model))
-    done = set() if config.rerun else store.done_cells(config.suite)
-    pending = [c for c in cells if c["cell"] not in done]
-    if config.suite == "ruler" and pending and lm is None:  # lengths the model cannot hold: refused before loading it
-        limit = max_positions(config.model)
-        worst = max(pending, key=lambda c: c["spec"].key["length"] + c["spec"].max_new_tokens)["spec"]
-        if limit is not None and worst.key["length"] + worst.max_new_tokens > limit:
-            raise ValueError(f"lengths (--lengths): {worst.key['length']} + {worst.max_new_tokens} new tokens exceed the model's "
-                             f"{limit} positions")
-    if len(cells) > len(pending):
-        print(f"{config.suite}: {len(cells) - len(pending)} of {len(cells)} cells already in {config.results} (skipped)")
-    shards = group_shards(pending, lambda c: (c["method"], c["spec"].task, c["spec"].key.get("length"), config.model))
-    worker = measure if lm is None else partial(measure, lm=lm)
-    execute(worker, config, shards, store.append, executor, desc=f"{config.suite} {config.model}", progress=progress)
-    keys = {c["cell"] for c in cells}
-    scores: dict = {}
-    for r in store.records(config.suite):
-        if r["cell"] in keys and r["metric"] == "score":
-            scores.setdefault(r["method"], {}).setdefault(r["task"], []).append(r["value"])
-    return {"ran": len(pending), "skipped": len(cells) - len(pending), "store": str(store.path(config.suite)),
-            "scores": {m: {t: sum(v) / len(v) for t, v in ts.items()} for m, ts in scores.items()}}
+    return run_suite(TaskSuite(lm), config, progress=progress, executor=executor)

@@ -28,10 +28,11 @@ from functools import partial
 from tqdm.auto import tqdm
 
 from harness.checks import check_finite, check_int, check_results_dir
-from harness.executors import LOCAL, ExecutorConfig, execute, group_shards
+from harness.executors import LOCAL, ExecutorConfig
 from harness.provenance import device_info, git_sha, versions
 from harness.run_scheduling import COST_FILES, SUITE, TRACES, capacity
 from harness.store import ResultsStore, cell_key, make_record
+from harness.suite import Suite, run_suite
 from harness.worker_cache import cached
 from reference.scheduling.cost_model import SpecCostModel
 from reference.scheduling.metrics import UNITS, summarize
@@ -210,46 +211,65 @@ def measure(config: RealConfig, cells: list[tuple], emit, progress: bool = False
         emit(recs)
 
 
-def run_real(config: RealConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
-    """Serve the workload for real under each policy, simulate it too, store both; a summary table.
+class RealSuite(Suite):
+    """The real serving loop as a Suite (harness/suite.py): a cell is (rate, policy, params), served for real and
+    simulated on the same arrivals. Real latencies are wall clock: give each Ray task the CPUs it needs
+    (--cell-cpus) or cells running side by side slow each other down."""
 
-    Shards (one Ray task each): policy x rate. Real latencies are wall clock: give each task the CPUs it needs
-    (--cell-cpus) or cells running side by side slow each other down.
-    """
-    from tabulate import tabulate
+    def __init__(self, progress: bool = True, local: bool = True):
+        self.progress = progress and local  # per-request bars only where they can be seen
+        self.device_name = device_info("cpu")  # wall-clock latencies: keys name the device (KEYED_BY_DEVICE)
+        self.rows: list[tuple] = []
 
-    config.validate()
-    _, file_cost, _, traces = _inputs(config)
-    # `load` is relative to the committed calibration (step_times_cpu.json), so that a cell's rate, hence its key,
-    # does not change from run to run; the in-process calibration only feeds the simulator of each cell.
-    rates = list(config.rates) or [config.load * capacity(real_workload(config, 1.0, traces), file_cost,
-                                                          config.max_batch)]
-    store = ResultsStore(config.results)
-    done = store.done_cells(SUITE)
-    cells = []
-    for rate in rates:
-        for name in (config.policies or tuple(policy_names())):
-            params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
-                      "max_batch": config.max_batch, "seed": config.seed, "draft_len": file_cost.draft_len,
-                      "cost_device": "cpu", "predictor_error": config.predictor_error}
-            cells.append((rate, name, params))
-    device = device_info("cpu")  # wall-clock latencies: a cell's key names the device (harness.store.KEYED_BY_DEVICE)
-    todo = [c for c in cells
-            if config.rerun or cell_key(SUITE, TASK, c[1], "real", "smollm2", c[2], device) not in done]
-    summary = {"ran": len(todo), "skipped": len(cells) - len(todo), "store": str(store.path(SUITE)), "table": ""}
-    rows = []
+    def store_name(self, config) -> str:
+        return SUITE
 
-    def keep(recs: list[dict]) -> None:
-        store.append(recs)
+    def plan(self, config: RealConfig) -> list[tuple]:
+        _, file_cost, _, traces = _inputs(config)
+        # `load` is relative to the committed calibration (step_times_cpu.json), so that a cell's rate, hence its
+        # key, does not change from run to run; the in-process calibration only feeds the simulator of each cell.
+        rates = list(config.rates) or [config.load * capacity(real_workload(config, 1.0, traces), file_cost,
+                                                              config.max_batch)]
+        cells = []
+        for rate in rates:
+            for name in (config.policies or tuple(policy_names())):
+                params = {"rate": round(rate, 6), "n_requests": config.n_requests, "max_output": config.max_output,
+                          "max_batch": config.max_batch, "seed": config.seed, "draft_len": file_cost.draft_len,
+                          "cost_device": "cpu", "predictor_error": config.predictor_error}
+                cells.append((rate, name, params))
+        return cells
+
+    def cell_key(self, config: RealConfig, cell: tuple) -> str:
+        return cell_key(SUITE, TASK, cell[1], "real", "smollm2", cell[2], self.device_name)
+
+    def shard_key(self, config: RealConfig, cell: tuple) -> tuple:
+        return (cell[1], TASK, cell[0], "smollm2")
+
+    def waves(self, config: RealConfig, pending: list[tuple]):
+        yield "scheduling (real)", pending
+
+    def worker(self, config: RealConfig):
+        return partial(measure, progress=self.progress)
+
+    def on_records(self, recs: list[dict]) -> None:
         real = next(r for r in recs if r["impl"] == "real" and r["metric"] == "mean_latency_s")
         sim = next(r for r in recs if r["impl"] == "sim" and r["metric"] == "mean_latency_s")
         real_m, sim_m = real["value"], sim["value"]
-        rows.append((f"{real['params']['rate']:.3f}", real["method"], f"{real_m:.2f}", f"{sim_m:.2f}",
-                     f"{100 * (sim_m - real_m) / real_m:+.1f}", real["extra"]["steps_off_trace"]))
+        self.rows.append((f"{real['params']['rate']:.3f}", real["method"], f"{real_m:.2f}", f"{sim_m:.2f}",
+                          f"{100 * (sim_m - real_m) / real_m:+.1f}", real["extra"]["steps_off_trace"]))
 
-    shards = group_shards(todo, lambda c: (c[1], TASK, c[0], "smollm2"))
-    worker = partial(measure, progress=progress and executor.name == "local")
-    execute(worker, config, shards, keep, executor, desc="scheduling (real)", progress=progress)
-    summary["table"] = tabulate(rows, headers=["rate req/s", "policy", "real mean s", "sim mean s", "sim vs real %",
-                                               "steps off trace"])
-    return summary
+    def summarize(self, config: RealConfig, store: ResultsStore, cells: list, pending: list) -> dict:
+        from tabulate import tabulate
+
+        table = tabulate(self.rows, headers=["rate req/s", "policy", "real mean s", "sim mean s", "sim vs real %",
+                                             "steps off trace"])
+        return {"ran": len(pending), "skipped": len(cells) - len(pending), "store": str(store.path(SUITE)),
+                "table": table}
+
+
+def run_real(config: RealConfig, progress: bool = True, executor: ExecutorConfig = LOCAL) -> dict:
+    """Serve the workload for real under each policy, simulate it too, store both; a summary table.
+
+    Shards (one Ray task each): policy x rate.
+    """
+    return run_suite(RealSuite(progress, executor.name == "local"), config, progress=progress, executor=executor)

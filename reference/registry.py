@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import math
+import os
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -47,7 +50,54 @@ HEAD_DIMS = (8, 16, 24, 32, 40, 59, 64, 128)
 
 OPS: dict[str, OpSpec] = {}
 IMPLS: dict[str, dict[str, Callable[..., Any]]] = {}
-_IMPL_MODULES: list[str] = []
+
+# Auto-loading. Every module of a built-in package is imported the first time its registry is read (a pkgutil
+# walk), so adding an op, a kernel, a KV method, a dLLM cache or a policy is one new file, its name written once in
+# its decorator. Code outside the repository joins through PLUGINS_ENV: comma-separated modules or packages (a
+# package's modules are all imported), imported before any registry lookup; `python -m harness --plugins` sets it.
+PLUGINS_ENV = "LONGCTX_PLUGINS"
+OP_PACKAGES = ("reference.ops", "optimized")
+_walked: set[str] = set()
+_walking: set[str] = set()
+_plugins_loaded: set[str] = set()
+
+
+def import_package(name: str) -> None:
+    """Import module `name` and, if it is a package, every module under it (once per process, once it succeeded:
+    a module that fails to import fails every lookup, never leaving a silently partial registry)."""
+    if name in _walked or name in _walking:
+        return
+    _walking.add(name)  # a module of the walk may read its registry while it is imported
+    try:
+        module = importlib.import_module(name)
+        for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}."):
+            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                importlib.import_module(info.name)
+    finally:
+        _walking.discard(name)
+    _walked.add(name)
+
+
+def plugin_names(value: str | None = None) -> list[str]:
+    """The plugin modules named by `value` (default: the PLUGINS_ENV environment variable)."""
+    value = os.environ.get(PLUGINS_ENV, "") if value is None else value
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def load_plugins(value: str | None = None) -> list[str]:
+    """Import the plugins (PLUGINS_ENV, or `value`) not imported yet; an ImportError names the plugin."""
+    names = plugin_names(value)
+    for name in names:
+        if name in _plugins_loaded:
+            continue
+        _plugins_loaded.add(name)
+        try:
+            import_package(name)
+        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything on import
+            _plugins_loaded.discard(name)
+            _walked.discard(name)
+            raise ImportError(f"plugin {name!r} ({PLUGINS_ENV}): cannot import it: {exc}") from exc
+    return names
 
 
 def register_op(spec: OpSpec) -> OpSpec:
@@ -68,21 +118,22 @@ def register_impl(op: str, name: str) -> Callable[[Callable], Callable]:
     return deco
 
 
-def _load_builtin() -> None:
-    # Importing the packages runs their registrations (one line per file in their __init__).
-    importlib.import_module("reference.ops")
-    importlib.import_module("optimized")
+def load_ops() -> None:
+    """Register every built-in op and implementation (every module of OP_PACKAGES) and the plugins."""
+    for package in OP_PACKAGES:
+        import_package(package)
+    load_plugins()
 
 
 def get_op(name: str) -> OpSpec:
-    _load_builtin()
+    load_ops()
     if name not in OPS:
         raise KeyError(f"unknown op {name!r}; registered ops: {sorted(OPS)}")
     return OPS[name]
 
 
 def all_ops() -> dict[str, OpSpec]:
-    _load_builtin()
+    load_ops()
     return dict(OPS)
 
 
@@ -145,26 +196,71 @@ def accepts_out(fn: Callable[..., Any]) -> bool:
         return False
 
 
-@dataclass
 class Registry:
-    """Named registry for non-op plug-ins (KV methods, policies): one file each, one decorator line."""
+    """Named plug-ins of one kind (KV methods, dLLM caches, scheduling policies, suites), auto-loaded.
 
-    kind: str
-    items: dict[str, Any] = field(default_factory=dict)
+    `@REGISTRY.register("name")` on a class (or function) registers it and sets its `name` attribute: the name is
+    written once. What belongs to the thing lives on it: `order` (a number: listing order, default after the
+    others in registration order) and any presets. Reading the registry (get, names, `in`, iteration) first
+    imports every module of `packages` and the plugins, so a new file is found with no other edit.
+    """
+
+    def __init__(self, kind: str, packages: tuple[str, ...] = ()):
+        self.kind = kind
+        self.packages = tuple(packages)
+        self._items: dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{self.kind}: register takes the name, as in @register('my_name')")
+
         def deco(obj: Any) -> Any:
-            if name in self.items and self.items[name] is not obj:
+            if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
-            self.items[name] = obj
+            if isinstance(obj, type) or callable(obj):
+                try:
+                    obj.name = name
+                except (AttributeError, TypeError):
+                    pass
+            self._items[name] = obj
             return obj
 
         return deco
 
+    def load(self) -> None:
+        for package in self.packages:
+            import_package(package)
+        load_plugins()
+
+    @property
+    def items(self) -> dict[str, Any]:
+        """Every registered thing by name, in `names()` order."""
+        self.load()
+        return {n: self._items[n] for n in self._ordered()}
+
+    def _ordered(self) -> list[str]:
+        index = {n: i for i, n in enumerate(self._items)}
+        return sorted(self._items, key=lambda n: (getattr(self._items[n], "order", math.inf), index[n]))
+
     def get(self, name: str) -> Any:
-        if name not in self.items:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self.items)}")
-        return self.items[name]
+        self.load()
+        if name not in self._items:
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {self._ordered()}")
+        return self._items[name]
 
     def names(self) -> list[str]:
-        return list(self.items)
+        self.load()
+        return self._ordered()
+
+    def __contains__(self, name: object) -> bool:
+        self.load()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)

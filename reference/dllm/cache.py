@@ -12,12 +12,21 @@ import torch
 
 from reference.dllm.model import DLLM
 from reference.dllm.timing import NullTimer
+from reference.registry import Registry
+
+# Every module of reference/dllm is imported the first time CACHES is read: a new strategy is one file.
+CACHES = Registry("dLLM cache", packages=("reference.dllm",))
 
 
 class DecodeCache:
     """Base: no cache (every step is a dense forward). Subclasses override `step_logits` and keep state."""
 
-    name = "vanilla"
+    name = "vanilla"  # set by @CACHES.register(name)
+    order = float("inf")  # where boards and benchmarks list it
+    # Presets: the labels suites compare (boards show them), each with the parameters that define it.
+    # Empty: one label, the registered name, with default parameters.
+    presets: dict[str, dict] = {}
+    sweeps_keep_ratio = False  # suites run it once per --keep-ratios value and per --impl
 
     def __init__(self):
         self.timer = NullTimer()

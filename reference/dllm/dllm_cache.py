@@ -17,12 +17,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from reference.dllm.cache import DecodeCache
+from reference.dllm.cache import CACHES, DecodeCache
 from reference.dllm.model import DLLM, dense_attention
 
 
+@CACHES.register("dllm_cache")
 class DLLMCache(DecodeCache):
-    name = "dllm_cache"
+    order = 3
+    presets = {"dllm_cache": {"prompt_interval": 100, "response_interval": 7, "refresh_ratio": 0.25}}
 
     def __init__(self, prompt_interval: int = 100, response_interval: int = 7, refresh_ratio: float = 0.25):
         super().__init__()

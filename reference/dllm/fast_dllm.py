@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import torch
 
-from reference.dllm.cache import DecodeCache
+from reference.dllm.cache import CACHES, DecodeCache
 from reference.dllm.graphs import GraphedSteps
 from reference.dllm.model import DLLM, dense_attention
 
 MODES = ("prefix", "dual")
 
 
+@CACHES.register("fast_dllm")
 class FastDLLM(DecodeCache):
-    name = "fast_dllm"
+    order = 2
+    presets = {"fast_dllm_prefix": {"mode": "prefix"}, "fast_dllm_dual": {"mode": "dual"}}
 
     def __init__(self, mode: str = "prefix", cuda_graphs: bool = False):
         super().__init__()

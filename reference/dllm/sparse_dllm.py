@@ -22,13 +22,16 @@ from __future__ import annotations
 import torch
 
 from reference.dllm.attention_impl import block_attention, saliency
-from reference.dllm.cache import DecodeCache
+from reference.dllm.cache import CACHES, DecodeCache
 from reference.dllm.graphs import GraphedSteps
 from reference.dllm.model import DLLM, dense_attention
 
 
+@CACHES.register("sparse_dllm")
 class SparseDLLM(DecodeCache):
-    name = "sparse_dllm"
+    order = 1
+    presets = {"sparse_dllm": {"kernel_size": 3}}
+    sweeps_keep_ratio = True
 
     def __init__(self, keep_ratio: float = 0.5, kernel_size: int = 3, impl: str = "torch", cuda_graphs: bool = False):
         super().__init__()

@@ -1,11 +1,14 @@
-"""KV-cache compression methods, one file each; importing this package registers them all."""
+"""KV-cache compression methods, one file each, registered with `@METHODS.register(name)`.
+
+Every module of this package is imported the first time METHODS is read (reference/registry.py), so a new method
+is one new file; so are methods outside the repository, through the plugin hook (LONGCTX_PLUGINS).
+"""
 from __future__ import annotations
 
 import dataclasses
 import difflib
 
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache  # noqa: F401
-from reference.kv import full, streaming_llm, h2o, snapkv, pyramidkv, tova, knorm, fourier  # noqa: F401,E401
 
 
 def make_method(name: str, compression_ratio: float = 0.0, **params) -> KVMethod:

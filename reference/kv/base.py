@@ -18,7 +18,7 @@ import torch
 
 from reference.registry import Registry
 
-METHODS = Registry("KV method")
+METHODS = Registry("KV method", packages=("reference.kv",))  # every file of reference/kv, auto-loaded
 
 
 @dataclass
@@ -137,11 +137,13 @@ class KVMethod:
     """Base of every method: holds `compression_ratio`; subclasses add their own parameters as fields."""
 
     compression_ratio: float = 0.0
-    name: ClassVar[str] = "base"
+    name: ClassVar[str] = "base"  # set by @METHODS.register(name)
+    order: ClassVar[float] = math.inf  # where `harness methods` and the default --methods list it
     question_aware_default: ClassVar[bool] = False
     # Parameters recorded only away from these defaults (a method's later options); boards label such records
     # "method (name=value)" so a variant never pools with the method's default.
     VARIANT_PARAMS: ClassVar[dict] = {}
+    token_eviction: ClassVar[bool] = True  # its state is a TokenCache (the token-method property tests check it)
 
     def __post_init__(self) -> None:
         r = self.compression_ratio

@@ -237,10 +237,11 @@ class FourierAttention(KVMethod):
     dims_path: str | None = None
     fractions: str = "global"
     period: str = "span"
-    name = "fourier"
     # Variants: left out of params() at these values, so records of the default method keep the cell keys they had
     # before the two options existed; boards name a record's variant beside the method (harness.board_page).
     VARIANT_PARAMS: ClassVar[dict] = {"fractions": "global", "period": "span"}
+    order = 7  # listing order
+    token_eviction = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -9,7 +9,7 @@ from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache
 @METHODS.register("full")
 @dataclass
 class Full(KVMethod):
-    name = "full"
+    order = 0  # listing order
 
     def compress(self, layer: PrefillLayer) -> TokenCache:
         return TokenCache(layer.keys.clone(), layer.values.clone())

@@ -22,7 +22,7 @@ from reference.kv.scoring import accumulated_attention, per_kv_head
 @dataclass
 class H2O(KVMethod):
     recent_ratio: float = 0.5
-    name = "h2o"
+    order = 2  # listing order
 
     def __post_init__(self) -> None:
         super().__post_init__()

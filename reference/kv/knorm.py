@@ -15,7 +15,7 @@ from reference.kv.scoring import score_dtype
 @METHODS.register("knorm")
 @dataclass
 class KNorm(KVMethod):
-    name = "knorm"
+    order = 6  # listing order
 
     def compress(self, layer: PrefillLayer):
         n = layer.context_length

@@ -55,7 +55,7 @@ class PyramidKV(KVMethod):
     kernel_size: int = 5
     pooling: str = "avgpool"
     beta: float = 20.0
-    name = "pyramidkv"
+    order = 4  # listing order
 
     def __post_init__(self) -> None:
         super().__post_init__()

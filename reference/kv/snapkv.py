@@ -85,7 +85,7 @@ class SnapKV(KVMethod):
     window: int = 32
     kernel_size: int = 5
     pooling: str = "avgpool"
-    name = "snapkv"
+    order = 3  # listing order
 
     def __post_init__(self) -> None:
         super().__post_init__()

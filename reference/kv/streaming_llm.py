@@ -17,7 +17,7 @@ from reference.kv.base import METHODS, KVMethod, PrefillLayer, keep_top_scores
 @dataclass
 class StreamingLLM(KVMethod):
     sink_tokens: int = 4
-    name = "streaming_llm"
+    order = 1  # listing order
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -16,7 +16,7 @@ from reference.kv.scoring import window_attention
 @METHODS.register("tova")
 @dataclass
 class TOVA(KVMethod):
-    name = "tova"
+    order = 5  # listing order
 
     def compress(self, layer: PrefillLayer):
         n = layer.context_length

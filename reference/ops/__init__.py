@@ -1,3 +1,2 @@
-"""Ops that kernels conform to, one file each; importing this package registers their specs."""
-from reference.ops import attention, decode_attention, fourier, fourier_update, fourier_varlen  # noqa: F401,E401
-from reference.ops import fourier_coefficients, sparse_block_attention, sparse_dllm_saliency  # noqa: F401,E401
+"""Ops that kernels conform to, one file each (`register_op(OpSpec(...))`); every module of this package is imported
+the first time an op is looked up (reference/registry.py)."""

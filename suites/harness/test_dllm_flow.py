@@ -82,7 +82,7 @@ def test_training_lowers_the_loss(seed):
 
 
 def test_cli_runs_every_method_on_the_trained_checkpoint(trained, tmp_path, capsys):
-    from harness.dllm_methods import METHODS
+    from harness.dllm_methods import labels
 
     _, out = trained
     rc = main(["run", "--suite", "dllm", "--checkpoint", str(out), "--lengths", "64", "--n", "2",
@@ -90,7 +90,7 @@ def test_cli_runs_every_method_on_the_trained_checkpoint(trained, tmp_path, caps
     assert rc == 0, capsys.readouterr().err
     records = ResultsStore(tmp_path).records("dllm")
     cells = {(r["task"], label(r)) for r in records}
-    labels = {("sparse_dllm@0.5" if m == "sparse_dllm" else m) for m in METHODS}
+    labels = {("sparse_dllm@0.5" if m == "sparse_dllm" else m) for m in labels()}
     assert cells == {(t, m) for t in tasks.TASKS for m in labels}
     for cell in cells:
         assert {r["metric"] for r in records if (r["task"], label(r)) == cell} == METRICS, cell

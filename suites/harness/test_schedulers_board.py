@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from harness.board_pareto import pareto_board
-from harness.board_scheduling import BASELINES, POLICIES, schedulers_board
+from harness.board_scheduling import BASELINES, schedulers_board
 from harness.leaderboard import build_leaderboard
 from harness.store import ResultsStore, make_record
+from reference.scheduling.policies import policy_names
 from suites.harness.markdown_tables import sections
+
+POLICIES = tuple(policy_names())
 
 PROV = {"device": "cpu: test", "versions": {"torch": "t"}, "git_sha": "abc"}
 METRICS = (("mean_latency_s", "s"), ("p50_latency_s", "s"), ("p99_latency_s", "s"), ("mean_ttft_s", "s"),

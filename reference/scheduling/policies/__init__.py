@@ -6,20 +6,20 @@ A policy ranks requests by `key(state, now)` (smaller runs first); each iteratio
 running request at the next iteration). A key may change only when its request runs, so the simulator keeps a
 heap and re-keys only the requests that ran, unless the policy sets `refresh_every` (keys that age with time:
 every so many iterations all waiting requests are re-keyed). Adding a policy: one file with a `Policy`
-subclass decorated by `@register`.
+subclass decorated by `@POLICIES.register(name)`; every module of this package is imported the first time the
+registry is read (reference/registry.py), and so are plugins (LONGCTX_PLUGINS).
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from reference.registry import Registry
 from reference.scheduling.cost_model import SpecCostModel
 
 
 class Policy:
     """Base class: subclasses set `name` and implement `key`; `clairvoyant` policies may read the future."""
 
-    name = ""
+    name = ""  # set by @POLICIES.register(name)
+    order = float("inf")  # where listings and boards put it
     clairvoyant = False
     refresh_every: int | None = None
 
@@ -41,33 +41,19 @@ class Policy:
         return {}
 
 
-POLICIES: dict[str, type[Policy]] = {}
-
-
-def register(cls: type[Policy]) -> type[Policy]:
-    if not cls.name or cls.name in POLICIES:
-        raise ValueError(f"policy name {cls.name!r} is empty or already registered")
-    POLICIES[cls.name] = cls
-    return cls
+POLICIES = Registry("policy", packages=(__name__,))
 
 
 def make_policy(name: str, **params) -> Policy:
     """A fresh policy by name; ValueError names the unknown policy or parameter."""
-    _load_all()
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; registered: {sorted(POLICIES)}")
     try:
-        return POLICIES[name](**params)
+        return POLICIES.get(name)(**params)
     except TypeError as exc:
         raise ValueError(f"policy {name!r}: bad parameters {params}: {exc}") from None
 
 
 def policy_names() -> list[str]:
-    _load_all()
-    order = ["fcfs", "sjf_predicted", "las_mlfq", "srpt_len_late", "laps_sd", "srpt_oracle"]
-    return sorted(POLICIES, key=lambda n: (order.index(n) if n in order else len(order), n))
-
-
-def _load_all() -> None:
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
+    """Registered policies, in their `order`."""
+    return POLICIES.names()

@@ -1,11 +1,11 @@
 """First come, first served (vLLM's default): earliest arrival first; with continuous batching it never
 preempts a running request for a later one."""
-from reference.scheduling.policies import Policy, register
+from reference.scheduling.policies import POLICIES, Policy
 
 
-@register
+@POLICIES.register("fcfs")
 class FCFS(Policy):
-    name = "fcfs"
+    order = 0
 
     def key(self, state, now):
         return (state.arrival, state.rid)

@@ -29,16 +29,16 @@ The paper leaves these open; our choices, all parameters:
 - `starvation_s` (off by default): a request waiting that long since its last service is boosted above every
   queue until it has been served as long (levels.py).
 """
-from reference.scheduling.policies import Policy, register
+from reference.scheduling.policies import POLICIES, Policy
 from reference.scheduling.policies.levels import Levels
 from reference.scheduling.predictor import check_late_error, repredict_remaining
 
 PLACEMENTS = ("bottom", "demote")
 
 
-@register
+@POLICIES.register("laps_sd")
 class LAPSSD(Policy):
-    name = "laps_sd"
+    order = 4
 
     def __init__(self, levels: int = 4, base_quantum: float | None = None, ratio: float = 2.0, min_steps: int = 8,
                  window: int = 4, tol: float = 0.1, overrun_floor: float = 0.5, starvation_s: float | None = None,

@@ -1,13 +1,13 @@
 """LAS / skip-join MLFQ (FastServe, Wu et al. 2023, arXiv 2305.05920, sec. 4): least-attained-service with
 preemption, quantised into levels (levels.py); a request joins the level whose quantum covers its first
 iteration (prefill + one step) and is demoted as it attains service; FCFS within a level."""
-from reference.scheduling.policies import Policy, register
+from reference.scheduling.policies import POLICIES, Policy
 from reference.scheduling.policies.levels import Levels
 
 
-@register
+@POLICIES.register("las_mlfq")
 class LASMLFQ(Policy):
-    name = "las_mlfq"
+    order = 2
 
     def __init__(self, levels: int = 8, base_quantum: float | None = None, ratio: float = 2.0,
                  starvation_s: float | None = None, refresh_every: int = 16):

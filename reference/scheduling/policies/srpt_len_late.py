@@ -7,13 +7,13 @@ ranked by predicted remaining tokens, shortest first. It never looks at the acce
 sjf_predicted -> srpt_len_late -> laps_sd separates the gain of a better length estimate from the gain of
 acceptance awareness.
 """
-from reference.scheduling.policies import Policy, register
+from reference.scheduling.policies import POLICIES, Policy
 from reference.scheduling.predictor import check_late_error, repredict_remaining
 
 
-@register
+@POLICIES.register("srpt_len_late")
 class SRPTLenLate(Policy):
-    name = "srpt_len_late"
+    order = 3
 
     def __init__(self, repredict_after: int = 8, late_error: float = 0.1, overrun_floor: float = 0.5):
         if isinstance(repredict_after, bool) or not isinstance(repredict_after, int) or repredict_after < 0:

@@ -1,0 +1,27 @@
+"""`run --suite dllm`: harness/run_dllm.py from the command line (--methods, --lengths, --tasks, --impl apply)."""
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from harness.dllm_methods import labels
+from harness.run_dllm import DLLMAccuracyConfig, DLLMSuite
+from harness.suite import SUITES
+
+
+@SUITES.register("dllm")
+class DLLM(DLLMSuite):
+    order = 4
+
+    def config_from_args(self, args) -> DLLMAccuracyConfig:
+        impl = "torch" if args.impl == "reference" else args.impl
+        return DLLMAccuracyConfig(checkpoint=args.checkpoint, methods=tuple(args.methods or labels()),
+                                  keep_ratios=tuple(args.keep_ratios), impls=(impl,),
+                                  tasks=tuple(args.tasks or ()) or DLLMAccuracyConfig.tasks,
+                                  lengths=tuple(args.lengths), n=args.n, device=args.device, results=args.results,
+                                  rerun=args.rerun)
+
+    def summarize(self, config, store, cells, pending) -> dict:
+        summary = super().summarize(config, store, cells, pending)
+        rows = [(m, f"{sum(v) / len(v):.1f}", len(v)) for m, v in sorted(summary["accuracy"].items())]
+        summary["table"] = tabulate(rows, headers=["method", "accuracy % (mean over cells run)", "cells"])
+        return summary

@@ -1,0 +1,10 @@
+"""`run --suite longbench`: harness/run_tasks.py from the command line (same flow as niah: --model, --methods, ...)."""
+from __future__ import annotations
+
+from harness.suite import SUITES
+from harness.suites.common import TaskRun
+
+
+@SUITES.register("longbench")
+class LongBench(TaskRun):
+    order = 2

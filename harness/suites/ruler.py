@@ -1,0 +1,10 @@
+"""`run --suite ruler`: harness/run_tasks.py from the command line (same flow as niah: --model, --methods, ...)."""
+from __future__ import annotations
+
+from harness.suite import SUITES
+from harness.suites.common import TaskRun
+
+
+@SUITES.register("ruler")
+class Ruler(TaskRun):
+    order = 1

@@ -13,6 +13,7 @@ SPEEDUP = {(1, 4096): 1.0, (1, 32768): 2.0, (8, 32768): 2.0, (1, 131072): 2.5}  
 ROOFLINE = {(1, 131072): 0.85, (8, 32768): 0.85}  # fraction of the copy bandwidth on the bytes read
 SPECTRAL, REBUILD, SDPA = ("fourier_decode_attention", "triton_spectral"), ("fourier_decode_attention", "triton"), \
     ("sdpa_flash", "torch-sdpa-flash")
+PHASES = ("query_spectrum", "irfft", "stream", "probabilities", "rfft", "output")  # the kernel's order
 HEADERS = ["device", "dtype", "batch x context", "SDPA µs", "spectral µs", "rebuild µs", "speedup vs SDPA",
            "target", "% of copy bw", "target ", "phases µs (z, irfft, stream, p, rfft, out)"]
 
@@ -57,5 +58,5 @@ def target_rows(records: list[dict]) -> list[list[str]]:
                      f"{100 * frac:.0f}%" if frac is not None else "—",
                      (f"≥ {100 * need_bw:.0f}% {'pass' if frac is not None and frac >= need_bw else 'MISS'}"
                       if need_bw else "—"),
-                     ", ".join(f"{1000 * v:.1f}" for v in phases.values()) if phases else "—"])
+                     ", ".join(f"{1000 * phases[k]:.1f}" for k in PHASES if k in phases) if phases else "—"])
     return rows

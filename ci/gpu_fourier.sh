@@ -12,7 +12,8 @@
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
 # them. STEPS=tune,bench,conform (default all); EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
 # kernel).
-#   PYTHONPATH=. bash ci/gpu_fourier.sh
+# Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

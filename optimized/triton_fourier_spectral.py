@@ -115,13 +115,18 @@ def _query_spectrum_kernel(
 # ---------------------------------------------------------------- 3. the streaming pass
 @triton.jit
 def _stream_kernel(
-    Q, KE, VE, KMID, VMID, KMAP, VMAP, S, ACC, MAX, SUM, LENS,
+    Q, KE, VE, KMID, VMID, KKEPT, KSTART, VSTART, S, ACC, ACCK, MAX, SUM, LENS,
     sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, skmb, skmt, svmb, svmt, ssb, ssr,
     Hkv, Le, mid_len, sm_scale, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
     VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
-    """Online softmax over a share of the exact tokens and of the middle; middle scores = kept dot + S (eq. scores)."""
+    """Online softmax over a share of the exact tokens and of the middle; middle scores = kept dot + S (eq. scores).
+
+    A head's kept channels are one contiguous run of the kept list (KSTART/VSTART: where each head's run starts),
+    so a middle tile loads rows of that run as they are stored; q is gathered into the run's order once, and the
+    middle's kept output accumulates in that order (ACCK), mapped back to dimensions by the output pass.
+    """
     bh = tl.program_id(0)
     split = tl.program_id(1)
     b = bh // Hkv
@@ -153,28 +158,39 @@ def _stream_kernel(
         s = tl.where(j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
         m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
 
-    kmap = tl.load(KMAP + h * D + ds, mask=d_ok, other=-1)
-    vmap = tl.load(VMAP + h * D + ds, mask=d_ok, other=-1)
-    k_kept = kmap >= 0
-    v_kept = vmap >= 0
-    kki = tl.where(k_kept, kmap, 0)
-    vki = tl.where(v_kept, vmap, 0)
+    ks = tl.load(KSTART + h)
+    vs = tl.load(VSTART + h)
+    k_run = ds < tl.load(KSTART + h + 1) - ks  # the head's kept K channels: kept-list positions ks + ds
+    v_run = ds < tl.load(VSTART + h + 1) - vs
+    k_dims = tl.load(KKEPT + ks + ds, mask=k_run, other=0).to(tl.int32) - h * D
+    q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + k_dims[None, :] * sqd,
+                    mask=row_ok[:, None] & k_run[None, :], other=0.0).to(DT)
+    acc_k = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     s_rows = S + b * ssb + (h * G * LQ + rows) * ssr
     m0 = split * mid_per_split
     for tile in range(m0, m0 + mid_per_split):
         ts = tile * BLOCK_T + tl.arange(0, BLOCK_T)
         t_ok = ts < mid_len
-        k = tl.load(KMID + b * skmb + ts[:, None] * skmt + kki[None, :], mask=t_ok[:, None] & k_kept[None, :], other=0.0)
-        v = tl.load(VMID + b * svmb + ts[:, None] * svmt + vki[None, :], mask=t_ok[:, None] & v_kept[None, :], other=0.0)
+        k = tl.load(KMID + b * skmb + ts[:, None] * skmt + (ks + ds)[None, :], mask=t_ok[:, None] & k_run[None, :],
+                    other=0.0)
+        v = tl.load(VMID + b * svmb + ts[:, None] * svmt + (vs + ds)[None, :], mask=t_ok[:, None] & v_run[None, :],
+                    other=0.0)
         st_mask = row_ok[:, None] & t_ok[None, :]
         s_comp = tl.load(s_rows[:, None] + ts[None, :], mask=st_mask, other=0.0)
-        s = (tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) + s_comp) * sm_scale
+        s = (tl.dot(q_run, tl.trans(k.to(DT)), input_precision=PREC) + s_comp) * sm_scale
         tl.store(s_rows[:, None] + ts[None, :], s, mask=st_mask)  # the score replaces S_t, read by pass 4
         s = tl.where(t_ok[None, :], s, float("-inf"))
-        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        acc_k = acc_k * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
+        m_i = m_new
 
     part = bh * num_splits + split
     tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc, mask=row_ok[:, None])
+    tl.store(ACCK + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc_k, mask=row_ok[:, None])
     tl.store(MAX + part * BLOCK_M + rows, m_i)
     tl.store(SUM + part * BLOCK_M + rows, l_i)
 
@@ -218,7 +234,7 @@ def _probabilities_kernel(
 # ---------------------------------------------------------------- 6. output
 @triton.jit
 def _output_kernel(
-    ACC, MAX, SUM, F, VCOS, VSIN, VSC, VSH, VMAP, OUT, LENS,
+    ACC, ACCK, VSTART, MAX, SUM, F, VCOS, VSIN, VSC, VSH, VMAP, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -235,15 +251,18 @@ def _output_kernel(
     row_ok = rows < G * LQ
     ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
     d_ok = ds < D
+    vmap = tl.load(VMAP + h * D + ds, mask=d_ok, other=0)
+    kept = d_ok & (vmap >= 0)
+    run = tl.where(kept, vmap - tl.load(VSTART + h), 0)  # a kept dimension's place in the head's kept run
     acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
     for s in range(0, num_splits):
         part = bh * num_splits + s
         w = tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m)
-        acc += w[:, None] * tl.load(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :],
-                                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+        base = part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D
+        acc += w[:, None] * (tl.load(ACC + base + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+                             + tl.load(ACCK + base + run[None, :], mask=row_ok[:, None] & kept[None, :], other=0.0))
     out = acc / l_tot[:, None]
 
-    vmap = tl.load(VMAP + h * D + ds, mask=d_ok, other=0)
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
     f_rows = F + b * sfb + (h * G * LQ + rows) * sfr
@@ -335,6 +354,9 @@ class _Plan:
         self.v_cos, self.v_sin, self.v_sc, self.v_sh = (t.contiguous() for t in vc)
         self.ck, self.cv = k_comp.numel(), v_comp.numel()
         self.k_kept, self.v_kept = k_kept, v_kept
+        heads = torch.arange(hkv + 1, device=q.device) * d  # where each head's channels start
+        self.k_start = torch.searchsorted(k_kept, heads).to(torch.int32)  # ... in the sorted kept lists
+        self.v_start = torch.searchsorted(v_kept, heads).to(torch.int32)
         self.kmap = torch.empty(hkv * d, dtype=torch.int32, device=q.device)  # filled by phase 1
         self.vmap = torch.empty_like(self.kmap)
         self.periods = periods  # host ints, one per sequence
@@ -359,6 +381,7 @@ class _Plan:
         self.f = torch.view_as_real(self.f_complex)
         parts = b * hkv * self.splits
         self.acc = torch.empty(parts, self.block_m, self.block_d, dtype=torch.float32, device=dev)
+        self.acc_kept = torch.empty_like(self.acc)
         self.mx = torch.empty(parts, self.block_m, dtype=torch.float32, device=dev)
         self.sm = torch.empty_like(self.mx)
         self.result = out if out is not None else torch.empty_like(q)
@@ -388,7 +411,8 @@ class _Plan:
         if upto >= 3:
             ke, ve, km, vm = self.k_exact, self.v_exact, self.k_mid, self.v_mid
             _stream_kernel[(grid_kv, self.splits)](
-                q, ke, ve, km, vm, self.kmap, self.vmap, self.s, self.acc, self.mx, self.sm, self.lens_arg,
+                q, ke, ve, km, vm, self.k_kept, self.k_start, self.v_start, self.s, self.acc, self.acc_kept, self.mx,
+                self.sm, self.lens_arg,
                 *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
                 self.s.stride(0), self.s.stride(1), self.hkv, self.le, self.mid_len, self.sm_scale, self.splits,
                 **consts, DT=_TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
@@ -404,8 +428,8 @@ class _Plan:
         if upto >= 6:
             res, block_do = self.result, min(32, self.block_d)
             _output_kernel[(grid_kv, triton.cdiv(self.d, block_do))](
-                self.acc, self.mx, self.sm, self.f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, self.vmap, res,
-                self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
+                self.acc, self.acc_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin, self.v_sc,
+                self.v_sh, self.vmap, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
                 self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,
                 BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=32)
         return self.result

@@ -264,6 +264,20 @@ def _decode_kernel(
 
 
 @triton.jit
+def merged_stats(MAX, SUM, bh, num_splits, BLOCK_M: tl.constexpr):
+    """(m, l) per row over the splits of program bh: m = max_s m_s, l = sum_s e^(m_s - m) l_s (l = 1 where 0)."""
+    rows = tl.arange(0, BLOCK_M)
+    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
+    for s in range(0, num_splits):
+        m = tl.maximum(m, tl.load(MAX + (bh * num_splits + s) * BLOCK_M + rows))
+    l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for s in range(0, num_splits):
+        part = bh * num_splits + s
+        l_tot += tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m) * tl.load(SUM + part * BLOCK_M + rows)
+    return m, tl.where(l_tot > 0, l_tot, 1.0)
+
+
+@triton.jit
 def _merge_kernel(
     ACC, MAX, SUM, OUT, Hkv, num_splits, sob, soh, sol, sod,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -274,20 +288,16 @@ def _merge_kernel(
     h = bh % Hkv
     rows = tl.arange(0, BLOCK_M)
     ds = tl.arange(0, BLOCK_D)
-    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    for s in range(0, num_splits):
-        m = tl.maximum(m, tl.load(MAX + (bh * num_splits + s) * BLOCK_M + rows))
-    l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     for s in range(0, num_splits):
         part = bh * num_splits + s
         scale = tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m)
-        l_tot += scale * tl.load(SUM + part * BLOCK_M + rows)
         acc += scale[:, None] * tl.load(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :])
     g = rows // LQ
     qi = rows % LQ
     mask = (rows < G * LQ)[:, None] & (ds < D)[None, :]
-    out = acc / tl.where(l_tot > 0, l_tot, 1.0)[:, None]
+    out = acc / l_tot[:, None]
     tl.store(OUT + b * sob + (h * G + g)[:, None] * soh + qi[:, None] * sol + ds[None, :] * sod,
              out.to(OUT.dtype.element_ty), mask=mask)
 

@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.triton_fourier import MAX_ROWS, online_softmax_step
+from optimized.triton_fourier import MAX_ROWS, merged_stats, online_softmax_step
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_decode_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
@@ -195,20 +195,6 @@ def _stream_kernel(
     tl.store(SUM + part * BLOCK_M + rows, l_i)
 
 
-@triton.jit
-def _merged_stats(MAX, SUM, bh, num_splits, BLOCK_M: tl.constexpr):
-    """(m, l) of the whole cache per row from the splits' (max, sum): l = sum_s e^(m_s - m) l_s."""
-    rows = tl.arange(0, BLOCK_M)
-    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    for s in range(0, num_splits):
-        m = tl.maximum(m, tl.load(MAX + (bh * num_splits + s) * BLOCK_M + rows))
-    l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for s in range(0, num_splits):
-        part = bh * num_splits + s
-        l_tot += tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m) * tl.load(SUM + part * BLOCK_M + rows)
-    return m, tl.where(l_tot > 0, l_tot, 1.0)
-
-
 # ---------------------------------------------------------------- 4. probabilities of the middle
 @triton.jit
 def _probabilities_kernel(
@@ -222,7 +208,7 @@ def _probabilities_kernel(
     if VARLEN:
         mid_len = tl.load(LENS + 3 * b + 1)
         period = tl.load(LENS + 3 * b + 2)
-    m, l_tot = _merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
+    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
     rows = tl.arange(0, BLOCK_M)
     ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     ptr = S + b * ssb + (h * G * LQ + rows)[:, None] * ssr + ts[None, :]
@@ -246,7 +232,7 @@ def _output_kernel(
     if VARLEN:
         period = tl.load(LENS + 3 * b + 2)
     nv = tl.minimum(Nv, period // 2 + 1)
-    m, l_tot = _merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
+    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G * LQ
     ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)

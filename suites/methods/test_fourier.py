@@ -95,11 +95,15 @@ def test_reconstruction_error_never_grows_with_more_states(layer, seed):
 
 
 # ---------------------------------------------------------------- the streaming update
+@pytest.mark.parametrize("period", ["span", "pow2"])
 @given(layer=prefill_layers(min_len=40, max_len=120, max_protected=2), seed=seeds(),
        chunks=st.lists(st.integers(1, 12), min_size=1, max_size=3))
-def test_streaming_update_equals_compressing_the_extended_span(layer, seed, chunks):
+def test_streaming_update_equals_compressing_the_extended_span(period, layer, seed, chunks):
     layer.max_new_tokens = sum(chunks)
-    state = fourier(layer, 0.5, seed).compress(layer)
+    state = fourier(layer, 0.5, seed, period=period).compress(layer)
+    capacity = state.k_span.mid_len + layer.max_new_tokens
+    want_period = capacity if period == "span" else 1 << (capacity - 1).bit_length()  # pow2: streams to capacity
+    assert state.k_span.period == state.v_span.period == want_period
     all_k, all_v = layer.keys, layer.values
     for i, n in enumerate(chunks):
         k_new, v_new = new_tokens(layer, n, seed + i)
@@ -127,11 +131,12 @@ def test_appending_past_the_declared_new_tokens_is_a_clear_error():
 
 
 # ---------------------------------------------------------------- attention through the state
+@pytest.mark.parametrize("period", ["span", "pow2"])
 @given(layer=prefill_layers(min_len=40, max_len=120, max_protected=2), seed=seeds(),
        chunks=st.lists(st.integers(1, 12), min_size=1, max_size=3))
-def test_decode_attention_through_the_state_equals_dense_attention_over_the_reconstruction(layer, seed, chunks):
+def test_decode_attention_through_the_state_equals_dense_attention_over_the_reconstruction(period, layer, seed, chunks):
     layer.max_new_tokens = sum(chunks)
-    state = fourier(layer, 0.5, seed).compress(layer)
+    state = fourier(layer, 0.5, seed, period=period).compress(layer)
     for i, n in enumerate(chunks):  # chunks longer than the window (8) check the causal block of a question
         state.append(*new_tokens(layer, n, seed + i))
     q = torch.randn(layer.keys.shape[0], layer.queries.shape[1], chunks[-1], layer.keys.shape[3],

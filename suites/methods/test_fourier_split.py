@@ -10,10 +10,9 @@ from hypothesis import strategies as st
 
 from reference.kv import make_method
 from reference.kv.base import PrefillLayer
-from reference.kv.fourier import FourierCache, FourierSpan, choose_period
+from reference.kv.fourier import FourierCache, choose_period
 from reference.kv.fourier_search import FourierDims, fraction_schedule, official_band_fractions, search_dims
-from reference.ops.attention import attention
-from suites.methods.test_fourier import fourier, flat_mid, new_tokens, random_dims, tiny_llama
+from suites.methods.test_fourier import fourier, new_tokens, tiny_llama
 from suites.strategies import prefill_layers, seeds
 
 FIRST, MIDDLE, LAST = (0.9, 0.95), (0.8, 0.8), (0.5, 0.7)
@@ -171,29 +170,8 @@ def test_pow2_keeps_the_layout_frequencies_and_bytes_of_span(layer, seed, num_st
     assert s_span.nbytes() == s_pow2.nbytes()
 
 
-@given(layer=prefill_layers(min_len=40, max_len=120, max_protected=2), seed=seeds(),
-       chunks=st.lists(st.integers(1, 12), min_size=1, max_size=3))
-def test_pow2_streams_to_capacity_and_equals_compressing_from_scratch(layer, seed, chunks):
-    layer.max_new_tokens = sum(chunks)
-    state = fourier(layer, 0.5, seed, period="pow2").compress(layer)
-    period = state.k_span.period
-    assert period & (period - 1) == 0 and period >= state.k_span.mid_len + layer.max_new_tokens
-    all_k, all_v = layer.keys, layer.values
-    for i, n in enumerate(chunks):
-        k_new, v_new = new_tokens(layer, n, seed + i)
-        state.append(k_new, v_new)
-        all_k, all_v = torch.cat([all_k, k_new], 2), torch.cat([all_v, v_new], 2)
-    s, w, total = state.sink, state.local_len, all_k.shape[2]
-    assert len(state) == total and state.k_span.period == period
-    for x, span in ((all_k, state.k_span), (all_v, state.v_span)):
-        scratch = FourierSpan(flat_mid(x, s, total - w), span.comp_idx, span.cos.shape[2], period, moment_matching=False)
-        torch.testing.assert_close(span.cos, scratch.cos, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(span.sin, scratch.sin, atol=1e-4, rtol=1e-4)
-    q = torch.randn(layer.keys.shape[0], layer.queries.shape[1], chunks[-1], layer.keys.shape[3],
-                    generator=torch.Generator().manual_seed(seed))
-    scale = layer.keys.shape[3] ** -0.5
-    want = attention(q.double(), *(t.double() for t in state.keys_values()), causal=True, scale=scale)
-    torch.testing.assert_close(state.attend(q, scale).double(), want, atol=1e-5, rtol=1e-5)
+# Streaming with period="pow2" equals compressing from scratch: test_fourier.py's streaming test, parametrized
+# over both periods; attention through a pow2 state: its decode-attention test.
 
 
 def test_pow2_state_refuses_tokens_past_its_period():

@@ -9,12 +9,13 @@ of the middle are linear in x', so (reference/ops/fourier_coefficients.py derive
     out_c   = p . v_kept,c                          for a kept V channel,
               s_c sum_n w_n (a'_cn Re F_n - b'_cn Im F_n) + mu_c F_0,   F = rfft_T(p_middle)               (eq. values)
 
-with p the softmax over sinks, middle and local window together, w_n the orthogonal real-DFT weights. Five
-launches, each reading what it needs once:
+with p the softmax over sinks, middle and local window together, w_n the orthogonal real-DFT weights. Six
+phases (`PHASES`), each reading what it needs once:
 
-1. `_query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head).
-2. torch.fft.irfft (cuFFT on a GPU): S_t for the whole span, O(T log T) per query row; a power-of-two period
-   (docs/fourier-attention.md, "Period") keeps it one fast transform.
+1. `_query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head), and the
+   channel maps.
+2. torch.fft.irfft (cuFFT on a GPU): S_t for the whole span, O(T log T) per query row, for any period (a power of
+   two is fastest but costs accuracy at equal bytes: docs/fourier-attention.md, "The period").
 3. `_stream_kernel`: split-KV flash decoding over the exact sinks + window and the middle's kept channels, adding
    S_t to the middle scores; writes each middle score back over S_t and the split's (max, sum, kept output).
 4. `_probabilities_kernel`: p_t = exp(score_t - m) / l with the splits' merged (m, l), in place; zero up to T.

@@ -12,8 +12,8 @@ of the middle are linear in x', so (reference/ops/fourier_coefficients.py derive
 with p the softmax over sinks, middle and local window together, w_n the orthogonal real-DFT weights. Six
 phases (`PHASES`), each reading what it needs once:
 
-1. `_query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head), and the
-   channel maps.
+1. `_query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head); each program
+   finds its head's channels in the sorted index lists itself (`_channel_map`).
 2. torch.fft.irfft (cuFFT on a GPU): S_t for the whole span, O(T log T) per query row, for any period (a power of
    two is fastest but costs accuracy at equal bytes: docs/fourier-attention.md, "The period").
 3. `_stream_kernel`: split-KV flash decoding over the exact sinks + window and the middle's kept channels, adding
@@ -50,16 +50,20 @@ _TL_DTYPE = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat1
 PHASES = ("query_spectrum", "irfft", "stream", "probabilities", "rfft", "output")
 
 
-# ---------------------------------------------------------------- 1. channel maps and the query spectrum Z
+# ---------------------------------------------------------------- 1. the query spectrum Z
 @triton.jit
-def _channel_map(KEPT, n_kept, c, BLOCK_J: tl.constexpr):
-    """For channels c: the position in the sorted kept list, or -1 - the position among the compressed channels
-    (every channel below c is one or the other, so that position is c - #kept below c)."""
-    below = tl.zeros(c.shape, dtype=tl.int32)
+def _channel_map(KEPT, START, h, c, BLOCK_J: tl.constexpr):
+    """For channels c of KV head h: the position in the sorted kept list, or -1 - the position among the
+    compressed channels. Only the head's run of the kept list (START[h] .. START[h + 1]) is scanned: every kept
+    channel before it is below c, and every channel below c is kept or compressed, so the compressed position is
+    c - #kept below c."""
+    start = tl.load(START + h)
+    stop = tl.load(START + h + 1)
+    below = tl.zeros(c.shape, dtype=tl.int32) + start
     hit = tl.zeros(c.shape, dtype=tl.int32)
-    for j0 in range(0, n_kept, BLOCK_J):
+    for j0 in range(start, stop, BLOCK_J):
         js = j0 + tl.arange(0, BLOCK_J)
-        kept = tl.load(KEPT + js, mask=js < n_kept, other=2**30).to(tl.int32)
+        kept = tl.load(KEPT + js, mask=js < stop, other=2**30).to(tl.int32)
         below += tl.sum((kept[None, :] < c[:, None]).to(tl.int32), 1)
         hit += tl.sum((kept[None, :] == c[:, None]).to(tl.int32), 1)
     return tl.where(hit > 0, below, -1 - (c - below))
@@ -67,25 +71,17 @@ def _channel_map(KEPT, n_kept, c, BLOCK_J: tl.constexpr):
 
 @triton.jit
 def _query_spectrum_kernel(
-    Q, KKEPT, VKEPT, KCOS, KSIN, KSC, KSH, KMAP, VMAP, Z, LENS,
-    sqb, sqh, sql, sqd, szb, szr, Hkv, Ckk, Cvk, Cck, Nk, NZ, period,
-    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, HAS_COMP: tl.constexpr,
+    Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, Z, LENS,
+    sqb, sqh, sql, sqd, szb, szr, Hkv, Cck, Nk, NZ, period,
+    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu.
-
-    The programs of sequence 0, first frequency block, also write their head's channel maps for passes 3 and 6.
-    """
+    """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
     ds = tl.arange(0, BLOCK_D)
-    kmap = _channel_map(KKEPT, Ckk, h * D + ds, 64)
-    if (b == 0) & (tl.program_id(1) == 0):
-        tl.store(KMAP + h * D + ds, kmap, mask=ds < D)
-        tl.store(VMAP + h * D + ds, _channel_map(VKEPT, Cvk, h * D + ds, 64), mask=ds < D)
-    if not HAS_COMP:
-        return
+    kmap = _channel_map(KKEPT, KSTART, h, h * D + ds, 64)
     if VARLEN:
         period = tl.load(LENS + 3 * b + 2)
     nz = tl.minimum(NZ, period // 2 + 1)  # frequencies past T/2 carry no weight
@@ -221,7 +217,7 @@ def _probabilities_kernel(
 # ---------------------------------------------------------------- 6. output
 @triton.jit
 def _output_kernel(
-    ACC, ACCK, VSTART, MAX, SUM, F, VCOS, VSIN, VSC, VSH, VMAP, OUT, LENS,
+    ACC, ACCK, VKEPT, VSTART, MAX, SUM, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -238,7 +234,7 @@ def _output_kernel(
     row_ok = rows < G * LQ
     ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
     d_ok = ds < D
-    vmap = tl.load(VMAP + h * D + ds, mask=d_ok, other=0)
+    vmap = _channel_map(VKEPT, VSTART, h, h * D + ds, 64)
     kept = d_ok & (vmap >= 0)
     run = tl.where(kept, vmap - tl.load(VSTART + h), 0)  # a kept dimension's place in the head's kept run
     acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
@@ -344,8 +340,6 @@ class _Plan:
         heads = torch.arange(hkv + 1, device=q.device) * d  # where each head's channels start
         self.k_start = torch.searchsorted(k_kept, heads).to(torch.int32)  # ... in the sorted kept lists
         self.v_start = torch.searchsorted(v_kept, heads).to(torch.int32)
-        self.kmap = torch.empty(hkv * d, dtype=torch.int32, device=q.device)  # filled by phase 1
-        self.vmap = torch.empty_like(self.kmap)
         self.periods = periods  # host ints, one per sequence
         self.t_max = max(periods)
         self.mid_len = mid_len
@@ -372,7 +366,7 @@ class _Plan:
         self.mx = torch.empty(parts, self.block_m, dtype=torch.float32, device=dev)
         self.sm = torch.empty_like(self.mx)
         self.result = out if out is not None else torch.empty_like(q)
-        self.lens_arg = lens if lens is not None else self.kmap
+        self.lens_arg = lens if lens is not None else self.k_start  # any int32 tensor: not read unless VARLEN
         self.groups = self._period_groups()
 
     def _period_groups(self) -> list[tuple[int, torch.Tensor | None]]:
@@ -386,13 +380,12 @@ class _Plan:
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
         q, consts = self.q, dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=self.lens is not None)
         grid_kv = self.b * self.hkv
-        if upto >= 1:
+        if upto >= 1 and self.ck:
             block_n = 32
-            _query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n) if self.ck else 1)](
-                q, self.k_kept, self.v_kept, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.kmap, self.vmap,
-                self.z, self.lens_arg, *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv,
-                self.k_kept.numel(), self.v_kept.numel(), self.ck, self.k_cos.shape[2], self.nz, self.t_max,
-                **consts, HAS_COMP=self.ck > 0, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=block_n)
+            _query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
+                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
+                *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
+                self.t_max, **consts, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=block_n)
         if upto >= 2:
             self._transform(inverse=True)
         if upto >= 3:
@@ -415,8 +408,8 @@ class _Plan:
         if upto >= 6:
             res, block_do = self.result, min(32, self.block_d)
             _output_kernel[(grid_kv, triton.cdiv(self.d, block_do))](
-                self.acc, self.acc_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin, self.v_sc,
-                self.v_sh, self.vmap, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
+                self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
+                self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
                 self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,
                 BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=32)
         return self.result
@@ -442,13 +435,6 @@ class _Plan:
                 self.s[:, :, :period].index_copy_(0, idx, torch.fft.irfft(z, n=period, dim=-1, norm="forward"))
             else:
                 self.s[:, :, :period].index_fill_(0, idx, 0.0)
-
-
-def _plan(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, periods, lens, scale, out, num_splits, block_t,
-          num_warps):
-    del n_init  # the exact tensor's layout (sinks, then the window) is all the kernel needs
-    return _Plan(q, k_exact, v_exact, k_args, v_args, mid_len, lens, periods, scale, out, num_splits, block_t,
-                 num_warps)
 
 
 def spectral_scratch_bytes(q, mid_len, period, k_cos, **_) -> int:
@@ -489,11 +475,11 @@ def spectral_plan(
 ) -> _Plan:
     """The launches of `fourier_decode_attention_spectral` without its input checks (which synchronize with the
     GPU): `plan.run()` computes the output, `plan.run(k)` only phases 1..k of PHASES (the benchmark's per-phase
-    times). Buffers are allocated once here, so a plan can be captured in a CUDA graph and replayed."""
-    return _plan(q, k_exact, v_exact, n_init,
-                 (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
-                 (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift),
-                 mid_len, [int(period)], None, scale, out, num_splits, block_t, num_warps)
+    times). Buffers are allocated once here, so a plan can be captured in a CUDA graph and replayed. `n_init` is
+    taken for the op's signature only: the exact tensors hold the sinks first, and that is all the kernel needs."""
+    return _Plan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                 (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, None, [int(period)],
+                 scale, out, num_splits, block_t, num_warps)
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_spectral")
@@ -510,8 +496,6 @@ def fourier_decode_attention_varlen_spectral(
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
     lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
-    return _plan(q, k_exact, v_exact, n_init,
-                 (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
-                 (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift),
-                 k_mid_kept.shape[1], [int(p) for p in periods.tolist()], lens, scale, out, num_splits, block_t,
-                 num_warps).run()
+    return _Plan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                 (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1], lens,
+                 [int(p) for p in periods.tolist()], scale, out, num_splits, block_t, num_warps).run()

@@ -8,12 +8,13 @@ run measured, pass or fail.
 """
 from __future__ import annotations
 
+from optimized.triton_fourier_spectral import PHASES  # the order the kernel runs its phases in
+
 SHAPE = "llama3-8b"
 SPEEDUP = {(1, 4096): 1.0, (1, 32768): 2.0, (8, 32768): 2.0, (1, 131072): 2.5}  # (batch, context) -> x vs SDPA
 ROOFLINE = {(1, 131072): 0.85, (8, 32768): 0.85}  # fraction of the copy bandwidth on the bytes read
 SPECTRAL, REBUILD, SDPA = ("fourier_decode_attention", "triton_spectral"), ("fourier_decode_attention", "triton"), \
     ("sdpa_flash", "torch-sdpa-flash")
-PHASES = ("query_spectrum", "irfft", "stream", "probabilities", "rfft", "output")  # the kernel's order
 HEADERS = ["device", "dtype", "batch x context", "SDPA µs", "spectral µs", "rebuild µs", "speedup vs SDPA",
            "target", "% of copy bw", "target ", "phases µs (z, irfft, stream, p, rfft, out)"]
 

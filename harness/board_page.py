@@ -19,7 +19,7 @@ from tabulate import tabulate  # noqa: E402
 
 from reference.kv import variant_params  # noqa: E402
 
-__all__ = ["Board", "plt", "fig_png", "img_html", "table_html", "add_table", "add_text", "add_warning"]
+__all__ = ["Board", "plt", "fig_png", "img_html", "table_html", "add_table", "add_text", "add_warning", "method_label"]
 
 
 @dataclass

@@ -28,8 +28,8 @@ and the harness reports the true bytes. A middle span shorter than num_states (o
 `compressed_fraction_v` in every layer, "per_layer" the official depth bands (`fourier_search.fraction_schedule`).
 `period` picks T: "span" (default) is the middle's capacity, mid_len + max_new_tokens; "pow2" the next power of
 two >= that capacity, a period an FFT or a tiled kernel handles well (it costs accuracy: docs/fourier-attention.md).
-The ops accept T > mid_len. The number of frequencies is solved and capped with the capacity in both cases, so pow2 keeps as many frequencies and
-bytes as span and only the basis (frequencies 2 pi n / T) changes.
+The ops accept T > mid_len. The number of frequencies is solved and capped with the capacity in both cases, so
+pow2 keeps as many frequencies and bytes as span and only the basis (frequencies 2 pi n / T) changes.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import math
 import torch
 
 from reference.ops.checks import check_finite, check_int, check_like, check_tensor
-from reference.ops.fourier import check_coefficients, period_basis
+from reference.ops.fourier import check_coefficients, dft_basis, period_basis
 from reference.registry import OpSpec, register_op
 
 
@@ -48,15 +48,21 @@ def fourier_stream_update(c_cos: torch.Tensor, c_sin: torch.Tensor, x: torch.Ten
     Computed in c_cos's dtype (x is cast to it; the KV method keeps float32 coefficients for fp16/bf16 tokens).
     """
     check_update_inputs(c_cos, c_sin, x, start, period)
-    return stream_update_unchecked(c_cos, c_sin, x, start, period)
+    phases = torch.arange(start, start + x.shape[1], device=x.device)
+    return add_projection(c_cos, c_sin, x, *dft_basis(phases, c_cos.shape[2], period, c_cos.dtype))
 
 
 def stream_update_unchecked(c_cos, c_sin, x, start: int, period: int):
     """`fourier_stream_update` without its checks, for a caller that owns a valid span (the KV method, every layer
-    at every decode step). The basis rows start.. come from the memoized table of the period (`period_basis`, the
-    table the span's compression filled): the same numbers as `dft_basis` at those phases."""
+    at every decode step). The basis rows start.. come from the memoized table of the period (`period_basis`, which
+    the span's compression already filled): the same numbers as `dft_basis` at those phases, without recomputing
+    them per step."""
     cos, sin = period_basis(c_cos.shape[2], period, c_cos.dtype, str(x.device))
-    cos, sin = cos[start : start + x.shape[1]], sin[start : start + x.shape[1]]  # [n, N]
+    return add_projection(c_cos, c_sin, x, cos[start : start + x.shape[1]], sin[start : start + x.shape[1]])
+
+
+def add_projection(c_cos, c_sin, x, cos, sin):
+    """(c_cos, c_sin) plus x [B, n, C] projected on the basis rows cos/sin [n, N], in c_cos's dtype."""
     xc = x.to(c_cos.dtype)
     return c_cos + torch.einsum("bjc,jn->bcn", xc, cos), c_sin + torch.einsum("bjc,jn->bcn", xc, sin)
 

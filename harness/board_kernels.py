@@ -10,7 +10,7 @@ from collections import defaultdict
 from tabulate import tabulate
 
 from harness import fourier_targets
-from harness.board_page import Board, fig_png, img_html, plt, table_html
+from harness.board_page import Board, add_table, add_text, fig_png, img_html, plt, table_html
 
 
 def _latest_by_run(records: list[dict]) -> list[list[dict]]:
@@ -166,10 +166,10 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
     if targets:
         text = ("FlashFourierAttention in coefficient space vs SDPA-flash on the full cache (LLaMA-3-8B decode shapes, "
                 "the newest run that measured both; `phase_ms` from CUDA-graph timings of the first k phases).")
-        md += ["### FlashFourierAttention targets\n", text + "\n",
-               tabulate(targets, headers=fourier_targets.HEADERS, tablefmt="github", disable_numparse=True) + "\n"]
-        hp += ["<h3>FlashFourierAttention targets</h3>", f"<p>{html.escape(text)}</p>",
-               table_html(fourier_targets.HEADERS, targets)]
+        md.append("### FlashFourierAttention targets\n")
+        hp.append("<h3>FlashFourierAttention targets</h3>")
+        add_text(md, hp, text)
+        add_table(md, hp, fourier_targets.HEADERS, targets)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
         groups[(c["record"]["params"].get("dtype", "?"), c["record"]["device"])].append(c)

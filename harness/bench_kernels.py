@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from harness.store import ResultsStore, cell_key, make_record
+from reference.ops.fourier_period import PERIOD_MODES
 
 SUITE = "kernels_bench"
 STATUS = "status"  # metric of a cell that was not measured; extra["status"] says why
@@ -72,8 +73,8 @@ IMPLS = {
     "flashinfer": Impl("flashinfer", "flashinfer", "full"),
 }
 FOURIER_IMPLS = tuple(name for name, i in IMPLS.items() if i.method == "fourier")
-PERIODS = ("span", "pow2")  # the Fourier cache's period: the middle itself (the paper's, the KV method's default) or
-# the next power of two >= it (faster transforms; it cost NIAH accuracy at equal bytes, docs/fourier-attention.md)
+PERIODS = PERIOD_MODES  # the Fourier cache's period: the middle itself (the paper's, the KV method's default), the
+# next 7-smooth length or the next power of two >= it (faster transforms; pow2 cost NIAH accuracy at equal bytes)
 
 TASKS = {i.task for i in IMPLS.values()}
 
@@ -724,7 +725,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--impls", type=argtypes.name_list(), default=None, help=f"comma-separated of {list(IMPLS)} (default: all)")
     p.add_argument("--num-freqs", type=argtypes.integer(), default=512, help="Fourier frequencies per compressed channel (512 = 1024 states)")
     p.add_argument("--period", default="span", choices=PERIODS,
-                   help="the Fourier cache's period: the middle's length (default, as the KV method) or the next power of two")
+                   help="the Fourier cache's period: the middle's length (default, as the KV method), the next 7-smooth length or "
+                        "the next power of two")
     p.add_argument("--warmup-ms", type=argtypes.integer(), default=25)
     p.add_argument("--rep-ms", type=argtypes.integer(), default=100)
     p.add_argument("--seed", type=argtypes.integer(minimum=0), default=0)

@@ -31,6 +31,7 @@ import triton.language as tl
 
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_compress_inputs, check_decode_inputs
+from reference.ops.fourier_period import choose_period
 from reference.ops.fourier_update import check_update_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
@@ -461,8 +462,8 @@ def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v
     """Keyword inputs of `fourier_decode_attention` for a realistic cache (LLaMA-3-8B: hq/hkv/d = 32/8/128;
     SmolLM2-135M: 9/3/64): `context` tokens = n_init + middle + n_local, the middle compressed to `num_freqs`
     frequencies (official: 512) on a random `k_fraction`/`v_fraction` of the Hkv * D channels (official ~73%/79%),
-    coefficients and moment statistics float32 as the KV method stores them. period: "span" (the middle's length)
-    or "pow2" (the next power of two >= it). kept_pad: the kept middle channels are a view into rows padded to a
+    coefficients and moment statistics float32 as the KV method stores them. period: a mode of
+    `reference.ops.fourier_period.choose_period` over the middle's length ("span": the length itself). kept_pad: the kept middle channels are a view into rows padded to a
     multiple of this many elements (aligned rows for vector loads; the padding is never read)."""
     mid_len = context - n_init - n_local
     if mid_len < 1:
@@ -475,12 +476,11 @@ def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v
     def rand(*shape, dt=dtype, s=1.0):
         return (torch.randn(*shape, generator=g) * s).to(dtype=dt, device=device)
 
-    if period not in ("span", "pow2"):
-        raise ValueError(f"period must be 'span' or 'pow2', got {period!r}")
     check_int("kept_pad", kept_pad, 1)
+    period = choose_period(mid_len, period)
     out = {"q": rand(batch, hq, q_len, d), "k_exact": rand(batch, hkv, n_init + n_local, d),
            "v_exact": rand(batch, hkv, n_init + n_local, d), "n_init": n_init, "mid_len": mid_len,
-           "period": mid_len if period == "span" else triton.next_power_of_2(mid_len)}
+           "period": period}
 
     def padded(rows, width):
         wide = torch.zeros(batch, rows, -(-width // kept_pad) * kept_pad, dtype=dtype, device=device)

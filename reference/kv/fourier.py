@@ -26,10 +26,11 @@ and the harness reports the true bytes. A middle span shorter than num_states (o
 
 `fractions` picks how many channels each layer compresses: "global" (default) applies `compressed_fraction_k` /
 `compressed_fraction_v` in every layer, "per_layer" the official depth bands (`fourier_search.fraction_schedule`).
-`period` picks T: "span" (default) is the middle's capacity, mid_len + max_new_tokens; "pow2" the next power of
-two >= that capacity, a period an FFT or a tiled kernel handles well (it costs accuracy: docs/fourier-attention.md).
-The ops accept T > mid_len. The number of frequencies is solved and capped with the capacity in both cases, so
-pow2 keeps as many frequencies and bytes as span and only the basis (frequencies 2 pi n / T) changes.
+`period` picks T (reference/ops/fourier_period.py): "span" (default) is the middle's capacity, mid_len +
+max_new_tokens; "smooth" the next 7-smooth length >= it and "pow2" the next power of two, lengths an FFT handles
+well (pow2 costs accuracy: docs/fourier-attention.md). The ops accept T > mid_len. The number of frequencies is
+solved and capped with the capacity in every mode, so all keep as many frequencies and bytes as span and only the
+basis (frequencies 2 pi n / T) changes.
 """
 from __future__ import annotations
 
@@ -41,22 +42,14 @@ from pathlib import Path
 import torch
 
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tensor_bytes
-from reference.kv.fourier_search import FourierDims, check_choice, check_fraction_mode, search_dims
+from reference.kv.fourier_search import FourierDims, check_fraction_mode, search_dims
 from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
+from reference.ops.checks import check_choice
+from reference.ops.fourier_period import PERIOD_MODES, choose_period
 from reference.ops.fourier_update import stream_update_unchecked
 
 OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
 ATTEND_IMPLS = {"reference": "coefficients", "triton": "triton_spectral"}  # attention backend -> decode implementation
-PERIOD_MODES = ("span", "pow2")
-
-
-def choose_period(capacity: int, mode: str) -> int:
-    """The DFT period T of a middle span that can hold `capacity` tokens: the capacity itself ("span", the
-    paper's T = max_tokens - numinittokens - maxlocallen) or the next power of two >= it ("pow2")."""
-    check_choice("period", mode, PERIOD_MODES)
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-        raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
-    return capacity if mode == "span" else 1 << (capacity - 1).bit_length()
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -224,7 +217,8 @@ class FourierAttention(KVMethod):
     dims: the dimension search's result (`FourierDims`); None until `calibrate` runs or `dims_path` is loaded.
     dims_path: a FourierDims JSON to load (or to write the search to, when it does not exist yet).
     fractions: "global" (compressed_fraction_k / _v in every layer) or "per_layer" (the official depth bands).
-    period: "span" (T = the middle's capacity) or "pow2" (the next power of two >= it).
+    period: "span" (T = the middle's capacity), "smooth" (the next 7-smooth length >= it) or "pow2" (the next power
+        of two >= it).
     """
 
     sink_tokens: int = 4

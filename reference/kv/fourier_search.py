@@ -27,7 +27,6 @@ calibration ids.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import json
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from reference.ops.checks import check_choice
 from reference.ops.fourier import fourier_compress, fourier_reconstruct, moment_match
 
 LOG = logging.getLogger("longctx.fourier_search")  # the harness prints INFO lines of "longctx.*" as progress
@@ -161,15 +161,6 @@ FRACTION_MODES = ("global", "per_layer")
 # The official schedule (Llama-3.2-3B's dimension search): (end of the band as a fraction of 28 layers, K, V).
 OFFICIAL_BANDS = ((4, 0.9, 0.95), (20, 0.8, 0.8), (28, 0.5, 0.7))
 OFFICIAL_LAYERS = 28
-
-
-def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
-    """`value` must be one of `choices`; the error names the argument, the choices and the closest one."""
-    if not isinstance(value, str) or value not in choices:
-        close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{hint}")
-    return value
 
 
 def check_fraction_mode(fractions) -> str:

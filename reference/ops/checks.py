@@ -8,6 +8,7 @@ environment variable LONGCTX_CHECK_FINITE=0 turn it off, for timed code and for 
 """
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import os
@@ -164,3 +165,12 @@ def check_triton_dtype(name: str, t: torch.Tensor) -> None:
     """TypeError unless `t` is float32, float16 or bfloat16, the dtypes the Triton kernels load."""
     if t.dtype not in TRITON_DTYPES:
         raise TypeError(f"{name} must be float32, float16 or bfloat16 for the Triton kernel, got {t.dtype}")
+
+
+def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    """`value` must be one of `choices`; the error names the argument, the choices and the closest one."""
+    if not isinstance(value, str) or value not in choices:
+        close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{hint}")
+    return value

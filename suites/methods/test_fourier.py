@@ -20,6 +20,7 @@ from reference.kv.fourier_search import (
     search_dims,
 )
 from reference.ops.attention import attention
+from reference.ops.fourier_period import PERIOD_MODES, choose_period
 from suites.strategies import compression_ratios, prefill_layers, seeds
 
 
@@ -95,14 +96,14 @@ def test_reconstruction_error_never_grows_with_more_states(layer, seed):
 
 
 # ---------------------------------------------------------------- the streaming update
-@pytest.mark.parametrize("period", ["span", "pow2"])
+@pytest.mark.parametrize("period", PERIOD_MODES)
 @given(layer=prefill_layers(min_len=40, max_len=120, max_protected=2), seed=seeds(),
        chunks=st.lists(st.integers(1, 12), min_size=1, max_size=3))
 def test_streaming_update_equals_compressing_the_extended_span(period, layer, seed, chunks):
     layer.max_new_tokens = sum(chunks)
     state = fourier(layer, 0.5, seed, period=period).compress(layer)
     capacity = state.k_span.mid_len + layer.max_new_tokens
-    want_period = capacity if period == "span" else 1 << (capacity - 1).bit_length()  # pow2: streams to capacity
+    want_period = choose_period(capacity, period)  # a longer period still streams only to the capacity
     assert state.k_span.period == state.v_span.period == want_period
     all_k, all_v = layer.keys, layer.values
     for i, n in enumerate(chunks):

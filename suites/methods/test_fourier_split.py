@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from reference.kv import make_method
 from reference.kv.base import PrefillLayer
-from reference.kv.fourier import FourierCache, choose_period
+from reference.kv.fourier import FourierCache
+from reference.ops.fourier_period import choose_period
 from reference.kv.fourier_search import FourierDims, fraction_schedule, official_band_fractions, search_dims
 from suites.methods.test_fourier import fourier, new_tokens, tiny_llama
 from suites.strategies import prefill_layers, seeds
@@ -69,7 +70,7 @@ def test_global_schedule_is_one_pair_everywhere():
                                                 r"\(did you mean 'per_layer'\?\)"),
         ({"fractions": "Per_Layer"}, ValueError, "fractions"),
         ({"fractions": None}, ValueError, "fractions"),
-        ({"period": "power2"}, ValueError, r"period must be one of \['span', 'pow2'\]"),
+        ({"period": "power2"}, ValueError, r"period must be one of \['span', 'smooth', 'pow2'\]"),
         ({"period": "Pow2"}, ValueError, "did you mean 'pow2'"),
         ({"period": 1024}, ValueError, "period"),
         ({"fraction": "per_layer"}, TypeError, "did you mean 'fractions'"),
@@ -145,6 +146,20 @@ def test_pow2_period_is_the_next_power_of_two(capacity):
     assert choose_period(capacity, "span") == capacity
 
 
+def _is_smooth(n: int) -> bool:
+    for p in (2, 3, 5, 7):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+@given(capacity=st.integers(1, 10**6))
+def test_smooth_period_is_the_next_7_smooth_length(capacity):
+    t = choose_period(capacity, "smooth")
+    assert t >= capacity and _is_smooth(t) and t <= choose_period(capacity, "pow2")
+    assert not any(_is_smooth(m) for m in range(capacity, t))  # none shorter
+
+
 def test_choose_period_errors():
     with pytest.raises(ValueError, match="period must be one of"):
         choose_period(100, "fft")
@@ -152,18 +167,19 @@ def test_choose_period_errors():
         choose_period(0, "pow2")
 
 
+@pytest.mark.parametrize("mode", ["smooth", "pow2"])
 @given(layer=prefill_layers(min_len=40, max_len=200, max_protected=3), seed=seeds(),
        num_states=st.sampled_from([None, 2, 8, 64, 400]))
-def test_pow2_keeps_the_layout_frequencies_and_bytes_of_span(layer, seed, num_states):
+def test_other_periods_keep_the_layout_frequencies_and_bytes_of_span(mode, layer, seed, num_states):
     span = fourier(layer, 0.5, seed, num_states=num_states)
-    pow2 = fourier(layer, 0.5, seed, num_states=num_states, period="pow2")
+    pow2 = fourier(layer, 0.5, seed, num_states=num_states, period=mode)
     ck, cv = (len(x[layer.layer_idx]) for x in (span.dims.k_compressed, span.dims.v_compressed))
     a, b = span.layout(layer, ck, cv), pow2.layout(layer, ck, cv)
     if a is None:
         assert b is None
         return
     capacity = a.mid_len + layer.max_new_tokens
-    assert a.period == capacity and b.period == choose_period(capacity, "pow2")
+    assert a.period == capacity and b.period == choose_period(capacity, mode)
     assert (a.sink, a.mid_len, a.local, a.num_freqs) == (b.sink, b.mid_len, b.local, b.num_freqs)
     s_span, s_pow2 = span.compress(layer), pow2.compress(layer)
     assert s_pow2.k_span.period == b.period and s_pow2.k_span.cos.shape == s_span.k_span.cos.shape

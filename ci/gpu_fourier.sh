@@ -5,7 +5,8 @@
 #          the later steps use (LONGCTX_SPECTRAL_TUNING); commit it as optimized/spectral_tuning.json afterwards;
 #   bench  the kernels benchmark at LLaMA-3-8B shapes, batch 1 and 8 at 4k / 32k / 128k tokens: SDPA-flash, our
 #          dense flash-decoding, both Fourier kernels (period = the middle, as the KV method; padded kept rows),
-#          FlashInfer where it imports; then the spectral kernel with a power-of-two period at the target cells;
+#          FlashInfer where it imports; then the spectral kernel with a 7-smooth and a power-of-two period at the
+#          target cells;
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
@@ -44,10 +45,12 @@ if [[ "$steps" == *,bench,* ]]; then
       --batches "$1" --contexts "$2" --results "$RESULTS" || rc=1
     keep
   done
-  for grid in "1 32768,131072" "8 32768"; do
-    set -- $grid
-    timeout -s INT 45 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \
-      --batches "$1" --impls triton_fourier_spectral --period pow2 --results "$RESULTS" || rc=1
+  for period in smooth pow2; do
+    for grid in "1 4096,32768,131072" "8 32768"; do
+      set -- $grid
+      timeout -s INT 45 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \
+        --batches "$1" --impls triton_fourier_spectral --period $period --results "$RESULTS" || rc=1
+    done
   done
   keep
 fi

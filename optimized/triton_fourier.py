@@ -265,23 +265,37 @@ def _decode_kernel(
 
 
 @triton.jit
-def merged_stats(MAX, SUM, bh, num_splits, BLOCK_M: tl.constexpr):
-    """(m, l) per row over the splits of program bh: m = max_s m_s, l = sum_s e^(m_s - m) l_s (l = 1 where 0)."""
+def merged_stats(MAX, SUM, bh, num_splits, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr):
+    """(m, l) per row over the splits of program bh: m = max_s m_s, l = sum_s e^(m_s - m) l_s (l = 1 where 0).
+
+    The splits are read BLOCK_S at a time as one [BLOCK_S, BLOCK_M] tile (independent loads, not a chain of
+    num_splits dependent ones): with ~30 splits a chain of loads was most of a merge's time."""
     rows = tl.arange(0, BLOCK_M)
     m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    for s in range(0, num_splits):
-        m = tl.maximum(m, tl.load(MAX + (bh * num_splits + s) * BLOCK_M + rows))
+    for s0 in range(0, num_splits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        off = (bh * num_splits + ss)[:, None] * BLOCK_M + rows[None, :]
+        m = tl.maximum(m, tl.max(tl.load(MAX + off, mask=(ss < num_splits)[:, None], other=-1.0e30), 0))
     l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for s in range(0, num_splits):
-        part = bh * num_splits + s
-        l_tot += tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m) * tl.load(SUM + part * BLOCK_M + rows)
+    for s0 in range(0, num_splits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        off = (bh * num_splits + ss)[:, None] * BLOCK_M + rows[None, :]
+        ok = (ss < num_splits)[:, None]
+        w = tl.exp(tl.load(MAX + off, mask=ok, other=-1.0e30) - m[None, :])
+        l_tot += tl.sum(tl.where(ok, w * tl.load(SUM + off, mask=ok, other=0.0), 0.0), 0)
     return m, tl.where(l_tot > 0, l_tot, 1.0)
+
+
+def splits_block(num_splits: int) -> int:
+    """BLOCK_S of `merged_stats`: the splits read per step (a power of two, at most 32)."""
+    return min(32, triton.next_power_of_2(num_splits))
 
 
 @triton.jit
 def _merge_kernel(
     ACC, MAX, SUM, OUT, Hkv, num_splits, sob, soh, sol, sod,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_S: tl.constexpr,
 ):
     """out = sum_s e^(m_s - m) acc_s / sum_s e^(m_s - m) l_s, m = max_s m_s (log-sum-exp merge of the splits)."""
     bh = tl.program_id(0)
@@ -289,7 +303,7 @@ def _merge_kernel(
     h = bh % Hkv
     rows = tl.arange(0, BLOCK_M)
     ds = tl.arange(0, BLOCK_D)
-    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
+    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M, BLOCK_S)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     for s in range(0, num_splits):
         part = bh * num_splits + s
@@ -377,7 +391,7 @@ def _launch_decode(q, k_exact, v_exact, k_args, v_args, mid_len, period, lens, s
     )
     result = out if out is not None else torch.empty_like(q)
     _merge_kernel[(b * hkv,)](acc, mx, sm, result, hkv, splits, *result.stride(),
-                              G=group, LQ=lq, D=d, BLOCK_M=block_m, BLOCK_D=block_d)
+                              G=group, LQ=lq, D=d, BLOCK_M=block_m, BLOCK_D=block_d, BLOCK_S=splits_block(splits))
     return result
 
 

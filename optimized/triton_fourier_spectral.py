@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.triton_fourier import MAX_ROWS, merged_stats, online_softmax_step
+from optimized.triton_fourier import MAX_ROWS, merged_stats, online_softmax_step, splits_block
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_decode_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
@@ -117,12 +117,15 @@ def _stream_kernel(
     Hkv, Le, mid_len, sm_scale, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
     VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+    BLOCK_KD: tl.constexpr, BLOCK_VD: tl.constexpr,
 ):
     """Online softmax over a share of the exact tokens and of the middle; middle scores = kept dot + S (eq. scores).
 
     A head's kept channels are one contiguous run of the kept list (KSTART/VSTART: where each head's run starts),
     so a middle tile loads rows of that run as they are stored; q is gathered into the run's order once, and the
-    middle's kept output accumulates in that order (ACCK), mapped back to dimensions by the output pass.
+    middle's kept output accumulates in that order (ACCK), mapped back to dimensions by the output pass. Middle
+    tiles are BLOCK_KD / BLOCK_VD wide (the longest kept run, padded to a power of two), not the head dimension:
+    about a quarter of the registers and tensor-core work of a full-width tile.
     """
     bh = tl.program_id(0)
     split = tl.program_id(1)
@@ -157,20 +160,22 @@ def _stream_kernel(
 
     ks = tl.load(KSTART + h)
     vs = tl.load(VSTART + h)
-    k_run = ds < tl.load(KSTART + h + 1) - ks  # the head's kept K channels: kept-list positions ks + ds
-    v_run = ds < tl.load(VSTART + h + 1) - vs
-    k_dims = tl.load(KKEPT + ks + ds, mask=k_run, other=0).to(tl.int32) - h * D
+    dk = tl.arange(0, BLOCK_KD)
+    dv = tl.arange(0, BLOCK_VD)
+    k_run = dk < tl.load(KSTART + h + 1) - ks  # the head's kept K channels: kept-list positions ks + dk
+    v_run = dv < tl.load(VSTART + h + 1) - vs
+    k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=0).to(tl.int32) - h * D
     q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + k_dims[None, :] * sqd,
                     mask=row_ok[:, None] & k_run[None, :], other=0.0).to(DT)
-    acc_k = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    acc_k = tl.zeros((BLOCK_M, BLOCK_VD), dtype=tl.float32)
     s_rows = S + b * ssb + (h * G * LQ + rows) * ssr
     m0 = split * mid_per_split
     for tile in range(m0, m0 + mid_per_split):
         ts = tile * BLOCK_T + tl.arange(0, BLOCK_T)
         t_ok = ts < mid_len
-        k = tl.load(KMID + b * skmb + ts[:, None] * skmt + (ks + ds)[None, :], mask=t_ok[:, None] & k_run[None, :],
+        k = tl.load(KMID + b * skmb + ts[:, None] * skmt + (ks + dk)[None, :], mask=t_ok[:, None] & k_run[None, :],
                     other=0.0)
-        v = tl.load(VMID + b * svmb + ts[:, None] * svmt + (vs + ds)[None, :], mask=t_ok[:, None] & v_run[None, :],
+        v = tl.load(VMID + b * svmb + ts[:, None] * svmt + (vs + dv)[None, :], mask=t_ok[:, None] & v_run[None, :],
                     other=0.0)
         st_mask = row_ok[:, None] & t_ok[None, :]
         s_comp = tl.load(s_rows[:, None] + ts[None, :], mask=st_mask, other=0.0)
@@ -187,7 +192,7 @@ def _stream_kernel(
 
     part = bh * num_splits + split
     tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc, mask=row_ok[:, None])
-    tl.store(ACCK + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc_k, mask=row_ok[:, None])
+    tl.store(ACCK + part * BLOCK_M * BLOCK_VD + rows[:, None] * BLOCK_VD + dv[None, :], acc_k, mask=row_ok[:, None])
     tl.store(MAX + part * BLOCK_M + rows, m_i)
     tl.store(SUM + part * BLOCK_M + rows, l_i)
 
@@ -197,6 +202,7 @@ def _stream_kernel(
 def _probabilities_kernel(
     S, MAX, SUM, LENS, ssb, ssr, Hkv, mid_len, period, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_T: tl.constexpr,
+    BLOCK_S: tl.constexpr,
 ):
     """S[row, t] <- exp(S - m) / l for t < mid_len, 0 for mid_len <= t < T (the transform's zero padding)."""
     bh = tl.program_id(0)
@@ -205,7 +211,7 @@ def _probabilities_kernel(
     if VARLEN:
         mid_len = tl.load(LENS + 3 * b + 1)
         period = tl.load(LENS + 3 * b + 2)
-    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
+    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M, BLOCK_S)
     rows = tl.arange(0, BLOCK_M)
     ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     ptr = S + b * ssb + (h * G * LQ + rows)[:, None] * ssr + ts[None, :]
@@ -221,15 +227,19 @@ def _output_kernel(
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_VD: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SO: tl.constexpr,
 ):
-    """out[:, d-block] = merged kept output / l + compressed V channels from the spectrum F (eq. values)."""
+    """out[:, d-block] = merged kept output / l + compressed V channels from the spectrum F (eq. values).
+
+    The splits' partial outputs are merged BLOCK_SO at a time as [BLOCK_SO, BLOCK_M, BLOCK_DO] tiles (independent
+    loads rather than a chain of num_splits)."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
     if VARLEN:
         period = tl.load(LENS + 3 * b + 2)
     nv = tl.minimum(Nv, period // 2 + 1)
-    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M)
+    m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M, BLOCK_S)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G * LQ
     ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
@@ -238,12 +248,18 @@ def _output_kernel(
     kept = d_ok & (vmap >= 0)
     run = tl.where(kept, vmap - tl.load(VSTART + h), 0)  # a kept dimension's place in the head's kept run
     acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-    for s in range(0, num_splits):
-        part = bh * num_splits + s
-        w = tl.exp(tl.load(MAX + part * BLOCK_M + rows) - m)
-        base = part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D
-        acc += w[:, None] * (tl.load(ACC + base + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-                             + tl.load(ACCK + base + run[None, :], mask=row_ok[:, None] & kept[None, :], other=0.0))
+    for s0 in range(0, num_splits, BLOCK_SO):
+        ss = s0 + tl.arange(0, BLOCK_SO)
+        part = bh * num_splits + ss
+        s_ok = ss < num_splits
+        w = tl.exp(tl.load(MAX + part[:, None] * BLOCK_M + rows[None, :], mask=s_ok[:, None], other=-1.0e30)
+                   - m[None, :])
+        rs = (s_ok[:, None] & row_ok[None, :])[:, :, None]
+        a = tl.load(ACC + (part[:, None] * BLOCK_M + rows[None, :])[:, :, None] * BLOCK_D + ds[None, None, :],
+                    mask=rs & d_ok[None, None, :], other=0.0)
+        a += tl.load(ACCK + (part[:, None] * BLOCK_M + rows[None, :])[:, :, None] * BLOCK_VD + run[None, None, :],
+                     mask=rs & kept[None, None, :], other=0.0)
+        acc += tl.sum(w[:, :, None] * a, 0)
     out = acc / l_tot[:, None]
 
     comp = d_ok & (vmap < 0)
@@ -348,6 +364,9 @@ class _Plan:
         self.block_t = block_t or tuned.get("block_t", 64)
         self.block_m = max(16, triton.next_power_of_2(self.group * lq))
         self.block_d = max(16, triton.next_power_of_2(d))
+        runs = torch.cat([self.k_start.diff(), self.v_start.diff()]).tolist()  # one sync, when the plan is made
+        self.block_kd = max(16, triton.next_power_of_2(max(runs[:hkv])))  # the longest kept run of a head
+        self.block_vd = max(16, triton.next_power_of_2(max(runs[hkv:])))
         self.num_warps = num_warps or tuned.get("num_warps", 4)
         self.b, self.hq, self.lq, self.d, self.hkv, self.le = b, hq, lq, d, hkv, le
         tiles = max(triton.cdiv(le, self.block_t), triton.cdiv(mid_len, self.block_t))
@@ -362,7 +381,7 @@ class _Plan:
         self.f = torch.view_as_real(self.f_complex)
         parts = b * hkv * self.splits
         self.acc = torch.empty(parts, self.block_m, self.block_d, dtype=torch.float32, device=dev)
-        self.acc_kept = torch.empty_like(self.acc)
+        self.acc_kept = torch.empty(parts, self.block_m, self.block_vd, dtype=torch.float32, device=dev)
         self.mx = torch.empty(parts, self.block_m, dtype=torch.float32, device=dev)
         self.sm = torch.empty_like(self.mx)
         self.result = out if out is not None else torch.empty_like(q)
@@ -396,22 +415,24 @@ class _Plan:
                 *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
                 self.s.stride(0), self.s.stride(1), self.hkv, self.le, self.mid_len, self.sm_scale, self.splits,
                 **consts, DT=_TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
-                BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t, num_warps=self.num_warps)
+                BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t, BLOCK_KD=self.block_kd,
+                BLOCK_VD=self.block_vd, num_warps=self.num_warps)
         if upto >= 4 and self.cv:
             block_tt = 1024
             _probabilities_kernel[(grid_kv, triton.cdiv(self.t_max, block_tt))](
                 self.s, self.mx, self.sm, self.lens_arg, self.s.stride(0), self.s.stride(1), self.hkv, self.mid_len,
                 self.t_max, self.splits, G=self.group, LQ=self.lq, VARLEN=self.lens is not None,
-                BLOCK_M=self.block_m, BLOCK_T=block_tt)
+                BLOCK_M=self.block_m, BLOCK_T=block_tt, BLOCK_S=splits_block(self.splits))
         if upto >= 5 and self.cv:
             self._transform(inverse=False)
         if upto >= 6:
-            res, block_do = self.result, min(32, self.block_d)
+            res, block_do = self.result, 16
             _output_kernel[(grid_kv, triton.cdiv(self.d, block_do))](
                 self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
                 self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
                 self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,
-                BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=32)
+                BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=64, BLOCK_VD=self.block_vd,
+                BLOCK_S=splits_block(self.splits), BLOCK_SO=min(8, triton.next_power_of_2(self.splits)))
         return self.result
 
     def _transform(self, inverse: bool) -> None:

@@ -56,6 +56,12 @@ def _kept_freqs(num_freqs: int, period: int) -> int:
     return min(num_freqs, period // 2 + 1)
 
 
+def _weighted(c_cos: torch.Tensor, c_sin: torch.Tensor, period: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coefficients of the frequencies that carry weight (`_kept_freqs`), sliced only when some do not."""
+    n = _kept_freqs(c_cos.shape[2], period)
+    return (c_cos, c_sin) if n == c_cos.shape[2] else (c_cos[..., :n], c_sin[..., :n])
+
+
 def _rows(x: torch.Tensor) -> torch.Tensor:
     """[B, Hkv, R, X] -> [B, Hkv * R, X]: every query row of a sequence against that sequence's cache in one bmm."""
     return x.reshape(x.shape[0], -1, x.shape[-1])
@@ -72,10 +78,10 @@ def middle_scores(wide_q, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, 
     rows = _rows(wide_q)  # [B, Hkv*R, C]
     scores = rows[..., kept_idx] @ mid_kept.transpose(1, 2)  # [B, Hkv*R, M]
     if comp_idx.numel():
-        n = _kept_freqs(c_cos.shape[2], period)
+        c_cos, c_sin = _weighted(c_cos, c_sin, period)
         qc = rows[..., comp_idx]  # [B, Hkv*R, Cc]
         qs = qc * mm_scale[:, None, :]
-        spectrum = torch.complex(qs @ c_cos[..., :n], -(qs @ c_sin[..., :n])) / period
+        spectrum = torch.complex(qs @ c_cos, -(qs @ c_sin)) / period
         scores = scores + torch.fft.irfft(spectrum, n=period, norm="forward")[..., :mid_len]
         scores = scores + qc @ mm_shift[:, :, None]  # sum_c q_c mu_c, the same for every t
     return scores.reshape(*wide_q.shape[:3], mid_len)
@@ -90,11 +96,13 @@ def middle_values(p_mid, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, m
     p = _rows(p_mid)  # [B, Hkv*R, M]
     kept = p @ mid_kept
     if comp_idx.numel():
-        n = _kept_freqs(c_cos.shape[2], period)
+        c_cos, c_sin = _weighted(c_cos, c_sin, period)
+        n = c_cos.shape[2]
         w = dft_weights(n, period, p.dtype, p.device)
         spectrum = torch.fft.rfft(p, n=period)[..., :n]  # [B, Hkv*R, n]
-        rec = (spectrum.real * w) @ c_cos[..., :n].transpose(1, 2) - (spectrum.imag * w) @ c_sin[..., :n].transpose(1, 2)
-        kept = torch.cat([kept, rec * mm_scale[:, None, :] + p.sum(-1, keepdim=True) * mm_shift[:, None, :]], dim=-1)
+        rec = (spectrum.real * w) @ c_cos.transpose(1, 2) - (spectrum.imag * w) @ c_sin.transpose(1, 2)
+        p_sum = spectrum.real[..., :1]  # F_0 = sum_t p_t
+        kept = torch.cat([kept, rec * mm_scale[:, None, :] + p_sum * mm_shift[:, None, :]], dim=-1)
     return kept.reshape(*p_mid.shape[:3], -1)
 
 

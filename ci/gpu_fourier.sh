@@ -5,13 +5,14 @@
 #          the later steps use (LONGCTX_SPECTRAL_TUNING); commit it as optimized/spectral_tuning.json afterwards;
 #   bench  the kernels benchmark at LLaMA-3-8B shapes, batch 1 and 8 at 4k / 32k / 128k tokens: SDPA-flash, our
 #          dense flash-decoding, both Fourier kernels (period = the middle, as the KV method; padded kept rows),
-#          FlashInfer where it imports; then the spectral kernel with a 7-smooth and a power-of-two period at the
-#          target cells;
+#          FlashInfer where it imports;
+#   variants the spectral kernel at the target cells with a 7-smooth period (and with heads' kept runs aligned to 8
+#          channels) and with a power-of-two period;
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,conform (default all); EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
+# them. STEPS=tune,bench,variants,conform (default all); EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
 # kernel).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
@@ -23,7 +24,7 @@ gpu="$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', 
 RESULTS="${RESULTS:-${OUT:+$OUT/results}}"  # straight into OUT when there is one (nothing lost to a time limit)
 RESULTS="${RESULTS:-runs/gpu-$gpu}"
 EXAMPLES="${EXAMPLES:-3}"
-steps=",${STEPS:-tune,bench,conform},"
+steps=",${STEPS:-tune,bench,variants,conform},"
 mkdir -p "$RESULTS" runs
 rc=0
 keep() { [ -n "${OUT:-}" ] && [ "$RESULTS" != "$OUT/results" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
@@ -45,11 +46,15 @@ if [[ "$steps" == *,bench,* ]]; then
       --batches "$1" --contexts "$2" --results "$RESULTS" || rc=1
     keep
   done
-  for period in smooth pow2; do
+fi
+
+if [[ "$steps" == *,variants,* ]]; then
+  echo "== kernels benchmark: the spectral kernel's cache variants"
+  for variant in "--period smooth" "--period smooth --kept-align 8" "--period pow2"; do
     for grid in "1 4096,32768,131072" "8 32768"; do
       set -- $grid
       timeout -s INT 45 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \
-        --batches "$1" --impls triton_fourier_spectral --period $period --results "$RESULTS" || rc=1
+        --batches "$1" --impls triton_fourier_spectral $variant --results "$RESULTS" || rc=1
     done
   done
   keep

@@ -103,6 +103,7 @@ class KernelBenchConfig:
     v_fraction: float = 0.79
     period: str = "span"
     kept_pad: int = 64  # kept middle channels stored in rows padded to a multiple of this many elements
+    kept_align: int = 1  # > 1: each head keeps a multiple of this many channels (aligned runs; make_fourier_cache)
     warmup_ms: int = 25
     rep_ms: int = 100
     memory_fraction: float = 0.6  # skip a cell whose full KV cache exceeds this fraction of free GPU memory
@@ -123,6 +124,8 @@ class KernelBenchConfig:
             raise ValueError(f"period (--period) must be one of {list(PERIODS)}, got {self.period!r}")
         if not isinstance(self.kept_pad, int) or self.kept_pad < 1:
             raise ValueError(f"kept_pad must be an integer >= 1, got {self.kept_pad!r}")
+        if not isinstance(self.kept_align, int) or self.kept_align < 1:
+            raise ValueError(f"kept_align (--kept-align) must be an integer >= 1, got {self.kept_align!r}")
         shortest = self.n_init + self.n_local + 1 if set(FOURIER_IMPLS) & set(self.impls) else 1
         if not self.contexts or any(not isinstance(c, int) or c < shortest for c in self.contexts):
             raise ValueError(f"contexts (--contexts) must be integers >= {shortest}"
@@ -158,6 +161,8 @@ def cell_params(config: KernelBenchConfig, impl: str, shape: str, batch: int, co
         params.update(num_freqs=config.num_freqs, n_init=config.n_init, n_local=config.n_local,
                       k_fraction=config.k_fraction, v_fraction=config.v_fraction, period=config.period,
                       kept_pad=config.kept_pad)
+        if config.kept_align != 1:  # only when set, so the records of random kept sets keep their keys
+            params["kept_align"] = config.kept_align
     return params
 
 
@@ -457,7 +462,7 @@ def prepare(cell: dict, config: KernelBenchConfig, device: str, backend: str | N
                                 num_freqs=config.num_freqs, k_fraction=config.k_fraction,
                                 v_fraction=config.v_fraction, n_init=config.n_init, n_local=config.n_local,
                                 dtype=_torch_dtype(config.dtype), device=device, seed=config.seed,
-                                period=config.period, kept_pad=config.kept_pad)
+                                period=config.period, kept_pad=config.kept_pad, kept_align=config.kept_align)
     nbytes = int(fourier_bytes_read(**inputs))
     extra["dense_bytes_read"] = float(dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype))
     if cell["impl"] == "triton_fourier_spectral":  # float32 scratch beside the cache; not in bytes_read
@@ -743,6 +748,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--period", default="span", choices=PERIODS,
                    help="the Fourier cache's period: the middle's length (default, as the KV method), the next 7-smooth length or "
                         "the next power of two")
+    p.add_argument("--kept-align", type=argtypes.integer(), default=1,
+                   help="Fourier caches: every head keeps a multiple of this many channels (aligned runs; 1 = a random set)")
     p.add_argument("--warmup-ms", type=argtypes.integer(), default=25)
     p.add_argument("--rep-ms", type=argtypes.integer(), default=100)
     p.add_argument("--seed", type=argtypes.integer(minimum=0), default=0)
@@ -774,6 +781,7 @@ def config_from_args(args) -> KernelBenchConfig:
         rerun=args.rerun,
         num_freqs=args.num_freqs,
         period=args.period,
+        kept_align=args.kept_align,
         warmup_ms=args.warmup_ms,
         rep_ms=args.rep_ms,
         seed=args.seed,

@@ -472,13 +472,17 @@ def fourier_bytes_read(**decode_inputs) -> int:
 
 
 def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v_fraction=0.79, n_init=4,
-                       n_local=1020, dtype=torch.float16, device="cuda", seed=0, q_len=1, period="span", kept_pad=1):
+                       n_local=1020, dtype=torch.float16, device="cuda", seed=0, q_len=1, period="span", kept_pad=1,
+                       kept_align=1):
     """Keyword inputs of `fourier_decode_attention` for a realistic cache (LLaMA-3-8B: hq/hkv/d = 32/8/128;
     SmolLM2-135M: 9/3/64): `context` tokens = n_init + middle + n_local, the middle compressed to `num_freqs`
     frequencies (official: 512) on a random `k_fraction`/`v_fraction` of the Hkv * D channels (official ~73%/79%),
     coefficients and moment statistics float32 as the KV method stores them. period: a mode of
     `reference.ops.fourier_period.choose_period` over the middle's length ("span": the length itself). kept_pad: the kept middle channels are a view into rows padded to a
-    multiple of this many elements (aligned rows for vector loads; the padding is never read)."""
+    multiple of this many elements (aligned rows for vector loads; the padding is never read). kept_align: with 1
+    the kept channels are a random set of the Hkv * D; with a > 1 every head keeps the same number of channels, a
+    multiple of a (the fraction rounded per head), so each head's run of the kept list starts on a multiple of a
+    (aligned vector loads for kernels that read a head's run)."""
     mid_len = context - n_init - n_local
     if mid_len < 1:
         raise ValueError(f"context={context} leaves no middle span after n_init={n_init} + n_local={n_local}")
@@ -501,9 +505,16 @@ def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v
         wide[:, :, :width] = rand(batch, rows, width)
         return wide[:, :, :width]
 
+    check_int("kept_align", kept_align, 1)
     for p, frac in (("k", k_fraction), ("v", v_fraction)):
-        perm = torch.randperm(channels, generator=g)
-        n_comp = int(round(frac * channels))
+        if kept_align == 1:
+            perm = torch.randperm(channels, generator=g)
+            n_comp = int(round(frac * channels))
+        else:  # per head: a random kept set of the rounded size; heads in order, so the flat list groups by head
+            per_head = min(d, kept_align * int(round((1 - frac) * d / kept_align)))
+            perm = torch.stack([h * d + torch.randperm(d, generator=g) for h in range(hkv)])
+            perm = torch.cat([perm[:, per_head:].flatten(), perm[:, :per_head].flatten()])
+            n_comp = channels - hkv * per_head
         comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
         out.update({
             f"{p}_kept_idx": kept.to(device), f"{p}_comp_idx": comp.to(device),

@@ -117,7 +117,7 @@ def _stream_kernel(
     Hkv, Le, mid_len, sm_scale, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
     VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
-    BLOCK_KD: tl.constexpr, BLOCK_VD: tl.constexpr,
+    BLOCK_KD: tl.constexpr, BLOCK_VD: tl.constexpr, ALIGN: tl.constexpr,
 ):
     """Online softmax over a share of the exact tokens and of the middle; middle scores = kept dot + S (eq. scores).
 
@@ -125,7 +125,8 @@ def _stream_kernel(
     so a middle tile loads rows of that run as they are stored; q is gathered into the run's order once, and the
     middle's kept output accumulates in that order (ACCK), mapped back to dimensions by the output pass. Middle
     tiles are BLOCK_KD / BLOCK_VD wide (the longest kept run, padded to a power of two), not the head dimension:
-    about a quarter of the registers and tensor-core work of a full-width tile.
+    about a quarter of the registers and tensor-core work of a full-width tile. ALIGN: every head's run starts
+    and ends on a multiple of it (checked by the plan), which lets the compiler vectorize the tile loads.
     """
     bh = tl.program_id(0)
     split = tl.program_id(1)
@@ -158,12 +159,12 @@ def _stream_kernel(
         s = tl.where(j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
         m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
 
-    ks = tl.load(KSTART + h)
-    vs = tl.load(VSTART + h)
+    ks = tl.multiple_of(tl.load(KSTART + h), ALIGN)
+    vs = tl.multiple_of(tl.load(VSTART + h), ALIGN)
     dk = tl.arange(0, BLOCK_KD)
     dv = tl.arange(0, BLOCK_VD)
-    k_run = dk < tl.load(KSTART + h + 1) - ks  # the head's kept K channels: kept-list positions ks + dk
-    v_run = dv < tl.load(VSTART + h + 1) - vs
+    k_run = dk < tl.multiple_of(tl.load(KSTART + h + 1) - ks, ALIGN)  # the head's kept K channels: ks + dk
+    v_run = dv < tl.multiple_of(tl.load(VSTART + h + 1) - vs, ALIGN)
     k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=0).to(tl.int32) - h * D
     q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + k_dims[None, :] * sqd,
                     mask=row_ok[:, None] & k_run[None, :], other=0.0).to(DT)
@@ -320,6 +321,20 @@ def _num_splits(programs: int, tiles: int, device: torch.device, per_wave: float
     return max(1, min(tiles, math.ceil(target / programs)))
 
 
+def _run_block(starts: list[int]) -> int:
+    """Tile width for the heads' kept runs: the longest run (starts[h + 1] - starts[h]) as a power of two >= 16."""
+    return max(16, triton.next_power_of_2(max(b - a for a, b in zip(starts, starts[1:]))))
+
+
+def _alignment(starts: list[int], *mids: torch.Tensor) -> int:
+    """8 when every head's kept run starts on a multiple of 8 channels in rows whose stride and start are too
+    (16-byte vector loads at 2 bytes per channel), else 1 (no alignment promised to the compiler)."""
+    ok = all(s % 8 == 0 for s in starts) and all(
+        m.stride(1) % 8 == 0 and m.stride(0) % 8 == 0 and m.data_ptr() % (8 * m.element_size()) == 0
+        for m in mids if m.numel())  # an empty middle (no kept channels) is never read
+    return 8 if ok else 1
+
+
 def _check_options(q, num_splits, block_t, num_warps) -> None:
     check_triton_dtype("q", q)
     check_int("num_splits", num_splits, 1, optional=True)
@@ -364,9 +379,10 @@ class _Plan:
         self.block_t = block_t or tuned.get("block_t", 64)
         self.block_m = max(16, triton.next_power_of_2(self.group * lq))
         self.block_d = max(16, triton.next_power_of_2(d))
-        runs = torch.cat([self.k_start.diff(), self.v_start.diff()]).tolist()  # one sync, when the plan is made
-        self.block_kd = max(16, triton.next_power_of_2(max(runs[:hkv])))  # the longest kept run of a head
-        self.block_vd = max(16, triton.next_power_of_2(max(runs[hkv:])))
+        k_starts, v_starts = torch.stack([self.k_start, self.v_start]).tolist()  # one sync, when the plan is made
+        self.block_kd = _run_block(k_starts)
+        self.block_vd = _run_block(v_starts)
+        self.align = _alignment(k_starts + v_starts, self.k_mid, self.v_mid)
         self.num_warps = num_warps or tuned.get("num_warps", 4)
         self.b, self.hq, self.lq, self.d, self.hkv, self.le = b, hq, lq, d, hkv, le
         tiles = max(triton.cdiv(le, self.block_t), triton.cdiv(mid_len, self.block_t))
@@ -416,7 +432,7 @@ class _Plan:
                 self.s.stride(0), self.s.stride(1), self.hkv, self.le, self.mid_len, self.sm_scale, self.splits,
                 **consts, DT=_TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
                 BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t, BLOCK_KD=self.block_kd,
-                BLOCK_VD=self.block_vd, num_warps=self.num_warps)
+                BLOCK_VD=self.block_vd, ALIGN=self.align, num_warps=self.num_warps)
         if upto >= 4 and self.cv:
             block_tt = 1024
             _probabilities_kernel[(grid_kv, triton.cdiv(self.t_max, block_tt))](

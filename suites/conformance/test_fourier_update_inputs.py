@@ -24,7 +24,7 @@ from optimized.triton_fourier import (
     fourier_stream_update_triton,
     make_fourier_cache,
 )
-from optimized.triton_fourier_spectral import fourier_decode_attention_spectral
+from optimized.triton_fourier_spectral import spectral_plan
 from reference.ops.fourier import fourier_compress, fourier_decode_attention
 from reference.ops.fourier_update import fourier_stream_update
 from reference.ops.fourier_varlen import fourier_decode_attention_varlen
@@ -108,12 +108,15 @@ def test_every_split_and_block_size_gives_the_reference(splits, block_t, block_n
 
 
 @needs_triton_device
-@pytest.mark.parametrize("splits,block_t,period", [(1, 16, "span"), (9, 16, "smooth"), (37, 16, "pow2")])
-def test_spectral_kernel_every_split_count_block_size_and_period_gives_the_reference(splits, block_t, period):
+@pytest.mark.parametrize("splits,block_t,period,align", [(1, 16, "span", 1), (9, 16, "smooth", 8), (37, 16, "pow2", 1)])
+def test_spectral_kernel_every_split_count_block_size_and_period_gives_the_reference(splits, block_t, period, align):
     # More splits than the merges read at once (8 partial outputs, 32 statistics) run their chunked loops twice or
-    # more; more splits than tiles (19 here) leave splits empty.
-    a = _cache(batch=1, context=4 + 300 + 21, seed=splits, period=period)
-    got = fourier_decode_attention_spectral(**a, num_splits=splits, block_t=block_t)
+    # more; more splits than tiles (19 here) leave splits empty. align 8: heads' kept runs on multiples of 8.
+    a = _cache(batch=1, context=4 + 300 + 21, seed=splits, period=period, kept_align=align, kept_pad=8 * align,
+               v_fraction=0.5)
+    plan = spectral_plan(**a, num_splits=splits, block_t=block_t)
+    assert plan.align == align
+    got = plan.run()
     torch.testing.assert_close(got.double(), _oracle(a), atol=2e-5, rtol=1e-5)
 
 

@@ -7,7 +7,7 @@
 #          dense flash-decoding, both Fourier kernels (period = the middle, as the KV method; padded kept rows),
 #          FlashInfer where it imports;
 #   variants the spectral kernel at the target cells with a 7-smooth period (and with heads' kept runs aligned to 8
-#          channels) and with a power-of-two period;
+#          channels) and with a power-of-two period, each run with SDPA again (--rerun) so every ratio is of one run;
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
@@ -54,7 +54,7 @@ if [[ "$steps" == *,variants,* ]]; then
     for grid in "1 4096,32768,131072" "8 32768"; do
       set -- $grid
       timeout -s INT 45 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \
-        --batches "$1" --impls triton_fourier_spectral $variant --results "$RESULTS" || rc=1
+        --batches "$1" --impls sdpa_flash,triton_fourier_spectral --rerun $variant --results "$RESULTS" || rc=1
     done
   done
   keep

@@ -15,45 +15,53 @@ SPEEDUP = {(1, 4096): 1.0, (1, 32768): 2.0, (8, 32768): 2.0, (1, 131072): 2.5}  
 ROOFLINE = {(1, 131072): 0.85, (8, 32768): 0.85}  # fraction of the copy bandwidth on the bytes read
 SPECTRAL, REBUILD, SDPA = ("fourier_decode_attention", "triton_spectral"), ("fourier_decode_attention", "triton"), \
     ("sdpa_flash", "torch-sdpa-flash")
-HEADERS = ["device", "dtype", "batch x context", "SDPA µs", "spectral µs", "rebuild µs", "speedup vs SDPA",
+HEADERS = ["device", "dtype", "cache", "batch x context", "SDPA µs", "spectral µs", "rebuild µs", "speedup vs SDPA",
            "target", "% of copy bw", "target ", "phases µs (z, irfft, stream, p, rfft, out)"]
 
 
+def cache_variant(params: dict) -> str:
+    """The Fourier cache a record measured: its period mode, and the heads' kept-run alignment when set."""
+    align = params.get("kept_align", 1)
+    return params.get("period", "span") + (f", runs aligned to {align}" if align != 1 else "")
+
+
 def _latest(records: list[dict]) -> dict:
-    """{(device, dtype, run, batch, context, kernel): {metric: record}} for the target shape, newest last."""
+    """{(device, dtype, run, batch, context, kernel, cache): {metric: record}} for the target shape, newest last
+    (cache: `cache_variant`, "" for SDPA)."""
     out: dict = {}
     for r in sorted(records, key=lambda r: r["time"]):
         p = r.get("params", {})
         if r["suite"] != "kernels_bench" or r["model"] != SHAPE or (r["task"], r["impl"]) not in (SPECTRAL, REBUILD, SDPA):
             continue
         key = (r["device"], p.get("dtype"), (r.get("extra") or {}).get("run"), p.get("batch"), p.get("context"),
-               (r["task"], r["impl"]))
+               (r["task"], r["impl"]), "" if (r["task"], r["impl"]) == SDPA else cache_variant(p))
         out.setdefault(key, {})[r["metric"]] = r
     return out
 
 
 def target_rows(records: list[dict]) -> list[list[str]]:
-    """One row per (device, dtype, batch x context) with a target, from the newest run that measured both SDPA and
-    the spectral kernel there; empty when no run did."""
+    """One row per (device, dtype, cache variant, batch x context) with a target, from the newest run that measured
+    both SDPA and the spectral kernel there; empty when no run did."""
     cells = _latest(records)
     best: dict = {}
-    for (device, dtype, run, batch, context, kernel), metrics in cells.items():
+    for (device, dtype, run, batch, context, kernel, cache), metrics in cells.items():
         if kernel != SPECTRAL or (batch, context) not in SPEEDUP or "latency_ms" not in metrics:
             continue
-        sdpa = cells.get((device, dtype, run, batch, context, SDPA), {}).get("latency_ms")
+        sdpa = cells.get((device, dtype, run, batch, context, SDPA, ""), {}).get("latency_ms")
         if sdpa is None:
             continue
-        if (device, dtype, batch, context) not in best or (run or "") > (best[(device, dtype, batch, context)][0] or ""):
-            best[(device, dtype, batch, context)] = (run, metrics, sdpa)
+        at = (device, dtype, cache, batch, context)
+        if at not in best or (run or "") > (best[at][0] or ""):
+            best[at] = (run, metrics, sdpa)
     rows = []
-    for (device, dtype, batch, context), (run, metrics, sdpa) in sorted(best.items(), key=lambda kv: str(kv[0])):
+    for (device, dtype, cache, batch, context), (run, metrics, sdpa) in sorted(best.items(), key=lambda kv: str(kv[0])):
         ms = metrics["latency_ms"]["value"]
-        rebuild = cells.get((device, dtype, run, batch, context, REBUILD), {}).get("latency_ms")
+        rebuild = cells.get((device, dtype, run, batch, context, REBUILD, cache), {}).get("latency_ms")
         speedup = sdpa["value"] / ms
         frac = metrics.get("roofline_fraction", {}).get("value") if "roofline_fraction" in metrics else None
         phases = metrics["latency_ms"].get("extra", {}).get("phase_ms") or {}
         need_x, need_bw = SPEEDUP[(batch, context)], ROOFLINE.get((batch, context))
-        rows.append([device, dtype, f"{batch} x {context // 1024}k", f"{1000 * sdpa['value']:.1f}", f"{1000 * ms:.1f}",
+        rows.append([device, dtype, cache, f"{batch} x {context // 1024}k", f"{1000 * sdpa['value']:.1f}", f"{1000 * ms:.1f}",
                      f"{1000 * rebuild['value']:.0f}" if rebuild else "—", f"{speedup:.2f}x",
                      f"≥ {need_x:g}x {'pass' if speedup >= need_x else 'MISS'}",
                      f"{100 * frac:.0f}%" if frac is not None else "—",

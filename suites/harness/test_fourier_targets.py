@@ -9,16 +9,16 @@ from harness.store import ResultsStore
 PROV = {"device": "cuda: NVIDIA H200", "versions": {"torch": "t"}, "git_sha": "abc"}
 
 
-def _cell(name: str, batch: int, context: int) -> dict:
-    config = bk.KernelBenchConfig(shapes=("llama3-8b",), contexts=(context,), batches=(batch,), max_context={})
+def _cell(name: str, batch: int, context: int, **variant) -> dict:
+    config = bk.KernelBenchConfig(shapes=("llama3-8b",), contexts=(context,), batches=(batch,), max_context={}, **variant)
     (cell,) = [c for c in bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"])
                if c["impl"] == name]
     return cell
 
 
-def _measured(name, batch, context, ms, run, nbytes=10**9, phases=None):
+def _measured(name, batch, context, ms, run, nbytes=10**9, phases=None, **variant):
     extra = {"run": run, "checked": True, "correct": True, **({"phase_ms": phases} if phases else {})}
-    return bk.measurement_records(_cell(name, batch, context), ms, nbytes, 4000.0, PROV, {}, extra)
+    return bk.measurement_records(_cell(name, batch, context, **variant), ms, nbytes, 4000.0, PROV, {}, extra)
 
 
 def test_rows_compare_within_one_run_and_mark_misses():
@@ -31,8 +31,15 @@ def test_rows_compare_within_one_run_and_mark_misses():
                *_measured("sdpa_flash", 1, 131072, 0.120, "r1"), *_measured("triton_fourier_spectral", 1, 131072, 0.060, "r1"),
                # An older run at 1 x 4k, and a spectral time at 8 x 32k whose SDPA is from another run: not paired.
                *_measured("sdpa_flash", 1, 4096, 0.020, "r0"), *_measured("triton_fourier_spectral", 1, 4096, 0.019, "r0"),
-               *_measured("sdpa_flash", 8, 32768, 0.250, "r0"), *_measured("triton_fourier_spectral", 8, 32768, 0.1, "r1")]
-    rows = {r[2]: dict(zip(HEADERS, r)) for r in target_rows(records)}
+               *_measured("sdpa_flash", 8, 32768, 0.250, "r0"), *_measured("triton_fourier_spectral", 8, 32768, 0.1, "r1"),
+               # A cache variant, measured in its own run beside SDPA: a row of its own.
+               *_measured("sdpa_flash", 1, 32768, 0.052, "r2"),
+               *_measured("triton_fourier_spectral", 1, 32768, 0.026, "r2", period="smooth", kept_align=8)]
+    table = [dict(zip(HEADERS, r)) for r in target_rows(records)]
+    variant = [r for r in table if r["cache"] != "span"]
+    assert [(r["cache"], r["batch x context"], r["speedup vs SDPA"]) for r in variant] == \
+        [("smooth, runs aligned to 8", "1 x 32k", "2.00x")]
+    rows = {r["batch x context"]: r for r in table if r["cache"] == "span"}
     assert set(rows) == {"1 x 32k", "1 x 128k", "1 x 4k"}
     assert rows["1 x 32k"]["speedup vs SDPA"] == "2.50x" and rows["1 x 32k"]["target"] == "≥ 2x pass"
     assert rows["1 x 32k"]["rebuild µs"] == "2500" and rows["1 x 32k"]["phases µs (z, irfft, stream, p, rfft, out)"] \

@@ -1,5 +1,8 @@
-"""Confidence intervals: percentile bootstrap of the mean, paired differences, and Student t over seeds."""
+"""Confidence intervals: percentile bootstrap of the mean, paired differences, Student t over seeds, Wilson for
+fractions; the exact sign test for paired wins and losses."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -44,3 +47,26 @@ def t_interval(values) -> tuple[float, float, float]:
     t = _T975[x.size - 2] if x.size - 1 <= len(_T975) else 1.96
     half = t * float(x.std(ddof=1)) / np.sqrt(x.size)
     return m, m - half, m + half
+
+
+Z95 = 1.959963984540054
+
+
+def wilson(successes: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial fraction."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided sign-test p-value for `wins` against `losses` (ties dropped)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)

@@ -269,6 +269,19 @@ def test_sweep_on_cpu_writes_checked_records_then_resumes(cpu_kernels, tmp_path,
     assert f"{cells} of {cells} cells already" in capsys.readouterr().out
 
 
+def test_a_cache_variant_sweep_gets_cells_of_its_own(cpu_kernels, tmp_path):
+    # Smooth period and heads' kept runs aligned to 8 (d = 64 keeps 8-multiples), beside SDPA measured again.
+    kw = dict(shapes=("smollm2",), contexts=(80,), batches=(1,), impls=("sdpa_flash", "triton_fourier_spectral"))
+    bk.run_kernels_bench(_small(tmp_path, **kw), progress=False, dev=_cpu_device())
+    variant = _small(tmp_path, **kw, period="smooth", kept_align=8, rerun=True)
+    summary = bk.run_kernels_bench(variant, progress=False, dev=_cpu_device())
+    assert summary["ran"] == 2  # SDPA again (--rerun) and the new spectral cell
+    spectral = [r for r in _records(tmp_path) if r["impl"] == "triton_spectral" and r["metric"] == "latency_ms"]
+    assert sorted((r["params"]["period"], r["params"].get("kept_align", 1)) for r in spectral) == [("smooth", 8), ("span", 1)]
+    assert all(r["extra"]["checked"] and r["extra"]["correct"] for r in spectral)
+    assert len({r["cell"] for r in spectral}) == 2
+
+
 def test_missing_failing_and_oversized_cells_are_recorded_and_the_sweep_goes_on(cpu_kernels, monkeypatch, tmp_path):
     monkeypatch.delitem(cpu_kernels["fourier_decode_attention"], "triton")
 

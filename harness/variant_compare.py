@@ -36,11 +36,11 @@ class Row:
         return sign_test(self.wins, self.losses)
 
 
-def _identity(params: dict, variant_keys: set[str]) -> str:
-    """The cell's parameters without the variant's keys: equal for the default's and the variant's record."""
-    p = dict(params)
+def _identity(record: dict, variant_keys: set[str]) -> str:
+    """The record's task and parameters without the variant's keys: equal for the default's and the variant's."""
+    p = dict(record["params"])
     p["method_params"] = {k: v for k, v in (p.get("method_params") or {}).items() if k not in variant_keys}
-    return json.dumps(p, sort_keys=True)
+    return json.dumps([record.get("task"), p], sort_keys=True)
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -72,9 +72,9 @@ def compare(records: list[dict], suite: str, method: str, variant: dict[str, str
             continue
         mp = r["params"].get("method_params") or {}
         if not keys & set(mp):
-            base[_identity(r["params"], keys)] = r
+            base[_identity(r, keys)] = r
         elif all(str(mp.get(k)) == v for k, v in variant.items()):
-            var[_identity(r["params"], keys)] = r
+            var[_identity(r, keys)] = r
     pairs = [(base[k], var[k]) for k in sorted(set(base) & set(var))]
     if not pairs:
         raise ValueError(f"no cell of suite {suite!r} has both the default {method!r} and the variant {variant} "

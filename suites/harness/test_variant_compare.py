@@ -12,9 +12,9 @@ from harness.stats import sign_test, wilson
 from harness.variant_compare import compare, markdown, parse_variant
 
 
-def _rec(length, depth, value, variant=None, metric="exact_match", other=None):
+def _rec(length, depth, value, variant=None, metric="exact_match", other=None, task="passkey"):
     mp = {"window": None, **(variant or {}), **(other or {})}
-    return {"suite": "niah", "method": "fourier", "metric": metric, "value": value,
+    return {"suite": "niah", "method": "fourier", "metric": metric, "value": value, "task": task,
             "params": {"length": length, "depth": depth, "method_params": mp}}
 
 
@@ -33,6 +33,15 @@ def test_cells_pair_by_everything_but_the_variant():
     assert rows[-1].wins == sum(not f for f in flips) and rows[-1].losses == sum(flips)
     assert rows[-1].base == pytest.approx(sum(base_vals.values()) / 6)
     assert "period=smooth" in markdown(rows, {"period": "smooth"})
+
+
+def test_tasks_with_the_same_parameters_are_different_cells():
+    # RULER: every task runs at the same (length, trial); each task's score pairs with its own.
+    records = [_rec(1024, 0.0, v, task=t, metric="score") for t, v in (("a", 0.2), ("b", 0.9))]
+    records += [_rec(1024, 0.0, v, {"period": "smooth"}, task=t, metric="score") for t, v in (("a", 0.4), ("b", 0.7))]
+    (row, total) = compare(records, "niah", "fourier", {"period": "smooth"})
+    assert total.n == 2 and (total.wins, total.losses) == (1, 1)
+    assert total.base == pytest.approx(0.55) and total.variant == pytest.approx(0.55)
 
 
 def test_no_shared_cell_is_a_clear_error():

@@ -12,7 +12,7 @@
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,variants,conform (default all); EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
+# them. STEPS=tune,bench,variants,conform (default all); VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
 # kernel).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
@@ -50,7 +50,8 @@ fi
 
 if [[ "$steps" == *,variants,* ]]; then
   echo "== kernels benchmark: the spectral kernel's cache variants"
-  for variant in "--period smooth" "--period smooth --kept-align 8" "--period pow2"; do
+  IFS=';' read -ra variants <<< "${VARIANTS:---period smooth;--period smooth --kept-align 8;--period pow2}"
+  for variant in "${variants[@]}"; do
     for grid in "1 4096,32768,131072" "8 32768"; do
       set -- $grid
       timeout -s INT 45 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \

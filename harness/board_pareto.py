@@ -79,12 +79,7 @@ def _figure(specs: list, style: dict, title: str, ncols: int = 3, refs: bool = F
         spec(ax)
     for ax in axes.flat[len(specs):]:
         ax.axis("off")
-    handles = legend_handles(style, list(style))
-    if refs:
-        from matplotlib.lines import Line2D
-
-        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", color="0.3", ms=7,
-                              label=f"hollow: {ORACLE}, not ranked"))
+    handles = legend_handles(style, list(style), ORACLE if refs else None)
     fig.legend(handles=handles, loc="outside lower center", ncol=4 if cols > 1 else 2, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=11)
     return fig_png(fig)
@@ -158,7 +153,6 @@ def pareto_board(records: list[dict]) -> Board | None:
     add_table(md, hp, ["family", "panel", "ranked on", "on the front"], glance_rows(kv + dl, sc), key=2)
     for p in kv:
         _panel_tables(md, hp, p)
-    specs = []
     style = styles(_name(r) for p in kv for r in p["rows"])
     specs = [_pair_spec(p, x, y, style) for p in kv for x, y in plotted_pairs(p)]
     if specs:

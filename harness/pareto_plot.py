@@ -99,9 +99,13 @@ def front_panel(ax, points: list[dict], front: set[int], senses: tuple[str, str]
     ax.grid(alpha=0.3, which="both")
 
 
-def legend_handles(style: dict[str, tuple[str, str]], labels) -> list[Line2D]:
-    """One legend entry per label, in its colour and marker, plus what solid / faded / hollow mean."""
+def legend_handles(style: dict[str, tuple[str, str]], labels, refs: str | None = None) -> list[Line2D]:
+    """One legend entry per label, in its colour and marker, plus what solid / faded (and, given `refs`, the name
+    of what is not ranked, hollow) mean."""
     handles = [Line2D([], [], ls="none", marker=style[n][1], color=style[n][0], ms=7, label=n) for n in labels]
     handles += [Line2D([], [], ls="none", marker="o", color="0.3", mec="black", ms=8, label="solid, black edge: on the front"),
                 Line2D([], [], ls="none", marker="o", color="0.3", alpha=0.45, ms=6, label="faded: dominated")]
+    if refs:
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", color="0.3", ms=7,
+                              label=f"hollow: {refs}, not ranked"))
     return handles

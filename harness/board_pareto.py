@@ -21,8 +21,7 @@ import math
 from harness.board_page import Board, add_figure, add_table, add_text, fig_png, plt
 from harness.board_scheduling import ORACLE, at_load, load_label
 from harness.pareto_plot import front_panel, legend_handles, styles
-from harness.pareto_rows import (ALL, CODES, FRONT_HEADER, FRONT_KEY, SENSES, dllm_panels, front_cell, kv_panels,
-                                 sched_panels)
+from harness.pareto_rows import CODES, FRONT_KEY, SENSES, dllm_panels, front_cell, kv_panels, sched_panels
 
 SOURCE_HEADERS = ["axis", "suite", "metric", "unit", "model", "device", "aggregation"]
 ARROWS = {"acc": "accuracy ↑", "bytes": "bytes ↓", "lat": "latency ↓"}

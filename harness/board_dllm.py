@@ -20,7 +20,7 @@ import html
 import json
 import math
 from collections import defaultdict
-from harness.board_page import Board, add_table, add_text, add_warning, fig_png, img_html, plt
+from harness.board_page import Board, add_figure, add_table, add_text, add_warning, fig_png, plt
 from harness.dllm_methods import labels
 from harness.dllm_tasks import TASKS
 from harness.stats import paired_delta
@@ -177,15 +177,15 @@ def _accuracy_section(records: list[dict], md: list[str], hp: list[str]) -> None
                       f"length; n = examples per cell. Decoding: {p.get('loop', '?')} loop, gen_len "
                       f"{p.get('gen_len', '?')}, block_len {p.get('block_len', '?')}, steps {p.get('steps', '?')}, "
                       f"{p.get('remasking', '?')} remasking, temperature {p.get('temperature', '?')}. Mean: over "
-                      "the row's cells (how many when not all). Δ vs vanilla: mean paired difference in percentage "
+                      "the row's cells (how many when not all), then one column per cell. Δ vs vanilla: mean paired difference in percentage "
                       "points over the same examples (task, length, n) decoded by both, with its 95% bootstrap "
                       f"interval. Measured on: {'; '.join(devices)}.")
         columns = sorted(g["tasks"])
         variants = sorted({v for v, _ in cells}, key=variant_order)
         labels, settings = variant_labels(variants)
         vanilla = next((v for v in variants if v[0] == VANILLA), None)
-        headers = ["method", *(_column_label(c, g["tasks"][c]) for c in columns), "mean",
-                   "Δ vs vanilla, pp [95% CI]", "paired examples"]
+        headers = ["method", "mean", "Δ vs vanilla, pp [95% CI]", "paired examples",
+                   *(_column_label(c, g["tasks"][c]) for c in columns)]
         rows = []
         for v in variants:
             accs = [cells[(v, c)]["accuracy"]["value"] if "accuracy" in cells.get((v, c), {}) else None
@@ -195,7 +195,7 @@ def _accuracy_section(records: list[dict], md: list[str], hp: list[str]) -> None
                 f" ({len(have)} of {len(columns)})" if len(have) < len(columns) else "")
             d = paired_vs_vanilla(cells, v, vanilla, columns)
             delta = "—" if d is None else f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
-            rows.append([labels[v], *(_fmt(a, ".1f") for a in accs), mean, delta, "—" if d is None else d[3]])
+            rows.append([labels[v], mean, delta, "—" if d is None else d[3], *(_fmt(a, ".1f") for a in accs)])
         add_table(md, hp, headers, rows)
         if vanilla is None:
             add_text(md, hp, "No vanilla records for this model: no paired differences.")
@@ -348,16 +348,23 @@ def _paper_rows() -> tuple[list[str], list[list]]:
     return headers, rows
 
 
-def _throughput_plot(cells: dict, variants: list[tuple], labels: dict, title: str) -> bytes:
-    """Tokens/s (log y) and peak memory vs prompt length, one line per method variant, plus the paper's points."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    for ax, metric, paper, ylabel in ((axes[0], "tokens_per_s", PAPER_TOKENS_PER_S, "tokens/s"),
-                                      (axes[1], "peak_mem_gib", PAPER_PEAK_GB, "peak memory (GiB; paper: GB)")):
+PLOT_METRICS = {"tokens_per_s": (PAPER_TOKENS_PER_S, "tokens/s"),
+                "peak_mem_gib": (PAPER_PEAK_GB, "peak memory (GiB; paper: GB)")}
+
+
+def throughput_figure(cells: dict, variants: list[tuple], labels: dict, title: str,
+                      metrics: tuple[str, ...] = ("tokens_per_s", "peak_mem_gib")) -> bytes:
+    """Each metric (tokens/s on a log axis, peak memory) vs prompt length, one line per method variant, plus the
+    paper's points; one legend under the panels."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics) + 0.5, 4.4), squeeze=False,
+                             layout="constrained")
+    for ax, metric in zip(axes[0], metrics):
+        paper, ylabel = PLOT_METRICS[metric]
         for v in variants:
             pts = sorted((L, c["metrics"][metric]) for (w, L), c in cells.items()
                          if w == v and not c["status"] and metric in c["metrics"])
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=labels[v], lw=2.2 if v[0] == "sparse_dllm" else 1.2,
+                ax.plot(*zip(*pts), marker="o", ms=4, label=labels[v], lw=2.2 if v[0] == "sparse_dllm" else 1.2,
                         ls="--" if v[0] == VANILLA else "-")
         for method, points in paper.items():
             pts = sorted((n, x) for n, x in points.items() if not isinstance(x, str))
@@ -371,8 +378,13 @@ def _throughput_plot(cells: dict, variants: list[tuple], labels: dict, title: st
             ax.set_yscale("log")
         ax.set_xlabel("prompt length (tokens)", fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6)
+    handles = {}
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
     return fig_png(fig)
 
@@ -443,11 +455,9 @@ def _throughput_section(board, records: list[dict], md: list[str], hp: list[str]
         if settings:
             add_text(md, hp, "Settings: " + "; ".join(settings) + ".")
         if any(not c["status"] and "tokens_per_s" in c["metrics"] for c in cells.values()):
-            name = f"dllm_throughput_{n}.png"
-            board.figures[name] = _throughput_plot(cells, variants, labels, heading)
-            md.append(f"![tokens/s and peak memory vs prompt length]({name})\n")
-            hp.append(img_html(name, board.figures[name], f"Tokens/s (log) and peak memory vs prompt length, {heading}; "
-                                                      f"dotted: the paper's {PAPER_DEVICE} points"))
+            add_figure(board, md, hp, f"dllm_throughput_{n}.png", throughput_figure(cells, variants, labels, heading),
+                       f"Tokens/s (log) and peak memory vs prompt length, {heading}; dotted: the paper's "
+                       f"{PAPER_DEVICE} points")
 
 
 def dllm_board(records: list[dict]) -> Board | None:

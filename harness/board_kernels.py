@@ -1,16 +1,20 @@
 """The kernels boards: conformance reports of submitted kernels (suite "conformance", the newest run per op, impl,
-profile and device) and decode latency per kernel x shape x batch x context (suite "kernels_bench", with the
-FlashFourierAttention targets table and latency-vs-context plots)."""
+profile and device) and decode latency per kernel x shape x batch x context (suite "kernels_bench": the
+latency-vs-context plot with the copy-bandwidth roofline, one compact table of shape x batch x kernel rows and
+context columns, the FlashFourierAttention targets).
+
+The conformance table is built from CONFORMANCE_COLUMNS, one (header, cell function) per column: a new column is
+one entry there (a table grown past the page is split into column groups by `add_table`).
+"""
 from __future__ import annotations
 
 import html
 import json
 from collections import defaultdict
 
-from tabulate import tabulate
-
 from harness import fourier_targets
-from harness.board_page import Board, add_table, add_text, fig_png, img_html, plt, table_html
+from harness.board_page import Board, add_figure, add_table, add_text, add_warning
+from harness.kernel_plot import kernel_label, latency_figure, roofline_ms
 
 
 def _latest_by_run(records: list[dict]) -> list[list[dict]]:
@@ -50,7 +54,7 @@ def _conformance_row(recs: list[dict]) -> dict | None:
     examples = by.get(("all", "examples"))
     return {
         "op": verdict["task"], "impl": verdict["impl"], "profile": p.get("profile", "?"), "device": verdict["device"],
-        "dtypes": ", ".join(p.get("dtypes", [])), "examples": int(examples["value"]) if examples else 0,
+        "dtypes": list(p.get("dtypes", [])), "examples": int(examples["value"]) if examples else 0,
         "passed": verdict["value"] == 1, "failed": ", ".join(failed) or "—", "error": err,
         "speedup": f"{speedup['value']:.2f}x" if speedup else "—", "roofline": f"{100 * roof['value']:.1f}" if roof else "—",
         "speed_value": speedup["value"] if speedup else float("-inf"),
@@ -58,8 +62,41 @@ def _conformance_row(recs: list[dict]) -> dict | None:
     }
 
 
+DTYPE_SHORT = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
+
+
+def impl_text(impl: str) -> str:
+    """A registered name as is; a `pkg.module:function` path with a space after the colon, where it may wrap."""
+    return impl.replace(":", ": ", 1)
+
+
+def _result(r: dict) -> str:
+    return "PASS" if r["passed"] else f"FAIL: {r['failed']}"
+
+
+# (header, row -> cell): one entry per column of the conformance table, in order.
+CONFORMANCE_COLUMNS = [
+    ("op", lambda r: r["op"]),
+    ("impl", lambda r: impl_text(r["impl"])),
+    ("profile", lambda r: r["profile"]),
+    ("dtypes", lambda r: ", ".join(DTYPE_SHORT.get(d, d) for d in r["dtypes"])),
+    ("examples", lambda r: r["examples"]),
+    ("result", _result),
+    ("worst error / allowed", lambda r: r["error"]),
+    ("speedup vs ref.", lambda r: r["speedup"]),
+    ("% of copy bw", lambda r: r["roofline"]),
+]
+
+
+def conformance_rows(records: list[dict]) -> list[dict]:
+    """The newest full report of each (op, impl, profile, device), as rows (`_conformance_row`)."""
+    return [row for recs in _latest_by_run([r for r in records if r["suite"] == "conformance"])
+            if (row := _conformance_row(recs)) is not None]
+
+
 def kernels_conformance_board(records: list[dict]) -> Board | None:
-    """Submitted kernels' conformance reports (suite "conformance"): the newest run per op, impl, profile, device."""
+    """Submitted kernels' conformance reports (suite "conformance"): the newest run per op, impl, profile, device,
+    one table per device."""
     runs = [(recs, row) for recs in _latest_by_run([r for r in records if r["suite"] == "conformance"])
             if (row := _conformance_row(recs)) is not None]
     if not runs:
@@ -67,25 +104,27 @@ def kernels_conformance_board(records: list[dict]) -> Board | None:
     rows = [row for _, row in runs]
     board = Board("Kernels: conformance", records=[r for recs, _ in runs for r in recs])
     intro = ("Each row is the newest `python -m harness conform` (or `pytest suites/conformance --impl`) run of a "
-             "kernel: PASS when every drawn input met the conformance rule in every listed dtype. Error column: the "
-             "worst max|impl - oracle| against the allowed 2 x baseline error + atol (the failing case's when it "
-             "failed on tolerance). Speed (GPU runs only): the reference's median time over the kernel's on one input "
-             "of the op's gpu profile, and the kernel's bytes / time as a % of the device's copy bandwidth.")
-    md, hp = [intro + "\n"], [f"<p>{html.escape(intro)}</p>"]
-    headers = ["op", "impl", "profile", "device", "dtypes", "examples", "result", "failed property",
-               "worst error / allowed", "speedup vs reference", "% of roofline"]
+             "kernel: PASS when every drawn input met the conformance rule in every listed dtype (FAIL names the "
+             "first failed property). Error column: the worst max|impl - oracle| against the allowed 2 x baseline "
+             "error + atol (the failing case's when it failed on tolerance). Speed (GPU runs only): the reference's "
+             "median time over the kernel's on one input of the op's gpu profile, and the kernel's bytes / time as a "
+             "% of the device's copy bandwidth.")
+    md, hp = [], []
+    add_text(md, hp, intro)
+    headers = [h for h, _ in CONFORMANCE_COLUMNS]
     protocols = sorted({r["protocol"] for r in rows})
-    for proto in protocols:
-        group = sorted((r for r in rows if r["protocol"] == proto),
-                       key=lambda r: (r["op"], not r["passed"], -r["speed_value"], r["impl"]))
-        if len(protocols) > 1:
-            warn = f"Runs under different conformance protocols are listed apart. This table's protocol: `{proto}`"
-            md.append(f"> {warn}\n")
-            hp.append(f'<p class="warn">{html.escape(warn)}</p>')
-        table = [[r["op"], r["impl"], r["profile"], r["device"], r["dtypes"], r["examples"],
-                  "PASS" if r["passed"] else "FAIL", r["failed"], r["error"], r["speedup"], r["roofline"]] for r in group]
-        md.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
-        hp.append(table_html(headers, table))
+    for device in sorted({r["device"] for r in rows}):
+        md.append(f"### On {device}\n")
+        hp.append(f"<h3>On {html.escape(device)}</h3>")
+        for proto in protocols:
+            group = sorted((r for r in rows if r["protocol"] == proto and r["device"] == device),
+                           key=lambda r: (r["op"], not r["passed"], -r["speed_value"], r["impl"]))
+            if not group:
+                continue
+            if len(protocols) > 1:
+                add_warning(md, hp, "Runs under different conformance protocols are listed apart. This table's "
+                                    f"protocol: `{proto}`")
+            add_table(md, hp, headers, [[cell(r) for _, cell in CONFORMANCE_COLUMNS] for r in group], key=2)
     failures = sorted((r for r in rows if r["failure"] is not None), key=lambda r: (r["op"], r["impl"]))
     if failures:
         md.append("Failing inputs (replay with `harness.conformance.check_case`):\n")
@@ -105,7 +144,7 @@ def kernels_conformance_board(records: list[dict]) -> Board | None:
 LATENCY_METRICS = ("latency_ms", "bytes_read", "bandwidth_gbs", "roofline_fraction", "status")
 
 
-def _bench_cells(records: list[dict]) -> list[dict]:
+def bench_cells(records: list[dict]) -> list[dict]:
     """kernels_bench records merged per (cell, device), the newest attempt winning: {record, metrics, extra, used}."""
     cells: dict[tuple, dict] = {}
     for r in sorted(records, key=lambda r: r["time"]):
@@ -121,84 +160,86 @@ def _bench_cells(records: list[dict]) -> list[dict]:
     return list(cells.values())
 
 
-def _kernel_label(r: dict) -> str:
-    return f"{r['task']} / {r['impl']}"
+def context_text(context: int) -> str:
+    """4096 -> "4k"; a context that is no multiple of 1024 as is."""
+    return f"{context // 1024}k" if context % 1024 == 0 else str(context)
 
 
-def _latency_plot(cells: list[dict], title: str) -> bytes:
-    """Latency vs context, log-log: one panel per (shape, batch), one line per kernel."""
-    panels = sorted({(c["record"]["model"], c["record"]["params"]["batch"]) for c in cells})
-    cols = min(3, len(panels))
-    nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.4 * cols, 3.4 * nrows), squeeze=False, layout="constrained")
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    labels = sorted({_kernel_label(c["record"]) for c in cells})
-    for ax, (shape, batch) in zip(axes.flat, panels):
-        for label in labels:
-            pts = sorted((c["record"]["params"]["context"], c["metrics"]["latency_ms"]) for c in cells
-                         if c["record"]["model"] == shape and c["record"]["params"]["batch"] == batch
-                         and _kernel_label(c["record"]) == label and "latency_ms" in c["metrics"])
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=label)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{shape}, batch {batch}", fontsize=10)
-        ax.set_xlabel("context (tokens)", fontsize=8)
-        ax.set_ylabel("latency (ms)", fontsize=8)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    return fig_png(fig)
+def latency_cell(c: dict) -> str:
+    """A measured cell as "latency ms (% of the copy roofline)", flagged when its check failed or did not run."""
+    m, x = c["metrics"], c["extra"]
+    if "latency_ms" not in m:
+        return "—"
+    frac = m.get("roofline_fraction")
+    if frac is None and (roof := roofline_ms(c)) is not None:
+        frac = roof / m["latency_ms"]
+    flag = "" if x.get("correct") else " WRONG" if x.get("checked") else " unchecked"
+    return f"{m['latency_ms']:.4g}" + (f" ({100 * frac:.0f}%)" if frac is not None else "") + flag
+
+
+def pivot(group: list[dict]) -> tuple[list[str], list[list], list[str]]:
+    """One row per (shape, batch, kernel), one column per context: latency ms (% of the copy roofline); and a
+    note per cell not measured (its status)."""
+    contexts = sorted({c["record"]["params"]["context"] for c in group})
+    by_row: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for c in group:
+        r = c["record"]
+        by_row[(r["model"], r["params"]["batch"], kernel_label(r))][r["params"]["context"]] = c
+    rows, missing = [], defaultdict(list)
+    for (shape, batch, kernel), by_ctx in sorted(by_row.items()):
+        rows.append([shape, batch, kernel, *(latency_cell(by_ctx[n]) if n in by_ctx else "" for n in contexts)])
+        for n, c in sorted(by_ctx.items()):
+            if "latency_ms" not in c["metrics"]:
+                status = str(c["extra"].get("status", "not measured"))[:160]
+                missing[(kernel, status)].append(f"{shape} batch {batch} @{context_text(n)}")
+    notes = [f"{kernel} ({'; '.join(where)}): {status}" for (kernel, status), where in missing.items()]
+    return ["shape", "batch", "kernel", *(context_text(n) for n in contexts)], rows, notes
+
+
+def _targets(md: list[str], hp: list[str], records: list[dict]) -> None:
+    targets = fourier_targets.target_rows(records)
+    if not targets:
+        return
+    md.append("### FlashFourierAttention targets\n")
+    hp.append("<h3>FlashFourierAttention targets</h3>")
+    add_text(md, hp, "FlashFourierAttention in coefficient space vs SDPA-flash on the full cache (LLaMA-3-8B decode "
+                     "shapes, the newest run that measured both; `phase_ms` from CUDA-graph timings of the first k "
+                     "phases).")
+    for device, dtype in sorted({(t[0], t[1]) for t in targets}):  # device and dtype as the table's caption
+        add_text(md, hp, f"{dtype} on {device}:")
+        add_table(md, hp, fourier_targets.HEADERS[2:], [t[2:] for t in targets if (t[0], t[1]) == (device, dtype)])
 
 
 def kernels_latency_board(records: list[dict]) -> Board | None:
     """Decode-attention latency per kernel x shape x batch x context from `python -m harness bench` records."""
-    cells = _bench_cells(records)
+    cells = bench_cells(records)
     if not cells:
         return None
     board = Board("Kernels: decode latency", records=[r for c in cells for r in c["used"].values()])
-    intro = ("One decode step (one query token per sequence) over a KV cache of `context` tokens: median latency, "
-             "the bandwidth its bytes read imply, and that bandwidth as a % of the device-to-device copy bandwidth "
-             "measured in the same run (the roofline of a memory-bound kernel).")
-    md, hp = [intro + "\n"], [f"<p>{html.escape(intro)}</p>"]
-    targets = fourier_targets.target_rows(records)
-    if targets:
-        text = ("FlashFourierAttention in coefficient space vs SDPA-flash on the full cache (LLaMA-3-8B decode shapes, "
-                "the newest run that measured both; `phase_ms` from CUDA-graph timings of the first k phases).")
-        md.append("### FlashFourierAttention targets\n")
-        hp.append("<h3>FlashFourierAttention targets</h3>")
-        add_text(md, hp, text)
-        add_table(md, hp, fourier_targets.HEADERS, targets)
+    md, hp = [], []
+    add_text(md, hp, "One decode step (one query token per sequence) over a KV cache of `context` tokens: the median "
+                     "latency against the copy-bandwidth roofline, the time the bytes the kernel must read take at the "
+                     "device-to-device copy bandwidth measured in the same run (no memory-bound kernel can be "
+                     "faster; the Fourier kernels read a smaller, compressed cache, with a roofline of their own).")
+    _targets(md, hp, records)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
         groups[(c["record"]["params"].get("dtype", "?"), c["record"]["device"])].append(c)
-    headers = ["shape", "kernel", "batch", "context", "latency ms", "GB/s", "% of copy bandwidth", "check"]
     for n, ((dtype, device), group) in enumerate(sorted(groups.items())):
         heading = f"{dtype} on {device}"
         md.append(f"### {heading}\n")
         hp.append(f"<h3>{html.escape(heading)}</h3>")
-        table = []
-        for c in sorted(group, key=lambda c: (c["record"]["model"], _kernel_label(c["record"]),
-                                              c["record"]["params"]["batch"], c["record"]["params"]["context"])):
-            r, m, x = c["record"], c["metrics"], c["extra"]
-            if "latency_ms" in m:
-                gbs, frac = m.get("bandwidth_gbs"), m.get("roofline_fraction")
-                if frac is None and gbs is not None and x.get("copy_bandwidth_gbs"):
-                    frac = gbs / x["copy_bandwidth_gbs"]
-                check = "ok" if x.get("correct") else ("WRONG RESULT" if x.get("checked") else "unchecked")
-                vals = [f"{m['latency_ms']:.4f}", f"{gbs:.0f}" if gbs is not None else "—",
-                        f"{100 * frac:.1f}" if frac is not None else "—", check]
-            else:
-                vals = ["—", "—", "—", str(x.get("status", "not measured"))[:80]]
-            table.append([r["model"], _kernel_label(r), r["params"]["batch"], r["params"]["context"], *vals])
-        md.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
-        hp.append(table_html(headers, table))
         if any("latency_ms" in c["metrics"] for c in group):
-            name = f"kernels_latency_{n}.png"
-            png = _latency_plot(group, f"decode latency — {heading}")
-            board.figures[name] = png
-            md.append(f"![decode latency vs context]({name})\n")
-            hp.append(img_html(name, png, f"Decode latency vs context (log-log), {heading}"))
+            add_figure(board, md, hp, f"kernels_latency_{n}.png", latency_figure(group, f"Decode latency vs context: {heading}"),
+                       f"Decode latency vs context (log-log) with the copy-bandwidth roofline, {heading}")
+        headers, rows, notes = pivot(group)
+        add_text(md, hp, "Latency in ms per context (in brackets: the roofline's time as % of the kernel's, i.e. the "
+                         "fraction of the copy bandwidth its bytes moved at; WRONG: the kernel's output failed the "
+                         "check against the float32 reference; empty: not in the grid).")
+        add_table(md, hp, headers, rows, key=3)
+        if notes:
+            md.append("Not measured:\n")
+            md += [f"- {x}" for x in notes] + [""]
+            hp.append("<p>Not measured:</p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in notes) + "</ul>")
     board.markdown, board.html = "\n".join(md), "\n".join(hp)
     return board

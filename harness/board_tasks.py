@@ -6,12 +6,11 @@ under different settings (model, compression ratio, question-aware, protocol) ge
 """
 from __future__ import annotations
 
+import html
 import json
 from collections import defaultdict
 
-from tabulate import tabulate
-
-from harness.board_page import Board, method_label, table_html
+from harness.board_page import Board, add_table, add_text, method_label
 from harness.store import newest_records
 
 
@@ -52,20 +51,21 @@ def _board(records: list[dict], suite: str, title: str, intro: str, views: list[
     if not recs:
         return None
     board = Board(title, records=[r for r in recs if r["metric"] in ("score", "kv_bytes", "kv_bytes_full")])
-    md, hp = [intro + "\n"], [f"<p>{intro}</p>"]
+    md, hp = [], []
+    add_text(md, hp, intro)
     groups: dict = defaultdict(list)
     for r in recs:
         groups[_settings(r)].append(r)
     for settings, rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         md.append(f"### {_title(settings)}\n")
-        hp.append(f"<h3>{_title(settings)}</h3>")
+        hp.append(f"<h3>{html.escape(_title(settings))}</h3>")
         for label, column in views:
             cols, rows = _table(rs, column)
             if not rows:
                 continue
-            headers = ["method", *cols, "average", "KV % of full", "samples"]
-            md += [f"{label}\n", tabulate(rows, headers=headers, tablefmt="github"), ""]
-            hp += [f"<p>{label}</p>", table_html(headers, rows)]
+            add_text(md, hp, label)
+            add_table(md, hp, ["method", "average", "KV % of full", "samples", *cols],
+                      [[r[0], *r[len(cols) + 1:], *r[1:len(cols) + 1]] for r in rows])
     board.markdown, board.html = "\n".join(md), "\n".join(hp)
     return board
 

@@ -1,7 +1,9 @@
 """GPU step times for the speculative-decoding cost model: draft, verify and prefill of SmolLM2-135M's shapes.
 
-    python -m harness.calibrate_sd --device cuda --out fixtures/scheduling/step_times_h100.json
-    python -m harness.calibrate_sd --device cpu --out /tmp/smoke.json          # tiny shapes, a smoke test
+    python -m harness calibrate-sd --device cuda --out fixtures/scheduling/step_times_h100.json
+    python -m harness calibrate-sd --device cpu --out /tmp/smoke.json          # tiny shapes, a smoke test
+
+(`python -m harness.calibrate_sd` takes the same options.)
 
 A LlamaForCausalLM with the real model's shapes and RANDOM weights (speed does not depend on the weights), the
 early-exit draft of reference/scheduling/speculative.py (its first draft_layers layers + norm + LM head), and
@@ -64,10 +66,9 @@ def gpu_step_times(shape: str = "smollm2", batches: tuple[int, ...] = (1, 2, 4, 
     return measure_step_times(engine, tuple(contexts), repeats, tuple(batches))
 
 
-def main(argv=None) -> None:
+def _arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from harness import argtypes
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda (the calibration) or cpu (tiny shapes: a smoke test)")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="default: smollm2 on cuda, tiny on cpu")
     p.add_argument("--batches", type=argtypes.int_list(minimum=1), default=None,
@@ -82,15 +83,39 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=argtypes.integer(minimum=1), default=None, help="default: 10 on cuda, 2 on cpu")
     p.add_argument("--out", required=True, type=argtypes.output_file,
                    help="JSON file to write (format of fixtures/scheduling/step_times_cpu.json)")
-    args = p.parse_args(argv)
-    problem = argtypes.device_problem(args.device)  # checked here, not as a type: the default needs no GPU to parse
-    if problem:
-        p.error(f"argument --device: {problem}")
+    return p
+
+
+HELP = "GPU step times (draft, verify, prefill) for the speculative-decoding cost model"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register `calibrate-sd` on the subparsers of the harness CLI (harness/cli.py)."""
+    return _arguments(sub.add_parser("calibrate-sd", help=HELP, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def problem(args) -> str | None:
+    """What makes the arguments unusable before anything is built (argparse's "argument --x: ..." form), or None."""
+    from harness import argtypes
+
+    device = argtypes.device_problem(args.device)  # checked here, not as a type: the default needs no GPU to parse
+    if device:
+        return f"argument --device: {device}"
+    shape = args.shape or ("smollm2" if args.device.startswith("cuda") else "tiny")
+    if args.draft_layers is not None and args.draft_layers >= SHAPES[shape]["num_hidden_layers"]:
+        return (f"argument --draft-layers: must be below the {shape} model's "
+                f"{SHAPES[shape]['num_hidden_layers']} layers, got {args.draft_layers}")
+    return None
+
+
+def cmd_calibrate(args) -> int:
+    """`python -m harness calibrate-sd`: measure and write the step times; an unusable argument raises ValueError
+    naming it (the CLI prints it on one line, exit 2)."""
+    if (bad := problem(args)) is not None:
+        raise ValueError(bad)
     gpu = args.device.startswith("cuda")
     shape = args.shape or ("smollm2" if gpu else "tiny")
-    if args.draft_layers is not None and args.draft_layers >= SHAPES[shape]["num_hidden_layers"]:
-        p.error(f"argument --draft-layers: must be below the {shape} model's "
-                f"{SHAPES[shape]['num_hidden_layers']} layers, got {args.draft_layers}")
     dtype = getattr(torch, args.dtype or ("bfloat16" if gpu else "float32"))
     draft_layers = args.draft_layers or (DEFAULT_DRAFT_LAYERS if shape == "smollm2" else 1)
     batches = args.batches or ((1, 2, 4, 8, 16, 32) if gpu else (1, 2))
@@ -108,7 +133,23 @@ def main(argv=None) -> None:
         print(f"batch {s['batch']:3d} context {s['context']:5d}: draft {s['draft_ms']:8.3f} ms  "
               f"verify {s['verify_ms']:8.3f} ms  prefill {s['prefill_ms']:9.3f} ms")
     print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The same options as a parser of its own, for `python -m harness.calibrate_sd`."""
+    return _arguments(argparse.ArgumentParser(prog="python -m harness calibrate-sd", description=__doc__,
+                                              formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def main(argv=None) -> int:
+    """`python -m harness.calibrate_sd ...`, the same command as `python -m harness calibrate-sd ...`."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    if (bad := problem(args)) is not None:
+        p.error(bad)
+    return cmd_calibrate(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

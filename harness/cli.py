@@ -1,4 +1,19 @@
-"""`python -m harness ...`: thin argument parsing over the library (run, leaderboard, methods, ops, conform, bench)."""
+"""`python -m harness ...`: thin argument parsing over the library, one subcommand per job, all in one style.
+
+COMMANDS lists them: each is a pair (register its parser on the subparsers, run it on the parsed arguments), the
+parser built from harness/argtypes.py types (a malformed value exits 2 naming its option before anything loads),
+the command raising ValueError & co. for what only its config can check (printed on one line, exit 2):
+
+  run           a registered suite into the results store, then the leaderboard (harness/suite.py)
+  leaderboard   the leaderboard from the store (harness/leaderboard.py)
+  methods, ops  what is registered
+  conform       a kernel against its op's reference (harness/conform_cli.py)
+  bench         GPU benchmarks: --suite kernels (harness/bench_kernels.py) or --suite dllm (harness/bench_dllm.py)
+  train-dllm    the small dLLM the dLLM suite decodes with (harness/train_dllm.py)
+  calibrate-sd  GPU step times of the speculative-decoding cost model (harness/calibrate_sd.py)
+
+`python -m harness.train_dllm` and `python -m harness.calibrate_sd` remain, with the same options.
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +27,7 @@ import sys
 from harness import argtypes
 from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 
+from harness import calibrate_sd, train_dllm
 from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
 from harness.conform_cli import add_conform_parser, cmd_conform
 from harness.suite import SUITES, suite_names
@@ -52,16 +68,8 @@ def _param(text: str) -> tuple[str, str, object]:
     return method, key, parsed
 
 
-def build_parser(with_suites: bool = True) -> argparse.ArgumentParser:
-    """The parser of every subcommand; `with_suites=False` skips importing the suites (their modules load models'
-    libraries), for commands other than `run`."""
-    parser = argparse.ArgumentParser(prog="python -m harness", description="longctx-bench harness")
-    parser.add_argument("--plugins", default=None, metavar="MODULES",
-                        help="comma-separated modules or packages to import before anything is looked up (methods, "
-                        "kernels, policies, suites of your own; a package's modules are all imported); added to "
-                        f"${PLUGINS_ENV}, which worker processes inherit")
-    sub = parser.add_subparsers(dest="command")
-
+def add_run_parser(sub, with_suites: bool = True) -> argparse.ArgumentParser:
+    """`run`: the common options, each suite's group, and the suites' own options (plugins' too)."""
     run = sub.add_parser("run", help="run a suite into the results store (no options: the quick NIAH sweep of every method)")
     run.add_argument("--suite", default="niah", choices=suite_names() if with_suites else None,
                      help="a registered suite (harness/suites/, or a plugin's); default niah")
@@ -124,19 +132,28 @@ def build_parser(with_suites: bool = True) -> argparse.ArgumentParser:
 
     for name in suite_names() if with_suites else ():  # each suite's own options (plugins' suites add theirs)
         SUITES.get(name).add_arguments(run)
+    return run
 
-    train = sub.add_parser("train-dllm", add_help=False,
-                           help="train the small dLLM on synthetic long-context tasks (`train-dllm --help`)")
-    train.add_argument("rest", nargs=argparse.REMAINDER)
 
-    board = sub.add_parser("leaderboard", help="build leaderboard/README.md and index.html from the store")
+def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
+    board = sub.add_parser("leaderboard", help="build the leaderboard (headline README.md / index.html and a page per "
+                           "family) from the store")
     board.add_argument("--results", default=DEFAULT_RESULTS, type=argtypes.existing_dir, help="results store directory")
     board.add_argument("--out", default=DEFAULT_BOARD, type=argtypes.output_dir, help="directory to write the board into")
+    return board
 
-    sub.add_parser("methods", help="list the registered KV methods and their parameters")
-    sub.add_parser("ops", help="list the registered ops and their implementations")
-    add_conform_parser(sub)
-    add_bench_parser(sub)
+
+def build_parser(with_suites: bool = True) -> argparse.ArgumentParser:
+    """The parser of every subcommand (COMMANDS); `with_suites=False` skips importing the suites (their modules
+    load models' libraries), for commands other than `run`."""
+    parser = argparse.ArgumentParser(prog="python -m harness", description="longctx-bench harness")
+    parser.add_argument("--plugins", default=None, metavar="MODULES",
+                        help="comma-separated modules or packages to import before anything is looked up (methods, "
+                        "kernels, policies, suites of your own; a package's modules are all imported); added to "
+                        f"${PLUGINS_ENV}, which worker processes inherit")
+    sub = parser.add_subparsers(dest="command")
+    for name, (add, _) in COMMANDS.items():
+        add(sub, with_suites) if name == "run" else add(sub)
     parser.set_defaults(commands=sub.choices)  # each subcommand's parser, for its own usage on an unknown option
     return parser
 
@@ -198,6 +215,14 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def add_methods_parser(sub) -> argparse.ArgumentParser:
+    return sub.add_parser("methods", help="list the registered KV methods and their parameters")
+
+
+def add_ops_parser(sub) -> argparse.ArgumentParser:
+    return sub.add_parser("ops", help="list the registered ops and their implementations")
+
+
 def cmd_methods(args) -> int:
     from reference.kv import METHODS
     from reference.kv import make_method
@@ -219,6 +244,19 @@ def cmd_ops(args) -> int:
     for name in all_ops():
         print(f"{name:28s} implementations: {['reference', *implementations(name)]}")
     return 0
+
+
+# name -> (register its parser on the subparsers, run it): every subcommand, in `--help` order.
+COMMANDS = {
+    "run": (add_run_parser, cmd_run),
+    "leaderboard": (add_leaderboard_parser, cmd_leaderboard),
+    "methods": (add_methods_parser, cmd_methods),
+    "ops": (add_ops_parser, cmd_ops),
+    "conform": (add_conform_parser, cmd_conform),
+    "bench": (add_bench_parser, cmd_bench),
+    "train-dllm": (train_dllm.add_parser, train_dllm.cmd_train),
+    "calibrate-sd": (calibrate_sd.add_parser, calibrate_sd.cmd_calibrate),
+}
 
 
 def show_progress() -> None:
@@ -262,10 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    if argv[:1] == ["train-dllm"]:  # its own parser (harness/train_dllm.py); argparse's REMAINDER drops options
-        from harness.train_dllm import main as train_main
-
-        return train_main(argv[1:])
     parser = build_parser(with_suites="run" in argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -276,8 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # `python -m harness` alone prints help
         parser.print_help()
         return 0
-    handler = {"run": cmd_run, "leaderboard": cmd_leaderboard, "methods": cmd_methods, "ops": cmd_ops, "conform": cmd_conform,
-               "bench": cmd_bench}[args.command]
+    handler = COMMANDS[args.command][1]
     try:
         return handler(args)
     except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:

@@ -1,13 +1,17 @@
-"""The leaderboard, built only from the results store: `README.md` (tables) and `index.html` (tables + plots).
+"""The leaderboard, built only from the results store: a headline page and one page per family, each as Markdown
+and HTML, and the figures they show.
 
-One board per family; a board is a function records -> Board (Markdown and HTML fragments plus figures, and the
-records it was built from), or None when it has no records to show, listed in BOARDS, so a new family adds one
-function; a registered suite (harness/suite.py) may also return one from its `board` method, with no edit here. Every board section ends with the line `records_line` writes from the board's records: the results files
-(relative links), suites and metrics, record and cell counts, git shas and devices. A board with a `page` is also
-written alone to that file. Records whose protocols differ are never ranked together.
+- `README.md` / `index.html`, the headline: per family its winner table and key plot (NIAH heatmaps, kernel
+  latency vs context with the roofline, dLLM throughput vs prompt length, scheduling latency vs load with CIs),
+  each linking to the family's page; provenance at the bottom.
+- `<family>.md` / `<family>.html`: the family's boards with every table (FAMILIES), each board ending with the
+  line `records_line` writes from its records (results files as relative links, suites and metrics, record and
+  cell counts, git shas and devices). `pareto.*` holds the Pareto fronts of every family.
 
-This module only assembles: each board is a board_*.py module, and what boards share (Board, tables, figures)
-is harness/board_page.py.
+A board is a function records -> Board (harness/board_page.py) or None when it has nothing to show; a family lists
+its boards and its headline function, so a new family adds one entry. A registered suite (harness/suite.py) may
+return a Board from its `board` method: it gets a page of its own (`suite-<name>`) and a link on the headline, with
+no edit here. Records whose protocols differ are never ranked together.
 """
 from __future__ import annotations
 
@@ -15,29 +19,63 @@ import html
 import json
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from harness.board_dllm import dllm_board
 from harness.board_kernels import kernels_conformance_board, kernels_latency_board
 from harness.board_niah import kv_methods_board
-from harness.board_page import Board
+from harness.board_page import CSS, Board, Headline
 from harness.board_pareto import pareto_board
 from harness.board_scheduling import schedulers_board
 from harness.board_tasks import longbench_board, ruler_board
+from harness.headline_dllm import dllm_headline
+from harness.headline_kernels import kernels_headline
+from harness.headline_kv import kv_headline
+from harness.headline_scheduling import scheduling_headline
 from harness.store import ResultsStore
 from harness.suite import get_suite, suite_names
 
-BOARDS = [pareto_board, kv_methods_board, ruler_board, longbench_board, kernels_conformance_board,
-          kernels_latency_board, dllm_board, schedulers_board]
-
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f3f3f3}td:nth-child(2){text-align:left}.warn{background:#fff3cd;padding:.5em;border:1px solid #e0c36a}
-figure{margin:1em 0}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}.meta{color:#555;font-size:.9em}"""
+TITLE = "longctx-bench leaderboard"
 
 
-def _provenance(records: list[dict]) -> list[str]:
-    shas = sorted({r.get("git_sha", "?") for r in records})
+@dataclass(frozen=True)
+class Family:
+    slug: str  # its page: <slug>.md and <slug>.html
+    title: str
+    boards: tuple[Callable[[list[dict]], Board | None], ...]
+    headline: Callable[[list[dict]], Headline | None] | None = None  # None: a line and a link on the headline
+    summary: str = ""  # that line (default: the boards' titles)
+
+
+FAMILIES = (
+    Family("kv", "KV-cache compression", (kv_methods_board, ruler_board, longbench_board), kv_headline),
+    Family("kernels", "Kernels", (kernels_latency_board, kernels_conformance_board), kernels_headline),
+    Family("dllm", "dLLM caches", (dllm_board,), dllm_headline),
+    Family("scheduling", "Schedulers", (schedulers_board,), scheduling_headline),
+    Family("pareto", "Pareto fronts", (pareto_board,),
+           summary="Every method of every family on accuracy, bytes held and latency, fronts that respect the "
+                   "confidence intervals"),
+)
+
+
+@dataclass
+class Page:
+    slug: str
+    title: str
+    boards: list[Board]
+    headline: Headline | None
+    summary: str = ""
+
+
+def _short(sha: str) -> str:
+    return sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
+def provenance(records: list[dict]) -> list[str]:
+    """The headline's closing lines: record count, git shas (short), devices, library versions."""
+    shas = sorted({_short(str(r.get("git_sha", "?"))) for r in records})
     devices = sorted({r.get("device", "?") for r in records})
     versions = sorted({json.dumps(r.get("versions", {}), sort_keys=True) for r in records})
     return [f"records: {len(records)}", f"git: {', '.join(shas) or '—'}", f"devices: {'; '.join(devices) or '—'}",
@@ -74,55 +112,88 @@ def records_line(records: list[dict] | None, rel: Path) -> tuple[str, str]:
             "<p class='meta'>Records used:</p><ul class='meta'>" + "".join(f"<li>{x}</li>" for x in hp) + "</ul>")
 
 
-def _standalone(b: Board, foot_html: str, built: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(b.title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{html.escape(b.title)}</h1><p class='meta'>{html.escape(built)} "
-            "Part of the <a href='index.html'>longctx-bench leaderboard</a>.</p>" + b.html + foot_html
-            + "</body></html>")
+def _html_page(title: str, body: list[str]) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+
+
+def pages(records: list[dict]) -> list[Page]:
+    """Every page with something to show: the families' (FAMILIES order), then the registered suites' own boards."""
+    out = []
+    for family in FAMILIES:
+        boards = [b for b in (fn(records) for fn in family.boards) if b is not None]
+        if boards:
+            out.append(Page(family.slug, family.title, boards, family.headline(records) if family.headline else None,
+                            family.summary))
+    for name in suite_names():  # plugins' suites: `Suite.board`
+        board = get_suite(name).board(records)
+        if board is not None:
+            out.append(Page(board.page or f"suite-{name}", board.title, [board], None))
+    return out
+
+
+def _write_family(page: Page, out_dir: Path, rel: Path, built: str) -> dict[str, Path]:
+    back = f"Part of the {TITLE}"
+    md = [f"# {page.title}\n", f"{back} ([headline](README.md), [Pareto fronts](pareto.md)). {built}\n"]
+    hp = [f"<h1>{html.escape(page.title)}</h1>", f"<p class='meta'>{html.escape(back)} (<a href='index.html'>headline"
+          f"</a>, <a href='pareto.html'>Pareto fronts</a>). {html.escape(built)}</p>"]
+    for b in page.boards:
+        foot_md, foot_html = records_line(b.records, rel)
+        md += [f"## {b.title}\n", b.markdown, foot_md]
+        hp += [f"<h2>{html.escape(b.title)}</h2>", b.html, foot_html]
+        for name, png in b.figures.items():
+            (out_dir / name).write_bytes(png)
+    paths = {f"{page.slug}.md": out_dir / f"{page.slug}.md", f"{page.slug}.html": out_dir / f"{page.slug}.html"}
+    paths[f"{page.slug}.md"].write_text("\n".join(md), encoding="utf-8")
+    paths[f"{page.slug}.html"].write_text(_html_page(page.title, hp), encoding="utf-8")
+    return paths
+
+
+def _headline(all_pages: list[Page], records: list[dict], out_dir: Path, rel: Path, built: str,
+              sources: list[str]) -> tuple[list[str], list[str]]:
+    intro = ("Who wins what, family by family: each section is a winner table and its key plot; the family's page "
+             "has every table, and the Pareto page ranks every method on accuracy, bytes and latency. "
+             f"Built from the results store as of its newest record ({built}); nothing is typed by hand.")
+    md, hp = [f"# {TITLE}\n", intro + "\n"], [f"<h1>{TITLE}</h1>", f"<p>{html.escape(intro)}</p>"]
+    for page in all_pages:
+        md.append(f"## {page.title}\n")
+        hp.append(f"<h2>{html.escape(page.title)}</h2>")
+        link_md, link_html = f"[{page.slug}.md]({page.slug}.md)", f"<a href='{page.slug}.html'>{page.slug}.html</a>"
+        if page.headline is not None:
+            md += [page.headline.markdown, f"Details: {link_md}.\n"]
+            hp += [page.headline.html, f"<p>Details: {link_html}.</p>"]
+            for name, png in page.headline.figures.items():
+                (out_dir / name).write_bytes(png)
+        else:
+            line = page.summary or "; ".join(b.title for b in page.boards)
+            md.append(f"{line}: {link_md}.\n")
+            hp.append(f"<p>{html.escape(line)}: {link_html}.</p>")
+    md += ["## Provenance\n", "Results files: " + (", ".join(f"[{s}]({rel / s})" for s in sources) or "none") + ".\n",
+           *[f"- {m}" for m in provenance(records)], ""]
+    hp += ["<h2>Provenance</h2>", "<p class='meta'>Results files: "
+           + (", ".join(f"<a href='{html.escape(str(rel / s))}'>{html.escape(s)}</a>" for s in sources) or "none")
+           + ".</p><ul class='meta'>" + "".join(f"<li>{html.escape(m)}</li>" for m in provenance(records)) + "</ul>"]
+    return md, hp
 
 
 def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write README.md, index.html, the boards' own pages and every figure into out_dir; return their paths."""
+    """Write the headline (README.md, index.html), each family's page (<slug>.md, <slug>.html) and every figure
+    into out_dir; return the pages' paths ("markdown" and "html": the headline)."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results: directory {str(results_dir)!r} does not exist (run a suite first)")
     records = ResultsStore(results_dir).records()
     out_dir.mkdir(parents=True, exist_ok=True)
-    boards = [b for b in (fn(records) for fn in BOARDS) if b is not None]  # None: no records for that board
-    # Suites with a board of their own (`Suite.board`; plugins' suites): after the families' boards.
-    boards += [b for b in (get_suite(n).board(records) for n in suite_names()) if b is not None]
-    sources = sorted(p.name for p in results_dir.glob("*.jsonl"))
     rel = Path(os.path.relpath(results_dir.resolve(), out_dir.resolve()))  # links work wherever both are moved
-    paths = {"markdown": out_dir / "README.md", "html": out_dir / "index.html"}
-    links = ", ".join(f"[{s}]({rel / s})" for s in sources) or "none"
-    meta = _provenance(records)
     # Stamped with the newest record, not the clock: the same records build the same board, byte for byte, so
     # rebuilding the committed board from the committed store leaves the checkout clean.
     built = max((str(r.get("time", "")) for r in records), default="") or "(no records)"
-    md = ["# longctx-bench leaderboard\n", f"Built from the results store as of its newest record ({built}) ({links}); "
-          "every number below comes from those records.\n", *[f"- {m}" for m in meta], ""]
-    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>longctx-bench leaderboard</title>"
-            f"<style>{CSS}</style></head><body><h1>longctx-bench leaderboard</h1>",
-            f"<p class='meta'>Built from the results store as of its newest record ({html.escape(built)}): "
-            + ", ".join(f"<a href='{html.escape(str(rel / s))}'>{html.escape(s)}</a>" for s in sources)
-            + "; every number comes from those records.</p><ul class='meta'>"
-            + "".join(f"<li>{html.escape(m)}</li>" for m in meta) + "</ul>"]
-    for b in boards:
-        foot_md, foot_html = records_line(b.records, rel)
-        md += [f"## {b.title}\n"]
-        page += [f"<h2>{html.escape(b.title)}</h2>"]
-        if b.page:
-            md.append(f"Also on its own page: [{b.page}]({b.page}).\n")
-            page.append(f"<p class='meta'>Also on its own page: <a href='{html.escape(b.page)}'>"
-                        f"{html.escape(b.page)}</a>.</p>")
-            paths[b.page] = out_dir / b.page
-            paths[b.page].write_text(_standalone(b, foot_html, f"Built from the results store as of its newest record ({built})."),
-                                     encoding="utf-8")
-        md += [b.markdown, foot_md]
-        page += [b.html, foot_html]
-        for name, png in b.figures.items():
-            (out_dir / name).write_bytes(png)
-    page.append("</body></html>")
+    stamp = f"Built from the results store as of its newest record ({built})."
+    all_pages = pages(records)
+    paths = {"markdown": out_dir / "README.md", "html": out_dir / "index.html"}
+    for page in all_pages:
+        paths.update(_write_family(page, out_dir, rel, stamp))
+    md, hp = _headline(all_pages, records, out_dir, rel, built, sorted(p.name for p in results_dir.glob("*.jsonl")))
     paths["markdown"].write_text("\n".join(md), encoding="utf-8")
-    paths["html"].write_text("\n".join(page), encoding="utf-8")
+    paths["html"].write_text(_html_page(TITLE, hp), encoding="utf-8")
     return paths

@@ -1,15 +1,36 @@
-"""Pareto fronts: the points no other point beats on every objective at once, and a 2-D plot that marks them.
+"""Pareto fronts: the points no other point beats on every objective at once, exactly or beyond their confidence
+intervals.
 
-`pareto_front` is the definition (property-tested in suites/harness/test_pareto_board.py); `front_panel` draws
-one scatter with its 2-D front highlighted, joined by the step line that bounds what the front dominates, and
-every point labelled without overlaps. Used by the cross-family board, `harness/board_pareto.py`.
+`pareto_front` is the exact definition; `ci_front` the one the leaderboard ranks by: a point is dominated only by a
+point that is *significantly* better on some objective (the two intervals do not overlap) and not significantly
+worse on any. A method holding 0.1% fewer bytes than a far more accurate one is then not on the front: 0.1% is
+inside the bytes' tolerance band (`band`), while the accuracy gap is outside both confidence intervals. With
+zero-width intervals `ci_front` is `pareto_front` (property-tested in suites/harness/test_pareto_board.py).
+`paired_front` compares points measured on the same units (seeds) by the interval of their paired differences.
+The plots are harness/pareto_plot.py.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from harness.stats import t_interval
 
 SENSES = ("max", "min")
+BYTES_TOLERANCE = 0.01  # bytes held are measured exactly: values within 1% of each other count as equal
+TIMING_TOLERANCE = 0.05  # a timing measured once: within 5% counts as equal (run-to-run noise)
+
+
+def _check(points: Sequence[Sequence[float]], senses: Sequence[str]) -> tuple[tuple[float, ...], ...]:
+    if any(s not in SENSES for s in senses):
+        raise ValueError(f"senses must be 'max' or 'min', got {tuple(senses)}")
+    pts = tuple(tuple(float(v) for v in p) for p in points)
+    for p in pts:
+        if len(p) != len(senses):
+            raise ValueError(f"point {p} has {len(p)} objectives, senses name {len(senses)}")
+        if not all(math.isfinite(v) for v in p):
+            raise ValueError(f"point {p} has a value that is not finite")
+    return pts
 
 
 def dominates(a: Sequence[float], b: Sequence[float], senses: Sequence[str]) -> bool:
@@ -25,137 +46,86 @@ def dominates(a: Sequence[float], b: Sequence[float], senses: Sequence[str]) -> 
 
 
 def pareto_front(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[int]:
-    """Indices (ascending) of the points that no other point dominates.
+    """Indices (ascending) of the points that no other point dominates exactly.
 
     points: one tuple of objective values per point; senses: "max" or "min" per objective. Equal points do not
     dominate each other, so every copy of a front point is on the front. O(n^2), for the few dozen rows of a board.
     """
     senses = tuple(senses)
-    if any(s not in SENSES for s in senses):
-        raise ValueError(f"senses must be 'max' or 'min', got {senses}")
-    pts = [tuple(float(v) for v in p) for p in points]
-    for p in pts:
-        if len(p) != len(senses):
-            raise ValueError(f"point {p} has {len(p)} objectives, senses name {len(senses)}")
-        if not all(math.isfinite(v) for v in p):
-            raise ValueError(f"point {p} has a value that is not finite")
+    pts = _check(points, senses)
     return [i for i, p in enumerate(pts) if not any(dominates(q, p, senses) for q in pts)]
 
 
-# ---------------------------------------------------------------- plotting
-def _scale(ax, which: str, values: list[float]) -> None:
-    """Log when the positive values span over a decade; when zeros sit next to such a span (a method that holds
-    no cache), symlog: linear up to the smallest positive value, ticks at 0 and the decades above it."""
-    positive = [v for v in values if v > 0]
-    if len(positive) < 2 or max(positive) / min(positive) <= 10:
-        return
-    set_scale, axis = getattr(ax, f"set_{which}scale"), getattr(ax, f"{which}axis")
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
-
-    if all(v > 0 for v in values):
-        set_scale("log")
-        if max(positive) / min(positive) < 1000:  # few decades: label 1-2-5 ticks as plain numbers
-            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            axis.set_minor_formatter(NullFormatter())
-        return
-    low = min(positive)
-    set_scale("symlog", linthresh=low, linscale=0.5)
-    decades = range(math.ceil(math.log10(low)), math.floor(math.log10(max(positive))) + 2)
-    axis.set_major_locator(FixedLocator([0.0, *(10.0 ** k for k in decades)]))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_locator(NullLocator())
+def band(value: float, tolerance: float) -> tuple[float, float]:
+    """The interval of a value measured without sampling error: ± tolerance / 2 of it, so that two values whose
+    ratio is within about 1 + tolerance overlap."""
+    half = abs(value) * tolerance / 2
+    return value - half, value + half
 
 
-def _overlap(a, b) -> float:
-    w = min(a.x1, b.x1) - max(a.x0, b.x0)
-    h = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return w * h if w > 0 and h > 0 else 0.0
+def better(a: tuple[float, float], b: tuple[float, float], sense: str) -> bool:
+    """Interval a (lo, hi) is significantly better than interval b: they do not overlap and a lies on the better side."""
+    return a[0] > b[1] if sense == "max" else a[1] < b[0]
 
 
-# Label offsets (points) tried in turn: beside the marker first, then further out with a leader line.
-_OFFSETS = [(5, 3), (5, -10), (-5, 3), (-5, -10), (5, 12), (-5, 12), (5, -19), (-5, -19), (12, 22), (-12, 22),
-            (12, -29), (-12, -29), (24, 4), (-24, 4), (24, -12), (-24, -12), (0, 32), (0, -38), (30, 34), (-30, 34),
-            (30, -40), (-30, -40)]
+def ci_dominates(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]], senses: Sequence[str]) -> bool:
+    """a dominates b beyond the intervals: significantly better on one objective, significantly worse on none."""
+    return (not any(better(y, x, s) for x, y, s in zip(a, b, senses))
+            and any(better(x, y, s) for x, y, s in zip(a, b, senses)))
 
 
-def place_labels(ax, xs: list[float], ys: list[float], labels: list[str], fontsize: float = 7) -> None:
-    """Annotate each point with the first offset whose text box overlaps no marker, no earlier label and stays
-    inside the axes (the least-overlapping one when none is free); points a few pixels apart share one label.
-    Call after limits, scales and layout are final."""
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
-    box = ax.get_window_extent(renderer)
-    from matplotlib.transforms import Bbox
+def front_by(n: int, objectives: int, better: Callable[[int, int, int], bool]) -> list[int]:
+    """Indices of the n points that no other dominates, where i dominates j when better(i, j, k) (i significantly
+    better than j on objective k) holds for some k and better(j, i, k) for none. May be empty should the relation
+    cycle; `ci_front` and `paired_front` then fall back to the exact front."""
+    def dom(i: int, j: int) -> bool:
+        return (not any(better(j, i, k) for k in range(objectives))
+                and any(better(i, j, k) for k in range(objectives)))
 
-    pixels = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
-    markers = [Bbox.from_extents(px - 6, py - 6, px + 6, py + 6) for px, py in pixels]
-    taken = []
-    # Points within a few pixels of each other share one label, their names joined.
-    groups: list[list[int]] = []
-    for i in sorted(range(len(xs)), key=lambda i: (-ys[i], xs[i])):
-        near = next((g for g in groups if math.dist(pixels[g[0]], pixels[i]) < 5), None)
-        if near is None:
-            groups.append([i])
-        else:
-            near.append(i)
-    for group in groups:
-        i = group[0]
-        text = "\n".join(labels[j].replace("\n", " ") for j in group) if len(group) > 1 else labels[i]
-        best = None
-        for n, (dx, dy) in enumerate(_OFFSETS):
-            arrow = {"arrowstyle": "-", "color": "0.55", "lw": 0.5} if n >= 4 else None
-            note = ax.annotate(text, (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                               ha="left" if dx >= 0 else "right", va="bottom", arrowprops=arrow, zorder=5)
-            bb = note.get_window_extent(renderer)
-            outside = bb.width * bb.height - _overlap(bb, box)
-            # A label hiding a marker or leaving the axes is worse than one touching another label.
-            cost = 4 * outside + 4 * sum(_overlap(bb, m) for m in markers) + sum(_overlap(bb, t) for t in taken) \
-                + n * 0.01
-            if best is None or cost < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (cost, note, bb)
-            else:
-                note.remove()
-            if cost < 1:
-                break
-        taken.append(best[2])
+    return [i for i in range(n) if not any(dom(j, i) for j in range(n) if j != i)]
 
 
-def front_panel(ax, xs: list[float], ys: list[float], labels: list[str], senses: tuple[str, str], *,
-                xlabel: str, ylabel: str, title: str, stars: set[int] = frozenset(), refs: set[int] = frozenset(),
-                log: tuple[bool, bool] = (True, True)) -> list[int]:
-    """Scatter the points; the 2-D front (computed over the points not in refs) is highlighted and joined by its
-    step line; points in stars get a star (e.g. on the front of more objectives); refs (e.g. a clairvoyant oracle)
-    are drawn hollow and not ranked. log: whether each axis may go logarithmic (when its values span over a decade).
-    Returns the front's indices; labels are placed by `place_labels` once the figure's layout is final."""
-    ranked = [i for i in range(len(xs)) if i not in refs]
-    front = [ranked[j] for j in pareto_front([(xs[i], ys[i]) for i in ranked], senses)]
-    rest = [i for i in ranked if i not in front]
-    ax.scatter([xs[i] for i in rest], [ys[i] for i in rest], s=28, color="0.65", zorder=3, label="dominated")
-    ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=46, color="tab:red", edgecolor="black", lw=0.6,
-               zorder=4, label="2-D Pareto front")
-    if refs:
-        ax.scatter([xs[i] for i in refs], [ys[i] for i in refs], s=40, facecolor="none", edgecolor="tab:blue",
-                   zorder=4, label="reference (not ranked)")
-    if stars:
-        ax.scatter([xs[i] for i in stars], [ys[i] for i in stars], s=150, marker="*", facecolor="none",
-                   edgecolor="tab:orange", lw=1.1, zorder=4, label="on the front of all objectives")
-    pts = sorted((xs[i], ys[i]) for i in front)
-    if len(pts) > 1:
-        ax.step(*zip(*pts), where="post" if senses[0] == "min" else "pre", color="tab:red", lw=1, alpha=0.7, zorder=2)
-    if log[0]:
-        _scale(ax, "x", xs)
-    if log[1]:
-        _scale(ax, "y", ys)
-    ax.margins(0.15)
-    ax.autoscale_view()
-    ax.set_xlim(ax.get_xlim())
-    ax.set_ylim(ax.get_ylim())
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3, which="both")
-    return front
+def paired_front(samples: Sequence[Sequence[dict]], senses: Sequence[str]) -> list[int]:
+    """The front of points measured on shared units (seeds: the same requests for every policy): samples[i][k] maps
+    unit -> value of point i on objective k. i is significantly better than j on k when the 95% t-interval of the
+    paired differences over their common units excludes 0 (on the better side); without common units, never."""
+    senses = tuple(senses)
+    if any(s not in SENSES for s in senses):
+        raise ValueError(f"senses must be 'max' or 'min', got {senses}")
+
+    def better(i: int, j: int, k: int) -> bool:
+        a, b = samples[i][k], samples[j][k]
+        common = sorted(set(a) & set(b), key=str)
+        if not common:
+            return False
+        sign = 1.0 if senses[k] == "max" else -1.0
+        _, lo, _ = t_interval([sign * (a[u] - b[u]) for u in common])
+        return lo > 0  # one common unit: the exact difference
+
+    front = front_by(len(samples), len(senses), better)
+    if front or not samples:
+        return front
+    means = [[sum(v.values()) / len(v) for v in point] for point in samples]
+    return pareto_front(means, senses)
+
+
+def ci_front(points: Sequence[Sequence[float]], intervals: Sequence[Sequence[tuple[float, float]]],
+             senses: Sequence[str]) -> list[int]:
+    """Indices (ascending) of the points no other point dominates beyond the intervals (`ci_dominates`).
+
+    intervals[i][k]: the (lo, hi) of point i's objective k, containing its value (a confidence interval, or a
+    `band` for values measured exactly or once). Should the relation ever cycle (no point undominated), the
+    exact front is returned, so a non-empty set of points always has a front.
+    """
+    senses = tuple(senses)
+    pts = _check(points, senses)
+    if len(intervals) != len(pts):
+        raise ValueError(f"{len(intervals)} intervals for {len(pts)} points")
+    ivs = []
+    for p, iv in zip(pts, intervals):
+        iv = tuple((float(lo), float(hi)) for lo, hi in iv)
+        if len(iv) != len(p) or any(not (lo <= v <= hi) for v, (lo, hi) in zip(p, iv)):
+            raise ValueError(f"intervals {iv} must hold the point's values {p}, one per objective")
+        ivs.append(iv)
+    front = front_by(len(pts), len(senses), lambda i, j, k: better(ivs[i][k], ivs[j][k], senses[k]))
+    return front if front or not pts else pareto_front(pts, senses)

@@ -1,5 +1,5 @@
-"""Confidence intervals: percentile bootstrap of the mean, paired differences, Student t over seeds, Wilson for
-fractions; the exact sign test for paired wins and losses."""
+"""Confidence intervals: percentile bootstrap of the mean (of values, or of the means of several strata), paired
+differences, Student t over seeds, Wilson for fractions; the exact sign test for paired wins and losses."""
 from __future__ import annotations
 
 import math
@@ -16,6 +16,21 @@ def bootstrap_ci(values, n: int = 2000, alpha: float = 0.05, seed: int = 0) -> t
         return float(x[0]), float(x[0])
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, size=(n, x.size))].mean(axis=1)
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def stratified_bootstrap_ci(strata, n: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over strata of each stratum's mean (e.g. a method's accuracy: the mean
+    over task x length cells of the fraction of examples right), resampling within each stratum. A stratum of one
+    value is a constant."""
+    groups = [np.asarray(list(s), dtype=np.float64) for s in strata]
+    if not groups or any(g.size == 0 for g in groups):
+        raise ValueError("strata must be a non-empty list of non-empty lists")
+    rng = np.random.default_rng(seed)
+    means = np.zeros(n)
+    for g in groups:
+        means += g[rng.integers(0, g.size, size=(n, g.size))].mean(axis=1)
+    means /= len(groups)
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 

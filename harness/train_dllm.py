@@ -162,10 +162,9 @@ def evaluate(model: DLLM, lengths: list[int], n: int, gen_len: int, block_len: i
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from harness import argtypes
 
-    p = argparse.ArgumentParser(prog="python -m harness train-dllm", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None, type=argtypes.output_file,
                    help="checkpoint path (default: a new file runs/train-dllm/tiny_dllm-<UTC time>.pt; the committed "
                    "fixture is replaced only by naming it with --force)")
@@ -183,21 +182,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    from reference.dllm import checkpoint
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register `train-dllm` on the subparsers of the harness CLI (harness/cli.py)."""
+    return _arguments(sub.add_parser("train-dllm", help="train the small dLLM on synthetic long-context tasks",
+                                     description=__doc__.split("\n\n")[0]))
 
-    p = build_parser()
-    a = p.parse_args(argv)
-    if a.out is None:
-        a.out = os.path.join("runs", "train-dllm", f"tiny_dllm-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.pt")
-    if os.path.exists(a.out) and not a.force:  # before any training: never silently replace a checkpoint
-        p.error(f"argument --out: {a.out} exists; pass --force to overwrite it, or name a new path")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The same options as a parser of its own, for `python -m harness.train_dllm`."""
+    return _arguments(argparse.ArgumentParser(prog="python -m harness train-dllm",
+                                              description=__doc__.split("\n\n")[0]))
+
+
+def problem(a) -> str | None:
+    """What makes the arguments unusable before any training (argparse's "argument --x: ..." form), or None."""
+    if a.out is not None and os.path.exists(a.out) and not a.force:  # never silently replace a checkpoint
+        return f"argument --out: {a.out} exists; pass --force to overwrite it, or name a new path"
     for length in a.eval_lengths or ():  # a prompt must hold every task's needles: fail before training
         for task in tasks.TASKS:
             try:
                 tasks.make_example(task, length, random.Random(0)) if length < 512 else None
             except (ValueError, AssertionError):
-                p.error(f"argument --eval-lengths: {length} tokens is too short for task {task!r}")
+                return f"argument --eval-lengths: {length} tokens is too short for task {task!r}"
+    return None
+
+
+def cmd_train(a) -> int:
+    """`python -m harness train-dllm`: train, evaluate on held-out examples, save the checkpoint. An unusable
+    argument raises ValueError naming it (the CLI prints it on one line, exit 2)."""
+    from reference.dllm import checkpoint
+
+    if (bad := problem(a)) is not None:
+        raise ValueError(bad)
+    if a.out is None:
+        a.out = os.path.join("runs", "train-dllm", f"tiny_dllm-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.pt")
     size = a.size or ("gpu" if a.device.startswith("cuda") else "cpu")
     fields = {} if size == "gpu" else dict(CPU_RECIPE)
     if a.minutes is not None:
@@ -217,6 +235,15 @@ def main(argv=None) -> int:
                     metrics={"vanilla_accuracy": acc, "eval_n": a.eval_n, "block_len": r.gen_len // 2})
     print(f"saved {a.out} ({model.num_params() / 1e6:.2f}M parameters)")
     return 0
+
+
+def main(argv=None) -> int:
+    """`python -m harness.train_dllm ...`, the same command as `python -m harness train-dllm ...`."""
+    p = build_parser()
+    a = p.parse_args(argv)
+    if (bad := problem(a)) is not None:
+        p.error(bad)
+    return cmd_train(a)
 
 
 if __name__ == "__main__":

@@ -200,5 +200,7 @@ def test_the_toy_suite_runs_resumes_and_reaches_the_leaderboard(plugin, tmp_path
     records = [json.loads(line) for line in (tmp_path / "toy.jsonl").read_text().splitlines()]
     assert sorted(r["params"]["n"] for r in records) == [5, 50, 500]
     assert all(r["suite"] == "toy" and r["metric"] == "abs_mean" and 0 <= r["value"] < 1 for r in records)
-    board = (tmp_path / "leaderboard" / "README.md").read_text()
-    assert "## Toy suite" in board and "| 50 " in board
+    headline = (tmp_path / "leaderboard" / "README.md").read_text()
+    assert "## Toy suite" in headline and "[suite-toy.md](suite-toy.md)" in headline
+    page = (tmp_path / "leaderboard" / "suite-toy.md").read_text()
+    assert "## Toy suite" in page and "| 50 " in page

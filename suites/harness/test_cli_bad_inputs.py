@@ -191,6 +191,15 @@ OTHERS = [
     (["train-dllm", "--size", "huge"], "--size"),
     (["train-dllm", "--seed", "-1"], "--seed"),
     (["train-dllm", "--out", "{dir}"], "--out"),
+    (["train-dllm", "--out", "{file}"], "--out"),  # exists, no --force: refused before training
+    (["calibrate-sd", "--device", "tpu", "--out", "{missing}/s.json"], "--device"),
+    (["calibrate-sd", "--device", "cuda:7", "--out", "{missing}/s.json"], "--device"),
+    (["calibrate-sd", "--device", "cpu", "--draft-layers", "4", "--out", "{missing}/s.json"], "--draft-layers"),
+    (["calibrate-sd", "--device", "cpu", "--draft-layers", "0", "--out", "{missing}/s.json"], "--draft-layers"),
+    (["calibrate-sd", "--device", "cpu", "--batches", "0", "--out", "{missing}/s.json"], "--batches"),
+    (["calibrate-sd", "--device", "cpu", "--shape", "huge", "--out", "{missing}/s.json"], "--shape"),
+    (["calibrate-sd", "--device", "cpu", "--out", "{dir}"], "--out"),
+    (["calibrate-sd", "--device", "cpu"], "--out"),
 ]
 CASES = [(["run", *a], o) for a, o in NIAH + TASKS + SCHEDULING + DLLM] + OTHERS
 
@@ -204,7 +213,7 @@ def nothing_may_run(monkeypatch):
     """Loading a model or checkpoint, simulating, serving or training fails the test."""
     import transformers
 
-    from harness import train_dllm
+    from harness import calibrate_sd, train_dllm
     from reference.dllm import checkpoint
     from reference.scheduling import simulator
 
@@ -218,6 +227,7 @@ def nothing_may_run(monkeypatch):
     monkeypatch.setattr(checkpoint, "load", ran("checkpoint.load"))
     monkeypatch.setattr(simulator, "simulate", ran("the simulator"))
     monkeypatch.setattr(train_dllm, "train", ran("training"))
+    monkeypatch.setattr(calibrate_sd, "gpu_step_times", ran("the calibration"))
     try:
         import harness.run_scheduling as rs
 
@@ -266,6 +276,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_option(argv, option, tmp_pat
         assert len(lines) == 1, err
     assert option in last, f"{argv}: the message does not name {option}: {last}"
     assert not results.exists() and not (tmp_path / "board").exists(), "a failed command wrote results"
+    assert not (tmp_path / "missing").exists(), "a failed command wrote its output"
 
 
 def test_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, capsys):
@@ -285,6 +296,6 @@ def test_multi_line_messages_are_joined_into_one(monkeypatch, capsys):
     def boom(args):
         raise FileNotFoundError("first line\n    second line")
 
-    monkeypatch.setattr(cli, "cmd_methods", boom)
+    monkeypatch.setitem(cli.COMMANDS, "methods", (cli.add_methods_parser, boom))
     code, err = _run(["methods"], capsys)
     assert code == 2 and err == "error: first line second line\n"

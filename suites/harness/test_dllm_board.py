@@ -162,8 +162,8 @@ def test_accuracy_table_and_paired_delta():
     recs += acc_cell("kv", "sparse_dllm", 4096, [True] * 8, impl="triton", params=SPARSE, cache=4 * 2**20)  # no vanilla
     md = dllm_board(recs).markdown
     acc, agree = _sections(md)["Accuracy: tiny-dllm@x"]
-    assert acc[0][:6] == ["method", "passkey@1024 (n=16)", "passkey@2048 (n=16)", "kv@1024 (n=16)",
-                          "kv@2048 (n=16)", "kv@4096 (n=8)"]
+    assert acc[0] == ["method", "mean", "Δ vs vanilla, pp [95% CI]", "paired examples", "passkey@1024 (n=16)",
+                      "passkey@2048 (n=16)", "kv@1024 (n=16)", "kv@2048 (n=16)", "kv@4096 (n=8)"]
     assert [r[0] for r in acc[1:]] == ["vanilla (torch)", "sparse_dllm (triton, keep 0.5)", "fast_dllm_prefix (torch)"]
     rows = _rows(acc)
     for t, L in base:
@@ -202,8 +202,10 @@ def test_committed_results_build(tmp_path):
     for name in ("dllm.jsonl", "dllm_throughput.jsonl"):
         shutil.copy(ROOT / "results" / name, results / name)
     paths = build_leaderboard(results, tmp_path / "board")
-    md = paths["markdown"].read_text(encoding="utf-8")
-    assert "## dLLM caches" in md and "<h2>dLLM caches" in paths["html"].read_text(encoding="utf-8")
+    md = paths["dllm.md"].read_text(encoding="utf-8")
+    assert "## dLLM caches" in md and "<h2>dLLM caches" in paths["dllm.html"].read_text(encoding="utf-8")
+    headline = paths["markdown"].read_text(encoding="utf-8")
+    assert "## dLLM caches" in headline and "](headline_dllm_throughput.png)" in headline
     figures = re.findall(r"\]\((dllm_throughput_\d+\.png)\)", md)
     assert figures and all((tmp_path / "board" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
     sections = {h: t for h, t in _sections(md).items() if h.startswith("Throughput and memory: llada")}
@@ -231,4 +233,4 @@ def test_figure_per_device(missing):
     board = dllm_board(recs)
     assert list(board.figures) == ["dllm_throughput_0.png"]
     assert board.figures["dllm_throughput_0.png"][:8] == b"\x89PNG\r\n\x1a\n"
-    assert "![tokens/s and peak memory vs prompt length](dllm_throughput_0.png)" in board.markdown
+    assert "](dllm_throughput_0.png)" in board.markdown

@@ -1,13 +1,16 @@
 """The kernels boards of the leaderboard, built from planted records: conformance reports and decode latency."""
 from __future__ import annotations
 
-import base64
-import re
+import pytest
 
+from harness import board_kernels
+from harness.board_kernels import CONFORMANCE_COLUMNS, bench_cells, latency_cell
 from harness.conformance import CaseResult, Report
 from harness.conformance_report import conformance_records
 from harness.leaderboard import build_leaderboard
+from harness.kernel_plot import roofline_ms
 from harness.store import ResultsStore, make_record
+from suites.harness.markdown_tables import sections
 
 PROV_GPU = {"device": "cuda: NVIDIA H100 80GB HBM3", "versions": {"torch": "t"}, "git_sha": "abc"}
 PROV_CPU = {"device": "cpu: test", "versions": {"torch": "t"}, "git_sha": "abc"}
@@ -44,32 +47,46 @@ def bench_cell(task, impl, shape, batch, context, ms, status=None):
                             ("roofline_fraction", gbs / 3000.0, "fraction"))]
 
 
-def _rows(md: str, first_cell: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
-            if line.startswith(f"| {first_cell}")]
-
-
 def test_conformance_board_newest_run_wins_pass_first_with_speed(tmp_path):
     store = ResultsStore(tmp_path / "r")
     store.append(conformance_records(_report("my.fast:attn", failing="unwritten"), "cuda", 10, run="run1", provenance=PROV_GPU))
     store.append(conformance_records(_report("my.fast:attn"), "cuda", 10, _speed(0.5, 2.0), run="run2", provenance=PROV_GPU))
     store.append(conformance_records(_report("my.slow:attn"), "cuda", 10, _speed(4.0, 2.0), run="run3", provenance=PROV_GPU))
     store.append(conformance_records(_report("my.bad:attn", failing="tolerance"), "cpu", 10, run="run4", provenance=PROV_CPU))
-    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
+    paths = build_leaderboard(tmp_path / "r", tmp_path / "b")
+    md = paths["kernels.md"].read_text(encoding="utf-8")
     assert "## Kernels: conformance" in md and "Kernels: decode latency" not in md
-    rows = _rows(md, "attention")
-    assert [r[1] for r in rows] == ["my.fast:attn", "my.slow:attn", "my.bad:attn"]  # passing, by speedup; then failing
-    fast, slow, bad = rows
-    assert fast[6] == "PASS" and fast[7] == "—" and fast[8] == "0.0002 / 0.001" and fast[9] == "4.00x"
-    assert fast[10] == f"{100 * (10**9 / 0.5e-3 / 1e9) / 3000:.1f}" and fast[3] == PROV_GPU["device"]
-    assert slow[9] == "0.50x" and fast[5] == "20" and fast[4] == "float32, float16"
-    assert bad[6] == "FAIL" and bad[7] == "tolerance" and bad[8] == "0.5 / 1e-05" and bad[9] == "—"
+    tables = sections(md)
+    [gpu], [cpu] = tables[f"On {PROV_GPU['device']}"], tables[f"On {PROV_CPU['device']}"]  # one table per device
+    assert gpu[0] == [h for h, _ in CONFORMANCE_COLUMNS]
+    assert [r[1] for r in gpu[1:]] == ["my.fast: attn", "my.slow: attn"]  # passing, by speedup
+    fast, slow = (dict(zip(gpu[0], r)) for r in gpu[1:])
+    assert fast["result"] == "PASS" and fast["worst error / allowed"] == "0.0002 / 0.001"
+    assert fast["speedup vs ref."] == "4.00x" and fast["examples"] == "20" and fast["dtypes"] == "f32, f16"
+    assert fast["% of copy bw"] == f"{100 * (10**9 / 0.5e-3 / 1e9) / 3000:.1f}"
+    assert slow["speedup vs ref."] == "0.50x"
+    bad = dict(zip(cpu[0], cpu[1]))
+    assert bad["result"] == "FAIL: tolerance" and bad["worst error / allowed"] == "0.5 / 1e-05"
+    assert bad["speedup vs ref."] == "—"
     assert "my.bad:attn [tolerance] float32: tolerance broke" in md
     assert "check_case('attention', get_impl('attention', 'my.bad:attn'), {'seed': 3}, torch.float32)" in md
     assert "unwritten" not in md  # run1 was replaced by the newer run2
+    headline = paths["markdown"].read_text(encoding="utf-8")
+    assert "Conformance: 2 of 3 kernel runs pass" in headline and "attention / my.bad:attn (ci)" in headline
 
 
-def test_latency_board_table_plot_and_status(tmp_path):
+def test_a_new_conformance_column_is_one_entry(tmp_path, monkeypatch):
+    """The board's table is CONFORMANCE_COLUMNS: appending a (header, cell) pair adds a column, nothing else."""
+    monkeypatch.setattr(board_kernels, "CONFORMANCE_COLUMNS",
+                        [*CONFORMANCE_COLUMNS, ("strength", lambda r: f"{r['examples'] * 2} draws")])
+    ResultsStore(tmp_path / "r").append(conformance_records(_report("my.fast:attn"), "cuda", 10, _speed(0.5, 2.0),
+                                                            run="run1", provenance=PROV_GPU))
+    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["kernels.md"].read_text(encoding="utf-8")
+    [table] = sections(md)[f"On {PROV_GPU['device']}"]
+    assert table[0][-1] == "strength" and table[1][-1] == "40 draws"
+
+
+def test_latency_board_plot_pivot_and_status(tmp_path):
     store = ResultsStore(tmp_path / "r")
     recs = []
     for context, ms in ((4096, 0.05), (32768, 0.3)):
@@ -82,19 +99,34 @@ def test_latency_board_table_plot_and_status(tmp_path):
                             "copy_bandwidth_gbs", 3000.0, "GB/s", provenance=PROV_GPU))
     store.append(recs)
     paths = build_leaderboard(tmp_path / "r", tmp_path / "b")
-    md, page = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
+    md, page = paths["kernels.md"].read_text(encoding="utf-8"), paths["kernels.html"].read_text(encoding="utf-8")
     assert "## Kernels: decode latency" in md and "Kernels: conformance" not in md
-    assert "### bfloat16 on cuda: NVIDIA H100 80GB HBM3" in md
-    rows = _rows(md, "llama3-8b")
-    assert len(rows) == 7  # 6 measured cells and the skipped one; the copy record is no kernel
-    row = next(r for r in rows if r[1] == "decode_attention / triton" and r[2] == "1" and r[3] == "32768")
-    gbs = 2 * 8 * 32768 * 128 * 2 / 0.3e-3 / 1e9
-    assert row[4] == "0.3000" and row[5] == f"{gbs:.0f}" and row[6] == f"{100 * gbs / 3000:.1f}" and row[7] == "ok"
-    skipped = next(r for r in rows if r[1].startswith("fourier_decode_attention"))
-    assert skipped[4] == "—" and skipped[7] == "skipped: cache too large"
+    [table] = sections(md)["bfloat16 on cuda: NVIDIA H100 80GB HBM3"]
+    assert table[0] == ["shape", "batch", "kernel", "4k", "32k", "128k"]
+    rows = {(r[1], r[2]): r[3:] for r in table[1:]}
+    assert len(rows) == 4  # 3 measured (batch, kernel) rows and the skipped kernel; the copy record is no kernel
+    def roof(context, ms):  # the cache's bytes at the copy bandwidth, in % of the kernel's time
+        return f"{100 * (2 * 8 * context * 128 * 2 / 3000e9) / (ms * 1e-3):.0f}%"
+
+    assert rows[("1", "decode_attention / triton")] == [f"0.05 ({roof(4096, 0.05)})", f"0.3 ({roof(32768, 0.3)})", ""]
+    assert rows[("4", "decode_attention / triton")][1] == f"0.9 ({roof(4 * 32768, 0.9)})"
+    assert rows[("4", "fourier_decode_attention / triton")] == ["", "", "—"]
+    assert "- fourier_decode_attention / triton (llama3-8b batch 4 @128k): skipped: cache too large" in md
+    assert len(table) == 5 and "114" not in md  # a pivot, not a row per cell
     assert (tmp_path / "b" / "kernels_latency_0.png").stat().st_size > 1000
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 1 and base64.b64decode(images[0])[:4] == b"\x89PNG"
+    assert 'src="kernels_latency_0.png"' in page and "roofline" in page
+    headline = paths["markdown"].read_text(encoding="utf-8")
+    [winners] = [t for h, ts in sections(headline).items() for t in ts if t[0][0] == "shape"]
+    assert winners[1][:5] == ["llama3-8b", "1", "32k", "decode_attention / triton", "0.3"]
+    assert winners[2][3] == "decode_attention / triton" and winners[1][6] == "sdpa_flash / torch-sdpa-flash (2.00x)"
+
+
+def test_the_roofline_is_the_cache_bytes_at_the_copy_bandwidth():
+    [cell] = bench_cells(bench_cell("decode_attention", "triton", "llama3-8b", 2, 8192, 0.2))
+    assert roofline_ms(cell) == pytest.approx(1e3 * 2 * 2 * 8 * 8192 * 128 * 2 / 3000e9)
+    assert latency_cell(cell) == f"0.2 ({100 * roofline_ms(cell) / 0.2:.0f}%)"
+    cell["extra"]["correct"] = False
+    assert latency_cell(cell).endswith(" WRONG")
 
 
 def test_a_newer_measurement_replaces_an_older_failure(tmp_path):
@@ -104,6 +136,6 @@ def test_a_newer_measurement_replaces_an_older_failure(tmp_path):
     for r in recs:
         r["time"] = "9999-01-01T00:00:00Z"  # later than the failure
     store.append(recs)
-    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
-    rows = _rows(md, "smollm2")
-    assert len(rows) == 1 and rows[0][4] == "0.0700" and "failed" not in md
+    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["kernels.md"].read_text(encoding="utf-8")
+    [table] = sections(md)["bfloat16 on cuda: NVIDIA H100 80GB HBM3"]
+    assert len(table) == 2 and table[1][3].startswith("0.07 (") and "RuntimeError" not in md

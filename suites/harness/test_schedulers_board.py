@@ -1,13 +1,12 @@
 """The schedulers board of the leaderboard, built from planted scheduling records (random values, fixed seed)."""
 from __future__ import annotations
 
-import base64
 import re
 
 import numpy as np
 import pytest
 
-from harness.board_pareto import pareto_board
+from harness.board_page import PAGE_PX, png_size
 from harness.board_scheduling import BASELINES, schedulers_board
 from harness.leaderboard import build_leaderboard
 from harness.store import ResultsStore, make_record
@@ -61,7 +60,7 @@ _sections = sections
 
 
 def _workload(sections, task):
-    [(heading, tables)] = [(h, t) for h, t in sections.items() if h.startswith(f"{task}:")]
+    [(heading, tables)] = [(h, t) for h, t in sections.items() if h.startswith(f"{task} (sim)")]
     return heading, tables
 
 
@@ -82,19 +81,22 @@ def test_tables_hold_every_policy_and_rate_and_the_laps_reduction():
     sections = _sections(schedulers_board(recs).markdown)
     for task in WORKLOADS:
         heading, (table, vs, paired) = _workload(sections, task)
-        assert "trace smollm2" in heading and "cost_device cpu" in heading and "draft_len 4" in heading
+        assert heading == f"{task} (sim)"  # short: the setting is printed under it
+        md = schedulers_board(recs).markdown
+        setting = md[md.index(f"### {heading}"):].splitlines()[2]
+        assert setting.startswith("Trace smollm2;") and "cost_device cpu" in setting and "draft_len 4" in setting
         header, rows = table[0], table[1:]
-        assert header[:3] == ["rate req/s", "policy", "mean s"] and header[-1] == "mean s 95% CI"
+        assert header[:3] == ["load", "policy", "mean s"] and header[-1] == "mean s 95% CI"
         assert all(r[-1] == "—" for r in rows)  # one seed: no interval
-        assert [(r[0], r[1]) for r in paired[1:]] == [(f"{rate:g}", m) for rate in RATES
+        assert [(r[0], r[1]) for r in paired[1:]] == [(f"{rate:g} req/s", m) for rate in RATES
                                                       for m in ("srpt_len_late", "laps_sd", "srpt_oracle")]
-        assert {(r[0], r[1]) for r in rows} == {(f"{rate:g}", m) for rate in RATES for m in POLICIES}
+        assert {(r[0], r[1]) for r in rows} == {(f"{rate:g} req/s", m) for rate in RATES for m in POLICIES}
         for r in rows:
-            v = values[(task, float(r[0]), r[1])]
+            v = values[(task, float(r[0].split()[0]), r[1])]
             assert r[2:8] == [f"{v[m]:.4g}" for m, _ in METRICS[:6]] and r[8] == f"{v['throughput_tok_s']:.1f}"
-        assert [r[0] for r in vs[1:]] == [f"{rate:g}" for rate in RATES]
+        assert [r[0] for r in vs[1:]] == [f"{rate:g} req/s" for rate in RATES]
         for r in vs[1:]:
-            rate = float(r[0])
+            rate = float(r[0].split()[0])
             mean = {m: values[(task, rate, m)]["mean_latency_s"] for m in POLICIES}
             best = min(BASELINES, key=mean.get)
             assert r[1] == best and r[2] == f"{mean[best]:.4g}" and r[3] == f"{mean['laps_sd']:.4g}"
@@ -146,7 +148,9 @@ def test_cost_devices_and_protocols_are_never_mixed():
     recs += _cell(rng, "paper-like", "laps_sd", _params(1.0), protocol={"trace": "v2"})[0]
     board = schedulers_board(recs)
     headings = [h for h in board.markdown.splitlines() if h.startswith("### paper-like")]
-    assert len(headings) == 3 and sum("cost_device cuda: H100" in h for h in headings) == 1
+    assert sorted(headings) == ["### paper-like (sim): cost_device cpu, protocol 1 of 2",
+                                "### paper-like (sim): cost_device cpu, protocol 2 of 2",
+                                "### paper-like (sim): cost_device cuda: H100"]
     assert board.markdown.count("different protocols") == 2
 
 
@@ -185,7 +189,7 @@ def test_sim_vs_real_relative_difference():
     assert {r[1] for r in table[1:]} == {"fcfs", "laps_sd", "las_mlfq"}
 
 
-def test_figures_are_png_and_the_leaderboard_embeds_them(tmp_path):
+def test_figures_are_png_and_the_family_page_shows_them(tmp_path):
     rng = np.random.default_rng(7)
     recs, _ = _grid(rng)
     board = schedulers_board(recs)
@@ -193,13 +197,13 @@ def test_figures_are_png_and_the_leaderboard_embeds_them(tmp_path):
     assert all(png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000 for png in board.figures.values())
     ResultsStore(tmp_path / "r").append(recs)
     paths = build_leaderboard(tmp_path / "r", tmp_path / "b")
-    md, page = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
-    assert "## Schedulers: speculative-decoding serving (LAPS-SD)" in md and "![latency vs load](sched_0_load.png)" in md
-    assert "<h2>Schedulers: speculative-decoding serving (LAPS-SD)</h2>" in page
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    pareto = pareto_board(recs).figures  # the cross-family page shows these records too
-    assert sorted(base64.b64decode(i) for i in images) == sorted([*board.figures.values(), *pareto.values()])
+    md, page = paths["scheduling.md"].read_text(encoding="utf-8"), paths["scheduling.html"].read_text(encoding="utf-8")
+    assert "## Schedulers: speculative-decoding serving (LAPS-SD)" in md
+    assert "](sched_0_load.png)" in md and "<h2>Schedulers: speculative-decoding serving (LAPS-SD)</h2>" in page
+    assert sorted(re.findall(r'<img [^>]*src="([^"]+)"', page)) == sorted(board.figures)
     assert all((tmp_path / "b" / name).read_bytes() == png for name, png in board.figures.items())
+    headline = paths["markdown"].read_text(encoding="utf-8")
+    assert "](headline_scheduling_load.png)" in headline and "[scheduling.md](scheduling.md)" in headline
 
 
 @pytest.mark.parametrize("rates", [(1.0,), (0.5, 8.0)])
@@ -207,5 +211,32 @@ def test_cdf_is_drawn_at_the_highest_rate(rates):
     rng = np.random.default_rng(8)
     recs = [r for rate in rates for m in POLICIES for r in _cell(rng, "paper-like", m, _params(rate))[0]]
     board = schedulers_board(recs)
-    assert "![latency and TTFT CDFs](sched_0_cdf.png)" in board.markdown
-    assert f"Latency and TTFT CDFs at {max(rates):g} requests/s" in board.html
+    assert "](sched_0_cdf.png)" in board.markdown
+    assert f"Latency and TTFT CDFs at {max(rates):g} req/s" in board.html
+
+
+def test_loads_label_the_tables_and_a_single_load_draws_no_vs_load_plot():
+    """Records of `--loads` carry their fraction of capacity (extra.load): tables and axes show it, not the rate; a
+    workload measured at one load gets no "vs load" plot (a single point), only its CDF."""
+    rng = np.random.default_rng(9)
+    recs = []
+    for seed in (0, 1):
+        for load, rate in ((0.5, 0.0883), (0.9, 0.159)):
+            for m in ("fcfs", "laps_sd"):
+                for r in _cell(rng, "draft-heavy", m, _params(rate, seed=seed))[0]:
+                    r["extra"] = {**(r.get("extra") or {}), "load": load}
+                    recs.append(r)
+    recs += [r for m in ("fcfs", "laps_sd") for r in _cell(rng, "single", m, _params(0.3))[0]]
+    board = schedulers_board(recs)
+    tables = _sections(board.markdown)
+    _, (table, *_) = _workload(tables, "draft-heavy")
+    assert [r[0] for r in table[1:]] == ["0.5", "0.5", "0.9", "0.9"]
+    assert "Loads 0.5, 0.9 of capacity = 0.0883, 0.159 requests/s." in board.markdown
+    names = sorted(board.figures)
+    [heavy] = [h for h in tables if h.startswith("draft-heavy")]
+    [single] = [h for h in tables if h.startswith("single")]
+    n_heavy = sorted(tables).index(heavy)  # figures are numbered in heading order
+    assert f"sched_{n_heavy}_load.png" in names and f"sched_{1 - n_heavy}_load.png" not in names
+    assert f"sched_{1 - n_heavy}_cdf.png" in names and single == "single (sim)"
+    for png in board.figures.values():
+        assert png_size(png)[0] <= PAGE_PX

@@ -1,7 +1,6 @@
 """Bootstrap intervals, paired deltas, and the leaderboard built from planted records."""
 from __future__ import annotations
 
-import base64
 import re
 
 import numpy as np
@@ -53,30 +52,32 @@ def test_leaderboard_tables_heatmaps_and_order(tmp_path):
             recs += _niah("knorm", length, depth, 0, 0.0, 2**19, 2**20)
     store.append(recs)
     paths = build_leaderboard(tmp_path / "results", tmp_path / "board")
-    md, page = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
-    md = md[md.index("## KV-cache methods"):]  # the NIAH board (the cross-family page comes first)
-    page = page[page.index("<h2>KV-cache methods"):]
+    md, page = paths["kv.md"].read_text(encoding="utf-8"), paths["kv.html"].read_text(encoding="utf-8")
+    md = md[md.index("## KV-cache methods"):]  # the NIAH board
     rows = [line for line in md.splitlines() if line.startswith("|") and "rank" not in line and "---" not in line]
     assert [r.split("|")[2].strip() for r in rows] == ["full", "snapkv", "knorm"]  # ranked by accuracy
     assert "66.7" in rows[1] and "50.0" in rows[1]  # snapkv accuracy and KV % of full
     assert "-33.3" in rows[1]  # paired delta vs full
     assert "niah_0_heatmaps.png" in md and (tmp_path / "board" / "niah_0_heatmaps.png").stat().st_size > 1000
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 2 and base64.b64decode(images[0])[:4] == b"\x89PNG"
+    assert re.findall(r'<img [^>]*src="([^"]+)"', page) == ["niah_0_heatmaps.png"]  # beside the page, not inlined
     assert "niah.jsonl" in page
+    headline = paths["markdown"].read_text(encoding="utf-8")
+    assert "](headline_kv_heatmaps.png)" in headline and "[kv.md](kv.md)" in headline
+    assert (tmp_path / "board" / "headline_kv_heatmaps.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_protocol_mismatch_is_not_ranked_together(tmp_path):
     store = ResultsStore(tmp_path / "r")
     store.append(_niah("full", 1024, 0.0, 0, 1.0, 10, 10) + _niah("snapkv", 1024, 0.0, 0, 1.0, 5, 10, protocol={"prompt_template": "chat"}))
-    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
+    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["kv.md"].read_text(encoding="utf-8")
     assert md.count("different protocols") == 2
     assert len(re.findall(r"\| +rank", md)) == 2
 
 
 def test_empty_store_and_missing_directory(tmp_path):
     (tmp_path / "empty").mkdir()
-    md = build_leaderboard(tmp_path / "empty", tmp_path / "b")["markdown"].read_text(encoding="utf-8")
-    assert "No NIAH records yet" in md
+    paths = build_leaderboard(tmp_path / "empty", tmp_path / "b")
+    assert "No NIAH records yet" in paths["kv.md"].read_text(encoding="utf-8")
+    assert "[kv.md](kv.md)" in paths["markdown"].read_text(encoding="utf-8")
     with pytest.raises(FileNotFoundError, match="results"):
         build_leaderboard(tmp_path / "missing", tmp_path / "b")

@@ -31,8 +31,9 @@ def test_ruler_sweep_records_resumes_and_boards(tiny_lm, tmp_path):
     again = run_tasks(config, lm=tiny_lm, progress=False)
     assert again["ran"] == 0 and again["skipped"] == summary["ran"]
     build_leaderboard(tmp_path, tmp_path / "board")
-    text = (tmp_path / "board" / "README.md").read_text()
+    text = (tmp_path / "board" / "kv.md").read_text()
     assert "RULER" in text and all(t in text for t in tasks)
+    assert "RULER: " in (tmp_path / "board" / "README.md").read_text()  # its winner row on the headline
 
 
 def test_longbench_sweep_on_the_fixtures(tiny_lm, tmp_path):
@@ -49,7 +50,7 @@ def test_longbench_sweep_on_the_fixtures(tiny_lm, tmp_path):
     assert all(0.0 <= r["value"] <= 1.0 and r["extra"]["group"] == longbench.TASKS[r["task"]].group for r in scores)
     assert all(r["extra"]["context_tokens"] <= 600 for r in scores)  # middle truncation held the limit
     build_leaderboard(tmp_path, tmp_path / "board")
-    assert "LongBench" in (tmp_path / "board" / "README.md").read_text()
+    assert "## LongBench" in (tmp_path / "board" / "kv.md").read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -11,6 +11,7 @@ the command raising ValueError & co. for what only its config can check (printed
   bench         GPU benchmarks: --suite kernels (harness/bench_kernels.py) or --suite dllm (harness/bench_dllm.py)
   train-dllm    the small dLLM the dLLM suite decodes with (harness/train_dllm.py)
   calibrate-sd  GPU step times of the speculative-decoding cost model (harness/calibrate_sd.py)
+  compare       a method variant against its default on the same cells (harness/variant_compare.py)
 
 `python -m harness.train_dllm` and `python -m harness.calibrate_sd` remain, with the same options.
 """
@@ -27,7 +28,7 @@ import sys
 from harness import argtypes
 from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 
-from harness import calibrate_sd, train_dllm
+from harness import calibrate_sd, train_dllm, variant_compare
 from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
 from harness.conform_cli import add_conform_parser, cmd_conform
 from harness.suite import SUITES, suite_names
@@ -256,6 +257,7 @@ COMMANDS = {
     "bench": (add_bench_parser, cmd_bench),
     "train-dllm": (train_dllm.add_parser, train_dllm.cmd_train),
     "calibrate-sd": (calibrate_sd.add_parser, calibrate_sd.cmd_calibrate),
+    "compare": (variant_compare.add_parser, variant_compare.cmd_compare),
 }
 
 

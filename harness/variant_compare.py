@@ -104,3 +104,24 @@ def markdown(rows: list[Row], variant: dict[str, str], group_by: str = "length")
                      f"{100 * r.variant:.0f}% [{100 * r.variant_ci[0]:.0f}, {100 * r.variant_ci[1]:.0f}] | "
                      f"{r.wins}+ / {r.losses}- | {r.p_value:.2g} |")
     return "\n".join(lines)
+
+
+def add_parser(sub):
+    """`python -m harness compare`: the variant's table, from the records of a results store."""
+    p = sub.add_parser("compare", help="a method variant against its default on the same cells (95% CIs, sign test)")
+    p.add_argument("--results", default="results", help="results store directory (default: results)")
+    p.add_argument("--suite", required=True, help="the suite whose records to pair, e.g. niah or ruler")
+    p.add_argument("--method", required=True, help="the method, e.g. fourier")
+    p.add_argument("--variant", required=True, type=parse_variant, help="key=value[,key=value], e.g. period=smooth")
+    p.add_argument("--metric", default=None, help="default: exact_match where recorded, else score")
+    p.add_argument("--group-by", default="length", help="the parameter of a row (default: length)")
+    return p
+
+
+def cmd_compare(args) -> int:
+    from harness.store import ResultsStore
+
+    rows = compare(ResultsStore(args.results).records(args.suite), args.suite, args.method, args.variant,
+                   args.metric, args.group_by)
+    print(markdown(rows, args.variant, args.group_by))
+    return 0

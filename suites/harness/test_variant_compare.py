@@ -63,3 +63,21 @@ def test_wilson_interval_contains_the_fraction_and_stays_in_unit_range(n, data):
     k = data.draw(st.integers(0, n))
     lo, hi = wilson(k, n)
     assert 0.0 <= lo <= k / n <= hi <= 1.0 and hi - lo < 1.0
+
+
+def test_compare_subcommand_prints_the_table_and_refuses_a_bad_variant(tmp_path, capsys):
+    from harness.cli import main
+    from harness.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "r")
+    recs = [_rec(1024, d, 1.0) for d in (0.0, 1.0)] + [_rec(1024, d, float(d > 0), {"period": "smooth"}) for d in (0.0, 1.0)]
+    for r in recs:
+        r.update(cell=f"c{id(r)}", time="2026-12-05T00:00:00Z", unit="fraction", model="m", impl="reference",
+                 device="cpu", seed=0, protocol={}, extra={}, versions={}, git_sha="x")
+    store.append(recs)
+    assert main(["compare", "--results", str(tmp_path / "r"), "--suite", "niah", "--method", "fourier",
+                 "--variant", "period=smooth"]) == 0
+    out = capsys.readouterr().out
+    assert "| all | 2 | 100% [34, 100] | 50% [9, 91] | 0+ / 1- | 1 |" in out
+    with pytest.raises(SystemExit):
+        main(["compare", "--suite", "niah", "--method", "fourier", "--variant", "period"])

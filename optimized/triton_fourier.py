@@ -19,8 +19,8 @@ give the plan, not the source):
 
 Accumulation is float32. Dots with float32 operands use input_precision="ieee" (TF32 would cost ~1e-3 relative
 error); QK^T and PV take fp16/bf16 operands when q is fp16/bf16, as in FlashAttention.
-`make_fourier_cache` and `fourier_bytes_read` (reference/ops/fourier_cache.py, importable from here too) serve the
-bandwidth benchmark.
+The benchmark times the decode kernel as `triton_fourier` on `reference.ops.fourier_cache.make_fourier_cache`
+(importable from here too, with `fourier_bytes_read`), through its unchecked entry point inside a CUDA graph.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
+from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_compress_inputs, check_decode_inputs
 from reference.ops.fourier_cache import fourier_bytes_read, make_fourier_cache  # noqa: F401 - importable from here
@@ -394,7 +395,12 @@ def _launch_decode(q, k_exact, v_exact, k_args, v_args, mid_len, period, lens, s
     return result
 
 
-@register_impl("fourier_decode_attention", "triton")
+def unchecked_call():
+    """The benchmark's graph-capturable call: `fourier_decode_attention_unchecked` (its inputs were checked once)."""
+    return lambda inputs: fourier_decode_attention_unchecked(**inputs)
+
+
+@register_impl("fourier_decode_attention", "triton", bench=ImplBench(name="triton_fourier", order=2, fast=unchecked_call))
 def fourier_decode_attention_triton(
     q, k_exact, v_exact, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,

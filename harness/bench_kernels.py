@@ -3,20 +3,23 @@
 For each shape x batch x context and each implementation it measures the median latency (`bench_ms`, L2
 flushed, inputs rotated through `RotatingInputs`), the bytes the kernel must read, the bandwidth that implies
 and its fraction of the device-to-device copy bandwidth measured at the start of the same run (the practical
-roofline of a memory-bound kernel). Implementations:
+roofline of a memory-bound kernel).
 
-  sdpa_flash      PyTorch SDPA restricted to the flash backend on the full cache (GQA through `enable_gqa`;
-                  where that is refused, the query heads of a KV group are packed as query rows, which reads
-                  each KV head once too; the backend used is recorded in params["backend"])
+The kernels come from the registry (harness/kernel_impls.py): every implementation and baseline of an op whose spec
+has a `bench` (its inputs per cell and bytes-read model, reference/bench_spec.py), with the hooks registered beside
+each, so a new kernel file is benchmarked with no edit here. Built in (`--impls` names):
+
+  sdpa_flash      PyTorch SDPA restricted to the flash backend on the full cache (optimized/torch_sdpa_flash.py;
+                  the backend used is recorded in params["backend"])
   triton_dense    our flash-decoding kernel, `get_impl("decode_attention", "triton")`, seq_lens = context
   triton_fourier  FlashFourierAttention that rebuilds the compressed channels per tile,
                   `get_impl("fourier_decode_attention", "triton")`, on a cache from
-                  `optimized.triton_fourier.make_fourier_cache` (FourierAttention, arXiv 2506.11886: 512
+                  `reference.ops.fourier_cache.make_fourier_cache` (FourierAttention, arXiv 2506.11886: 512
                   frequencies = the paper's 1024 states, 4 sink and 1020 local tokens exact)
   triton_fourier_spectral  FlashFourierAttention in coefficient space (optimized/triton_fourier_spectral.py) on
                   the same cache; its records carry the time of each phase (`extra.phase_ms`)
-  flashinfer      FlashInfer's decode on the full cache (single-request for batch 1, the paged batch wrapper with
-                  one page per sequence otherwise), where the package imports; a `missing` status otherwise
+  flashinfer      FlashInfer's decode on the full cache (optimized/flashinfer_decode.py), where the package
+                  imports; a `missing` status otherwise
 
 Every configuration is checked once against the float32 reference on the inputs it is timed on (batch rows 0
 and B-1) before it is timed; records carry `extra.checked` / `extra.correct`. Each finished cell is appended
@@ -28,14 +31,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
+import dataclasses
 import math
 import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from harness.kernel_impls import BenchImpl, bench_impls, impl_names
 from harness.store import ResultsStore, cell_key, make_record
+from reference.bench_spec import Missing
 from reference.ops.fourier_period import PERIOD_MODES
 
 SUITE = "kernels_bench"
@@ -56,27 +61,8 @@ class Shape:
 
 
 SHAPES = {"llama3-8b": Shape(32, 8, 128), "smollm2": Shape(9, 3, 64)}
-
-
-@dataclass(frozen=True)
-class Impl:
-    task: str  # the op name, or "sdpa_flash" for the PyTorch baseline
-    impl: str  # record field `impl`
-    method: str  # the KV cache the kernel reads: the full cache or FourierAttention's
-
-
-IMPLS = {
-    "sdpa_flash": Impl("sdpa_flash", "torch-sdpa-flash", "full"),
-    "triton_dense": Impl("decode_attention", "triton", "full"),
-    "triton_fourier": Impl("fourier_decode_attention", "triton", "fourier"),
-    "triton_fourier_spectral": Impl("fourier_decode_attention", "triton_spectral", "fourier"),
-    "flashinfer": Impl("flashinfer", "flashinfer", "full"),
-}
-FOURIER_IMPLS = tuple(name for name, i in IMPLS.items() if i.method == "fourier")
 PERIODS = PERIOD_MODES  # the Fourier cache's period: the middle itself (the paper's, the KV method's default), the
 # next 7-smooth length or the next power of two >= it (faster transforms; pow2 cost NIAH accuracy at equal bytes)
-
-TASKS = {i.task for i in IMPLS.values()}
 
 DEFAULT_CONTEXTS = (4096, 8192, 16384, 32768, 65536, 131072)
 DEFAULT_BATCHES = (1, 4, 8, 16)
@@ -93,7 +79,7 @@ class KernelBenchConfig:
     batches: tuple[int, ...] = DEFAULT_BATCHES
     max_context: dict = field(default_factory=lambda: dict(DEFAULT_MAX_CONTEXT))  # {batch: longest context}
     dtype: str = "bfloat16"
-    impls: tuple[str, ...] = tuple(IMPLS)
+    impls: tuple[str, ...] = field(default_factory=impl_names)  # --impls names (harness/kernel_impls.py)
     results: str = "results"
     rerun: bool = False
     num_freqs: int = 512
@@ -113,9 +99,10 @@ class KernelBenchConfig:
         unknown = [s for s in self.shapes if s not in SHAPES]
         if unknown or not self.shapes:
             raise ValueError(f"shapes (--shapes): unknown {unknown or 'none given'}; known: {list(SHAPES)}")
-        unknown = [i for i in self.impls if i not in IMPLS]
+        known = bench_impls()
+        unknown = [i for i in self.impls if i not in known]
         if unknown or not self.impls:
-            raise ValueError(f"impls (--impls): unknown {unknown or 'none given'}; known: {list(IMPLS)}")
+            raise ValueError(f"impls (--impls): unknown {unknown or 'none given'}; known: {list(known)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype (--dtype) must be one of {list(DTYPES)}, got {self.dtype!r}")
         if not self.batches or any(not isinstance(b, int) or b < 1 for b in self.batches):
@@ -126,11 +113,11 @@ class KernelBenchConfig:
             raise ValueError(f"kept_pad must be an integer >= 1, got {self.kept_pad!r}")
         if not isinstance(self.kept_align, int) or self.kept_align < 1:
             raise ValueError(f"kept_align (--kept-align) must be an integer >= 1, got {self.kept_align!r}")
-        shortest = self.n_init + self.n_local + 1 if set(FOURIER_IMPLS) & set(self.impls) else 1
+        shortest, why = max(((known[i].op_bench.min_context(self), known[i].op_bench.min_context_note)
+                             for i in self.impls), key=lambda t: t[0])
         if not self.contexts or any(not isinstance(c, int) or c < shortest for c in self.contexts):
             raise ValueError(f"contexts (--contexts) must be integers >= {shortest}"
-                             + (" (Fourier: n_init + n_local + 1 middle token)" if shortest > 1 else "")
-                             + f", got {list(self.contexts)}")
+                             + (f" ({why})" if why and shortest > 1 else "") + f", got {list(self.contexts)}")
         if not isinstance(self.num_freqs, int) or self.num_freqs < 1:
             raise ValueError(f"num_freqs (--num-freqs) must be an integer >= 1, got {self.num_freqs!r}")
         if not 0.0 < self.memory_fraction <= 1.0:
@@ -152,35 +139,45 @@ def grid(config: KernelBenchConfig) -> list[tuple[str, int, int]]:
 
 def cell_params(config: KernelBenchConfig, impl: str, shape: str, batch: int, context: int,
                 backend: str | None = None) -> dict:
+    """A cell's params: the shape, batch, context and dtype; the backend an implementation with a `resolve` hook
+    runs (SDPA's); the op's own knobs (`OpBench.params`, e.g. the Fourier cache's)."""
+    entry = bench_impls()[impl]
     s = SHAPES[shape]
     params = {"batch": batch, "context": context, "hq": s.hq, "hkv": s.hkv, "head_dim": s.head_dim,
               "dtype": config.dtype}
-    if impl == "sdpa_flash":
+    if entry.hooks.resolve is not None:
         params["backend"] = backend or "unresolved"
-    if impl in FOURIER_IMPLS:
-        params.update(num_freqs=config.num_freqs, n_init=config.n_init, n_local=config.n_local,
-                      k_fraction=config.k_fraction, v_fraction=config.v_fraction, period=config.period,
-                      kept_pad=config.kept_pad)
-        if config.kept_align != 1:  # only when set, so the records of random kept sets keep their keys
-            params["kept_align"] = config.kept_align
+    params.update(entry.op_bench.params(config))
     return params
 
 
-def plan(config: KernelBenchConfig, backends: dict[str, str] | None = None, *, device: str) -> list[dict]:
+def backend_of(backends: dict | None, impl: str, shape: str) -> str | None:
+    """The resolved backend of `impl` on `shape`: backends is {impl: {shape: backend}}, or {shape: backend} for every
+    implementation with a `resolve` hook (there is one built in, SDPA's)."""
+    if not backends:
+        return None
+    if any(isinstance(v, dict) for v in backends.values()):
+        return (backends.get(impl) or {}).get(shape)
+    return backends.get(shape)
+
+
+def plan(config: KernelBenchConfig, backends: dict | None = None, *, device: str) -> list[dict]:
     """Every cell: {impl, task, impl_label, method, model, params, cell}.
 
-    backends: {shape: SDPA backend string} from `resolve_sdpa_backend`; part of the SDPA cells' identity.
+    backends: what `resolve_backends` chose, {impl: {shape: backend}} (or {shape: backend}: `backend_of`); part of the
+    cells' identity of the implementations that resolve one (SDPA).
     device: the run's `device_info` string; its kind is part of every cell's key (a latency is the device's), so
     the cells another kind of GPU recorded are measured again here, while this device's are skipped on resume.
     """
+    entries = bench_impls()
     cells = []
     for shape, batch, context in grid(config):
         for name in config.impls:
-            impl = IMPLS[name]
-            params = cell_params(config, name, shape, batch, context, (backends or {}).get(shape))
-            cells.append({"impl": name, "task": impl.task, "impl_label": impl.impl, "method": impl.method,
+            e = entries[name]
+            params = cell_params(config, name, shape, batch, context, backend_of(backends, name, shape))
+            cells.append({"impl": name, "task": e.task, "impl_label": e.label, "method": e.method,
                           "model": shape, "params": params,
-                          "cell": cell_key(SUITE, impl.task, impl.method, impl.impl, shape, params, device)})
+                          "cell": cell_key(SUITE, e.task, e.method, e.label, shape, params, device)})
     return cells
 
 
@@ -276,6 +273,7 @@ def summary_table(records: list[dict], cells: set[str] | None = None) -> str:
         row = rows.setdefault(r["cell"], {"r": r, "m": {}})
         row["m"][r["metric"]] = r
         row["r"] = r
+    entries = bench_impls()
     table = []
     for row in rows.values():
         r, m = row["r"], row["m"]
@@ -287,9 +285,10 @@ def summary_table(records: list[dict], cells: set[str] | None = None) -> str:
                       f"{m['bandwidth_gbs']['value']:.0f}", f"{100 * m['roofline_fraction']['value']:.1f}", note]
         else:
             values = ["", "", "", "", m[STATUS]["extra"].get("status", "") if STATUS in m else ""]
-        names = [n for n, i in IMPLS.items() if (i.task, i.impl) == (r["task"], r["impl"])]
-        label = f"sdpa_flash ({p.get('backend', '?')})" if r["task"] == "sdpa_flash" else (names[0] if names else r["impl"])
-        order = list(IMPLS).index(names[0]) if names else len(IMPLS)
+        names = [n for n, e in entries.items() if (e.task, e.label) == (r["task"], r["impl"])]
+        label = names[0] if names else r["impl"]
+        label += f" ({p['backend']})" if "backend" in p else ""
+        order = list(entries).index(names[0]) if names else len(entries)
         table.append(((r["model"], p["batch"], p["context"], order), [r["model"], p["batch"], p["context"], label, *values]))
     table = [row for _, row in sorted(table, key=lambda t: t[0])]
     return tabulate(table, headers=["shape", "batch", "context", "kernel", "latency ms", "MB read", "GB/s",
@@ -303,98 +302,59 @@ def _torch_dtype(name: str):
     return getattr(torch, name)
 
 
-def dense_inputs(shape: str, batch: int, context: int, dtype: str, device: str, seed: int) -> dict:
-    """q [B, Hq, 1, D], k, v [B, Hkv, context, D] standard normal in `dtype`, seq_lens long [B] all = context."""
-    import torch
-
-    s = SHAPES[shape]
-    g = torch.Generator(device=device).manual_seed(seed)
-    dt = _torch_dtype(dtype)
-
-    def rand(*size):
-        return torch.randn(*size, generator=g, device=device, dtype=dt)
-
-    return {"q": rand(batch, s.hq, 1, s.head_dim), "k": rand(batch, s.hkv, context, s.head_dim),
-            "v": rand(batch, s.hkv, context, s.head_dim),
-            "seq_lens": torch.full((batch,), context, dtype=torch.long, device=device)}
+def cell_inputs(entry: BenchImpl, config: KernelBenchConfig, shape: str, batch: int, context: int, device: str) -> dict:
+    """The keyword inputs of one cell: the op's benchmark inputs (`OpBench.inputs`) for the shape, batch, context."""
+    return entry.op_bench.inputs(SHAPES[shape], batch, context, _torch_dtype(config.dtype), device, config)
 
 
-SDPA_CANDIDATES = (("FLASH_ATTENTION", "enable_gqa"), ("FLASH_ATTENTION", "packed_gqa"),
-                   ("EFFICIENT_ATTENTION", "packed_gqa"))
-
-
-def sdpa_decode(q, k, v, gqa: str):
-    """Decode attention through F.scaled_dot_product_attention (call inside `sdpa_kernel`): out [B, Hq, 1, D].
-
-    gqa "enable_gqa": SDPA's own GQA. "packed_gqa": for one query token, the G query heads of a KV group are the
-    G query rows of that KV head (no mask: a decode token sees every key), so each KV head is read once.
-    """
-    import torch.nn.functional as F
-
-    if gqa == "enable_gqa":
-        return F.scaled_dot_product_attention(q, k, v, enable_gqa=q.shape[1] != k.shape[1])
-    b, hq, lq, d = q.shape
-    hkv = k.shape[1]
-    if lq != 1:
-        raise ValueError(f"packed GQA holds for one query token, got Lq={lq}")
-    out = F.scaled_dot_product_attention(q.reshape(b, hkv, hq // hkv, d), k, v)
-    return out.reshape(b, hq, 1, d)
-
-
-def resolve_sdpa_backend(shape: str, dtype: str, dev: "Device") -> tuple[str | None, str]:
-    """The first SDPA backend/GQA mode in SDPA_CANDIDATES that runs this shape: ("FLASH_ATTENTION/enable_gqa", notes).
-
-    Returns (None, notes) when none does; notes say why each candidate was refused.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    notes = []
-    small = dense_inputs(shape, 1, 256, dtype, dev.name, 0)
-    for backend, gqa in SDPA_CANDIDATES:
-        try:
-            with sdpa_kernel(getattr(SDPBackend, backend)):
-                sdpa_decode(small["q"], small["k"], small["v"], gqa)
-            dev.sync()
-            return f"{backend}/{gqa}", "; ".join(notes)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            notes.append(f"{backend}/{gqa}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}")
-    return None, "; ".join(notes)
+def resolve_backends(config: KernelBenchConfig, dev: "Device") -> tuple[dict, dict]:
+    """({impl: {shape: backend or None}}, {impl: {shape: notes}}) for the chosen implementations with a `resolve` hook
+    (SDPA: the first backend that runs), each asked once per shape on small inputs of its op (batch 1, 256 tokens or
+    the op's shortest context, seed 0)."""
+    entries = bench_impls()
+    small = dataclasses.replace(config, seed=0)
+    backends: dict = {}
+    notes: dict = {}
+    for name in config.impls:
+        entry = entries[name]
+        if entry.hooks.resolve is None:
+            continue
+        for shape in config.shapes:
+            context = max(256, entry.op_bench.min_context(config))
+            inputs = cell_inputs(entry, small, shape, 1, context, dev.name)
+            backends.setdefault(name, {})[shape], notes.setdefault(name, {})[shape] = entry.hooks.resolve(inputs)
+    return backends, notes
 
 
 def reference_rows(cell: dict, inputs: dict, rows: list[int]):
-    """float32 reference output of batch rows `rows`: [len(rows), Hq, D]."""
+    """The op's reference on batch rows `rows` of the inputs, float inputs in float32: [len(rows), -1]."""
     import torch
 
-    from reference.ops.attention import attention
     from reference.registry import get_op
 
-    idx = torch.tensor(rows, device=inputs["q"].device)
-    if cell["method"] == "fourier":
-        spec = get_op("fourier_decode_attention")
-        b = inputs["q"].shape[0]
-        sub = {}
-        for name, val in inputs.items():
-            if isinstance(val, torch.Tensor) and val.dim() >= 2 and val.shape[0] == b:
-                val = val.index_select(0, idx)
-            if name in spec.float_inputs and isinstance(val, torch.Tensor):
-                val = val.float()
-            sub[name] = val
-        out = spec.reference(**sub)
-    else:
-        q, k, v = (inputs[n].index_select(0, idx).float() for n in ("q", "k", "v"))
-        out = attention(q, k, v, causal=True)
-    return out.reshape(len(rows), out.shape[1], -1)
+    entry = bench_impls()[cell["impl"]]
+    spec = get_op(entry.op)
+    idx = torch.tensor(rows, device=inputs[entry.op_bench.batched[0]].device)
+    sub = {}
+    for name, val in inputs.items():
+        if name in entry.op_bench.batched:
+            val = val.index_select(0, idx)
+        if name in spec.float_inputs and isinstance(val, torch.Tensor):
+            val = val.float()
+        sub[name] = val
+    out = spec.reference(**sub)
+    return out.reshape(len(rows), -1)
 
 
 def check(cell: dict, run: Callable[[dict], Any], inputs: dict, dtype: str, dev: "Device") -> dict:
     """Run once on `inputs`, compare batch rows 0 and B-1 with the float32 reference: {checked, correct, ...}."""
     import torch
 
-    b = inputs["q"].shape[0]
+    b = inputs[bench_impls()[cell["impl"]].op_bench.batched[0]].shape[0]
     rows = sorted({0, b - 1})
     out = run(inputs)
     dev.sync()
-    got = out.reshape(b, inputs["q"].shape[1], -1).index_select(0, torch.tensor(rows, device=out.device)).float()
+    got = out.reshape(b, -1).index_select(0, torch.tensor(rows, device=out.device)).float()
     ref = reference_rows(cell, inputs, rows)
     if got.shape != ref.shape:
         return {"checked": True, "correct": False, "check_note": f"output shape {tuple(out.shape)} does not match "
@@ -406,147 +366,51 @@ def check(cell: dict, run: Callable[[dict], Any], inputs: dict, dtype: str, dev:
             "allowed_error": tol, "checked_rows": rows, **({} if math.isfinite(worst) else {"check_note": "NaN/inf in output"})}
 
 
-KERNEL_MODULES = {"triton_dense": "optimized.triton_decode_attention", "triton_fourier": "optimized.triton_fourier",
-                  "triton_fourier_spectral": "optimized.triton_fourier_spectral"}
-
-
-class Missing(Exception):
-    """An implementation or its helpers are not available in this checkout."""
-
-
 def prepare(cell: dict, config: KernelBenchConfig, device: str, backend: str | None):
-    """(inputs, run(inputs) -> out, bytes_read, extra) for one cell; raises Missing when the impl is absent."""
+    """(inputs, run(inputs) -> out, bytes_read, extra) for one cell; raises Missing when the impl is absent.
+
+    run: the hooks' `prepare` (baselines), else the registered function on the inputs; bytes_read: the op's model;
+    extra: the op's and the implementation's extra fields."""
     from reference.registry import get_impl
 
+    entry = bench_impls()[cell["impl"]]
+    hooks = entry.hooks
+    if hooks.prepare is None:
+        try:
+            fn = get_impl(entry.op, entry.impl)
+        except KeyError as exc:
+            raise Missing(str(exc).strip("'\"")) from None
     p = cell["params"]
-    shape, batch, context = cell["model"], p["batch"], p["context"]
-    extra: dict = {}
-    if cell["impl"] == "sdpa_flash":
-        if backend is None:
-            raise Missing("no SDPA backend runs this shape (see the run's sdpa notes)")
-        gqa = backend.split("/")[1]
-        inputs = dense_inputs(shape, batch, context, config.dtype, device, config.seed)
-        inputs.pop("seq_lens")
-        nbytes = dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype)
-        return inputs, (lambda x: sdpa_decode(x["q"], x["k"], x["v"], gqa)), nbytes, extra
-    if cell["impl"] == "flashinfer":
-        inputs = dense_inputs(shape, batch, context, config.dtype, device, config.seed)
-        inputs.pop("seq_lens")
-        nbytes = dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype)
-        return inputs, flashinfer_decode(inputs), nbytes, extra
-    module = KERNEL_MODULES[cell["impl"]]
-    try:  # registers the kernel, in case optimized/__init__ does not list it (yet)
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise Missing(f"cannot import {module}: {exc}") from None
-    try:
-        fn = get_impl(cell["task"], cell["impl_label"])
-    except KeyError as exc:
-        raise Missing(str(exc).strip("'\"")) from None
-    if cell["impl"] == "triton_dense":
-        inputs = dense_inputs(shape, batch, context, config.dtype, device, config.seed)
-        nbytes = dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype)
-        try:  # the kernel's own count, kept beside ours as a cross-check
-            from optimized.triton_decode_attention import bytes_read
-
-            extra["kernel_bytes_read"] = float(bytes_read(**inputs))
-        except Exception:  # noqa: BLE001 - optional helper
-            pass
-        return inputs, (lambda x: fn(**x)), nbytes, extra
-    try:
-        from optimized.triton_fourier import fourier_bytes_read, make_fourier_cache
-    except ImportError as exc:
-        raise Missing(f"optimized.triton_fourier has no make_fourier_cache/fourier_bytes_read: {exc}") from None
-    s = SHAPES[shape]
-    inputs = make_fourier_cache(batch=batch, hq=s.hq, hkv=s.hkv, d=s.head_dim, context=context,
-                                num_freqs=config.num_freqs, k_fraction=config.k_fraction,
-                                v_fraction=config.v_fraction, n_init=config.n_init, n_local=config.n_local,
-                                dtype=_torch_dtype(config.dtype), device=device, seed=config.seed,
-                                period=config.period, kept_pad=config.kept_pad, kept_align=config.kept_align)
-    nbytes = int(fourier_bytes_read(**inputs))
-    extra["dense_bytes_read"] = float(dense_bytes_read(batch, p["hq"], p["hkv"], p["head_dim"], context, config.dtype))
-    if cell["impl"] == "triton_fourier_spectral":  # float32 scratch beside the cache; not in bytes_read
-        from optimized.triton_fourier_spectral import spectral_plan, spectral_scratch_bytes
-
-        extra["scratch_bytes"] = float(spectral_scratch_bytes(**inputs))
-        plan_ = spectral_plan(**inputs)
-        extra["knobs"] = {"block_t": plan_.block_t, "num_warps": plan_.num_warps, "num_splits": plan_.splits}
-    return inputs, (lambda x: fn(**x)), nbytes, extra
+    inputs = cell_inputs(entry, config, cell["model"], p["batch"], p["context"], device)
+    run = hooks.prepare(inputs, backend) if hooks.prepare is not None else (lambda x: fn(**x))
+    nbytes = int(entry.op_bench.bytes_read(inputs))
+    extra = {**(entry.op_bench.extra(inputs) if entry.op_bench.extra else {}),
+             **(hooks.extra(inputs) if hooks.extra else {})}
+    return inputs, run, nbytes, extra
 
 
 def fast_path(cell: dict, run: Callable[[dict], Any]) -> Callable[[dict], Any] | None:
     """The cell's call without host-side input checks (they synchronize with the GPU, so they cannot sit in a
-    CUDA graph), or None when the implementation has no such entry point. Inputs were checked by `check` first."""
-    if cell["impl"] == "sdpa_flash":
-        return run
-    if cell["impl"] == "triton_dense":
-        from optimized.triton_decode_attention import decode_attention_triton
-
-        return lambda x: decode_attention_triton(**x, validate=False)
-    if cell["impl"] == "triton_fourier":
-        import optimized.triton_fourier as tf
-
-        unchecked = getattr(tf, "fourier_decode_attention_unchecked", None)
-        return (lambda x: unchecked(**x)) if unchecked is not None else None
-    if cell["impl"] == "triton_fourier_spectral":
-        return planned_spectral()
-    return run if cell["impl"] == "flashinfer" else None
-
-
-def planned_spectral(upto: int | None = None) -> Callable[[dict], Any]:
-    """The spectral kernel's run(inputs) with its plan made once per input set, on the first call (the timers make
-    that call outside the CUDA graph): like FlashInfer's plan/run split, the plan is per-cache metadata (each head's
-    kept-channel run, block widths, scratch buffers; one host sync) that a server makes when a layer's cache is
-    built, not at every decode step. `upto` runs only phases 1..upto."""
-    from optimized.triton_fourier_spectral import spectral_plan
-
-    plans: dict[int, Any] = {}
-
-    def run(x: dict) -> Any:
-        plan = plans.get(id(x))
-        if plan is None:
-            plan = plans[id(x)] = spectral_plan(**x)
-        return plan.run() if upto is None else plan.run(upto)
-
-    return run
-
-
-def flashinfer_decode(inputs: dict) -> Callable[[dict], Any]:
-    """FlashInfer's decode on dense [B, Hkv, L, D] K/V, as run(inputs) -> [B, Hq, 1, D]; raises Missing without it.
-
-    Batch 1: `single_decode_with_kv_cache` (K/V as [L, Hkv, D] views, layout HND = [Hkv, L, D]). Larger batches:
-    `BatchDecodeWithPagedKVCacheWrapper` with one page of L tokens per sequence, which is exactly the HND paged
-    layout [pages, Hkv, page_size, D] of our tensors; its host-side `plan` runs here, once, outside the timing.
-    """
-    try:
-        import flashinfer
-    except ImportError as exc:
-        raise Missing(f"flashinfer is not installed on this machine ({exc})") from None
-    import torch
-
-    q = inputs["q"]
-    b, hq, _, d = q.shape
-    hkv, length = inputs["k"].shape[1], inputs["k"].shape[2]
-    if b == 1:
-        return lambda x: flashinfer.single_decode_with_kv_cache(
-            x["q"][0, :, 0], x["k"][0], x["v"][0], kv_layout="HND").reshape(1, hq, 1, d)
-    workspace = torch.empty(128 << 20, dtype=torch.uint8, device=q.device)
-    wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "HND")
-    pages = torch.arange(b + 1, dtype=torch.int32, device=q.device)
-    wrapper.plan(pages, pages[:-1], torch.full((b,), length, dtype=torch.int32, device=q.device), hq, hkv, d, length,
-                 q_data_type=q.dtype, kv_data_type=inputs["k"].dtype)
-    return lambda x: wrapper.run(x["q"][:, :, 0], (x["k"], x["v"])).reshape(b, hq, 1, d)
+    CUDA graph): the hooks' `fast()`, `run` itself when `capturable`, else None. Inputs were checked by `check` first."""
+    hooks = bench_impls()[cell["impl"]].hooks
+    if hooks.fast is not None:
+        return hooks.fast()
+    return run if hooks.capturable else None
 
 
 def phase_times(cell: dict, dev: "Device", sets: list[dict]) -> dict | None:
-    """Milliseconds of each phase of the spectral kernel (PHASES), from graph timings of phases 1..k differenced;
-    None for other implementations or without a graph timer."""
-    if cell["impl"] != "triton_fourier_spectral" or dev.graph_timer is None:
+    """Milliseconds of each phase of the implementation (its `phases` hook, e.g. the spectral kernel's PHASES);
+    None for implementations without one or without a graph timer."""
+    hooks = bench_impls()[cell["impl"]].hooks
+    if hooks.phases is None or dev.graph_timer is None:
         return None
-    from optimized.triton_fourier_spectral import PHASES
+    return hooks.phases(dev.graph_timer, sets)
 
-    cumulative = [dev.graph_timer(planned_spectral(k), sets) for k in range(1, len(PHASES) + 1)]
-    return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
+
+def backend_context(cell: dict, backend: str | None):
+    """The implementation's `context(backend)` around the check and the timing (SDPA: `sdpa_kernel`), else nothing."""
+    hooks = bench_impls()[cell["impl"]].hooks
+    return hooks.context(backend) if hooks.context is not None else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -606,7 +470,7 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
         inputs, run, nbytes, extra = prepare(cell, config, dev.name, backend)
         per_copy = tensor_bytes(inputs)
         copies = rotation_copies(per_copy, config.memory_fraction * free, copies_needed(per_copy))
-        with sdpa_backend(backend if cell["impl"] == "sdpa_flash" else None):
+        with backend_context(cell, backend):
             try:
                 verdict = check(cell, run, inputs, config.dtype, dev)
             except torch.cuda.OutOfMemoryError:
@@ -645,15 +509,6 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
         dev.release()
 
 
-def sdpa_backend(backend: str | None):
-    """`sdpa_kernel(backend)` for SDPA cells ("FLASH_ATTENTION/enable_gqa"), nothing for the others."""
-    if not backend:
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(getattr(SDPBackend, backend.split("/")[0]))
-
-
 def run_kernels_bench(config: KernelBenchConfig, progress: bool = True, dev: Device | None = None) -> dict:
     """Run the sweep (on the CUDA device unless `dev` says otherwise); returns {"ran", "skipped", "table", "store", "copy_gbs"}."""
     from tqdm.auto import tqdm
@@ -665,18 +520,17 @@ def run_kernels_bench(config: KernelBenchConfig, progress: bool = True, dev: Dev
     store = ResultsStore(config.results)
     run_id = now_iso()
     provenance = {"device": device_info(dev.name), "versions": versions(), "git_sha": git_sha()}
-    backends, notes = {}, {}
-    if "sdpa_flash" in config.impls:
-        for shape in config.shapes:
-            backends[shape], notes[shape] = resolve_sdpa_backend(shape, config.dtype, dev)
+    backends, notes = resolve_backends(config, dev)
     cells = plan(config, backends, device=provenance["device"])
     done = set() if config.rerun else done_cells(store.records(SUITE))
     pending = [c for c in cells if c["cell"] not in done]
     skipped = len(cells) - len(pending)
     if skipped:
         print(f"kernels: {skipped} of {len(cells)} cells already in {config.results} (skipped; --rerun measures them again)")
-    for shape, note in notes.items():
-        print(f"kernels: SDPA on {shape}: {backends[shape] or 'no backend'}" + (f" (refused: {note})" if note else ""))
+    for name, by_shape in backends.items():
+        for shape, backend in by_shape.items():
+            note = notes[name][shape]
+            print(f"kernels: {name} on {shape}: {backend or 'no backend'}" + (f" (refused: {note})" if note else ""))
     copy_gbs = dev.copy_bandwidth()
     store.append([copy_record(copy_gbs, dev.copy_nbytes, run_id, provenance, _device_extra(dev, backends, notes))])
     print(f"kernels: device-to-device copy bandwidth {copy_gbs:.0f} GB/s on {provenance['device']}")
@@ -684,7 +538,8 @@ def run_kernels_bench(config: KernelBenchConfig, progress: bool = True, dev: Dev
                 "query_len": 1, "seed": config.seed}
     bar = tqdm(total=len(pending), desc="kernels", unit="cell", disable=not progress)
     for c in pending:
-        records = measure_cell(c, config, dev, backends.get(c["model"]), copy_gbs, provenance, protocol, run_id)
+        records = measure_cell(c, config, dev, backend_of(backends, c["impl"], c["model"]), copy_gbs, provenance,
+                               protocol, run_id)
         store.append(records)
         p = c["params"]
         head = records[0]
@@ -701,7 +556,11 @@ def _device_extra(dev: Device, backends: dict, notes: dict) -> dict:
     import torch
     import torch.nn.attention
 
-    extra = {"sdpa_backends": backends, "sdpa_notes": notes}
+    extra = {}
+    for name, entry in bench_impls().items():  # e.g. sdpa_backends, sdpa_notes: {shape: ...}
+        if entry.hooks.resolve is not None:
+            key = entry.hooks.backend_key or name
+            extra.update({f"{key}_backends": backends.get(name, {}), f"{key}_notes": notes.get(name, {})})
     current = getattr(torch.nn.attention, "current_flash_attention_impl", None)  # FA2 unless FA3/FA4 was activated
     if current is not None:
         try:
@@ -743,7 +602,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=f"measure every batch at every context (default grid caps contexts per batch: {DEFAULT_MAX_CONTEXT})")
     p.add_argument("--quick", action="store_true", help=f"a small grid: {QUICK}")
     p.add_argument("--dtype", default="bfloat16", choices=DTYPES)
-    p.add_argument("--impls", type=argtypes.name_list(), default=None, help=f"comma-separated of {list(IMPLS)} (default: all)")
+    p.add_argument("--impls", type=argtypes.name_list(), default=None,
+                   help="comma-separated kernels, e.g. sdpa_flash,triton_dense,triton_fourier,triton_fourier_spectral,"
+                        "flashinfer (default: all; `python -m harness ops` lists each op's)")
     p.add_argument("--num-freqs", type=argtypes.integer(), default=512, help="Fourier frequencies per compressed channel (512 = 1024 states)")
     p.add_argument("--period", default="span", choices=PERIODS,
                    help="the Fourier cache's period: the middle's length (default, as the KV method), the next 7-smooth length or "
@@ -776,7 +637,7 @@ def config_from_args(args) -> KernelBenchConfig:
         batches=args.batches or (QUICK["batches"] if quick else DEFAULT_BATCHES),
         max_context={} if explicit or quick else dict(DEFAULT_MAX_CONTEXT),
         dtype=args.dtype,
-        impls=args.impls or tuple(IMPLS),
+        impls=args.impls or impl_names(),
         results=args.results,
         rerun=args.rerun,
         num_freqs=args.num_freqs,

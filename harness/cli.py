@@ -240,10 +240,15 @@ def cmd_methods(args) -> int:
 
 
 def cmd_ops(args) -> int:
+    from harness.kernel_impls import bench_impls
     from reference.registry import all_ops, implementations
 
+    timed: dict[str, list[str]] = {}
+    for entry in bench_impls().values():
+        timed.setdefault(entry.op, []).append(entry.name)
     for name in all_ops():
-        print(f"{name:28s} implementations: {['reference', *implementations(name)]}")
+        bench = f"; benchmarked (bench --impls): {timed[name]}" if name in timed else ""
+        print(f"{name:28s} implementations: {['reference', *implementations(name)]}{bench}")
     return 0
 
 

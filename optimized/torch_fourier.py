@@ -57,7 +57,7 @@ def _assemble32(exact, n_init, mid_kept, kept_idx, comp_idx, c_cos, c_sin, scale
     return torch.cat([e[:, :, :n_init], mid, e[:, :, n_init:]], dim=2)
 
 
-@register_impl("fourier_decode_attention", "torch")
+@register_impl("fourier_decode_attention", "torch", bench=False)  # float32 formulation: not benchmarked
 def fourier_decode_attention_torch(
     q, k_exact, v_exact, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,

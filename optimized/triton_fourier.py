@@ -19,19 +19,19 @@ give the plan, not the source):
 
 Accumulation is float32. Dots with float32 operands use input_precision="ieee" (TF32 would cost ~1e-3 relative
 error); QK^T and PV take fp16/bf16 operands when q is fp16/bf16, as in FlashAttention.
-`make_fourier_cache` and `fourier_bytes_read` serve the bandwidth benchmark.
+The benchmark times the decode kernel as `triton_fourier` on `reference.ops.fourier_cache.make_fourier_cache`
+(importable from here too, with `fourier_bytes_read`), through its unchecked entry point inside a CUDA graph.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import triton
 import triton.language as tl
 
+from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_compress_inputs, check_decode_inputs
-from reference.ops.fourier_period import choose_period
+from reference.ops.fourier_cache import fourier_bytes_read, make_fourier_cache  # noqa: F401 - importable from here
 from reference.ops.fourier_update import check_update_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
@@ -395,7 +395,12 @@ def _launch_decode(q, k_exact, v_exact, k_args, v_args, mid_len, period, lens, s
     return result
 
 
-@register_impl("fourier_decode_attention", "triton")
+def unchecked_call():
+    """The benchmark's graph-capturable call: `fourier_decode_attention_unchecked` (its inputs were checked once)."""
+    return lambda inputs: fourier_decode_attention_unchecked(**inputs)
+
+
+@register_impl("fourier_decode_attention", "triton", bench=ImplBench(name="triton_fourier", order=2, fast=unchecked_call))
 def fourier_decode_attention_triton(
     q, k_exact, v_exact, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
@@ -456,72 +461,3 @@ def fourier_decode_attention_varlen_triton(
                           (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift),
                           m_max, max(m_max, int(periods.max())), lens, scale, out, num_splits, recon_precision,
                           block_t, block_n)
-
-
-# ---------------------------------------------------------------- benchmark helpers
-def fourier_bytes_read(**decode_inputs) -> int:
-    """Bytes the decode kernel must move for one call: q, exact K/V, kept middle channels, coefficients, moment
-    statistics, the two int32 channel maps and the output (each read or written once; the roofline's numerator)."""
-    a = decode_inputs
-    tensors = [a["q"], a["k_exact"], a["v_exact"]]
-    for p in "kv":
-        tensors += [a[f"{p}_mid_kept"], a[f"{p}_cos"], a[f"{p}_sin"], a[f"{p}_scale"], a[f"{p}_shift"]]
-    n = sum(t.numel() * t.element_size() for t in tensors)
-    channels = a["k_exact"].shape[1] * a["k_exact"].shape[3]
-    return n + 2 * channels * 4 + a["q"].numel() * a["q"].element_size()
-
-
-def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v_fraction=0.79, n_init=4,
-                       n_local=1020, dtype=torch.float16, device="cuda", seed=0, q_len=1, period="span", kept_pad=1,
-                       kept_align=1):
-    """Keyword inputs of `fourier_decode_attention` for a realistic cache (LLaMA-3-8B: hq/hkv/d = 32/8/128;
-    SmolLM2-135M: 9/3/64): `context` tokens = n_init + middle + n_local, the middle compressed to `num_freqs`
-    frequencies (official: 512) on a random `k_fraction`/`v_fraction` of the Hkv * D channels (official ~73%/79%),
-    coefficients and moment statistics float32 as the KV method stores them. period: a mode of
-    `reference.ops.fourier_period.choose_period` over the middle's length ("span": the length itself). kept_pad: the kept middle channels are a view into rows padded to a
-    multiple of this many elements (aligned rows for vector loads; the padding is never read). kept_align: with 1
-    the kept channels are a random set of the Hkv * D; with a > 1 every head keeps the same number of channels, a
-    multiple of a (the fraction rounded per head), so each head's run of the kept list starts on a multiple of a
-    (aligned vector loads for kernels that read a head's run)."""
-    mid_len = context - n_init - n_local
-    if mid_len < 1:
-        raise ValueError(f"context={context} leaves no middle span after n_init={n_init} + n_local={n_local}")
-    if hq % hkv:
-        raise ValueError(f"hq={hq} must be a multiple of hkv={hkv}")
-    g = torch.Generator().manual_seed(seed)
-    channels = hkv * d
-
-    def rand(*shape, dt=dtype, s=1.0):
-        return (torch.randn(*shape, generator=g) * s).to(dtype=dt, device=device)
-
-    check_int("kept_pad", kept_pad, 1)
-    period = choose_period(mid_len, period)
-    out = {"q": rand(batch, hq, q_len, d), "k_exact": rand(batch, hkv, n_init + n_local, d),
-           "v_exact": rand(batch, hkv, n_init + n_local, d), "n_init": n_init, "mid_len": mid_len,
-           "period": period}
-
-    def padded(rows, width):
-        wide = torch.zeros(batch, rows, -(-width // kept_pad) * kept_pad, dtype=dtype, device=device)
-        wide[:, :, :width] = rand(batch, rows, width)
-        return wide[:, :, :width]
-
-    check_int("kept_align", kept_align, 1)
-    for p, frac in (("k", k_fraction), ("v", v_fraction)):
-        if kept_align == 1:
-            perm = torch.randperm(channels, generator=g)
-            n_comp = int(round(frac * channels))
-        else:  # per head: a random kept set of the rounded size; heads in order, so the flat list groups by head
-            per_head = min(d, kept_align * int(round((1 - frac) * d / kept_align)))
-            perm = torch.stack([h * d + torch.randperm(d, generator=g) for h in range(hkv)])
-            perm = torch.cat([perm[:, per_head:].flatten(), perm[:, :per_head].flatten()])
-            n_comp = channels - hkv * per_head
-        comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
-        out.update({
-            f"{p}_kept_idx": kept.to(device), f"{p}_comp_idx": comp.to(device),
-            f"{p}_mid_kept": padded(mid_len, kept.numel()),
-            f"{p}_cos": rand(batch, n_comp, num_freqs, dt=torch.float32, s=math.sqrt(mid_len) / 4),
-            f"{p}_sin": rand(batch, n_comp, num_freqs, dt=torch.float32, s=math.sqrt(mid_len) / 4),
-            f"{p}_scale": (torch.rand(batch, n_comp, generator=g) + 0.5).to(device),
-            f"{p}_shift": rand(batch, n_comp, dt=torch.float32, s=0.5),
-        })
-    return out

@@ -4,7 +4,8 @@ An op is a function that kernels must reproduce. Its spec names the reference (g
 as the oracle and in the tested dtype as the baseline; docs/conformance.md), a hypothesis strategy
 that draws a *case* (shapes, flags, seed: plain Python values, printable and replayable), and a builder that
 turns a case into tensors of a given dtype and device. Implementations register under the op name with an
-implementation name (`reference`, `torch`, `triton`, or a user's `module:function`).
+implementation name (`reference`, `torch`, `triton`, or a user's `module:function`). An op whose spec has a
+`bench` (reference/bench_spec.py) is timed by the kernel benchmark, every implementation of it and its baselines.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
+
+from reference.bench_spec import ImplBench, OpBench
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class OpSpec:
     examples: explicit cases (boundary shapes, and shapes that expose known classes of bugs such as a GQA group
     > 1) that conformance checks before any drawn case, in every profile, so no verdict rests on a lucky draw.
     Each has exactly the keys of a drawn case (suites/conformance/test_op_examples.py keeps watch).
+    bench: how the kernel benchmark builds the op's inputs and counts its bytes (None: the op is not benchmarked).
     """
 
     name: str
@@ -42,6 +46,7 @@ class OpSpec:
     discrete_outputs: tuple[int, ...] = ()
     examples: tuple[dict, ...] = ()
     doc: str = ""
+    bench: OpBench | None = None
 
 
 # Head dims the "ci" input profiles draw from: powers of two and odd sizes (a kernel's masked head-dim path must
@@ -50,6 +55,8 @@ HEAD_DIMS = (8, 16, 24, 32, 40, 59, 64, 128)
 
 OPS: dict[str, OpSpec] = {}
 IMPLS: dict[str, dict[str, Callable[..., Any]]] = {}
+BENCH: dict[str, dict[str, ImplBench | None]] = {}  # op -> implementation -> its benchmark hooks (None: not timed)
+BASELINES: dict[str, dict[str, ImplBench]] = {}  # op -> timed beside the implementations, not checked by conformance
 
 # Auto-loading. Every module of a built-in package is imported the first time its registry is read (a pkgutil
 # walk), so adding an op, a kernel, a KV method, a dLLM cache or a policy is one new file, its name written once in
@@ -108,14 +115,34 @@ def register_op(spec: OpSpec) -> OpSpec:
     return spec
 
 
-def register_impl(op: str, name: str) -> Callable[[Callable], Callable]:
-    """Decorator: `@register_impl("attention", "torch")` registers an implementation of `op`."""
+def register_impl(op: str, name: str, *, bench: ImplBench | bool = True) -> Callable[[Callable], Callable]:
+    """Decorator: `@register_impl("attention", "torch")` registers an implementation of `op`.
+
+    bench: the implementation's hooks for the kernel benchmark (`ImplBench`); True (default hooks) or False (not
+    timed, e.g. a reference formulation). It matters only for ops with a `bench` spec.
+    """
+    if not (isinstance(bench, (bool, ImplBench))):
+        raise TypeError(f"register_impl({op!r}, {name!r}): bench must be an ImplBench, True or False, got {bench!r}")
 
     def deco(fn: Callable) -> Callable:
+        if name in BASELINES.get(op, {}):
+            raise ValueError(f"{name!r} is already a baseline of op {op!r}")
         IMPLS.setdefault(op, {})[name] = fn
+        BENCH.setdefault(op, {})[name] = (ImplBench() if bench is True else bench) or None
         return fn
 
     return deco
+
+
+def register_baseline(op: str, name: str, bench: ImplBench) -> ImplBench:
+    """Register a baseline of `op`: a kernel the benchmark times beside the implementations on the op's inputs
+    (`bench.prepare` makes its call) but the conformance suite does not check (someone else's, e.g. PyTorch SDPA)."""
+    if not isinstance(bench, ImplBench) or bench.prepare is None:
+        raise TypeError(f"register_baseline({op!r}, {name!r}): bench must be an ImplBench with a prepare hook")
+    if name in IMPLS.get(op, {}):
+        raise ValueError(f"{name!r} is already an implementation of op {op!r}")
+    BASELINES.setdefault(op, {})[name] = bench
+    return bench
 
 
 def load_ops() -> None:
@@ -141,6 +168,20 @@ def implementations(op: str) -> dict[str, Callable[..., Any]]:
     """Every registered implementation of `op` (the reference itself is not listed)."""
     get_op(op)
     return dict(IMPLS.get(op, {}))
+
+
+def bench_hooks(op: str) -> dict[str, ImplBench]:
+    """The benchmark hooks of every timed implementation of `op` (default hooks for one registered without them)."""
+    get_op(op)
+    hooks = BENCH.get(op, {})
+    return {name: hooks.get(name) or ImplBench() for name in [*hooks, *IMPLS.get(op, {})]
+            if hooks.get(name, True) is not None}
+
+
+def baselines(op: str) -> dict[str, ImplBench]:
+    """Every baseline registered for `op` (`register_baseline`)."""
+    get_op(op)
+    return dict(BASELINES.get(op, {}))
 
 
 def get_impl(op: str, name: str) -> Callable[..., Any]:

@@ -1,7 +1,8 @@
 """Acceptance of the one registry, the plugin hook and the Suite protocol (issue 17): a package outside the
 repository, written here to a temporary directory, adds a KV method, a kernel for `decode_attention`, a scheduling
 policy and a suite, exactly one file each, and with no other edit they are listed by `harness methods` /
-`harness ops`, the kernel passes `harness conform`, the method passes the token-method property tests, the policy
+`harness ops`, the kernel passes `harness conform` and joins the kernel benchmark's grid (a CPU sweep with a fake
+timer measures and checks its cells), the method passes the token-method property tests, the policy
 runs through the scheduling suite's simulator into latency records, and `harness run --suite toy` plans, skips,
 measures and stores the toy suite's cells and puts its board on the leaderboard. Everything runs in subprocesses with LONGCTX_PLUGINS set (or --plugins),
 so this process's registries stay as they are.
@@ -142,6 +143,8 @@ def test_plugins_are_listed_by_methods_and_ops(plugin):
     assert [line.split()[0] for line in methods if line][:2] == ["full", "streaming_llm"]  # order kept
     ops = {line.split()[0]: line for line in harness(env, "ops").stdout.splitlines()}
     assert "'toy_decode'" in ops["decode_attention"] and "'triton'" in ops["decode_attention"]
+    benchmarked = ops["decode_attention"].split("benchmarked (bench --impls): ")[1]
+    assert benchmarked == "['sdpa_flash', 'triton_dense', 'flashinfer', 'toy_decode']"
     # --plugins does the same as the environment variable.
     no_env = {k: v for k, v in env.items() if k != "LONGCTX_PLUGINS"}
     assert "toy_last" not in harness(no_env, "methods").stdout
@@ -165,6 +168,41 @@ def test_the_toy_kernel_conforms_by_name_and_by_path(plugin, tmp_path):
     verdicts = {(r["impl"], r["metric"]): r["value"] for r in records if r["metric"] == "passed"}
     assert verdicts and all(v == 1.0 for v in verdicts.values())
     assert {r["impl"] for r in records} == {"toy_decode", "toyplug.toy_decode:toy_decode"}
+
+
+BENCH_SWEEP = r'''
+import json, sys
+from harness import bench_kernels as bk
+
+default = bk.KernelBenchConfig()
+planned = [c for c in bk.plan(default, None, device="cuda: NVIDIA H100 80GB HBM3") if c["impl"] == "toy_decode"]
+small = bk.KernelBenchConfig(shapes=("smollm2",), contexts=(48, 80), batches=(1, 2), max_context={}, dtype="float32",
+                             results=sys.argv[1], impls=("sdpa_flash", "toy_decode"))
+dev = bk.Device("cpu", lambda fn, warmup, rep: (fn(), 0.5)[1], lambda: 8 << 30, lambda: 1000.0, copy_nbytes=1 << 20)
+summary = bk.run_kernels_bench(small, progress=False, dev=dev)
+print(json.dumps({"default_impls": default.impls, "planned": len(planned), "table": summary["table"]}))
+'''
+
+
+def test_the_toy_kernel_joins_the_kernel_bench_grid(plugin, tmp_path):
+    _, env = plugin
+    out = subprocess.run([sys.executable, "-c", BENCH_SWEEP, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["default_impls"][-1] == "toy_decode" and summary["planned"] == 2 * 19  # every cell of the grid
+    assert "toy_decode" in summary["table"]
+    records = [json.loads(line) for line in (tmp_path / "kernels_bench.jsonl").read_text().splitlines()]
+    toy = [r for r in records if r["impl"] == "toy_decode"]
+    assert len(toy) == 4 * 4 and {(r["task"], r["method"]) for r in toy} == {("decode_attention", "full")}
+    latency = [r for r in toy if r["metric"] == "latency_ms"]
+    assert all(r["extra"]["checked"] and r["extra"]["correct"] for r in latency), [r["extra"] for r in latency]
+    sizes = {r["params"]["context"]: r["value"] for r in toy if r["metric"] == "bytes_read" and r["params"]["batch"] == 1}
+    assert sizes[80] > sizes[48] > 0  # the op's bytes-read model, not a constant
+    # The CLI knows the name: beside an unknown one it is listed among the known ones.
+    cli = subprocess.run([sys.executable, "-m", "harness", "bench", "--impls", "toy_decode,nope"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and "unknown ['nope']" in cli.stderr and "'toy_decode'" in cli.stderr
 
 
 def test_the_toy_method_passes_the_token_method_property_tests(plugin):

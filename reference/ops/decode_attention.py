@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from reference.bench_spec import OpBench
 from reference.ops.attention import attend, check_attention_inputs
 from reference.ops.checks import check_finite, check_lengths, finite_checks_enabled, positions_below
 from reference.registry import HEAD_DIMS, OpSpec, register_op
@@ -126,6 +127,30 @@ EXAMPLES = (
      "scale": 0.125, "seed": 2},
 )
 
+def bench_inputs(shape, batch: int, context: int, dtype: torch.dtype, device, config) -> dict:
+    """The kernel benchmark's cell: one decode token over a full cache of `context` tokens per sequence.
+
+    q [B, Hq, 1, D], k, v [B, Hkv, context, D] standard normal in `dtype` (drawn in that order from one generator
+    seeded with config.seed on `device`), seq_lens long [B] all = context. shape: hq, hkv, head_dim.
+    """
+    g = torch.Generator(device=device).manual_seed(config.seed)
+
+    def rand(*size):
+        return torch.randn(*size, generator=g, device=device, dtype=dtype)
+
+    return {"q": rand(batch, shape.hq, 1, shape.head_dim), "k": rand(batch, shape.hkv, context, shape.head_dim),
+            "v": rand(batch, shape.hkv, context, shape.head_dim),
+            "seq_lens": torch.full((batch,), context, dtype=torch.long, device=device)}
+
+
+def bench_bytes_read(inputs: dict) -> int:
+    """Bytes a decode step must move: K and V of every token the sequences hold, q read and the output written."""
+    q, k, seq_lens = inputs["q"], inputs["k"], inputs["seq_lens"]
+    return (2 * int(seq_lens.sum()) * k.shape[1] * k.shape[3] + 2 * q.numel()) * q.element_size()
+
+
+BENCH = OpBench(inputs=bench_inputs, bytes_read=bench_bytes_read, method="full", batched=("q", "k", "v", "seq_lens"))
+
 SPEC = register_op(
     OpSpec(
         name="decode_attention",
@@ -136,5 +161,6 @@ SPEC = register_op(
         float_inputs=("q", "k", "v"),
         examples=EXAMPLES,
         doc=__doc__,
+        bench=BENCH,
     )
 )

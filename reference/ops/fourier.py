@@ -27,6 +27,7 @@ import torch
 
 from reference.ops.attention import attend
 from reference.ops.checks import check_finite, check_gqa, check_int, check_like, check_scale, check_tensor
+from reference.ops.fourier_cache import BENCH
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -411,4 +412,5 @@ register_op(OpSpec("fourier_compress", fourier_compress, _span_cases, _compress_
 register_op(OpSpec("fourier_reconstruct", fourier_reconstruct, _span_cases, _reconstruct_inputs,
                    float_inputs=("c_cos", "c_sin"), examples=SPAN_EXAMPLES, doc=fourier_reconstruct.__doc__))
 register_op(OpSpec("fourier_decode_attention", fourier_decode_attention, _decode_cases, _decode_inputs,
-                   float_inputs=_DECODE_FLOATS, examples=DECODE_EXAMPLES, doc=fourier_decode_attention.__doc__))
+                   float_inputs=_DECODE_FLOATS, examples=DECODE_EXAMPLES, doc=fourier_decode_attention.__doc__,
+                   bench=BENCH))

@@ -137,7 +137,7 @@ def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale)
     return out.reshape(b, hq, lq, d).to(q.dtype)
 
 
-@register_impl("fourier_decode_attention", "coefficients")
+@register_impl("fourier_decode_attention", "coefficients", bench=False)  # a formulation: not benchmarked
 def fourier_decode_attention_coefficients(
     q, k_exact, v_exact, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,

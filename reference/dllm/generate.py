@@ -171,7 +171,10 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
     mask_id, eos_id = model.cfg.mask_id, model.cfg.eos_id
     dream = cfg.loop == "dream"
     first_token = dream and cfg.dream_step0 == "first_token"
-    shift, lead = (1, 0) if dream and not first_token else (0, 1 if first_token else 0)
+    # Dream reads position p's logit at row p - 1: the loop asks for one leading row (first_token), or the cache's
+    # block itself starts one position early (the earlier rule).
+    lead = 1 if first_token else 0
+    shift = 1 if dream and not first_token else 0
     b, p = prompt.shape
     x = torch.cat([prompt, torch.full((b, cfg.gen_len), mask_id, dtype=torch.long, device=prompt.device)], 1)
     guided = cfg.cfg_scale > 0
@@ -204,10 +207,10 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
             else:
                 x0, conf = llada_step(logits, cfg, gen, mask_id, eos_id)
             done, only_first = 0, False
-            if first_token and step == 0:  # the block's first token, unconditionally; the rest waits unless this
-                x[:, bs] = x0[:, 0]        # is the block's only step
+            if first_token and step == 0:  # the block's first token, whatever its confidence
+                x[:, bs] = x0[:, 0]
                 done, masked = b, x[:, bs:be] == mask_id
-                only_first = t_block > 1 or cfg.threshold is not None
+                only_first = t_block > 1 or cfg.threshold is not None  # else this only step commits the rest too
             if not only_first:
                 if dream:
                     k = [dream_counts(int(m.sum()), step, t_block) for m in masked]

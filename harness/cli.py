@@ -69,6 +69,15 @@ def _param(text: str) -> tuple[str, str, object]:
     return method, key, parsed
 
 
+def _gen_option(text: str) -> tuple[str, object]:
+    """--gen temperature=0.5 -> ("temperature", 0.5): a decoding option of the dLLM loop (the value parsed as
+    --param's)."""
+    name, _, value = text.partition("=")
+    if not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with both non-empty, got {text!r}")
+    return name.strip(), _param(f"gen.{text}")[2]
+
+
 def add_run_parser(sub, with_suites: bool = True) -> argparse.ArgumentParser:
     """`run`: the common options, each suite's group, and the suites' own options (plugins' too)."""
     run = sub.add_parser("run", help="run a suite into the results store (no options: the quick NIAH sweep of every method)")
@@ -121,6 +130,10 @@ def add_run_parser(sub, with_suites: bool = True) -> argparse.ArgumentParser:
     dllm.add_argument("--keep-ratios", type=_list(float, "--keep-ratios"), default=(0.5,), help="sparse_dllm keep ratios")
     dllm.add_argument("--n", type=argtypes.integer(), default=16, help="held-out prompts per task and length")
     dllm.add_argument("--device", default="cpu", type=argtypes.device, help="cpu, cuda or cuda:N")
+    dllm.add_argument("--gen", type=_gen_option, action="append", default=[],
+                      help="a decoding option of the loop, e.g. temperature=0.5, threshold=0.9, cfg_scale=1, "
+                      "tempered_confidence=true (repeatable; recorded in each record's params and protocol). Cache "
+                      "options go through --param LABEL.NAME=VALUE, e.g. fast_dllm_prefix.extra_forward=true")
 
     ex = run.add_argument_group("executor (where each cell of the sweep runs; records are the same either way)")
     ex.add_argument("--executor", default="local", choices=("local", "ray"),

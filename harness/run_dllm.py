@@ -3,13 +3,18 @@
 The model is the small masked-diffusion LM we trained (fixtures/dllm/, `python -m harness train-dllm`); the tasks
 are harness/dllm_tasks.py's passkey, key-value retrieval and span copying at several context lengths. Each cell
 (task, length, method, parameters) decodes the same held-out prompts; its records hold exact-match accuracy with
-a 95% bootstrap interval, the share of generated tokens identical to vanilla decoding's, and the peak bytes the
-method's cache held. Per-example correctness and tokens are kept in `extra`, so paired comparisons need no rerun.
-A rerun skips cells already in the store.
+a 95% bootstrap interval, the share of generated tokens identical to vanilla decoding's, the peak bytes the
+method's cache held and the model forwards a batch of prompts took. Per-example correctness and tokens are kept in
+`extra`, so paired comparisons need no rerun. A rerun skips cells already in the store.
+
+Decoding options other than the defaults (`gen_params`, `--gen NAME=VALUE`: temperature, threshold, cfg_scale, ...)
+and a method's own parameters (`method_params`, `--param LABEL.NAME=VALUE`) are part of each cell's key params, and
+the decoding options of its protocol too, so records under other settings never pool with the defaults'.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,10 @@ from reference.dllm.generate import GenConfig, generate
 
 SUITE = "dllm"
 DEFAULT_CHECKPOINT = "fixtures/dllm/tiny_dllm.pt"
+# GenConfig fields --gen may set: the fixture's length settings come from its recipe (block_len has its own option),
+# and it is a LLaDA-style model, so the Dream loop's options do not apply.
+GEN_OPTIONS = ("temperature", "remasking", "threshold", "seed", "cfg_scale", "tempered_confidence", "logits_eos_inf",
+               "confidence_eos_eot_inf", "eot_id")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class DLLMAccuracyConfig:
     results: str = "results"
     rerun: bool = False
     extra_params: dict = field(default_factory=dict)
+    gen_params: dict = field(default_factory=dict)  # decoding options (GenConfig fields among GEN_OPTIONS)
+    method_params: dict = field(default_factory=dict)  # {method label: {cache parameter: value}}
 
     def validate(self) -> None:
         if not Path(self.checkpoint).exists():
@@ -89,6 +100,24 @@ class DLLMAccuracyConfig:
         if bad:
             raise ValueError(f"methods (--methods): unknown dLLM methods {bad}; known: {sorted(labels())}")
         variants(self.methods, self.keep_ratios, self.impls)
+        self._validate_options()
+
+    def _validate_options(self) -> None:
+        bad = sorted(set(self.gen_params) - set(GEN_OPTIONS))
+        if bad:
+            raise ValueError(f"--gen: unknown or fixed decoding options {bad}; settable: {list(GEN_OPTIONS)}")
+        try:
+            GenConfig(gen_len=16, block_len=8, steps=16, **self.gen_params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--gen: {exc}") from None
+        for label, params in self.method_params.items():
+            if label not in self.methods:
+                raise ValueError(f"--param {label}: not among the dLLM methods (--methods) {list(self.methods)}")
+            for _, impl, base in variants((label,), self.keep_ratios[:1], ("torch",)):
+                try:
+                    build(label, impl, {**base, **params})
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"--param {label}: {exc}") from None
 
 
 def _file_sha(path: str) -> str:
@@ -97,7 +126,7 @@ def _file_sha(path: str) -> str:
 
 def decode(model, exs, gen: GenConfig, label: str, impl: str, params: dict, batch_size: int, device) -> dict:
     """Tokens generated for each example, their correctness, and the cache's peak bytes (max over batches)."""
-    out_tokens, peak = [], 0
+    out_tokens, peak, forwards = [], 0, []
     for i in range(0, len(exs), batch_size):
         chunk = exs[i:i + batch_size]
         prompt = torch.tensor([e.prompt for e in chunk], dtype=torch.long, device=device)
@@ -105,8 +134,9 @@ def decode(model, exs, gen: GenConfig, label: str, impl: str, params: dict, batc
         x, stats = generate(model, prompt, gen, cache)
         out_tokens += x[:, prompt.shape[1]:].tolist()
         peak = max(peak, stats["peak_cache_bytes"])
+        forwards.append(stats["steps"])
     correct = [bool(tasks.is_correct(e, t)) for e, t in zip(exs, out_tokens)]
-    return {"tokens": out_tokens, "correct": correct, "peak_cache_bytes": peak}
+    return {"tokens": out_tokens, "correct": correct, "peak_cache_bytes": peak, "forwards": forwards}
 
 
 def worker_model(config: DLLMAccuracyConfig, model_name: str):
@@ -117,14 +147,19 @@ def worker_model(config: DLLMAccuracyConfig, model_name: str):
         model, meta = checkpoint.load(config.checkpoint, device=config.device, dtype=torch.float32)
         gen_len = int((meta.get("recipe") or {}).get("gen_len", 16))
         block_len = config.block_len or gen_len // 2
-        return model, GenConfig(gen_len=gen_len, block_len=block_len, steps=gen_len)
+        return model, GenConfig(gen_len=gen_len, block_len=block_len, steps=gen_len, **config.gen_params)
 
-    return cached(("dllm", config.checkpoint, model_name, config.device, config.block_len), build)
+    options = json.dumps(config.gen_params, sort_keys=True)
+    return cached(("dllm", config.checkpoint, model_name, config.device, config.block_len, options), build)
 
 
 def _protocol(config: DLLMAccuracyConfig, gen: GenConfig) -> dict:
-    return {"loop": "llada", "remasking": "low_confidence", "temperature": 0, "gen_len": gen.gen_len,
-            "block_len": gen.block_len, "steps": gen.steps, "checkpoint": config.checkpoint, "metric": "exact match"}
+    protocol = {"loop": "llada", "remasking": gen.remasking, "temperature": gen.temperature, "gen_len": gen.gen_len,
+                "block_len": gen.block_len, "steps": gen.steps, "checkpoint": config.checkpoint,
+                "metric": "exact match"}
+    if config.gen_params:
+        protocol["decoding"] = dict(sorted(config.gen_params.items()))
+    return protocol
 
 
 def measure(config: DLLMAccuracyConfig, cells: list[dict], emit) -> None:
@@ -143,7 +178,10 @@ def measure(config: DLLMAccuracyConfig, cells: list[dict], emit) -> None:
         recs = [make_record(SUITE, task, label, impl, c["model"], key_params, "accuracy", acc, "%",
                             protocol=protocol, extra=extra, provenance=prov),
                 make_record(SUITE, task, label, impl, c["model"], key_params, "cache_bytes_peak",
-                            float(res["peak_cache_bytes"]), "bytes", protocol=protocol, provenance=prov)]
+                            float(res["peak_cache_bytes"]), "bytes", protocol=protocol, provenance=prov),
+                make_record(SUITE, task, label, impl, c["model"], key_params, "forwards",
+                            sum(res["forwards"]) / len(res["forwards"]), "forwards", protocol=protocol,
+                            extra={"per_batch": res["forwards"], "batch_size": config.batch_size}, provenance=prov)]
         if ref is not None:
             same = sum(a == b for ra, rb in zip(res["tokens"], ref) for a, b in zip(ra, rb))
             total = sum(len(r) for r in ref)
@@ -161,7 +199,10 @@ def plan(config: DLLMAccuracyConfig, model_name: str) -> list[dict]:
         for length in config.lengths:
             for label, impl, params in variants(("vanilla",) + tuple(m for m in config.methods if m != "vanilla"),
                                                 config.keep_ratios, config.impls):
+                params = {**params, **config.method_params.get(label, {})}
                 key_params = {"length": length, "n": config.n, **params, **config.extra_params}
+                if config.gen_params:  # decoding other than the default: part of what was measured
+                    key_params["gen"] = dict(sorted(config.gen_params.items()))
                 if config.block_len:  # not the checkpoint's default: part of what was measured
                     key_params["block_len"] = config.block_len
                 cells.append({"task": task, "method": label, "impl": impl, "run_params": params, "params": key_params,
@@ -169,12 +210,15 @@ def plan(config: DLLMAccuracyConfig, model_name: str) -> list[dict]:
     return cells
 
 
-def _vanilla_tokens(records: list[dict], model_name: str, block_len: int | None) -> dict[tuple, list]:
-    """(task, length, n) -> vanilla's generated tokens, from stored accuracy records."""
+def _vanilla_tokens(records: list[dict], model_name: str, block_len: int | None,
+                    gen_params: dict | None = None) -> dict[tuple, list]:
+    """(task, length, n) -> vanilla's generated tokens, from stored accuracy records decoded the same way."""
     out = {}
+    gen = dict(sorted(gen_params.items())) if gen_params else None
     for r in records:
         if (r["method"] == "vanilla" and r["metric"] == "accuracy" and r["model"] == model_name
-                and r["params"].get("block_len") == block_len and r["extra"].get("tokens") is not None):
+                and r["params"].get("block_len") == block_len and r["params"].get("gen") == gen
+                and r["extra"].get("tokens") is not None):
             out[(r["task"], r["params"]["length"], r["params"]["n"])] = r["extra"]["tokens"]
     return out
 
@@ -190,7 +234,7 @@ class DLLMSuite(Suite):
         self.device = config.device
         self.model_name = f"tiny-dllm@{_file_sha(config.checkpoint)}"
         stored = store.records(SUITE)  # read once: vanilla's tokens
-        self.vanilla = _vanilla_tokens(stored, self.model_name, config.block_len)
+        self.vanilla = _vanilla_tokens(stored, self.model_name, config.block_len, config.gen_params)
         self.accuracy: dict[str, list[float]] = {}
         self.ran = 0
 

@@ -24,7 +24,7 @@ from harness.store import ResultsStore, cell_key, newest_records
 from harness.suite import Suite, run_suite
 from harness.worker_cache import cached
 from reference.kv import make_method
-from reference.kv.base import KVMethod
+from reference.kv.base import BUDGET_RULE, KVMethod
 
 SUITE, TASK = "niah", "passkey"
 CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "calibration.txt"
@@ -173,6 +173,7 @@ def _records(config: NiahConfig, lm: LoadedModel, cell: dict, sample: niah.NiahS
             "attention_backend": config.impl,
             "dtype": str(lm.model.dtype).replace("torch.", ""),
             "query_aware": config.question_aware,
+            "kv_budget": BUDGET_RULE,
         },
         "seed": config.seed,
         **provenance,

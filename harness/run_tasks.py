@@ -24,6 +24,7 @@ from harness.run_niah import json_params, model_id, timing_records, worker_metho
 from harness.store import ResultsStore, cell_key
 from harness.suite import Suite, run_suite
 from reference.kv import make_method
+from reference.kv.base import BUDGET_RULE
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,8 @@ def measure(config: TaskConfig, cells: list[dict], emit, lm: LoadedModel | None 
                   "git_sha": git_sha()}
     protocol = {"tokenizer": lm.model_id, "prompt_template": f"{config.suite}-v1", "attention_backend": config.impl,
                 "truncation": "middle" if config.suite == "longbench" else "none",
-                "dtype": str(lm.model.dtype).replace("torch.", ""), "query_aware": config.question_aware}
+                "dtype": str(lm.model.dtype).replace("torch.", ""), "query_aware": config.question_aware,
+                "kv_budget": BUDGET_RULE}
     by_sample: dict[str, list[dict]] = {}
     for c in cells:
         by_sample.setdefault(repr((c["spec"].task, sorted(c["spec"].key.items()))), []).append(c)

@@ -1,8 +1,13 @@
 """What every caching strategy of the generation loop implements (reference/dllm/generate.py drives it).
 
-The loop decodes a *window* [lo, hi) of positions at a time (LLaDA: the block [bs, be); Dream: [bs - 1, be),
-because its logit for position p is read at p - 1). Per step it asks the strategy for the logits of the window's
-rows; the strategy decides what to recompute and what to reuse. Each strategy reports the bytes its cache holds
+The loop decodes a block [lo, hi) of positions at a time and asks, per step, for the logits of the rows
+[lo - lead, hi): `lead` is 0 for LLaDA and 1 for Dream, whose logit for position p is read at row p - 1 (with Dream's
+older rule, `dream_step0="schedule"`, the block itself starts one position early and lead is 0). The strategy decides
+what to recompute and what to reuse; a step that runs only the block's rows returns the block's first row in place of
+row lo - 1, as the official Dream loops do (that row is only read at step 0, when every strategy runs densely).
+`key_mask` [B, L] (bool, False at left padding; None without padding) marks the keys no query may attend: every
+strategy applies it to every attention it runs. `min_block_steps` is the fewest forwards the loop runs per block
+(Fast-dLLM's official loops run a second one even when step 0 completed the block). Each strategy reports the bytes its cache holds
 right now (`nbytes`, the sum over the tensors it keeps; `tensors()` lists them so a test can count independently)
 and the most it held during a generation (`peak_bytes`). `builds` counts cache constructions, per block.
 """
@@ -27,16 +32,19 @@ class DecodeCache:
     # Empty: one label, the registered name, with default parameters.
     presets: dict[str, dict] = {}
     sweeps_keep_ratio = False  # suites run it once per --keep-ratios value and per --impl
+    min_block_steps = 1  # forwards per block the loop runs at least, even when the block is already complete
 
     def __init__(self):
         self.timer = NullTimer()
         self.peak_bytes = 0
         self.builds: list[int] = []  # cache constructions per block, in block order
 
-    def reset(self, model: DLLM, x: torch.Tensor, prompt_len: int, timer=None) -> None:
-        """Called once per generation, before the first block; x [B, L] is prompt + masks."""
+    def reset(self, model: DLLM, x: torch.Tensor, prompt_len: int, timer=None,
+              key_mask: torch.Tensor | None = None) -> None:
+        """Called once per generation, before the first block; x [B, L] is prompt + masks; key_mask [B, L] or None."""
         self.timer = timer or NullTimer()
         self.prompt_len = prompt_len
+        self.key_mask = key_mask
         self.peak_bytes = 0
         self.builds = []
         self.clear()
@@ -44,14 +52,23 @@ class DecodeCache:
     def clear(self) -> None:
         """Drop every cached tensor."""
 
-    def begin_block(self, lo: int, hi: int) -> None:
-        self.lo, self.hi = lo, hi
+    def begin_block(self, lo: int, hi: int, lead: int = 0) -> None:
+        self.lo, self.hi, self.lead = lo, hi, lead
         self.builds.append(0)
 
+    @property
+    def rows(self) -> slice:
+        """The rows whose logits a step returns: [lo - lead, hi)."""
+        return slice(self.lo - self.lead, self.hi)
+
+    def lead_rows(self, block_logits: torch.Tensor) -> torch.Tensor:
+        """Logits of the block's rows [B, hi - lo, V] -> those of `rows` (the first row repeated `lead` times)."""
+        return torch.cat([block_logits[:, :1]] * self.lead + [block_logits], 1) if self.lead else block_logits
+
     def step_logits(self, model: DLLM, x: torch.Tensor, step: int) -> torch.Tensor:
-        """Logits [B, hi - lo, V] of the window at `step` (0-based within the block)."""
+        """Logits [B, hi - lo + lead, V] of `rows` at `step` (0-based within the block)."""
         with self.timer.phase("dense"):
-            return model(x, rows=slice(self.lo, self.hi))
+            return model(x, rows=self.rows, key_mask=self.key_mask)
 
     def tensors(self) -> list[torch.Tensor]:
         return []

@@ -1,29 +1,40 @@
 """The generation loops of masked-diffusion LMs, one loop for every caching strategy.
 
-LLaDA (arXiv 2502.09992, Algorithm 5 "low-confidence remasking", with semi-autoregressive blocks; facts in
-docs/sparse-dllm.md): x = [prompt | MASK * gen_len]; blocks of
+LLaDA (arXiv 2502.09992, Algorithm 5 "low-confidence remasking", with semi-autoregressive blocks; the official loop is
+ML-GSAI/LLaDA at b7e9d5e, `generate.py`; facts in docs/sparse-dllm.md): x = [prompt | MASK * gen_len]; blocks of
 `block_len` decoded left to right, `steps // num_blocks` steps each; the masks of a block are spread evenly over its
-steps (base count, remainder to the earliest steps). Each step: x0 = argmax of the logits (or Gumbel-max sampling
-in float64 at temperature > 0), confidence = softmax probability of x0 ("low_confidence") or uniform ("random");
-only masked positions of the current block compete; the most confident are committed and never remasked.
-Fast-dLLM's parallel decoding (arXiv 2505.22618, sec. 3.3) replaces the count by a threshold: commit every masked
-token with confidence >= threshold, at least one per step, until the block is done.
+steps (base count, remainder to the earliest steps). Each step draws candidates and their confidence
+(reference/dllm/sampling.py); only masked positions of the current block compete; the most confident are committed
+and never remasked. Options of the official loop: `cfg_scale` (unsupervised classifier-free guidance: the prompt,
+padding included, masked in a second batch half; logits = un + (scale + 1) (cond - un)), a left-padding
+`attention_mask` (padded keys are attended by no query in any forward; positions stay absolute), and the EOS options
+of reference/dllm/sampling.py. Fast-dLLM's parallel decoding (arXiv 2505.22618, sec. 3.3) replaces the count by a
+threshold: commit every masked token with confidence >= threshold, at least one per step, until the block is done.
 
-Dream (Ye et al., 2025): logits shifted right by one; confidence by `alg` (maskgit_plus: top-1 probability,
-topk_margin: p1 - p2, entropy: minus the entropy); step s of T commits int(n_mask * (1 - t_{s+1} / t_s)) tokens on
-timesteps linspace(1, 1e-3, T + 1), everything left at the last step; no blocks by default (block_len = gen_len).
+Dream (Ye et al., 2025): logits shifted right by one; confidence by `alg`; step s of T commits
+int(n_mask * (1 - t_{s+1} / t_s)) tokens on timesteps linspace(1, 1e-3, T + 1), everything left at the last step.
+With blocks, step 0 follows the block loops of OpenMOSS/Sparse-dLLM (3fd8986, `dream/generation_utils.py`) and
+NVlabs/Fast-dLLM (24cc59e, `dream/model/generation_utils_block.py`): it commits the block's first token (its logit
+read at the row before the block) whatever its confidence, and the block [bs, be) is what the caches see
+(`dream_step0="first_token"`, the default). `dream_step0="schedule"` is this benchmark's earlier rule: the block seen
+by the caches is [bs - 1, be) and step 0 commits Dream's count like any other step. With one step per block the
+official loops leave all but the first token masked; here that step also commits the rest.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from reference.dllm.cache import DecodeCache
 from reference.dllm.model import DLLM
+from reference.dllm.sampling import dream_step, llada_step
 
 REMASKING = ("low_confidence", "random")
 DREAM_ALGS = ("maskgit_plus", "topk_margin", "entropy")
+DREAM_STEP0 = ("first_token", "schedule")
+LLADA_ONLY = ("cfg_scale", "logits_eos_inf", "confidence_eos_eot_inf")  # options of the official LLaDA loop
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,12 @@ class GenConfig:
     alg: str = "entropy"            # Dream's confidence
     top_p: float | None = None      # Dream's nucleus sampling (temperature > 0)
     seed: int = 0
+    cfg_scale: float = 0.0          # LLaDA's unsupervised classifier-free guidance (0 = off)
+    tempered_confidence: bool = False  # LLaDA at T > 0: rank by softmax(logits / T) (ours) instead of softmax(logits)
+    logits_eos_inf: bool = False    # LLaDA: EOS is never a candidate
+    confidence_eos_eot_inf: bool = False  # LLaDA: EoT (and EOS at T = 0) candidates get confidence 0
+    eot_id: int | None = None       # the EoT token of confidence_eos_eot_inf (LLaDA-8B: 126348); EOS is the model's
+    dream_step0: str = "first_token"  # Dream with blocks: "first_token" (official) or "schedule" (ours before)
 
     def __post_init__(self):
         if self.gen_len <= 0 or self.block_len <= 0 or self.steps <= 0:
@@ -54,10 +71,24 @@ class GenConfig:
             raise ValueError(f"loop must be 'llada' or 'dream', got {self.loop!r}")
         if self.alg not in DREAM_ALGS:
             raise ValueError(f"alg must be one of {DREAM_ALGS}, got {self.alg!r}")
+        if self.dream_step0 not in DREAM_STEP0:
+            raise ValueError(f"dream_step0 must be one of {DREAM_STEP0}, got {self.dream_step0!r}")
         if self.threshold is not None and not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must lie in (0, 1], got {self.threshold}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not (isinstance(self.cfg_scale, (int, float)) and math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+            raise ValueError(f"cfg_scale must be a finite number >= 0, got {self.cfg_scale!r}")
+        for name in ("tempered_confidence", "logits_eos_inf", "confidence_eos_eot_inf"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.eot_id is not None and (isinstance(self.eot_id, bool) or not isinstance(self.eot_id, int)
+                                        or self.eot_id < 0):
+            raise ValueError(f"eot_id must be None or a token id >= 0, got {self.eot_id!r}")
+        if self.loop == "dream":
+            used = [n for n in LLADA_ONLY if getattr(self, n)]
+            if used:
+                raise ValueError(f"{', '.join(used)}: options of the LLaDA loop (loop 'llada'); the Dream loop has none")
 
     @property
     def steps_per_block(self) -> int:
@@ -77,41 +108,6 @@ def dream_counts(n_mask: int, step: int, steps: int, eps: float = 1e-3) -> int:
     t = 1 - (1 - eps) * step / steps
     s = 1 - (1 - eps) * (step + 1) / steps
     return int(n_mask * (1 - s / t))
-
-
-def _sample(logits: torch.Tensor, cfg: GenConfig, gen: torch.Generator | None, mask_id: int):
-    """Candidate tokens x0 [B, n] and the probability matrix [B, n, V] (float64).
-
-    The mask token is never a candidate (a trained model gives it ~0 probability; an untrained one could otherwise
-    "commit" a mask and leave the position undecoded).
-    """
-    logits = logits.to(torch.float64)
-    logits[..., mask_id] = float("-inf")
-    probs = torch.softmax(logits, dim=-1)
-    if cfg.temperature == 0:
-        return logits.argmax(-1), probs
-    scaled = logits / cfg.temperature
-    if cfg.top_p is not None and cfg.top_p < 1:
-        sorted_l, order = scaled.sort(dim=-1, descending=True)
-        cum = torch.softmax(sorted_l, -1).cumsum(-1)
-        drop = cum - torch.softmax(sorted_l, -1) > cfg.top_p
-        scaled = scaled.scatter(-1, order, sorted_l.masked_fill(drop, float("-inf")))
-    u = torch.rand(scaled.shape, dtype=torch.float64, generator=gen, device="cpu").to(scaled.device)
-    x0 = (scaled - torch.log(-torch.log(u.clamp_min(1e-300)))).argmax(-1)  # Gumbel-max
-    return x0, torch.softmax(scaled, dim=-1)
-
-
-def _confidence(x0: torch.Tensor, probs: torch.Tensor, cfg: GenConfig, gen) -> torch.Tensor:
-    if cfg.loop == "dream":
-        if cfg.alg == "maskgit_plus":
-            return probs.gather(-1, x0[..., None])[..., 0]
-        if cfg.alg == "topk_margin":
-            top2 = probs.topk(2, dim=-1).values
-            return top2[..., 0] - top2[..., 1]
-        return (probs * torch.log(probs.clamp_min(1e-300))).sum(-1)  # minus the entropy
-    if cfg.remasking == "random":
-        return torch.rand(x0.shape, dtype=torch.float64, generator=gen, device="cpu").to(x0.device)
-    return probs.gather(-1, x0[..., None])[..., 0]
 
 
 def _commit(x: torch.Tensor, bs: int, x0, conf, masked, counts: list[int], threshold: float | None) -> int:
@@ -136,12 +132,30 @@ def _commit(x: torch.Tensor, bs: int, x0, conf, masked, counts: list[int], thres
     return done
 
 
+def key_mask_of(attention_mask: torch.Tensor | None, prompt: torch.Tensor, gen_len: int) -> torch.Tensor | None:
+    """The keys every query may attend, bool [B, P + gen_len]: the prompt's attention mask (1 = token, 0 = left
+    padding) followed by the generated positions; None when nothing is padded (the official loop passes no mask then)."""
+    if attention_mask is None:
+        return None
+    if attention_mask.shape != prompt.shape:
+        raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt.shape)}, got "
+                         f"{tuple(attention_mask.shape)}")
+    if not ((attention_mask == 0) | (attention_mask == 1)).all():
+        raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+    if bool((attention_mask == 1).all()):
+        return None
+    ones = torch.ones(prompt.shape[0], gen_len, dtype=torch.bool, device=prompt.device)
+    return torch.cat([attention_mask.to(device=prompt.device, dtype=torch.bool), ones], 1)
+
+
 @torch.no_grad()
 def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCache | None = None,
-             timer=None, max_blocks: int | None = None) -> tuple[torch.Tensor, dict]:
+             timer=None, max_blocks: int | None = None,
+             attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Decode `cfg.gen_len` tokens after `prompt` [B, P] (long); returns (x [B, P + gen_len], stats).
 
     max_blocks stops after that many blocks (timing a method whose every block costs the same).
+    attention_mask [B, P]: 1 for prompt tokens, 0 for left padding (LLaDA loop only).
 
     stats: forward steps run, tokens committed per step, cache builds per block, peak cache bytes.
     """
@@ -149,34 +163,61 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
         raise ValueError(f"prompt must be a long tensor [B, P], got {prompt.dtype} {tuple(prompt.shape)}")
     if prompt.shape[1] == 0:
         raise ValueError("prompt must hold at least one token")
+    key_mask = key_mask_of(attention_mask, prompt, cfg.gen_len)
+    if key_mask is not None and cfg.loop == "dream":
+        raise ValueError("attention_mask with padding: the llada loop only (Dream shifts positions per row, and the "
+                         "Sparse-dLLM Dream loop refuses padding)")
     cache = cache or DecodeCache()
-    mask_id = model.cfg.mask_id
-    shift = 1 if cfg.loop == "dream" else 0
+    mask_id, eos_id = model.cfg.mask_id, model.cfg.eos_id
+    dream = cfg.loop == "dream"
+    first_token = dream and cfg.dream_step0 == "first_token"
+    # Dream reads position p's logit at row p - 1: the loop asks for one leading row (first_token), or the cache's
+    # block itself starts one position early (the earlier rule).
+    lead = 1 if first_token else 0
+    shift = 1 if dream and not first_token else 0
     b, p = prompt.shape
     x = torch.cat([prompt, torch.full((b, cfg.gen_len), mask_id, dtype=torch.long, device=prompt.device)], 1)
+    guided = cfg.cfg_scale > 0
+    prompt_index = x != mask_id  # what guidance masks: the prompt, its padding included
+
+    def inputs() -> torch.Tensor:  # guidance runs the unconditional half as more batch rows, as the official loop
+        return torch.cat([x, x.masked_fill(prompt_index, mask_id)]) if guided else x
+
     gen = torch.Generator().manual_seed(cfg.seed)
-    cache.reset(model, x, p, timer)
+    cache.reset(model, inputs(), p, timer, key_mask.repeat(2, 1) if guided and key_mask is not None else key_mask)
     steps_run, per_step = 0, []
     t_block = cfg.steps_per_block
     n_blocks = cfg.gen_len // cfg.block_len
     for blk in range(n_blocks if max_blocks is None else min(max_blocks, n_blocks)):
         bs, be = p + blk * cfg.block_len, p + (blk + 1) * cfg.block_len
-        cache.begin_block(bs - shift, be)
+        cache.begin_block(bs - shift, be, lead)
         n0 = (x[:, bs:be] == mask_id).sum(1).tolist()
         counts = [transfer_counts(n, t_block) for n in n0]
         step = 0
         while True:
             masked = x[:, bs:be] == mask_id
-            if not masked.any() or (cfg.threshold is None and step >= t_block):
+            if step >= cache.min_block_steps and (not masked.any() or (cfg.threshold is None and step >= t_block)):
                 break
-            logits = cache.step_logits(model, x, step)[:, :cfg.block_len]
-            x0, probs = _sample(logits, cfg, gen, mask_id)
-            conf = _confidence(x0, probs, cfg, gen)
-            if cfg.loop == "dream":
-                k = [dream_counts(int(m.sum()), step, t_block) for m in masked]
+            logits = cache.step_logits(model, inputs(), step)[:, :cfg.block_len]
+            if guided:
+                cond, uncond = logits.chunk(2)
+                logits = uncond + (cfg.cfg_scale + 1) * (cond - uncond)
+            if dream:
+                x0, conf = dream_step(logits, cfg, gen, mask_id)
             else:
-                k = [c[step] if step < t_block else 1 for c in counts]
-            per_step.append(_commit(x, bs, x0, conf, masked, k, cfg.threshold))
+                x0, conf = llada_step(logits, cfg, gen, mask_id, eos_id)
+            done, only_first = 0, False
+            if first_token and step == 0:  # the block's first token, whatever its confidence
+                x[:, bs] = x0[:, 0]
+                done, masked = b, x[:, bs:be] == mask_id
+                only_first = t_block > 1 or cfg.threshold is not None  # else this only step commits the rest too
+            if not only_first:
+                if dream:
+                    k = [dream_counts(int(m.sum()), step, t_block) for m in masked]
+                else:
+                    k = [c[step] if step < t_block else 1 for c in counts]
+                done += _commit(x, bs, x0, conf, masked, k, cfg.threshold)
+            per_step.append(done)
             step += 1
             steps_run += 1
     stats = {"steps": steps_run, "blocks": blk + 1, "committed_per_step": per_step, "builds_per_block": list(cache.builds),

@@ -25,9 +25,14 @@ from reference.dllm.config import DLLMConfig
 Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Bidirectional softmax(q k^T / sqrt(D)) v with GQA (query head h reads KV head h // group); SDPA."""
-    return F.scaled_dot_product_attention(q, k, v, enable_gqa=k.shape[1] != q.shape[1])
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Bidirectional softmax(q k^T / sqrt(D)) v with GQA (query head h reads KV head h // group); SDPA.
+
+    key_mask: bool [B, n_keys], False for keys no query may attend (left padding); None attends every key.
+    """
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=k.shape[1] != q.shape[1])
 
 
 class RMSNorm(nn.Module):
@@ -116,10 +121,12 @@ class DLLM(nn.Module):
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.norm(h))
 
-    def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, attend: Attend | None = None):
+    def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, attend: Attend | None = None,
+               key_mask: torch.Tensor | None = None):
         """Final hidden states [B, n, d] of tokens `ids` [B, n] at `positions` (default 0..n-1).
 
-        attend(layer_idx, q, k, v) -> o [B, H, n, D] decides what the n queries see; default: each other, densely.
+        attend(layer_idx, q, k, v) -> o [B, H, n, D] decides what the n queries see; default: each other, densely,
+        except the keys `key_mask` [B, n] marks False (padding). An `attend` of a cache applies its own mask.
         """
         if ids.dim() != 2:
             raise ValueError(f"ids must be [B, n], got shape {tuple(ids.shape)}")
@@ -132,15 +139,15 @@ class DLLM(nn.Module):
         h = self.embed(ids)
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(h, cos, sin)
-            o = dense_attention(q, k, v) if attend is None else attend(i, q, k, v)
+            o = dense_attention(q, k, v, key_mask) if attend is None else attend(i, q, k, v)
             h = h + layer.attn_out(o)
             h = h + layer.mlp(h)
         return h
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, attend: Attend | None = None,
-                rows: slice | None = None) -> torch.Tensor:
+                rows: slice | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, n, V] (or of `rows` only: the LM head over a long context is the largest activation)."""
-        h = self.hidden(ids, positions, attend)
+        h = self.hidden(ids, positions, attend, key_mask)
         return self.logits(h if rows is None else h[:, rows])
 
     def num_params(self) -> int:

@@ -16,15 +16,35 @@ those depend only on token ids (which do not change outside the block), so decod
 more layers the cached K/V are one to block_len - 1 steps stale, as in any dual cache (Fast-dLLM), and tokens may
 differ from vanilla. suites/methods/test_dllm_caches.py checks the first fact; the accuracy suite measures the
 second.
+
+Left padding (a key mask): the official code runs batch 1 without padding. Here padded positions score -inf before
+the max pool (so they neither get kept ahead of a token nor lift a neighbour's score) and are masked in every
+attention (impl torch only).
 """
 from __future__ import annotations
 
 import torch
 
+import torch.nn.functional as F
+
 from reference.dllm.attention_impl import block_attention, saliency
 from reference.dllm.cache import CACHES, DecodeCache
 from reference.dllm.graphs import GraphedSteps
 from reference.dllm.model import DLLM, dense_attention
+
+
+def masked_saliency(q_block: torch.Tensor, k: torch.Tensor, keep: int, kernel_size: int,
+                    key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The saliency of reference/ops/sparse_dllm_saliency.py with the keys key_mask [B, S] marks False scoring -inf
+    before the max pool: (scores [B, S], kept_idx [B, keep] ascending; ties to the lower position)."""
+    b, hq, _, d = q_block.shape
+    hkv = k.shape[1]
+    acc = torch.promote_types(q_block.dtype, torch.float32)
+    qbar = q_block.to(acc).mean(dim=2).view(b, hkv, hq // hkv, d)
+    raw = torch.einsum("bkgd,bksd->bkgs", qbar, k.to(acc)).mean(dim=(1, 2)).masked_fill(~key_mask, float("-inf"))
+    scores = F.max_pool1d(raw[:, None], kernel_size, stride=1, padding=kernel_size // 2)[:, 0] if raw.shape[1] else raw
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return scores, order[:, :keep].sort(dim=1).values
 
 
 @CACHES.register("sparse_dllm")
@@ -47,9 +67,16 @@ class SparseDLLM(DecodeCache):
         self.v: list[torch.Tensor] = []
         self.kept_idx: list[torch.Tensor] = []   # per layer [B, keep], indices into the out-of-block positions
         self.scores: list[torch.Tensor] = []     # per layer [B, S] smoothed saliency (kept for tests; not counted)
+        self.kept_mask: list[torch.Tensor] = []  # per layer [B, 1, keep, 1]: the kept rows' key mask (padding only)
+
+    def reset(self, model, x, prompt_len, timer=None, key_mask=None) -> None:
+        if key_mask is not None and self.impl != "torch":
+            raise ValueError(f"attention_mask with padding needs sparse_dllm impl 'torch' (impl {self.impl!r} "
+                             "attends without a key mask)")
+        super().reset(model, x, prompt_len, timer, key_mask)
 
     def clear(self) -> None:
-        self.k, self.v, self.kept_idx, self.scores = [], [], [], []
+        self.k, self.v, self.kept_idx, self.scores, self.kept_mask = [], [], [], [], []
         self.graphs.reset()
 
     def tensors(self) -> list[torch.Tensor]:
@@ -72,33 +99,41 @@ class SparseDLLM(DecodeCache):
         v_out = torch.cat([v[:, :, :lo], v[:, :, hi:]], 2)
         keep = int(k_out.shape[2] * self.keep_ratio)
         with self.timer.phase("score"):
-            scores, idx = self._score_fn(q_block=q[:, :, lo:hi], k=k_out, keep=keep, kernel_size=self.kernel_size)
+            if self.key_mask is None:
+                scores, idx = self._score_fn(q_block=q[:, :, lo:hi], k=k_out, keep=keep, kernel_size=self.kernel_size)
+            else:
+                mask_out = torch.cat([self.key_mask[:, :lo], self.key_mask[:, hi:]], 1)
+                scores, idx = masked_saliency(q[:, :, lo:hi], k_out, keep, self.kernel_size, mask_out)
+                self._store(self.kept_mask, layer, mask_out[:, None, :, None], idx[:, None, :, None])
             gidx = idx[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
             self._store(self.k, layer, k_out, gidx)
             self._store(self.v, layer, v_out, gidx)
             self.kept_idx[layer:] = [idx]
             self.scores[layer:] = [scores]
-        return dense_attention(q, k, v)
+        return dense_attention(q, k, v, self.key_mask)
 
     def step_logits(self, model: DLLM, x: torch.Tensor, step: int) -> torch.Tensor:
         lo, hi = self.lo, self.hi
         if step == 0:
             with self.timer.phase("dense"):
-                return model(x, rows=slice(lo, hi))
+                return model(x, rows=self.rows, key_mask=self.key_mask)
         if step == 1:  # the kept buffers are overwritten layer by layer (in place when their shapes stay the same)
             self.builds[-1] += 1
             with self.timer.phase("dense"):
-                logits = model(x, attend=self._build, rows=slice(lo, hi))
+                logits = model(x, attend=self._build, rows=self.rows)
             self._track()
             return logits
         positions = torch.arange(lo, hi, device=x.device)
 
         def attend(layer, q, k, v):
-            return self._attend_fn(q, k, v, self.k[layer], self.v[layer])
+            if self.key_mask is None:
+                return self._attend_fn(q, k, v, self.k[layer], self.v[layer])
+            mask = torch.cat([self.kept_mask[layer][:, 0, :, 0], torch.ones_like(self.key_mask[:, lo:hi])], 1)
+            return dense_attention(q, torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2), mask)
 
         def block_step(ids, pos):
             return model(ids, positions=pos, attend=attend)
 
         key = (tuple(x.shape), hi - lo, tuple(self.k[0].shape))
         with self.timer.phase("sparse"):
-            return self.graphs(key, block_step, x[:, lo:hi], positions)
+            return self.lead_rows(self.graphs(key, block_step, x[:, lo:hi], positions))

@@ -19,6 +19,9 @@ import torch
 from reference.registry import Registry
 
 METHODS = Registry("KV method", packages=("reference.kv",))  # every file of reference/kv, auto-loaded
+# How a compression ratio becomes a token budget (`KVMethod.token_budget`); suites record it in each record's protocol
+# so records made under an earlier rule (none named: one token more where R * n is not an integer) never pool with these.
+BUDGET_RULE = "floor((1 - R) * n)"
 
 
 @dataclass
@@ -151,8 +154,12 @@ class KVMethod:
             raise ValueError(f"compression_ratio must be a number in [0, 1), got {r!r}")
 
     def token_budget(self, context_length: int) -> int:
-        """Context tokens kept for a fraction `compression_ratio` of bytes removed (at least 1)."""
-        return max(1, context_length - int(math.floor(self.compression_ratio * context_length + 1e-9)))
+        """Context tokens kept when at least a fraction `compression_ratio` of them is removed: the floor of
+        (1 - ratio) * n, i.e. n - ceil(ratio * n) (the 1e-9 absorbs float error in ratio * n), and at least 1.
+        At ratio 0.5 a 2025-token context keeps 1012. kvpress keeps int(n * (1 - ratio)), the same number except
+        where float error pulls the product just below an integer."""
+        removed = math.ceil(self.compression_ratio * context_length - 1e-9)
+        return max(1, context_length - removed)
 
     def calibrate(self, model, calibration_ids: list) -> None:
         """Prepare model-specific parameters from calibration token ids (list of [1, L] LongTensors).

@@ -1,13 +1,18 @@
 """PyramidKV (Cai et al., arXiv 2406.02069, Sec. 3.2-3.3): SnapKV scoring with budgets shrinking with depth.
 
-Per-layer prefix budgets (the observation window excluded) form an arithmetic progression from layer 0 (largest)
-to the last layer (smallest) whose mean is the uniform prefix budget `base = budget - window`, so the total over
-layers is the same as SnapKV's. Schedule read from the official code (Zefan-Cai/PyramidKV,
-`pyramidkv/pyramidkv_utils.py`, `PyramidKVCluster.update_kv`): smallest = base / beta, largest = 2 * base -
-smallest, beta = 20; when largest would exceed the prefix (`q_len - window`), largest = prefix and smallest =
-2 * base - largest, which keeps the mean. We round with the largest-remainder rule so the total is exact (the
-official code floors the step, which loses a few tokens). Selection within a layer is SnapKV's (observation window,
-pooling, window always kept, so a layer never keeps fewer tokens than its window). docs/kv-baselines.md.
+Per-layer prefix budgets (the observation window excluded) follow the official code, Zefan-Cai/KVCache-Factory
+(formerly Zefan-Cai/PyramidKV) at commit c97f9d7, `pyramidkv/pyramidkv_utils.py`, `PyramidKVCluster.update_kv`,
+with `base` the uniform prefix budget (SnapKV's budget minus the window) and `prefix` the tokens before the window:
+- base >= prefix: every layer keeps the whole prefix;
+- prefix + window < 2 * base (the prompt is shorter than twice the base): every layer keeps `base`, as SnapKV;
+- otherwise an arithmetic progression from layer 0 down to the last layer: smallest = floor(base / beta),
+  largest = 2 * base - smallest; when largest reaches the prefix, largest = prefix and smallest = 2 * base - prefix.
+  Its mean is `base`, so the total over layers is SnapKV's.
+One deliberate deviation: the official code floors the step between layers, so every layer after the first keeps a
+little more and the total exceeds the budget by r * L / 2 tokens (r = (largest - smallest) mod (L - 1)); we spread
+the exact progression with the largest-remainder rule, so the first and last layers match the official ones and the
+total is exactly L * base. Selection within a layer is SnapKV's (observation window, pooling, the window always kept).
+docs/kv-baselines.md has a worked example.
 """
 from __future__ import annotations
 
@@ -18,25 +23,25 @@ from reference.kv.base import METHODS, KVMethod, PrefillLayer
 from reference.kv.snapkv import check_params, snapkv_select
 
 
-def layer_budgets(total_per_layer: int, window: int, num_layers: int, beta: float,
-                  max_prefix: int | None = None) -> list[int]:
+def layer_budgets(base: int, prefix: int, window: int, num_layers: int, beta: float) -> list[int]:
     """Prefix budgets (the window excluded) of layers 0..num_layers-1: non-increasing, summing to
-    num_layers * (total_per_layer - window), each at most `max_prefix` (the prefix length) when given.
+    num_layers * min(base, prefix), each at most `prefix`.
 
-    total_per_layer: tokens SnapKV would keep in every layer, window included.
+    base: prefix tokens SnapKV would keep in every layer; prefix: tokens before the observation window;
+    window: the observation window's length (it decides, with the prefix, whether the pyramid applies).
     """
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-    base = max(0, total_per_layer - window)
-    if max_prefix is not None and base > max_prefix:
-        raise ValueError(f"total_per_layer - window ({base}) exceeds max_prefix ({max_prefix})")
-    if num_layers == 1:
-        return [base]
-    smallest = base / beta
+    if base < 0 or prefix < 0 or window < 0:
+        raise ValueError(f"base, prefix and window must be >= 0, got {base}, {prefix}, {window}")
+    if base >= prefix:
+        return [prefix] * num_layers
+    if num_layers == 1 or prefix + window < 2 * base:
+        return [base] * num_layers
+    smallest = math.floor(base / beta)
     largest = 2 * base - smallest
-    if max_prefix is not None and largest > max_prefix:
-        # The official clamp: the first layer keeps the whole prefix, the progression keeps its mean.
-        largest, smallest = float(max_prefix), 2 * base - float(max_prefix)
+    if largest >= prefix:  # the official clamp: the first layer keeps the whole prefix, the mean stays base
+        largest, smallest = prefix, 2 * base - prefix
     step = (largest - smallest) / (num_layers - 1)
     raw = [largest - i * step for i in range(num_layers)]
     floors = [math.floor(x + 1e-9) for x in raw]
@@ -75,8 +80,8 @@ class PyramidKV(KVMethod):
             return n, min(self.window, max(1, n - 1))
         w = layer.protected or min(self.window, n - 1)
         window_in_context = 0 if layer.protected else w
-        budgets = layer_budgets(self.token_budget(n), window_in_context, layer.num_layers, self.beta,
-                                max_prefix=n - window_in_context)
+        base = max(0, self.token_budget(n) - window_in_context)
+        budgets = layer_budgets(base, n - window_in_context, w, layer.num_layers, self.beta)
         return budgets[layer.layer_idx] + window_in_context, w
 
     def compress(self, layer: PrefillLayer):

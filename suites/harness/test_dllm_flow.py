@@ -22,7 +22,7 @@ from harness.train_dllm import Recipe, train
 from reference.dllm import checkpoint
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dllm" / "tiny_dllm.pt"
-METRICS = {"accuracy", "cache_bytes_peak", "tokens_equal_vanilla"}
+METRICS = {"accuracy", "cache_bytes_peak", "tokens_equal_vanilla", "forwards"}
 ACCURACY = DLLMAccuracyConfig(checkpoint=str(FIXTURE), methods=("vanilla", "sparse_dllm", "fast_dllm_dual"),
                               keep_ratios=(1.0, 0.5), tasks=("passkey",), lengths=(256,), n=8)
 CELLS = 4  # vanilla, sparse_dllm at keep 1.0 and 0.5, fast_dllm_dual

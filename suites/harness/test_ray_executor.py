@@ -78,8 +78,8 @@ def test_dllm_on_ray_gives_the_local_records(tmp_path):
     config = DLLMAccuracyConfig(checkpoint=str(ROOT / "fixtures/dllm/tiny_dllm.pt"), methods=("vanilla", "sparse_dllm"),
                                 keep_ratios=(0.5,), tasks=("passkey",), lengths=(256,), n=4)
     local, on_ray = both(run_dllm, config, tmp_path)
-    assert len(local) == 2 * 3 and on_ray == local
-    assert {k[2] for k in on_ray} == {"accuracy", "cache_bytes_peak", "tokens_equal_vanilla"}
+    assert len(local) == 2 * 4 and on_ray == local
+    assert {k[2] for k in on_ray} == {"accuracy", "cache_bytes_peak", "tokens_equal_vanilla", "forwards"}
 
 
 def test_scheduling_on_ray_gives_the_local_records(tmp_path):

@@ -3,6 +3,8 @@ planned (same keys, same order), so a rerun after the change skips what the stor
 
 fixtures/suites/cell_keys.json holds the keys the old runners (run_niah, run_tasks, run_dllm, run_scheduling,
 serve_real before run_suite) planned for the configs below, timed cells keyed with the device "cpu: golden".
+The three dllm_cache keys changed on purpose when its preset gained `rule: official` (dLLM-Cache's official refresh
+rule, a different behaviour from the one the old keys measured).
 """
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from reference.kv import make_method
 from reference.kv.base import PrefillLayer
-from reference.kv.pyramidkv import layer_budgets
 from reference.kv.scoring import accumulated_attention
 from reference.kv.snapkv import pool_scores
 from reference.ops.attention import attention, attention_probs
@@ -247,32 +246,7 @@ def test_knorm_keeps_planted_low_norm_keys(seed):
     _assert_kept("knorm", layer, make_method("knorm", 0.9).compress(layer), planted.tolist())
 
 
-# ---------------------------------------------------------------- PyramidKV's per-layer budgets
-@given(n=st.integers(2, 400), ratio=st.floats(0.01, 0.9), num_layers=st.integers(1, 40), window=st.integers(1, 48),
-       beta=st.floats(1.0, 40.0), seed=seeds())
-def test_pyramidkv_budgets_shrink_with_depth_and_keep_the_total(n, ratio, num_layers, window, beta, seed):
-    method = make_method("pyramidkv", ratio, window=window, beta=beta)
-    x = torch.randn(1, 1, n, 1, generator=torch.Generator().manual_seed(seed))
-    kept = [method.layer_budget(PrefillLayer(i, num_layers, x, x, x))[0] for i in range(num_layers)]
-    w = min(window, n - 1)
-    assert all(a >= b for a, b in zip(kept, kept[1:])), f"budgets must not grow with depth: {kept}"
-    assert all(w <= b <= n for b in kept), f"each layer keeps its window and at most the context: {kept}"
-    if method.token_budget(n) >= w:
-        assert sum(kept) == num_layers * method.token_budget(n), "same total budget as SnapKV's uniform one"
-
-
-def test_pyramidkv_schedule_follows_the_official_progression():
-    """Unclamped: first ~ 2*base - base/beta, last ~ base/beta (PyramidKV's pyramidkv_utils.py); clamped: the first
-    layer keeps the whole prefix and the mean is unchanged."""
-    b = layer_budgets(2048, 32, 32, 20.0)
-    base = 2048 - 32
-    assert abs(b[-1] - base / 20) <= 1 and abs(b[0] - (2 * base - base / 20)) <= 1 and sum(b) == 32 * base
-    steps = {x - y for x, y in zip(b, b[1:])}
-    assert max(steps) - min(steps) <= 1, "an arithmetic progression up to rounding"
-    clamped = layer_budgets(100, 8, 4, 20.0, max_prefix=100)
-    assert clamped[0] == 100 and sum(clamped) == 4 * 92 and clamped == sorted(clamped, reverse=True)
-
-
+# ---------------------------------------------------------------- PyramidKV (its budget schedule: test_kv_budgets.py)
 def test_pyramidkv_deep_layers_keep_fewer_tokens():
     layer, _ = _planted_layer(3)
     method = make_method("pyramidkv", 0.6)

@@ -27,6 +27,7 @@ import torch
 
 from reference.ops.attention import attend
 from reference.ops.checks import check_finite, check_gqa, check_int, check_like, check_scale, check_tensor
+from reference.ops.score_offset import offset_fourier_cache, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -350,6 +351,7 @@ def _decode_cases(profile: str):
             "num_freqs": draw(st.integers(1, 512 if big else 40)),
             "k_fraction": draw(st.floats(0.0, 1.0)),
             "v_fraction": draw(st.floats(0.0, 1.0)),
+            "score_offset": draw(score_offsets(st)),
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -382,28 +384,36 @@ def _decode_inputs(case, dtype, device):
             f"{p}_scale": (torch.rand(b, n_comp, generator=g) + 0.5).to(device=device, dtype=dtype),
             f"{p}_shift": rand(b, n_comp, s=0.5),
         })
-    return out
+    return offset_fourier_cache(out, case.get("score_offset"))
 
 
 _DECODE_FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
 
 # Checked before any drawn case (OpSpec.examples). Spans: one token; an even period with the Nyquist term kept
-# (N = T/2 + 1); N past T/2 + 1 with T > L; a span one past a 32-token tile.
+# (N = T/2 + 1); N past T/2 + 1 with T > L; a span one past a 32-token tile; batch 0; channels 0; an empty span.
 SPAN_EXAMPLES = (
     {"batch": 1, "channels": 3, "length": 1, "period": 1, "num_freqs": 1, "seed": 1},
     {"batch": 2, "channels": 5, "length": 16, "period": 16, "num_freqs": 9, "seed": 2},
     {"batch": 1, "channels": 7, "length": 10, "period": 13, "num_freqs": 9, "seed": 3},
     {"batch": 1, "channels": 24, "length": 33, "period": 40, "num_freqs": 6, "seed": 4},
+    {"batch": 0, "channels": 3, "length": 5, "period": 8, "num_freqs": 3, "seed": 5},
+    {"batch": 2, "channels": 0, "length": 5, "period": 8, "num_freqs": 3, "seed": 6},
+    {"batch": 2, "channels": 4, "length": 0, "period": 4, "num_freqs": 2, "seed": 7},
 )
 # Decode: every channel compressed (K) and none (V) under GQA with no sinks; a one-token middle span; both halves
-# split with sinks, a 16-token chunk and a middle one past a 32-token tile.
+# split with sinks, a 16-token chunk and a middle one past a 32-token tile; odd head dims with every score far
+# below 0 and far above it.
 DECODE_EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_local": 5, "mid_len": 40,
-     "period": 64, "num_freqs": 7, "k_fraction": 1.0, "v_fraction": 0.0, "seed": 1},
+     "period": 64, "num_freqs": 7, "k_fraction": 1.0, "v_fraction": 0.0, "score_offset": None, "seed": 1},
     {"batch": 2, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 2, "n_init": 4, "n_local": 2, "mid_len": 1,
-     "period": 1, "num_freqs": 1, "k_fraction": 0.5, "v_fraction": 0.5, "seed": 2},
+     "period": 1, "num_freqs": 1, "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": None, "seed": 2},
     {"batch": 1, "kv_heads": 2, "group": 1, "head_dim": 32, "q_len": 16, "n_init": 1, "n_local": 16, "mid_len": 33,
-     "period": 34, "num_freqs": 18, "k_fraction": 0.25, "v_fraction": 0.75, "seed": 3},
+     "period": 34, "num_freqs": 18, "k_fraction": 0.25, "v_fraction": 0.75, "score_offset": None, "seed": 3},
+    {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 24, "q_len": 3, "n_init": 2, "n_local": 9, "mid_len": 65,
+     "period": 66, "num_freqs": 11, "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "below", "seed": 4},
+    {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 0, "n_local": 4, "mid_len": 32,
+     "period": 40, "num_freqs": 5, "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "above", "seed": 5},
 )
 
 register_op(OpSpec("fourier_compress", fourier_compress, _span_cases, _compress_inputs,

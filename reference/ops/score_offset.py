@@ -1,0 +1,56 @@
+"""Score-offset families for the ops with an online softmax: every score of a row far below zero, or far above it.
+
+An online softmax (Milakov & Gimelshein, 2018) keeps a running max m of the scores it has seen and sums
+exp(s - m). A kernel that starts m at 0 instead of -inf computes the same result whenever some score of the row is
+near or above 0, and 0 / 0 when every score sits far below 0 (each exp underflows); one that skips subtracting the
+max is right for scores near 0 and overflows when they all sit far above it. Random normal inputs reach neither, so
+the attention-like ops draw a case key `score_offset`: None (plain random inputs), "below" or "above". With an
+offset, channel 0 of every query holds `a` and channel 0 of every key `b`, a * b * scale = -OFFSET or +OFFSET,
+so every score q . k * scale of the case is the random part over the other channels plus that common offset.
+"""
+from __future__ import annotations
+
+import math
+
+SCORE_OFFSETS = (None, "below", "above")
+OFFSET = 150.0  # exp(-150) underflows float32 (exp(-104) does), exp(150) overflows it (exp(89) does); larger
+# offsets cost a float32 kernel more rounding (ulp(150) = 1.5e-5) than the rule's atol allows
+
+
+def offset_channel(kind: str | None, head_dim: int, scale: float | None) -> tuple[float, float] | None:
+    """(a, b): the values of channel 0 of the queries and of the keys that put every score `OFFSET` below ("below")
+    or above ("above") its random part; None for kind None. scale: the softmax scale (None: head_dim ** -0.5)."""
+    if kind is None:
+        return None
+    if kind not in SCORE_OFFSETS:
+        raise ValueError(f"score_offset must be one of {SCORE_OFFSETS}, got {kind!r}")
+    scale = head_dim ** -0.5 if scale is None else scale
+    a = math.sqrt(OFFSET / scale)
+    return a, (a if kind == "above" else -a)
+
+
+def score_offsets(st):
+    """The strategy of the case key: mostly None, an offset one draw in three."""
+    return st.sampled_from((None, None, None, None, "below", "above"))
+
+
+def offset_fourier_cache(inputs: dict, kind: str | None) -> dict:
+    """Apply the offset to a FourierAttention cache (reference/ops/fourier.py layout), in place, and return it:
+    channel 0 of q and of k_exact, and channel h * D of the middle (dim 0 of each KV head) as a kept channel
+    (k_mid_kept) or a compressed one (coefficients 0 and moment-matching shift b, so it reconstructs to b)."""
+    q = inputs["q"]
+    ab = offset_channel(kind, q.shape[-1], inputs.get("scale"))
+    if ab is None:
+        return inputs
+    a, b = ab
+    d = q.shape[-1]
+    q[..., 0] = a
+    inputs["k_exact"][..., 0] = b
+    kept, comp = inputs["k_kept_idx"].tolist(), inputs["k_comp_idx"].tolist()
+    for c in range(0, inputs["k_exact"].shape[1] * d, d):
+        if c in kept:
+            inputs["k_mid_kept"][..., kept.index(c)] = b
+        else:
+            j = comp.index(c)
+            inputs["k_cos"][:, j], inputs["k_sin"][:, j], inputs["k_shift"][:, j] = 0.0, 0.0, b
+    return inputs

@@ -1,4 +1,4 @@
-"""`python -m harness ...`: thin argument parsing over the library (run, leaderboard, methods, ops, conform, bench)."""
+"""`python -m harness ...`: thin argument parsing over the library (run, leaderboard, methods, ops, conform, mutate, bench)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,7 @@ from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 
 from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
 from harness.conform_cli import add_conform_parser, cmd_conform
+from harness.mutate_cli import add_mutate_parser, cmd_mutate
 from harness.suite import SUITES, suite_names
 
 DEFAULT_RESULTS = "results"
@@ -136,6 +137,7 @@ def build_parser(with_suites: bool = True) -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list the registered KV methods and their parameters")
     sub.add_parser("ops", help="list the registered ops and their implementations")
     add_conform_parser(sub)
+    add_mutate_parser(sub)
     add_bench_parser(sub)
     parser.set_defaults(commands=sub.choices)  # each subcommand's parser, for its own usage on an unknown option
     return parser
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     handler = {"run": cmd_run, "leaderboard": cmd_leaderboard, "methods": cmd_methods, "ops": cmd_ops, "conform": cmd_conform,
-               "bench": cmd_bench}[args.command]
+               "mutate": cmd_mutate, "bench": cmd_bench}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:

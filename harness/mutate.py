@@ -16,7 +16,8 @@ by name, transitively (a kernel the wrapper launches is mutated; another op's co
 Skipped: input validation (`raise` and `assert` statements, `if` blocks whose body only raises, calls of `check_*`
 functions: conformance passes valid inputs only, and suites/conformance/test_bad_inputs.py covers them),
 decorators, docstrings, strings, launch-tuning keywords (num_warps, num_stages: no effect on the result), and
-obviously equivalent swaps (the arguments of min/max/maximum/minimum, two arguments that read the same).
+obviously equivalent swaps (the arguments of min/max/maximum/minimum and of transpose/swapaxes/swapdims, two
+arguments that read the same).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mu
 _CMPOP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
           ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
 _EXP = {"exp": "exp2", "exp2": "exp", "log": "log2", "log2": "log"}
-_COMMUTATIVE = {"min", "max", "maximum", "minimum"}
+_SYMMETRIC = {"min", "max", "maximum", "minimum", "transpose", "swapaxes", "swapdims"}  # swapping args: the same call
 _TUNING = {"num_warps", "num_stages", "num_ctas", "maxnreg"}
 
 
@@ -218,7 +219,7 @@ class _Sites(ast.NodeVisitor):
             if len(args) > 1:
                 self.add(node, "range", ast.Call(node.func, [ast.BinOp(args[0], ast.Add(), one), *args[1:]], []))
         positional = node.args
-        if name not in _COMMUTATIVE:
+        if name not in _SYMMETRIC:
             for i in range(len(positional) - 1):
                 a, b = positional[i], positional[i + 1]
                 if isinstance(a, ast.Starred) or isinstance(b, ast.Starred) or ast.dump(a) == ast.dump(b):

@@ -7,7 +7,7 @@ reasons file says so: a JSON object {"<op>/<impl>": {"<mutant key>": {"verdict":
 
 Records (suite "mutation", task = the op, method = impl = the implementation as given, model "-", params
 {"profile", "max_mutants", "seed", "max_examples"}): metrics "score" (0..1, unit "fraction"), "mutants",
-"killed", "survived", "crashed", "timeout", "equivalent" (counts); every record's extra holds "run"; the score's
+"killed", "survived", "crashed", "timeout", "equivalent" (counts); every record's extra holds "run" and "function" (module:qualname); the score's
 extra also {"sites", "unrun", "operators", "survivors": [{key, operator, line, diff, verdict, reason}]}.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def to_records(campaign: Campaign, summary: dict, params: dict, device: str = "c
     run = uuid.uuid4().hex[:12]
     out = []
     for metric in ("score", "mutants", *STATUSES, "equivalent"):
-        extra = {"run": run}
+        extra = {"run": run, "function": campaign.function}
         if metric == "score":
             extra.update(sites=campaign.sites, unrun=campaign.unrun, operators=summary["operators"],
                          survivors=summary["survivors"], baseline_s=round(campaign.baseline_s, 2))

@@ -58,6 +58,7 @@ def traced_lines(path: str, run: Callable[[], object]) -> tuple[object, set[int]
     """Run `run()` with a line tracer on the file `path`: (its result, the line numbers of that file that ran)."""
     lines: set[int] = set()
     path = os.path.realpath(path)
+    mine: dict[str, bool] = {}  # co_filename -> is it `path`: the tracer sees every call, so it must be cheap
 
     def local(frame, event, arg):
         if event == "line":
@@ -65,7 +66,11 @@ def traced_lines(path: str, run: Callable[[], object]) -> tuple[object, set[int]
         return local
 
     def tracer(frame, event, arg):
-        if os.path.realpath(frame.f_code.co_filename) == path:
+        name = frame.f_code.co_filename
+        hit = mine.get(name)
+        if hit is None:
+            hit = mine[name] = os.path.realpath(name) == path
+        if hit:
             lines.add(frame.f_lineno)
             return local
         return None
@@ -169,6 +174,7 @@ class Campaign:
 
     op: str
     impl: str
+    function: str  # module:qualname of the entry function
     path: str
     source: str
     results: list
@@ -206,4 +212,5 @@ def mutate_impl(op: str, fn: Callable, impl: str, profile: str = "ci", max_mutan
         if progress:
             what = f" [{r.property}]" if r.property else (f" ({r.detail[:80]})" if r.status != "survived" else "")
             progress(f"  {i}/{len(chosen)} {r.status}{what} {r.seconds:.1f} s  line {mutant.line}: {mutant.key}")
-    return Campaign(op, impl, path, source, results, len(mutants), unrun, baseline_s)
+    function = f"{module_name}:{getattr(fn, '__qualname__', entry)}"
+    return Campaign(op, impl, function, path, source, results, len(mutants), unrun, baseline_s)

@@ -16,7 +16,7 @@ import numbers
 import torch
 
 from reference.ops.checks import check_finite, check_gqa, check_like, check_scale, check_tensor
-from reference.ops.score_offset import offset_channel, score_offsets
+from reference.ops.score_offset import offset_channel, quantize, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -137,6 +137,7 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
                                                                    (b, hkv, lk, d)))
     ab = offset_channel(case.get("score_offset"), d, case.get("scale"))
     if ab is not None:
+        q, k = quantize(q), quantize(k)
         q[..., 0], k[..., 0] = ab
     return {"q": q.to(device=device, dtype=dtype), "k": k.to(device=device, dtype=dtype),
             "v": v.to(device=device, dtype=dtype), "causal": case["causal"], "scale": case.get("scale")}

@@ -18,7 +18,7 @@ import torch
 
 from reference.ops.attention import attend, check_attention_inputs
 from reference.ops.checks import check_finite, check_lengths, finite_checks_enabled, positions_below
-from reference.ops.score_offset import offset_channel, score_offsets
+from reference.ops.score_offset import offset_channel, quantize, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -117,6 +117,7 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
         kv.append(x)
     ab = offset_channel(case.get("score_offset"), d, case.get("scale"))
     if ab is not None:
+        q, kv[0] = quantize(q), quantize(kv[0])
         q[..., 0], kv[0][..., 0] = ab
     return {"q": q.to(device=device, dtype=dtype), "k": kv[0].to(device=device, dtype=dtype),
             "v": kv[1].to(device=device, dtype=dtype),

@@ -390,7 +390,8 @@ def _decode_inputs(case, dtype, device):
 _DECODE_FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
 
 # Checked before any drawn case (OpSpec.examples). Spans: one token; an even period with the Nyquist term kept
-# (N = T/2 + 1); N past T/2 + 1 with T > L; a span one past a 32-token tile; batch 0; channels 0; an empty span.
+# (N = T/2 + 1); N past T/2 + 1 with T > L; a span one past a 32-token tile; batch 0; channels 0; an empty span;
+# length, channels and frequencies each one past a 64-wide tile.
 SPAN_EXAMPLES = (
     {"batch": 1, "channels": 3, "length": 1, "period": 1, "num_freqs": 1, "seed": 1},
     {"batch": 2, "channels": 5, "length": 16, "period": 16, "num_freqs": 9, "seed": 2},
@@ -399,6 +400,7 @@ SPAN_EXAMPLES = (
     {"batch": 0, "channels": 3, "length": 5, "period": 8, "num_freqs": 3, "seed": 5},
     {"batch": 2, "channels": 0, "length": 5, "period": 8, "num_freqs": 3, "seed": 6},
     {"batch": 2, "channels": 4, "length": 0, "period": 4, "num_freqs": 2, "seed": 7},
+    {"batch": 1, "channels": 65, "length": 65, "period": 130, "num_freqs": 65, "seed": 8},
 )
 # Decode: every channel compressed (K) and none (V) under GQA with no sinks; a one-token middle span; both halves
 # split with sinks, a 16-token chunk and a middle one past a 32-token tile; odd head dims with every score far

@@ -104,7 +104,8 @@ def _update_inputs(case, dtype, device):
 
 # Checked before any drawn case (OpSpec.examples): the first token of an empty span into a period of one; a
 # decode step whose token sits at the period's last phase; a chunk crossing a 32-token tile with N past T/2 + 1;
-# batch 0; channels 0; no tokens (an empty update).
+# batch 0; channels 0; no tokens (an empty update); tokens, channels and frequencies each one past a 64-wide tile
+# (a second token tile runs the kernels' compensated sum across tiles; a grid sized wrongly leaves channels unwritten).
 EXAMPLES = (
     {"batch": 1, "channels": 2, "tokens": 1, "start": 0, "period": 1, "num_freqs": 1, "seed": 1},
     {"batch": 2, "channels": 7, "tokens": 1, "start": 63, "period": 64, "num_freqs": 33, "seed": 2},
@@ -112,6 +113,7 @@ EXAMPLES = (
     {"batch": 0, "channels": 3, "tokens": 2, "start": 5, "period": 9, "num_freqs": 4, "seed": 4},
     {"batch": 2, "channels": 0, "tokens": 2, "start": 5, "period": 9, "num_freqs": 4, "seed": 5},
     {"batch": 2, "channels": 3, "tokens": 0, "start": 5, "period": 9, "num_freqs": 4, "seed": 6},
+    {"batch": 1, "channels": 65, "tokens": 65, "start": 3, "period": 70, "num_freqs": 65, "seed": 7},
 )
 
 register_op(OpSpec("fourier_stream_update", fourier_stream_update, _update_cases, _update_inputs,

@@ -7,14 +7,19 @@ max is right for scores near 0 and overflows when they all sit far above it. Ran
 the attention-like ops draw a case key `score_offset`: None (plain random inputs), "below" or "above". With an
 offset, channel 0 of every query holds `a` and channel 0 of every key `b`, a * b * scale = -OFFSET or +OFFSET,
 so every score q . k * scale of the case is the random part over the other channels plus that common offset.
+
+Exactness: a and b are integers and, in an offset case, every other query and key value is a multiple of 1/64
+(`quantize`), so each product is a multiple of 2**-12 and every partial sum of a dot product, below 2**12 in
+magnitude, is exact in float32: the large term adds no rounding whatever order a kernel sums in, and the only
+float32 error left is the score's own rounding (ulp(128) = 1.5e-5 at most, OFFSET keeps |scores| below 128).
 """
 from __future__ import annotations
 
 import math
 
 SCORE_OFFSETS = (None, "below", "above")
-OFFSET = 150.0  # exp(-150) underflows float32 (exp(-104) does), exp(150) overflows it (exp(89) does); larger
-# offsets cost a float32 kernel more rounding (ulp(150) = 1.5e-5) than the rule's atol allows
+OFFSET = 112.0  # exp(-112) underflows float32 to 0 (exp(-104) does) and exp(112) overflows it (exp(89) does)
+GRID = 64  # offset cases round the other query and key values to multiples of 1 / GRID
 
 
 def offset_channel(kind: str | None, head_dim: int, scale: float | None) -> tuple[float, float] | None:
@@ -25,8 +30,13 @@ def offset_channel(kind: str | None, head_dim: int, scale: float | None) -> tupl
     if kind not in SCORE_OFFSETS:
         raise ValueError(f"score_offset must be one of {SCORE_OFFSETS}, got {kind!r}")
     scale = head_dim ** -0.5 if scale is None else scale
-    a = math.sqrt(OFFSET / scale)
+    a = float(round(math.sqrt(OFFSET / scale)))  # an integer, exact in every dtype up to 256 (bfloat16)
     return a, (a if kind == "above" else -a)
+
+
+def quantize(t):
+    """`t` rounded to multiples of 1 / GRID (module docstring, "Exactness"), in place, returned."""
+    return t.mul_(GRID).round_().div_(GRID)
 
 
 def score_offsets(st):
@@ -44,6 +54,8 @@ def offset_fourier_cache(inputs: dict, kind: str | None) -> dict:
         return inputs
     a, b = ab
     d = q.shape[-1]
+    for name in ("q", "k_exact", "k_mid_kept"):
+        quantize(inputs[name])
     q[..., 0] = a
     inputs["k_exact"][..., 0] = b
     kept, comp = inputs["k_kept_idx"].tolist(), inputs["k_comp_idx"].tolist()

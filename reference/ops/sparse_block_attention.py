@@ -21,7 +21,7 @@ import torch
 
 from reference.ops.attention import attend
 from reference.ops.checks import check_finite, check_gqa, check_like, check_scale, check_tensor, finite_checks_enabled
-from reference.ops.score_offset import offset_channel, score_offsets
+from reference.ops.score_offset import offset_channel, quantize, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -151,6 +151,8 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
     x = {name: torch.randn(*shape, generator=g) for name, shape in shapes.items()}
     ab = offset_channel(case.get("score_offset"), d, case.get("scale"))
     if ab is not None:
+        for name in ("q", "k_block", "k_cache"):
+            quantize(x[name])
         x["q"][..., 0], x["k_block"][..., 0], x["k_cache"][..., 0] = ab[0], ab[1], ab[1]
     x = {name: t.to(device=device, dtype=dtype) for name, t in x.items()}
     x.update(kept_idx=None, scale=case.get("scale"))

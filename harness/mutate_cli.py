@@ -5,7 +5,8 @@ Generates single-point mutants of the implementation's source (harness/mutate.py
 survivor's diff (harness/mutation_report.py); `--results DIR` also stores it in DIR/mutation.jsonl, which the
 kernels board shows as the "conformance strength" column. Exit codes: 0 done (and the score is at least
 --fail-under when given), 1 the score is below --fail-under, 2 usage error (as `conform`, plus an implementation
-that fails conformance unmutated).
+that fails conformance unmutated). `--rescore --results DIR` reruns nothing: it applies the reasons file, written
+after a run, to the runs stored in DIR.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def add_mutate_parser(sub) -> None:
     from harness import argtypes
 
     p = sub.add_parser("mutate", help="mutation-test conformance on a kernel: killed/survived mutants and the score")
-    p.add_argument("--impl", required=True, metavar="PKG.MOD:FN", type=argtypes.text("function path"),
+    p.add_argument("--impl", default=None, metavar="PKG.MOD:FN", type=argtypes.text("function path"),
                    help="the function, importable from the current directory, or the name of a registered "
                    "implementation of --op")
     p.add_argument("--op", default=None, type=argtypes.text("op name"),
@@ -41,6 +42,9 @@ def add_mutate_parser(sub) -> None:
                    help="exit 1 when the score (%%) is below this")
     p.add_argument("--results", default=None, type=argtypes.output_dir,
                    help="store the report in DIR/mutation.jsonl (default: print it only)")
+    p.add_argument("--rescore", action="store_true",
+                   help="run nothing: re-score the newest run of each kernel stored in --results DIR with the survivors' "
+                   "verdicts of --reasons (written after the run), appending the updated score records")
 
 
 def _usage(msg: str) -> int:
@@ -70,7 +74,31 @@ def _which_op(fn, given: str | None) -> str:
     return takes[0]
 
 
+def cmd_rescore(args) -> int:
+    from harness.mutation_report import DEFAULT_REASONS, SUITE, load_reasons, rescore
+    from harness.store import ResultsStore
+
+    if args.results is None:
+        return _usage("--rescore needs --results DIR, the store whose runs are re-scored")
+    try:
+        reasons = load_reasons(args.reasons if args.reasons is not None else DEFAULT_REASONS)
+    except ValueError as exc:
+        return _usage(str(exc))
+    store = ResultsStore(args.results)
+    updated = rescore(store.records(SUITE), reasons)
+    store.append(updated)
+    for r in updated:
+        if r["metric"] == "score":
+            print(f"{r['task']} / {r['impl']}: score {100 * r['value']:.1f}%")
+    print(f"re-scored {sum(r['metric'] == 'score' for r in updated)} runs in {store.path(SUITE)}")
+    return EXIT_PASS
+
+
 def cmd_mutate(args) -> int:
+    if args.rescore:
+        return cmd_rescore(args)
+    if args.impl is None:
+        return _usage("--impl is required (the function to mutate), unless --rescore")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 

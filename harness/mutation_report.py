@@ -96,3 +96,41 @@ def to_records(campaign: Campaign, summary: dict, params: dict, device: str = "c
 def store(records: list[dict], results: str) -> str:
     ResultsStore(results).append(records)
     return os.path.join(results, f"{SUITE}.jsonl")
+
+
+def rescore(records: list[dict], reasons: dict) -> list[dict]:
+    """New "score" and "equivalent" records for the newest run of each (op, impl) in `records`, with the survivors'
+    verdicts taken from `reasons` (written after the run, by whoever read the diffs): the run's id is kept, so the
+    board shows the newer values. Nothing is rerun; only runs whose verdicts change get records."""
+    from harness.provenance import now_iso
+
+    runs: dict[str, dict] = {}
+    for r in records:
+        if r["suite"] == SUITE and (r.get("extra") or {}).get("run"):
+            runs.setdefault(r["extra"]["run"], {})[r["metric"]] = r
+    newest: dict[tuple, dict] = {}
+    for metrics in runs.values():
+        score = metrics.get("score")
+        if score is not None and ((score["task"], score["impl"]) not in newest
+                                  or score["time"] >= newest[(score["task"], score["impl"])]["score"]["time"]):
+            newest[(score["task"], score["impl"])] = metrics
+    out = []
+    for (op, impl), metrics in sorted(newest.items()):
+        score = metrics["score"]
+        mine = reasons.get(f"{op}/{impl}", {})
+        survivors = []
+        for s in score["extra"].get("survivors", []):
+            entry = mine.get(s["key"], {})
+            survivors.append({**s, "verdict": entry.get("verdict", "unexplained"), "reason": entry.get("reason", "")})
+        if survivors == score["extra"].get("survivors", []):
+            continue
+        equivalent = sum(s["verdict"] == "equivalent" for s in survivors)
+        count = {m: int(metrics[m]["value"]) if m in metrics else 0 for m in ("mutants", *STATUSES)}
+        judged = count["mutants"] - equivalent
+        detected = count["killed"] + count["crashed"] + count["timeout"]
+        time = now_iso()
+        out.append({**score, "value": detected / judged if judged else 1.0, "time": time,
+                    "extra": {**score["extra"], "survivors": survivors}})
+        if "equivalent" in metrics:
+            out.append({**metrics["equivalent"], "value": float(equivalent), "time": time})
+    return out

@@ -192,3 +192,20 @@ def test_cli_exit_2_names_what_is_wrong(args, words):
     proc = _cli(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert all(w in proc.stderr for w in words), proc.stderr
+
+
+def test_rescore_applies_reasons_written_after_the_run(toy_campaign, tmp_path):
+    from harness.mutation_report import rescore
+    from harness.store import ResultsStore
+
+    s = summarize(toy_campaign, {})
+    store = ResultsStore(tmp_path)
+    store.append(to_records(toy_campaign, s, {"profile": "ci", "max_mutants": 0, "seed": 0, "max_examples": 2}))
+    keys = [sv["key"] for sv in s["survivors"]]
+    reasons = {f"attention/{TOY}": {k: {"verdict": "equivalent", "reason": "never read"} for k in keys}}
+    updated = rescore(store.records("mutation"), reasons)
+    assert {r["metric"]: r["value"] for r in updated} == {"score": 1.0, "equivalent": float(len(keys))}
+    store.append(updated)
+    assert rescore(store.records("mutation"), reasons) == []  # nothing changes a second time
+    board = kernels_conformance_board(store.records())
+    assert f"100.0% ({s['mutants'] - len(keys)}/{s['mutants'] - len(keys)})" in board.markdown

@@ -15,7 +15,8 @@ Which code is mutated: the entry function and every top-level function and const
 by name, transitively (a kernel the wrapper launches is mutated; another op's code in the same module is not).
 Skipped: input validation (`raise` and `assert` statements, `if` blocks whose body only raises, calls of `check_*`
 functions: conformance passes valid inputs only, and suites/conformance/test_bad_inputs.py covers them),
-decorators, docstrings, strings, launch-tuning keywords (num_warps, num_stages: no effect on the result), and
+decorators, docstrings, strings, launch-tuning values (num_warps, num_stages, as keywords or dict entries: no
+effect on the result), and
 obviously equivalent swaps (the arguments of min/max/maximum/minimum and of transpose/swapaxes/swapdims, two
 arguments that read the same).
 """
@@ -164,6 +165,14 @@ class _Sites(ast.NodeVisitor):
 
     def visit_JoinedStr(self, node):
         pass
+
+    def visit_Dict(self, node):
+        for key, value in zip(node.keys, node.values):
+            if isinstance(key, ast.Constant) and key.value in _TUNING:
+                continue  # {"num_warps": 4}: launch tuning, like the keyword
+            if key is not None:
+                self.visit(key)
+            self.visit(value)
 
     # ---- mutation sites
     def visit_BinOp(self, node):

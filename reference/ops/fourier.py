@@ -349,6 +349,7 @@ def _decode_cases(profile: str):
             "mid_len": mid_len,
             "period": mid_len + draw(st.integers(0, 64)),
             "num_freqs": draw(st.integers(1, 512 if big else 40)),
+            "v_num_freqs": draw(st.integers(1, 512 if big else 40)),
             "k_fraction": draw(st.floats(0.0, 1.0)),
             "v_fraction": draw(st.floats(0.0, 1.0)),
             "score_offset": draw(score_offsets(st)),
@@ -361,7 +362,7 @@ def _decode_cases(profile: str):
 def _decode_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     b, h, d = case["batch"], case["kv_heads"], case["head_dim"]
-    channels, n_freq, m = h * d, case["num_freqs"], case["mid_len"]
+    channels, m = h * d, case["mid_len"]
 
     def rand(*shape, s=1.0):
         return (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype)
@@ -373,6 +374,7 @@ def _decode_inputs(case, dtype, device):
         "n_init": case["n_init"], "mid_len": m, "period": case["period"],
     }
     for p in ("k", "v"):
+        n_freq = case["num_freqs"] if p == "k" else case.get("v_num_freqs", case["num_freqs"])  # K and V: own N
         perm = torch.randperm(channels, generator=g)
         n_comp = int(round(case[f"{p}_fraction"] * channels))
         comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
@@ -404,18 +406,23 @@ SPAN_EXAMPLES = (
 )
 # Decode: every channel compressed (K) and none (V) under GQA with no sinks; a one-token middle span; both halves
 # split with sinks, a 16-token chunk and a middle one past a 32-token tile; odd head dims with every score far
-# below 0 and far above it.
+# below 0 and far above it. K and V keep their own number of frequencies (v_num_freqs), equal in one example only.
 DECODE_EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_local": 5, "mid_len": 40,
-     "period": 64, "num_freqs": 7, "k_fraction": 1.0, "v_fraction": 0.0, "score_offset": None, "seed": 1},
+     "period": 64, "num_freqs": 7, "v_num_freqs": 3,
+     "k_fraction": 1.0, "v_fraction": 0.0, "score_offset": None, "seed": 1},
     {"batch": 2, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 2, "n_init": 4, "n_local": 2, "mid_len": 1,
-     "period": 1, "num_freqs": 1, "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": None, "seed": 2},
+     "period": 1, "num_freqs": 1, "v_num_freqs": 1,
+     "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": None, "seed": 2},
     {"batch": 1, "kv_heads": 2, "group": 1, "head_dim": 32, "q_len": 16, "n_init": 1, "n_local": 16, "mid_len": 33,
-     "period": 34, "num_freqs": 18, "k_fraction": 0.25, "v_fraction": 0.75, "score_offset": None, "seed": 3},
+     "period": 34, "num_freqs": 18, "v_num_freqs": 25,
+     "k_fraction": 0.25, "v_fraction": 0.75, "score_offset": None, "seed": 3},
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 24, "q_len": 3, "n_init": 2, "n_local": 9, "mid_len": 65,
-     "period": 66, "num_freqs": 11, "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "below", "seed": 4},
+     "period": 66, "num_freqs": 11, "v_num_freqs": 11,
+     "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "below", "seed": 4},
     {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 0, "n_local": 4, "mid_len": 32,
-     "period": 40, "num_freqs": 5, "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "above", "seed": 5},
+     "period": 40, "num_freqs": 5, "v_num_freqs": 7,
+     "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "above", "seed": 5},
 )
 
 register_op(OpSpec("fourier_compress", fourier_compress, _span_cases, _compress_inputs,

@@ -97,6 +97,7 @@ def _varlen_cases(profile: str):
             "mid_lens": mids,
             "periods": [m + draw(st.integers(0, 64)) for m in mids],
             "num_freqs": draw(st.integers(1, 512 if big else 30)),
+            "v_num_freqs": draw(st.integers(1, 512 if big else 30)),
             "k_fraction": draw(st.floats(0.0, 1.0)),
             "v_fraction": draw(st.floats(0.0, 1.0)),
             "score_offset": draw(score_offsets(st)),
@@ -112,7 +113,7 @@ PAD = 300.0  # what lies past a sequence's lengths: large enough that a kernel r
 def _varlen_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     b, h, d, n_init = case["batch"], case["kv_heads"], case["head_dim"], case["n_init"]
-    channels, n_freq = h * d, case["num_freqs"]
+    channels = h * d
     exact_lens = [n_init + n for n in case["n_locals"]]
     mids, le_max, m_max = case["mid_lens"], max(exact_lens), max(case["mid_lens"])
 
@@ -133,6 +134,7 @@ def _varlen_inputs(case, dtype, device):
         "periods": torch.tensor(case["periods"], dtype=torch.long, device=device),
     }
     for p in ("k", "v"):
+        n_freq = case["num_freqs"] if p == "k" else case.get("v_num_freqs", case["num_freqs"])  # K and V: own N
         perm = torch.randperm(channels, generator=g)
         n_comp = int(round(case[f"{p}_fraction"] * channels))
         comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
@@ -153,18 +155,23 @@ _FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_
 # Checked before any drawn case (OpSpec.examples): a one-token middle span beside one past a 32-token tile, under
 # GQA with no sinks; one sequence with sinks, every K channel kept and every V channel compressed; a long middle
 # next to a one-token one with every score far below 0 (odd head dim 24); every score far above 0 (head dim 40).
+# K and V keep their own number of frequencies (v_num_freqs).
 EXAMPLES = (
     {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_locals": [1, 30, 7],
-     "mid_lens": [1, 33, 12], "periods": [1, 40, 12], "num_freqs": 5, "k_fraction": 0.5, "v_fraction": 0.5,
+     "mid_lens": [1, 33, 12], "periods": [1, 40, 12], "num_freqs": 5, "v_num_freqs": 2,
+     "k_fraction": 0.5, "v_fraction": 0.5,
      "score_offset": None, "seed": 1},
     {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 4, "n_init": 4, "n_locals": [4],
-     "mid_lens": [20], "periods": [32], "num_freqs": 17, "k_fraction": 0.0, "v_fraction": 1.0,
+     "mid_lens": [20], "periods": [32], "num_freqs": 17, "v_num_freqs": 17,
+     "k_fraction": 0.0, "v_fraction": 1.0,
      "score_offset": None, "seed": 2},
     {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 24, "q_len": 2, "n_init": 2, "n_locals": [2, 33],
-     "mid_lens": [64, 1], "periods": [65, 3], "num_freqs": 9, "k_fraction": 0.5, "v_fraction": 0.25,
+     "mid_lens": [64, 1], "periods": [65, 3], "num_freqs": 9, "v_num_freqs": 4,
+     "k_fraction": 0.5, "v_fraction": 0.25,
      "score_offset": "below", "seed": 3},
     {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 1, "n_locals": [16, 1],
-     "mid_lens": [17, 32], "periods": [17, 40], "num_freqs": 6, "k_fraction": 0.75, "v_fraction": 0.5,
+     "mid_lens": [17, 32], "periods": [17, 40], "num_freqs": 6, "v_num_freqs": 9,
+     "k_fraction": 0.75, "v_fraction": 0.5,
      "score_offset": "above", "seed": 4},
 )
 

@@ -19,7 +19,7 @@ import torch
 
 from reference.ops.checks import (check_finite, check_int, check_lengths, check_scale, finite_checks_enabled,
                                   positions_below)
-from reference.ops.fourier import check_cache_layout, fourier_decode_attention
+from reference.ops.fourier import check_cache_layout, fourier_decode_attention, magnitudes, scale_values
 from reference.ops.score_offset import offset_fourier_cache, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
@@ -101,6 +101,7 @@ def _varlen_cases(profile: str):
             "k_fraction": draw(st.floats(0.0, 1.0)),
             "v_fraction": draw(st.floats(0.0, 1.0)),
             "score_offset": draw(score_offsets(st)),
+            "magnitude": draw(magnitudes(st, big)),
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -147,7 +148,7 @@ def _varlen_inputs(case, dtype, device):
             f"{p}_scale": (torch.rand(b, n_comp, generator=g) + 0.5).to(device=device, dtype=dtype),
             f"{p}_shift": rand(b, n_comp, s=0.5).to(device=device, dtype=dtype),
         })
-    return offset_fourier_cache(out, case.get("score_offset"))
+    return scale_values(offset_fourier_cache(out, case.get("score_offset")), case.get("magnitude", 1.0))
 
 
 _FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
@@ -155,24 +156,24 @@ _FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_
 # Checked before any drawn case (OpSpec.examples): a one-token middle span beside one past a 32-token tile, under
 # GQA with no sinks; one sequence with sinks, every K channel kept and every V channel compressed; a long middle
 # next to a one-token one with every score far below 0 (odd head dim 24); every score far above 0 (head dim 40).
-# K and V keep their own number of frequencies (v_num_freqs).
+# K and V keep their own number of frequencies (v_num_freqs); two at magnitude 1000 (reference/ops/fourier.py).
 EXAMPLES = (
     {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_locals": [1, 30, 7],
      "mid_lens": [1, 33, 12], "periods": [1, 40, 12], "num_freqs": 5, "v_num_freqs": 2,
      "k_fraction": 0.5, "v_fraction": 0.5,
-     "score_offset": None, "seed": 1},
+     "score_offset": None, "magnitude": 1.0, "seed": 1},
     {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 4, "n_init": 4, "n_locals": [4],
      "mid_lens": [20], "periods": [32], "num_freqs": 17, "v_num_freqs": 17,
      "k_fraction": 0.0, "v_fraction": 1.0,
-     "score_offset": None, "seed": 2},
+     "score_offset": None, "magnitude": 1000.0, "seed": 2},
     {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 24, "q_len": 2, "n_init": 2, "n_locals": [2, 33],
      "mid_lens": [64, 1], "periods": [65, 3], "num_freqs": 9, "v_num_freqs": 4,
      "k_fraction": 0.5, "v_fraction": 0.25,
-     "score_offset": "below", "seed": 3},
+     "score_offset": "below", "magnitude": 1.0, "seed": 3},
     {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 1, "n_locals": [16, 1],
      "mid_lens": [17, 32], "periods": [17, 40], "num_freqs": 6, "v_num_freqs": 9,
      "k_fraction": 0.75, "v_fraction": 0.5,
-     "score_offset": "above", "seed": 4},
+     "score_offset": "above", "magnitude": 1000.0, "seed": 4},
 )
 
 register_op(OpSpec("fourier_decode_attention_varlen", fourier_decode_attention_varlen, _varlen_cases, _varlen_inputs,

@@ -151,3 +151,28 @@ def test_writing_past_an_input_row_is_rejected_and_named():
 
     result = check_case("attention", scribbles, get_op("attention").examples[0], torch.float32)
     assert not result.passed and result.property == "mutated_input" and "input 'k'" in result.detail, result.message
+
+
+def _compress_with_basis_error(x, num_freqs, period, rel=3e-7):
+    """fourier_compress whose basis is `rel` too large: under 3 float32 ulps, like a truncated Taylor term."""
+    from reference.ops.fourier import dft_basis
+
+    cos, sin = dft_basis(torch.arange(x.shape[1]), num_freqs, period, torch.float32)
+    xf = x.float()
+    return (torch.einsum("blc,ln->bcn", xf, cos * (1 + rel)).to(x.dtype),
+            torch.einsum("blc,ln->bcn", xf, sin * (1 + rel)).to(x.dtype))
+
+
+def test_the_magnitude_family_exposes_a_basis_a_few_ulps_off():
+    """At magnitude 1 the rule's absolute float32 floor hides the error; at magnitude 1000 it is judged against the
+    reference's own float32 error and rejected."""
+    spec = get_op("fourier_compress")
+    large = [c for c in spec.examples if c["magnitude"] > 1 and c["batch"] and c["channels"]]
+    assert large
+    for case in large:
+        assert check_case("fourier_compress", _compress_with_basis_error, {**case, "magnitude": 1.0},
+                          torch.float32).passed
+        result = check_case("fourier_compress", _compress_with_basis_error, case, torch.float32)
+        assert not result.passed and result.property == "tolerance", result.message
+    assert check_case("fourier_compress", lambda x, num_freqs, period: _compress_with_basis_error(x, num_freqs, period, 0.0),
+                      large[0], torch.float32).passed

@@ -17,7 +17,7 @@ Skipped: input validation (`raise` and `assert` statements, `if` blocks whose bo
 functions: conformance passes valid inputs only, and suites/conformance/test_bad_inputs.py covers them),
 decorators, docstrings, strings, launch-tuning values (num_warps, num_stages, as keywords or dict entries: no
 effect on the result), and
-obviously equivalent swaps (the arguments of min/max/maximum/minimum and of transpose/swapaxes/swapdims, two
+obviously equivalent swaps (the arguments of min/max/maximum/minimum, transpose/swapaxes/swapdims and promote_types, two
 arguments that read the same).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mu
 _CMPOP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
           ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
 _EXP = {"exp": "exp2", "exp2": "exp", "log": "log2", "log2": "log"}
-_SYMMETRIC = {"min", "max", "maximum", "minimum", "transpose", "swapaxes", "swapdims"}  # swapping args: the same call
+_SYMMETRIC = {"min", "max", "maximum", "minimum", "transpose", "swapaxes", "swapdims", "promote_types"}  # swapping args: the same call
 _TUNING = {"num_warps", "num_stages", "num_ctas", "maxnreg"}
 
 

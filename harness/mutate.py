@@ -37,7 +37,8 @@ _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mu
 _CMPOP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
           ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
 _EXP = {"exp": "exp2", "exp2": "exp", "log": "log2", "log2": "log"}
-_SYMMETRIC = {"min", "max", "maximum", "minimum", "transpose", "swapaxes", "swapdims", "promote_types"}  # swapping args: the same call
+# calls whose two arguments can be swapped with no effect
+_SYMMETRIC = {"min", "max", "maximum", "minimum", "transpose", "swapaxes", "swapdims", "promote_types"}
 _TUNING = {"num_warps", "num_stages", "num_ctas", "maxnreg"}
 
 

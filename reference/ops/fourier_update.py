@@ -108,7 +108,8 @@ def _update_inputs(case, dtype, device):
 # decode step whose token sits at the period's last phase; a chunk crossing a 32-token tile with N past T/2 + 1;
 # batch 0; channels 0; no tokens (an empty update); channels and frequencies one past a 64-wide tile (a grid
 # sized wrongly leaves channels unwritten) and tokens over three 64-token tiles (the compensated sum across tiles);
-# two at magnitude 1000 (reference/ops/fourier.py, the magnitude family).
+# at magnitude 1000 (reference/ops/fourier.py, the magnitude family): a decode step, the three tiles, and a whole even
+# period from phase 0 with the Nyquist term kept (N = T/2 + 1), whose phases expose a basis a few ulps off.
 EXAMPLES = (
     {"batch": 1, "channels": 2, "tokens": 1, "start": 0, "period": 1, "num_freqs": 1, "magnitude": 1.0, "seed": 1},
     {"batch": 2, "channels": 7, "tokens": 1, "start": 63, "period": 64, "num_freqs": 33, "magnitude": 1000.0,
@@ -119,6 +120,7 @@ EXAMPLES = (
     {"batch": 2, "channels": 3, "tokens": 0, "start": 5, "period": 9, "num_freqs": 4, "magnitude": 1.0, "seed": 6},
     {"batch": 1, "channels": 65, "tokens": 130, "start": 3, "period": 140, "num_freqs": 65, "magnitude": 1000.0,
      "seed": 7},
+    {"batch": 2, "channels": 9, "tokens": 16, "start": 0, "period": 16, "num_freqs": 9, "magnitude": 1000.0, "seed": 8},
 )
 
 register_op(OpSpec("fourier_stream_update", fourier_stream_update, _update_cases, _update_inputs,

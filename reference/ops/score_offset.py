@@ -54,7 +54,7 @@ def offset_fourier_cache(inputs: dict, kind: str | None) -> dict:
         return inputs
     a, b = ab
     d = q.shape[-1]
-    for name in ("q", "k_exact", "k_mid_kept"):
+    for name in ("q", "k_exact", "k_mid_kept", "k_shift"):  # the shift too: a kernel may sum q . shift on its own
         quantize(inputs[name])
     q[..., 0] = a
     inputs["k_exact"][..., 0] = b

@@ -2,7 +2,10 @@
 # The GPU tier, from the repo root, on a machine with one CUDA GPU and no network:
 #   1. the kernels benchmark (`python -m harness bench --suite kernels`) into results/kernels_bench.jsonl,
 #   2. `pytest -m gpu suites/perf` (pytest-benchmark), then the other `pytest -m gpu suites/` tests (compiled Triton
-#      kernels vs the references in bf16/fp16/fp32).
+#      kernels vs the references in bf16/fp16/fp32),
+#   3. `compute-sanitizer` (racecheck, then memcheck) over every Triton kernel on its op's explicit examples
+#      (ci/sanitize_kernels.py): write races and out-of-bounds accesses the CPU tier's interpreter cannot see (it
+#      runs programs one after another). Skipped, with the reason printed, where compute-sanitizer is not installed.
 # The benchmark runs first (its numbers are what the leaderboard needs) and a failing pytest never stops it; both
 # exit codes are printed and the script exits non-zero if either failed.
 #
@@ -17,14 +20,15 @@
 #   PERF_BUDGET_S          seconds the perf suite may run before it is interrupted (default 60)
 #   PYTEST_BUDGET_S        seconds the other gpu tests may run before they are interrupted (default 180; pytest still
 #                          writes its report)
-#   STEPS                  comma-separated subset of bench,perf,gpu (default all three), e.g. to finish a run that
+#   SANITIZE_BUDGET_S      seconds each compute-sanitizer tool may run (default 600)
+#   STEPS                  comma-separated subset of bench,perf,gpu,sanitize (default all four), e.g. to finish a run that
 #                          a per-command time limit cut short
 #   PYTEST_ARGS            extra arguments for the gpu pytest step (e.g. -k "fourier_decode_attention-triton")
 #   OUT                    if set, results/*.jsonl written by this run, the junit xml, the benchmark json and the
 #                          log are copied there
 # Seen on one H100 (2026-11-27): the default grid (30 configurations x 3 kernels; 38 since batch 8 joined) about 3 minutes, the perf suite 10 s,
 # the gpu conformance of the 5 Triton kernels at 8 examples per dtype about 10 minutes (compiles dominate). The
-# budgets cap the whole script at 240 + 60 + 720 s plus versions and copying.
+# budgets cap the whole script at 240 + 60 + 720 s (+ 2 x 600 s for the sanitizer) plus versions and copying.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -43,8 +47,9 @@ fi
 bench_budget="${BENCH_BUDGET_S:-240}"
 perf_budget="${PERF_BUDGET_S:-60}"
 budget="${PYTEST_BUDGET_S:-720}"
-steps=",${STEPS:-bench,perf,gpu},"
-bench_rc=0; perf_rc=0; gpu_rc=0
+steps=",${STEPS:-bench,perf,gpu,sanitize},"
+sanitize_budget="${SANITIZE_BUDGET_S:-600}"
+bench_rc=0; perf_rc=0; gpu_rc=0; sanitize_rc=0
 work="$(mktemp -d)"
 stamp="$work/stamp"
 touch "$stamp"
@@ -100,7 +105,25 @@ gpu_rc=${PIPESTATUS[0]}
 fi
 pytest_rc=$(( perf_rc != 0 ? perf_rc : gpu_rc ))
 
-echo "== exit codes: bench=$bench_rc pytest-perf=$perf_rc pytest-gpu=$gpu_rc (124: that step hit its budget)"
+if [[ "$steps" == *,sanitize,* ]]; then
+sanitizer="$(command -v compute-sanitizer || true)"
+for candidate in "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer" /usr/local/cuda/bin/compute-sanitizer; do
+  [ -z "$sanitizer" ] && [ -x "$candidate" ] && sanitizer="$candidate"
+done
+if [ -z "$sanitizer" ]; then
+  echo "== compute-sanitizer: SKIPPED (not on PATH, nor in \$CUDA_HOME/bin or /usr/local/cuda/bin: install the CUDA toolkit's compute-sanitizer to check the kernels for races and out-of-bounds accesses)"
+else
+  for tool in racecheck memcheck; do
+    echo "== compute-sanitizer --tool $tool over the Triton kernels (budget ${sanitize_budget}s)"
+    timeout -s INT -k 30 "$sanitize_budget" "$sanitizer" --tool "$tool" --error-exitcode 3 --print-limit 20 \
+      "$PY" ci/sanitize_kernels.py 2>&1 | tee -a "$work/sanitize.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -ne 0 ] && sanitize_rc=$rc
+  done
+fi
+fi
+
+echo "== exit codes: bench=$bench_rc pytest-perf=$perf_rc pytest-gpu=$gpu_rc sanitize=$sanitize_rc (124: that step hit its budget; sanitize 3: the tool found an error)"
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"
   find results -maxdepth 1 -name '*.jsonl' -newer "$stamp" -exec cp {} "$OUT/" \;
@@ -108,4 +131,4 @@ if [ -n "${OUT:-}" ]; then
   cat "$work"/*.log > "$OUT/gpu-log.txt"
   ls -l "$OUT"
 fi
-[ "$bench_rc" -eq 0 ] && [ "$pytest_rc" -eq 0 ]
+[ "$bench_rc" -eq 0 ] && [ "$pytest_rc" -eq 0 ] && [ "$sanitize_rc" -eq 0 ]

@@ -62,6 +62,50 @@ def _conformance_row(recs: list[dict]) -> dict | None:
     }
 
 
+def mutation_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """The newest `python -m harness mutate` run per (op, impl): {(op, name): {metric: value, ..., "record": the
+    score record}}, under both names of the implementation (as given, and module:qualname)."""
+    runs: dict[str, dict] = defaultdict(dict)
+    for r in records:
+        if r["suite"] == "mutation" and (r.get("extra") or {}).get("run"):
+            runs[r["extra"]["run"]][r["metric"]] = r
+    newest: dict[tuple[str, str], dict] = {}
+    for metrics in runs.values():
+        score = metrics.get("score")
+        if score is None:
+            continue
+        row = {m: rec["value"] for m, rec in metrics.items()}
+        row["record"] = score
+        for name in {score["impl"], score["extra"].get("function") or score["impl"]}:
+            key = (score["task"], name)
+            if key not in newest or score["time"] >= newest[key]["record"]["time"]:
+                newest[key] = row
+    return newest
+
+
+def strength(row: dict | None) -> str:
+    """'96.7% (29/30)': detected / non-equivalent mutants, or '—' with no mutation run."""
+    if row is None:
+        return "—"
+    detected = sum(int(row.get(m, 0)) for m in ("killed", "crashed", "timeout"))
+    judged = int(row.get("mutants", 0)) - int(row.get("equivalent", 0))
+    return f"{100 * row['score']:.1f}% ({detected}/{judged})"
+
+
+def _strength_table(mutations: dict[tuple[str, str], dict]) -> tuple[list[str], list[list]]:
+    headers = ["op", "impl", "profile", "mutants", "killed", "survived", "equivalent", "crashed", "timeout",
+               "conformance strength"]
+    seen, table = set(), []
+    for (op, _), row in sorted(mutations.items()):
+        rec = row["record"]
+        if id(rec) in seen:
+            continue
+        seen.add(id(rec))
+        table.append([op, rec["impl"], rec["params"].get("profile", "?"), *(int(row.get(m, 0)) for m in (
+            "mutants", "killed", "survived", "equivalent", "crashed", "timeout")), strength(row)])
+    return headers, table
+
+
 DTYPE_SHORT = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
 
 
@@ -85,6 +129,7 @@ CONFORMANCE_COLUMNS = [
     ("worst error / allowed", lambda r: r["error"]),
     ("speedup vs ref.", lambda r: r["speedup"]),
     ("% of copy bw", lambda r: r["roofline"]),
+    ("conformance strength", lambda r: r.get("strength", "—")),
 ]
 
 
@@ -96,19 +141,25 @@ def conformance_rows(records: list[dict]) -> list[dict]:
 
 def kernels_conformance_board(records: list[dict]) -> Board | None:
     """Submitted kernels' conformance reports (suite "conformance"): the newest run per op, impl, profile, device,
-    one table per device."""
+    one table per device, each with its conformance strength (suite "mutation": the share of its non-equivalent
+    mutants conformance rejects); the mutation runs in a table of their own."""
     runs = [(recs, row) for recs in _latest_by_run([r for r in records if r["suite"] == "conformance"])
             if (row := _conformance_row(recs)) is not None]
-    if not runs:
+    mutations = mutation_runs(records)
+    if not runs and not mutations:
         return None
     rows = [row for _, row in runs]
-    board = Board("Kernels: conformance", records=[r for recs, _ in runs for r in recs])
+    for row in rows:
+        row["strength"] = strength(mutations.get((row["op"], row["impl"])))
+    board = Board("Kernels: conformance", records=[r for recs, _ in runs for r in recs]
+                  + [row["record"] for row in {id(v["record"]): v for v in mutations.values()}.values()])
     intro = ("Each row is the newest `python -m harness conform` (or `pytest suites/conformance --impl`) run of a "
              "kernel: PASS when every drawn input met the conformance rule in every listed dtype (FAIL names the "
              "first failed property). Error column: the worst max|impl - oracle| against the allowed 2 x baseline "
              "error + atol (the failing case's when it failed on tolerance). Speed (GPU runs only): the reference's "
              "median time over the kernel's on one input of the op's gpu profile, and the kernel's bytes / time as a "
-             "% of the device's copy bandwidth.")
+             "% of the device's copy bandwidth. Conformance strength: of the single-point mutants of the kernel's "
+             "source that are not equivalent to it, the share conformance rejects (`python -m harness mutate`).")
     md, hp = [], []
     add_text(md, hp, intro)
     headers = [h for h, _ in CONFORMANCE_COLUMNS]
@@ -137,6 +188,13 @@ def kernels_conformance_board(records: list[dict]) -> Board | None:
             hp.append(f"<li>{html.escape(line)}<br><code>{html.escape(str(x.get('replay')))}</code></li>")
         md.append("")
         hp.append("</ul>")
+    if mutations:
+        md.append("### Conformance strength (mutation testing)\n")
+        hp.append("<h3>Conformance strength (mutation testing)</h3>")
+        add_text(md, hp, "The newest `python -m harness mutate` run of each kernel: sampled single-point mutants of its "
+                 "source, each checked by conformance; equivalent survivors (by the committed reasons file) are left "
+                 "out of the score, crashes and timeouts count as rejections.")
+        add_table(md, hp, *_strength_table(mutations))
     board.markdown, board.html = "\n".join(md), "\n".join(hp)
     return board
 

@@ -8,6 +8,7 @@ the command raising ValueError & co. for what only its config can check (printed
   leaderboard   the leaderboard from the store (harness/leaderboard.py)
   methods, ops  what is registered
   conform       a kernel against its op's reference (harness/conform_cli.py)
+  mutate        a kernel's single-point mutants under conformance: how much it checks (harness/mutate_cli.py)
   bench         GPU benchmarks: --suite kernels (harness/bench_kernels.py) or --suite dllm (harness/bench_dllm.py)
   train-dllm    the small dLLM the dLLM suite decodes with (harness/train_dllm.py)
   calibrate-sd  GPU step times of the speculative-decoding cost model (harness/calibrate_sd.py)
@@ -31,6 +32,7 @@ from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 from harness import calibrate_sd, train_dllm, variant_compare
 from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
 from harness.conform_cli import add_conform_parser, cmd_conform
+from harness.mutate_cli import add_mutate_parser, cmd_mutate
 from harness.suite import SUITES, suite_names
 
 DEFAULT_RESULTS = "results"
@@ -272,6 +274,7 @@ COMMANDS = {
     "methods": (add_methods_parser, cmd_methods),
     "ops": (add_ops_parser, cmd_ops),
     "conform": (add_conform_parser, cmd_conform),
+    "mutate": (add_mutate_parser, cmd_mutate),
     "bench": (add_bench_parser, cmd_bench),
     "train-dllm": (train_dllm.add_parser, train_dllm.cmd_train),
     "calibrate-sd": (calibrate_sd.add_parser, calibrate_sd.cmd_calibrate),

@@ -69,6 +69,21 @@ def _clone(inputs: dict) -> dict:
     return {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
 
 
+def _padded_views(inputs: dict) -> tuple[dict, dict]:
+    """Copies of `inputs` whose floating tensors (non-empty, rank >= 1) are views into NaN-padded buffers:
+    (kwargs, {name: the NaN margin of that input's buffer})."""
+    kwargs, margins = {}, {}
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() >= 1 and value.numel():
+            buffer = torch.full((*value.shape[:-1], value.shape[-1] + OUT_MARGIN), float("nan"), dtype=value.dtype,
+                                device=value.device)
+            kwargs[name] = buffer[..., :value.shape[-1]].copy_(value)
+            margins[name] = buffer[..., value.shape[-1]:]
+        else:
+            kwargs[name] = value.clone() if isinstance(value, torch.Tensor) else value
+    return kwargs, margins
+
+
 def _where(mask: torch.Tensor, got: torch.Tensor | None = None, want: torch.Tensor | None = None) -> list:
     """The first few indices where `mask` holds, with got/expected values when given."""
     rows = []
@@ -150,7 +165,11 @@ def check_case(op_name: str, impl_fn: Callable[..., Any], case: dict, dtype: tor
     inputs = spec.make_inputs(case, dtype, torch.device(device))
     oracle = _as_tuple(spec.reference(**_cast(_clone(inputs), spec.float_inputs, torch.float64)))
     baseline = _as_tuple(spec.reference(**_clone(inputs)))
-    kwargs = _clone(inputs)  # the impl gets its own copies; `inputs` stays pristine for the mutation check
+    # The impl gets its own copies, `inputs` stays pristine for the mutation check. Each floating tensor input is a
+    # strided view into a buffer with a NaN margin past its last dimension (a caller's slice of a wider tensor): a
+    # kernel that reads past a row (a load mask like `d <= D`) pulls NaN into its result, one that assumes
+    # contiguous rows reads the wrong elements, and one that writes there is caught by the margin check below.
+    kwargs, input_margins = _padded_views(inputs)
     out = margin = None
     if accepts_out(impl_fn) and len(oracle) == 1 and baseline[0].is_floating_point():
         # `out` is a strided view into a wider buffer (as a caller's slice of a larger tensor would be): any element
@@ -173,6 +192,11 @@ def check_case(op_name: str, impl_fn: Callable[..., Any], case: dict, dtype: tor
                     f"its last dimension, a caller's neighbouring data) were overwritten; first at {_where(touched)}",
                     int(touched.sum()), _where(touched))
 
+    for name, pad in input_margins.items():
+        if not torch.isnan(pad).all():
+            n = int((~torch.isnan(pad)).sum())
+            return fail("mutated_input", f"{n} elements past the last dimension of input {name!r} (a view into a "
+                        f"wider buffer: a caller's neighbouring data) were overwritten", n, _where(~torch.isnan(pad)))
     for name, value in inputs.items():
         if isinstance(value, torch.Tensor) and not torch.equal(value, kwargs[name]):
             if value.shape != kwargs[name].shape:

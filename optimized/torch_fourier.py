@@ -30,6 +30,8 @@ def fourier_compress_fft(x, num_freqs, period):
 def _reconstruct32(c_cos, c_sin, length, period):
     """[B, C, N] coefficients -> float32 [B, length, C]; weights of frequencies past T/2 are 0 (aliases)."""
     b, c, n = c_cos.shape
+    if b == 0 or c == 0:  # no batch or no channel: nothing to transform (MKL refuses empty FFTs)
+        return torch.zeros(b, length, c, dtype=torch.float32, device=c_cos.device)
     w = dft_weights(n, period, torch.float32, c_cos.device)
     spectrum = torch.zeros(b, c, period, dtype=torch.complex64, device=c_cos.device)
     spectrum.index_add_(2, torch.arange(n, device=c_cos.device) % period, torch.complex(c_cos.float() * w, -c_sin.float() * w))

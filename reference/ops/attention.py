@@ -16,6 +16,7 @@ import numbers
 import torch
 
 from reference.ops.checks import check_finite, check_gqa, check_like, check_scale, check_tensor
+from reference.ops.score_offset import offset_channel, quantize, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -117,6 +118,7 @@ def _cases(profile: str):
             "causal": causal,
             # None (D**-0.5) most of the time; an explicit scale checks that implementations honour it.
             "scale": draw(st.one_of(st.none(), st.none(), st.sampled_from([0.05, 0.125, 0.3]))),
+            "score_offset": draw(score_offsets(st)),
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -124,31 +126,40 @@ def _cases(profile: str):
 
 
 def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
-    """Random normal q, k, v (seeded by case["seed"], drawn in float32 then cast) plus causal and scale."""
+    """Random normal q, k, v (seeded by case["seed"], drawn in float32 then cast) plus causal and scale; with a
+    score_offset, channel 0 of q and k shifts every score (reference/ops/score_offset.py)."""
     g = torch.Generator().manual_seed(case["seed"])
     b, hkv, d = case["batch"], case["kv_heads"], case["head_dim"]
     lq = case["q_len"]
     lk = case["k_len"]
 
-    def rand(*shape):
-        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
-
-    return {"q": rand(b, hkv * case["group"], lq, d), "k": rand(b, hkv, lk, d), "v": rand(b, hkv, lk, d),
-            "causal": case["causal"], "scale": case.get("scale")}
+    q, k, v = (torch.randn(*shape, generator=g) for shape in ((b, hkv * case["group"], lq, d), (b, hkv, lk, d),
+                                                                   (b, hkv, lk, d)))
+    ab = offset_channel(case.get("score_offset"), d, case.get("scale"))
+    if ab is not None:
+        q, k = quantize(q), quantize(k)
+        q[..., 0], k[..., 0] = ab
+    return {"q": q.to(device=device, dtype=dtype), "k": k.to(device=device, dtype=dtype),
+            "v": v.to(device=device, dtype=dtype), "causal": case["causal"], "scale": case.get("scale")}
 
 
 # Checked before any drawn case (OpSpec.examples): GQA with 2 KV heads x group 2 (a head mapping h % Hkv
 # instead of h // group differs there) and Lq one past a 16-row tile; a decode row over one key past 64; a single
-# key; bidirectional Lq > Lk with an explicit scale.
+# key; bidirectional Lq > Lk with an explicit scale; an odd head dim with every score far below 0, and one with
+# every score far above it (an online softmax's running max started at 0, or not subtracted).
 EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "q_len": 17, "k_len": 40, "head_dim": 16, "causal": True,
-     "scale": None, "seed": 1},
+     "scale": None, "score_offset": None, "seed": 1},
     {"batch": 2, "kv_heads": 3, "group": 3, "q_len": 1, "k_len": 65, "head_dim": 64, "causal": False,
-     "scale": 0.125, "seed": 2},
+     "scale": 0.125, "score_offset": None, "seed": 2},
     {"batch": 1, "kv_heads": 1, "group": 1, "q_len": 1, "k_len": 1, "head_dim": 32, "causal": True,
-     "scale": None, "seed": 3},
+     "scale": None, "score_offset": None, "seed": 3},
     {"batch": 1, "kv_heads": 1, "group": 4, "q_len": 33, "k_len": 9, "head_dim": 16, "causal": False,
-     "scale": 0.3, "seed": 4},
+     "scale": 0.3, "score_offset": None, "seed": 4},
+    {"batch": 1, "kv_heads": 2, "group": 2, "q_len": 5, "k_len": 40, "head_dim": 59, "causal": True,
+     "scale": None, "score_offset": "below", "seed": 5},
+    {"batch": 1, "kv_heads": 1, "group": 2, "q_len": 3, "k_len": 33, "head_dim": 24, "causal": False,
+     "scale": 0.125, "score_offset": "above", "seed": 6},
 )
 
 SPEC = register_op(

@@ -19,6 +19,7 @@ import torch
 from reference.bench_spec import OpBench
 from reference.ops.attention import attend, check_attention_inputs
 from reference.ops.checks import check_finite, check_lengths, finite_checks_enabled, positions_below
+from reference.ops.score_offset import offset_channel, quantize, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -87,6 +88,7 @@ def _cases(profile: str):
             "seq_lens": seq_lens,
             "max_len": max(seq_lens) + draw(st.integers(0, 64 if big else 20)),
             "scale": draw(st.one_of(st.none(), st.none(), st.sampled_from([0.05, 0.125, 0.3]))),
+            "score_offset": draw(score_offsets(st)),
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -99,6 +101,7 @@ PAD_MAGNITUDE = 1e4  # finite in float16 (max 65504), and large enough to swamp 
 def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
     """Random normal q, k, v (seeded, drawn in float32 then cast); k/v past seq_lens[b] hold +-[0.5, 1] * 1e4.
 
+    With a score_offset, channel 0 of q and of every key shifts every score (reference/ops/score_offset.py).
     The padding is finite (the conformance rule compares inputs before and after the call with torch.equal, which
     NaN would defeat) but large: one padded key that a kernel lets into the softmax dominates every score.
     """
@@ -113,18 +116,28 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
         u = torch.rand(int(beyond.sum()), generator=g) * 2 - 1  # sign and magnitude from one draw
         x[beyond] = torch.where(u < 0, -1.0, 1.0) * (0.5 + u.abs() / 2) * PAD_MAGNITUDE
         kv.append(x)
+    ab = offset_channel(case.get("score_offset"), d, case.get("scale"))
+    if ab is not None:
+        q, kv[0] = quantize(q), quantize(kv[0])
+        q[..., 0], kv[0][..., 0] = ab
     return {"q": q.to(device=device, dtype=dtype), "k": kv[0].to(device=device, dtype=dtype),
             "v": kv[1].to(device=device, dtype=dtype),
             "seq_lens": torch.tensor(case["seq_lens"], dtype=torch.long, device=device), "scale": case.get("scale")}
 
 
 # Checked before any drawn case (OpSpec.examples): a one-token sequence next to sequences at and one past a
-# 32-key tile (the interpreter's tile) under GQA, with padding; a 16-token chunk with no padding at all.
+# 32-key tile (the interpreter's tile) under GQA, with padding; a 16-token chunk with no padding at all; a
+# sequence one past the 4 interpreter splits of 32 keys next to a short one, odd head dim, every score far below 0;
+# every score far above 0, head dim 40, split boundaries at 32 and 33 keys.
 EXAMPLES = (
     {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 16, "q_len": 1, "seq_lens": [1, 64, 65], "max_len": 80,
-     "scale": None, "seed": 1},
+     "scale": None, "score_offset": None, "seed": 1},
     {"batch": 1, "kv_heads": 1, "group": 4, "head_dim": 32, "q_len": 16, "seq_lens": [33], "max_len": 33,
-     "scale": 0.125, "seed": 2},
+     "scale": 0.125, "score_offset": None, "seed": 2},
+    {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 59, "q_len": 2, "seq_lens": [129, 3], "max_len": 130,
+     "scale": None, "score_offset": "below", "seed": 3},
+    {"batch": 2, "kv_heads": 1, "group": 3, "head_dim": 40, "q_len": 1, "seq_lens": [32, 33], "max_len": 40,
+     "scale": 0.05, "score_offset": "above", "seed": 4},
 )
 
 def bench_inputs(shape, batch: int, context: int, dtype: torch.dtype, device, config) -> dict:

@@ -28,6 +28,7 @@ import torch
 from reference.ops.attention import attend
 from reference.ops.checks import check_finite, check_gqa, check_int, check_like, check_scale, check_tensor
 from reference.ops.fourier_cache import BENCH
+from reference.ops.score_offset import offset_fourier_cache, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -291,6 +292,19 @@ def fourier_decode_attention(
 
 
 # ---------------------------------------------------------------- op specs: hypothesis cases and inputs
+# The magnitude family: a case key `magnitude` scales the values an op sums (the span, the coefficients, V) by 1 or
+# LARGE. The rule's float32 floor (atol 1e-5) is absolute, so at magnitude 1 it hides a basis or compensated sum a
+# few ulps less accurate than the reference (a truncated Taylor term of a kernel's cos/sin, a dropped compensation);
+# at LARGE the floor is negligible and the comparison is against the reference's own float32 error. Only 1 in the
+# gpu profile, whose long fp16 spans would overflow at LARGE (explicit examples keep LARGE spans short); never with
+# a score offset (one family at a time: each alone stresses float32 to near the rule's bound).
+LARGE = 1000.0
+
+
+def magnitudes(st, big: bool):
+    return st.just(1.0) if big else st.sampled_from((1.0, 1.0, 1.0, LARGE))
+
+
 def _span_cases(profile: str):
     """Spans of any length (rarely a block multiple), period >= length, num_freqs past T/2 + 1 at times."""
     from hypothesis import strategies as st
@@ -307,6 +321,7 @@ def _span_cases(profile: str):
             "length": length,
             "period": period,
             "num_freqs": draw(st.integers(1, min(512, period // 2 + 3) if big else period // 2 + 3)),
+            "magnitude": draw(magnitudes(st, big)),
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -315,14 +330,14 @@ def _span_cases(profile: str):
 
 def _compress_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
-    x = torch.randn(case["batch"], case["length"], case["channels"], generator=g)
+    x = torch.randn(case["batch"], case["length"], case["channels"], generator=g) * case.get("magnitude", 1.0)
     return {"x": x.to(device=device, dtype=dtype), "num_freqs": case["num_freqs"], "period": case["period"]}
 
 
 def _reconstruct_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     shape = (case["batch"], case["channels"], case["num_freqs"])
-    s = math.sqrt(case["length"])  # coefficients of a unit-variance span are ~sqrt(L)
+    s = math.sqrt(case["length"]) * case.get("magnitude", 1.0)  # coefficients of a unit-variance span: ~sqrt(L)
     return {"c_cos": (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype),
             "c_sin": (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype),
             "length": case["length"], "period": case["period"]}
@@ -349,8 +364,11 @@ def _decode_cases(profile: str):
             "mid_len": mid_len,
             "period": mid_len + draw(st.integers(0, 64)),
             "num_freqs": draw(st.integers(1, 512 if big else 40)),
+            "v_num_freqs": draw(st.integers(1, 512 if big else 40)),
             "k_fraction": draw(st.floats(0.0, 1.0)),
             "v_fraction": draw(st.floats(0.0, 1.0)),
+            "score_offset": (offset := draw(score_offsets(st))),
+            "magnitude": draw(magnitudes(st, big)) if offset is None else 1.0,  # one family at a time
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -360,7 +378,7 @@ def _decode_cases(profile: str):
 def _decode_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     b, h, d = case["batch"], case["kv_heads"], case["head_dim"]
-    channels, n_freq, m = h * d, case["num_freqs"], case["mid_len"]
+    channels, m = h * d, case["mid_len"]
 
     def rand(*shape, s=1.0):
         return (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype)
@@ -372,6 +390,7 @@ def _decode_inputs(case, dtype, device):
         "n_init": case["n_init"], "mid_len": m, "period": case["period"],
     }
     for p in ("k", "v"):
+        n_freq = case["num_freqs"] if p == "k" else case.get("v_num_freqs", case["num_freqs"])  # K and V: own N
         perm = torch.randperm(channels, generator=g)
         n_comp = int(round(case[f"{p}_fraction"] * channels))
         comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
@@ -383,28 +402,55 @@ def _decode_inputs(case, dtype, device):
             f"{p}_scale": (torch.rand(b, n_comp, generator=g) + 0.5).to(device=device, dtype=dtype),
             f"{p}_shift": rand(b, n_comp, s=0.5),
         })
-    return out
+    return scale_values(offset_fourier_cache(out, case.get("score_offset")), case.get("magnitude", 1.0))
+
+
+def scale_values(inputs: dict, magnitude: float) -> dict:
+    """V of a FourierAttention cache times `magnitude` (exact tokens, kept channels, and the compressed channels'
+    coefficients and moment shift, so their reconstruction scales too), in place; the output scales with it."""
+    if magnitude != 1.0:
+        for name in ("v_exact", "v_mid_kept", "v_cos", "v_sin", "v_shift"):
+            inputs[name].mul_(magnitude)
+    return inputs
 
 
 _DECODE_FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
 
 # Checked before any drawn case (OpSpec.examples). Spans: one token; an even period with the Nyquist term kept
-# (N = T/2 + 1); N past T/2 + 1 with T > L; a span one past a 32-token tile.
+# (N = T/2 + 1); N past T/2 + 1 with T > L; a span one past a 32-token tile; batch 0; channels 0; an empty span;
+# the Nyquist span and the three-tile span at magnitude 1000 (the magnitude family, above);
+# channels and frequencies one past a 64-wide tile, a span of three 64-token tiles (the compensated sum
+# carries its error term across tiles).
 SPAN_EXAMPLES = (
-    {"batch": 1, "channels": 3, "length": 1, "period": 1, "num_freqs": 1, "seed": 1},
-    {"batch": 2, "channels": 5, "length": 16, "period": 16, "num_freqs": 9, "seed": 2},
-    {"batch": 1, "channels": 7, "length": 10, "period": 13, "num_freqs": 9, "seed": 3},
-    {"batch": 1, "channels": 24, "length": 33, "period": 40, "num_freqs": 6, "seed": 4},
+    {"batch": 1, "channels": 3, "length": 1, "period": 1, "num_freqs": 1, "magnitude": 1.0, "seed": 1},
+    {"batch": 2, "channels": 5, "length": 16, "period": 16, "num_freqs": 9, "magnitude": 1000.0, "seed": 2},
+    {"batch": 1, "channels": 7, "length": 10, "period": 13, "num_freqs": 9, "magnitude": 1.0, "seed": 3},
+    {"batch": 1, "channels": 24, "length": 33, "period": 40, "num_freqs": 6, "magnitude": 1.0, "seed": 4},
+    {"batch": 0, "channels": 3, "length": 5, "period": 8, "num_freqs": 3, "magnitude": 1.0, "seed": 5},
+    {"batch": 2, "channels": 0, "length": 5, "period": 8, "num_freqs": 3, "magnitude": 1.0, "seed": 6},
+    {"batch": 2, "channels": 4, "length": 0, "period": 4, "num_freqs": 2, "magnitude": 1.0, "seed": 7},
+    {"batch": 1, "channels": 65, "length": 130, "period": 130, "num_freqs": 65, "magnitude": 1000.0, "seed": 8},
 )
 # Decode: every channel compressed (K) and none (V) under GQA with no sinks; a one-token middle span; both halves
-# split with sinks, a 16-token chunk and a middle one past a 32-token tile.
+# split with sinks, a 16-token chunk and a middle one past a 32-token tile; odd head dims with every score far
+# below 0 and far above it. K and V keep their own number of frequencies (v_num_freqs), equal in one example only;
+# two at magnitude 1000.
 DECODE_EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_local": 5, "mid_len": 40,
-     "period": 64, "num_freqs": 7, "k_fraction": 1.0, "v_fraction": 0.0, "seed": 1},
+     "period": 64, "num_freqs": 7, "v_num_freqs": 3,
+     "k_fraction": 1.0, "v_fraction": 0.0, "score_offset": None, "magnitude": 1.0, "seed": 1},
     {"batch": 2, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 2, "n_init": 4, "n_local": 2, "mid_len": 1,
-     "period": 1, "num_freqs": 1, "k_fraction": 0.5, "v_fraction": 0.5, "seed": 2},
+     "period": 1, "num_freqs": 1, "v_num_freqs": 1,
+     "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": None, "magnitude": 1000.0, "seed": 2},
     {"batch": 1, "kv_heads": 2, "group": 1, "head_dim": 32, "q_len": 16, "n_init": 1, "n_local": 16, "mid_len": 33,
-     "period": 34, "num_freqs": 18, "k_fraction": 0.25, "v_fraction": 0.75, "seed": 3},
+     "period": 34, "num_freqs": 18, "v_num_freqs": 25,
+     "k_fraction": 0.25, "v_fraction": 0.75, "score_offset": None, "magnitude": 1000.0, "seed": 3},
+    {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 24, "q_len": 3, "n_init": 2, "n_local": 9, "mid_len": 65,
+     "period": 66, "num_freqs": 11, "v_num_freqs": 11,
+     "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "below", "magnitude": 1.0, "seed": 4},
+    {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 0, "n_local": 4, "mid_len": 32,
+     "period": 40, "num_freqs": 5, "v_num_freqs": 7,
+     "k_fraction": 0.5, "v_fraction": 0.5, "score_offset": "above", "magnitude": 1.0, "seed": 5},
 )
 
 register_op(OpSpec("fourier_compress", fourier_compress, _span_cases, _compress_inputs,

@@ -17,7 +17,7 @@ import math
 import torch
 
 from reference.ops.checks import check_finite, check_int, check_like, check_tensor
-from reference.ops.fourier import check_coefficients, dft_basis, period_basis
+from reference.ops.fourier import check_coefficients, dft_basis, magnitudes, period_basis
 from reference.registry import OpSpec, register_op
 
 
@@ -85,6 +85,7 @@ def _update_cases(profile: str):
             "start": start,
             "period": period,
             "num_freqs": draw(st.integers(1, 512 if big else 40)),
+            "magnitude": draw(magnitudes(st, big)),
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -94,20 +95,32 @@ def _update_cases(profile: str):
 def _update_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     shape = (case["batch"], case["channels"], case["num_freqs"])
-    s = math.sqrt(max(case["start"], 1))  # coefficients of a unit-variance span of `start` tokens are ~sqrt(start)
+    mag = case.get("magnitude", 1.0)  # the magnitude family: reference/ops/fourier.py
+    s = math.sqrt(max(case["start"], 1)) * mag  # coefficients of a unit-variance span of `start` tokens: ~sqrt(start)
     return {"c_cos": (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype),
             "c_sin": (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype),
-            "x": torch.randn(case["batch"], case["tokens"], case["channels"], generator=g).to(device=device,
-                                                                                             dtype=dtype),
+            "x": (torch.randn(case["batch"], case["tokens"], case["channels"], generator=g) * mag).to(device=device,
+                                                                                                   dtype=dtype),
             "start": case["start"], "period": case["period"]}
 
 
 # Checked before any drawn case (OpSpec.examples): the first token of an empty span into a period of one; a
-# decode step whose token sits at the period's last phase; a chunk crossing a 32-token tile with N past T/2 + 1.
+# decode step whose token sits at the period's last phase; a chunk crossing a 32-token tile with N past T/2 + 1;
+# batch 0; channels 0; no tokens (an empty update); channels and frequencies one past a 64-wide tile (a grid
+# sized wrongly leaves channels unwritten) and tokens over three 64-token tiles (the compensated sum across tiles);
+# at magnitude 1000 (reference/ops/fourier.py, the magnitude family): a decode step, the three tiles, and a whole even
+# period from phase 0 with the Nyquist term kept (N = T/2 + 1), whose phases expose a basis a few ulps off.
 EXAMPLES = (
-    {"batch": 1, "channels": 2, "tokens": 1, "start": 0, "period": 1, "num_freqs": 1, "seed": 1},
-    {"batch": 2, "channels": 7, "tokens": 1, "start": 63, "period": 64, "num_freqs": 33, "seed": 2},
-    {"batch": 1, "channels": 24, "tokens": 33, "start": 31, "period": 70, "num_freqs": 40, "seed": 3},
+    {"batch": 1, "channels": 2, "tokens": 1, "start": 0, "period": 1, "num_freqs": 1, "magnitude": 1.0, "seed": 1},
+    {"batch": 2, "channels": 7, "tokens": 1, "start": 63, "period": 64, "num_freqs": 33, "magnitude": 1000.0,
+     "seed": 2},
+    {"batch": 1, "channels": 24, "tokens": 33, "start": 31, "period": 70, "num_freqs": 40, "magnitude": 1.0, "seed": 3},
+    {"batch": 0, "channels": 3, "tokens": 2, "start": 5, "period": 9, "num_freqs": 4, "magnitude": 1.0, "seed": 4},
+    {"batch": 2, "channels": 0, "tokens": 2, "start": 5, "period": 9, "num_freqs": 4, "magnitude": 1.0, "seed": 5},
+    {"batch": 2, "channels": 3, "tokens": 0, "start": 5, "period": 9, "num_freqs": 4, "magnitude": 1.0, "seed": 6},
+    {"batch": 1, "channels": 65, "tokens": 130, "start": 3, "period": 140, "num_freqs": 65, "magnitude": 1000.0,
+     "seed": 7},
+    {"batch": 2, "channels": 9, "tokens": 16, "start": 0, "period": 16, "num_freqs": 9, "magnitude": 1000.0, "seed": 8},
 )
 
 register_op(OpSpec("fourier_stream_update", fourier_stream_update, _update_cases, _update_inputs,

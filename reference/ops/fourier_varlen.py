@@ -19,7 +19,8 @@ import torch
 
 from reference.ops.checks import (check_finite, check_int, check_lengths, check_scale, finite_checks_enabled,
                                   positions_below)
-from reference.ops.fourier import check_cache_layout, fourier_decode_attention
+from reference.ops.fourier import check_cache_layout, fourier_decode_attention, magnitudes, scale_values
+from reference.ops.score_offset import offset_fourier_cache, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -96,8 +97,11 @@ def _varlen_cases(profile: str):
             "mid_lens": mids,
             "periods": [m + draw(st.integers(0, 64)) for m in mids],
             "num_freqs": draw(st.integers(1, 512 if big else 30)),
+            "v_num_freqs": draw(st.integers(1, 512 if big else 30)),
             "k_fraction": draw(st.floats(0.0, 1.0)),
             "v_fraction": draw(st.floats(0.0, 1.0)),
+            "score_offset": (offset := draw(score_offsets(st))),
+            "magnitude": draw(magnitudes(st, big)) if offset is None else 1.0,  # one family at a time
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -110,7 +114,7 @@ PAD = 300.0  # what lies past a sequence's lengths: large enough that a kernel r
 def _varlen_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     b, h, d, n_init = case["batch"], case["kv_heads"], case["head_dim"], case["n_init"]
-    channels, n_freq = h * d, case["num_freqs"]
+    channels = h * d
     exact_lens = [n_init + n for n in case["n_locals"]]
     mids, le_max, m_max = case["mid_lens"], max(exact_lens), max(case["mid_lens"])
 
@@ -131,6 +135,7 @@ def _varlen_inputs(case, dtype, device):
         "periods": torch.tensor(case["periods"], dtype=torch.long, device=device),
     }
     for p in ("k", "v"):
+        n_freq = case["num_freqs"] if p == "k" else case.get("v_num_freqs", case["num_freqs"])  # K and V: own N
         perm = torch.randperm(channels, generator=g)
         n_comp = int(round(case[f"{p}_fraction"] * channels))
         comp, kept = perm[:n_comp].sort().values, perm[n_comp:].sort().values
@@ -143,19 +148,32 @@ def _varlen_inputs(case, dtype, device):
             f"{p}_scale": (torch.rand(b, n_comp, generator=g) + 0.5).to(device=device, dtype=dtype),
             f"{p}_shift": rand(b, n_comp, s=0.5).to(device=device, dtype=dtype),
         })
-    return out
+    return scale_values(offset_fourier_cache(out, case.get("score_offset")), case.get("magnitude", 1.0))
 
 
 _FLOATS = ("q", "k_exact", "v_exact", *(f"{p}_{n}" for p in "kv" for n in ("mid_kept", "cos", "sin", "scale", "shift")))
 
 # Checked before any drawn case (OpSpec.examples): a one-token middle span beside one past a 32-token tile, under
-# GQA with no sinks; one sequence with sinks, every K channel kept and every V channel compressed.
+# GQA with no sinks; one sequence with sinks, every K channel kept and every V channel compressed; a long middle
+# next to a one-token one with every score far below 0 (odd head dim 24); every score far above 0 (head dim 40).
+# K and V keep their own number of frequencies (v_num_freqs); two at magnitude 1000 (reference/ops/fourier.py).
 EXAMPLES = (
     {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_locals": [1, 30, 7],
-     "mid_lens": [1, 33, 12], "periods": [1, 40, 12], "num_freqs": 5, "k_fraction": 0.5, "v_fraction": 0.5,
-     "seed": 1},
+     "mid_lens": [1, 33, 12], "periods": [1, 40, 12], "num_freqs": 5, "v_num_freqs": 2,
+     "k_fraction": 0.5, "v_fraction": 0.5,
+     "score_offset": None, "magnitude": 1000.0, "seed": 1},
     {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 4, "n_init": 4, "n_locals": [4],
-     "mid_lens": [20], "periods": [32], "num_freqs": 17, "k_fraction": 0.0, "v_fraction": 1.0, "seed": 2},
+     "mid_lens": [20], "periods": [32], "num_freqs": 17, "v_num_freqs": 17,
+     "k_fraction": 0.0, "v_fraction": 1.0,
+     "score_offset": None, "magnitude": 1000.0, "seed": 2},
+    {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 24, "q_len": 2, "n_init": 2, "n_locals": [2, 33],
+     "mid_lens": [64, 1], "periods": [65, 3], "num_freqs": 9, "v_num_freqs": 4,
+     "k_fraction": 0.5, "v_fraction": 0.25,
+     "score_offset": "below", "magnitude": 1.0, "seed": 3},
+    {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 1, "n_locals": [16, 1],
+     "mid_lens": [17, 32], "periods": [17, 40], "num_freqs": 6, "v_num_freqs": 9,
+     "k_fraction": 0.75, "v_fraction": 0.5,
+     "score_offset": "above", "magnitude": 1.0, "seed": 4},
 )
 
 register_op(OpSpec("fourier_decode_attention_varlen", fourier_decode_attention_varlen, _varlen_cases, _varlen_inputs,

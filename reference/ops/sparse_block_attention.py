@@ -21,6 +21,7 @@ import torch
 
 from reference.ops.attention import attend
 from reference.ops.checks import check_finite, check_gqa, check_like, check_scale, check_tensor, finite_checks_enabled
+from reference.ops.score_offset import offset_channel, quantize, score_offsets
 from reference.registry import HEAD_DIMS, OpSpec, register_op
 
 
@@ -131,6 +132,7 @@ def _cases(profile: str):
             "cache_len": cache_len,
             "kept": draw(st.one_of(st.none(), st.integers(0, cache_len))),
             "scale": draw(st.one_of(st.none(), st.none(), st.sampled_from([0.05, 0.125, 0.3]))),
+            "score_offset": draw(score_offsets(st)),
             "seed": draw(st.integers(0, 2**31 - 1)),
         }
 
@@ -139,15 +141,21 @@ def _cases(profile: str):
 
 def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
     """Random normal q, k/v block and cache (seeded, drawn in float32 then cast); kept_idx a random permutation's
-    first `kept` positions per row (so unsorted), or None."""
+    first `kept` positions per row (so unsorted), or None. With a score_offset, channel 0 of q and of every key
+    shifts every score (reference/ops/score_offset.py)."""
     g = torch.Generator().manual_seed(case["seed"])
     b, hkv, d, lb, s = case["batch"], case["kv_heads"], case["head_dim"], case["block_len"], case["cache_len"]
 
-    def rand(*shape):
-        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
-
-    x = {"q": rand(b, hkv * case["group"], lb, d), "k_block": rand(b, hkv, lb, d), "v_block": rand(b, hkv, lb, d),
-         "k_cache": rand(b, hkv, s, d), "v_cache": rand(b, hkv, s, d), "kept_idx": None, "scale": case.get("scale")}
+    shapes = {"q": (b, hkv * case["group"], lb, d), "k_block": (b, hkv, lb, d), "v_block": (b, hkv, lb, d),
+              "k_cache": (b, hkv, s, d), "v_cache": (b, hkv, s, d)}
+    x = {name: torch.randn(*shape, generator=g) for name, shape in shapes.items()}
+    ab = offset_channel(case.get("score_offset"), d, case.get("scale"))
+    if ab is not None:
+        for name in ("q", "k_block", "k_cache"):
+            quantize(x[name])
+        x["q"][..., 0], x["k_block"][..., 0], x["k_cache"][..., 0] = ab[0], ab[1], ab[1]
+    x = {name: t.to(device=device, dtype=dtype) for name, t in x.items()}
+    x.update(kept_idx=None, scale=case.get("scale"))
     if case["kept"] is not None:
         kept = [torch.randperm(s, generator=g)[:case["kept"]] for _ in range(b)]
         x["kept_idx"] = torch.stack(kept).to(device=device, dtype=torch.long)
@@ -155,16 +163,21 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
 
 
 # Checked before any drawn case (OpSpec.examples): an empty cache (the block alone); a cache with none of its
-# tokens kept; one kept token of a cache one past a 32-token tile under GQA; every token kept (None).
+# tokens kept; one kept token of a cache one past a 32-token tile under GQA; every token kept (None); an odd head
+# dim with every score far below 0 over a kept set one past a tile; every score far above 0, head dim 24.
 EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 16, "block_len": 3, "cache_len": 0, "kept": None,
-     "scale": None, "seed": 1},
+     "scale": None, "score_offset": None, "seed": 1},
     {"batch": 2, "kv_heads": 1, "group": 1, "head_dim": 32, "block_len": 1, "cache_len": 20, "kept": 0,
-     "scale": 0.125, "seed": 2},
+     "scale": 0.125, "score_offset": None, "seed": 2},
     {"batch": 1, "kv_heads": 2, "group": 3, "head_dim": 16, "block_len": 17, "cache_len": 33, "kept": 1,
-     "scale": None, "seed": 3},
+     "scale": None, "score_offset": None, "seed": 3},
     {"batch": 1, "kv_heads": 1, "group": 2, "head_dim": 64, "block_len": 32, "cache_len": 65, "kept": None,
-     "scale": 0.3, "seed": 4},
+     "scale": 0.3, "score_offset": None, "seed": 4},
+    {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 59, "block_len": 5, "cache_len": 40, "kept": 33,
+     "scale": None, "score_offset": "below", "seed": 5},
+    {"batch": 1, "kv_heads": 2, "group": 1, "head_dim": 24, "block_len": 4, "cache_len": 17, "kept": None,
+     "scale": 0.05, "score_offset": "above", "seed": 6},
 )
 
 SPEC = register_op(

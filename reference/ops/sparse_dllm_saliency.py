@@ -122,7 +122,8 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
 
 
 # Checked before any drawn case (OpSpec.examples): keep one token of a cache one past a 32-token tile under GQA;
-# keep every token of a one-token cache; keep half of a cache with a one-token block and the widest pooling.
+# keep every token of a one-token cache; keep half of a cache with a one-token block and the widest pooling; a
+# cache one past the interpreter's scores tile (128 positions with a halo of 1 on each side: 126 outputs).
 EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 16, "block_len": 5, "cache_len": 33, "keep": 1,
      "kernel_size": 3, "seed": 1},
@@ -130,6 +131,8 @@ EXAMPLES = (
      "kernel_size": 5, "seed": 2},
     {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 40, "block_len": 1, "cache_len": 64, "keep": 32,
      "kernel_size": 5, "seed": 3},
+    {"batch": 2, "kv_heads": 2, "group": 1, "head_dim": 59, "block_len": 2, "cache_len": 127, "keep": 100,
+     "kernel_size": 3, "seed": 4},
 )
 
 SPEC = register_op(

@@ -29,6 +29,8 @@ BROKEN = [
     ("attention", "fixtures.kernels.triton_tail_unwritten:attention", "unwritten", True),
     ("attention", "fixtures.kernels.wrong_gqa_heads:attention", "tolerance", False),
     ("fourier_reconstruct", "fixtures.kernels.fourier_sin_cos_swapped:reconstruct", "tolerance", False),
+    # the tie hole: a top-k that drops the row's maximum for a position tied at the k-th score
+    ("sparse_dllm_saliency", "fixtures.kernels.topk_drops_max_on_tie:saliency", "discrete", False),
 ]
 IDS = [path.split(".")[-1].split(":")[0] for _, path, _, _ in BROKEN]
 

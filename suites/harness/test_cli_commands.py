@@ -10,7 +10,7 @@ import pytest
 from harness import calibrate_sd, train_dllm
 from harness.cli import COMMANDS, build_parser, main
 
-JOBS = {"run", "leaderboard", "methods", "ops", "conform", "bench", "train-dllm", "calibrate-sd", "compare"}
+JOBS = {"run", "leaderboard", "methods", "ops", "conform", "bench", "train-dllm", "calibrate-sd", "compare", "mutate"}
 
 
 def _options(parser) -> set[str]:

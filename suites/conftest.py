@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # The same outcome on any host. One intra-op thread unless told otherwise: values that depend on summation order
@@ -55,3 +56,13 @@ def pytest_configure(config):
     # A user's module given by --impl usually lives in the directory pytest was started from.
     if config.getoption("--impl") and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread_module")`): small dLLM
+    shapes gain little from a second thread, and on a busy 2-core machine its hand-offs triple the time."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

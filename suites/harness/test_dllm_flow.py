@@ -29,13 +29,7 @@ CELLS = 4  # vanilla, sparse_dllm at keep 1.0 and 0.5, fast_dllm_dual
 GEN_LEN = 16  # the fixture's recipe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These shapes gain little from a second thread, and on a busy 2-core machine its hand-offs triple the time."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def label(r: dict) -> str:

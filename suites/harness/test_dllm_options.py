@@ -4,7 +4,6 @@ other settings never pool with the defaults'. On the committed fixture, short pr
 from __future__ import annotations
 
 import pytest
-import torch
 
 from harness.cli import main
 from harness.store import ResultsStore
@@ -13,13 +12,7 @@ from suites.methods.dllm_fixture import FIXTURE
 RUN = ["run", "--suite", "dllm", "--checkpoint", str(FIXTURE), "--tasks", "copy", "--lengths", "96", "--n", "2",
        "--no-leaderboard", "--no-progress"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def test_gen_and_param_options_reach_the_run_and_its_records(tmp_path, capsys):

@@ -24,12 +24,7 @@ from suites.strategies import seeds
 GEN_LEN, BLOCK, RATIO = 16, 8, 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _setup(rule: str, seed: int, prompt_interval: int = 100):

@@ -26,12 +26,7 @@ CACHES = [("vanilla", {}), ("sparse_dllm", {"keep_ratio": 0.5}), ("fast_dllm", {
           ("dllm_cache", {"response_interval": 2, "rule": "legacy"})]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _padded(prompt: torch.Tensor, pads: list[int], width: int, seed: int, vocab: int):

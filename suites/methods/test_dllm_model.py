@@ -22,13 +22,7 @@ TINY = DLLMConfig(vocab_size=61, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2
                   rope_theta=10000.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny shapes gain nothing from intra-op threads, and on a busy machine their hand-offs cost ~1 s a forward."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def model_of(cfg: DLLMConfig = TINY, seed: int = 0, dtype=torch.float64) -> DLLM:

@@ -27,12 +27,7 @@ NEG_INF = float("-inf")
 CFG = GenConfig(gen_len=8, block_len=8, steps=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _logits(seed: int, n: int, vocab: int) -> torch.Tensor:

@@ -38,7 +38,7 @@ def label(r: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ train-dllm
 @pytest.fixture(scope="module")
-def trained(one_thread, tmp_path_factory):
+def trained(one_thread_module, tmp_path_factory):
     out = tmp_path_factory.mktemp("train-dllm") / "tiny.pt"
     rc = main(["train-dllm", "--size", "cpu", "--device", "cpu", "--max-steps", "3", "--eval-lengths", "64",
                "--eval-n", "1", "--out", str(out)])
@@ -93,7 +93,7 @@ def test_cli_runs_every_method_on_the_trained_checkpoint(trained, tmp_path, caps
 
 # ------------------------------------------------------------------------------------- the committed fixture
 @pytest.fixture(scope="module")
-def fixture_run(one_thread, tmp_path_factory):
+def fixture_run(one_thread_module, tmp_path_factory):
     config = replace(ACCURACY, results=str(tmp_path_factory.mktemp("dllm-results")))
     return config, run_dllm(config, progress=False)
 

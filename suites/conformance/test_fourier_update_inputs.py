@@ -111,8 +111,10 @@ def test_every_split_and_block_size_gives_the_reference(splits, block_t, block_n
 @pytest.mark.parametrize("splits,block_t,period,align", [(1, 16, "span", 1), (9, 16, "smooth", 8), (37, 16, "pow2", 1)])
 def test_spectral_kernel_every_split_count_block_size_and_period_gives_the_reference(splits, block_t, period, align):
     # More splits than the merges read at once (8 partial outputs, 32 statistics) run their chunked loops twice or
-    # more; more splits than tiles (19 here) leave splits empty. align 8: heads' kept runs on multiples of 8.
-    a = _cache(batch=1, context=4 + 300 + 21, seed=splits, period=period, kept_align=align, kept_pad=8 * align,
+    # more, with tokens in the last chunk (33 middle tiles of 16: 9 splits of 4 tiles, the ninth with one; 37 splits
+    # of one tile, splits 32 and up in the statistics' second chunk, 33-36 empty). align 8: heads' kept runs on
+    # multiples of 8.
+    a = _cache(batch=1, context=4 + 528 + 21, seed=splits, period=period, kept_align=align, kept_pad=8 * align,
                v_fraction=0.5)
     plan = spectral_plan(**a, num_splits=splits, block_t=block_t)
     assert plan.align == align

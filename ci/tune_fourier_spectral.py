@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
 from optimized.triton_fourier import make_fourier_cache
-from optimized.triton_fourier_spectral import PHASES, spectral_plan
+from optimized.triton_fourier_spectral import phase_times, planned_spectral
 from reference.ops.fourier_period import PERIOD_MODES
 
 
@@ -32,19 +32,6 @@ def sdpa_ms(batch: int, context: int) -> float:
     rot = RotatingInputs(x, copies=copies_needed(tensor_bytes(x)))
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
         return graph_ms(lambda a: F.scaled_dot_product_attention(a["q"], a["k"], a["v"], enable_gqa=True), rot.sets)
-
-
-def planned(splits: int, block_t: int, warps: int, upto: int = len(PHASES)):
-    """run(inputs) with one plan per input set, made on the first call, outside the CUDA graph (plans are per-cache
-    metadata; harness/bench_kernels.py times the kernel the same way)."""
-    plans = {}
-
-    def run(x):
-        if id(x) not in plans:
-            plans[id(x)] = spectral_plan(**x, num_splits=splits, block_t=block_t, num_warps=warps)
-        return plans[id(x)].run(upto)
-
-    return run
 
 
 def main() -> None:
@@ -67,7 +54,7 @@ def main() -> None:
         for block_t, warps, waves in itertools.product((32, 64, 128), (4, 8), (1, 2)):
             splits = max(1, waves * sms // (batch * 8))
             try:
-                ms = graph_ms(planned(splits, block_t, warps), rot.sets)
+                ms = graph_ms(planned_spectral(num_splits=splits, block_t=block_t, num_warps=warps), rot.sets)
             except Exception as exc:  # noqa: BLE001 - a knob the compiler refuses is reported and skipped
                 print(f"  block_t={block_t} warps={warps} splits={splits}: {type(exc).__name__}: {str(exc)[:120]}")
                 continue
@@ -80,8 +67,8 @@ def main() -> None:
         ms, block_t, warps, splits, waves = best
         entries.append({"programs": batch * 8, "mid_len": cache["mid_len"],
                         "knobs": {"block_t": block_t, "num_warps": warps, "waves": waves}})
-        cum = [graph_ms(planned(splits, block_t, warps, k), rot.sets) for k in range(1, len(PHASES) + 1)]
-        phases = {p: 1000 * (cum[i] - (cum[i - 1] if i else 0.0)) for i, p in enumerate(PHASES)}
+        phases = {p: 1000 * t for p, t in phase_times(graph_ms, rot.sets, num_splits=splits, block_t=block_t,
+                                                       num_warps=warps).items()}
         print(f"  best {1000 * ms:.1f} us; phases (us): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()), flush=True)
         rows.append({"batch": batch, "context": context, "best": [block_t, warps, splits], "phases_us": phases})
         del cache, rot

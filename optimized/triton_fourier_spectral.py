@@ -487,25 +487,26 @@ def spectral_scratch_bytes(q, mid_len, period, k_cos, **_) -> int:
 
 
 # ---------------------------------------------------------------- the benchmark's hooks (harness/bench_kernels.py)
-def planned_spectral(upto: int | None = None) -> Callable[[dict], Any]:
+def planned_spectral(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
     """The kernel's run(inputs) with its plan made once per input set, on the first call (the timers make that call
     outside the CUDA graph): like FlashInfer's plan/run split, the plan is per-cache metadata (each head's
     kept-channel run, block widths, scratch buffers; one host sync) that a server makes when a layer's cache is
-    built, not at every decode step. `upto` runs only phases 1..upto."""
+    built, not at every decode step. `upto` runs only phases 1..upto; `knobs` (num_splits, block_t, num_warps) go
+    to `spectral_plan`."""
     plans: dict[int, Any] = {}
 
     def run(x: dict) -> Any:
         plan = plans.get(id(x))
         if plan is None:
-            plan = plans[id(x)] = spectral_plan(**x)
+            plan = plans[id(x)] = spectral_plan(**x, **knobs)
         return plan.run() if upto is None else plan.run(upto)
 
     return run
 
 
-def phase_times(graph_timer: Callable[..., float], sets: list[dict]) -> dict:
+def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) -> dict:
     """Milliseconds of each phase (PHASES) on the input sets, from graph timings of phases 1..k differenced."""
-    cumulative = [graph_timer(planned_spectral(k), sets) for k in range(1, len(PHASES) + 1)]
+    cumulative = [graph_timer(planned_spectral(k, **knobs), sets) for k in range(1, len(PHASES) + 1)]
     return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
 
 

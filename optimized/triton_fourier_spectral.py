@@ -76,9 +76,10 @@ def _query_spectrum_kernel(
     Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, Z, LENS,
     sqb, sqh, sql, sqd, szb, szr, Hkv, Cck, Nk, NZ, period,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CPREC: tl.constexpr,
 ):
-    """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu."""
+    """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu.
+    Z is the first bins of the inverse transform's zero-padded input (the plan zeroes the rest once)."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -100,8 +101,8 @@ def _query_spectrum_kernel(
     n_ok = ns < nz
     cmask = comp[:, None] & n_ok[None, :]
     coef = b * Cck * Nk + ci[:, None] * Nk + ns[None, :]
-    u_cos = tl.dot(qs, tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
-    u_sin = tl.dot(qs, tl.load(KSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
+    u_cos = tl.dot(qs, tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+    u_sin = tl.dot(qs, tl.load(KSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
     q_mu = tl.sum(q * sh[None, :], 1)  # sum_c q_c mu_c: constant over t, so it rides on the n = 0 bin
     re = u_cos / period + tl.where(ns == 0, 1.0, 0.0)[None, :] * q_mu[:, None]
     im = -u_sin / period
@@ -230,7 +231,7 @@ def _output_kernel(
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_VD: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SO: tl.constexpr,
+    BLOCK_VD: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
 ):
     """out[:, d-block] = merged kept output / l + compressed V channels from the spectrum F (eq. values).
 
@@ -278,8 +279,8 @@ def _output_kernel(
         f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
         coef = b * Ccv * Nv + ci[None, :] * Nv + ns[:, None]
         cmask = n_ok[:, None] & comp[None, :]
-        rec += tl.dot(f_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
-        rec -= tl.dot(f_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision="ieee")
+        rec += tl.dot(f_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+        rec -= tl.dot(f_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
     p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0 = sum of the middle's probabilities
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
@@ -386,6 +387,13 @@ class _Plan:
         self.block_vd = _run_block(v_starts)
         self.align = _alignment(k_starts + v_starts, self.k_mid, self.v_mid)
         self.num_warps = num_warps or tuned.get("num_warps", 4)
+        self.num_stages = tuned.get("num_stages")  # the streaming pass's software pipelining (Triton's default)
+        # The two coefficient GEMMs (phases 1 and 6) on tensor cores with float32 accuracy (3xTF32): with FMA
+        # products ("ieee") the output phase took 44 us per call at any length on an H200. 16 frequencies per step
+        # of the output's loop measured fastest on an H100 (21 / 29 / 47 us at 1x4k / 1x128k / 8x32k, against
+        # 29 / 35 / 84 with 32, and more with 64).
+        self.coef_prec = "tf32x3"
+        self.out_block_n = 16
         self.b, self.hq, self.lq, self.d, self.hkv, self.le = b, hq, lq, d, hkv, le
         tiles = max(triton.cdiv(le, self.block_t), triton.cdiv(mid_len, self.block_t))
         self.splits = num_splits if num_splits is not None else _num_splits(
@@ -393,7 +401,9 @@ class _Plan:
         self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1)
         dev = q.device
         rows = hq * lq
-        self.z = torch.empty(b, rows, self.nz, 2, dtype=torch.float32, device=dev)
+        # Z is written into the first bins of the inverse transform's input, zero-padded here once to T // 2 + 1
+        # bins, so the transform reads it as it is (no padded copy per call).
+        self.z = torch.zeros(b, rows, self.t_max // 2 + 1, 2, dtype=torch.float32, device=dev)
         self.s = torch.empty(b, rows, self.t_max, dtype=torch.float32, device=dev)
         self.f_complex = torch.empty(b, rows, self.t_max // 2 + 1, dtype=torch.complex64, device=dev)
         self.f = torch.view_as_real(self.f_complex)
@@ -422,7 +432,7 @@ class _Plan:
             _query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
                 q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
-                self.t_max, **consts, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=block_n)
+                self.t_max, **consts, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.coef_prec)
         if upto >= 2:
             self._transform(inverse=True)
         if upto >= 3:
@@ -434,7 +444,8 @@ class _Plan:
                 self.s.stride(0), self.s.stride(1), self.hkv, self.le, self.mid_len, self.sm_scale, self.splits,
                 **consts, DT=_TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
                 BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t, BLOCK_KD=self.block_kd,
-                BLOCK_VD=self.block_vd, ALIGN=self.align, num_warps=self.num_warps)
+                BLOCK_VD=self.block_vd, ALIGN=self.align, num_warps=self.num_warps,
+                **({"num_stages": self.num_stages} if self.num_stages else {}))
         if upto >= 4 and self.cv:
             block_tt = 1024
             _probabilities_kernel[(grid_kv, triton.cdiv(self.t_max, block_tt))](
@@ -449,15 +460,15 @@ class _Plan:
                 self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
                 self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
                 self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,
-                BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=64, BLOCK_VD=self.block_vd,
-                BLOCK_S=splits_block(self.splits), BLOCK_SO=min(8, triton.next_power_of_2(self.splits)))
+                BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
+                BLOCK_S=splits_block(self.splits), BLOCK_SO=min(8, triton.next_power_of_2(self.splits)),
+                CPREC=self.coef_prec)
         return self.result
 
     def _transform(self, inverse: bool) -> None:
         """Phase 2 (S = irfft Z; zeros without compressed K channels) or phase 5 (F = rfft p), one batched transform
         per distinct period, written straight into the plan's buffers when every sequence shares the period."""
         for period, idx in self.groups:
-            nz = min(self.nz, period // 2 + 1)
             if idx is None:  # uniform: the buffers are exactly [B, rows, T] and [B, rows, T // 2 + 1]
                 if not inverse:
                     torch.fft.rfft(self.s, n=period, dim=-1, out=self.f_complex)
@@ -470,19 +481,21 @@ class _Plan:
                 spec = torch.fft.rfft(self.s[idx, :, :period], n=period, dim=-1)
                 self.f_complex[:, :, : period // 2 + 1].index_copy_(0, idx, spec)
             elif self.ck:
-                z = torch.view_as_complex(self.z[idx, :, :nz].contiguous())
+                z = torch.view_as_complex(self.z[idx, :, : period // 2 + 1])  # bins >= nz stay zero
                 self.s[:, :, :period].index_copy_(0, idx, torch.fft.irfft(z, n=period, dim=-1, norm="forward"))
             else:
                 self.s[:, :, :period].index_fill_(0, idx, 0.0)
 
 
 def spectral_scratch_bytes(q, mid_len, period, k_cos, **_) -> int:
-    """Bytes of scratch traffic one call adds to the cache's own (float32, per query row): Z written and read,
-    S written by the inverse transform, read and rewritten by the streaming pass (the middle) and by the
-    probabilities pass (up to T), read by the forward transform, and its spectrum written and read."""
+    """Bytes of scratch traffic one call adds to the cache's own (float32, per query row): Z written, the inverse
+    transform's zero-padded input read three times (torch copies it before cuFFT's C2R overwrites it), S written
+    by the inverse transform, read and rewritten by the streaming pass (the middle) and by the probabilities pass
+    (up to T), read by the forward transform, and its spectrum written and read."""
     rows = q.shape[0] * q.shape[1] * q.shape[2]
     nz = min(k_cos.shape[2], period // 2 + 1)
-    per_row = 2 * 8 * nz + 4 * period + 8 * mid_len + 8 * period + 4 * period + 2 * 8 * (period // 2 + 1)
+    bins = period // 2 + 1
+    per_row = 8 * nz + 3 * 8 * bins + 4 * period + 8 * mid_len + 8 * period + 4 * period + 2 * 8 * bins
     return rows * per_row
 
 

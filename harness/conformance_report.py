@@ -118,8 +118,17 @@ def representative_case(op: str, profile: str = "gpu", candidates: int = 4) -> d
     draw()
     if not drawn:
         raise ValueError(f"op {op!r}: profile {profile!r} drew no case")
-    sizes = [_tensor_bytes(spec.make_inputs(c, torch.float16, torch.device("meta"))) for c in drawn]
+    sizes = [_case_bytes(spec, c) for c in drawn]
     return drawn[max(range(len(drawn)), key=sizes.__getitem__)]
+
+
+def _case_bytes(spec, case: dict) -> int:
+    """Input bytes of a case in float16, sized on the meta device (no memory), or on the CPU for an op whose input
+    builder reads values (a varlen op's per-sequence lengths, say), which meta tensors do not hold."""
+    try:
+        return _tensor_bytes(spec.make_inputs(case, torch.float16, torch.device("meta")))
+    except (RuntimeError, NotImplementedError):
+        return _tensor_bytes(spec.make_inputs(case, torch.float16, torch.device("cpu")))
 
 
 def measure_speed(op: str, fn: Callable, device: str, dtype: torch.dtype, case: dict | None = None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -353,6 +354,36 @@ class _CaseFailed(Exception):
     pass
 
 
+@contextmanager
+def source_constants_off():
+    """Draw without the constants hypothesis mines from the source of every local module imported so far.
+
+    Hypothesis (6.131 and later; hypothesis.internal.conjecture.providers) replaces an integer or float draw by
+    such a literal now and then (p 0.05 / 0.15). The pool is whatever this process has imported, so without this
+    the derandomized ci draws of one checkout differed by entry point (`import harness.cli` first, a pytest-xdist
+    worker's earlier tests, a mutant's module) and changed with any literal edited anywhere in the repository.
+    Private API of the pinned hypothesis; where it is missing this does nothing.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:  # pragma: no cover - another hypothesis
+        yield
+        return
+    mined, cache = getattr(providers, "_get_local_constants", None), getattr(providers, "CONSTANTS_CACHE", None)
+    if mined is None or cache is None:  # pragma: no cover - another hypothesis
+        yield
+        return
+    none = Constants()
+    providers._get_local_constants = lambda: none
+    cache.cache.clear()  # (type, constraints) -> permitted constants, computed with the pool in force
+    try:
+        yield
+    finally:
+        providers._get_local_constants = mined
+        cache.cache.clear()
+
+
 def draws(profile: str, seed: int | None) -> str:
     """How `conform` draws its cases: 'seed N', 'derandomized' (profile ci, no seed) or 'random'."""
     if seed is not None:
@@ -431,7 +462,8 @@ def conform(op_name: str, impl_fn: Callable[..., Any] | str, profile: str = "ci"
         if seed is not None:
             run = fix_seed(seed)(run)
         try:
-            run()
+            with source_constants_off():  # the same draws whatever this process imported
+                run()
         except* _CaseFailed:
             pass
         report.failures.extend(last)

@@ -89,8 +89,11 @@ def load_mutant(mutant: Mutant, module_name: str, entry: str, directory: str) ->
     the registry's implementations and references stay the unmutated ones. Returns its `entry` attribute."""
     import reference.registry as registry
 
-    registry.register_impl = lambda op, name: (lambda fn: fn)
+    # Same signatures as the real ones (a stub that rejects a keyword such as bench= makes every mutant "crash" at
+    # import: a detection that inflates the score).
+    registry.register_impl = lambda op, name, *, bench=True: (lambda fn: fn)
     registry.register_op = lambda spec: spec
+    registry.register_baseline = lambda op, name, bench: bench
     package, _, base = module_name.rpartition(".")
     name = f"{package + '.' if package else ''}_mutant_{base}"
     path = os.path.join(directory, f"_mutant_{base}.py")

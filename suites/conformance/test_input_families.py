@@ -176,3 +176,67 @@ def test_the_magnitude_family_exposes_a_basis_a_few_ulps_off():
         assert not result.passed and result.property == "tolerance", result.message
     assert check_case("fourier_compress", lambda x, num_freqs, period: _compress_with_basis_error(x, num_freqs, period, 0.0),
                       large[0], torch.float32).passed
+
+
+def _needle_case(op: str) -> dict:
+    return next(c for c in get_op(op).examples if c["score_offset"] == "needle")
+
+
+@pytest.mark.parametrize("op", FOURIER)
+def test_the_needle_example_attends_to_one_middle_token(op):
+    """Every query row's output is the needle's rebuilt V row (reference/ops/score_offset.py, needle_fourier_cache)."""
+    from reference.ops.fourier import assemble
+    from reference.ops.score_offset import needle_token
+
+    spec = get_op(op)
+    x = spec.make_inputs(_needle_case(op), torch.float64, torch.device("cpu"))
+    out = spec.reference(**x)
+    hkv = x["k_exact"].shape[1]
+    group = x["q"].shape[1] // hkv
+    mids = x["mid_lens"].tolist() if "mid_lens" in x else [x["mid_len"]] * x["q"].shape[0]
+    periods = x["periods"].tolist() if "periods" in x else [x["period"]] * len(mids)
+    for s, (m, period) in enumerate(zip(mids, periods)):
+        assert needle_token(m) % 2 == 1 and period == 8  # an odd phase: n = 1 at a quadrant edge of the basis
+        v = assemble(x["v_exact"][s:s + 1], x["n_init"], x["v_mid_kept"][s:s + 1, :m], x["v_kept_idx"],
+                     x["v_comp_idx"], x["v_cos"][s:s + 1], x["v_sin"][s:s + 1], x["v_scale"][s:s + 1],
+                     x["v_shift"][s:s + 1], m, period)[0]
+        needle = v[:, x["n_init"] + needle_token(m)]  # [Hkv, D]
+        want = needle.repeat_interleave(group, dim=0)[:, None, :].expand_as(out[s])
+        assert torch.allclose(out[s], want, rtol=1e-12, atol=1e-9), (out[s] - want).abs().max()
+
+
+def _decode_with_basis_off_at_edges(op: str):
+    """The op's reference whose float32 basis is 6 ulps too large in magnitude at |cos| = |sin| = sqrt(1/2) (the
+    phases a Taylor cos/sin evaluates at |a| = pi/4), like a sin polynomial with its a**9 term doubled."""
+    import functools
+    from unittest import mock
+
+    import reference.ops.fourier as fourier
+
+    reference, span_basis = get_op(op).reference, fourier.span_basis
+
+    def off_at_edges(length, num_freqs, period, dtype, device):
+        cos, sin = span_basis(length, num_freqs, period, dtype, device)
+        edge = lambda t: ((t.abs() - 0.5 ** 0.5).abs() < 1e-6) & (dtype == torch.float32)  # noqa: E731
+        return (torch.where(edge(cos), cos + cos.sign() * 3.6e-7, cos),
+                torch.where(edge(sin), sin + sin.sign() * 3.6e-7, sin))
+
+    @functools.wraps(reference)
+    def broken(**inputs):
+        with mock.patch.object(fourier, "span_basis", off_at_edges):
+            return reference(**inputs)
+
+    return broken
+
+
+@pytest.mark.parametrize("op", FOURIER)
+def test_the_needle_example_rejects_a_basis_a_few_ulps_off_at_the_quadrant_edges(op):
+    """Averaged over the attended tokens the error passes every other example; on the needle it fails the rule."""
+    broken = _decode_with_basis_off_at_edges(op)
+    for case in get_op(op).examples:
+        result = check_case(op, broken, case, torch.float32)
+        if case["score_offset"] == "needle":
+            assert not result.passed and result.property == "tolerance", result.message
+        else:
+            assert result.passed, result.message
+    assert check_case(op, get_op(op).reference, _needle_case(op), torch.float32).passed

@@ -117,6 +117,18 @@ def test_runner_verdicts_crashed_and_timeout():
     assert hang.status == "timeout" and hang.seconds < 30
 
 
+def test_mutants_of_modules_that_register_with_hooks_import():
+    """A mutant is imported with registration stubbed out; the stubs take the real decorators' keywords (bench=):
+    otherwise every mutant of such a module "crashes" at import, a detection, and the score reads 100%."""
+    for op, impl in (("fourier_decode_attention", "triton"), ("decode_attention", "triton")):
+        path, source, entry = entry_point(get_impl(op, impl))
+        assert "bench=" in source
+        fn = get_impl(op, impl)
+        r = run_mutant(_toy_mutant(source + "\nraise RuntimeError('imported to the end')\n"), op, fn.__module__,
+                       entry, "ci", 1, timeout_s=120)
+        assert r.status == "crashed" and "imported to the end" in r.detail, (impl, r.detail)
+
+
 @pytest.fixture(scope="module")
 def toy_campaign():
     return mutate_impl("attention", toy.attention, TOY, max_mutants=None, max_examples=2)

@@ -2,6 +2,10 @@
 first, and the same seed (or the derandomized ci draw) gives the same verdict on every run."""
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -84,3 +88,36 @@ def test_seed_must_be_a_non_negative_int():
         with pytest.raises(ValueError, match="seed"):
             conform("attention", "torch", max_examples=1, seed=bad)
     assert draws("gpu", None) == "random" and draws("ci", None) == "derandomized" and draws("gpu", 3) == "seed 3"
+
+
+def _inputs_drawn(op: str) -> list[str]:
+    ref = get_op(op).reference
+    seen = []
+
+    def recording(**kwargs):
+        h = hashlib.sha1()
+        for name in sorted(kwargs):
+            v = kwargs[name]
+            h.update(v.contiguous().numpy().tobytes() if isinstance(v, torch.Tensor) else repr(v).encode())
+        seen.append(h.hexdigest())
+        return ref(**kwargs)
+
+    recording.__signature__ = inspect.signature(ref)
+    assert conform(op, recording, dtypes=(torch.float32,), max_examples=10).passed
+    return seen
+
+
+def test_draws_do_not_depend_on_what_the_process_imported(tmp_path, monkeypatch):
+    """Hypothesis now and then draws a literal mined from every local module imported so far; conform draws without
+    that pool (source_constants_off), so importing a module full of new literals changes no derandomized case."""
+    from hypothesis.internal.conjecture import providers
+
+    mined = providers._get_local_constants
+    op = "fourier_decode_attention"  # draws two floats in [0, 1] per case: a mined float replaces one in seven
+    before = _inputs_drawn(op)
+    literals = ", ".join(f"{i / 1009:.6f}" for i in range(1, 400))
+    (tmp_path / "literals_for_draws.py").write_text(f"FRACTIONS = ({literals})\nSIZES = {tuple(range(5, 300, 7))}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("literals_for_draws")
+    assert _inputs_drawn(op) == before
+    assert providers._get_local_constants is mined  # put back after each draw: other hypothesis users keep it

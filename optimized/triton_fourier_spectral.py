@@ -129,8 +129,11 @@ def _stream_kernel(
     middle's kept output accumulates in that order (ACCK), mapped back to dimensions by the output pass. Middle
     tiles are BLOCK_KD / BLOCK_VD wide (the longest kept run, padded to a power of two), not the head dimension:
     about a quarter of the registers and tensor-core work of a full-width tile. ALIGN: every head's run starts
-    and ends on a multiple of it (checked by the plan), which lets the compiler vectorize the tile loads.
+    and ends on a multiple of it in rows whose stride is one too (checked by the plan), which lets the compiler
+    vectorize the tile loads. Each promised quantity is rounded down to the multiple before use: a no-op when the
+    promise holds, and a wrong result (not an ignored hint, as tl.multiple_of is in the interpreter) when not.
     """
+    tl.static_assert(ALIGN >= 1, "ALIGN: the alignment promised for the kept runs must be >= 1")
     bh = tl.program_id(0)
     split = tl.program_id(1)
     b = bh // Hkv
@@ -162,12 +165,14 @@ def _stream_kernel(
         s = tl.where(j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
         m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
 
-    ks = tl.multiple_of(tl.load(KSTART + h), ALIGN)
-    vs = tl.multiple_of(tl.load(VSTART + h), ALIGN)
+    ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
+    vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)
+    skmt = tl.multiple_of(skmt // ALIGN * ALIGN, ALIGN)
+    svmt = tl.multiple_of(svmt // ALIGN * ALIGN, ALIGN)
     dk = tl.arange(0, BLOCK_KD)
     dv = tl.arange(0, BLOCK_VD)
-    k_run = dk < tl.multiple_of(tl.load(KSTART + h + 1) - ks, ALIGN)  # the head's kept K channels: ks + dk
-    v_run = dv < tl.multiple_of(tl.load(VSTART + h + 1) - vs, ALIGN)
+    k_run = dk < tl.multiple_of((tl.load(KSTART + h + 1) - ks) // ALIGN * ALIGN, ALIGN)  # the head's kept K: ks + dk
+    v_run = dv < tl.multiple_of((tl.load(VSTART + h + 1) - vs) // ALIGN * ALIGN, ALIGN)
     k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=0).to(tl.int32) - h * D
     q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + k_dims[None, :] * sqd,
                     mask=row_ok[:, None] & k_run[None, :], other=0.0).to(DT)
@@ -407,11 +412,15 @@ class _Plan:
         self.s = torch.empty(b, rows, self.t_max, dtype=torch.float32, device=dev)
         self.f_complex = torch.empty(b, rows, self.t_max // 2 + 1, dtype=torch.complex64, device=dev)
         self.f = torch.view_as_real(self.f_complex)
-        parts = b * hkv * self.splits
-        self.acc = torch.empty(parts, self.block_m, self.block_d, dtype=torch.float32, device=dev)
-        self.acc_kept = torch.empty(parts, self.block_m, self.block_vd, dtype=torch.float32, device=dev)
-        self.mx = torch.empty(parts, self.block_m, dtype=torch.float32, device=dev)
-        self.sm = torch.empty_like(self.mx)
+        # The splits' partial results, NaN until written, with a NaN tail of one merge chunk past the last: a merge
+        # that reads a part no split wrote, or past the last (a wrong mask), gets NaN into its output, on the CPU
+        # tier too (the interpreter reads such places silently). Filled once per plan, never per call.
+        parts = b * hkv * self.splits + 8
+        nan = float("nan")
+        self.acc = torch.full((parts, self.block_m, self.block_d), nan, dtype=torch.float32, device=dev)
+        self.acc_kept = torch.full((parts, self.block_m, self.block_vd), nan, dtype=torch.float32, device=dev)
+        self.mx = torch.full((parts, self.block_m), nan, dtype=torch.float32, device=dev)
+        self.sm = torch.full_like(self.mx, nan)
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start  # any int32 tensor: not read unless VARLEN
         self.groups = self._period_groups()

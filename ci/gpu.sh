@@ -21,6 +21,7 @@
 #   PYTEST_BUDGET_S        seconds the other gpu tests may run before they are interrupted (default 180; pytest still
 #                          writes its report)
 #   SANITIZE_BUDGET_S      seconds each compute-sanitizer tool may run (default 600)
+#   SANITIZE_ARGS          arguments for ci/sanitize_kernels.py (e.g. "--ops fourier_decode_attention --examples 1")
 #   STEPS                  comma-separated subset of bench,perf,gpu,sanitize (default all four), e.g. to finish a run that
 #                          a per-command time limit cut short
 #   PYTEST_ARGS            extra arguments for the gpu pytest step (e.g. -k "fourier_decode_attention-triton")
@@ -116,7 +117,7 @@ else
   for tool in racecheck memcheck; do
     echo "== compute-sanitizer --tool $tool over the Triton kernels (budget ${sanitize_budget}s)"
     timeout -s INT -k 30 "$sanitize_budget" "$sanitizer" --tool "$tool" --error-exitcode 3 --print-limit 20 \
-      "$PY" ci/sanitize_kernels.py 2>&1 | tee -a "$work/sanitize.log"
+      "$PY" ci/sanitize_kernels.py ${SANITIZE_ARGS:-} 2>&1 | tee -a "$work/sanitize.log"
     rc=${PIPESTATUS[0]}
     [ "$rc" -ne 0 ] && sanitize_rc=$rc
   done

@@ -20,7 +20,7 @@ import html
 import json
 import math
 from collections import defaultdict
-from harness.board_page import Board, add_figure, add_table, add_text, add_warning, fig_png, plt
+from harness.board_page import Board, add_figure, add_heading, add_table, add_text, add_warning, fig_png, plt
 from harness.dllm_methods import labels
 from harness.dllm_tasks import TASKS
 from harness.stats import paired_delta
@@ -63,13 +63,6 @@ def _fmt(v, spec: str = ".2f") -> str:
 
 def _ratio(v: float | None, base: float | None) -> str:
     return f"{v / base:.2f}x" if v is not None and base else "—"
-
-
-
-
-def _heading(md: list[str], hp: list[str], text: str, level: int = 3) -> None:
-    md.append(f"{'#' * level} {text}\n")
-    hp.append(f"<h{level}>{html.escape(text)}</h{level}>")
 
 
 def variant_of(r: dict) -> tuple:
@@ -168,7 +161,7 @@ def _accuracy_section(records: list[dict], md: list[str], hp: list[str]) -> None
     for (model, proto), g in sorted(groups.items()):
         cells = g["cells"]
         devices = sorted({r["device"] for c in cells.values() for r in c.values()})
-        _heading(md, hp, f"Accuracy: {model}")
+        add_heading(md, hp, f"Accuracy: {model}")
         if len(protocols[model]) > 1:
             add_warning(md, hp, "Warning: records of this model were measured under different protocols; they are shown "
                           f"in separate tables and not compared. This table's protocol: `{proto}`")
@@ -393,7 +386,7 @@ def _throughput_section(board, records: list[dict], md: list[str], hp: list[str]
     groups = throughput_cells(records)
     if not groups:
         return
-    _heading(md, hp, "Throughput and memory: targets and the paper's sweep")
+    add_heading(md, hp, "Throughput and memory: targets and the paper's sweep")
     add_text(md, hp, f"Targets (issue): Sparse-dLLM with our kernels (impl triton) at an {TARGET_PROMPT // 1024}k prompt "
                   f"reaches ≥ {TARGET_SPEEDUP:g}x vanilla's tokens/s with peak memory ≤ {TARGET_MEMORY:g}x "
                   "vanilla's, both on the same device; each device's check is in its section. The paper reports "
@@ -406,7 +399,7 @@ def _throughput_section(board, records: list[dict], md: list[str], hp: list[str]
         protocols[(device, model)].add(proto)
     for n, ((device, model, proto), cells) in enumerate(sorted(groups.items())):
         heading = f"Throughput and memory: {model} on {device}"
-        _heading(md, hp, heading)
+        add_heading(md, hp, heading)
         if len(protocols[(device, model)]) > 1:
             add_warning(md, hp, "Warning: records of this device were measured under different protocols; they are shown "
                           f"in separate tables and not compared. This table's protocol: `{proto}`")

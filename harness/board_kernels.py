@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 
 from harness import fourier_targets
-from harness.board_page import Board, add_figure, add_table, add_text, add_warning
+from harness.board_page import Board, add_figure, add_heading, add_table, add_text, add_warning
 from harness.kernel_plot import kernel_label, latency_figure, roofline_ms
 
 
@@ -165,8 +165,7 @@ def kernels_conformance_board(records: list[dict]) -> Board | None:
     headers = [h for h, _ in CONFORMANCE_COLUMNS]
     protocols = sorted({r["protocol"] for r in rows})
     for device in sorted({r["device"] for r in rows}):
-        md.append(f"### On {device}\n")
-        hp.append(f"<h3>On {html.escape(device)}</h3>")
+        add_heading(md, hp, f"On {device}")
         for proto in protocols:
             group = sorted((r for r in rows if r["protocol"] == proto and r["device"] == device),
                            key=lambda r: (r["op"], not r["passed"], -r["speed_value"], r["impl"]))
@@ -189,8 +188,7 @@ def kernels_conformance_board(records: list[dict]) -> Board | None:
         md.append("")
         hp.append("</ul>")
     if mutations:
-        md.append("### Conformance strength (mutation testing)\n")
-        hp.append("<h3>Conformance strength (mutation testing)</h3>")
+        add_heading(md, hp, "Conformance strength (mutation testing)")
         add_text(md, hp, "The newest `python -m harness mutate` run of each kernel: sampled single-point mutants of its "
                  "source, each checked by conformance; equivalent survivors (by the committed reasons file) are left "
                  "out of the score, crashes and timeouts count as rejections.")
@@ -258,8 +256,7 @@ def _targets(md: list[str], hp: list[str], records: list[dict]) -> None:
     targets = fourier_targets.target_rows(records)
     if not targets:
         return
-    md.append("### FlashFourierAttention targets\n")
-    hp.append("<h3>FlashFourierAttention targets</h3>")
+    add_heading(md, hp, "FlashFourierAttention targets")
     add_text(md, hp, "FlashFourierAttention in coefficient space vs SDPA-flash on the full cache (LLaMA-3-8B decode "
                      "shapes, the newest run that measured both; `phase_ms` from CUDA-graph timings of the first k "
                      "phases).")
@@ -285,8 +282,7 @@ def kernels_latency_board(records: list[dict]) -> Board | None:
         groups[(c["record"]["params"].get("dtype", "?"), c["record"]["device"])].append(c)
     for n, ((dtype, device), group) in enumerate(sorted(groups.items())):
         heading = f"{dtype} on {device}"
-        md.append(f"### {heading}\n")
-        hp.append(f"<h3>{html.escape(heading)}</h3>")
+        add_heading(md, hp, heading)
         if any("latency_ms" in c["metrics"] for c in group):
             add_figure(board, md, hp, f"kernels_latency_{n}.png", latency_figure(group, f"Decode latency vs context: {heading}"),
                        f"Decode latency vs context (log-log) with the copy-bandwidth roofline, {heading}")

@@ -7,7 +7,7 @@ import html
 import json
 from collections import defaultdict
 
-from harness.board_page import Board, add_figure, add_table, add_warning, fig_png, method_label, plt
+from harness.board_page import Board, add_figure, add_heading, add_table, add_warning, fig_png, method_label, plt
 from harness.stats import bootstrap_ci, paired_delta
 
 HEATMAP_COLUMNS = 5
@@ -121,8 +121,7 @@ def kv_methods_board(records: list[dict]) -> Board:
                "cells"]
     for n_group, setting in enumerate(niah_settings(records)):
         heading = setting["heading"]
-        md.append(f"### {heading}\n")
-        hp.append(f"<h3>{html.escape(heading)}</h3>")
+        add_heading(md, hp, heading)
         if setting["mixed"]:
             add_warning(md, hp, "Warning: records of this setting were measured under different protocols; they are "
                                 "shown in separate tables and not ranked together. This table's protocol: "

@@ -25,7 +25,8 @@ from tabulate import tabulate  # noqa: E402
 from reference.kv import variant_params  # noqa: E402
 
 __all__ = ["Board", "Headline", "plt", "fig_png", "png_size", "img_html", "table_html", "add_table", "add_text",
-           "add_warning", "add_figure", "method_label", "table_px", "split_columns", "PAGE_PX", "TABLE_PX", "CSS"]
+           "add_warning", "add_figure", "add_heading", "method_label", "table_px", "split_columns", "PAGE_PX", "TABLE_PX",
+           "CSS"]
 
 PAGE_PX = 1400  # the window a page is read in
 TABLE_PX = 1300  # what CSS leaves a table in that window: body max-width 1340 px less 2 x 1 em padding, rounded down
@@ -139,6 +140,13 @@ def add_table(md: list[str], hp: list[str], headers: list[str], rows: list[list]
             add_text(md, hp, f"(columns, part {n} of {len(parts)})")
         md.append(tabulate(r, headers=h, tablefmt="github", disable_numparse=True) + "\n")
         hp.append(table_html(h, r))
+
+
+def add_heading(md: list[str], hp: list[str], text: str, level: int = 3) -> None:
+    """Append one heading to a board's Markdown (`### text`) and HTML (`<h3>text</h3>`) parts; a board's own
+    sections are level 3 (the page gives the board a level-2 heading)."""
+    md.append(f"{'#' * level} {text}\n")
+    hp.append(f"<h{level}>{html.escape(text)}</h{level}>")
 
 
 def add_text(md: list[str], hp: list[str], text: str) -> None:

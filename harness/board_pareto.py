@@ -15,10 +15,9 @@ Fronts maximize accuracy and minimize bytes and latency, beyond the confidence i
 """
 from __future__ import annotations
 
-import html
 import math
 
-from harness.board_page import Board, add_figure, add_table, add_text, fig_png, plt
+from harness.board_page import Board, add_figure, add_heading, add_table, add_text, fig_png, plt
 from harness.board_scheduling import ORACLE, at_load, load_label
 from harness.pareto_plot import front_panel, legend_handles, styles
 from harness.pareto_rows import CODES, FRONT_KEY, SENSES, dllm_panels, front_cell, kv_panels, sched_panels
@@ -116,8 +115,7 @@ def _sched_spec(panel: dict, rate: float, style: dict):
 
 # ---------------------------------------------------------------- the board
 def _panel_tables(md: list[str], hp: list[str], panel: dict) -> None:
-    md.append(f"### {panel['title']}\n")
-    hp.append(f"<h3>{html.escape(panel['title'])}</h3>")
+    add_heading(md, hp, panel["title"])
     if panel.get("caption"):
         add_text(md, hp, panel["caption"])
     add_text(md, hp, "Sources:")
@@ -147,8 +145,7 @@ def pareto_board(records: list[dict]) -> Board | None:
     board = Board("Pareto fronts: accuracy vs bytes vs latency, every family", records=kv_used + dl_used + sc_used)
     md, hp = [], []
     add_text(md, hp, INTRO)
-    md.append("### Fronts at a glance\n")
-    hp.append("<h3>Fronts at a glance</h3>")
+    add_heading(md, hp, "Fronts at a glance")
     add_table(md, hp, ["family", "panel", "ranked on", "on the front"], glance_rows(kv + dl, sc), key=2)
     for p in kv:
         _panel_tables(md, hp, p)

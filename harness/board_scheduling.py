@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 from matplotlib.ticker import FuncFormatter
 
-from harness.board_page import Board, add_figure, add_table, add_text, add_warning, fig_png, plt
+from harness.board_page import Board, add_figure, add_heading, add_table, add_text, add_warning, fig_png, plt
 from harness.stats import t_interval
 from harness.store import key_device, newest_records
 from reference.scheduling.policies import policy_names
@@ -261,8 +261,7 @@ def _workload_sections(board, groups: dict[tuple, dict], md: list[str], hp: list
     for n, ((task, model, setting, proto), points) in enumerate(sorted(groups.items())):
         setting_params = json.loads(setting)
         heading = titles[(task, "sim", model, setting, proto)]
-        md.append(f"### {heading}\n")
-        hp.append(f"<h3>{html.escape(heading)}</h3>")
+        add_heading(md, hp, heading)
         acceptance = setting_params.get("acceptance")
         rates = sorted({(rate, pt["load"]) for (rate, _), pt in points.items()})
         add_text(md, hp, f"Trace {model}; {setting_text(setting_params)}. "
@@ -314,8 +313,7 @@ def _overhead_section(records: list[dict], md: list[str], hp: list[str]) -> None
     recs = [r for r in records if r["task"] == OVERHEAD_TASK and r["metric"] == "decision_overhead_us"]
     if not recs:
         return
-    md.append("### Scheduling decision overhead\n")
-    hp.append("<h3>Scheduling decision overhead</h3>")
+    add_heading(md, hp, "Scheduling decision overhead")
     add_text(md, hp, f"Mean wall time of one scheduling decision (picking the batch of the next step) with `queued` "
                   f"requests waiting, in µs, against the {OVERHEAD_TARGET_US:g} µs target; measured on the device shown.")
     headers = ["queued", "policy", "impl", "µs per step", f"≤ {OVERHEAD_TARGET_US:g} µs", "other params", "device"]
@@ -358,8 +356,7 @@ def _sim_vs_real_section(records: list[dict], md: list[str], hp: list[str]) -> N
     rows = sim_vs_real(records)
     if not rows:
         return
-    md.append("### Simulator vs real serving loop\n")
-    hp.append("<h3>Simulator vs real serving loop</h3>")
+    add_heading(md, hp, "Simulator vs real serving loop")
     add_text(md, hp, "Mean end-to-end latency of the same requests, policy and parameters in the discrete-event simulator "
                   "and in the executed serving loop; sim − real in % of real, against the "
                   f"±{100 * SIM_REAL_TARGET:g}% target.")

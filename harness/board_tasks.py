@@ -6,11 +6,10 @@ under different settings (model, compression ratio, question-aware, protocol) ge
 """
 from __future__ import annotations
 
-import html
 import json
 from collections import defaultdict
 
-from harness.board_page import Board, add_table, add_text, method_label
+from harness.board_page import Board, add_heading, add_table, add_text, method_label
 from harness.store import newest_records
 
 
@@ -57,8 +56,7 @@ def _board(records: list[dict], suite: str, title: str, intro: str, views: list[
     for r in recs:
         groups[_settings(r)].append(r)
     for settings, rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        md.append(f"### {_title(settings)}\n")
-        hp.append(f"<h3>{html.escape(_title(settings))}</h3>")
+        add_heading(md, hp, _title(settings))
         for label, column in views:
             cols, rows = _table(rs, column)
             if not rows:

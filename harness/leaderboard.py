@@ -26,7 +26,7 @@ from typing import Callable
 from harness.board_dllm import dllm_board
 from harness.board_kernels import kernels_conformance_board, kernels_latency_board
 from harness.board_niah import kv_methods_board
-from harness.board_page import CSS, Board, Headline
+from harness.board_page import CSS, Board, Headline, add_heading, add_text
 from harness.board_pareto import pareto_board
 from harness.board_scheduling import schedulers_board
 from harness.board_tasks import longbench_board, ruler_board
@@ -134,13 +134,16 @@ def pages(records: list[dict]) -> list[Page]:
 
 def _write_family(page: Page, out_dir: Path, rel: Path, built: str) -> dict[str, Path]:
     back = f"Part of the {TITLE}"
-    md = [f"# {page.title}\n", f"{back} ([headline](README.md), [Pareto fronts](pareto.md)). {built}\n"]
-    hp = [f"<h1>{html.escape(page.title)}</h1>", f"<p class='meta'>{html.escape(back)} (<a href='index.html'>headline"
-          f"</a>, <a href='pareto.html'>Pareto fronts</a>). {html.escape(built)}</p>"]
+    md, hp = [], []
+    add_heading(md, hp, page.title, level=1)
+    md.append(f"{back} ([headline](README.md), [Pareto fronts](pareto.md)). {built}\n")
+    hp.append(f"<p class='meta'>{html.escape(back)} (<a href='index.html'>headline</a>, <a href='pareto.html'>Pareto "
+              f"fronts</a>). {html.escape(built)}</p>")
     for b in page.boards:
         foot_md, foot_html = records_line(b.records, rel)
-        md += [f"## {b.title}\n", b.markdown, foot_md]
-        hp += [f"<h2>{html.escape(b.title)}</h2>", b.html, foot_html]
+        add_heading(md, hp, b.title, level=2)
+        md += [b.markdown, foot_md]
+        hp += [b.html, foot_html]
         for name, png in b.figures.items():
             (out_dir / name).write_bytes(png)
     paths = {f"{page.slug}.md": out_dir / f"{page.slug}.md", f"{page.slug}.html": out_dir / f"{page.slug}.html"}
@@ -154,10 +157,11 @@ def _headline(all_pages: list[Page], records: list[dict], out_dir: Path, rel: Pa
     intro = ("Who wins what, family by family: each section is a winner table and its key plot; the family's page "
              "has every table, and the Pareto page ranks every method on accuracy, bytes and latency. "
              f"Built from the results store as of its newest record ({built}); nothing is typed by hand.")
-    md, hp = [f"# {TITLE}\n", intro + "\n"], [f"<h1>{TITLE}</h1>", f"<p>{html.escape(intro)}</p>"]
+    md, hp = [], []
+    add_heading(md, hp, TITLE, level=1)
+    add_text(md, hp, intro)
     for page in all_pages:
-        md.append(f"## {page.title}\n")
-        hp.append(f"<h2>{html.escape(page.title)}</h2>")
+        add_heading(md, hp, page.title, level=2)
         link_md, link_html = f"[{page.slug}.md]({page.slug}.md)", f"<a href='{page.slug}.html'>{page.slug}.html</a>"
         if page.headline is not None:
             md += [page.headline.markdown, f"Details: {link_md}.\n"]
@@ -168,9 +172,10 @@ def _headline(all_pages: list[Page], records: list[dict], out_dir: Path, rel: Pa
             line = page.summary or "; ".join(b.title for b in page.boards)
             md.append(f"{line}: {link_md}.\n")
             hp.append(f"<p>{html.escape(line)}: {link_html}.</p>")
-    md += ["## Provenance\n", "Results files: " + (", ".join(f"[{s}]({rel / s})" for s in sources) or "none") + ".\n",
+    add_heading(md, hp, "Provenance", level=2)
+    md += ["Results files: " + (", ".join(f"[{s}]({rel / s})" for s in sources) or "none") + ".\n",
            *[f"- {m}" for m in provenance(records)], ""]
-    hp += ["<h2>Provenance</h2>", "<p class='meta'>Results files: "
+    hp += ["<p class='meta'>Results files: "
            + (", ".join(f"<a href='{html.escape(str(rel / s))}'>{html.escape(s)}</a>" for s in sources) or "none")
            + ".</p><ul class='meta'>" + "".join(f"<li>{html.escape(m)}</li>" for m in provenance(records)) + "</ul>"]
     return md, hp

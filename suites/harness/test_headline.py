@@ -101,3 +101,16 @@ def test_the_committed_leaderboard_fits_the_page():
         assert {f"{slug}.md", f"{slug}.html"} <= names, slug
     _check_folder(folder)
     assert height_px(read_page(folder / "index.html"), folder) <= HEADLINE_SCREENS * SCREEN_PX
+
+
+def test_every_heading_is_written_by_add_heading():
+    """A heading is a Markdown line and an HTML tag that must say the same: only the page helpers' `add_heading`
+    writes either, so no board spells a heading out by hand."""
+    by_hand = re.compile(r"""<h[1-6][ >]|["']#{1,6} """)
+    found = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if "def add_heading(" in text:
+            continue
+        found += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(text.splitlines(), 1) if by_hand.search(line)]
+    assert not found, "headings written by hand (use harness.board_page.add_heading):\n" + "\n".join(found)

@@ -5,16 +5,16 @@ parser built from harness/argtypes.py types (a malformed value exits 2 naming it
 the command raising ValueError & co. for what only its config can check (printed on one line, exit 2):
 
   run           a registered suite into the results store, then the leaderboard (harness/suite.py)
-  leaderboard   the leaderboard from the store (harness/leaderboard.py)
+  leaderboard   the leaderboard from the store (harness/boards/leaderboard.py)
   methods, ops  what is registered
-  conform       a kernel against its op's reference (harness/conform_cli.py)
-  mutate        a kernel's single-point mutants under conformance: how much it checks (harness/mutate_cli.py)
-  bench         GPU benchmarks: --suite kernels (harness/bench_kernels.py) or --suite dllm (harness/bench_dllm.py)
-  train-dllm    the small dLLM the dLLM suite decodes with (harness/train_dllm.py)
-  calibrate-sd  GPU step times of the speculative-decoding cost model (harness/calibrate_sd.py)
-  compare       a method variant against its default on the same cells (harness/variant_compare.py)
+  conform       a kernel against its op's reference (harness/kernels/conform_cli.py)
+  mutate        a kernel's single-point mutants under conformance: how much it checks (harness/kernels/mutate_cli.py)
+  bench         GPU benchmarks: --suite kernels (harness/kernels/bench.py) or --suite dllm (harness/dllm/bench.py)
+  train-dllm    the small dLLM the dLLM suite decodes with (harness/dllm/train.py)
+  calibrate-sd  GPU step times of the speculative-decoding cost model (harness/scheduling/calibrate_sd.py)
+  compare       a method variant against its default on the same cells (harness/kv/variant_compare.py)
 
-`python -m harness.train_dllm` and `python -m harness.calibrate_sd` remain, with the same options.
+`python -m harness.dllm.train` and `python -m harness.scheduling.calibrate_sd` remain, with the same options.
 """
 from __future__ import annotations
 
@@ -29,10 +29,12 @@ import sys
 from harness import argtypes
 from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 
-from harness import calibrate_sd, train_dllm, variant_compare
-from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
-from harness.conform_cli import add_conform_parser, cmd_conform
-from harness.mutate_cli import add_mutate_parser, cmd_mutate
+from harness.dllm import train as train_dllm
+from harness.kernels.bench import add_parser as add_bench_parser, cmd_bench
+from harness.kernels.conform_cli import add_conform_parser, cmd_conform
+from harness.kernels.mutate_cli import add_mutate_parser, cmd_mutate
+from harness.kv import variant_compare
+from harness.scheduling import calibrate_sd
 from harness.suite import SUITES, suite_names
 
 DEFAULT_RESULTS = "results"
@@ -223,7 +225,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.leaderboard import build_leaderboard
+    from harness.boards.leaderboard import build_leaderboard
 
     paths = build_leaderboard(args.results, args.out)
     for p in paths.values():
@@ -255,7 +257,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    from harness.kernel_impls import bench_impls
+    from harness.kernels.impls import bench_impls
     from reference.registry import all_ops, implementations
 
     timed: dict[str, list[str]] = {}

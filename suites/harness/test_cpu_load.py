@@ -1,12 +1,12 @@
 """CPU timings carry their thread count and the machine's load (harness/cpu_load.py); a timing taken on an
-oversubscribed CPU stays off the latency fronts (harness/pareto_rows.py)."""
+oversubscribed CPU stays off the latency fronts (harness/boards/pareto_rows.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from harness import cpu_load
-from harness.pareto_rows import kv_panels, timing_reliable
+from harness.boards.pareto_rows import kv_panels, timing_reliable
 from suites.harness.test_pareto_board import kv_cell
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.board_dllm import dllm_board
-from harness.leaderboard import build_leaderboard
+from harness.boards.leaderboard import build_leaderboard
+from harness.dllm.board import dllm_board
 from harness.stats import paired_delta
 from harness.store import ResultsStore, make_record
 from suites.harness.markdown_tables import sections

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import dllm_tasks as tasks
-from harness.bench_dllm import DLLMBenchConfig
 from harness.cli import main
-from harness.run_dllm import DLLMAccuracyConfig, run_dllm
+from harness.dllm import tasks
+from harness.dllm.bench import DLLMBenchConfig
+from harness.dllm.run import DLLMAccuracyConfig, run_dllm
+from harness.dllm.train import Recipe, train
 from harness.store import ResultsStore
-from harness.train_dllm import Recipe, train
 from reference.dllm import checkpoint
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dllm" / "tiny_dllm.pt"
@@ -76,7 +76,7 @@ def test_training_lowers_the_loss(seed):
 
 
 def test_cli_runs_every_method_on_the_trained_checkpoint(trained, tmp_path, capsys):
-    from harness.dllm_methods import labels
+    from harness.dllm.methods import labels
 
     _, out = trained
     rc = main(["run", "--suite", "dllm", "--checkpoint", str(out), "--lengths", "64", "--n", "2",

@@ -1,4 +1,4 @@
-"""Decoding options and method parameters of `run --suite dllm` (harness/run_dllm.py): they reach the loop and the
+"""Decoding options and method parameters of `run --suite dllm` (harness/dllm/run.py): they reach the loop and the
 cache, and they are part of each record's key params (and the decoding options of its protocol), so records under
 other settings never pool with the defaults'. On the committed fixture, short prompts."""
 from __future__ import annotations

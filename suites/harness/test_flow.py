@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.generate import capture, forward, generate
-from harness.model import native_attention
+from harness.lm.generate import capture, forward, generate
+from harness.lm.model import native_attention
 from reference.kv import make_method
 from reference.kv.base import KVMethod, TokenCache
 
@@ -91,7 +91,7 @@ def test_capture_rejects_prompt_longer_than_model(tiny_lm):
 
 
 def test_attention_without_cache_kwarg_is_a_clear_error(tiny_lm):
-    from harness.kv_cache import ATTN_IMPLEMENTATION
+    from harness.lm.kv_cache import ATTN_IMPLEMENTATION
 
     tiny_lm.model.config._attn_implementation = ATTN_IMPLEMENTATION
     with pytest.raises(RuntimeError, match="longctx_cache"):

@@ -1,9 +1,9 @@
 """The FlashFourierAttention target table: speedups and roofline fractions from one run's records, pass or MISS."""
 from __future__ import annotations
 
-from harness import bench_kernels as bk
-from harness.fourier_targets import HEADERS, target_rows
-from harness.leaderboard import build_leaderboard
+from harness.boards.leaderboard import build_leaderboard
+from harness.kernels import bench as bk
+from harness.kernels.fourier_targets import HEADERS, target_rows
 from harness.store import ResultsStore
 
 PROV = {"device": "cuda: NVIDIA H200", "versions": {"torch": "t"}, "git_sha": "abc"}
@@ -59,7 +59,7 @@ def test_the_kernels_board_shows_the_targets(tmp_path):
 
 
 def test_kv_variants_are_labelled_apart_from_the_default_method():
-    from harness.board_page import method_label
+    from harness.boards.page import method_label
 
     base = {"method": "fourier", "params": {"method_params": {"window": None}}}
     assert method_label(base) == "fourier"

@@ -1,7 +1,7 @@
 """The headline page and the family pages: a headline of a few screens with each family's winner table and key
 plot linking to its page, provenance at the bottom; every table and figure fits a 1400-px page. Checked on a
 leaderboard built from planted records of every family and on the committed leaderboard/ (built from results/).
-No browser runs here: widths are the character-count estimate of harness/board_page.py and the PNGs' pixel sizes,
+No browser runs here: widths are the character-count estimate of harness/boards/page.py and the PNGs' pixel sizes,
 heights the estimate of suites/harness/page_fit.py."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.board_page import PAGE_PX, TABLE_PX, add_table, png_size, split_columns, table_px
-from harness.leaderboard import FAMILIES, build_leaderboard
+from harness.boards.leaderboard import FAMILIES, build_leaderboard
+from harness.boards.page import PAGE_PX, TABLE_PX, add_table, png_size, split_columns, table_px
 from harness.store import ResultsStore
 from suites.harness.page_fit import height_px, read_page
 from suites.harness.test_pareto_board import records_of_every_family, sched_cell
@@ -113,4 +113,4 @@ def test_every_heading_is_written_by_add_heading():
         if "def add_heading(" in text:
             continue
         found += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(text.splitlines(), 1) if by_hand.search(line)]
-    assert not found, "headings written by hand (use harness.board_page.add_heading):\n" + "\n".join(found)
+    assert not found, "headings written by hand (use harness.boards.page.add_heading):\n" + "\n".join(found)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness import board_kernels
-from harness.board_kernels import CONFORMANCE_COLUMNS, bench_cells, latency_cell
-from harness.conformance import CaseResult, Report
-from harness.conformance_report import conformance_records
-from harness.leaderboard import build_leaderboard
-from harness.kernel_plot import roofline_ms
+from harness.boards.leaderboard import build_leaderboard
+from harness.kernels import board as board_kernels
+from harness.kernels.board import CONFORMANCE_COLUMNS, bench_cells, latency_cell
+from harness.kernels.conformance import CaseResult, Report
+from harness.kernels.conformance_report import conformance_records
+from harness.kernels.plot import roofline_ms
 from harness.store import ResultsStore, make_record
 from suites.harness.markdown_tables import sections
 

@@ -18,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from harness import longbench, niah
+from harness.kv import longbench, niah
 from harness.store import ResultsStore
 from reference.dllm import checkpoint
 from reference.dllm.config import DLLMConfig
@@ -358,7 +358,7 @@ def test_pretrained_directory_corruptions_are_documented_errors(tmp_path_factory
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(["gguf", "config", "missing", "not_a_model"]), junk=st.binary(max_size=64))
 def test_load_model_bad_paths_are_documented_errors(tmp_path_factory, kind, junk):
-    from harness.model import load_model
+    from harness.lm.model import load_model
 
     root = tmp_path_factory.mktemp("model")
     if kind == "gguf":

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import niah
+from harness.kv import niah
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.board_page import plt
-from harness.board_pareto import pareto_board, plotted_pairs
-from harness.leaderboard import FAMILIES, build_leaderboard
-from harness.pareto import band, ci_dominates, ci_front, dominates, paired_front, pareto_front
-from harness.pareto_plot import front_panel, styles
-from harness.pareto_rows import ALL, KV_LATENCY, PAIRS, dllm_panels, kv_panels, mark_fronts, panel_combos
+from harness.boards.leaderboard import FAMILIES, build_leaderboard
+from harness.boards.page import plt
+from harness.boards.pareto import band, ci_dominates, ci_front, dominates, paired_front, pareto_front
+from harness.boards.pareto_board import pareto_board, plotted_pairs
+from harness.boards.pareto_plot import front_panel, styles
+from harness.boards.pareto_rows import ALL, KV_LATENCY, PAIRS, dllm_panels, kv_panels, mark_fronts, panel_combos
 from harness.store import ResultsStore, make_record, newest_records
 from suites.harness.markdown_tables import sections
 from suites.harness.test_dllm_board import H100, H200, SPARSE, acc_cell, tp_cell

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.dllm.run import DLLMAccuracyConfig, run_dllm
 from harness.executors import ExecutorConfig, Shard, execute
-from harness.run_dllm import DLLMAccuracyConfig, run_dllm
-from harness.run_niah import NiahConfig, run_niah
-from harness.run_scheduling import SchedConfig, run_scheduling
-from harness.run_tasks import TaskConfig, run_tasks
+from harness.kv.run_niah import NiahConfig, run_niah
+from harness.kv.run_tasks import TaskConfig, run_tasks
+from harness.scheduling.run import SchedConfig, run_scheduling
 from harness.store import ResultsStore
 from reference.scheduling.policies import policy_names
 
@@ -65,7 +65,7 @@ def test_niah_on_ray_gives_the_local_records(tiny_model_dir, tmp_path):
 
 
 def test_ruler_on_ray_gives_the_local_records(tiny_model_dir, tmp_path):
-    from harness import ruler
+    from harness.kv import ruler
 
     config = TaskConfig(suite="ruler", model=str(tiny_model_dir), methods=("full", "streaming_llm"),
                         tasks=tuple(ruler.TASKS[:2]), lengths=(512,))
@@ -92,7 +92,7 @@ def test_scheduling_on_ray_gives_the_local_records(tmp_path):
 
 
 def test_a_failing_shard_is_reported_and_the_others_are_stored(tmp_path):
-    from harness.run_scheduling import measure, overhead_cells
+    from harness.scheduling.run import measure, overhead_cells
 
     config = SchedConfig(workloads=("paper-like",), overhead_queued=20)
     good = overhead_cells(config)[0]

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from harness.board_page import PAGE_PX, png_size
-from harness.board_scheduling import BASELINES, schedulers_board
-from harness.leaderboard import build_leaderboard
+from harness.boards.leaderboard import build_leaderboard
+from harness.boards.page import PAGE_PX, png_size
+from harness.scheduling.board import BASELINES, schedulers_board
 from harness.store import ResultsStore, make_record
 from reference.scheduling.policies import policy_names
 from suites.harness.markdown_tables import sections

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from harness.leaderboard import build_leaderboard
+from harness.boards.leaderboard import build_leaderboard
 from harness.stats import bootstrap_ci, paired_delta
 from harness.store import ResultsStore, cell_key
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import run_dllm as rd
-from harness import run_niah as rn
-from harness import run_scheduling as rs
-from harness import run_tasks as rt
-from harness import serve_real as sr
+from harness.dllm import run as rd
+from harness.kv import run_niah as rn
+from harness.kv import run_tasks as rt
+from harness.scheduling import run as rs
+from harness.scheduling import serve_real as sr
 from harness.store import ResultsStore, cell_key, make_record
 from harness.suite import SUITES, Suite, run_suite
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.boards.leaderboard import build_leaderboard
 from harness.cli import main
-from harness.leaderboard import build_leaderboard
-from harness.run_tasks import TaskConfig, run_tasks
+from harness.kv.run_tasks import TaskConfig, run_tasks
 from harness.store import ResultsStore
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "longbench"
@@ -15,7 +15,7 @@ METHODS = ("full", "streaming_llm")
 
 
 def test_ruler_sweep_records_resumes_and_boards(tiny_lm, tmp_path):
-    from harness import ruler
+    from harness.kv import ruler
 
     tasks = tuple(ruler.TASKS[:2])
     config = TaskConfig(suite="ruler", methods=METHODS, tasks=tasks, lengths=(512,), results=str(tmp_path))
@@ -37,7 +37,7 @@ def test_ruler_sweep_records_resumes_and_boards(tiny_lm, tmp_path):
 
 
 def test_longbench_sweep_on_the_fixtures(tiny_lm, tmp_path):
-    from harness import longbench
+    from harness.kv import longbench
 
     tasks = tuple(sorted(p.stem for p in FIXTURES.glob("*.jsonl") if p.stem in longbench.TASKS))[:3]
     assert tasks, "fixtures/longbench holds no task file"

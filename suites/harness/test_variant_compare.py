@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.kv.variant_compare import compare, markdown, parse_variant
 from harness.stats import sign_test, wilson
-from harness.variant_compare import compare, markdown, parse_variant
 
 
 def _rec(length, depth, value, variant=None, metric="exact_match", other=None, task="passkey"):

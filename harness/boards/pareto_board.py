@@ -1,8 +1,8 @@
 """The cross-family page: accuracy vs KV (or cache) bytes vs latency for every method, CI-aware Pareto fronts marked.
 
 The board of the leaderboard's Pareto page (`pareto.md`, `pareto.html`), linked from the headline and every family
-page. The three families measure the
-axes differently (`harness/boards/pareto_rows.py` gathers them, each panel names its sources):
+page. The three families measure the axes differently (each family's `pareto_rows.py` gathers its own panels, each
+panel names its sources):
 - KV compression (suites niah, ruler, longbench): accuracy = the suite's score per (method, compression ratio,
   impl); bytes = `kv_bytes` as % of `kv_bytes_full`; latency = `decode_ms_per_token` (ranked) and `compress_ms`,
   "not measured" on records that predate those metrics.
@@ -19,8 +19,11 @@ import math
 
 from harness.boards.page import Board, add_figure, add_heading, add_table, add_text, fig_png, plt
 from harness.boards.pareto_plot import front_panel, legend_handles, styles
-from harness.boards.pareto_rows import CODES, FRONT_KEY, SENSES, dllm_panels, front_cell, kv_panels, sched_panels
+from harness.boards.pareto_rows import CODES, FRONT_KEY, SENSES, front_cell
+from harness.dllm.pareto_rows import dllm_panels
+from harness.kv.pareto_rows import kv_panels
 from harness.scheduling.board import ORACLE, at_load, load_label
+from harness.scheduling.pareto_rows import sched_panels
 
 SOURCE_HEADERS = ["axis", "suite", "metric", "unit", "model", "device", "aggregation"]
 ARROWS = {"acc": "accuracy ↑", "bytes": "bytes ↓", "lat": "latency ↓"}

@@ -5,9 +5,10 @@ never ranked together."""
 from __future__ import annotations
 
 from harness.boards.page import Headline, add_figure, add_table, add_text
-from harness.boards.pareto_rows import dllm_panels, with_ci
+from harness.boards.pareto_rows import with_ci
 from harness.dllm.board import (TARGET_MEMORY, TARGET_PROMPT, TARGET_SPEEDUP, VANILLA, target_rows, throughput_cells,
                                 throughput_figure, variant_labels, variant_order)
+from harness.dllm.pareto_rows import dllm_panels
 
 
 def winner_rows(panels: list[dict], groups: dict) -> list[list[str]]:

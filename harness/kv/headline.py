@@ -3,8 +3,9 @@ and the methods statistically tied with it, and the NIAH heatmaps of the setting
 from __future__ import annotations
 
 from harness.boards.page import Headline, add_figure, add_table, add_text
-from harness.boards.pareto_rows import kv_panels, with_ci
+from harness.boards.pareto_rows import with_ci
 from harness.kv.board_niah import heatmaps, niah_settings
+from harness.kv.pareto_rows import kv_panels
 
 FULL = "full"
 COMPRESSED_BELOW = 99.0  # % of the full cache's bytes under which a row counts as compressed

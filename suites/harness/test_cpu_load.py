@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from harness import cpu_load
-from harness.boards.pareto_rows import kv_panels, timing_reliable
+from harness.boards.pareto_rows import timing_reliable
+from harness.kv.pareto_rows import kv_panels
 from suites.harness.test_pareto_board import kv_cell
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from harness.boards.leaderboard import build_leaderboard, kernels_latency_board
-from harness.boards.pareto_rows import sched_panels
 from harness.dllm import bench as bench_dllm
 from harness.dllm.board import dllm_board
 from harness.kernels import bench as bench_kernels
@@ -21,6 +20,7 @@ from harness.provenance import device_info, device_kind
 from harness.scheduling import run as run_scheduling
 from harness.scheduling import serve_real
 from harness.scheduling.board import schedulers_board
+from harness.scheduling.pareto_rows import sched_panels
 from harness.store import (KEYED_BY_DEVICE, ResultsStore, cell_key, key_device, keyed_by_device, make_record,
                            newest_records)
 from suites.harness.markdown_tables import sections

@@ -14,7 +14,9 @@ from harness.boards.page import plt
 from harness.boards.pareto import band, ci_dominates, ci_front, dominates, paired_front, pareto_front
 from harness.boards.pareto_board import pareto_board, plotted_pairs
 from harness.boards.pareto_plot import front_panel, styles
-from harness.boards.pareto_rows import ALL, KV_LATENCY, PAIRS, dllm_panels, kv_panels, mark_fronts, panel_combos
+from harness.boards.pareto_rows import ALL, PAIRS, mark_fronts, panel_combos
+from harness.dllm.pareto_rows import dllm_panels
+from harness.kv.pareto_rows import KV_LATENCY, kv_panels
 from harness.store import ResultsStore, make_record, newest_records
 from suites.harness.markdown_tables import sections
 from suites.harness.test_dllm_board import H100, H200, SPARSE, acc_cell, tp_cell

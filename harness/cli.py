@@ -27,15 +27,17 @@ import os
 import sys
 
 from harness import argtypes
-from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
-
-from harness.dllm import train as train_dllm
-from harness.kernels.bench import add_parser as add_bench_parser, cmd_bench
+from harness.cpu_load import set_threads
+from harness.dllm import bench as dllm_bench, train as train_dllm
+from harness.executors import ExecutorConfig
+from harness.kernels import bench as kernels_bench
 from harness.kernels.conform_cli import add_conform_parser, cmd_conform
+from harness.kernels.impls import bench_impls
 from harness.kernels.mutate_cli import add_mutate_parser, cmd_mutate
 from harness.kv import variant_compare
 from harness.scheduling import calibrate_sd
-from harness.suite import SUITES, suite_names
+from harness.suite import SUITES, get_suite, run_suite, suite_names
+from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
 
 DEFAULT_RESULTS = "results"
 DEFAULT_BOARD = "leaderboard"
@@ -161,6 +163,21 @@ def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
     return board
 
 
+def add_bench_parser(sub) -> argparse.ArgumentParser:
+    """`bench --suite kernels` (harness/kernels/bench.py) or `--suite dllm` (harness/dllm/bench.py): one command,
+    each suite's options from its own module."""
+    bench = sub.add_parser("bench", help="GPU benchmarks into the results store (kernels: decode attention vs the copy "
+                           "roofline)")
+    bench.add_argument("--suite", default="kernels", choices=("kernels", "dllm"))
+    kernels_bench.add_arguments(bench)
+    dllm_bench.add_arguments(bench)
+    return bench
+
+
+def cmd_bench(args) -> int:
+    return dllm_bench.cmd_bench_dllm(args) if args.suite == "dllm" else kernels_bench.cmd_bench(args)
+
+
 def build_parser(with_suites: bool = True) -> argparse.ArgumentParser:
     """The parser of every subcommand (COMMANDS); `with_suites=False` skips importing the suites (their modules
     load models' libraries), for commands other than `run`."""
@@ -189,8 +206,6 @@ def reject_unknown(args, extra: list[str]) -> None:
 
 def _executor(args):
     """--executor, --ray-address, --cell-cpus, --cell-gpus as an ExecutorConfig, checked."""
-    from harness.executors import ExecutorConfig
-
     config = ExecutorConfig(args.executor, args.ray_address, args.cell_cpus, args.cell_gpus)
     config.validate()
     return config
@@ -206,9 +221,6 @@ def board_dir(results: str, out: str | None) -> str:
 
 def cmd_run(args) -> int:
     """`run --suite NAME`: the registered suite's config from the options, its cells through run_suite, its table."""
-    from harness.cpu_load import set_threads
-    from harness.suite import get_suite, run_suite
-
     args.out = board_dir(args.results, args.out)
     set_threads(args.threads)
     executor = _executor(args)
@@ -257,7 +269,6 @@ def cmd_methods(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    from harness.kernels.impls import bench_impls
     from reference.registry import all_ops, implementations
 
     timed: dict[str, list[str]] = {}

@@ -14,11 +14,13 @@ key names the kind of GPU (`harness.store.KEYED_BY_DEVICE`): a rerun skips only 
 """
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from harness import argtypes
 from harness.dllm.methods import build, labels, variants
 from harness.provenance import device_info, git_sha, versions
 from harness.store import ResultsStore, cell_key, make_record
@@ -143,8 +145,34 @@ def run_dllm_bench(cfg: DLLMBenchConfig, progress: bool = True) -> dict:
     return summary
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `python -m harness bench --suite dllm`, a group of the `bench` command (harness/cli.py registers
+    it, with the kernels benchmark's options before these)."""
+
+    def dllm_impls(text: str) -> tuple[str, ...]:
+        from reference.dllm.attention_impl import block_attention, saliency
+
+        names = argtypes.name_list()(text)
+        for name in names:
+            try:
+                block_attention(name), saliency(name)
+            except (KeyError, ImportError, ValueError) as exc:
+                raise argparse.ArgumentTypeError(f"unknown implementation {name!r} (torch, triton or "
+                                                 f"package.module:function): {str(exc).strip(chr(39) + chr(34))}") from None
+        return names
+
+    d = p.add_argument_group("--suite dllm (LLaDA-8B shapes, random weights: tokens/s, peak memory, time per phase)")
+    d.add_argument("--lengths", type=argtypes.int_list(), default=None, help="prompt lengths (default 1k-16k)")
+    d.add_argument("--methods", type=argtypes.name_list(), default=None, help="dLLM methods (default: all)")
+    d.add_argument("--dllm-impls", type=dllm_impls, default=None,
+                   help="sparse_dllm attention/saliency implementations (default torch,triton)")
+    d.add_argument("--keep-ratio", type=argtypes.number(0.0, 1.0), default=0.5, help="sparse_dllm keep ratio, in [0, 1]")
+    d.add_argument("--vanilla-blocks", type=argtypes.integer(minimum=1), default=1, help="blocks timed for vanilla (each costs the same)")
+    d.add_argument("--no-cuda-graphs", action="store_true", help="run the cached/sparse steps eagerly")
+
+
 def cmd_bench_dllm(args) -> int:
-    """`python -m harness bench --suite dllm` (arguments parsed in harness/kernels/bench.py's parser)."""
+    """`python -m harness bench --suite dllm` (its options: `add_arguments`)."""
     import sys
 
     from tabulate import tabulate

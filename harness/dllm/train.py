@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from harness import argtypes
 from harness.dllm import tasks
 from reference.dllm.config import DLLMConfig
 from reference.dllm.model import DLLM
@@ -163,8 +164,6 @@ def evaluate(model: DLLM, lengths: list[int], n: int, gen_len: int, block_len: i
 
 
 def _arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from harness import argtypes
-
     p.add_argument("--out", default=None, type=argtypes.output_file,
                    help="checkpoint path (default: a new file runs/train-dllm/tiny_dllm-<UTC time>.pt; the committed "
                    "fixture is replaced only by naming it with --force)")

@@ -38,7 +38,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from harness import argtypes
 from harness.kernels.impls import BenchImpl, bench_impls, impl_names
+from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, cell_key, make_record
 from reference.bench_spec import Missing
 from reference.ops.fourier_period import PERIOD_MODES
@@ -513,8 +515,6 @@ def run_kernels_bench(config: KernelBenchConfig, progress: bool = True, dev: Dev
     """Run the sweep (on the CUDA device unless `dev` says otherwise); returns {"ran", "skipped", "table", "store", "copy_gbs"}."""
     from tqdm.auto import tqdm
 
-    from harness.provenance import device_info, git_sha, now_iso, versions
-
     config.validate()
     dev = dev or Device.cuda(config.warmup_ms, config.rep_ms)
     store = ResultsStore(config.results)
@@ -575,25 +575,10 @@ def _device_extra(dev: Device, backends: dict, notes: dict) -> dict:
 
 
 # ---------------------------------------------------------------- CLI: `python -m harness bench --suite kernels`
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register `bench` on the harness CLI's subparsers. Ranges the configs check (contexts, batches, lengths,
-    num_freqs, warmup/rep) are checked by their validate(); the others here."""
-    from harness import argtypes
-
-    def dllm_impls(text: str) -> tuple[str, ...]:
-        from reference.dllm.attention_impl import block_attention, saliency
-
-        names = argtypes.name_list()(text)
-        for name in names:
-            try:
-                block_attention(name), saliency(name)
-            except (KeyError, ImportError, ValueError) as exc:
-                raise argparse.ArgumentTypeError(f"unknown implementation {name!r} (torch, triton or "
-                                                 f"package.module:function): {str(exc).strip(chr(39) + chr(34))}") from None
-        return names
-
-    p = sub.add_parser("bench", help="GPU benchmarks into the results store (kernels: decode attention vs the copy roofline)")
-    p.add_argument("--suite", default="kernels", choices=("kernels", "dllm"))
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The kernels benchmark's options on `python -m harness bench` (harness/cli.py registers the command; its
+    `--suite dllm` group is harness/dllm/bench.py's). Ranges the config checks (contexts, batches, num_freqs,
+    warmup/rep) are checked by its validate(); the others here."""
     p.add_argument("--shapes", type=argtypes.name_list(), default=None, help=f"comma-separated of {list(SHAPES)} (default: all)")
     p.add_argument("--contexts", type=argtypes.int_list(), default=None,
                    help=f"default {','.join(map(str, DEFAULT_CONTEXTS))}")
@@ -617,15 +602,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", type=argtypes.output_dir, help="results store directory")
     p.add_argument("--rerun", action="store_true", help="measure cells again even if the store has them")
     p.add_argument("--no-progress", action="store_true")
-    d = p.add_argument_group("--suite dllm (LLaDA-8B shapes, random weights: tokens/s, peak memory, time per phase)")
-    d.add_argument("--lengths", type=argtypes.int_list(), default=None, help="prompt lengths (default 1k-16k)")
-    d.add_argument("--methods", type=argtypes.name_list(), default=None, help="dLLM methods (default: all)")
-    d.add_argument("--dllm-impls", type=dllm_impls, default=None,
-                   help="sparse_dllm attention/saliency implementations (default torch,triton)")
-    d.add_argument("--keep-ratio", type=argtypes.number(0.0, 1.0), default=0.5, help="sparse_dllm keep ratio, in [0, 1]")
-    d.add_argument("--vanilla-blocks", type=argtypes.integer(minimum=1), default=1, help="blocks timed for vanilla (each costs the same)")
-    d.add_argument("--no-cuda-graphs", action="store_true", help="run the cached/sparse steps eagerly")
-    return p
 
 
 def config_from_args(args) -> KernelBenchConfig:
@@ -652,11 +628,8 @@ def config_from_args(args) -> KernelBenchConfig:
 
 
 def cmd_bench(args) -> int:
-    """`python -m harness bench`: exit 2 with a clear message without a CUDA GPU or on bad arguments."""
-    if args.suite == "dllm":
-        from harness.dllm.bench import cmd_bench_dllm
-
-        return cmd_bench_dllm(args)
+    """`python -m harness bench --suite kernels`: exit 2 with a clear message without a CUDA GPU or on bad
+    arguments."""
     try:
         config = config_from_args(args)
     except ValueError as exc:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import sys
 
+from harness import argtypes
+
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def add_conform_parser(sub) -> None:
     """Register the `conform` subcommand on the subparsers of harness.cli."""
-    from harness import argtypes
-
     p = sub.add_parser("conform", help="check a kernel against an op's reference and store the conformance report")
     p.add_argument("--op", required=True, type=argtypes.text("op name"),
                    help="the op the function implements (`python -m harness ops` lists them)")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import sys
 
+from harness import argtypes
+from harness.store import ResultsStore
+
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def add_mutate_parser(sub) -> None:
     """Register the `mutate` subcommand on the subparsers of harness.cli."""
-    from harness import argtypes
-
     p = sub.add_parser("mutate", help="mutation-test conformance on a kernel: killed/survived mutants and the score")
     p.add_argument("--impl", default=None, metavar="PKG.MOD:FN", type=argtypes.text("function path"),
                    help="the function, importable from the current directory, or the name of a registered "
@@ -76,7 +77,6 @@ def _which_op(fn, given: str | None) -> str:
 
 def cmd_rescore(args) -> int:
     from harness.kernels.mutation_report import DEFAULT_REASONS, SUITE, load_reasons, rescore
-    from harness.store import ResultsStore
 
     if args.results is None:
         return _usage("--rescore needs --results DIR, the store whose runs are re-scored")

@@ -19,7 +19,7 @@ from collections import Counter
 
 from harness.kernels.mutate import OPERATORS
 from harness.kernels.mutation_run import STATUSES, Campaign
-from harness.provenance import device_info, git_sha, versions
+from harness.provenance import device_info, git_sha, now_iso, versions
 from harness.store import ResultsStore, make_record
 
 SUITE = "mutation"
@@ -102,8 +102,6 @@ def rescore(records: list[dict], reasons: dict) -> list[dict]:
     """New "score" and "equivalent" records for the newest run of each (op, impl) in `records`, with the survivors'
     verdicts taken from `reasons` (written after the run, by whoever read the diffs): the run's id is kept, so the
     board shows the newer values. Nothing is rerun; only runs whose verdicts change get records."""
-    from harness.provenance import now_iso
-
     runs: dict[str, dict] = {}
     for r in records:
         if r["suite"] == SUITE and (r.get("extra") or {}).get("run"):

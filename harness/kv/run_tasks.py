@@ -17,6 +17,7 @@ import torch
 
 from harness.checks import check_attention_impl, check_int, check_results_dir
 from harness.executors import LOCAL, ExecutorConfig
+from harness.kv import longbench, ruler
 from harness.kv.run_niah import json_params, model_id, timing_records, worker_methods, worker_model
 from harness.lm.generate import capture, generate
 from harness.lm.model import LoadedModel, check_model_name, max_positions
@@ -73,8 +74,6 @@ class TaskConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit (--limit) must be >= 1, got {self.limit}")
 
-        from harness.kv import longbench, ruler
-
         check_model_name(self.model)
         check_int(self.seed, "seed", "--seed")
         check_attention_impl(self.impl)
@@ -113,16 +112,12 @@ class SampleSpec:
 def sample_specs(config: TaskConfig) -> list[SampleSpec]:
     """Every sample of the sweep, without a model (the plan of the cells needs no tokenizer)."""
     if config.suite == "ruler":
-        from harness.kv import ruler
-
         tasks = config.tasks or ruler.TASKS
         bad = [t for t in tasks if t not in ruler.TASKS]
         if bad:
             raise ValueError(f"tasks: unknown RULER tasks {bad}; known: {list(ruler.TASKS)}")
         return [SampleSpec(task, {"length": int(length), "trial": trial}, ruler.DEFAULT_MAX_NEW_TOKENS[task])
                 for task in tasks for length in config.lengths for trial in range(config.trials)]
-    from harness.kv import longbench
-
     tasks = config.tasks or tuple(longbench.TASKS)
     if not config.tasks and config.data_dir is not None:  # a local directory: the tasks it has files for
 
@@ -140,8 +135,6 @@ def sample_specs(config: TaskConfig) -> list[SampleSpec]:
 def build_sample(config: TaskConfig, spec: SampleSpec, lm: LoadedModel) -> TaskSample:
     """Tokenize one sample for `lm` (RULER: generate it; LongBench: the official prompt, middle-truncated)."""
     if config.suite == "ruler":
-        from harness.kv import ruler
-
         task, length, trial = spec.task, spec.key["length"], spec.key["trial"]
         if length + spec.max_new_tokens > lm.max_positions:
             raise ValueError(f"lengths: {length} + {spec.max_new_tokens} new tokens exceed the "
@@ -149,8 +142,6 @@ def build_sample(config: TaskConfig, spec: SampleSpec, lm: LoadedModel) -> TaskS
         s = ruler.make_sample(task, length, lm.tokenizer, config.seed, trial)
         return TaskSample(task, spec.key, list(s.context_ids), list(s.question_ids), list(s.answers), spec.max_new_tokens,
                           lambda pred, a=tuple(s.answers): ruler.score(task, pred, list(a)))
-    from harness.kv import longbench
-
     task, row = spec.task, spec.row
     limit = (config.max_length or lm.max_positions) - spec.max_new_tokens
     context_text, question_text = longbench.build_prompt(task, row)

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 
 from harness.stats import bootstrap_ci, sign_test, wilson
+from harness.store import ResultsStore
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,6 @@ def add_parser(sub):
 
 
 def cmd_compare(args) -> int:
-    from harness.store import ResultsStore
-
     rows = compare(ResultsStore(args.results).records(args.suite), args.suite, args.method, args.variant,
                    args.metric, args.group_by)
     print(markdown(rows, args.variant, args.group_by))

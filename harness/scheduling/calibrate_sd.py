@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from harness import argtypes
 from harness.provenance import device_info, git_sha
 from reference.scheduling.speculative import EarlyExitDraft, SpecEngine, measure_step_times
 
@@ -67,8 +68,6 @@ def gpu_step_times(shape: str = "smollm2", batches: tuple[int, ...] = (1, 2, 4, 
 
 
 def _arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from harness import argtypes
-
     p.add_argument("--device", default="cuda", help="cuda (the calibration) or cpu (tiny shapes: a smoke test)")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="default: smollm2 on cuda, tiny on cpu")
     p.add_argument("--batches", type=argtypes.int_list(minimum=1), default=None,
@@ -97,8 +96,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def problem(args) -> str | None:
     """What makes the arguments unusable before anything is built (argparse's "argument --x: ..." form), or None."""
-    from harness import argtypes
-
     device = argtypes.device_problem(args.device)  # checked here, not as a type: the default needs no GPU to parse
     if device:
         return f"argument --device: {device}"

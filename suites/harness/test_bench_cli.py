@@ -331,13 +331,11 @@ H100, H200 = "cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H200"
 def test_a_second_kind_of_device_measures_the_cells_another_recorded(cpu_kernels, monkeypatch, tmp_path):
     """Cells an H100 recorded are measured again on an H200; each device skips its own cells on resume, and a CPU's
     thread count (volatile) does not make a new cell."""
-    import harness.provenance
-
     config = _small(tmp_path, shapes=("smollm2",), contexts=(48,), batches=(1,), impls=("sdpa_flash", "triton_dense"))
     timed = []
 
     def bench_on(device: str) -> dict:
-        monkeypatch.setattr(harness.provenance, "device_info", lambda name="cpu": device)
+        monkeypatch.setattr(bk, "device_info", lambda name="cpu": device)
         return bk.run_kernels_bench(config, progress=False, dev=_cpu_device(timed=timed))
 
     assert bench_on(H100)["ran"] == 2 and len(timed) == 2

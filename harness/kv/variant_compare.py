@@ -109,7 +109,7 @@ def markdown(rows: list[Row], variant: dict[str, str], group_by: str = "length")
 
 def add_parser(sub):
     """`python -m harness compare`: the variant's table, from the records of a results store."""
-    p = sub.add_parser("compare", help="a method variant against its default on the same cells (95% CIs, sign test)")
+    p = sub.add_parser("compare", help="a method variant against its default on the same cells (95%% CIs, sign test)")
     p.add_argument("--results", default="results", help="results store directory (default: results)")
     p.add_argument("--suite", required=True, help="the suite whose records to pair, e.g. niah or ruler")
     p.add_argument("--method", required=True, help="the method, e.g. fourier")

@@ -5,7 +5,7 @@ intervals.
 point that is *significantly* better on some objective (the two intervals do not overlap) and not significantly
 worse on any. A method holding 0.1% fewer bytes than a far more accurate one is then not on the front: 0.1% is
 inside the bytes' tolerance band (`band`), while the accuracy gap is outside both confidence intervals. With
-zero-width intervals `ci_front` is `pareto_front` (property-tested in suites/harness/test_pareto_board.py).
+zero-width intervals `ci_front` is `pareto_front` (property-tested in suites/harness/boards/test_pareto_board.py).
 `paired_front` compares points measured on the same units (seeds) by the interval of their paired differences.
 The plots are harness/boards/pareto_plot.py.
 """

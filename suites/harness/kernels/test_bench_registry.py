@@ -21,7 +21,7 @@ from harness.kernels.impls import bench_impls
 from reference import registry
 from reference.bench_spec import ImplBench, Missing
 
-GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "suites" / "kernel_cell_keys.json").read_text())
+GOLDEN = json.loads((Path(__file__).resolve().parents[3] / "fixtures" / "suites" / "kernel_cell_keys.json").read_text())
 H100, H200 = "cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H200"
 BUILT_IN = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "flashinfer")
 FLASH = {"llama3-8b": "FLASH_ATTENTION/enable_gqa", "smollm2": "FLASH_ATTENTION/enable_gqa"}

@@ -8,7 +8,7 @@ import torch
 from harness import cpu_load
 from harness.boards.pareto_rows import timing_reliable
 from harness.kv.pareto_rows import kv_panels
-from suites.harness.test_pareto_board import kv_cell
+from suites.harness.boards.test_pareto_board import kv_cell
 
 
 def _sampled(monkeypatch, readings: list[int], cores: int = 2) -> dict:

@@ -14,7 +14,7 @@ from harness.stats import paired_delta
 from harness.store import ResultsStore, make_record
 from suites.harness.markdown_tables import sections
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 H100, H200 = "cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H200"
 MODEL = "llada-8b-random-bfloat16"
 TP_PROTOCOL = {"batch": 1, "gen_len": 256, "block_len": 32, "steps": 256, "weights": "random", "dtype": "bfloat16"}

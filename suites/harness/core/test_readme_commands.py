@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PLACEHOLDERS = {"DIR": "{tmp}"}  # words of the README that stand for a reader's own value
 
 

@@ -10,7 +10,7 @@ from harness.cli import main
 from harness.kv.run_tasks import TaskConfig, run_tasks
 from harness.store import ResultsStore
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "longbench"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "longbench"
 METHODS = ("full", "streaming_llm")
 
 

@@ -18,9 +18,9 @@ from harness.boards.pareto_rows import ALL, PAIRS, mark_fronts, panel_combos
 from harness.dllm.pareto_rows import dllm_panels
 from harness.kv.pareto_rows import KV_LATENCY, kv_panels
 from harness.store import ResultsStore, make_record, newest_records
+from suites.harness.dllm.test_dllm_board import H100, H200, SPARSE, acc_cell, tp_cell
+from suites.harness.kernels.test_kernels_board import bench_cell
 from suites.harness.markdown_tables import sections
-from suites.harness.test_dllm_board import H100, H200, SPARSE, acc_cell, tp_cell
-from suites.harness.test_kernels_board import bench_cell
 
 CPU = {"device": "cpu: test", "versions": {"torch": "t"}, "git_sha": "kv-sha"}
 SCHED = {"device": "cpu: sched-box", "versions": {"torch": "t"}, "git_sha": "sched-sha"}

@@ -18,7 +18,7 @@ from harness.kernels.gpu_timing import (RotatingInputs, achieved_bandwidth, benc
                                 tensor_bytes)
 from harness.store import REQUIRED, ResultsStore, validate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROV = {"device": "cuda: NVIDIA H100 80GB HBM3", "versions": {"torch": "x"}, "git_sha": "abc"}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _harness(*args: str, **kw) -> subprocess.Popen:

@@ -21,7 +21,7 @@ from harness.dllm.train import Recipe, train
 from harness.store import ResultsStore
 from reference.dllm import checkpoint
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dllm" / "tiny_dllm.pt"
+FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "dllm" / "tiny_dllm.pt"
 METRICS = {"accuracy", "cache_bytes_peak", "tokens_equal_vanilla", "forwards"}
 ACCURACY = DLLMAccuracyConfig(checkpoint=str(FIXTURE), methods=("vanilla", "sparse_dllm", "fast_dllm_dual"),
                               keep_ratios=(1.0, 0.5), tasks=("passkey",), lengths=(256,), n=8)

@@ -13,10 +13,10 @@ import pytest
 from harness.boards.leaderboard import FAMILIES, build_leaderboard
 from harness.boards.page import PAGE_PX, TABLE_PX, add_table, png_size, split_columns, table_px
 from harness.store import ResultsStore
+from suites.harness.boards.test_pareto_board import records_of_every_family, sched_cell
 from suites.harness.page_fit import height_px, read_page
-from suites.harness.test_pareto_board import records_of_every_family, sched_cell
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCREEN_PX = 900
 HEADLINE_SCREENS = 5
 FAMILY_SLUGS = [f.slug for f in FAMILIES]

@@ -20,7 +20,7 @@ import pytest
 from harness.store import ResultsStore
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCHED = ["run", "--suite", "scheduling", "--n-requests", "60", "--loads", "0.5,0.9", "--no-sweep", "--no-leaderboard",
          "--no-progress", "--workloads", "paper-like,sharegpt", "--seeds", "0,1"]  # ~40 cells: kill points, not a sweep
 SCHED_METRICS = 7  # records per simulated cell

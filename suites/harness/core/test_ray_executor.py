@@ -24,7 +24,7 @@ from reference.scheduling.policies import policy_names
 pytestmark = pytest.mark.slow
 RAY, LOCAL = ExecutorConfig("ray"), ExecutorConfig("local")
 TIMINGS = {"compress_ms", "decode_ms_per_token", "decision_overhead_us"}  # wall clock: differ run to run
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module", autouse=True)

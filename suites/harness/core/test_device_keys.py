@@ -25,7 +25,7 @@ from harness.store import (KEYED_BY_DEVICE, ResultsStore, cell_key, key_device, 
                            newest_records)
 from suites.harness.markdown_tables import sections
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 H100, H200 = "cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H200"
 PERF = [("kernels_bench", "decode_attention"), ("kernels_bench", "copy"), ("dllm_throughput", "prompt4096"),
         ("scheduling", "real-cpu"), ("scheduling", "decision-overhead")]

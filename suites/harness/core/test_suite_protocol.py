@@ -21,7 +21,7 @@ from harness.scheduling import serve_real as sr
 from harness.store import ResultsStore, cell_key, make_record
 from harness.suite import SUITES, Suite, run_suite
 
-GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "suites" / "cell_keys.json").read_text())
+GOLDEN = json.loads((Path(__file__).resolve().parents[3] / "fixtures" / "suites" / "cell_keys.json").read_text())
 DEV = "cpu: golden"
 ALL_KV = ("full", "streaming_llm", "h2o", "snapkv", "pyramidkv", "tova", "knorm", "fourier")
 

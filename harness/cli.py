@@ -14,7 +14,8 @@ the command raising ValueError & co. for what only its config can check (printed
   calibrate-sd  GPU step times of the speculative-decoding cost model (harness/scheduling/calibrate_sd.py)
   compare       a method variant against its default on the same cells (harness/kv/variant_compare.py)
 
-`python -m harness.dllm.train` and `python -m harness.scheduling.calibrate_sd` remain, with the same options.
+`python -m harness.dllm.train` and `python -m harness.scheduling.calibrate_sd` run the same two jobs with the same
+options.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One CLI: every job is a subcommand of `python -m harness` registered the same way (harness/cli.py COMMANDS), and
-the older entry points (`python -m harness.dllm.train`, `python -m harness.scheduling.calibrate_sd`) take exactly the
+the module entry points (`python -m harness.dllm.train`, `python -m harness.scheduling.calibrate_sd`) take exactly the
 options of their subcommand."""
 from __future__ import annotations
 

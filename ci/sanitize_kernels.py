@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from harness.conformance import check_case, uses_triton
+    from harness.kernels.conformance import check_case, uses_triton
     from reference.registry import all_ops, implementations
 
     if not torch.cuda.is_available():

@@ -4,7 +4,7 @@
 They check what a value is (an integer, a finite number, a non-empty list, a device this machine has, an existing
 directory); the range a run needs (lengths >= 64 for NIAH, a compression ratio below 1, ...) is checked by the
 config's `validate()`, which the library API shares. Commands without a config (bench, train-dllm, leaderboard,
-calibrate_sd) pass `minimum` / `maximum` here instead.
+calibrate-sd) pass `minimum` / `maximum` here instead.
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from harness.argtypes import device_problem, dir_problem
+
 
 def _name(field: str, option: str | None) -> str:
     return f"{field} ({option})" if option else field
@@ -27,8 +29,6 @@ def check_finite(values, field: str, option: str | None) -> None:
 
 def check_results_dir(path, option: str = "--results") -> None:
     """A results store directory: a non-empty path that is not an existing file (it is created when missing)."""
-    from harness.argtypes import dir_problem
-
     if not isinstance(path, str) or not path.strip():
         raise ValueError(f"results ({option}) must be a directory path, got {path!r}")
     problem = dir_problem(path)
@@ -38,8 +38,6 @@ def check_results_dir(path, option: str = "--results") -> None:
 
 def check_device(device, option: str = "--device") -> None:
     """A device torch can run on here (cpu, cuda, cuda:N below the device count)."""
-    from harness.argtypes import device_problem
-
     problem = device_problem(device) if isinstance(device, str) else f"{device!r} is not a device name"
     if problem:
         raise ValueError(f"device ({option}): {problem}")

@@ -5,16 +5,17 @@ parser built from harness/argtypes.py types (a malformed value exits 2 naming it
 the command raising ValueError & co. for what only its config can check (printed on one line, exit 2):
 
   run           a registered suite into the results store, then the leaderboard (harness/suite.py)
-  leaderboard   the leaderboard from the store (harness/leaderboard.py)
+  leaderboard   the leaderboard from the store (harness/boards/leaderboard.py)
   methods, ops  what is registered
-  conform       a kernel against its op's reference (harness/conform_cli.py)
-  mutate        a kernel's single-point mutants under conformance: how much it checks (harness/mutate_cli.py)
-  bench         GPU benchmarks: --suite kernels (harness/bench_kernels.py) or --suite dllm (harness/bench_dllm.py)
-  train-dllm    the small dLLM the dLLM suite decodes with (harness/train_dllm.py)
-  calibrate-sd  GPU step times of the speculative-decoding cost model (harness/calibrate_sd.py)
-  compare       a method variant against its default on the same cells (harness/variant_compare.py)
+  conform       a kernel against its op's reference (harness/kernels/conform_cli.py)
+  mutate        a kernel's single-point mutants under conformance: how much it checks (harness/kernels/mutate_cli.py)
+  bench         GPU benchmarks: --suite kernels (harness/kernels/bench.py) or --suite dllm (harness/dllm/bench.py)
+  train-dllm    the small dLLM the dLLM suite decodes with (harness/dllm/train.py)
+  calibrate-sd  GPU step times of the speculative-decoding cost model (harness/scheduling/calibrate_sd.py)
+  compare       a method variant against its default on the same cells (harness/kv/variant_compare.py)
 
-`python -m harness.train_dllm` and `python -m harness.calibrate_sd` remain, with the same options.
+`python -m harness.dllm.train` and `python -m harness.scheduling.calibrate_sd` run the same two jobs with the same
+options.
 """
 from __future__ import annotations
 
@@ -27,13 +28,17 @@ import os
 import sys
 
 from harness import argtypes
+from harness.cpu_load import set_threads
+from harness.dllm import bench as dllm_bench, train as train_dllm
+from harness.executors import ExecutorConfig
+from harness.kernels import bench as kernels_bench
+from harness.kernels.conform_cli import add_conform_parser, cmd_conform
+from harness.kernels.impls import bench_impls
+from harness.kernels.mutate_cli import add_mutate_parser, cmd_mutate
+from harness.kv import variant_compare
+from harness.scheduling import calibrate_sd
+from harness.suite import SUITES, get_suite, run_suite, suite_names
 from reference.registry import PLUGINS_ENV, load_plugins, plugin_names
-
-from harness import calibrate_sd, train_dllm, variant_compare
-from harness.bench_kernels import add_parser as add_bench_parser, cmd_bench
-from harness.conform_cli import add_conform_parser, cmd_conform
-from harness.mutate_cli import add_mutate_parser, cmd_mutate
-from harness.suite import SUITES, suite_names
 
 DEFAULT_RESULTS = "results"
 DEFAULT_BOARD = "leaderboard"
@@ -159,6 +164,21 @@ def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
     return board
 
 
+def add_bench_parser(sub) -> argparse.ArgumentParser:
+    """`bench --suite kernels` (harness/kernels/bench.py) or `--suite dllm` (harness/dllm/bench.py): one command,
+    each suite's options from its own module."""
+    bench = sub.add_parser("bench", help="GPU benchmarks into the results store (kernels: decode attention vs the copy "
+                           "roofline)")
+    bench.add_argument("--suite", default="kernels", choices=("kernels", "dllm"))
+    kernels_bench.add_arguments(bench)
+    dllm_bench.add_arguments(bench)
+    return bench
+
+
+def cmd_bench(args) -> int:
+    return dllm_bench.cmd_bench_dllm(args) if args.suite == "dllm" else kernels_bench.cmd_bench(args)
+
+
 def build_parser(with_suites: bool = True) -> argparse.ArgumentParser:
     """The parser of every subcommand (COMMANDS); `with_suites=False` skips importing the suites (their modules
     load models' libraries), for commands other than `run`."""
@@ -187,8 +207,6 @@ def reject_unknown(args, extra: list[str]) -> None:
 
 def _executor(args):
     """--executor, --ray-address, --cell-cpus, --cell-gpus as an ExecutorConfig, checked."""
-    from harness.executors import ExecutorConfig
-
     config = ExecutorConfig(args.executor, args.ray_address, args.cell_cpus, args.cell_gpus)
     config.validate()
     return config
@@ -204,9 +222,6 @@ def board_dir(results: str, out: str | None) -> str:
 
 def cmd_run(args) -> int:
     """`run --suite NAME`: the registered suite's config from the options, its cells through run_suite, its table."""
-    from harness.cpu_load import set_threads
-    from harness.suite import get_suite, run_suite
-
     args.out = board_dir(args.results, args.out)
     set_threads(args.threads)
     executor = _executor(args)
@@ -223,7 +238,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.leaderboard import build_leaderboard
+    from harness.boards.leaderboard import build_leaderboard
 
     paths = build_leaderboard(args.results, args.out)
     for p in paths.values():
@@ -255,7 +270,6 @@ def cmd_methods(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    from harness.kernel_impls import bench_impls
     from reference.registry import all_ops, implementations
 
     timed: dict[str, list[str]] = {}

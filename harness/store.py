@@ -28,10 +28,10 @@ REQUIRED = ("suite", "task", "method", "impl", "model", "params", "metric", "val
 # by device, None for every task}. Every other record (NIAH, RULER, LongBench, dLLM accuracy, conformance, the
 # simulated scheduling workloads) measures something device-independent by design and is keyed without a device.
 KEYED_BY_DEVICE: dict[str, frozenset[str] | None] = {
-    "kernels_bench": None,  # decode-attention latency, bandwidth (harness/bench_kernels.py)
-    "dllm_throughput": None,  # dLLM tokens/s, peak memory, time per phase (harness/bench_dllm.py)
+    "kernels_bench": None,  # decode-attention latency, bandwidth (harness/kernels/bench.py)
+    "dllm_throughput": None,  # dLLM tokens/s, peak memory, time per phase (harness/dllm/bench.py)
     # the real serving loop's wall-clock latencies and its simulated twin, whose cost model is fitted to that
-    # loop's own step times (harness/serve_real.py); each policy's timed decision overhead (harness/run_scheduling.py)
+    # loop's own step times (harness/scheduling/serve_real.py); each policy's timed decision overhead (harness/scheduling/run.py)
     "scheduling": frozenset({"real-cpu", "decision-overhead"}),
 }
 

@@ -100,8 +100,8 @@ class Suite:
         return {"table": ""}
 
     def board(self, records: list[dict]):
-        """The suite's leaderboard section (a harness.board_page.Board), or None: built-in families have their own
-        boards in harness/leaderboard.py."""
+        """The suite's leaderboard section (a harness.boards.page.Board), or None: built-in families have their own
+        boards in harness/boards/leaderboard.py."""
         return None
 
 

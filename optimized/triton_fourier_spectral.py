@@ -508,7 +508,7 @@ def spectral_scratch_bytes(q, mid_len, period, k_cos, **_) -> int:
     return rows * per_row
 
 
-# ---------------------------------------------------------------- the benchmark's hooks (harness/bench_kernels.py)
+# ---------------------------------------------------------------- the benchmark's hooks (harness/kernels/bench.py)
 def planned_spectral(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
     """The kernel's run(inputs) with its plan made once per input set, on the first call (the timers make that call
     outside the CUDA graph): like FlashInfer's plan/run split, the plan is per-cache metadata (each head's

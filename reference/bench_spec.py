@@ -1,4 +1,4 @@
-"""What the kernel benchmark (harness/bench_kernels.py) needs from an op and from each implementation of it.
+"""What the kernel benchmark (harness/kernels/bench.py) needs from an op and from each implementation of it.
 
 An op joins the benchmark through `OpSpec.bench`, an `OpBench`: the inputs of one cell (a shape, a batch, a context
 length) and the bytes one call on them must move (the roofline's numerator). Every registered implementation of such

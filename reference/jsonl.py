@@ -1,6 +1,6 @@
 """Reading JSONL files that people and other tools write: a malformed line is reported and skipped.
 
-Shared by the loaders of LongBench rows (harness/longbench.py) and acceptance traces (reference/scheduling/trace.py);
+Shared by the loaders of LongBench rows (harness/kv/longbench.py) and acceptance traces (reference/scheduling/trace.py);
 it lives in `reference` because `reference` never imports `harness`.
 
 A line is malformed when it is not UTF-8, not JSON (NaN, Infinity and numbers beyond the float range included:

@@ -1,10 +1,13 @@
 """House rules read from the source alone (AST; nothing is imported or executed): the project's modules import each
-other without cycles, and no module uses another module's private `_` names.
+other without cycles, no module uses another module's private `_` names, and harness/ keeps its layers.
 
-`import_graph(root, packages)` builds the graph of every import between project modules, function-local imports
-included; `find_cycles(graph)` returns each cycle as a path `a -> b -> ... -> a`; `private_imports(root, packages)`
-lists `from x import _y`, `x._y` (x a project module bound by an import) and `setattr/getattr/monkeypatch.setattr(x,
-"_y")` where `_y` is private to another module. Run `python -m suites.house_rules` for a report.
+`import_graph(root, packages)` builds the graph of every import between project modules (every .py file under the
+named folders, subpackages included), function-local imports included; `find_cycles(graph)` returns each cycle as a
+path `a -> b -> ... -> a`; `private_imports(root, packages)` lists `from x import _y`, `x._y` (x a project module
+bound by an import) and `setattr/getattr/monkeypatch.setattr(x, "_y")` where `_y` is private to another module;
+`layer_violations(graph)` lists the imports that break the layers of harness/ (core; lm and the boards' page
+helpers; the families kv, kernels, dllm, scheduling, which never import each other; the leaderboard build; the
+CLI and the registered suites). Run `python -m suites.house_rules` for a report.
 """
 from __future__ import annotations
 
@@ -247,11 +250,67 @@ def private_imports(root: Path, packages=PACKAGES) -> list[Violation]:
     return found
 
 
+# ---------------------------------------------------------------- layers of harness/
+# harness/ is core modules at the top and family packages. Each module has a layer and a group; an import goes to a
+# lower layer, or stays inside its group. So families never import each other, the core imports no family, and the
+# build and the entry points sit above everything they assemble. reference/ and optimized/ import no harness module.
+FAMILIES = ("kv", "kernels", "dllm", "scheduling")
+HARNESS_CORE = ("argtypes", "checks", "cpu_load", "executors", "provenance", "stats", "store", "suite", "worker_cache")
+BOARDS_BUILD = ("leaderboard", "pareto_board")  # the rest of harness.boards is what every family's boards use
+HARNESS_ENTRY = ("__main__", "cli", "suites")
+LAYERS = {  # group -> layer
+    "core": 0, "lm": 1, "boards": 1, **{family: 2 for family in FAMILIES}, "boards build": 3, "entry": 4}
+
+
+def harness_group(name: str) -> str | None:
+    """The group of a harness module (a key of LAYERS); None outside harness/ or for an unplaced module."""
+    parts = name.split(".")
+    if parts[0] != "harness" or len(parts) == 1:
+        return "core" if parts == ["harness"] else None
+    top = parts[1]
+    if top in HARNESS_CORE:
+        return "core"
+    if top in HARNESS_ENTRY:
+        return "entry"
+    if top == "boards":
+        return "boards build" if len(parts) > 2 and parts[2] in BOARDS_BUILD else "boards"
+    if top == "lm" or top in FAMILIES:
+        return top
+    return None
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that breaks the layers of harness/ (an import upward, or sideways into another group), every
+    harness module with no group (a new top-level module must be placed: a family package, or HARNESS_CORE), and
+    every import of harness from reference/ or optimized/."""
+    found = []
+    for name in sorted(graph):
+        group = harness_group(name)
+        if name.split(".")[0] in ("reference", "optimized"):
+            found += [f"{name} imports {t} (reference and optimized never import harness)"
+                      for t in sorted(graph[name]) if t.split(".")[0] == "harness"]
+            continue
+        if name.split(".")[0] != "harness":
+            continue
+        if group is None:
+            found.append(f"{name} has no layer (put it in a family package, or name it in HARNESS_CORE)")
+            continue
+        for target in sorted(graph[name]):
+            other = harness_group(target)
+            if other is None or other == group or LAYERS[other] < LAYERS[group]:
+                continue
+            found.append(f"{name} ({group}, layer {LAYERS[group]}) imports {target} ({other}, layer {LAYERS[other]})")
+    return found
+
+
 def report(root: Path, packages=PACKAGES) -> str:
-    cycles = find_cycles(import_graph(root, packages))
+    graph = import_graph(root, packages)
+    cycles = find_cycles(graph)
     private = private_imports(root, packages)
+    layers = layer_violations(graph)
     lines = [f"{len(cycles)} import cycle(s)"] + ["  " + " -> ".join(c) for c in cycles]
     lines += [f"{len(private)} use(s) of another module's private names"] + [f"  {v}" for v in private]
+    lines += [f"{len(layers)} import(s) across the layers of harness/"] + [f"  {v}" for v in layers]
     return "\n".join(lines)
 
 

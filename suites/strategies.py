@@ -135,7 +135,7 @@ def nonblank_texts(max_size: int = 24):
 
 @st.composite
 def longbench_rows(draw):
-    """A row of the official LongBench schema (harness.longbench.SCHEMA) that the loader must keep."""
+    """A row of the official LongBench schema (harness.kv.longbench.SCHEMA) that the loader must keep."""
     answers = draw(st.lists(row_texts(), max_size=2))
     answers.insert(draw(st.integers(0, len(answers))), draw(nonblank_texts()))
     return {"input": draw(row_texts()), "context": draw(nonblank_texts(40)), "answers": answers,

@@ -1,13 +1,16 @@
 """House rules, checked from the source alone (suites/house_rules.py: AST, nothing imported or run): the modules of
-reference/, optimized/, harness/, fixtures/, ci/ and suites/ import each other without a cycle (function-local
-imports included), and none uses another module's private `_` names. The checker itself must report a planted
-cycle and planted private imports, so a quiet result means something."""
+reference/, optimized/, harness/, fixtures/, ci/ and suites/ (every subpackage and subfolder) import each other
+without a cycle (function-local imports included), none uses another module's private `_` names, and harness/ keeps
+its layers: core modules at the top, family packages that never import each other, the leaderboard build and the
+CLI above them; suites/harness/ mirrors its packages. The checker itself must report a planted cycle, planted
+private imports and planted layer breaks, so a quiet result means something."""
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-from suites.house_rules import PACKAGES, find_cycles, import_graph, modules, private_imports
+from suites.house_rules import (FAMILIES, PACKAGES, find_cycles, harness_group, import_graph, layer_violations,
+                                 modules, private_imports)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +34,8 @@ def test_every_project_package_is_scanned():
     names = modules(ROOT)
     for top in ("reference", "optimized", "harness", "fixtures", "suites"):
         assert any(n == top or n.startswith(top + ".") for n in names), top
-    assert "harness.leaderboard" in names and "reference.kv" in names and "ci.tune_fourier_spectral" in names
+    assert "harness.boards.leaderboard" in names and "reference.kv" in names and "ci.tune_fourier_spectral" in names
+    assert {"harness.kv.run_niah", "harness.executors.local", "suites.harness.core.test_cli"} <= set(names)  # nested
     assert set(PACKAGES) >= {"reference", "optimized", "harness", "fixtures", "ci"}
 
 
@@ -110,3 +114,50 @@ def test_checker_is_quiet_on_a_clean_package(tmp_path):
     graph = import_graph(tmp_path, ("pkg",))
     assert graph["pkg.d"] == {"pkg.e"}
     assert find_cycles(graph) == [] and private_imports(tmp_path, ("pkg",)) == []
+
+
+def test_harness_keeps_its_layers():
+    """Core imports no family; a family imports core, lm and the boards' page helpers, never another family; the
+    leaderboard build and the CLI sit above what they assemble; reference and optimized never import harness."""
+    graph = import_graph(ROOT)
+    assert {harness_group(n) for n in graph if n.startswith("harness.")} == {
+        "core", "lm", "boards", *FAMILIES, "boards build", "entry"}
+    found = layer_violations(graph)
+    assert not found, ("imports across the layers of harness/ (move what both sides need down a layer, into core or "
+                       "the boards' page helpers, or let the CLI or the build join them):\n" + "\n".join(found))
+
+
+def test_layer_checker_reports_planted_breaks():
+    graph = {
+        "harness.store": {"harness.kv.niah"},  # core -> a family
+        "harness.kv.niah": {"harness.store", "harness.lm.model", "harness.boards.page", "harness.kv.ruler"},  # fine
+        "harness.kv.ruler": {"harness.dllm.tasks"},  # a family -> another family
+        "harness.dllm.tasks": set(),
+        "harness.lm.model": {"harness.boards.page"},  # lm -> the page helpers: same layer, another group
+        "harness.boards.page": set(),
+        "harness.boards.leaderboard": {"harness.kv.niah", "harness.boards.page"},  # the build: fine
+        "harness.boards.pareto_rows": {"harness.boards.leaderboard"},  # a page helper -> the build
+        "harness.cli": {"harness.boards.leaderboard", "harness.kv.niah"},  # fine
+        "harness.helpers": set(),  # a new top-level module nobody placed
+        "reference.kv": {"harness.store"},  # reference -> harness
+        "suites.test_x": {"harness.cli", "harness.kv.niah"},  # tests may import anything
+    }
+    assert layer_violations(graph) == [
+        "harness.boards.pareto_rows (boards, layer 1) imports harness.boards.leaderboard (boards build, layer 3)",
+        "harness.helpers has no layer (put it in a family package, or name it in HARNESS_CORE)",
+        "harness.kv.ruler (kv, layer 2) imports harness.dllm.tasks (dllm, layer 2)",
+        "harness.lm.model (lm, layer 1) imports harness.boards.page (boards, layer 1)",
+        "harness.store (core, layer 0) imports harness.kv.niah (kv, layer 2)",
+        "reference.kv imports harness.store (reference and optimized never import harness)",
+    ]
+
+
+def test_harness_tests_mirror_its_packages():
+    """suites/harness/ holds one folder per package of harness/ (core for the modules at the top), each with tests,
+    and no test file of its own; the shared helpers and conftest.py stay beside the folders."""
+    harness, tests = ROOT / "harness", ROOT / "suites" / "harness"
+    packages = {p.name for p in harness.iterdir() if (p / "__init__.py").is_file()} - {"executors", "suites"}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == packages | {"core"}, folders ^ (packages | {"core"})
+    assert all(any((tests / f).glob("test_*.py")) for f in folders)
+    assert not list(tests.glob("test_*.py")), "a test at the top of suites/harness/: put it in its package's folder"

@@ -64,7 +64,7 @@ TOY_FILES = {
 
         import torch
 
-        from harness.board_page import Board, add_table
+        from harness.boards.page import Board, add_table
         from harness.provenance import device_info, git_sha, versions
         from harness.store import cell_key, make_record
         from harness.suite import SUITES, Suite
@@ -172,7 +172,7 @@ def test_the_toy_kernel_conforms_by_name_and_by_path(plugin, tmp_path):
 
 BENCH_SWEEP = r'''
 import json, sys
-from harness import bench_kernels as bk
+from harness.kernels import bench as bk
 
 default = bk.KernelBenchConfig()
 planned = [c for c in bk.plan(default, None, device="cuda: NVIDIA H100 80GB HBM3") if c["impl"] == "toy_decode"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from harness.run_tasks import TaskConfig, TaskSuite
+from harness.kv.run_tasks import TaskConfig, TaskSuite
 from reference.kv import METHODS
 
 

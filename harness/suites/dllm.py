@@ -1,10 +1,10 @@
-"""`run --suite dllm`: harness/run_dllm.py from the command line (--methods, --lengths, --tasks, --impl apply)."""
+"""`run --suite dllm`: harness/dllm/run.py from the command line (--methods, --lengths, --tasks, --impl apply)."""
 from __future__ import annotations
 
 from tabulate import tabulate
 
-from harness.dllm_methods import labels
-from harness.run_dllm import DLLMAccuracyConfig, DLLMSuite
+from harness.dllm.methods import labels
+from harness.dllm.run import DLLMAccuracyConfig, DLLMSuite
 from harness.suite import SUITES
 
 

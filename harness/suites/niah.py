@@ -1,9 +1,9 @@
-"""`run --suite niah` (the default): the NIAH sweep of harness/run_niah.py from the command line."""
+"""`run --suite niah` (the default): the NIAH sweep of harness/kv/run_niah.py from the command line."""
 from __future__ import annotations
 
 from tabulate import tabulate
 
-from harness.run_niah import NiahConfig, NiahSuite
+from harness.kv.run_niah import NiahConfig, NiahSuite
 from harness.suite import SUITES
 from harness.suites.common import kv_methods_and_params
 

@@ -1,4 +1,4 @@
-"""`run --suite ruler`: harness/run_tasks.py from the command line (same flow as niah: --model, --methods, ...)."""
+"""`run --suite ruler`: harness/kv/run_tasks.py from the command line (same flow as niah: --model, --methods, ...)."""
 from __future__ import annotations
 
 from harness.suite import SUITES

@@ -1,9 +1,9 @@
-"""`run --suite scheduling`: the simulated sweep (harness/run_scheduling.py, default) or the real serving loop
-(harness/serve_real.py, `--mode real`)."""
+"""`run --suite scheduling`: the simulated sweep (harness/scheduling/run.py, default) or the real serving loop
+(harness/scheduling/serve_real.py, `--mode real`)."""
 from __future__ import annotations
 
-from harness.run_scheduling import WORKLOADS, SchedConfig, SchedSuite
-from harness.serve_real import RealConfig, RealSuite
+from harness.scheduling.run import WORKLOADS, SchedConfig, SchedSuite
+from harness.scheduling.serve_real import RealConfig, RealSuite
 from harness.suite import SUITES, Suite
 
 

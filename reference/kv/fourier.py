@@ -43,8 +43,8 @@ import torch
 
 from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tensor_bytes
 from reference.kv.fourier_search import FourierDims, check_fraction_mode, search_dims
-from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
 from reference.ops.checks import check_choice
+from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
 from reference.ops.fourier_period import PERIOD_MODES, choose_period
 from reference.ops.fourier_update import stream_update_unchecked
 
@@ -232,7 +232,7 @@ class FourierAttention(KVMethod):
     fractions: str = "global"
     period: str = "span"
     # Variants: left out of params() at these values, so records of the default method keep the cell keys they had
-    # before the two options existed; boards name a record's variant beside the method (harness.board_page).
+    # before the two options existed; boards name a record's variant beside the method (harness.boards.page).
     VARIANT_PARAMS: ClassVar[dict] = {"fractions": "global", "period": "span"}
     order = 7  # listing order
     token_eviction = False

@@ -15,7 +15,7 @@ h // (Hq // Hkv)); keep: int in [0, S]; kernel_size: odd int >= 1. The pooling p
 in-range part of each window), so scores has the length S of s. Returns (scores [B, S] in
 promote_types(q_block.dtype, float32): accumulated in float32 at least, float64 stays float64 for the oracle;
 kept_idx long [B, keep]). Ties are broken towards the lower position (a stable descending sort), the rule the
-Triton kernel follows too; the conformance rule accepts any tie-break (harness/conformance.py, check_index_sets).
+Triton kernel follows too; the conformance rule accepts any tie-break (harness/kernels/conformance.py, check_index_sets).
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def _cases(profile: str):
 
     "ci": B 1..2, Hkv 1..2, group 1..3, D in HEAD_DIMS up to 64, Lb 1..40, S 1..300, keep 1..S, kernel_size in {1, 3, 5}.
     "gpu": LLaDA-8B heads, Lb 32, S 2..16384, keep = S // 2 (keep_ratio 0.5), kernel_size 3.
-    keep >= 1 here because the conformance rule's set comparison (harness.conformance.check_index_sets) needs
+    keep >= 1 here because the conformance rule's set comparison (harness.kernels.conformance.check_index_sets) needs
     k >= 1; keep = 0 is covered by suites/conformance/test_sparse_dllm_ops.py.
     """
     from hypothesis import strategies as st

@@ -26,7 +26,7 @@ The default is prompt lookup. Measured on SmolLM2-135M-Instruct, draft_len 4, CP
   every draft token). Per-token agreement of layer k's argmax with the final one is 5% at k = 6, 17% at
   k = 20, 57% at k = 29; skipping middle layers instead did no better. SmolLM2 was not trained for early exit
   (LayerSkip's recipe) and a 135M model has no redundant layers, so this draft only slows decoding down.
-It stays because it is what the GPU calibration times (harness/calibrate_sd.py): a draft with a real cost, the
+It stays because it is what the GPU calibration times (harness/scheduling/calibrate_sd.py): a draft with a real cost, the
 draft term of the cost model, which prompt lookup leaves near zero.
 
 Semantics the acceptance traces rely on (format in reference/scheduling/__init__.py):
@@ -167,7 +167,7 @@ class SpecEngine:
         attn = model.config._attn_implementation
         if attn not in STOCK_ATTENTION:
             raise ValueError(f"model: attention implementation {attn!r} is not a stock one {STOCK_ATTENTION}; "
-                             "run under harness.model.native_attention")
+                             "run under harness.lm.model.native_attention")
         eos = model.config.eos_token_id if eos_token_id is None else eos_token_id
         self.model, self.draft, self.draft_len = model, draft, draft_len
         self.eos_token_ids = frozenset(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
@@ -177,7 +177,7 @@ class SpecEngine:
             self.draft_model = draft_model.eval()
             if self.draft_model.config._attn_implementation not in STOCK_ATTENTION:
                 raise ValueError("draft_model: attention implementation is not a stock one; run under "
-                                 "harness.model.native_attention")
+                                 "harness.lm.model.native_attention")
         else:
             self.draft_model = early_exit_model(model, draft.draft_layers) if isinstance(draft, EarlyExitDraft) else None
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

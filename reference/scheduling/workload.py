@@ -8,7 +8,7 @@ and settles (docs/scheduling.md), so the settled part is the one to extend. The 
 `sjf_predicted` and `laps_sd` read is the true length times exp(sigma z), z ~ N(0, 1), sigma = predictor_error;
 each request also carries its own draw `late_z` for the re-prediction at the perceptible moment (predictor.py).
 
-`acceptance`: "traces" replays the measured traces (n-gram prompt-lookup drafting, see run_scheduling.py), or the
+`acceptance`: "traces" replays the measured traces (n-gram prompt-lookup drafting, see harness/scheduling/run.py), or the
 name of a parametric scenario (acceptance.py) that draws each request's acceptance for `draft_len` draft tokens.
 Draws beyond the arrival stream (late_z, scenario acceptance) come from per-request generators seeded by
 (seed, request id), so adding them leaves every earlier workload of a seed unchanged.

@@ -1,6 +1,6 @@
 """LongBench: task table, loader, prompt split, middle truncation and the metrics against hand-worked values.
 
-Every expected number below is worked by hand from the official rule (harness/longbench_metrics.py docstrings;
+Every expected number below is worked by hand from the official rule (harness/kv/longbench_metrics.py docstrings;
 THUDM/LongBench LongBench/metrics.py, eval.py). Chinese metrics are tested on the character fallback so the
 numbers do not depend on whether jieba happens to be installed.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import longbench as lb
-from harness import longbench_metrics as lbm
+from harness.kv import longbench as lb
+from harness.kv import longbench_metrics as lbm
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "longbench"
 TREC_CLASSES = ["City", "Country", "Number of something", "Other location"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import niah
-from harness.generate import capture, generate
+from harness.kv import niah
+from harness.lm.generate import capture, generate
 from reference.kv import make_method
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from harness.model import load_model
+    from harness.lm.model import load_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return load_model("smollm2")
@@ -33,7 +33,7 @@ def test_full_cache_retrieves_needle_at_1k(smollm2, depth):
 
 def test_calibration_fixture_fills_every_search_prompt(smollm2):
     """FourierAttention's search averages over 4 prompts of 2048 tokens; a short fixture silently gives fewer."""
-    from harness.run_niah import calibration_ids
+    from harness.kv.run_niah import calibration_ids
 
     prompts = calibration_ids(smollm2)
     assert [p.shape for p in prompts] == [torch.Size([1, 2048])] * 4

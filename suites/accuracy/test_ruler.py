@@ -1,4 +1,4 @@
-"""RULER generators and scoring (harness/ruler.py) on the embedded model's tokenizer: no model is run.
+"""RULER generators and scoring (harness/kv/ruler.py) on the embedded model's tokenizer: no model is run.
 
 Checks that every sample fits its token budget, that the gold answers really are the answers of the text
 (needles present, the variable chain resolves to them, the common/frequent words are the most counted),
@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import pytest
 
-from harness import ruler
+from harness.kv import ruler
 
 LENGTHS = (512, 1024, 4096)
 SLACK = 8  # cwe stops short of the budget by less than one list item; all other tasks fill it exactly
@@ -22,7 +22,7 @@ SLACK = 8  # cwe stops short of the budget by less than one list item; all other
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from harness.model import embedded_gguf_path
+    from harness.lm.model import embedded_gguf_path
 
     p = embedded_gguf_path()
     return AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)

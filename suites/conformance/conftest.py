@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from harness.conformance import default_device
+from harness.kernels.conformance import default_device
 
 
 @pytest.fixture

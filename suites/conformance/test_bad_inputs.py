@@ -24,7 +24,7 @@ Verdicts: wrong types, ranks, dtypes, devices, NaN/inf where read, and the scala
 in between. Where validity depends on the op (a longer or empty dimension, a count of 0 or 1 or more, a length
 of 0 or 1, a lone float16 argument, NaN in unread padding, non-contiguous views) the reference decides: it raises
 such an error (then every implementation must too, before launching) or returns a defined result without NaN (then
-every implementation must give it within the conformance rule of harness/conformance.py, or refuse it with such an
+every implementation must give it within the conformance rule of harness/kernels/conformance.py, or refuse it with such an
 error before launching, e.g. a kernel's tile limit).
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, assume, given, settings
 
-from harness.conformance import ATOL, check_index_sets, default_device, uses_triton
+from harness.kernels.conformance import ATOL, check_index_sets, default_device, uses_triton
 from reference.ops.checks import finite_checks
 from reference.ops.fourier import COEFFICIENT_INPUTS, TOKEN_INPUTS
 from reference.registry import all_ops, get_op, implementations
@@ -179,7 +179,7 @@ class Checker:
         return _as_tuple(self.spec.reference(**cast))
 
     def _differs(self, got: tuple, base: tuple, oracle: tuple) -> str:
-        """The conformance rule (harness/conformance.py) in short: '' when `got` passes."""
+        """The conformance rule (harness/kernels/conformance.py) in short: '' when `got` passes."""
         if len(got) != len(base):
             return f"{len(got)} outputs, expected {len(base)}"
         allowed0 = 0.0

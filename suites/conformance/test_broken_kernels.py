@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.conformance import check_case, conform, default_device
+from harness.kernels.conformance import check_case, conform, default_device
 from reference.registry import get_op
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from harness.conformance import conform, default_device, default_dtypes
-from harness.conformance_report import run_and_record
+from harness.kernels.conformance import conform, default_device, default_dtypes
+from harness.kernels.conformance_report import run_and_record
 from reference.registry import all_ops, check_signature, implementations, load_callable
 
 CASES = [

@@ -1,4 +1,4 @@
-"""The conformance report a submitted kernel leaves in the store (harness/conformance_report.py): its records,
+"""The conformance report a submitted kernel leaves in the store (harness/kernels/conformance_report.py): its records,
 the same cells from the CLI and from pytest, the speed measurement (with a stand-in timer on the CPU)."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.conformance import PROPERTIES, CaseResult, Report
-from harness.conformance_report import (
+from harness.kernels.conformance import PROPERTIES, CaseResult, Report
+from harness.kernels.conformance_report import (
     conformance_records,
     measure_speed,
     parse_dtypes,
@@ -78,7 +78,7 @@ def test_cli_and_pytest_write_the_same_cells(tmp_path):
 
 
 def test_speed_with_a_stand_in_timer(monkeypatch):
-    """The CUDA path's arithmetic on the CPU: a fake harness.gpu_timing gives 2 ms (kernel), 5 ms (reference)."""
+    """The CUDA path's arithmetic on the CPU: a fake harness.kernels.gpu_timing gives 2 ms (kernel), 5 ms (reference)."""
     calls = []
 
     def bench_ms(fn, warmup=25, rep=100):
@@ -87,7 +87,7 @@ def test_speed_with_a_stand_in_timer(monkeypatch):
         return 2.0 if len(calls) == 1 else 5.0
 
     fake = types.SimpleNamespace(bench_ms=bench_ms, copy_bandwidth_gbs=lambda device: 50.0)
-    monkeypatch.setitem(sys.modules, "harness.gpu_timing", fake)
+    monkeypatch.setitem(sys.modules, "harness.kernels.gpu_timing", fake)
     case = {"batch": 1, "kv_heads": 2, "group": 2, "q_len": 3, "k_len": 70, "head_dim": 16, "causal": True,
             "scale": None, "seed": 7}
     speed = measure_speed("attention", attention_torch, "cpu", torch.float32, case=case)
@@ -122,7 +122,7 @@ def test_representative_case_sizes_on_the_cpu_when_meta_tensors_cannot_build_the
     """An input builder that reads values (the varlen Fourier op's lengths) fails on meta tensors in some torch
     versions ("Cannot copy out of meta tensor; no data!" on the GPU image's torch 2.11, after a passing run): the
     case is then sized on the CPU, and the largest case is still the one chosen."""
-    import harness.conformance_report as report_mod
+    import harness.kernels.conformance_report as report_mod
 
     spec = get_op("fourier_decode_attention_varlen")
     real = spec.make_inputs
@@ -157,14 +157,14 @@ def test_parse_dtypes_names_the_bad_one():
 def test_cuda_branch_stores_the_verdict_before_timing(monkeypatch, tmp_path):
     """run_and_record's GPU branch on the CPU (stand-in timer): the timed input is checked, the verdict is stored
     first, a timer that crashes leaves the verdict and no speed, a working one appends speed records to the run."""
-    import harness.conformance_report as cr
+    import harness.kernels.conformance_report as cr
 
     monkeypatch.setattr(cr, "device_kind", lambda device: "cuda")
 
     def broken_timer(fn, warmup=25, rep=100):
         raise RuntimeError("timer broke")
 
-    monkeypatch.setitem(sys.modules, "harness.gpu_timing", types.SimpleNamespace(
+    monkeypatch.setitem(sys.modules, "harness.kernels.gpu_timing", types.SimpleNamespace(
         bench_ms=broken_timer, copy_bandwidth_gbs=lambda device: 50.0))
     report, speed, records = run_and_record("attention", attention_torch, "t:a", max_examples=2,
                                             dtypes=(torch.float32,), results=str(tmp_path))
@@ -172,7 +172,7 @@ def test_cuda_branch_stores_the_verdict_before_timing(monkeypatch, tmp_path):
     stored = ResultsStore(tmp_path).records("conformance")
     assert stored == records and not any(r["params"]["property"] == "speed" for r in stored)
 
-    monkeypatch.setitem(sys.modules, "harness.gpu_timing", types.SimpleNamespace(
+    monkeypatch.setitem(sys.modules, "harness.kernels.gpu_timing", types.SimpleNamespace(
         bench_ms=lambda fn, warmup=25, rep=100: 1.0, copy_bandwidth_gbs=lambda device: 50.0))
     report, speed, records = run_and_record("attention", attention_torch, "t:a", max_examples=2,
                                             dtypes=(torch.float32,), results=str(tmp_path))

@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from harness.conformance import conform, default_device
+from harness.kernels.conformance import conform, default_device
 from optimized.triton_decode_attention import bytes_read, decode_attention_triton
 from reference.ops.attention import attention
 from reference.ops.checks import finite_checks

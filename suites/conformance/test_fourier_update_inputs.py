@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from harness.conformance import check_case, default_device
+from harness.kernels.conformance import check_case, default_device
 from optimized.triton_fourier import (
     cos_sin,
     fourier_bytes_read,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.conformance import uses_triton
-from harness.conformance_report import dtype_name, run_and_record
+from harness.kernels.conformance import uses_triton
+from harness.kernels.conformance_report import dtype_name, run_and_record
 from reference.registry import all_ops, get_op, implementations
 
 pytestmark = pytest.mark.gpu

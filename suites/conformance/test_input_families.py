@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.conformance import check_case, conform
+from harness.kernels.conformance import check_case, conform
 from reference.ops.attention import attention as reference_attention
 from reference.ops.attention import causal_mask
 from reference.ops.score_offset import OFFSET, offset_channel

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from fixtures.kernels import toy_attention_mutants as toy
-from harness.board_kernels import kernels_conformance_board
-from harness.mutate import OPERATORS, Mutant, entry_point, generate, sample
-from harness.mutation_report import format_report, load_reasons, summarize, to_records
-from harness.mutation_run import mutate_impl, run_mutant
+from harness.kernels.board import kernels_conformance_board
+from harness.kernels.mutate import OPERATORS, Mutant, entry_point, generate, sample
+from harness.kernels.mutation_report import format_report, load_reasons, summarize, to_records
+from harness.kernels.mutation_run import mutate_impl, run_mutant
 from reference.registry import get_impl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,7 +207,7 @@ def test_cli_exit_2_names_what_is_wrong(args, words):
 
 
 def test_rescore_applies_reasons_written_after_the_run(toy_campaign, tmp_path):
-    from harness.mutation_report import rescore
+    from harness.kernels.mutation_report import rescore
     from harness.store import ResultsStore
 
     s = summarize(toy_campaign, {})

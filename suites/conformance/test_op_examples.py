@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from harness.conformance import conform, draws
+from harness.kernels.conformance import conform, draws
 from reference.registry import all_ops, get_op
 
 OPS = sorted(all_ops())

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.conformance import ATOL, PROPERTIES, check_case, check_index_sets, conform, default_dtypes
+from harness.kernels.conformance import ATOL, PROPERTIES, check_case, check_index_sets, conform, default_dtypes
 from optimized.torch_attention import attention_torch
 from reference import registry
 from reference.ops.attention import attention, causal_mask

@@ -15,7 +15,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from harness.conformance import check_index_sets, default_device
+from harness.kernels.conformance import check_index_sets, default_device
 from optimized.triton_sparse_block_attention import bytes_read, sparse_block_attention_triton
 from optimized.triton_sparse_dllm_saliency import sparse_dllm_saliency_triton
 from reference.ops.attention import attention

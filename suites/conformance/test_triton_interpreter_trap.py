@@ -1,7 +1,7 @@
 """Known trap (docs/testing.md): under TRITON_INTERPRET=1, `tl.dot` on bfloat16 operands returns garbage.
 
 Observed here with triton 3.9 on CPU: relative error ~3e9 on a 64x64 bf16 product, while fp32 and fp16 are right
-to ~3e-7. So interpreter conformance checks fp32 and fp16 only (harness.conformance.default_dtypes) and bf16
+to ~3e-7. So interpreter conformance checks fp32 and fp16 only (harness.kernels.conformance.default_dtypes) and bf16
 Triton kernels are checked on the GPU. When this test starts failing because the bf16 product became right, a
 Triton release fixed the trap: enable bf16 in interpreter conformance (default_dtypes) and turn this test into
 a plain bf16 check.

@@ -11,7 +11,7 @@ def tiny_model_dir(tmp_path_factory):
     transformers checkpoint directory: fast enough for CLI and flow tests, real enough for the model code."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from harness.model import embedded_gguf_path
+    from harness.lm.model import embedded_gguf_path
 
     path = tmp_path_factory.mktemp("tiny-llama")
     gguf = embedded_gguf_path()
@@ -37,6 +37,6 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir):
-    from harness.model import load_model
+    from harness.lm.model import load_model
 
     return load_model(str(tiny_model_dir))

@@ -11,7 +11,7 @@ def _join(whole: list[list[str]], part: list[list[str]]) -> None:
 
 def sections(md: str) -> dict[str, list[list[list[str]]]]:
     """Markdown -> {## or ### heading: [table, ...]}, a table being its rows (header first) of stripped cells. A table
-    the board split into column groups ("(columns, part k of n)", harness.board_page.add_table) comes back whole."""
+    the board split into column groups ("(columns, part k of n)", harness.boards.page.add_table) comes back whole."""
     out: dict[str, list] = {}
     heading, table, continues, merging = None, None, False, False
 

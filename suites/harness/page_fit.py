@@ -6,7 +6,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
-from harness.board_page import CHAR_PX, TABLE_PX, png_size
+from harness.boards.page import CHAR_PX, TABLE_PX, png_size
 
 ROW_PX = 26  # a table row of 14-px text
 LINE_PX = 24  # a line of body text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from harness import dllm_tasks as tasks
+from harness.dllm import tasks
 from reference.dllm import checkpoint
 from reference.dllm.model import DLLM
 

@@ -1,4 +1,4 @@
-"""The dLLM's synthetic tasks (harness/dllm_tasks.py): prompt lengths, findable needles, targets, exact match, held-out.
+"""The dLLM's synthetic tasks (harness/dllm/tasks.py): prompt lengths, findable needles, targets, exact match, held-out.
 
 Each example is drawn from `random.Random(seed)` with the seed (and length) in hypothesis' failure report, so a
 failing case is reproduced by `make_example(task, length, random.Random(seed))`.
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from harness import dllm_tasks as tasks
-from harness.dllm_tasks import (BOS, DIGITS, EOS, FILLER, KEY, KV_KEY, KV_VALUE, MASK, N_SPANS, PASSKEY,
+from harness.dllm import tasks
+from harness.dllm.tasks import (BOS, DIGITS, EOS, FILLER, KEY, KV_KEY, KV_VALUE, MASK, N_SPANS, PASSKEY,
                                 PASSKEY_DIGITS, SEP, SPAN_CLOSE, SPAN_LEN, SPAN_OPEN, SYMBOLS, TASK_TOKEN, TASKS, VALUE,
                                 VOCAB_SIZE, held_out, is_correct, make_example, target_tokens)
 from suites.strategies import seeds

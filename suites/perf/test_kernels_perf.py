@@ -13,8 +13,8 @@ import torch
 
 pytest.importorskip("pytest_benchmark")
 
-from harness import bench_kernels as bk  # noqa: E402
-from harness.gpu_timing import RotatingInputs  # noqa: E402
+from harness.kernels import bench as bk  # noqa: E402
+from harness.kernels.gpu_timing import RotatingInputs  # noqa: E402
 from harness.provenance import device_info  # noqa: E402
 from reference.ops.checks import finite_checks  # noqa: E402
 

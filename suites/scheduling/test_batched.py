@@ -14,7 +14,7 @@ from suites.scheduling.test_draft_model import tiny_llama
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from harness.model import load_model
+    from harness.lm.model import load_model
 
     root = tmp_path_factory.mktemp("tiny")
     target, draft = tiny_llama(root / "t", 2, 32, 0), tiny_llama(root / "d", 1, 16, 1)

@@ -48,7 +48,7 @@ def pair(tmp_path_factory):
 
 
 def _engine(target, draft, name="draft"):
-    from harness.model import load_model
+    from harness.lm.model import load_model
 
     return SpecEngine(load_model(str(target)).model, ModelDraft(name), 4, draft_model=load_model(str(draft)).model)
 
@@ -65,7 +65,7 @@ def test_model_draft_output_equals_target_greedy(pair):
 
 
 def test_draft_with_another_vocabulary_is_refused(pair, tmp_path):
-    from harness.model import load_model
+    from harness.lm.model import load_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
     other = LlamaForCausalLM(LlamaConfig(vocab_size=len(CHARS) + 1, hidden_size=16, intermediate_size=32,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.run_scheduling import SUITE, SchedConfig, run_scheduling
+from harness.scheduling.run import SUITE, SchedConfig, run_scheduling
 from harness.store import ResultsStore
 from reference.scheduling.metrics import UNITS
 from reference.scheduling.policies import policy_names

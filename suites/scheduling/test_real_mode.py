@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.run_scheduling import SUITE
-from harness.serve_real import TASK, RealConfig, run_real
+from harness.scheduling.run import SUITE
+from harness.scheduling.serve_real import TASK, RealConfig, run_real
 from harness.store import ResultsStore
 
 

@@ -23,7 +23,7 @@ DRAFTS = [PromptLookupDraft(), EarlyExitDraft(6)]
 
 @pytest.fixture(scope="module")
 def lm():
-    from harness.model import load_model
+    from harness.lm.model import load_model
 
     return load_model("smollm2")
 
@@ -131,8 +131,8 @@ def test_committed_step_times():
 
 
 def test_calibrate_sd_smoke_on_cpu(tmp_path):
-    """The GPU calibration's code path with tiny shapes on the CPU (harness/calibrate_sd.py)."""
-    from harness import calibrate_sd
+    """The GPU calibration's code path with tiny shapes on the CPU (harness/scheduling/calibrate_sd.py)."""
+    from harness.scheduling import calibrate_sd
 
     out = tmp_path / "steps.json"
     calibrate_sd.main(["--device", "cpu", "--batches", "1,2", "--contexts", "16", "--repeats", "1", "--out", str(out)])
@@ -145,7 +145,7 @@ def test_calibrate_sd_smoke_on_cpu(tmp_path):
 @pytest.mark.slow
 def test_calibration_shapes_match_the_embedded_model(lm):
     """The random model the GPU calibration times has exactly SmolLM2-135M's parameter shapes."""
-    from harness.calibrate_sd import random_model
+    from harness.scheduling.calibrate_sd import random_model
 
     shapes = {k: tuple(v.shape) for k, v in random_model("smollm2", device="meta").state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in lm.model.state_dict().items()}

@@ -1,0 +1,70 @@
+"""The FlashFourierAttention target table: speedups and roofline fractions from one run's records, pass or MISS."""
+from __future__ import annotations
+
+from harness.boards.leaderboard import build_leaderboard
+from harness.kernels import bench as bk
+from harness.kernels.fourier_targets import HEADERS, target_rows
+from harness.store import ResultsStore
+
+PROV = {"device": "cuda: NVIDIA H200", "versions": {"torch": "t"}, "git_sha": "abc"}
+
+
+def _cell(name: str, batch: int, context: int, **variant) -> dict:
+    config = bk.KernelBenchConfig(shapes=("llama3-8b",), contexts=(context,), batches=(batch,), max_context={}, **variant)
+    (cell,) = [c for c in bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"])
+               if c["impl"] == name]
+    return cell
+
+
+def _measured(name, batch, context, ms, run, nbytes=10**9, phases=None, **variant):
+    extra = {"run": run, "checked": True, "correct": True, **({"phase_ms": phases} if phases else {})}
+    return bk.measurement_records(_cell(name, batch, context, **variant), ms, nbytes, 4000.0, PROV, {}, extra)
+
+
+def test_rows_compare_within_one_run_and_mark_misses():
+    phases = {"query_spectrum": 0.002, "irfft": 0.003, "stream": 0.01, "probabilities": 0.001, "rfft": 0.002,
+              "output": 0.001}
+    records = [*_measured("sdpa_flash", 1, 32768, 0.050, "r1"), *_measured("triton_fourier_spectral", 1, 32768, 0.020, "r1",
+                                                                           phases=phases),
+               *_measured("triton_fourier", 1, 32768, 2.5, "r1"),
+               # 1 x 128k: 2x is short of the 2.5x target; 1e9 bytes in 0.06 ms is 16.7 TB/s > 85% of 4 TB/s.
+               *_measured("sdpa_flash", 1, 131072, 0.120, "r1"), *_measured("triton_fourier_spectral", 1, 131072, 0.060, "r1"),
+               # An older run at 1 x 4k, and a spectral time at 8 x 32k whose SDPA is from another run: not paired.
+               *_measured("sdpa_flash", 1, 4096, 0.020, "r0"), *_measured("triton_fourier_spectral", 1, 4096, 0.019, "r0"),
+               *_measured("sdpa_flash", 8, 32768, 0.250, "r0"), *_measured("triton_fourier_spectral", 8, 32768, 0.1, "r1"),
+               # A cache variant, measured in its own run beside SDPA: a row of its own.
+               *_measured("sdpa_flash", 1, 32768, 0.052, "r2"),
+               *_measured("triton_fourier_spectral", 1, 32768, 0.026, "r2", period="smooth", kept_align=8)]
+    table = [dict(zip(HEADERS, r)) for r in target_rows(records)]
+    variant = [r for r in table if r["cache"] != "span"]
+    assert [(r["cache"], r["batch x context"], r["speedup vs SDPA"]) for r in variant] == \
+        [("smooth, runs aligned to 8", "1 x 32k", "2.00x")]
+    rows = {r["batch x context"]: r for r in table if r["cache"] == "span"}
+    assert set(rows) == {"1 x 32k", "1 x 128k", "1 x 4k"}
+    assert rows["1 x 32k"]["speedup vs SDPA"] == "2.50x" and rows["1 x 32k"]["target"] == "≥ 2x pass"
+    assert rows["1 x 32k"]["rebuild µs"] == "2500" and rows["1 x 32k"]["phases µs (z, irfft, stream, p, rfft, out)"] \
+        == "2.0, 3.0, 10.0, 1.0, 2.0, 1.0"
+    assert rows["1 x 128k"]["target"] == "≥ 2.5x MISS" and rows["1 x 128k"]["target "] == "≥ 85% pass"
+    assert rows["1 x 4k"]["speedup vs SDPA"] == "1.05x" and rows["1 x 4k"]["target"] == "≥ 1x pass"
+
+
+def test_the_kernels_board_shows_the_targets(tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    store.append([*_measured("sdpa_flash", 8, 32768, 0.250, "r1"),
+                  *_measured("triton_fourier_spectral", 8, 32768, 0.2, "r1", nbytes=3 * 10**8)])
+    paths = build_leaderboard(tmp_path / "results", tmp_path / "board")
+    text = paths["markdown"].read_text(encoding="utf-8") + "".join(
+        p.read_text(encoding="utf-8") for p in (tmp_path / "board").glob("*.md"))
+    assert "FlashFourierAttention targets" in text and "≥ 2x MISS" in text and "≥ 85% MISS" in text
+
+
+def test_kv_variants_are_labelled_apart_from_the_default_method():
+    from harness.boards.page import method_label
+
+    base = {"method": "fourier", "params": {"method_params": {"window": None}}}
+    assert method_label(base) == "fourier"
+    pow2 = {"method": "fourier", "params": {"method_params": {"window": None, "period": "pow2"}}}
+    assert method_label(pow2) == "fourier (period=pow2)"
+    both = {"method": "fourier", "params": {"method_params": {"fractions": "per_layer", "period": "span"}}}
+    assert method_label(both) == "fourier (fractions=per_layer)"  # an option at its default is not a variant
+    assert method_label({"method": "my_plugin", "params": {}}) == "my_plugin"

@@ -323,9 +323,12 @@ def nearest_knobs(entries: list[dict], programs: int, mid_len: int) -> dict:
 
 
 def _num_splits(programs: int, tiles: int, device: torch.device, per_wave: float = 2.0) -> int:
-    """Splits per (sequence, KV head): `per_wave` waves of programs on a GPU (2 unless tuned), a few in the
-    interpreter."""
-    target = per_wave * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 3
+    """Splits per (sequence, KV head): `per_wave` waves of programs on a GPU (2 unless tuned). In the interpreter
+    3 per (sequence, KV head) whatever their number, so the merges run with a masked lane of a 4-wide chunk on any
+    span of 3 tiles or more."""
+    if device.type != "cuda":
+        return max(1, min(tiles, 3))
+    target = per_wave * torch.cuda.get_device_properties(device).multi_processor_count
     return max(1, min(tiles, math.ceil(target / programs)))
 
 
@@ -384,7 +387,8 @@ class _Plan:
         self.mid_len = mid_len
         self.sm_scale = float(scale) if scale is not None else d ** -0.5
         tuned = tuned_knobs(q.device, b * hkv, mid_len)
-        self.block_t = block_t or tuned.get("block_t", 64)
+        # 64 tokens per tile on a GPU (tuned); 32 in the interpreter, so small cases span several tiles and splits
+        self.block_t = block_t or tuned.get("block_t", 64 if q.is_cuda else 32)
         self.block_m = max(16, triton.next_power_of_2(self.group * lq))
         self.block_d = max(16, triton.next_power_of_2(d))
         k_starts, v_starts = torch.stack([self.k_start, self.v_start]).tolist()  # one sync, when the plan is made

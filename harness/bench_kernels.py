@@ -625,6 +625,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     d.add_argument("--keep-ratio", type=argtypes.number(0.0, 1.0), default=0.5, help="sparse_dllm keep ratio, in [0, 1]")
     d.add_argument("--vanilla-blocks", type=argtypes.integer(minimum=1), default=1, help="blocks timed for vanilla (each costs the same)")
     d.add_argument("--no-cuda-graphs", action="store_true", help="run the cached/sparse steps eagerly")
+    d.add_argument("--dllm-layers", type=argtypes.name_list(), default=None,
+                   help="layer layouts: separate, fused, fused-triton (default fused-triton; harness/bench_dllm.py)")
     return p
 
 

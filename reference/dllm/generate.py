@@ -110,25 +110,28 @@ def dream_counts(n_mask: int, step: int, steps: int, eps: float = 1e-3) -> int:
     return int(n_mask * (1 - s / t))
 
 
-def _commit(x: torch.Tensor, bs: int, x0, conf, masked, counts: list[int], threshold: float | None) -> int:
-    """Write the chosen candidates of each row into x[:, bs:]; returns how many tokens were committed."""
+def _commit(x: torch.Tensor, bs: int, x0, conf, masked, counts: list[int], threshold: float | None,
+            left: list[int]) -> list[int]:
+    """Write the chosen candidates of each row into x[:, bs:]; returns how many tokens each row committed.
+
+    left[b]: how many positions of row b's block are masked (the loop tracks it on the host, so a fixed-count step
+    reads nothing back from the device: no sync between a step's forward and the next one's)."""
     conf = conf.masked_fill(~masked, float("-inf"))
-    done = 0
+    done = [0] * x.shape[0]
     for b in range(x.shape[0]):
-        n_masked = int(masked[b].sum())
-        if n_masked == 0:
+        if left[b] == 0:
             continue
         if threshold is not None:
             pick = (conf[b] >= threshold).nonzero()[:, 0]
             if pick.numel() == 0:
                 pick = conf[b].argmax()[None]
         else:
-            k = min(counts[b], n_masked)
+            k = min(counts[b], left[b])
             if k == 0:
                 continue
             pick = conf[b].topk(k).indices
         x[b, bs + pick] = x0[b, pick]
-        done += int(pick.numel())
+        done[b] = k if threshold is None else int(pick.numel())
     return done
 
 
@@ -192,12 +195,15 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
         bs, be = p + blk * cfg.block_len, p + (blk + 1) * cfg.block_len
         cache.begin_block(bs - shift, be, lead)
         n0 = (x[:, bs:be] == mask_id).sum(1).tolist()
+        # Masked positions per row, on the host: a candidate is never the mask token and only masked positions are
+        # written, so each step lowers them by what it committed.
+        left = list(n0)
         counts = [transfer_counts(n, t_block) for n in n0]
         step = 0
         while True:
-            masked = x[:, bs:be] == mask_id
-            if step >= cache.min_block_steps and (not masked.any() or (cfg.threshold is None and step >= t_block)):
+            if step >= cache.min_block_steps and (not any(left) or (cfg.threshold is None and step >= t_block)):
                 break
+            masked = x[:, bs:be] == mask_id
             logits = cache.step_logits(model, inputs(), step)[:, :cfg.block_len]
             if guided:
                 cond, uncond = logits.chunk(2)
@@ -207,16 +213,19 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
             else:
                 x0, conf = llada_step(logits, cfg, gen, mask_id, eos_id)
             done, only_first = 0, False
-            if first_token and step == 0:  # the block's first token, whatever its confidence
+            if first_token and step == 0:  # the block's first token, whatever its confidence (masked: a new block)
                 x[:, bs] = x0[:, 0]
+                left = [n - 1 for n in left]
                 done, masked = b, x[:, bs:be] == mask_id
                 only_first = t_block > 1 or cfg.threshold is not None  # else this only step commits the rest too
             if not only_first:
                 if dream:
-                    k = [dream_counts(int(m.sum()), step, t_block) for m in masked]
+                    k = [dream_counts(n, step, t_block) for n in left]
                 else:
                     k = [c[step] if step < t_block else 1 for c in counts]
-                done += _commit(x, bs, x0, conf, masked, k, cfg.threshold)
+                rows = _commit(x, bs, x0, conf, masked, k, cfg.threshold, left)
+                left = [n - r for n, r in zip(left, rows)]
+                done += sum(rows)
             per_step.append(done)
             step += 1
             steps_run += 1

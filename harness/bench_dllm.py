@@ -16,7 +16,9 @@ Layer layouts (`layers`, `--dllm-layers`; reference/dllm/model.py): `separate` (
 checkpoints store them), `fused` (one qkv and one gate_up GEMM per layer) and `fused-triton` (fused, with the
 elementwise pieces as single Triton kernels, optimized/triton_dllm_layer.py; the default). Every method of a run
 uses the layout, vanilla included; the layout is part of the model name (`-fused`, `-fused-triton`), so records of
-two layouts never share a cell and the board compares each with its own vanilla.
+two layouts never share a cell and the board compares each with its own vanilla. Before a layout is timed its elementwise
+kernels are checked against the PyTorch pieces on the GPU at the model's shapes (`check_layer_ops`, in the summary
+and the block-step records); a layout whose kernels disagree is reported and not measured.
 
 Per-step profile (docs/sparse-dllm.md, "Speed arithmetic"): the run measures the device's copy bandwidth first
 (harness/gpu_timing.py) and, for each method with block-only steps (`sparse` or `cached` phase), records
@@ -28,6 +30,7 @@ shape alone. `dense_step_ms` is the dense forwards' time per forward.
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -95,6 +98,35 @@ def set_layer(model, layer: str) -> None:
         model.unfuse_projections().fuse_projections(TRITON_LAYER_OPS)
     if model.layout != layer:
         raise RuntimeError(f"the model's layout is {model.layout!r} after setting {layer!r}")
+
+
+def check_layer_ops(model, rows: int = 48, tolerance: float = 2 ** -5) -> dict:
+    """The model's elementwise pieces (its layout's `ops`) against the PyTorch ones, on its device and dtype at its
+    shapes: {piece: max |got - want| / max |want|}, and "ok" (every piece within `tolerance`, 4 units in the last
+    place of bfloat16). A layout whose kernels fail this is not measured (its timings would time wrong arithmetic)."""
+    from reference.dllm.model import TORCH_LAYER_OPS, rope_tables
+
+    layer, cfg = model.layers[0], model.cfg
+    ops, ref = layer.ops, TORCH_LAYER_OPS
+    w = model.embed.weight
+    g = torch.Generator(device=w.device).manual_seed(0)
+
+    def draw(*shape):
+        return torch.randn(*shape, generator=g, device=w.device, dtype=torch.float32).to(w.dtype)
+
+    def rel(got, want):
+        return float((got.float() - want.float()).abs().max() / want.float().abs().max().clamp_min(1e-30))
+
+    heads = cfg.n_heads + cfg.n_kv_heads
+    x, weight = draw(1, rows, cfg.d_model), 1 + 0.1 * draw(cfg.d_model)
+    y = draw(1, rows, heads + cfg.n_kv_heads, cfg.head_dim)
+    cos, sin = rope_tables(torch.arange(1000, 1000 + rows, device=w.device), cfg.head_dim, cfg.rope_theta)
+    gate_up = 3 * draw(1, rows, 2 * cfg.ffn_dim)
+    out = {"rms_norm": rel(ops.rms_norm(x, weight, cfg.norm_eps), ref.rms_norm(x, weight, cfg.norm_eps)),
+           "rope": rel(ops.rope(y.clone()[:, :, :heads], cos, sin), ref.rope(y[:, :, :heads], cos, sin)),
+           "silu_mul": rel(ops.silu_mul(gate_up), ref.silu_mul(gate_up))}
+    out["ok"] = all(v <= tolerance for v in out.values())
+    return out
 
 
 def block_step_weight_bytes(model, block_len: int) -> int:
@@ -278,7 +310,7 @@ def run_dllm_bench(cfg: DLLMBenchConfig, progress: bool = True, device: str = "c
     copy_gbs = copy_bandwidth_gbs() if cuda else None  # the roofline of this run, measured in it
     model = random_model(model_config or PRESETS[cfg.model], device=device, dtype=dtype, seed=cfg.seed)
     summary = {"ran": 0, "skipped": 0, "rows": [], "store": str(store.path(SUITE)), "copy_gbs": copy_gbs,
-               "gemms": {}}
+               "gemms": {}, "checks": {}}
     for layer in cfg.layers:
         protocol = {"batch": 1, "gen_len": cfg.gen_len, "block_len": cfg.block_len, "steps": cfg.steps,
                     "remasking": "low_confidence", "temperature": 0, "weights": "random", "dtype": cfg.dtype,
@@ -298,6 +330,12 @@ def run_dllm_bench(cfg: DLLMBenchConfig, progress: bool = True, device: str = "c
         if not keyed:
             continue
         set_layer(model, layer)
+        check = check_layer_ops(model)
+        summary["checks"][layer] = check
+        if not check["ok"]:  # wrong arithmetic: nothing to time
+            print(f"error: layout {layer}: its elementwise kernels disagree with PyTorch: {check}; not measured",
+                  file=sys.stderr)
+            continue
         weight_bytes = block_step_weight_bytes(model, cfg.block_len)
         gemms = gemm_probe(model, cfg.block_len) if cuda and cfg.profile else None
         summary["gemms"][layer] = gemms
@@ -314,14 +352,16 @@ def run_dllm_bench(cfg: DLLMBenchConfig, progress: bool = True, device: str = "c
                 m, status = None, f"out of memory: {str(exc).splitlines()[0]}"
                 torch.cuda.empty_cache()
             summary["rows"].append(_record_cell(store, cfg, L, label, impl, model_name, key_params, protocol, prov,
-                                                layer, m, status, weight_bytes, copy_gbs, gemms))
+                                                layer, m, status, weight_bytes, copy_gbs,
+                                                {"gemms": gemms, "layer_ops_check": check}))
             summary["ran"] += 1
     return summary
 
 
 def _record_cell(store, cfg, L, label, impl, model_name, key_params, protocol, prov, layer, m, status, weight_bytes,
-                 copy_gbs, gemms) -> tuple:
-    """Append one cell's records to the store; returns its summary row."""
+                 copy_gbs, diag: dict) -> tuple:
+    """Append one cell's records to the store; returns its summary row. diag: the layout's GEMM probe and layer-ops
+    check, kept in the block-step records' extra."""
     common = dict(protocol=protocol, provenance=prov, seed=cfg.seed)
 
     def rec(metric, value, unit, extra=None):
@@ -342,7 +382,7 @@ def _record_cell(store, cfg, L, label, impl, model_name, key_params, protocol, p
         recs.append(rec("dense_step_ms", steps["dense_step_ms"], "ms", {"forwards": m["phase_counts"]["dense"]}))
     if "block_step_ms" in steps:
         step_extra = {**{k: v for k, v in steps.items() if k not in ("block_step_ms", "dense_step_ms")},
-                      "step_profile": m.get("step_profile"), "gemms": gemms}
+                      "step_profile": m.get("step_profile"), **diag}
         recs.append(rec("block_step_ms", steps["block_step_ms"], "ms", step_extra))
         if "block_step_roofline" in steps:
             recs.append(rec("block_step_roofline", steps["block_step_roofline"], "fraction", step_extra))
@@ -395,6 +435,9 @@ def format_summary(summary: dict, tabulate) -> str:
     if summary.get("copy_gbs"):
         lines.append(f"copy bandwidth (roofline of this run): {summary['copy_gbs']:.0f} GB/s; 'weight-read roofline' "
                      "= time to read the block step's weights once at it / the measured block step")
+    for layer, check in (summary.get("checks") or {}).items():
+        lines.append(f"layer ops vs PyTorch ({layer}): " + ", ".join(
+            f"{k} {v:.2g}" if k != "ok" else f"ok {v}" for k, v in check.items()))
     for layer, gemms in (summary.get("gemms") or {}).items():
         if gemms:
             lines.append(f"block-step GEMMs alone ({layer}; ms, GB/s): "

@@ -5,13 +5,14 @@ the records rather than be faked."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from harness import bench_dllm
-from harness.bench_dllm import (DLLMBenchConfig, block_step_weight_bytes, format_summary, kernel_kind,
-                                run_dllm_bench, set_layer, step_metrics)
+from harness.bench_dllm import (DLLMBenchConfig, block_step_weight_bytes, check_layer_ops, format_summary,
+                                kernel_kind, run_dllm_bench, set_layer, step_metrics)
 from harness.store import cell_key
 from reference.dllm.checkpoint import random_model
 from reference.dllm.config import DLLMConfig
@@ -31,6 +32,7 @@ def test_bench_on_the_cpu_records_per_step_times_per_layout_and_resumes(tmp_path
                           steps=8, layers=("separate", "fused-triton"), dtype="float32", results=str(tmp_path))
     summary = run_dllm_bench(cfg, progress=False, device="cpu", model_config=TINY)
     assert summary["ran"] == 4 and summary["skipped"] == 0 and summary["copy_gbs"] is None
+    assert set(summary["checks"]) == {"separate", "fused-triton"} and all(c["ok"] for c in summary["checks"].values())
     recs = _records(tmp_path)
     assert {r["model"] for r in recs} == {"custom-random-float32", "custom-random-float32-fused-triton"}
     assert {r["protocol"]["layer"] for r in recs} == {"separate", "fused-triton"}
@@ -44,6 +46,7 @@ def test_bench_on_the_cpu_records_per_step_times_per_layout_and_resumes(tmp_path
         assert step["value"] == pytest.approx(1e3 * sparse_s / counts["sparse"])
         assert step["extra"]["block_steps"] == counts["sparse"] == 2 * (8 // 2 - 2)
         assert "copy_gbs" not in step["extra"] and (model, "sparse_dllm", "block_step_roofline") not in by
+        assert step["extra"]["layer_ops_check"]["ok"] and step["extra"]["gemms"] is None  # no GEMM probe off CUDA
         prof = step["extra"]["step_profile"]
         assert "error" not in prof and prof["gemm_ms"] > 0 and prof["kernels"] > 0
         dense = by[(model, "vanilla", "dense_step_ms")]
@@ -76,6 +79,29 @@ def test_block_step_weight_bytes_count_each_parameter_once_in_every_layout():
     for layer in ("separate", "fused", "fused-triton", "separate"):
         set_layer(model, layer)
         assert model.layout == layer and block_step_weight_bytes(model, 4) == want
+
+
+def test_a_layout_whose_kernels_disagree_with_pytorch_is_not_measured(tmp_path, monkeypatch):
+    model = random_model(TINY, device="cpu", dtype=torch.float32)
+    set_layer(model, "fused-triton")
+    assert check_layer_ops(model)["ok"]
+    model.fuse_projections(replace(model.layers[0].ops, rope=lambda x, cos, sin: x))  # forgets to rotate
+    check = check_layer_ops(model)
+    assert not check["ok"] and check["rope"] > 0.1 and check["rms_norm"] < 1e-5
+    # in a run: the broken layout is skipped, the others are measured
+    real = bench_dllm.set_layer
+
+    def broken(m, layer):
+        real(m, layer)
+        if layer == "fused":
+            m.fuse_projections(replace(m.layers[0].ops, silu_mul=lambda gu: gu[..., :gu.shape[-1] // 2]))
+
+    monkeypatch.setattr(bench_dllm, "set_layer", broken)
+    cfg = DLLMBenchConfig(lengths=(20,), methods=("vanilla",), impls=("torch",), gen_len=8, block_len=4, steps=8,
+                          layers=("fused", "separate"), dtype="float32", results=str(tmp_path))
+    summary = run_dllm_bench(cfg, progress=False, device="cpu", model_config=TINY)
+    assert not summary["checks"]["fused"]["ok"] and summary["checks"]["separate"]["ok"]
+    assert summary["ran"] == 1 and {r["model"] for r in _records(tmp_path)} == {"custom-random-float32"}
 
 
 @pytest.mark.parametrize("name, kind", [("nvjet_tst_128x64_64x8_1x2_h_bz_TNT", "gemm"),

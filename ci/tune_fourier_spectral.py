@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.kernels.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
+from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
 from optimized.triton_fourier import make_fourier_cache
 from optimized.triton_fourier_spectral import phase_times, planned_spectral
 from reference.ops.fourier_period import PERIOD_MODES

@@ -255,7 +255,7 @@ def private_imports(root: Path, packages=PACKAGES) -> list[Violation]:
 # lower layer, or stays inside its group. So families never import each other, the core imports no family, and the
 # build and the entry points sit above everything they assemble. reference/ and optimized/ import no harness module.
 FAMILIES = ("kv", "kernels", "dllm", "scheduling")
-HARNESS_CORE = ("argtypes", "checks", "cpu_load", "executors", "provenance", "stats", "store", "suite", "worker_cache")
+HARNESS_CORE = ("argtypes", "checks", "cpu_load", "executors", "gpu_timing", "provenance", "stats", "store", "suite", "worker_cache")
 BOARDS_BUILD = ("leaderboard", "pareto_board")  # the rest of harness.boards is what every family's boards use
 HARNESS_ENTRY = ("__main__", "cli", "suites")
 LAYERS = {  # group -> layer

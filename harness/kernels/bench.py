@@ -233,7 +233,7 @@ def allowed_error(dtype: str, ref_max: float) -> float:
 def measurement_records(cell: dict, latency_ms: float, nbytes: int, copy_gbs: float, provenance: dict,
                         protocol: dict, extra: dict, seed: int = 0) -> list[dict]:
     """The four records of a measured cell: latency_ms, bytes_read, bandwidth_gbs, roofline_fraction."""
-    from harness.kernels.gpu_timing import achieved_bandwidth
+    from harness.gpu_timing import achieved_bandwidth
 
     gbs = achieved_bandwidth(nbytes, latency_ms)
     values = {"latency_ms": latency_ms, "bytes_read": float(nbytes), "bandwidth_gbs": gbs,
@@ -431,7 +431,7 @@ class Device:
     def cuda(cls, warmup_ms: int = 25, rep_ms: int = 100) -> "Device":
         import torch
 
-        from harness.kernels.gpu_timing import bench_ms, copy_bandwidth_gbs, graph_ms, require_cuda
+        from harness.gpu_timing import bench_ms, copy_bandwidth_gbs, graph_ms, require_cuda
 
         require_cuda("python -m harness bench --suite kernels")
         return cls("cuda", bench_ms, lambda: torch.cuda.mem_get_info()[0],
@@ -455,7 +455,7 @@ def measure_cell(cell: dict, config: KernelBenchConfig, dev: Device, backend: st
     """Records of one cell: four measurements, or one status record (skipped / missing / failed)."""
     import torch
 
-    from harness.kernels.gpu_timing import RotatingInputs, copies_needed, tensor_bytes
+    from harness.gpu_timing import RotatingInputs, copies_needed, tensor_bytes
     from reference.ops.checks import finite_checks
     from reference.ops.fourier import period_basis
 

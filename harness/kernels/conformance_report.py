@@ -141,7 +141,7 @@ def measure_speed(op: str, fn: Callable, device: str, dtype: torch.dtype, case: 
     check: first check the result on the timed inputs (a kernel may not be fast only where it is wrong); a failing
     check returns {"check": CaseResult, "case": case} and no timings.
     """
-    from harness.kernels.gpu_timing import bench_ms, copy_bandwidth_gbs  # CUDA only; imported on this path alone
+    from harness.gpu_timing import bench_ms, copy_bandwidth_gbs  # CUDA only; imported on this path alone
 
     spec = get_op(op)
     case = case if case is not None else representative_case(op, "gpu")

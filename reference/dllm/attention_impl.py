@@ -2,7 +2,8 @@
 
 `torch`: gather the kept rows, concatenate with the block's K/V and call SDPA, as the official Sparse-dLLM code does
 (a new concatenated copy per layer and step). `triton` or any registered name / `pkg.module:fn`: the op
-`sparse_block_attention` of reference/ops (the Triton kernel reads kept rows through the indices, no copy).
+`sparse_block_attention` of reference/ops (the Triton kernel reads kept rows through the indices, no copy; its output
+is written in [B, Lb, H, D] memory, the layout the o-projection reads, so no transpose copy follows).
 Saliency likewise: `torch` runs the reference op `sparse_dllm_saliency`, other names its implementations.
 The model calls these on every layer of every step, on its own activations: the ops' NaN/inf scan (a reduction and a
 host sync each; reference/ops/checks.py) is off inside them, the other argument checks stay.
@@ -39,8 +40,16 @@ def block_attention(impl: str, graphable: bool = False):
             return dense_attention(q, torch.cat([k_cache, k_block], 2), torch.cat([v_cache, v_block], 2))
         return torch_block_attention
     fn = get_impl("sparse_block_attention", impl)
-    if graphable and impl == "triton":
-        return lambda *args, **kw: fn(*args, validate=False, **kw)
+    if impl == "triton":
+        validate = not graphable
+
+        @_without_finite_check
+        def triton_block_attention(q, k_block, v_block, k_cache, v_cache, kept_idx=None):
+            # out in [B, Lb, H, D] memory: the o-projection reads it as [B, Lb, H * D] without a copy
+            b, h, n, d = q.shape
+            out = torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2)
+            return fn(q, k_block, v_block, k_cache, v_cache, kept_idx, out=out, validate=validate)
+        return triton_block_attention
     return _without_finite_check(fn)
 
 

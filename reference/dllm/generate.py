@@ -12,7 +12,9 @@ of reference/dllm/sampling.py. Fast-dLLM's parallel decoding (arXiv 2505.22618, 
 threshold: commit every masked token with confidence >= threshold, at least one per step, until the block is done.
 
 Dream (Ye et al., 2025): logits shifted right by one; confidence by `alg`; step s of T commits
-int(n_mask * (1 - t_{s+1} / t_s)) tokens on timesteps linspace(1, 1e-3, T + 1), everything left at the last step.
+int(n_mask * (1 - t_{s+1} / t_s)) tokens on timesteps linspace(1, 1e-3, T + 1), everything left at the last step:
+the most confident ones, or with `alg_temp` > 0 a draw without replacement from softmax(confidence / alg_temp) over
+the masked positions (the official `alg_temp`; here by Gumbel-top-k, the same distribution as its multinomial).
 With blocks, step 0 follows the block loops of OpenMOSS/Sparse-dLLM (3fd8986, `dream/generation_utils.py`) and
 NVlabs/Fast-dLLM (24cc59e, `dream/model/generation_utils_block.py`): it commits the block's first token (its logit
 read at the row before the block) whatever its confidence, and the block [bs, be) is what the caches see
@@ -35,6 +37,7 @@ REMASKING = ("low_confidence", "random")
 DREAM_ALGS = ("maskgit_plus", "topk_margin", "entropy")
 DREAM_STEP0 = ("first_token", "schedule")
 LLADA_ONLY = ("cfg_scale", "logits_eos_inf", "confidence_eos_eot_inf")  # options of the official LLaDA loop
+DREAM_ONLY = ("top_k", "alg_temp")  # options of the official Dream sampler
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class GenConfig:
     threshold: float | None = None  # Fast-dLLM parallel decoding; None = fixed count per step
     loop: str = "llada"             # "llada" or "dream"
     alg: str = "entropy"            # Dream's confidence
-    top_p: float | None = None      # Dream's nucleus sampling (temperature > 0)
+    top_p: float | None = None      # nucleus filter (Dream: at any temperature; LLaDA loop: T > 0 only)
+    top_k: int | None = None        # Dream: keep the logits >= the k-th largest before sampling / confidence
+    alg_temp: float | None = None   # Dream: > 0 draws the positions to commit from softmax(confidence / alg_temp)
     seed: int = 0
     cfg_scale: float = 0.0          # LLaDA's unsupervised classifier-free guidance (0 = off)
     tempered_confidence: bool = False  # LLaDA at T > 0: rank by softmax(logits / T) (ours) instead of softmax(logits)
@@ -85,10 +90,21 @@ class GenConfig:
         if self.eot_id is not None and (isinstance(self.eot_id, bool) or not isinstance(self.eot_id, int)
                                         or self.eot_id < 0):
             raise ValueError(f"eot_id must be None or a token id >= 0, got {self.eot_id!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
+                                       or self.top_k < 1):
+            raise ValueError(f"top_k must be None or an int >= 1, got {self.top_k!r}")
+        if self.alg_temp is not None and not (isinstance(self.alg_temp, (int, float))
+                                              and not isinstance(self.alg_temp, bool)
+                                              and math.isfinite(self.alg_temp) and self.alg_temp >= 0):
+            raise ValueError(f"alg_temp must be None or a finite number >= 0, got {self.alg_temp!r}")
         if self.loop == "dream":
             used = [n for n in LLADA_ONLY if getattr(self, n)]
             if used:
                 raise ValueError(f"{', '.join(used)}: options of the LLaDA loop (loop 'llada'); the Dream loop has none")
+        else:
+            used = [n for n in DREAM_ONLY if getattr(self, n)]
+            if used:
+                raise ValueError(f"{', '.join(used)}: options of the Dream loop (loop 'dream'); the LLaDA loop has none")
 
     @property
     def steps_per_block(self) -> int:
@@ -110,25 +126,34 @@ def dream_counts(n_mask: int, step: int, steps: int, eps: float = 1e-3) -> int:
     return int(n_mask * (1 - s / t))
 
 
-def _commit(x: torch.Tensor, bs: int, x0, conf, masked, counts: list[int], threshold: float | None) -> int:
-    """Write the chosen candidates of each row into x[:, bs:]; returns how many tokens were committed."""
+def _commit(x: torch.Tensor, bs: int, x0, conf, masked, counts: list[int], threshold: float | None,
+            left: list[int], alg_temp: float | None = None, gen: torch.Generator | None = None) -> list[int]:
+    """Write the chosen candidates of each row into x[:, bs:]; returns how many tokens each row committed.
+
+    left[b]: how many positions of row b's block are masked (the loop tracks it on the host, so a fixed-count step
+    reads nothing back from the device: no sync between a step's forward and the next one's).
+    alg_temp > 0 (Dream): the counts[b] positions are drawn without replacement from softmax(conf / alg_temp) over the
+    masked ones (Gumbel-top-k with noise from `gen`) instead of being the most confident."""
     conf = conf.masked_fill(~masked, float("-inf"))
-    done = 0
+    done = [0] * x.shape[0]
     for b in range(x.shape[0]):
-        n_masked = int(masked[b].sum())
-        if n_masked == 0:
+        if left[b] == 0:
             continue
         if threshold is not None:
             pick = (conf[b] >= threshold).nonzero()[:, 0]
             if pick.numel() == 0:
                 pick = conf[b].argmax()[None]
         else:
-            k = min(counts[b], n_masked)
+            k = min(counts[b], left[b])
             if k == 0:
                 continue
-            pick = conf[b].topk(k).indices
+            if alg_temp:
+                u = torch.rand(conf.shape[1], dtype=torch.float64, generator=gen, device="cpu").to(conf.device)
+                pick = (conf[b] / alg_temp - torch.log(-torch.log(u.clamp_min(1e-300)))).topk(k).indices
+            else:
+                pick = conf[b].topk(k).indices
         x[b, bs + pick] = x0[b, pick]
-        done += int(pick.numel())
+        done[b] = k if threshold is None else int(pick.numel())
     return done
 
 
@@ -192,12 +217,15 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
         bs, be = p + blk * cfg.block_len, p + (blk + 1) * cfg.block_len
         cache.begin_block(bs - shift, be, lead)
         n0 = (x[:, bs:be] == mask_id).sum(1).tolist()
+        # Masked positions per row, on the host: a candidate is never the mask token and only masked positions are
+        # written, so each step lowers them by what it committed.
+        left = list(n0)
         counts = [transfer_counts(n, t_block) for n in n0]
         step = 0
         while True:
-            masked = x[:, bs:be] == mask_id
-            if step >= cache.min_block_steps and (not masked.any() or (cfg.threshold is None and step >= t_block)):
+            if step >= cache.min_block_steps and (not any(left) or (cfg.threshold is None and step >= t_block)):
                 break
+            masked = x[:, bs:be] == mask_id
             logits = cache.step_logits(model, inputs(), step)[:, :cfg.block_len]
             if guided:
                 cond, uncond = logits.chunk(2)
@@ -207,16 +235,19 @@ def generate(model: DLLM, prompt: torch.Tensor, cfg: GenConfig, cache: DecodeCac
             else:
                 x0, conf = llada_step(logits, cfg, gen, mask_id, eos_id)
             done, only_first = 0, False
-            if first_token and step == 0:  # the block's first token, whatever its confidence
+            if first_token and step == 0:  # the block's first token, whatever its confidence (masked: a new block)
                 x[:, bs] = x0[:, 0]
+                left = [n - 1 for n in left]
                 done, masked = b, x[:, bs:be] == mask_id
                 only_first = t_block > 1 or cfg.threshold is not None  # else this only step commits the rest too
             if not only_first:
                 if dream:
-                    k = [dream_counts(int(m.sum()), step, t_block) for m in masked]
+                    k = [dream_counts(n, step, t_block) for n in left]
                 else:
                     k = [c[step] if step < t_block else 1 for c in counts]
-                done += _commit(x, bs, x0, conf, masked, k, cfg.threshold)
+                rows = _commit(x, bs, x0, conf, masked, k, cfg.threshold, left, cfg.alg_temp, gen)
+                left = [n - r for n, r in zip(left, rows)]
+                done += sum(rows)
             per_step.append(done)
             step += 1
             steps_run += 1

@@ -11,9 +11,17 @@ the mask predictor is a Transformer "without a causal mask"). The forward pass i
 
 Shapes: ids [B, n], positions long [n] (absolute positions of those n tokens; RoPE uses them), q [B, H, n, D],
 k/v [B, Hkv, n, D] after RoPE. Weights may be any float dtype; norms and the RoPE rotation compute in float32.
+
+Fused projections (`DLLM.fuse_projections`, opt-in, inference): a block step of 32 tokens is bound by reading the
+weights, and five skinny GEMMs per layer (q, k, v, gate, up) do that worse than two. Fusing concatenates each layer's
+q/k/v weights into one [(H + 2 Hkv) D, d] matrix and gate/up into one [2 F, d] matrix, and re-points the separate
+parameters at views of them: the same memory, the same parameter names and state dict, one GEMM each. RoPE then
+runs once over the q and k heads together. `ops` swaps the elementwise pieces (RMSNorm, RoPE, SiLU-times-up) for
+fused kernels (optimized/triton_dllm_layer.py); the default `TORCH_LAYER_OPS` computes what the separate path does.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -35,6 +43,13 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=k.shape[1] != q.shape[1])
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / rms(x) * weight over the last dim, computed in float32, returned in x's dtype."""
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return (x32 * weight.float()).to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float, **factory):
         super().__init__()
@@ -42,9 +57,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, **factory))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * self.weight.float()).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +75,32 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x32 * cos + rot * sin).to(x.dtype)
 
 
+def rope_heads_last(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """apply_rope on x [B, n, heads, D] (the fused layout) with cos/sin [n, D] or [B, 1, n, D] (Layer.qkv's)."""
+    if cos.dim() == 2:
+        return apply_rope(x, cos[:, None], sin[:, None])
+    return apply_rope(x, cos.transpose(-3, -2), sin.transpose(-3, -2))
+
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up of the fused [..., 2F] projection (gate first), as the separate path computes it."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+@dataclass(frozen=True)
+class LayerOps:
+    """The elementwise pieces of a fused layer. rms_norm(x, weight, eps) -> x's dtype; rope(x [B, n, heads, D],
+    cos, sin) -> rotated x (cos/sin [n, D] or [B, 1, n, D]; it may write x in place); silu_mul(gate_up) -> [..., F]."""
+    name: str
+    rms_norm: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+    rope: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    silu_mul: Callable[[torch.Tensor], torch.Tensor]
+
+
+TORCH_LAYER_OPS = LayerOps("torch", rms_norm, rope_heads_last, silu_mul)
+
+
 class Layer(nn.Module):
     def __init__(self, cfg: DLLMConfig, **factory):
         super().__init__()
@@ -76,6 +115,52 @@ class Layer(nn.Module):
         self.gate_proj = nn.Linear(d, cfg.ffn_dim, bias=False, **factory)
         self.up_proj = nn.Linear(d, cfg.ffn_dim, bias=False, **factory)
         self.down_proj = nn.Linear(cfg.ffn_dim, d, bias=False, **factory)
+        self.fused = False
+        self.ops = TORCH_LAYER_OPS
+
+    # ------------------------------------------------------------------ the fused layout (opt-in)
+    def _proj_groups(self):
+        return (("qkv_weight", (self.q_proj, self.k_proj, self.v_proj), "weight"),
+                ("qkv_bias", (self.q_proj, self.k_proj, self.v_proj), "bias"),
+                ("gate_up_weight", (self.gate_proj, self.up_proj), "weight"))
+
+    def fuse(self, ops: LayerOps = TORCH_LAYER_OPS) -> None:
+        """One qkv and one gate_up matrix; the separate parameters become views of them (no extra memory)."""
+        self.ops = ops
+        if self.fused:
+            return
+        with torch.no_grad():
+            for name, mods, attr in self._proj_groups():
+                params = [getattr(m, attr) for m in mods]
+                if params[0] is None:
+                    setattr(self, name, None)
+                    continue
+                whole = torch.cat([p.detach() for p in params], 0)
+                for p, view in zip(params, whole.split([p.shape[0] for p in params], 0)):
+                    p.data = view
+                setattr(self, name, whole)  # a plain attribute: not a parameter, not in the state dict
+        self.fused = True
+
+    def unfuse(self) -> None:
+        """Back to separate matrices (each parameter its own copy)."""
+        if not self.fused:
+            return
+        with torch.no_grad():
+            for name, mods, attr in self._proj_groups():
+                for m in mods:
+                    p = getattr(m, attr)
+                    if p is not None:
+                        p.data = p.data.clone()
+                delattr(self, name)
+        self.fused, self.ops = False, TORCH_LAYER_OPS
+
+    def _apply(self, fn, *args, **kwargs):
+        """.to() / .half() / .cuda() move each parameter on its own: fuse again afterwards."""
+        out = super()._apply(fn, *args, **kwargs)
+        if self.fused:
+            self.fused = False
+            self.fuse(self.ops)
+        return out
 
     def heads(self, x: torch.Tensor, n_heads: int) -> torch.Tensor:
         b, n, _ = x.shape
@@ -83,6 +168,13 @@ class Layer(nn.Module):
 
     def qkv(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """q [B, H, n, D], k/v [B, Hkv, n, D] of hidden states h [B, n, d]; RoPE applied to q and k."""
+        if self.fused:  # one GEMM; RoPE once over the q and k heads; q/k/v are views in [B, n, heads, D] memory
+            b, n, _ = h.shape
+            hq, hkv = self.n_heads, self.n_kv_heads
+            a = self.ops.rms_norm(h, self.attn_norm.weight, self.attn_norm.eps)
+            y = F.linear(a, self.qkv_weight, self.qkv_bias).view(b, n, hq + 2 * hkv, self.head_dim)
+            qk = self.ops.rope(y[:, :, :hq + hkv], cos, sin)
+            return qk[:, :, :hq].transpose(1, 2), qk[:, :, hq:].transpose(1, 2), y[:, :, hq + hkv:].transpose(1, 2)
         a = self.attn_norm(h)
         q = apply_rope(self.heads(self.q_proj(a), self.n_heads), cos, sin)
         k = apply_rope(self.heads(self.k_proj(a), self.n_kv_heads), cos, sin)
@@ -97,6 +189,9 @@ class Layer(nn.Module):
         return self.o_proj(o.transpose(1, 2).reshape(b, n, -1))
 
     def mlp(self, h: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            a = self.ops.rms_norm(h, self.mlp_norm.weight, self.mlp_norm.eps)
+            return self.down_proj(self.ops.silu_mul(F.linear(a, self.gate_up_weight)))
         a = self.mlp_norm(h)
         return self.down_proj(F.silu(self.gate_proj(a)) * self.up_proj(a))
 
@@ -119,7 +214,30 @@ class DLLM(nn.Module):
         return rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
+        layer = self.layers[0] if len(self.layers) else None
+        if layer is not None and layer.fused:
+            return self.lm_head(layer.ops.rms_norm(h, self.norm.weight, self.norm.eps))
         return self.lm_head(self.norm(h))
+
+    def fuse_projections(self, ops: LayerOps = TORCH_LAYER_OPS) -> "DLLM":
+        """Every layer's q/k/v and gate/up as one matrix each (inference; parameters and state dict unchanged), with
+        `ops` as the elementwise pieces. Returns self."""
+        for layer in self.layers:
+            layer.fuse(ops)
+        return self
+
+    def unfuse_projections(self) -> "DLLM":
+        for layer in self.layers:
+            layer.unfuse()
+        return self
+
+    @property
+    def layout(self) -> str:
+        """"separate", or "fused" / "fused-<ops name>" (the non-torch elementwise ops named)."""
+        if not len(self.layers) or not self.layers[0].fused:
+            return "separate"
+        name = self.layers[0].ops.name
+        return "fused" if name == "torch" else f"fused-{name}"
 
     def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, attend: Attend | None = None,
                key_mask: torch.Tensor | None = None):

@@ -11,9 +11,11 @@ read). Deliberate deviations: the mask token is never a candidate (a trained mod
 untrained one could otherwise "commit" a mask), and `tempered_confidence=True` ranks by softmax(logits / T), this
 benchmark's earlier rule.
 
-Dream (Ye et al., 2025; the block loops of OpenMOSS/Sparse-dLLM and Fast-dLLM): logits / T, optional nucleus
-(top_p), probabilities of the tempered logits; x0 their argmax (T = 0) or a sample; confidence by `alg`
-(maskgit_plus: the probability of x0, topk_margin: p1 - p2, entropy: minus the entropy).
+Dream (Ye et al., 2025; the block loops of OpenMOSS/Sparse-dLLM and Fast-dLLM, and Dream's own `sample_tokens`):
+logits / T (T > 0), then the nucleus filter (top_p) and the top-k filter (top_k), both at any temperature as the
+official code applies them (so at T = 0 they change the confidence, not x0); probabilities of the filtered logits;
+x0 their argmax (T = 0) or a sample; confidence by `alg` (maskgit_plus: the probability of x0, topk_margin: p1 - p2,
+entropy: minus the entropy). top_k keeps every logit at least the k-th largest (ties kept), as the official filter.
 """
 from __future__ import annotations
 
@@ -35,6 +37,14 @@ def _nucleus(scaled: torch.Tensor, top_p: float | None) -> torch.Tensor:
     p = torch.softmax(sorted_l, -1)
     drop = p.cumsum(-1) - p > top_p
     return scaled.scatter(-1, order, sorted_l.masked_fill(drop, NEG_INF))
+
+
+def _top_k(scaled: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """Logits below the k-th largest of their row set to -inf (ties with it stay); None keeps all."""
+    if top_k is None:
+        return scaled
+    kth = scaled.topk(min(top_k, scaled.shape[-1]), dim=-1).values[..., -1:]
+    return scaled.masked_fill(scaled < kth, NEG_INF)
 
 
 def llada_step(logits: torch.Tensor, cfg, gen: torch.Generator | None, mask_id: int, eos_id: int):
@@ -61,13 +71,10 @@ def dream_step(logits: torch.Tensor, cfg, gen: torch.Generator | None, mask_id: 
     """(x0 [B, n], confidence [B, n] float64) of the Dream loop; cfg is a GenConfig."""
     logits = logits.to(torch.float64)
     logits[..., mask_id] = NEG_INF
-    if cfg.temperature == 0:
-        probs = torch.softmax(logits, dim=-1)
-        x0 = logits.argmax(-1)
-    else:
-        scaled = _nucleus(logits / cfg.temperature, cfg.top_p)
-        probs = torch.softmax(scaled, dim=-1)
-        x0 = _gumbel_argmax(scaled, gen)
+    t = cfg.temperature
+    scaled = _top_k(_nucleus(logits / t if t > 0 else logits, cfg.top_p), cfg.top_k)
+    probs = torch.softmax(scaled, dim=-1)
+    x0 = scaled.argmax(-1) if t == 0 else _gumbel_argmax(scaled, gen)
     if cfg.alg == "maskgit_plus":
         return x0, probs.gather(-1, x0[..., None])[..., 0]
     if cfg.alg == "topk_margin":

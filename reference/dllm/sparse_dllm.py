@@ -95,8 +95,7 @@ class SparseDLLM(DecodeCache):
     def _build(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Step 1, one layer: score and keep the out-of-block K/V; attention stays dense."""
         lo, hi = self.lo, self.hi
-        k_out = torch.cat([k[:, :, :lo], k[:, :, hi:]], 2)
-        v_out = torch.cat([v[:, :, :lo], v[:, :, hi:]], 2)
+        k_out = torch.cat([k[:, :, :lo], k[:, :, hi:]], 2)  # what the saliency scores; V is gathered from v itself
         keep = int(k_out.shape[2] * self.keep_ratio)
         with self.timer.phase("score"):
             if self.key_mask is None:
@@ -105,9 +104,11 @@ class SparseDLLM(DecodeCache):
                 mask_out = torch.cat([self.key_mask[:, :lo], self.key_mask[:, hi:]], 1)
                 scores, idx = masked_saliency(q[:, :, lo:hi], k_out, keep, self.kernel_size, mask_out)
                 self._store(self.kept_mask, layer, mask_out[:, None, :, None], idx[:, None, :, None])
-            gidx = idx[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
-            self._store(self.k, layer, k_out, gidx)
-            self._store(self.v, layer, v_out, gidx)
+            del k_out
+            seq = idx + (idx >= lo) * (hi - lo)  # out-of-block index -> position in the sequence
+            gidx = seq[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+            self._store(self.k, layer, k, gidx)
+            self._store(self.v, layer, v, gidx)
             self.kept_idx[layer:] = [idx]
             self.scores[layer:] = [scores]
         return dense_attention(q, k, v, self.key_mask)

@@ -78,7 +78,7 @@ def test_cli_and_pytest_write_the_same_cells(tmp_path):
 
 
 def test_speed_with_a_stand_in_timer(monkeypatch):
-    """The CUDA path's arithmetic on the CPU: a fake harness.kernels.gpu_timing gives 2 ms (kernel), 5 ms (reference)."""
+    """The CUDA path's arithmetic on the CPU: a fake harness.gpu_timing gives 2 ms (kernel), 5 ms (reference)."""
     calls = []
 
     def bench_ms(fn, warmup=25, rep=100):
@@ -87,7 +87,7 @@ def test_speed_with_a_stand_in_timer(monkeypatch):
         return 2.0 if len(calls) == 1 else 5.0
 
     fake = types.SimpleNamespace(bench_ms=bench_ms, copy_bandwidth_gbs=lambda device: 50.0)
-    monkeypatch.setitem(sys.modules, "harness.kernels.gpu_timing", fake)
+    monkeypatch.setitem(sys.modules, "harness.gpu_timing", fake)
     case = {"batch": 1, "kv_heads": 2, "group": 2, "q_len": 3, "k_len": 70, "head_dim": 16, "causal": True,
             "scale": None, "seed": 7}
     speed = measure_speed("attention", attention_torch, "cpu", torch.float32, case=case)
@@ -164,7 +164,7 @@ def test_cuda_branch_stores_the_verdict_before_timing(monkeypatch, tmp_path):
     def broken_timer(fn, warmup=25, rep=100):
         raise RuntimeError("timer broke")
 
-    monkeypatch.setitem(sys.modules, "harness.kernels.gpu_timing", types.SimpleNamespace(
+    monkeypatch.setitem(sys.modules, "harness.gpu_timing", types.SimpleNamespace(
         bench_ms=broken_timer, copy_bandwidth_gbs=lambda device: 50.0))
     report, speed, records = run_and_record("attention", attention_torch, "t:a", max_examples=2,
                                             dtypes=(torch.float32,), results=str(tmp_path))
@@ -172,7 +172,7 @@ def test_cuda_branch_stores_the_verdict_before_timing(monkeypatch, tmp_path):
     stored = ResultsStore(tmp_path).records("conformance")
     assert stored == records and not any(r["params"]["property"] == "speed" for r in stored)
 
-    monkeypatch.setitem(sys.modules, "harness.kernels.gpu_timing", types.SimpleNamespace(
+    monkeypatch.setitem(sys.modules, "harness.gpu_timing", types.SimpleNamespace(
         bench_ms=lambda fn, warmup=25, rep=100: 1.0, copy_bandwidth_gbs=lambda device: 50.0))
     report, speed, records = run_and_record("attention", attention_torch, "t:a", max_examples=2,
                                             dtypes=(torch.float32,), results=str(tmp_path))

@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("pytest_benchmark")
 
 from harness.kernels import bench as bk  # noqa: E402
-from harness.kernels.gpu_timing import RotatingInputs  # noqa: E402
+from harness.gpu_timing import RotatingInputs  # noqa: E402
 from harness.provenance import device_info  # noqa: E402
 from reference.ops.checks import finite_checks  # noqa: E402
 

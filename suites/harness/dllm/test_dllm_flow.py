@@ -158,6 +158,7 @@ def test_cli_rerun_measures_again(fixture_run, capsys):
     (["run", "--suite", "dllm", "--checkpoint", str(FIXTURE), "--keep-ratios", "1.5"], "--keep-ratios"),
     (["bench", "--suite", "dllm", "--lengths", "0"], "--lengths"),  # config errors come before the CUDA check
     (["bench", "--suite", "dllm", "--methods", "nope"], "nope"),
+    (["bench", "--suite", "dllm", "--dllm-layers", "fused,nope"], "--dllm-layers"),
 ])
 def test_cli_errors_exit_2_with_a_message(argv, message, tmp_path, capsys):
     assert main([*argv, "--results", str(tmp_path / "results")]) == 2

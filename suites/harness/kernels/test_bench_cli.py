@@ -14,7 +14,7 @@ import torch
 
 from harness.cli import build_parser, main
 from harness.kernels import bench as bk
-from harness.kernels.gpu_timing import (RotatingInputs, achieved_bandwidth, bench_ms, copies_needed, copy_bandwidth_gbs,
+from harness.gpu_timing import (RotatingInputs, achieved_bandwidth, bench_ms, copies_needed, copy_bandwidth_gbs,
                                 tensor_bytes)
 from harness.store import REQUIRED, ResultsStore, validate
 

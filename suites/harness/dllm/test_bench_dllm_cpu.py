@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from harness import bench_dllm
+from harness.dllm import bench as bench_dllm
 from harness.dllm.bench import (DLLMBenchConfig, block_step_weight_bytes, check_layer_ops, format_summary,
                                 kernel_kind, run_dllm_bench, set_layer, step_metrics)
 from harness.store import cell_key

@@ -173,7 +173,9 @@ def _stream_kernel(
     dv = tl.arange(0, BLOCK_VD)
     k_run = dk < tl.multiple_of((tl.load(KSTART + h + 1) - ks) // ALIGN * ALIGN, ALIGN)  # the head's kept K: ks + dk
     v_run = dv < tl.multiple_of((tl.load(VSTART + h + 1) - vs) // ALIGN * ALIGN, ALIGN)
-    k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=0).to(tl.int32) - h * D
+    # Lanes past the head's run point one past the row (dimension D), never read while the masks are right: a
+    # wrong mask reads the caller's neighbouring data there instead of some other dimension of q.
+    k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=(h + 1) * D).to(tl.int32) - h * D
     q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + k_dims[None, :] * sqd,
                     mask=row_ok[:, None] & k_run[None, :], other=0.0).to(DT)
     acc_k = tl.zeros((BLOCK_M, BLOCK_VD), dtype=tl.float32)

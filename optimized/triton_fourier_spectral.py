@@ -167,8 +167,8 @@ def _stream_kernel(
 
     ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
     vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)
-    skmt = tl.multiple_of(skmt // ALIGN * ALIGN, ALIGN)
-    svmt = tl.multiple_of(svmt // ALIGN * ALIGN, ALIGN)
+    skmt = skmt // ALIGN * ALIGN  # (an int argument, possibly specialized to a constant: no tl.multiple_of here)
+    svmt = svmt // ALIGN * ALIGN
     dk = tl.arange(0, BLOCK_KD)
     dv = tl.arange(0, BLOCK_VD)
     k_run = dk < tl.multiple_of((tl.load(KSTART + h + 1) - ks) // ALIGN * ALIGN, ALIGN)  # the head's kept K: ks + dk

@@ -458,10 +458,11 @@ SPAN_EXAMPLES = (
 # terms of the needle's row (n = 1) carry most of it: a basis 6 float32 ulps off at the edges (a kernel's sin
 # polynomial with its a**9 term doubled) fails it, at 1.2x to 1.9x the bound on each of seeds 1-6, and our torch,
 # coefficients and Triton kernels pass at under 0.6x. Averaged over the tokens, the drawn cases see at most a
-# fraction of such an error. Then 3 heads each keeping 8 (K) / 16 (V) of their 40 channels (kept_align 8: each
+# fraction of such an error. Then 3 heads each keeping 8 of their 40 channels in K and in V (kept_align 8: each
 # head's run of the kept list starts on a multiple of 8, the layout a kernel may promise aligned loads for) in
-# rows whose stride is not a multiple of 8 but of 3, 9 and 27 (K: 24 + 3) or 3 and 17 (V: 48 + 3; the
-# conformance's padded views add 3): an alignment check that tests the wrong divisor promises wrongly here.
+# rows whose stride, 24 + 3 (the conformance's padded views add 3), is a multiple of 3, 9 and 27 but not of 8,
+# and 72 rows per sequence (a batch stride that is a multiple of 8): an alignment check that tests the row stride
+# against the wrong divisor promises wrongly here.
 DECODE_EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_local": 5, "mid_len": 40,
      "period": 64, "num_freqs": 7, "v_num_freqs": 3,
@@ -481,9 +482,9 @@ DECODE_EXAMPLES = (
     {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 32, "q_len": 2, "n_init": 1, "n_local": 3, "mid_len": 6,
      "period": 8, "num_freqs": 5, "v_num_freqs": 2,
      "k_fraction": 0.5, "v_fraction": 1.0, "kept_align": 1, "score_offset": "needle", "magnitude": 1000.0, "seed": 6},
-    {"batch": 2, "kv_heads": 3, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 2, "n_local": 5, "mid_len": 70,
-     "period": 72, "num_freqs": 9, "v_num_freqs": 6,
-     "k_fraction": 0.8, "v_fraction": 0.6, "kept_align": 8, "score_offset": None, "magnitude": 1.0, "seed": 7},
+    {"batch": 2, "kv_heads": 3, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 2, "n_local": 5, "mid_len": 72,
+     "period": 75, "num_freqs": 9, "v_num_freqs": 6,
+     "k_fraction": 0.8, "v_fraction": 0.8, "kept_align": 8, "score_offset": None, "magnitude": 1.0, "seed": 7},
 )
 
 register_op(OpSpec("fourier_compress", fourier_compress, _span_cases, _compress_inputs,

@@ -184,8 +184,8 @@ EXAMPLES = (
      "k_fraction": 0.5, "v_fraction": 1.0,
      "kept_align": 1, "score_offset": "needle", "magnitude": 1000.0, "seed": 2},
     {"batch": 2, "kv_heads": 3, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 2, "n_locals": [5, 9],
-     "mid_lens": [70, 41], "periods": [72, 41], "num_freqs": 9, "v_num_freqs": 6,
-     "k_fraction": 0.8, "v_fraction": 0.6, "kept_align": 8, "score_offset": None, "magnitude": 1.0, "seed": 5},
+     "mid_lens": [72, 41], "periods": [75, 41], "num_freqs": 9, "v_num_freqs": 6,
+     "k_fraction": 0.8, "v_fraction": 0.8, "kept_align": 8, "score_offset": None, "magnitude": 1.0, "seed": 5},
 )
 
 register_op(OpSpec("fourier_decode_attention_varlen", fourier_decode_attention_varlen, _varlen_cases, _varlen_inputs,

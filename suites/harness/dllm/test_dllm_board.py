@@ -209,7 +209,8 @@ def test_committed_results_build(tmp_path):
     figures = re.findall(r"\]\((dllm_throughput_\d+\.png)\)", md)
     assert figures and all((tmp_path / "board" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
     sections = {h: t for h, t in _sections(md).items() if h.startswith("Throughput and memory: llada")}
-    assert len(sections) == len({r["device"] for r in ResultsStore(results).records("dllm_throughput")})
+    # one section per (model, device): the layer layout is part of the model name (fused-triton, separate, ...)
+    assert len(sections) == len({(r["model"], r["device"]) for r in ResultsStore(results).records("dllm_throughput")})
     for tables in sections.values():
         for table in tables[:2]:  # tokens/s, peak memory
             rows = _rows(table)

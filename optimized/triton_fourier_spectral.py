@@ -326,8 +326,8 @@ def nearest_knobs(entries: list[dict], programs: int, mid_len: int) -> dict:
 
 def _num_splits(programs: int, tiles: int, device: torch.device, per_wave: float = 2.0) -> int:
     """Splits per (sequence, KV head): `per_wave` waves of programs on a GPU (2 unless tuned). In the interpreter
-    3 per (sequence, KV head) whatever their number, so the merges run with a masked lane of a 4-wide chunk on any
-    span of 3 tiles or more."""
+    3 per (sequence, KV head) whatever their number, so on any span of 3 tiles or more the merges take more than
+    one chunk, the last with a masked lane."""
     if device.type != "cuda":
         return max(1, min(tiles, 3))
     target = per_wave * torch.cuda.get_device_properties(device).multi_processor_count

@@ -398,7 +398,6 @@ class _Plan:
         self.block_vd = _run_block(v_starts)
         self.align = _alignment(k_starts + v_starts, self.k_mid, self.v_mid)
         self.num_warps = num_warps or tuned.get("num_warps", 4)
-        self.num_stages = tuned.get("num_stages")  # the streaming pass's software pipelining (Triton's default)
         # The two coefficient GEMMs (phases 1 and 6) on tensor cores with float32 accuracy (3xTF32): with FMA
         # products ("ieee") the output phase took 44 us per call at any length on an H200. 16 frequencies per step
         # of the output's loop measured fastest on an H100 (21 / 29 / 47 us at 1x4k / 1x128k / 8x32k, against
@@ -424,7 +423,7 @@ class _Plan:
         # The splits' partial results, NaN until written, with a NaN tail of one merge chunk past the last: a merge
         # that reads a part no split wrote, or past the last (a wrong mask), gets NaN into its output, on the CPU
         # tier too (the interpreter reads such places silently). Filled once per plan, never per call.
-        parts = b * hkv * self.splits + 8
+        parts = b * hkv * self.splits + self.merge_chunk
         nan = float("nan")
         self.acc = torch.full((parts, self.block_m, self.block_d), nan, dtype=torch.float32, device=dev)
         self.acc_kept = torch.full((parts, self.block_m, self.block_vd), nan, dtype=torch.float32, device=dev)
@@ -462,8 +461,7 @@ class _Plan:
                 self.s.stride(0), self.s.stride(1), self.hkv, self.le, self.mid_len, self.sm_scale, self.splits,
                 **consts, DT=_TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
                 BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t, BLOCK_KD=self.block_kd,
-                BLOCK_VD=self.block_vd, ALIGN=self.align, num_warps=self.num_warps,
-                **({"num_stages": self.num_stages} if self.num_stages else {}))
+                BLOCK_VD=self.block_vd, ALIGN=self.align, num_warps=self.num_warps)
         if upto >= 4 and self.cv:
             block_tt = 1024
             _probabilities_kernel[(grid_kv, triton.cdiv(self.t_max, block_tt))](

@@ -163,7 +163,7 @@ def _stream_kernel(
         v = tl.load(VE + b * svb + h * svh + js[:, None] * svl + ds[None, :] * svd, mask=kv_mask, other=0.0)
         s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
         s = tl.where(j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
-        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, DT, PREC)
+        m_i, l_i, acc, _ = online_softmax_step(s, v, m_i, l_i, acc, acc, DT, PREC, False)  # err unused: KAHAN off
 
     ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
     vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)

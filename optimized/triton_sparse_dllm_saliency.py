@@ -9,12 +9,13 @@ returns float32 scores [B, S] and the ascending kept positions, long [B, keep]).
                                                                     / (Lb * Hq),
    so a program builds qsum for each KV head in turn from q_block (in-kernel: no qbar tensor, no second launch; q is
    small and re-read from L2 by every tile) and reads its key tile of every KV head once: the kernel is one pass over
-   k, which is the memory that matters. The max-pool is fused with a halo: a program computes s on BLOCK_N
-   positions starting kernel_size // 2 before its output range and writes the BLOCK_N - 2 * (kernel_size // 2)
-   pooled values whose whole window it holds (positions outside [0, S) are -inf, the pooling's padding). Shifted
-   copies of the tile come from `tl.gather`, so a halo position's score is recomputed by its neighbour tile
-   (2 * (kernel_size // 2) of BLOCK_N positions, under 2% at BLOCK_N 128, kernel_size 3) rather than scores being
-   written, re-read and re-written by a second pass. Scores are written once, in float32.
+   k, which is the memory that matters. It writes s in float32 (into `scores` itself when kernel_size is 1).
+   `_pool_kernel`, grid (B, tiles): the max-pool, max over o in [-kernel_size // 2, kernel_size // 2] of s[j + o]
+   with -inf outside [0, S) (max_pool1d's padding), from kernel_size shifted loads of s. A first version pooled
+   inside `_scores_kernel` from shifted copies made with `tl.gather`; compute-sanitizer's racecheck reported
+   write-write hazards in the shared memory that exchange goes through (docs/conformance.md). The second pass
+   costs 8 bytes per position read and written beside the Hkv * D * 2 bytes of k each position costs (under 1.6%
+   for Hkv * D >= 512, fp16), and needs no shared memory at all.
 2. `_select_kernel`, grid (B,): the keep-th largest score T by bisection on the order-preserving int32 image of the
    float32 scores (flip the 31 low bits of negatives; -0.0 is first made +0.0): 32 halvings of the int32 range, each a
    counting pass "how many keys >= mid" over the row (L1/L2 resident: S floats), then one compaction pass in index
@@ -44,12 +45,10 @@ def _scores_kernel(
     q_ptr, k_ptr, scores_ptr, inv_count, S, LB, GROUP, HKV,
     s_qb, s_qh, s_ql, s_qd, s_kb, s_kh, s_kn, s_kd, s_sb,
     HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
-    PAD: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
-    j = tl.arange(0, BLOCK_N)
-    pos = tl.program_id(1) * (BLOCK_N - 2 * PAD) - PAD + j  # tile with a halo of PAD on each side
-    pos_ok = (pos >= 0) & (pos < S)
+    pos = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    pos_ok = pos < S
     dims = tl.arange(0, D_PAD)
     dim_ok = dims < HEAD_DIM
     ls = tl.arange(0, BLOCK_L)
@@ -66,15 +65,20 @@ def _scores_kernel(
         k_tile = k_ptr + b * s_kb + kvh * s_kh + pos[:, None] * s_kn + dims[None, :] * s_kd
         kt = tl.load(k_tile, mask=pos_ok[:, None] & dim_ok[None, :], other=0.0)
         s += tl.sum(kt.to(tl.float32) * qsum[None, :], 1)
-    s = tl.where(pos_ok, s * inv_count, float("-inf"))  # -inf: max_pool1d's padding
+    tl.store(scores_ptr + b * s_sb + pos, s * inv_count, mask=pos_ok)
 
-    pooled = s
-    if PAD > 0:
-        for o in tl.static_range(2 * PAD + 1):
-            src = tl.minimum(tl.maximum(j + (o - PAD), 0), BLOCK_N - 1)  # clamped only where nothing is stored
-            pooled = tl.maximum(pooled, tl.gather(s, src, 0))
-    out_ok = (j >= PAD) & (j < BLOCK_N - PAD) & pos_ok
-    tl.store(scores_ptr + b * s_sb + pos, pooled, mask=out_ok)
+
+@triton.jit
+def _pool_kernel(raw_ptr, scores_ptr, S, s_rb, s_sb, PAD: tl.constexpr, BLOCK: tl.constexpr):
+    """scores[b, j] = max_{|o| <= PAD} raw[b, j + o], -inf outside [0, S): max_pool1d(kernel 2 PAD + 1, stride 1)."""
+    b = tl.program_id(0).to(tl.int64)
+    pos = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    pooled = tl.full([BLOCK], float("-inf"), tl.float32)
+    for o in tl.static_range(2 * PAD + 1):
+        src = pos + (o - PAD)
+        pooled = tl.maximum(pooled, tl.load(raw_ptr + b * s_rb + src, mask=(src >= 0) & (src < S),
+                                            other=float("-inf")))
+    tl.store(scores_ptr + b * s_sb + pos, pooled, mask=pos < S)
 
 
 @triton.jit
@@ -123,13 +127,14 @@ def _select_kernel(scores_ptr, idx_ptr, S, keep, s_sb, s_ib, BLOCK: tl.constexpr
 
 
 def launch_config(device: torch.device) -> dict:
-    """Tiles: BLOCK_N positions per scores program (halo included), BLOCK_SELECT scores per select step.
+    """Tiles: BLOCK_N positions per scores program, BLOCK_POOL per pooling program, BLOCK_SELECT per select step.
 
-    GPU: untuned (module docstring). CPU: small tiles, so the interpreter's short rows cross tile boundaries.
+    GPU: untuned (module docstring). CPU: 32-position tiles, so the explicit examples (33, 64, 70 and 127
+    positions) cross tile boundaries in every pass.
     """
     if device.type != "cuda":
-        return {"BLOCK_N": 128, "BLOCK_SELECT": 256, "num_warps": 4}
-    return {"BLOCK_N": 128, "BLOCK_SELECT": 4096, "num_warps": 8}
+        return {"BLOCK_N": 32, "BLOCK_POOL": 32, "BLOCK_SELECT": 32, "num_warps": 4}
+    return {"BLOCK_N": 128, "BLOCK_POOL": 1024, "BLOCK_SELECT": 4096, "num_warps": 8}
 
 
 @register_impl("sparse_dllm_saliency", "triton")
@@ -148,12 +153,16 @@ def sparse_dllm_saliency_triton(q_block: torch.Tensor, k: torch.Tensor, keep: in
         return scores, kept
     config = launch_config(q_block.device)
     pad = int(kernel_size) // 2
-    block_n = max(config["BLOCK_N"], triton.next_power_of_2(4 * pad))  # at least half of a tile is output
-    _scores_kernel[(b, triton.cdiv(s, block_n - 2 * pad))](
-        q_block, k, scores, 1.0 / (lb * hq), s, lb, hq // hkv, hkv, *q_block.stride(), *k.stride(), scores.stride(0),
+    block_n = config["BLOCK_N"]
+    raw = torch.empty_like(scores) if pad > 0 else scores  # the head-mean score before the max-pool
+    _scores_kernel[(b, triton.cdiv(s, block_n))](
+        q_block, k, raw, 1.0 / (lb * hq), s, lb, hq // hkv, hkv, *q_block.stride(), *k.stride(), raw.stride(0),
         HEAD_DIM=d, D_PAD=triton.next_power_of_2(d), BLOCK_L=min(32, triton.next_power_of_2(lb)), BLOCK_N=block_n,
-        PAD=pad, num_warps=config["num_warps"],
+        num_warps=config["num_warps"],
     )
+    if pad > 0:
+        _pool_kernel[(b, triton.cdiv(s, config["BLOCK_POOL"]))](raw, scores, s, raw.stride(0), scores.stride(0),
+                                                                PAD=pad, BLOCK=config["BLOCK_POOL"])
     if keep > 0:
         _select_kernel[(b,)](scores, kept, s, int(keep), scores.stride(0), kept.stride(0),
                              BLOCK=config["BLOCK_SELECT"], num_warps=config["num_warps"])

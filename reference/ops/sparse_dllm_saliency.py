@@ -112,18 +112,26 @@ def _cases(profile: str):
 
 
 def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
-    """Random normal q_block and k (seeded, drawn in float32 then cast), keep and kernel_size."""
+    """Random normal q_block and k (seeded, drawn in float32 then cast), keep and kernel_size. An optional
+    `zero_keys` (start, stop) sets the keys of those positions to 0 in every head: exact-zero scores, tied."""
     g = torch.Generator().manual_seed(case["seed"])
     b, hkv, d = case["batch"], case["kv_heads"], case["head_dim"]
     q = torch.randn(b, hkv * case["group"], case["block_len"], d, generator=g)
     k = torch.randn(b, hkv, case["cache_len"], d, generator=g)
+    if case.get("zero_keys"):
+        start, stop = case["zero_keys"]
+        k[:, :, start:stop] = 0.0
     return {"q_block": q.to(device=device, dtype=dtype), "k": k.to(device=device, dtype=dtype),
             "keep": case["keep"], "kernel_size": case["kernel_size"]}
 
 
 # Checked before any drawn case (OpSpec.examples): keep one token of a cache one past a 32-token tile under GQA;
 # keep every token of a one-token cache; keep half of a cache with a one-token block and the widest pooling; a
-# cache one past the interpreter's scores tile (128 positions with a halo of 1 on each side: 126 outputs).
+# cache one past four 32-position tiles minus one (127). The interpreter's tiles are 32 positions in the score, pool
+# and select passes, so every pass crosses tile boundaries here. Last, exact-zero scores: the keys of positions
+# 20..39 are 0, so the pooled scores of 21..38 are exactly 0.0, and keep = 49 puts the k-th score among those 18
+# ties with 47 positive scores (the smallest 0.18) above it: a selection whose order-preserving key mishandles 0.0
+# (the select pass maps -0.0 to +0.0 first) picks ties over positive scores and fails.
 EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 16, "block_len": 5, "cache_len": 33, "keep": 1,
      "kernel_size": 3, "seed": 1},
@@ -133,6 +141,8 @@ EXAMPLES = (
      "kernel_size": 5, "seed": 3},
     {"batch": 2, "kv_heads": 2, "group": 1, "head_dim": 59, "block_len": 2, "cache_len": 127, "keep": 100,
      "kernel_size": 3, "seed": 4},
+    {"batch": 1, "kv_heads": 1, "group": 2, "head_dim": 16, "block_len": 4, "cache_len": 70, "keep": 49,
+     "kernel_size": 3, "seed": 10, "zero_keys": (20, 40)},
 )
 
 SPEC = register_op(

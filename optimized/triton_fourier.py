@@ -34,7 +34,7 @@ from reference.ops.fourier import check_compress_inputs, check_decode_inputs
 from reference.ops.fourier_cache import fourier_bytes_read, make_fourier_cache  # noqa: F401 - importable from here
 from reference.ops.fourier_update import check_update_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
-from reference.registry import register_impl
+from reference.registry import conformance_knobs, register_impl
 
 _TL_DTYPE = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 MAX_ROWS = 128  # G * Lq query rows one program holds; decode has G <= 8 and Lq <= 16
@@ -416,6 +416,7 @@ def unchecked_call():
 
 
 @register_impl("fourier_decode_attention", "triton", bench=ImplBench(name="triton_fourier", order=2, fast=unchecked_call))
+@conformance_knobs({"num_splits": 2, "recon_precision": "ieee", "block_t": 16, "block_n": 32, "num_warps": 2})
 def fourier_decode_attention_triton(
     q, k_exact, v_exact, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
@@ -457,6 +458,7 @@ def fourier_decode_attention_unchecked(
 
 
 @register_impl("fourier_decode_attention_varlen", "triton")
+@conformance_knobs({"num_splits": 2, "recon_precision": "ieee", "block_t": 16, "block_n": 32})
 def fourier_decode_attention_varlen_triton(
     q, k_exact, v_exact, exact_lens, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,

@@ -129,7 +129,7 @@ def _select_kernel(scores_ptr, idx_ptr, S, keep, s_sb, s_ib, BLOCK: tl.constexpr
 def launch_config(device: torch.device) -> dict:
     """Tiles: BLOCK_N positions per scores program, BLOCK_POOL per pooling program, BLOCK_SELECT per select step.
 
-    GPU: untuned (module docstring). CPU: 32-position tiles, so the explicit examples (33, 64, 70 and 127
+    GPU: untuned (module docstring). CPU: 32-position tiles, so the explicit examples (33, 64, 65 and 127
     positions) cross tile boundaries in every pass.
     """
     if device.type != "cuda":

@@ -134,6 +134,29 @@ def register_impl(op: str, name: str, *, bench: ImplBench | bool = True) -> Call
     return deco
 
 
+def conformance_knobs(*settings: dict) -> Callable[[Callable], Callable]:
+    """Decorator: keyword settings of an implementation's tuning knobs that conformance also checks.
+
+    `@conformance_knobs({"block_t": 16, "num_splits": 2})` makes conformance run the op's explicit examples once
+    more per setting, the knobs passed as keywords: a tuned configuration must be as right as the default one, and
+    a knob the entry point drops or hands to the wrong parameter shows. Each setting is a non-empty dict of
+    parameter names the function takes.
+    """
+    for i, knobs in enumerate(settings):
+        if not isinstance(knobs, dict) or not knobs or not all(isinstance(k, str) for k in knobs):
+            raise TypeError(f"conformance_knobs: setting {i} must be a non-empty dict of parameter names, got {knobs!r}")
+
+    def deco(fn: Callable) -> Callable:
+        params = inspect.signature(fn).parameters
+        unknown = sorted({k for knobs in settings for k in knobs} - set(params))
+        if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            raise TypeError(f"conformance_knobs: {fn.__qualname__} takes no parameter(s) {unknown}")
+        fn.conformance_knobs = tuple(dict(k) for k in settings)
+        return fn
+
+    return deco
+
+
 def register_baseline(op: str, name: str, bench: ImplBench) -> ImplBench:
     """Register a baseline of `op`: a kernel the benchmark times beside the implementations on the op's inputs
     (`bench.prepare` makes its call) but the conformance suite does not check (someone else's, e.g. PyTorch SDPA)."""

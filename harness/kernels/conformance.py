@@ -52,10 +52,12 @@ class CaseResult:
     case: dict = field(default_factory=dict)
     dtype: str = ""
     op: str = ""
+    knobs: dict = field(default_factory=dict)  # the `conformance_knobs` setting the call got, if any
 
     def replay(self, impl: str = "fn") -> str:
         """A call that reruns this case: `check_case('attention', fn, {...}, torch.float16)`."""
-        return f"check_case({self.op!r}, {impl}, {self.case!r}, torch.{self.dtype})"
+        knobs = f", knobs={self.knobs!r}" if self.knobs else ""
+        return f"check_case({self.op!r}, {impl}, {self.case!r}, torch.{self.dtype}{knobs})"
 
 
 def _as_tuple(x) -> tuple:
@@ -146,12 +148,14 @@ def check_index_sets(impl_idx: torch.Tensor, oracle_scores: torch.Tensor, k: int
 
 
 def check_case(op_name: str, impl_fn: Callable[..., Any], case: dict, dtype: torch.dtype,
-               device: str = "cpu") -> CaseResult:
-    """Check `impl_fn` on one case of `op_name` in `dtype`: the whole rule, first failing property reported."""
+               device: str = "cpu", knobs: dict | None = None) -> CaseResult:
+    """Check `impl_fn` on one case of `op_name` in `dtype`: the whole rule, first failing property reported.
+    knobs: extra keywords for the call (a setting of `conformance_knobs`), named in the result's replay line."""
     spec = get_op(op_name)
     if not isinstance(dtype, torch.dtype) or dtype not in ATOL:
         raise ValueError(f"dtype must be one of {list(ATOL)}, got {dtype!r}")
-    res = CaseResult(True, case=dict(case), dtype=str(dtype).replace("torch.", ""), op=op_name)
+    res = CaseResult(True, case=dict(case), dtype=str(dtype).replace("torch.", ""), op=op_name,
+                     knobs=dict(knobs or {}))
 
     def fail(prop: str, msg: str, mismatches: int = 0, first: list | None = None) -> CaseResult:
         res.passed, res.property, res.mismatches, res.first_indices = False, prop, mismatches, first or []
@@ -183,7 +187,7 @@ def check_case(op_name: str, impl_fn: Callable[..., Any], case: dict, dtype: tor
         out.fill_(float("nan"))
         kwargs["out"] = out
     try:
-        got = impl_fn(**kwargs)
+        got = impl_fn(**kwargs, **res.knobs)
     except Exception as exc:  # noqa: BLE001 - whatever a kernel raises is a failure to report
         return fail("raises", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}")
     got = (out,) if got is None and out is not None else _as_tuple(got)
@@ -396,7 +400,8 @@ def conform(op_name: str, impl_fn: Callable[..., Any] | str, profile: str = "ci"
             impl_name: str | None = None, device: str = "cpu", shrink: bool = False,
             seed: int | None = None) -> Report:
     """Run the op's property suite on `impl_fn` for each dtype: the op's explicit examples (OpSpec.examples)
-    first, then `max_examples` cases drawn by hypothesis, fresh inputs each.
+    first, with the default knobs and then with each setting in `impl_fn.conformance_knobs` (reference.registry.
+    conformance_knobs), then `max_examples` cases drawn by hypothesis, fresh inputs each.
 
     impl_fn: a callable, a registered implementation name, or `package.module:function`.
     profile: the input profile handed to `spec.cases` ("ci" small shapes, "gpu" LLaMA-3-8B shapes); the number
@@ -432,8 +437,8 @@ def conform(op_name: str, impl_fn: Callable[..., Any] | str, profile: str = "ci"
                     dtypes=[str(d).replace("torch.", "") for d in wanted], draws=draws(profile, seed))
     phases = (Phase.generate,) + ((Phase.shrink,) if shrink else ())
 
-    def check(case: dict, dtype: torch.dtype) -> CaseResult:
-        result = check_case(op_name, impl_fn, case, dtype, device)
+    def check(case: dict, dtype: torch.dtype, knobs: dict | None = None) -> CaseResult:
+        result = check_case(op_name, impl_fn, case, dtype, device, knobs)
         report.examples += 1
         if result.passed and result.allowed_error and result.worst_error / result.allowed_error >= report.worst_ratio:
             report.worst_ratio = result.worst_error / result.allowed_error
@@ -443,7 +448,9 @@ def conform(op_name: str, impl_fn: Callable[..., Any] | str, profile: str = "ci"
     for dtype in wanted:
         # The explicit examples first, in the spec's order: a shape known to expose a class of bugs fails here
         # whatever the draws; the first failing one is reported and no case is drawn for this dtype.
-        failed = next((r for r in (check(c, dtype) for c in spec.examples) if not r.passed), None)
+        # Then again under each knob setting the implementation declares (conformance_knobs).
+        knob_settings = ({},) + tuple(getattr(impl_fn, "conformance_knobs", ()))
+        failed = next((r for r in (check(c, dtype, k) for k in knob_settings for c in spec.examples) if not r.passed), None)
         if failed is not None:
             report.failures.append(failed)
             continue

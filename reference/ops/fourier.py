@@ -408,6 +408,8 @@ def _decode_inputs(case, dtype, device):
         "v_exact": rand(b, h, case["n_init"] + case["n_local"], d),
         "n_init": case["n_init"], "mid_len": m, "period": case["period"],
     }
+    if case.get("scale") is not None:  # an explicit softmax scale (default: head_dim ** -0.5)
+        out["scale"] = case["scale"]
     for p in ("k", "v"):
         n_freq = case["num_freqs"] if p == "k" else case.get("v_num_freqs", case["num_freqs"])  # K and V: own N
         comp, kept = channel_split(g, h, d, case[f"{p}_fraction"], case.get("kept_align", 1))
@@ -449,7 +451,8 @@ SPAN_EXAMPLES = (
     {"batch": 2, "channels": 4, "length": 0, "period": 4, "num_freqs": 2, "magnitude": 1.0, "seed": 7},
     {"batch": 1, "channels": 65, "length": 130, "period": 130, "num_freqs": 65, "magnitude": 1000.0, "seed": 8},
 )
-# Decode: every channel compressed (K) and none (V) under GQA with no sinks; a one-token middle span; both halves
+# Decode: every channel compressed (K) and none (V) under GQA with no sinks, with an explicit softmax scale (0.3, not
+# head_dim ** -0.5: an entry point that drops or misroutes `scale` fails it); a one-token middle span; both halves
 # split with sinks, a 16-token chunk and a middle one past a 32-token tile; odd head dims with every score far
 # below 0 and far above it. K and V keep their own number of frequencies (v_num_freqs), equal in one example only;
 # two at magnitude 1000. Last, a needle (reference/ops/score_offset.py: all attention on middle token 3) at
@@ -466,7 +469,8 @@ SPAN_EXAMPLES = (
 DECODE_EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_local": 5, "mid_len": 40,
      "period": 64, "num_freqs": 7, "v_num_freqs": 3,
-     "k_fraction": 1.0, "v_fraction": 0.0, "kept_align": 1, "score_offset": None, "magnitude": 1.0, "seed": 1},
+     "k_fraction": 1.0, "v_fraction": 0.0, "kept_align": 1, "score_offset": None, "magnitude": 1.0, "seed": 1,
+     "scale": 0.3},
     {"batch": 2, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 2, "n_init": 4, "n_local": 2, "mid_len": 1,
      "period": 1, "num_freqs": 1, "v_num_freqs": 1,
      "k_fraction": 0.5, "v_fraction": 0.5, "kept_align": 1, "score_offset": None, "magnitude": 1000.0, "seed": 2},

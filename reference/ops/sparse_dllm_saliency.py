@@ -127,10 +127,11 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
 
 # Checked before any drawn case (OpSpec.examples): keep one token of a cache one past a 32-token tile under GQA;
 # keep every token of a one-token cache; keep half of a cache with a one-token block and the widest pooling; a
-# cache one past four 32-position tiles minus one (127). The interpreter's tiles are 32 positions in the score, pool
-# and select passes, so every pass crosses tile boundaries here. Last, exact-zero scores: the keys of positions
-# 20..39 are 0, so the pooled scores of 21..38 are exactly 0.0, and keep = 49 puts the k-th score among those 18
-# ties with 47 positive scores (the smallest 0.18) above it: a selection whose order-preserving key mishandles 0.0
+# 127-position cache (one short of four 32-position tiles). The interpreter's tiles are 32 positions in the score, pool
+# and select passes, so every pass crosses tile boundaries here. Last, exact-zero scores in 65 positions (two
+# tiles and one position, which is kept: a pass that skips a last one-position tile fails): the keys of positions
+# 20..39 are 0, so the pooled scores of 21..38 are exactly 0.0, and keep = 45 puts the k-th score among those 18
+# ties with 43 positive scores (the smallest 0.19) above it: a selection whose order-preserving key mishandles 0.0
 # (the select pass maps -0.0 to +0.0 first) picks ties over positive scores and fails.
 EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 16, "block_len": 5, "cache_len": 33, "keep": 1,
@@ -141,8 +142,8 @@ EXAMPLES = (
      "kernel_size": 5, "seed": 3},
     {"batch": 2, "kv_heads": 2, "group": 1, "head_dim": 59, "block_len": 2, "cache_len": 127, "keep": 100,
      "kernel_size": 3, "seed": 4},
-    {"batch": 1, "kv_heads": 1, "group": 2, "head_dim": 16, "block_len": 4, "cache_len": 70, "keep": 49,
-     "kernel_size": 3, "seed": 10, "zero_keys": (20, 40)},
+    {"batch": 1, "kv_heads": 1, "group": 2, "head_dim": 16, "block_len": 4, "cache_len": 65, "keep": 45,
+     "kernel_size": 3, "seed": 14, "zero_keys": (20, 40)},
 )
 
 SPEC = register_op(

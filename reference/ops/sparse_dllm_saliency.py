@@ -127,7 +127,8 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
 
 # Checked before any drawn case (OpSpec.examples): keep one token of a cache one past a 32-token tile under GQA;
 # keep every token of a one-token cache; keep half of a cache with a one-token block and the widest pooling; a
-# 127-position cache (one short of four 32-position tiles). The interpreter's tiles are 32 positions in the score, pool
+# 127-position cache (one short of four 32-position tiles) under a 33-token block (one past the kernel's 32-row
+# query tile). The interpreter's tiles are 32 positions in the score, pool
 # and select passes, so every pass crosses tile boundaries here. Last, exact-zero scores in 65 positions (two
 # tiles and one position, which is kept: a pass that skips a last one-position tile fails): the keys of positions
 # 20..39 are 0, so the pooled scores of 21..38 are exactly 0.0, and keep = 45 puts the k-th score among those 18
@@ -140,7 +141,7 @@ EXAMPLES = (
      "kernel_size": 5, "seed": 2},
     {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 40, "block_len": 1, "cache_len": 64, "keep": 32,
      "kernel_size": 5, "seed": 3},
-    {"batch": 2, "kv_heads": 2, "group": 1, "head_dim": 59, "block_len": 2, "cache_len": 127, "keep": 100,
+    {"batch": 2, "kv_heads": 2, "group": 1, "head_dim": 59, "block_len": 33, "cache_len": 127, "keep": 100,
      "kernel_size": 3, "seed": 4},
     {"batch": 1, "kv_heads": 1, "group": 2, "head_dim": 16, "block_len": 4, "cache_len": 65, "keep": 45,
      "kernel_size": 3, "seed": 14, "zero_keys": (20, 40)},

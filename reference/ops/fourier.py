@@ -372,6 +372,7 @@ def _decode_cases(profile: str):
             "score_offset": (offset := draw(score_offsets(st))),
             "magnitude": draw(magnitudes(st, big)) if offset is None else 1.0,  # one family at a time
             "seed": draw(st.integers(0, 2**31 - 1)),
+            "scale": None,  # head_dim ** -0.5; an explicit scale is an explicit example
         }
 
     return case()
@@ -469,26 +470,32 @@ SPAN_EXAMPLES = (
 DECODE_EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_init": 0, "n_local": 5, "mid_len": 40,
      "period": 64, "num_freqs": 7, "v_num_freqs": 3,
-     "k_fraction": 1.0, "v_fraction": 0.0, "kept_align": 1, "score_offset": None, "magnitude": 1.0, "seed": 1,
-     "scale": 0.3},
+     "k_fraction": 1.0, "v_fraction": 0.0, "kept_align": 1, "score_offset": None, "magnitude": 1.0,
+     "seed": 1, "scale": 0.3},
     {"batch": 2, "kv_heads": 1, "group": 3, "head_dim": 16, "q_len": 2, "n_init": 4, "n_local": 2, "mid_len": 1,
      "period": 1, "num_freqs": 1, "v_num_freqs": 1,
-     "k_fraction": 0.5, "v_fraction": 0.5, "kept_align": 1, "score_offset": None, "magnitude": 1000.0, "seed": 2},
+     "k_fraction": 0.5, "v_fraction": 0.5, "kept_align": 1, "score_offset": None, "magnitude": 1000.0,
+     "seed": 2, "scale": None},
     {"batch": 1, "kv_heads": 2, "group": 1, "head_dim": 32, "q_len": 16, "n_init": 1, "n_local": 16, "mid_len": 33,
      "period": 34, "num_freqs": 18, "v_num_freqs": 25,
-     "k_fraction": 0.25, "v_fraction": 0.75, "kept_align": 1, "score_offset": None, "magnitude": 1000.0, "seed": 3},
+     "k_fraction": 0.25, "v_fraction": 0.75, "kept_align": 1, "score_offset": None, "magnitude": 1000.0,
+     "seed": 3, "scale": None},
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 24, "q_len": 3, "n_init": 2, "n_local": 9, "mid_len": 65,
      "period": 66, "num_freqs": 11, "v_num_freqs": 11,
-     "k_fraction": 0.5, "v_fraction": 0.5, "kept_align": 1, "score_offset": "below", "magnitude": 1.0, "seed": 4},
+     "k_fraction": 0.5, "v_fraction": 0.5, "kept_align": 1, "score_offset": "below", "magnitude": 1.0,
+     "seed": 4, "scale": None},
     {"batch": 2, "kv_heads": 1, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 0, "n_local": 4, "mid_len": 32,
      "period": 40, "num_freqs": 5, "v_num_freqs": 7,
-     "k_fraction": 0.5, "v_fraction": 0.5, "kept_align": 1, "score_offset": "above", "magnitude": 1.0, "seed": 5},
+     "k_fraction": 0.5, "v_fraction": 0.5, "kept_align": 1, "score_offset": "above", "magnitude": 1.0,
+     "seed": 5, "scale": None},
     {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 32, "q_len": 2, "n_init": 1, "n_local": 3, "mid_len": 6,
      "period": 8, "num_freqs": 5, "v_num_freqs": 2,
-     "k_fraction": 0.5, "v_fraction": 1.0, "kept_align": 1, "score_offset": "needle", "magnitude": 1000.0, "seed": 6},
+     "k_fraction": 0.5, "v_fraction": 1.0, "kept_align": 1, "score_offset": "needle", "magnitude": 1000.0,
+     "seed": 6, "scale": None},
     {"batch": 2, "kv_heads": 3, "group": 2, "head_dim": 40, "q_len": 1, "n_init": 2, "n_local": 5, "mid_len": 72,
      "period": 75, "num_freqs": 9, "v_num_freqs": 6,
-     "k_fraction": 0.8, "v_fraction": 0.8, "kept_align": 8, "score_offset": None, "magnitude": 1.0, "seed": 7},
+     "k_fraction": 0.8, "v_fraction": 0.8, "kept_align": 8, "score_offset": None, "magnitude": 1.0,
+     "seed": 7, "scale": None},
 )
 
 register_op(OpSpec("fourier_compress", fourier_compress, _span_cases, _compress_inputs,

@@ -106,6 +106,7 @@ def _cases(profile: str):
             "keep": keep,
             "kernel_size": kernel_size,
             "seed": draw(st.integers(0, 2**31 - 1)),
+            "zero_keys": None,  # exact-zero scores are an explicit example
         }
 
     return case()
@@ -136,13 +137,13 @@ def _make_inputs(case: dict, dtype: torch.dtype, device) -> dict:
 # (the select pass maps -0.0 to +0.0 first) picks ties over positive scores and fails.
 EXAMPLES = (
     {"batch": 1, "kv_heads": 2, "group": 2, "head_dim": 16, "block_len": 5, "cache_len": 33, "keep": 1,
-     "kernel_size": 3, "seed": 1},
+     "kernel_size": 3, "seed": 1, "zero_keys": None},
     {"batch": 2, "kv_heads": 1, "group": 1, "head_dim": 24, "block_len": 3, "cache_len": 1, "keep": 1,
-     "kernel_size": 5, "seed": 2},
+     "kernel_size": 5, "seed": 2, "zero_keys": None},
     {"batch": 1, "kv_heads": 1, "group": 3, "head_dim": 40, "block_len": 1, "cache_len": 64, "keep": 32,
-     "kernel_size": 5, "seed": 3},
+     "kernel_size": 5, "seed": 3, "zero_keys": None},
     {"batch": 2, "kv_heads": 2, "group": 1, "head_dim": 59, "block_len": 33, "cache_len": 127, "keep": 100,
-     "kernel_size": 3, "seed": 4},
+     "kernel_size": 3, "seed": 4, "zero_keys": None},
     {"batch": 1, "kv_heads": 1, "group": 2, "head_dim": 16, "block_len": 4, "cache_len": 65, "keep": 45,
      "kernel_size": 3, "seed": 14, "zero_keys": (20, 40)},
 )

@@ -12,10 +12,11 @@ returns float32 scores [B, S] and the ascending kept positions, long [B, keep]).
    k, which is the memory that matters. It writes s in float32 (into `scores` itself when kernel_size is 1).
    `_pool_kernel`, grid (B, tiles): the max-pool, max over o in [-kernel_size // 2, kernel_size // 2] of s[j + o]
    with -inf outside [0, S) (max_pool1d's padding), from kernel_size shifted loads of s. A first version pooled
-   inside `_scores_kernel` from shifted copies made with `tl.gather`; compute-sanitizer's racecheck reported
-   write-write hazards in the shared memory that exchange goes through (docs/conformance.md). The second pass
-   costs 8 bytes per position read and written beside the Hkv * D * 2 bytes of k each position costs (under 1.6%
-   for Hkv * D >= 512, fp16), and needs no shared memory at all.
+   inside `_scores_kernel` from shifted copies made with `tl.gather`, which go through shared memory for every
+   window offset (racecheck reported there the replicated-lane write pairs it also reports in `tl.sum`, a pattern of
+   Triton's lowering: docs/conformance.md). The separate pass needs no shared memory and keeps the scores kernel a
+   plain reduction; it costs 8 bytes per position read and written beside the Hkv * D * 2 bytes of k each position
+   costs (under 1.6% for Hkv * D >= 512, fp16).
 2. `_select_kernel`, grid (B,): the keep-th largest score T by bisection on the order-preserving int32 image of the
    float32 scores (flip the 31 low bits of negatives; -0.0 is first made +0.0): 32 halvings of the int32 range, each a
    counting pass "how many keys >= mid" over the row (L1/L2 resident: S floats), then one compaction pass in index

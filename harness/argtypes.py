@@ -181,3 +181,12 @@ def output_dir(value: str) -> str:
     if problem:
         raise Error(problem)
     return value
+
+
+def run_main(parser: argparse.ArgumentParser, problem: Callable, command: Callable, argv=None) -> int:
+    """A job module's `main`: parse argv, report `problem(args)` (a message or None) as a usage error (exit 2,
+    before anything runs), then return `command(args)`."""
+    args = parser.parse_args(argv)
+    if (bad := problem(args)) is not None:
+        parser.error(bad)
+    return command(args)

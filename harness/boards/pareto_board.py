@@ -138,6 +138,17 @@ def _panel_tables(md: list[str], hp: list[str], panel: dict) -> None:
         add_text(md, hp, f"{FRONT_KEY} Ranked here: {ranked}.")
 
 
+def _family_section(board: Board, md: list[str], hp: list[str], panels: list[dict], png: str, title: str,
+                    caption: str) -> None:
+    """A family's panel tables, then one figure of all its plotted pairs (none when nothing is plotted)."""
+    for p in panels:
+        _panel_tables(md, hp, p)
+    style = styles(_name(r) for p in panels for r in p["rows"])
+    specs = [_pair_spec(p, x, y, style) for p in panels for x, y in plotted_pairs(p)]
+    if specs:
+        add_figure(board, md, hp, png, _figure(specs, style, title), caption)
+
+
 def pareto_board(records: list[dict]) -> Board | None:
     """The cross-family Pareto page, or None when no family has records."""
     kv, kv_used = kv_panels(records)
@@ -150,21 +161,11 @@ def pareto_board(records: list[dict]) -> Board | None:
     add_text(md, hp, INTRO)
     add_heading(md, hp, "Fronts at a glance")
     add_table(md, hp, ["family", "panel", "ranked on", "on the front"], glance_rows(kv + dl, sc), key=2)
-    for p in kv:
-        _panel_tables(md, hp, p)
-    style = styles(_name(r) for p in kv for r in p["rows"])
-    specs = [_pair_spec(p, x, y, style) for p in kv for x, y in plotted_pairs(p)]
-    if specs:
-        add_figure(board, md, hp, "pareto_kv.png", _figure(specs, style, "KV compression: Pareto fronts"),
-                   "KV compression: accuracy vs KV bytes (and latency where measured), CI-aware fronts marked")
-    for p in dl:
-        _panel_tables(md, hp, p)
-    style = styles(_name(r) for p in dl for r in p["rows"])
-    specs = [_pair_spec(p, x, y, style) for p in dl for x, y in plotted_pairs(p)]
-    if specs:
-        add_figure(board, md, hp, "pareto_dllm.png", _figure(specs, style, "dLLM decoding: Pareto fronts"),
-                   "dLLM decoding: accuracy vs cache bytes (our dLLM) and ms per token vs peak memory (LLaDA-8B "
-                   "shapes), each panel one model, CI-aware fronts marked")
+    _family_section(board, md, hp, kv, "pareto_kv.png", "KV compression: Pareto fronts",
+                    "KV compression: accuracy vs KV bytes (and latency where measured), CI-aware fronts marked")
+    _family_section(board, md, hp, dl, "pareto_dllm.png", "dLLM decoding: Pareto fronts",
+                    "dLLM decoding: accuracy vs cache bytes (our dLLM) and ms per token vs peak memory (LLaDA-8B "
+                    "shapes), each panel one model, CI-aware fronts marked")
     for p in sc:
         _panel_tables(md, hp, p)
     if sc:

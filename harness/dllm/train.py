@@ -238,11 +238,7 @@ def cmd_train(a) -> int:
 
 def main(argv=None) -> int:
     """`python -m harness.dllm.train ...`, the same command as `python -m harness train-dllm ...`."""
-    p = build_parser()
-    a = p.parse_args(argv)
-    if (bad := problem(a)) is not None:
-        p.error(bad)
-    return cmd_train(a)
+    return argtypes.run_main(build_parser(), problem, cmd_train, argv)
 
 
 if __name__ == "__main__":

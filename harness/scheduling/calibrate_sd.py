@@ -141,11 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """`python -m harness.scheduling.calibrate_sd ...`, the same command as `python -m harness calibrate-sd ...`."""
-    p = build_parser()
-    args = p.parse_args(argv)
-    if (bad := problem(args)) is not None:
-        p.error(bad)
-    return cmd_calibrate(args)
+    return argtypes.run_main(build_parser(), problem, cmd_calibrate, argv)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from reference.kv.base import METHODS, KVMethod, PrefillLayer, TokenCache, tenso
 from reference.kv.fourier_search import FourierDims, check_fraction_mode, search_dims
 from reference.ops.checks import check_choice
 from reference.ops.fourier import assemble, fourier_compress, fourier_reconstruct, moment_match
+from reference.ops.fourier_coefficients import coefficient_plan
 from reference.ops.fourier_period import PERIOD_MODES, choose_period
 from reference.ops.fourier_update import stream_update_unchecked
 
@@ -156,7 +157,8 @@ class FourierCache:
         self.v_exact = torch.cat([layer.values[:, :, :s], layer.values[:, :, s + m :]], dim=2)
         self.k_span = FourierSpan(_flat(layer.keys[:, :, s : s + m]), k_comp, layout.num_freqs, layout.period, moment_matching)
         self.v_span = FourierSpan(_flat(layer.values[:, :, s : s + m]), v_comp, layout.num_freqs, layout.period, moment_matching)
-        self.validated = False  # whether the coefficient-space decode has checked this layout (`attend`)
+        self.plan = None  # the coefficient-space decode's plan of this layout, made (and the layout checked) at the
+        # first `attend`
 
     @property
     def local_len(self) -> int:
@@ -164,15 +166,14 @@ class FourierCache:
 
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """keys/values [B, Hkv, n, D] (post-RoPE). The oldest local tokens beyond max(window, n) enter the middle."""
-        self.k_exact = torch.cat([self.k_exact, keys], dim=2)
-        self.v_exact = torch.cat([self.v_exact, values], dim=2)
-        leaving = self.local_len - max(self.window, keys.shape[2])
+        s, n = self.sink, keys.shape[2]
+        leaving = self.local_len + n - max(self.window, n)  # <= local_len: only tokens already local ever leave
         if leaving > 0:
-            s = self.sink
             self.k_span.push(_flat(self.k_exact[:, :, s : s + leaving]))
             self.v_span.push(_flat(self.v_exact[:, :, s : s + leaving]))
-            self.k_exact = torch.cat([self.k_exact[:, :, :s], self.k_exact[:, :, s + leaving :]], dim=2)
-            self.v_exact = torch.cat([self.v_exact[:, :, :s], self.v_exact[:, :, s + leaving :]], dim=2)
+        cut = s + max(leaving, 0)  # one copy per step: the sinks, the local tokens that stay, the new tokens
+        self.k_exact = torch.cat([self.k_exact[:, :, :s], self.k_exact[:, :, cut:], keys], dim=2)
+        self.v_exact = torch.cat([self.v_exact[:, :, :s], self.v_exact[:, :, cut:], values], dim=2)
 
     def op_args(self) -> dict:
         """Keyword arguments of `fourier_decode_attention` (all but q and scale)."""
@@ -191,8 +192,12 @@ class FourierCache:
         fn = get_impl("fourier_decode_attention", name)
         if name != "coefficients":
             return fn(q=queries, scale=scale, **self.op_args())
-        out = fn(q=queries, scale=scale, **self.op_args(), validate=not self.validated)
-        self.validated = True  # this cache builds its own layout: checked at the first call, trusted after
+        args = self.op_args()
+        if self.plan is not None:
+            return fn(q=queries, scale=scale, **args, validate=False, plan=self.plan)
+        out = fn(q=queries, scale=scale, **args)  # this cache builds its own layout: checked at the first call,
+        self.plan = coefficient_plan(args["k_kept_idx"], args["k_comp_idx"], args["v_kept_idx"], args["v_comp_idx"],
+                                     self.k_exact.shape[1], self.k_exact.shape[3])  # trusted after
         return out
 
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,8 @@ attend reference stays the oracle (suites/methods/test_fourier_coefficients.py c
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from reference.ops.checks import check_out
@@ -30,25 +32,37 @@ from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
 
 
-def _per_kv_head(rows: torch.Tensor) -> torch.Tensor:
-    """[B, Hkv, R, D] -> [B, Hkv, R, C]: the rows of KV head j hold q in channels j*D..(j+1)*D-1, zero elsewhere.
+@dataclass(frozen=True)
+class CoefficientPlan:
+    """What a cache's layout fixes for every decode step (`coefficient_plan`), so a step spends its operations on
+    arithmetic: the KV method makes it once per cache, the op on every call.
 
-    Channel c of the cache is head c // D, dimension c % D (the cache layout), so a row's dot product with any
-    channel set of the cache reads only its own head's channels.
+    q_index: long [Hkv, Ck + Cc]: for the query rows of KV head j, where each K channel of cat(kept, compressed) sits
+      in the row's last dimension padded with one zero (index D): its dimension when the channel is head j's, the
+      zero otherwise. One gather then gives every row's dot-product operand for the kept and compressed channels.
+    k_kept: Ck, the split point of that order.
+    own: long [Hkv, D]: where channel h * D + j sits in cat(kept V, compressed V), the order the values come in.
     """
-    b, hkv, r, d = rows.shape
-    wide = rows.new_zeros(b, hkv, r, hkv * d)
-    for j in range(hkv):
-        wide[:, j, :, j * d:(j + 1) * d] = rows[:, j]
-    return wide
+
+    q_index: torch.Tensor
+    k_kept: int
+    own: torch.Tensor
 
 
 def own_head_positions(kept_idx: torch.Tensor, comp_idx: torch.Tensor, hkv: int, d: int) -> torch.Tensor:
-    """long [Hkv, D]: where channel h * D + j sits in cat(kept_idx, comp_idx), the order `middle_values` returns."""
+    """long [Hkv, D]: where channel h * D + j sits in cat(kept_idx, comp_idx)."""
     order = torch.cat([kept_idx, comp_idx])
     pos = torch.empty_like(order)
     pos[order] = torch.arange(order.numel(), device=order.device)
     return pos.reshape(hkv, d)
+
+
+def coefficient_plan(k_kept_idx, k_comp_idx, v_kept_idx, v_comp_idx, hkv: int, d: int) -> CoefficientPlan:
+    """The plan of a layout whose index lists partition the Hkv * D channels (checked by the op's validation)."""
+    order = torch.cat([k_kept_idx, k_comp_idx])
+    heads = torch.arange(hkv, device=order.device)[:, None]
+    q_index = torch.where(order[None, :] // d == heads, order[None, :] % d, d)
+    return CoefficientPlan(q_index, k_kept_idx.numel(), own_head_positions(v_kept_idx, v_comp_idx, hkv, d))
 
 
 def _kept_freqs(num_freqs: int, period: int) -> int:
@@ -62,78 +76,79 @@ def _weighted(c_cos: torch.Tensor, c_sin: torch.Tensor, period: int) -> tuple[to
     return (c_cos, c_sin) if n == c_cos.shape[2] else (c_cos[..., :n], c_sin[..., :n])
 
 
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """[B, Hkv, R, X] -> [B, Hkv * R, X]: every query row of a sequence against that sequence's cache in one bmm."""
-    return x.reshape(x.shape[0], -1, x.shape[-1])
+def middle_scores(q_k, q_c, mid_kept, c_cos, c_sin, mm_scale, mm_shift, mid_len, period):
+    """q . k_t over every channel of the middle span, t = 0..M-1: [B, rows, M] (eq. "scores" above).
 
-
-def middle_scores(wide_q, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, mid_len, period):
-    """q . k_t over every channel of the middle span, t = 0..M-1: [B, Hkv, R, M] (eq. "scores" above).
-
-    wide_q: [B, Hkv, R, C] (`_per_kv_head`). The compressed part is the inverse DFT of the 2N-vector:
-    sum_n w_n (u_n cos(w_n t) + u'_n sin(w_n t)) = Re sum_n w_n (u_n - i u'_n) e^{i w_n t}. With the weights of the
-    orthogonal real DFT (1/T at n = 0 and T/2, 2/T between) this is exactly a length-T inverse real FFT of
-    (u_n - i u'_n) / T, whose Hermitian doubling supplies the 2: O(T log T) per row instead of N x M.
+    q_k [B, rows, Ck] / q_c [B, rows, Cc]: each query row's values in the kept / compressed K channels (zero in
+    another head's). The compressed part is the inverse DFT of the 2N-vector: sum_n w_n (u_n cos(w_n t) + u'_n
+    sin(w_n t)) = Re sum_n w_n (u_n - i u'_n) e^{i w_n t}. With the weights of the orthogonal real DFT (1/T at
+    n = 0 and T/2, 2/T between) this is exactly a length-T inverse real FFT of (u_n - i u'_n) / T, whose Hermitian
+    doubling supplies the 2: O(T log T) per row instead of N x M.
     """
-    rows = _rows(wide_q)  # [B, Hkv*R, C]
-    scores = rows[..., kept_idx] @ mid_kept.transpose(1, 2)  # [B, Hkv*R, M]
-    if comp_idx.numel():
+    scores = q_k @ mid_kept.transpose(1, 2)  # [B, rows, M]
+    if q_c.shape[-1]:
         c_cos, c_sin = _weighted(c_cos, c_sin, period)
-        qc = rows[..., comp_idx]  # [B, Hkv*R, Cc]
-        qs = qc * mm_scale[:, None, :]
-        spectrum = torch.complex(qs @ c_cos, -(qs @ c_sin)) / period
+        qs = q_c * (mm_scale / period)[:, None, :]  # the 1/T of the spectrum, folded into the query
+        spectrum = torch.complex(qs @ c_cos, (-qs) @ c_sin)
         scores = scores + torch.fft.irfft(spectrum, n=period, norm="forward")[..., :mid_len]
-        scores = scores + qc @ mm_shift[:, :, None]  # sum_c q_c mu_c, the same for every t
-    return scores.reshape(*wide_q.shape[:3], mid_len)
+        scores = scores + q_c @ mm_shift[:, :, None]  # sum_c q_c mu_c, the same for every t
+    return scores
 
 
-def middle_values(p_mid, mid_kept, kept_idx, comp_idx, c_cos, c_sin, mm_scale, mm_shift, period):
-    """sum_t p_t v_t over every channel of the middle span: [B, Hkv, R, Ck + Cc], the kept channels then the
-    compressed ones (`own_head_positions` picks each head's own) (eq. "values" above).
+def middle_values(p, mid_kept, c_cos, c_sin, mm_scale, mm_shift, period):
+    """sum_t p_t v_t over every channel of the middle span, p [B, rows, M]: [B, rows, Ck + Cc], the kept channels
+    then the compressed ones (`CoefficientPlan.own` picks each head's own) (eq. "values" above).
 
     The probability spectrum is one real FFT per row: sum_t p_t e^{-i w_n t} = P_n - i P'_n.
     """
-    p = _rows(p_mid)  # [B, Hkv*R, M]
     kept = p @ mid_kept
-    if comp_idx.numel():
-        c_cos, c_sin = _weighted(c_cos, c_sin, period)
-        n = c_cos.shape[2]
-        w = dft_weights(n, period, p.dtype, p.device)
-        spectrum = torch.fft.rfft(p, n=period)[..., :n]  # [B, Hkv*R, n]
-        rec = (spectrum.real * w) @ c_cos.transpose(1, 2) - (spectrum.imag * w) @ c_sin.transpose(1, 2)
-        p_sum = spectrum.real[..., :1]  # F_0 = sum_t p_t
-        kept = torch.cat([kept, rec * mm_scale[:, None, :] + p_sum * mm_shift[:, None, :]], dim=-1)
-    return kept.reshape(*p_mid.shape[:3], -1)
+    if not c_cos.shape[1]:
+        return kept
+    c_cos, c_sin = _weighted(c_cos, c_sin, period)
+    w = dft_weights(c_cos.shape[2], period, p.dtype, p.device)
+    spectrum = torch.fft.rfft(p, n=period)[..., : c_cos.shape[2]] * w  # [B, rows, n], weighted
+    rec = spectrum.real @ c_cos.transpose(1, 2) - spectrum.imag @ c_sin.transpose(1, 2)
+    p_sum = p.sum(-1, keepdim=True)
+    return torch.cat([kept, torch.addcmul(p_sum * mm_shift[:, None, :], rec, mm_scale[:, None, :])], dim=-1)
 
 
-def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale):
-    """The op on checked inputs (no checks): out [B, Hq, Lq, D] in q's dtype."""
+def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale, plan=None):
+    """The op on checked inputs (no checks): out [B, Hq, Lq, D] in q's dtype.
+
+    Scores are taken in the order [exact tokens (sinks, local window) | middle span]: the softmax does not depend on
+    the order of the keys, and the exact tokens are one tensor in the cache."""
     work = torch.promote_types(q.dtype, torch.float32)
     b, hq, lq, d = q.shape
     hkv, le = k_exact.shape[1], k_exact.shape[2]
-    k_args = [t.to(work) if t.is_floating_point() else t for t in k_args]
-    v_args = [t.to(work) if t.is_floating_point() else t for t in v_args]
+    k_mid, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift = (
+        t.to(work) if t.is_floating_point() else t for t in k_args)
+    v_mid, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift = (
+        t.to(work) if t.is_floating_point() else t for t in v_args)
+    if plan is None:
+        plan = coefficient_plan(k_kept_idx, k_comp_idx, v_kept_idx, v_comp_idx, hkv, d)
     sm_scale = d ** -0.5 if scale is None else float(scale)
-    q_rows = q.to(work).reshape(b, hkv, (hq // hkv) * lq, d)  # R = G * Lq rows per KV head (head-major, then token)
-    wide_q = _per_kv_head(q_rows)  # [B, Hkv, R, C]
+    # R = G * Lq rows per KV head (head-major, then token), the softmax scale folded into the query
+    q_rows = (q.to(work) * sm_scale).reshape(b, hkv, (hq // hkv) * lq, d)
     rows = q_rows.shape[2]
-    ke, ve = k_exact.to(work), v_exact.to(work)
+    q_pad = torch.nn.functional.pad(q_rows, (0, 1))
+    q_sel = torch.gather(q_pad, 3, plan.q_index[None, :, None, :].expand(b, hkv, rows, -1)).reshape(b, hkv * rows, -1)
+    ve = v_exact.to(work)
 
     # Scores of the exact tokens: sinks always visible, the local window bottom-right causal to the Lq queries.
-    s_exact = q_rows @ ke.transpose(-1, -2)  # [B, Hkv, R, Le]
-    token = torch.arange(rows, device=q.device) % lq  # each row's query token
-    local_pos = torch.arange(le, device=q.device) - n_init
-    hidden = (local_pos[None, :] > (le - n_init - lq) + token[:, None]) & (local_pos[None, :] >= 0)
-    s_exact = s_exact.masked_fill(hidden, float("-inf"))
+    s_exact = q_rows @ k_exact.to(work).transpose(-1, -2)  # [B, Hkv, R, Le]
+    if lq > 1:
+        token = torch.arange(rows, device=q.device) % lq  # each row's query token
+        local_pos = torch.arange(le, device=q.device) - n_init
+        hidden = (local_pos[None, :] > (le - n_init - lq) + token[:, None]) & (local_pos[None, :] >= 0)
+        s_exact = s_exact.masked_fill(hidden, float("-inf"))
+    s_mid = middle_scores(q_sel[..., : plan.k_kept], q_sel[..., plan.k_kept:], k_mid, k_cos, k_sin, k_scale, k_shift,
+                          mid_len, period)
 
-    s_mid = middle_scores(wide_q, *k_args, mid_len, period)
-
-    scores = torch.cat([s_exact[..., :n_init], s_mid, s_exact[..., n_init:]], dim=-1) * sm_scale
-    p = torch.softmax(scores, dim=-1)
-    p_init, p_mid, p_local = p[..., :n_init], p[..., n_init:n_init + mid_len], p[..., n_init + mid_len:]
-    out = p_init @ ve[:, :, :n_init] + p_local @ ve[:, :, n_init:]
-    own = own_head_positions(v_args[1], v_args[2], hkv, d)[None, :, None, :].expand(b, hkv, rows, d)
-    out = out + torch.gather(middle_values(p_mid, *v_args, period), -1, own)
+    p = torch.softmax(torch.cat([s_exact.reshape(b, hkv * rows, le), s_mid], dim=-1), dim=-1)
+    values = middle_values(p[..., le:], v_mid, v_cos, v_sin, v_scale, v_shift, period)  # [B, Hkv*R, Ck + Cc]
+    own = plan.own[None, :, None, :].expand(b, hkv, rows, d)
+    out = torch.gather(values.reshape(b, hkv, rows, -1), 3, own)
+    out = out + p[..., :le].reshape(b, hkv, rows, le) @ ve
     return out.reshape(b, hq, lq, d).to(q.dtype)
 
 
@@ -142,12 +157,13 @@ def fourier_decode_attention_coefficients(
     q, k_exact, v_exact, n_init,
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
-    mid_len, period, scale=None, out=None, validate=True,
+    mid_len, period, scale=None, out=None, validate=True, plan=None,
 ):
     """Same contract as reference.ops.fourier.fourier_decode_attention, computed in coefficient space.
 
     validate=False skips the layout checks (index partitions, shapes, NaN scan): for a caller that built the layout
-    itself and checked it once, like the `fourier` KV method decoding every layer at every step."""
+    itself and checked it once, like the `fourier` KV method decoding every layer at every step. plan: the layout's
+    `coefficient_plan`, made once by such a caller (None: made here)."""
     if validate:
         check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                             k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
@@ -155,7 +171,8 @@ def fourier_decode_attention_coefficients(
     check_out(out, q.shape, q.dtype, q.device)
     result = _decode(q, k_exact, v_exact, n_init,
                      (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
-                     (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, period, scale)
+                     (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, period, scale,
+                     plan)
     return result if out is None else out.copy_(result)
 
 

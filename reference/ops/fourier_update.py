@@ -63,8 +63,9 @@ def stream_update_unchecked(c_cos, c_sin, x, start: int, period: int):
 
 def add_projection(c_cos, c_sin, x, cos, sin):
     """(c_cos, c_sin) plus x [B, n, C] projected on the basis rows cos/sin [n, N], in c_cos's dtype."""
-    xc = x.to(c_cos.dtype)
-    return c_cos + torch.einsum("bjc,jn->bcn", xc, cos), c_sin + torch.einsum("bjc,jn->bcn", xc, sin)
+    xt = x.to(c_cos.dtype).transpose(1, 2)  # [B, C, n]: c_cos[b, c, n'] += sum_j x[b, j, c] cos[j, n']
+    b = x.shape[0]
+    return (torch.baddbmm(c_cos, xt, cos.expand(b, *cos.shape)), torch.baddbmm(c_sin, xt, sin.expand(b, *sin.shape)))
 
 
 def _update_cases(profile: str):

@@ -138,13 +138,15 @@ def test_appending_past_the_declared_new_tokens_is_a_clear_error():
 def test_decode_attention_through_the_state_equals_dense_attention_over_the_reconstruction(period, layer, seed, chunks):
     layer.max_new_tokens = sum(chunks)
     state = fourier(layer, 0.5, seed, period=period).compress(layer)
+    scale = layer.keys.shape[3] ** -0.5
     for i, n in enumerate(chunks):  # chunks longer than the window (8) check the causal block of a question
         state.append(*new_tokens(layer, n, seed + i))
-    q = torch.randn(layer.keys.shape[0], layer.queries.shape[1], chunks[-1], layer.keys.shape[3],
-                    generator=torch.Generator().manual_seed(seed))
-    scale = layer.keys.shape[3] ** -0.5
-    want = attention(q.double(), *(t.double() for t in state.keys_values()), causal=True, scale=scale)
-    torch.testing.assert_close(state.attend(q, scale).double(), want, atol=1e-5, rtol=1e-5)
+        q = torch.randn(layer.keys.shape[0], layer.queries.shape[1], n, layer.keys.shape[3],
+                        generator=torch.Generator().manual_seed(seed + i))
+        want = attention(q.double(), *(t.double() for t in state.keys_values()), causal=True, scale=scale)
+        # the first call checks the layout and makes the cache's plan; later ones decode through that plan
+        torch.testing.assert_close(state.attend(q, scale).double(), want, atol=1e-5, rtol=1e-5)
+    assert state.plan is not None
     torch.testing.assert_close(state.attend(q, scale, impl="torch").double(), want, atol=1e-4, rtol=1e-4)
     # "triton" is the spectral kernel (the interpreter on a CPU): the GPU decode path of the method.
     torch.testing.assert_close(state.attend(q, scale, impl="triton").double(), want, atol=1e-4, rtol=1e-4)

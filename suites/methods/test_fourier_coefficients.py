@@ -1,6 +1,7 @@
 """FourierAttention decode in coefficient space (reference/ops/fourier_coefficients.py) equals rebuild-then-attend
 (the oracle, reference/ops/fourier.py) in float64 over every layout the ops allow: T > L, odd T, the Nyquist term
-kept, N past T/2 + 1, moment matching on and off, every/no channel compressed, sinks or none, GQA, varlen."""
+kept, N past T/2 + 1, moment matching on and off, every/no channel compressed, sinks or none, GQA, varlen. So does
+the token-major plan (optimized/torch_fourier_tiles.py) at any tile width and range length."""
 from __future__ import annotations
 
 import pytest
@@ -26,20 +27,31 @@ LAYOUTS = {
 }
 
 
-def _both(op: str, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _both(op: str, inputs: dict, impl: str = "coefficients", **knobs) -> tuple[torch.Tensor, torch.Tensor]:
     spec = get_op(op)
-    return get_impl(op, "coefficients")(**inputs), spec.reference(**inputs)
+    return get_impl(op, impl)(**inputs, **knobs), spec.reference(**inputs)
 
 
+@pytest.mark.parametrize("impl", ["coefficients", "tiles"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @given(data=st.data())
-def test_coefficient_space_equals_rebuild_in_float64(layout, data):
+def test_coefficient_space_equals_rebuild_in_float64(impl, layout, data):
     spec = get_op("fourier_decode_attention")
     case = {**data.draw(spec.cases("ci")), **LAYOUTS[layout]}
     case["n_local"] = max(case["n_local"], case["q_len"])
     inputs = spec.make_inputs(case, F64, torch.device("cpu"))
-    got, want = _both("fourier_decode_attention", inputs)
+    knobs = {} if impl == "coefficients" else {"block_t": data.draw(st.integers(1, 9), label="block_t"),
+                                               "range_tiles": data.draw(st.integers(1, 3), label="range_tiles")}
+    got, want = _both("fourier_decode_attention", inputs, impl, **knobs)
     torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("knob, value", [("block_t", 0), ("range_tiles", 0), ("block_t", 2.5)])
+def test_tiles_refuses_bad_knobs_by_name(knob, value):
+    spec = get_op("fourier_decode_attention")
+    inputs = spec.make_inputs(spec.examples[0], torch.float32, torch.device("cpu"))
+    with pytest.raises((TypeError, ValueError), match=knob):
+        get_impl("fourier_decode_attention", "tiles")(**inputs, **{knob: value})
 
 
 @given(data=st.data(), moment_matching=st.booleans())

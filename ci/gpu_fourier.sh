@@ -8,11 +8,13 @@
 #          FlashInfer where it imports;
 #   variants the spectral kernel at the target cells with a 7-smooth period (and with heads' kept runs aligned to 8
 #          channels) and with a power-of-two period, each run with SDPA again (--rerun) so every ratio is of one run;
+#   tiles    the token-major kernel (triton_fourier_tiles): gpu-profile conformance, then the target cells beside
+#          SDPA-flash and the spectral kernel, random kept sets and runs aligned to 8 (TILES_VARIANTS);
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,variants,conform (default all); VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
+# them. STEPS=tune,bench,variants,tiles,conform (default all); VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
 # kernel).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
@@ -24,7 +26,7 @@ gpu="$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', 
 RESULTS="${RESULTS:-${OUT:+$OUT/results}}"  # straight into OUT when there is one (nothing lost to a time limit)
 RESULTS="${RESULTS:-runs/gpu-$gpu}"
 EXAMPLES="${EXAMPLES:-3}"
-steps=",${STEPS:-tune,bench,variants,conform},"
+steps=",${STEPS:-tune,bench,variants,tiles,conform},"
 mkdir -p "$RESULTS" runs
 rc=0
 keep() { [ -n "${OUT:-}" ] && [ "$RESULTS" != "$OUT/results" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
@@ -56,6 +58,26 @@ if [[ "$steps" == *,variants,* ]]; then
       set -- $grid
       timeout -s INT 45 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \
         --batches "$1" --impls sdpa_flash,triton_fourier_spectral --rerun $variant --results "$RESULTS" || rc=1
+    done
+  done
+  keep
+fi
+
+if [[ "$steps" == *,tiles,* ]]; then
+  # The token-major kernel (triton_fourier_tiles): compiled and checked first (gpu profile, the same seed), then
+  # timed at the target cells beside SDPA-flash and the spectral kernel, on the paper's period with random kept
+  # sets and with kept runs aligned to 8 channels (each run with SDPA again, so every ratio is of one run).
+  echo "== token-major kernel: conformance, then the target cells"
+  timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op fourier_decode_attention --impl triton_tiles --profile gpu \
+    --seed 0 --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
+    | grep -Ev "^[a-z_]+ +pass *$" || rc=1
+  IFS=';' read -ra variants <<< "${TILES_VARIANTS:-;--kept-align 8}"
+  for variant in "${variants[@]}"; do
+    for grid in "1 4096,32768,131072" "8 32768"; do
+      set -- $grid
+      timeout -s INT 60 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \
+        --batches "$1" --impls sdpa_flash,triton_fourier_spectral,triton_fourier_tiles --rerun $variant \
+        --results "$RESULTS" || rc=1
     done
   done
   keep

@@ -17,9 +17,9 @@ A range of `range_tiles` tiles keeps its own softmax statistics (max, sum), kept
 split of flash decoding; the ranges and the exact tokens (sinks, local window) merge by log-sum-exp, and the
 compressed V channels come from the merged spectrum (eq. "values"). Nothing here is a rebuilt channel.
 
-The two basis products take rounded operands, as tensor cores would: float16 for 16-bit inputs (the rotated
-spectrum scaled per row and tile by a power of two so it cannot overflow, the basis and the probabilities in
-[-1, 1]), float32 for float32 inputs (a kernel's 3xTF32), float64 for float64. Everything else is float32
+The two basis products take rounded operands, as tensor cores would: bfloat16 for 16-bit inputs (the rotated
+spectrum, the basis and the probabilities; bfloat16 keeps float32's exponent range, so no spectrum overflows),
+float32 for float32 inputs (a kernel's 3xTF32), float64 for float64. Everything else is float32
 (float64 for float64 inputs). Registered as `tiles` (not benchmarked: a plan, not a kernel).
 """
 from __future__ import annotations
@@ -36,11 +36,9 @@ RANGE_TILES = 16  # tiles per range: a range's (row, tile) pairs are the M side 
 
 
 def _round16(x: torch.Tensor) -> torch.Tensor:
-    """x [..., K] rounded to float16 after scaling each last-axis row by a power of two to a max magnitude <= 1."""
-    top = x.abs().amax(-1, keepdim=True)
-    exp = torch.where(top > 0, torch.ceil(torch.log2(top)), torch.zeros_like(top))
-    unit = torch.exp2(exp)
-    return (x / unit).half().to(x.dtype) * unit
+    """x rounded to bfloat16, the tensor-core operand of the basis products for 16-bit inputs (bfloat16's float32
+    exponent range: a rotated spectrum of any magnitude fits without scaling)."""
+    return x.to(torch.bfloat16).to(x.dtype)
 
 
 def _tile_basis(block_t: int, n: int, period: int, work: torch.dtype, device) -> torch.Tensor:
@@ -57,7 +55,7 @@ def _rotations(tiles: int, block_t: int, n: int, period: int, work: torch.dtype,
 
 def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale, block_t, range_tiles,
             round_operands: bool):
-    """The plan on checked inputs; round_operands: the basis products' operands rounded to float16."""
+    """The plan on checked inputs; round_operands: the basis products' operands rounded to bfloat16."""
     work = torch.promote_types(q.dtype, torch.float32)
     rnd = _round16 if round_operands else (lambda x: x)
     b, hq, lq, d = q.shape

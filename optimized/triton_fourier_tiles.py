@@ -27,7 +27,6 @@ Operands of the basis products: bfloat16 for 16-bit inputs (the plan's measured 
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import torch
@@ -39,9 +38,10 @@ from optimized.triton_fourier_spectral import _TL_DTYPE, _alignment, _output_ker
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_decode_inputs, dft_basis
+from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
 
-TWO_PI = 2 * math.pi
+PHASES = ("query_spectrum", "fused", "spectrum_merge", "output")
 
 
 @triton.jit
@@ -54,20 +54,30 @@ def _rotation(ns, t0, period):
 
 @triton.jit
 def _fused_kernel(
-    Q, KE, VE, KMID, VMID, KKEPT, KSTART, VSTART, Z, BCOS, BSIN, SC, ACC, ACCK, MAX, SUM, SPEC,
-    sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, skmb, skmt, svmb, svmt, szb, szr,
-    Hkv, Le, mid_len, period, nz, nv, sm_scale, n_ranges, exact_splits,
-    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr, BT_DT: tl.constexpr,
+    Q, KE, VE, KMID, VMID, KKEPT, KSTART, VSTART, Z, BCOS, BSIN, SC, ACC, ACCK, MAX, SUM, SPEC, LENS,
+    sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, skmb, skmt, svmb, svmt, szb, szr, sbb,
+    Hkv, Le, mid_len, period, NZ, NV, sm_scale, n_ranges, exact_splits,
+    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, DT: tl.constexpr, BT_DT: tl.constexpr,
     PREC: tl.constexpr, CPREC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, RANGE_T: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_KD: tl.constexpr, BLOCK_VD: tl.constexpr, NVP: tl.constexpr, ALIGN: tl.constexpr,
 ):
     """One split of one (sequence, KV head): a range of middle tiles (split < n_ranges) or a share of the exact
-    tokens. Writes the split's (max, sum, exact output, kept output, spectrum)."""
+    tokens. Writes the split's (max, sum, exact output, kept output, spectrum). VARLEN: the sequence's exact length,
+    middle length and period come from LENS, and its tile basis is the sequence's own (sbb apart); a range past a
+    shorter sequence's middle writes neutral statistics (max -1e30, sum 0, zeros)."""
     bh = tl.program_id(0)
     split = tl.program_id(1)
     b = bh // Hkv
     h = bh % Hkv
+    if VARLEN:
+        Le = tl.load(LENS + 3 * b)
+        mid_len = tl.load(LENS + 3 * b + 1)
+        period = tl.load(LENS + 3 * b + 2)
+    nz = tl.minimum(NZ, period // 2 + 1)  # frequencies past T/2 carry no weight
+    nv = tl.minimum(NV, period // 2 + 1)
+    BCOS += b * sbb
+    BSIN += b * sbb
     part = bh * (n_ranges + exact_splits) + split
     rows = tl.arange(0, BLOCK_M)
     qi = rows % LQ
@@ -249,8 +259,8 @@ class TilesPlan:
     """Shapes, block sizes, the tile basis and scratch buffers of one call; `run()` launches the four kernels
     (query spectrum, fused pass, spectrum merge, output). Made once per cache; `run` replays in a CUDA graph."""
 
-    def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, period, scale, out, range_t, block_t,
-                 exact_splits, num_warps):
+    def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, periods, scale, out, range_t, block_t,
+                 exact_splits, num_warps, lens=None):
         _check_options(q, range_t, block_t, exact_splits, num_warps)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
@@ -271,7 +281,8 @@ class TilesPlan:
         heads = torch.arange(hkv + 1, device=q.device) * d
         self.k_start = torch.searchsorted(self.k_kept, heads).to(torch.int32)
         self.v_start = torch.searchsorted(self.v_kept, heads).to(torch.int32)
-        self.period, self.mid_len = int(period), int(mid_len)
+        self.periods, self.mid_len, self.lens = [int(p) for p in periods], int(mid_len), lens
+        self.period = max(self.periods)  # uniform: the period; varlen: each program reads its sequence's
         self.sm_scale = float(scale) if scale is not None else d ** -0.5
         rows = self.group * lq
         self.block_m = max(16, triton.next_power_of_2(rows))
@@ -302,7 +313,12 @@ class TilesPlan:
         self.coef_prec = "tf32x3"
         self.basis_prec = "tf32x3" if self.operand == torch.float32 else None
         nb = max(self.nz, self.nvp, 1)
-        self.bcos, self.bsin = _tile_basis(self.block_t, nb, self.period, self.operand, str(q.device))
+        tables = [_tile_basis(self.block_t, nb, p, self.operand, str(q.device)) for p in self.periods]
+        if len(set(self.periods)) == 1:  # one table for every sequence (batch stride 0)
+            (self.bcos, self.bsin), self.basis_stride = tables[0], 0
+        else:
+            self.bcos, self.bsin = (torch.stack([t[i] for t in tables]) for i in (0, 1))
+            self.basis_stride = nb * self.block_t
         dev = q.device
         self.z = torch.zeros(b, hq * lq, max(self.nz, 1), 2, dtype=torch.float32, device=dev)
         self.f = torch.zeros(b, hq * lq, max(self.nv, 1), 2, dtype=torch.float32, device=dev)
@@ -316,39 +332,47 @@ class TilesPlan:
         self.spec = torch.full((parts, self.block_m, self.nvp, 2), nan, dtype=torch.float32, device=dev)
         self.result = out if out is not None else torch.empty_like(q)
         self.merge_chunk = 8 if q.is_cuda else 2
+        self.lens_arg = lens if lens is not None else self.k_start  # any int32 tensor: not read unless VARLEN
 
-    def run(self) -> torch.Tensor:
+    def run(self, upto: int = len(PHASES)) -> torch.Tensor:
+        """Launch phases 1..upto of PHASES (all by default: the output)."""
         q, consts = self.q, dict(G=self.group, LQ=self.lq, D=self.d)
         grid_kv = self.b * self.hkv
-        if self.ck:
+        if upto >= 1 and self.ck:
             _query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, 32))](
-                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.k_start,
+                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
-                self.period, **consts, VARLEN=False, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=32,
+                self.period, **consts, VARLEN=self.lens is not None, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=32,
                 CPREC=self.coef_prec)
+        if upto < 2:
+            return self.result
         ke, ve, km, vm = self.k_exact, self.v_exact, self.k_mid, self.v_mid
         _fused_kernel[(grid_kv, self.splits)](
             q, ke, ve, km, vm, self.k_kept, self.k_start, self.v_start, self.z, self.bcos, self.bsin, self.sc,
-            self.acc, self.acc_kept, self.mx, self.sm, self.spec,
+            self.acc, self.acc_kept, self.mx, self.sm, self.spec, self.lens_arg,
             *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
-            self.z.stride(0), self.z.stride(1), self.hkv, self.le, self.mid_len, self.period, self.nz, self.nv,
-            self.sm_scale, self.n_ranges, self.exact_splits, **consts, DT=_TL_DTYPE[q.dtype],
+            self.z.stride(0), self.z.stride(1), self.basis_stride, self.hkv, self.le, self.mid_len, self.period,
+            self.nz, self.nv, self.sm_scale, self.n_ranges, self.exact_splits, **consts,
+            VARLEN=self.lens is not None, DT=_TL_DTYPE[q.dtype],
             BT_DT=_TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
             BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
             RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
             NVP=self.nvp, ALIGN=self.align, num_warps=self.num_warps)
         block_s = splits_block(self.splits)
         block_so = min(self.merge_chunk, triton.next_power_of_2(self.splits))
-        if self.cv:
+        if upto >= 3 and self.cv:
             _spectrum_merge_kernel[(grid_kv, triton.cdiv(self.nv, self.block_n))](
                 self.spec, self.mx, self.sm, self.f, self.f.stride(0), self.f.stride(1), self.hkv, self.nv,
                 self.n_ranges, self.splits, G=self.group, LQ=self.lq, BLOCK_M=self.block_m, BLOCK_R=self.block_r,
                 BLOCK_N=self.block_n, NVP=self.nvp, BLOCK_S=block_s, BLOCK_SO=block_so)
         res = self.result
+        if upto < 4:
+            return res
         _output_kernel[(grid_kv, triton.cdiv(self.d, 16))](
             self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
-            self.v_sc, self.v_sh, res, self.v_start, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv,
-            self.cv, self.v_cos.shape[2] if self.cv else 0, self.period, self.splits, **consts, VARLEN=False,
+            self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv,
+            self.cv, self.v_cos.shape[2] if self.cv else 0, self.period, self.splits, **consts,
+            VARLEN=self.lens is not None,
             BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=16, BLOCK_N=16, BLOCK_VD=self.block_vd,
             BLOCK_S=block_s, BLOCK_SO=block_so, CPREC=self.coef_prec)
         return res
@@ -363,25 +387,44 @@ def tiles_plan(
     """The launches of `fourier_decode_attention_triton_tiles` without its input checks (which synchronize with the
     GPU); `n_init` is taken for the op's signature only (the exact tensors hold the sinks first)."""
     return TilesPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
-                     (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, period, scale,
+                     (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, [period], scale,
                      out, range_t, block_t, exact_splits, num_warps)
 
 
-def planned_tiles(**knobs):
-    """run(inputs) with the plan made once per input set, on the first call (outside the timers' CUDA graph)."""
+def planned_tiles(upto: int | None = None, **knobs):
+    """run(inputs) with the plan made once per input set, on the first call (outside the timers' CUDA graph), as
+    for the spectral kernel; `upto` runs only phases 1..upto of PHASES."""
     plans: dict[int, TilesPlan] = {}
 
     def run(x: dict):
         plan = plans.get(id(x))
         if plan is None:
             plan = plans[id(x)] = tiles_plan(**x, **knobs)
-        return plan.run()
+        return plan.run() if upto is None else plan.run(upto)
 
     return run
 
 
+def phase_times(graph_timer, sets: list[dict], **knobs) -> dict:
+    """Milliseconds of each phase (PHASES) on the input sets, from graph timings of phases 1..k differenced."""
+    cumulative = [graph_timer(planned_tiles(k, **knobs), sets) for k in range(1, len(PHASES) + 1)]
+    return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
+
+
+def bench_extra(inputs: dict) -> dict:
+    """The plan's launch knobs and its scratch traffic beside the cache: per range program the scores written,
+    read and rewritten and read again (4 x 4 bytes per row and token), the spectrum written and merged."""
+    plan = tiles_plan(**inputs)
+    rows = plan.b * plan.hq * plan.lq
+    scratch = rows * (16 * plan.n_ranges * plan.range_t * plan.block_t + 2 * 8 * plan.splits * plan.nvp)
+    return {"scratch_bytes": float(scratch),
+            "knobs": {"block_t": plan.block_t, "range_t": plan.range_t, "exact_splits": plan.exact_splits,
+                      "num_warps": plan.num_warps}}
+
+
 @register_impl("fourier_decode_attention", "triton_tiles",
-               bench=ImplBench(name="triton_fourier_tiles", order=4, fast=planned_tiles))
+               bench=ImplBench(name="triton_fourier_tiles", order=4, fast=planned_tiles, phases=phase_times,
+                               extra=bench_extra))
 @conformance_knobs({"block_t": 16, "range_t": 16, "exact_splits": 3})
 def fourier_decode_attention_triton_tiles(
     q, k_exact, v_exact, n_init,
@@ -400,3 +443,23 @@ def fourier_decode_attention_triton_tiles(
     return tiles_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                       k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
                       scale, out, range_t, block_t, exact_splits, num_warps).run()
+
+
+@register_impl("fourier_decode_attention_varlen", "triton_tiles")
+@conformance_knobs({"block_t": 16, "range_t": 16, "exact_splits": 3})
+def fourier_decode_attention_varlen_triton_tiles(
+    q, k_exact, v_exact, exact_lens, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_lens, periods, scale=None, out=None, range_t=None, block_t=None, exact_splits=None, num_warps=None,
+):
+    """The token-major decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): every
+    program reads its sequence's exact length, middle length and period; each sequence has its period's tile
+    basis; ranges past a shorter middle add nothing."""
+    check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
+                        k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+                        mid_lens, periods, scale)
+    lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+    return TilesPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                     (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
+                     periods.tolist(), scale, out, range_t, block_t, exact_splits, num_warps, lens=lens).run()

@@ -23,7 +23,9 @@ from reference.bench_spec import ImplBench, Missing
 
 GOLDEN = json.loads((Path(__file__).resolve().parents[3] / "fixtures" / "suites" / "kernel_cell_keys.json").read_text())
 H100, H200 = "cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H200"
-BUILT_IN = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "flashinfer")
+BUILT_IN = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "flashinfer")  # in the golden file
+ADDED = ("triton_fourier_tiles",)  # registered since: their cells join the plan, the golden cells keep their keys
+ALL = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "triton_fourier_tiles", "flashinfer")
 FLASH = {"llama3-8b": "FLASH_ATTENTION/enable_gqa", "smollm2": "FLASH_ATTENTION/enable_gqa"}
 
 
@@ -43,10 +45,13 @@ CONFIGS = {  # name: (arguments, backends, device)
 def test_the_registry_plans_the_cells_of_the_hand_written_table(name):
     args, backends, device = CONFIGS[name]
     cells = bk.plan(_config(args), backends, device=device)
-    assert [[c["impl"], c["cell"]] for c in cells] == GOLDEN[name]
+    assert [[c["impl"], c["cell"]] for c in cells if c["impl"] in BUILT_IN] == GOLDEN[name]
+    added = [c for c in cells if c["impl"] not in BUILT_IN]
+    assert {c["impl"] for c in added} <= set(ADDED)
+    assert not {c["cell"] for c in added} & {k for _, k in GOLDEN[name]}
     # Nested backends ({impl: {shape: backend}}, as the sweep resolves them) give the same cells.
     nested = {"sdpa_flash": backends} if backends else None
-    assert [c["cell"] for c in bk.plan(_config(args), nested, device=device)] == [k for _, k in GOLDEN[name]]
+    assert [c["cell"] for c in bk.plan(_config(args), nested, device=device)] == [c["cell"] for c in cells]
 
 
 def test_golden_keys_cover_every_built_in_kernel():
@@ -55,18 +60,19 @@ def test_golden_keys_cover_every_built_in_kernel():
 
 
 def test_the_names_users_type_keep_working_and_come_in_order():
-    assert tuple(bench_impls()) == BUILT_IN == _config([]).impls == bk.KernelBenchConfig().impls
+    assert tuple(bench_impls()) == ALL == _config([]).impls == bk.KernelBenchConfig().impls
     entries = bench_impls()
-    assert [(entries[n].task, entries[n].label, entries[n].method) for n in BUILT_IN] == [
+    assert [(entries[n].task, entries[n].label, entries[n].method) for n in ALL] == [
         ("sdpa_flash", "torch-sdpa-flash", "full"), ("decode_attention", "triton", "full"),
         ("fourier_decode_attention", "triton", "fourier"), ("fourier_decode_attention", "triton_spectral", "fourier"),
-        ("flashinfer", "flashinfer", "full")]
-    assert [entries[n].baseline for n in BUILT_IN] == [True, False, False, False, True]
-    for name in BUILT_IN:
+        ("fourier_decode_attention", "triton_tiles", "fourier"), ("flashinfer", "flashinfer", "full")]
+    assert [entries[n].baseline for n in ALL] == [True, False, False, False, False, True]
+    for name in ALL:
         assert _config(["--impls", name]).impls == (name,)
     # The float32 formulations of the Fourier op are registered implementations but are not timed (bench=False).
-    assert {"torch", "coefficients"} <= set(registry.implementations("fourier_decode_attention"))
-    assert not {e.impl for e in entries.values() if e.op == "fourier_decode_attention"} & {"torch", "coefficients"}
+    assert {"torch", "coefficients", "tiles"} <= set(registry.implementations("fourier_decode_attention"))
+    assert not {e.impl for e in entries.values() if e.op == "fourier_decode_attention"} & {"torch", "coefficients",
+                                                                                          "tiles"}
     # Baselines are not implementations: the conformance suite, parametrized by implementations(op), skips them.
     assert not {"sdpa_flash", "flashinfer"} & set(registry.implementations("decode_attention"))
 

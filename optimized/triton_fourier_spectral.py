@@ -114,6 +114,50 @@ def _query_spectrum_kernel(
 
 # ---------------------------------------------------------------- 3. the streaming pass
 @triton.jit
+def exact_split(Q, KE, VE, b, h, e0, n_tiles, Le, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd,
+                sm_scale, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
+    """(max, sum, output) [BLOCK_M], [BLOCK_M], [BLOCK_M, BLOCK_D] of an online softmax of KV head h's G * LQ query
+    rows over exact tiles e0 .. e0 + n_tiles - 1 (sinks, then the local window; query row i sits at exact index
+    Le - LQ + i and sees the exact tokens up to it)."""
+    rows = tl.arange(0, BLOCK_M)
+    qi = rows % LQ
+    row_ok = rows < G * LQ
+    ds = tl.arange(0, BLOCK_D)
+    d_ok = ds < D
+    q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + ds[None, :] * sqd,
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(DT)
+    m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)  # finite: a fully masked tile leaves alpha = 1
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    for tile in range(e0, e0 + n_tiles):
+        js = tile * BLOCK_T + tl.arange(0, BLOCK_T)
+        j_ok = js < Le
+        kv_mask = j_ok[:, None] & d_ok[None, :]
+        k = tl.load(KE + b * skb + h * skh + js[:, None] * skl + ds[None, :] * skd, mask=kv_mask, other=0.0)
+        v = tl.load(VE + b * svb + h * svh + js[:, None] * svl + ds[None, :] * svd, mask=kv_mask, other=0.0)
+        s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
+        s = tl.where(j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
+        m_i, l_i, acc, _ = online_softmax_step(s, v, m_i, l_i, acc, acc, DT, PREC, False)  # err unused: KAHAN off
+    return m_i, l_i, acc
+
+
+@triton.jit
+def store_split(ACC, ACCK, MAX, SUM, part, acc, acc_k, m_i, l_i, R, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                BLOCK_VD: tl.constexpr):
+    """A split's results at index `part`: exact output [BLOCK_M, BLOCK_D], kept middle output [BLOCK_M, BLOCK_VD]
+    (rows < R), max and sum [BLOCK_M] (every row: the merges read them as whole tiles)."""
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < R
+    tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :], acc,
+             mask=row_ok[:, None])
+    tl.store(ACCK + part * BLOCK_M * BLOCK_VD + rows[:, None] * BLOCK_VD + tl.arange(0, BLOCK_VD)[None, :], acc_k,
+             mask=row_ok[:, None])
+    tl.store(MAX + part * BLOCK_M + rows, m_i)
+    tl.store(SUM + part * BLOCK_M + rows, l_i)
+
+
+@triton.jit
 def _stream_kernel(
     Q, KE, VE, KMID, VMID, KKEPT, KSTART, VSTART, S, ACC, ACCK, MAX, SUM, LENS,
     sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, skmb, skmt, svmb, svmt, ssb, ssr,
@@ -146,24 +190,9 @@ def _stream_kernel(
     rows = tl.arange(0, BLOCK_M)
     qi = rows % LQ
     row_ok = rows < G * LQ
-    ds = tl.arange(0, BLOCK_D)
-    d_ok = ds < D
-    q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + ds[None, :] * sqd,
-                mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(DT)
-    m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)  # finite: a fully masked tile leaves alpha = 1
-    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
-
-    e0 = split * exact_per_split  # exact sinks + local window; query row i sits at exact index Le - LQ + i
-    for tile in range(e0, e0 + exact_per_split):
-        js = tile * BLOCK_T + tl.arange(0, BLOCK_T)
-        j_ok = js < Le
-        kv_mask = j_ok[:, None] & d_ok[None, :]
-        k = tl.load(KE + b * skb + h * skh + js[:, None] * skl + ds[None, :] * skd, mask=kv_mask, other=0.0)
-        v = tl.load(VE + b * svb + h * svh + js[:, None] * svl + ds[None, :] * svd, mask=kv_mask, other=0.0)
-        s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
-        s = tl.where(j_ok[None, :] & (js[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
-        m_i, l_i, acc, _ = online_softmax_step(s, v, m_i, l_i, acc, acc, DT, PREC, False)  # err unused: KAHAN off
+    m_i, l_i, acc = exact_split(Q, KE, VE, b, h, split * exact_per_split, exact_per_split, Le, sqb, sqh, sql, sqd,
+                                skb, skh, skl, skd, svb, svh, svl, svd, sm_scale, G, LQ, D, DT, PREC, BLOCK_M,
+                                BLOCK_D, BLOCK_T)
 
     ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
     vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)
@@ -201,11 +230,8 @@ def _stream_kernel(
         acc_k = acc_k * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
         m_i = m_new
 
-    part = bh * num_splits + split
-    tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc, mask=row_ok[:, None])
-    tl.store(ACCK + part * BLOCK_M * BLOCK_VD + rows[:, None] * BLOCK_VD + dv[None, :], acc_k, mask=row_ok[:, None])
-    tl.store(MAX + part * BLOCK_M + rows, m_i)
-    tl.store(SUM + part * BLOCK_M + rows, l_i)
+    store_split(ACC, ACCK, MAX, SUM, bh * num_splits + split, acc, acc_k, m_i, l_i, G * LQ, BLOCK_M, BLOCK_D,
+                BLOCK_VD)
 
 
 # ---------------------------------------------------------------- 4. probabilities of the middle

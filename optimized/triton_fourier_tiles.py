@@ -33,8 +33,9 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.triton_fourier import MAX_ROWS, merged_stats, online_softmax_step, splits_block
-from optimized.triton_fourier_spectral import _TL_DTYPE, _alignment, _output_kernel, _query_spectrum_kernel, _run_block
+from optimized.triton_fourier import MAX_ROWS, merged_stats, splits_block
+from optimized.triton_fourier_spectral import (_TL_DTYPE, _alignment, _output_kernel, _query_spectrum_kernel, _run_block,
+                                               exact_split, store_split)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_decode_inputs, dft_basis
@@ -82,8 +83,6 @@ def _fused_kernel(
     rows = tl.arange(0, BLOCK_M)
     qi = rows % LQ
     row_ok = rows < G * LQ
-    ds = tl.arange(0, BLOCK_D)
-    d_ok = ds < D
     dv = tl.arange(0, BLOCK_VD)
     m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)  # finite: a fully masked tile leaves alpha = 1
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
@@ -95,19 +94,10 @@ def _fused_kernel(
     js = tl.arange(0, BLOCK_T)
     spec_rows = SPEC + part * BLOCK_M * NVP * 2 + tl.arange(0, BLOCK_R) * NVP * 2
     if split >= n_ranges:  # ------------------------------------------------ the exact sinks and local window
-        q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + ds[None, :] * sqd,
-                    mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(DT)
         per = tl.cdiv(tl.cdiv(Le, BLOCK_T), exact_splits)
-        e0 = (split - n_ranges) * per
-        for tile in range(e0, e0 + per):  # query row i sits at exact index Le - LQ + i
-            ts = tile * BLOCK_T + js
-            t_ok = ts < Le
-            kv_mask = t_ok[:, None] & d_ok[None, :]
-            k = tl.load(KE + b * skb + h * skh + ts[:, None] * skl + ds[None, :] * skd, mask=kv_mask, other=0.0)
-            v = tl.load(VE + b * svb + h * svh + ts[:, None] * svl + ds[None, :] * svd, mask=kv_mask, other=0.0)
-            s = tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC) * sm_scale
-            s = tl.where(t_ok[None, :] & (ts[None, :] <= (Le - LQ + qi)[:, None]), s, float("-inf"))
-            m_i, l_i, acc, _ = online_softmax_step(s, v, m_i, l_i, acc, acc, DT, PREC, False)
+        m_i, l_i, acc = exact_split(Q, KE, VE, b, h, (split - n_ranges) * per, per, Le, sqb, sqh, sql, sqd, skb, skh,
+                                    skl, skd, svb, svh, svl, svd, sm_scale, G, LQ, D, DT, PREC, BLOCK_M, BLOCK_D,
+                                    BLOCK_T)
         for n0 in range(0, NVP, BLOCK_N):  # an exact split holds no spectrum
             ns = n0 + tl.arange(0, BLOCK_N)
             zero = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
@@ -192,10 +182,7 @@ def _fused_kernel(
             f_im = -tl.sum(pc * sr[None, :, :] + ps * cr[None, :, :], 1)
             tl.store(spec_rows[:, None] + 2 * ns[None, :], f_re)
             tl.store(spec_rows[:, None] + 2 * ns[None, :] + 1, f_im)
-    tl.store(ACC + part * BLOCK_M * BLOCK_D + rows[:, None] * BLOCK_D + ds[None, :], acc, mask=row_ok[:, None])
-    tl.store(ACCK + part * BLOCK_M * BLOCK_VD + rows[:, None] * BLOCK_VD + dv[None, :], acc_k, mask=row_ok[:, None])
-    tl.store(MAX + part * BLOCK_M + rows, m_i)
-    tl.store(SUM + part * BLOCK_M + rows, l_i)
+    store_split(ACC, ACCK, MAX, SUM, part, acc, acc_k, m_i, l_i, G * LQ, BLOCK_M, BLOCK_D, BLOCK_VD)
 
 
 @triton.jit

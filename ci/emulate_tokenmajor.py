@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reference.registry import get_impl  # noqa: E402
 from reference.ops.fourier_cache import make_fourier_cache  # noqa: E402
-from optimized.torch_fourier_tiles import BLOCK_T, RANGE_TILES, _decode  # noqa: E402
+from optimized.torch_fourier_tiles import BLOCK_T, RANGE_TILES, decode_tiles  # noqa: E402
 
 
 def errors(context: int, seed: int) -> dict:
@@ -49,7 +49,7 @@ def errors(context: int, seed: int) -> dict:
 def tiles_decode(a: dict, round_operands: bool) -> torch.Tensor:
     """The plan's arithmetic on float32 inputs, its basis products' operands rounded to bfloat16 or not."""
     names = ("mid_kept", "kept_idx", "comp_idx", "cos", "sin", "scale", "shift")
-    return _decode(a["q"], a["k_exact"], a["v_exact"], a["n_init"], tuple(a[f"k_{n}"] for n in names),
+    return decode_tiles(a["q"], a["k_exact"], a["v_exact"], a["n_init"], tuple(a[f"k_{n}"] for n in names),
                    tuple(a[f"v_{n}"] for n in names), a["mid_len"], a["period"], None, BLOCK_T, RANGE_TILES,
                    round_operands)
 

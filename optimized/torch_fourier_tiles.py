@@ -53,7 +53,7 @@ def _rotations(tiles: int, block_t: int, n: int, period: int, work: torch.dtype,
     return torch.complex(cos, sin).to(torch.complex128 if work == torch.float64 else torch.complex64)
 
 
-def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale, block_t, range_tiles,
+def decode_tiles(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale, block_t, range_tiles,
             round_operands: bool):
     """The plan on checked inputs; round_operands: the basis products' operands rounded to bfloat16."""
     work = torch.promote_types(q.dtype, torch.float32)
@@ -145,7 +145,7 @@ def fourier_decode_attention_tiles(
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)
     check_out(out, q.shape, q.dtype, q.device)
-    result = _decode(q, k_exact, v_exact, n_init,
+    result = decode_tiles(q, k_exact, v_exact, n_init,
                      (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                      (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, period, scale,
                      block_t, range_tiles, q.dtype not in (torch.float32, torch.float64))

@@ -12,7 +12,7 @@ of the middle are linear in x', so (reference/ops/fourier_coefficients.py derive
 with p the softmax over sinks, middle and local window together, w_n the orthogonal real-DFT weights. Six
 phases (`PHASES`), each reading what it needs once:
 
-1. `_query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head); each program
+1. `query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head); each program
    finds its head's channels in the sorted index lists itself (`_channel_map`).
 2. torch.fft.irfft (cuFFT on a GPU): S_t for the whole span, O(T log T) per query row, for any period (a power of
    two is fastest but costs accuracy at equal bytes: docs/fourier-attention.md, "The period").
@@ -20,7 +20,7 @@ phases (`PHASES`), each reading what it needs once:
    S_t to the middle scores; writes each middle score back over S_t and the split's (max, sum, kept output).
 4. `_probabilities_kernel`: p_t = exp(score_t - m) / l with the splits' merged (m, l), in place; zero up to T.
 5. torch.fft.rfft: F, the spectrum of the middle's probabilities.
-6. `_output_kernel`: merges the splits' kept outputs by log-sum-exp and adds the compressed V channels from F and
+6. `output_kernel`: merges the splits' kept outputs by log-sum-exp and adds the compressed V channels from F and
    the V coefficients (a small GEMM per KV head).
 
 Per middle token this reads the kept channels and 4 bytes of S per query row; nothing depends on N or on the
@@ -48,7 +48,7 @@ from reference.ops.fourier import check_decode_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
 
-_TL_DTYPE = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+TL_DTYPE = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 PHASES = ("query_spectrum", "irfft", "stream", "probabilities", "rfft", "output")
 
 
@@ -72,7 +72,7 @@ def _channel_map(KEPT, START, h, c, BLOCK_J: tl.constexpr):
 
 
 @triton.jit
-def _query_spectrum_kernel(
+def query_spectrum_kernel(
     Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, Z, LENS,
     sqb, sqh, sql, sqd, szb, szr, Hkv, Cck, Nk, NZ, period,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
@@ -143,6 +143,29 @@ def exact_split(Q, KE, VE, b, h, e0, n_tiles, Le, sqb, sqh, sql, sqd, skb, skh, 
 
 
 @triton.jit
+def kept_runs(Q, KKEPT, KSTART, VSTART, b, h, sqb, sqh, sql, sqd, skmt, svmt, G: tl.constexpr, LQ: tl.constexpr,
+              D: tl.constexpr, DT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_KD: tl.constexpr,
+              BLOCK_VD: tl.constexpr, ALIGN: tl.constexpr):
+    """KV head h's kept runs: where they start in the kept lists (ks, vs), their lane masks over BLOCK_KD / BLOCK_VD,
+    the query rows gathered into the kept K run's order [BLOCK_M, BLOCK_KD], and the middle's row strides, each
+    rounded down to the promised ALIGN (see `_stream_kernel`)."""
+    rows = tl.arange(0, BLOCK_M)
+    ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
+    vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)
+    skmt = skmt // ALIGN * ALIGN  # (an int argument, possibly specialized to a constant: no tl.multiple_of here)
+    svmt = svmt // ALIGN * ALIGN
+    dk = tl.arange(0, BLOCK_KD)
+    k_run = dk < tl.multiple_of((tl.load(KSTART + h + 1) - ks) // ALIGN * ALIGN, ALIGN)  # the head's kept K: ks + dk
+    v_run = tl.arange(0, BLOCK_VD) < tl.multiple_of((tl.load(VSTART + h + 1) - vs) // ALIGN * ALIGN, ALIGN)
+    # Lanes past the head's run point one past the row (dimension D), never read while the masks are right: a
+    # wrong mask reads the caller's neighbouring data there instead of some other dimension of q.
+    k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=(h + 1) * D).to(tl.int32) - h * D
+    q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
+                    + k_dims[None, :] * sqd, mask=(rows < G * LQ)[:, None] & k_run[None, :], other=0.0).to(DT)
+    return ks, vs, k_run, v_run, q_run, skmt, svmt
+
+
+@triton.jit
 def store_split(ACC, ACCK, MAX, SUM, part, acc, acc_k, m_i, l_i, R, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
                 BLOCK_VD: tl.constexpr):
     """A split's results at index `part`: exact output [BLOCK_M, BLOCK_D], kept middle output [BLOCK_M, BLOCK_VD]
@@ -188,25 +211,15 @@ def _stream_kernel(
     exact_per_split = tl.cdiv(tl.cdiv(Le, BLOCK_T), num_splits)
     mid_per_split = tl.cdiv(tl.cdiv(mid_len, BLOCK_T), num_splits)
     rows = tl.arange(0, BLOCK_M)
-    qi = rows % LQ
     row_ok = rows < G * LQ
     m_i, l_i, acc = exact_split(Q, KE, VE, b, h, split * exact_per_split, exact_per_split, Le, sqb, sqh, sql, sqd,
                                 skb, skh, skl, skd, svb, svh, svl, svd, sm_scale, G, LQ, D, DT, PREC, BLOCK_M,
                                 BLOCK_D, BLOCK_T)
 
-    ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
-    vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)
-    skmt = skmt // ALIGN * ALIGN  # (an int argument, possibly specialized to a constant: no tl.multiple_of here)
-    svmt = svmt // ALIGN * ALIGN
     dk = tl.arange(0, BLOCK_KD)
     dv = tl.arange(0, BLOCK_VD)
-    k_run = dk < tl.multiple_of((tl.load(KSTART + h + 1) - ks) // ALIGN * ALIGN, ALIGN)  # the head's kept K: ks + dk
-    v_run = dv < tl.multiple_of((tl.load(VSTART + h + 1) - vs) // ALIGN * ALIGN, ALIGN)
-    # Lanes past the head's run point one past the row (dimension D), never read while the masks are right: a
-    # wrong mask reads the caller's neighbouring data there instead of some other dimension of q.
-    k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=(h + 1) * D).to(tl.int32) - h * D
-    q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + k_dims[None, :] * sqd,
-                    mask=row_ok[:, None] & k_run[None, :], other=0.0).to(DT)
+    ks, vs, k_run, v_run, q_run, skmt, svmt = kept_runs(Q, KKEPT, KSTART, VSTART, b, h, sqb, sqh, sql, sqd, skmt,
+                                                        svmt, G, LQ, D, DT, BLOCK_M, BLOCK_KD, BLOCK_VD, ALIGN)
     acc_k = tl.zeros((BLOCK_M, BLOCK_VD), dtype=tl.float32)
     s_rows = S + b * ssb + (h * G * LQ + rows) * ssr
     m0 = split * mid_per_split
@@ -259,7 +272,7 @@ def _probabilities_kernel(
 
 # ---------------------------------------------------------------- 6. output
 @triton.jit
-def _output_kernel(
+def output_kernel(
     ACC, ACCK, VKEPT, VSTART, MAX, SUM, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
@@ -360,12 +373,12 @@ def _num_splits(programs: int, tiles: int, device: torch.device, per_wave: float
     return max(1, min(tiles, math.ceil(target / programs)))
 
 
-def _run_block(starts: list[int]) -> int:
+def run_block(starts: list[int]) -> int:
     """Tile width for the heads' kept runs: the longest run (starts[h + 1] - starts[h]) as a power of two >= 16."""
     return max(16, triton.next_power_of_2(max(b - a for a, b in zip(starts, starts[1:]))))
 
 
-def _alignment(starts: list[int], *mids: torch.Tensor) -> int:
+def kept_alignment(starts: list[int], *mids: torch.Tensor) -> int:
     """8 when every head's kept run starts on a multiple of 8 channels in rows whose stride and start are too
     (16-byte vector loads at 2 bytes per channel), else 1 (no alignment promised to the compiler)."""
     ok = all(s % 8 == 0 for s in starts) and all(
@@ -383,6 +396,19 @@ def _check_options(q, num_splits, block_t, num_warps) -> None:
     check_int("num_warps", num_warps, 1, optional=True)
 
 
+def check_plan_inputs(q, hkv: int, out, name: str) -> int:
+    """The query rows per KV head (G = Hq / Hkv) after the checks every Fourier decode plan makes: at most MAX_ROWS
+    rows of G heads x Lq tokens, `out` like q, a device Triton runs on (`name` in the error)."""
+    b, hq, lq, d = q.shape
+    group = hq // hkv
+    if group * lq > MAX_ROWS:
+        raise ValueError(f"q packs {group} heads x {lq} tokens = {group * lq} rows per KV head; this "
+                         f"decode kernel holds at most {MAX_ROWS} (use dense attention for prefill-sized chunks)")
+    check_out(out, q.shape, q.dtype, q.device)
+    check_triton_runnable(name, q)
+    return group
+
+
 class _Plan:
     """Shapes, block sizes and scratch buffers of one call; `run(upto)` launches phases 1..upto (PHASES)."""
 
@@ -391,12 +417,7 @@ class _Plan:
         _check_options(q, num_splits, block_t, num_warps)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
-        self.group = hq // hkv
-        if self.group * lq > MAX_ROWS:
-            raise ValueError(f"q packs {self.group} heads x {lq} tokens = {self.group * lq} rows per KV head; this "
-                             f"decode kernel holds at most {MAX_ROWS} (use dense attention for prefill-sized chunks)")
-        check_out(out, q.shape, q.dtype, q.device)
-        check_triton_runnable("fourier_decode_attention_spectral", q)
+        self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_spectral")
         self.q, self.k_exact, self.v_exact, self.lens, self.out = q, k_exact, v_exact, lens, out
         self.k_mid, k_kept, k_comp, *kc = k_args
         self.v_mid, v_kept, v_comp, *vc = v_args
@@ -420,9 +441,9 @@ class _Plan:
         self.block_m = max(16, triton.next_power_of_2(self.group * lq))
         self.block_d = max(16, triton.next_power_of_2(d))
         k_starts, v_starts = torch.stack([self.k_start, self.v_start]).tolist()  # one sync, when the plan is made
-        self.block_kd = _run_block(k_starts)
-        self.block_vd = _run_block(v_starts)
-        self.align = _alignment(k_starts + v_starts, self.k_mid, self.v_mid)
+        self.block_kd = run_block(k_starts)
+        self.block_vd = run_block(v_starts)
+        self.align = kept_alignment(k_starts + v_starts, self.k_mid, self.v_mid)
         self.num_warps = num_warps or tuned.get("num_warps", 4)
         # The two coefficient GEMMs (phases 1 and 6) on tensor cores with float32 accuracy (3xTF32): with FMA
         # products ("ieee") the output phase took 44 us per call at any length on an H200. 16 frequencies per step
@@ -472,7 +493,7 @@ class _Plan:
         grid_kv = self.b * self.hkv
         if upto >= 1 and self.ck:
             block_n = 32
-            _query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
+            query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
                 q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
                 self.t_max, **consts, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.coef_prec)
@@ -485,7 +506,7 @@ class _Plan:
                 self.sm, self.lens_arg,
                 *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
                 self.s.stride(0), self.s.stride(1), self.hkv, self.le, self.mid_len, self.sm_scale, self.splits,
-                **consts, DT=_TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
+                **consts, DT=TL_DTYPE[q.dtype], PREC="ieee" if q.dtype == torch.float32 else None,
                 BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t, BLOCK_KD=self.block_kd,
                 BLOCK_VD=self.block_vd, ALIGN=self.align, num_warps=self.num_warps)
         if upto >= 4 and self.cv:
@@ -498,7 +519,7 @@ class _Plan:
             self._transform(inverse=False)
         if upto >= 6:
             res, block_do = self.result, 16
-            _output_kernel[(grid_kv, triton.cdiv(self.d, block_do))](
+            output_kernel[(grid_kv, triton.cdiv(self.d, block_do))](
                 self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
                 self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
                 self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,

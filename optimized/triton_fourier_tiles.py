@@ -33,11 +33,11 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.triton_fourier import MAX_ROWS, merged_stats, splits_block
-from optimized.triton_fourier_spectral import (_TL_DTYPE, _alignment, _output_kernel, _query_spectrum_kernel, _run_block,
-                                               exact_split, store_split)
+from optimized.triton_fourier import merged_stats, splits_block
+from optimized.triton_fourier_spectral import (TL_DTYPE, kept_alignment, output_kernel, query_spectrum_kernel, run_block,
+                                               check_plan_inputs, exact_split, kept_runs, store_split)
 from reference.bench_spec import ImplBench
-from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
+from reference.ops.checks import check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs, dft_basis
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
@@ -81,7 +81,6 @@ def _fused_kernel(
     BSIN += b * sbb
     part = bh * (n_ranges + exact_splits) + split
     rows = tl.arange(0, BLOCK_M)
-    qi = rows % LQ
     row_ok = rows < G * LQ
     dv = tl.arange(0, BLOCK_VD)
     m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)  # finite: a fully masked tile leaves alpha = 1
@@ -132,16 +131,9 @@ def _fused_kernel(
         tl.debug_barrier()  # the scratch is read back by other threads of this program
 
         # 2. the range's tiles: kept channels plus the scratch, online softmax, kept V
-        ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
-        vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)
-        skmt = skmt // ALIGN * ALIGN
-        svmt = svmt // ALIGN * ALIGN
         dk = tl.arange(0, BLOCK_KD)
-        k_run = dk < tl.multiple_of((tl.load(KSTART + h + 1) - ks) // ALIGN * ALIGN, ALIGN)
-        v_run = dv < tl.multiple_of((tl.load(VSTART + h + 1) - vs) // ALIGN * ALIGN, ALIGN)
-        k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=(h + 1) * D).to(tl.int32) - h * D
-        q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + qi[:, None] * sql + k_dims[None, :] * sqd,
-                        mask=row_ok[:, None] & k_run[None, :], other=0.0).to(DT)
+        ks, vs, k_run, v_run, q_run, skmt, svmt = kept_runs(Q, KKEPT, KSTART, VSTART, b, h, sqb, sqh, sql, sqd, skmt,
+                                                            svmt, G, LQ, D, DT, BLOCK_M, BLOCK_KD, BLOCK_VD, ALIGN)
         sc_rows = SC + part * (BLOCK_R * RANGE_T * BLOCK_T) + rows * (RANGE_T * BLOCK_T)
         for k in range(0, RANGE_T):
             ts = t_base + k * BLOCK_T + js
@@ -251,12 +243,7 @@ class TilesPlan:
         _check_options(q, range_t, block_t, exact_splits, num_warps)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
-        self.group = hq // hkv
-        if self.group * lq > MAX_ROWS:
-            raise ValueError(f"q packs {self.group} heads x {lq} tokens = {self.group * lq} rows per KV head; this "
-                             f"decode kernel holds at most {MAX_ROWS} (use dense attention for prefill-sized chunks)")
-        check_out(out, q.shape, q.dtype, q.device)
-        check_triton_runnable("fourier_decode_attention_triton_tiles", q)
+        self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_triton_tiles")
         self.q, self.k_exact, self.v_exact = q, k_exact, v_exact
         k_mid, k_kept, k_comp, *kc = k_args
         v_mid, v_kept, v_comp, *vc = v_args
@@ -283,8 +270,8 @@ class TilesPlan:
                              f"basis products need at least 16: range_t >= {16 // self.block_r}")
         self.block_d = max(16, triton.next_power_of_2(d))
         k_starts, v_starts = torch.stack([self.k_start, self.v_start]).tolist()  # one sync, when the plan is made
-        self.block_kd, self.block_vd = _run_block(k_starts), _run_block(v_starts)
-        self.align = _alignment(k_starts + v_starts, self.k_mid, self.v_mid)
+        self.block_kd, self.block_vd = run_block(k_starts), run_block(v_starts)
+        self.align = kept_alignment(k_starts + v_starts, self.k_mid, self.v_mid)
         self.num_warps = num_warps or 4
         self.block_n = 32
         self.nz = min(self.k_cos.shape[2], self.period // 2 + 1) if self.ck else 0
@@ -326,7 +313,7 @@ class TilesPlan:
         q, consts = self.q, dict(G=self.group, LQ=self.lq, D=self.d)
         grid_kv = self.b * self.hkv
         if upto >= 1 and self.ck:
-            _query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, 32))](
+            query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, 32))](
                 q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
                 self.period, **consts, VARLEN=self.lens is not None, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_N=32,
@@ -340,8 +327,8 @@ class TilesPlan:
             *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
             self.z.stride(0), self.z.stride(1), self.basis_stride, self.hkv, self.le, self.mid_len, self.period,
             self.nz, self.nv, self.sm_scale, self.n_ranges, self.exact_splits, **consts,
-            VARLEN=self.lens is not None, DT=_TL_DTYPE[q.dtype],
-            BT_DT=_TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
+            VARLEN=self.lens is not None, DT=TL_DTYPE[q.dtype],
+            BT_DT=TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
             BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
             RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
             NVP=self.nvp, ALIGN=self.align, num_warps=self.num_warps)
@@ -355,7 +342,7 @@ class TilesPlan:
         res = self.result
         if upto < 4:
             return res
-        _output_kernel[(grid_kv, triton.cdiv(self.d, 16))](
+        output_kernel[(grid_kv, triton.cdiv(self.d, 16))](
             self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
             self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv,
             self.cv, self.v_cos.shape[2] if self.cv else 0, self.period, self.splits, **consts,

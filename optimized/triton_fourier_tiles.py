@@ -397,7 +397,7 @@ def bench_extra(inputs: dict) -> dict:
 
 
 @register_impl("fourier_decode_attention", "triton_tiles",
-               bench=ImplBench(name="triton_fourier_tiles", order=4, fast=planned_tiles, phases=phase_times,
+               bench=ImplBench(name="triton_fourier_tiles", order=3.5, fast=planned_tiles, phases=phase_times,
                                extra=bench_extra))
 @conformance_knobs({"block_t": 16, "range_t": 16, "exact_splits": 3})
 def fourier_decode_attention_triton_tiles(

@@ -257,9 +257,9 @@ def _targets(md: list[str], hp: list[str], records: list[dict]) -> None:
     if not targets:
         return
     add_heading(md, hp, "FlashFourierAttention targets")
-    add_text(md, hp, "FlashFourierAttention in coefficient space vs SDPA-flash on the full cache (LLaMA-3-8B decode "
-                     "shapes, the newest run that measured both; `phase_ms` from CUDA-graph timings of the first k "
-                     "phases).")
+    add_text(md, hp, "FlashFourierAttention in coefficient space (the spectral and the token-major kernel) vs "
+                     "SDPA-flash on the full cache (LLaMA-3-8B decode shapes, the newest run that measured both; "
+                     "phases from CUDA-graph timings of the first k phases).")
     for device, dtype in sorted({(t[0], t[1]) for t in targets}):  # device and dtype as the table's caption
         add_text(md, hp, f"{dtype} on {device}:")
         add_table(md, hp, fourier_targets.HEADERS[2:], [t[2:] for t in targets if (t[0], t[1]) == (device, dtype)])

@@ -157,8 +157,7 @@ class FourierCache:
         self.v_exact = torch.cat([layer.values[:, :, :s], layer.values[:, :, s + m :]], dim=2)
         self.k_span = FourierSpan(_flat(layer.keys[:, :, s : s + m]), k_comp, layout.num_freqs, layout.period, moment_matching)
         self.v_span = FourierSpan(_flat(layer.values[:, :, s : s + m]), v_comp, layout.num_freqs, layout.period, moment_matching)
-        self.plan = None  # the coefficient-space decode's plan of this layout, made (and the layout checked) at the
-        # first `attend`
+        self.plan = None  # the coefficient-space decode's plan of this layout: made at the first `attend`
 
     @property
     def local_len(self) -> int:
@@ -193,11 +192,11 @@ class FourierCache:
         if name != "coefficients":
             return fn(q=queries, scale=scale, **self.op_args())
         args = self.op_args()
-        if self.plan is not None:
+        if self.plan is not None:  # this cache builds its own layout: checked at the first call, trusted after
             return fn(q=queries, scale=scale, **args, validate=False, plan=self.plan)
-        out = fn(q=queries, scale=scale, **args)  # this cache builds its own layout: checked at the first call,
+        out = fn(q=queries, scale=scale, **args)
         self.plan = coefficient_plan(args["k_kept_idx"], args["k_comp_idx"], args["v_kept_idx"], args["v_comp_idx"],
-                                     self.k_exact.shape[1], self.k_exact.shape[3])  # trusted after
+                                     self.k_exact.shape[1], self.k_exact.shape[3])
         return out
 
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,85 @@
+"""Compile the token-major FlashFourierAttention kernels for an H100 (sm_90) on a machine without a GPU.
+
+Triton's wheel carries ptxas, so `triton.compile` with an explicit target builds the cubin offline: this catches what
+the CPU interpreter cannot (tensor-core shape rules, layout conversions of the (row, tile) reshapes, bfloat16
+operands) and reports each kernel's registers, spill stack and shared memory before a GPU visit. LLaMA-3-8B decode
+shapes (G = 4, D = 128), the plan's GPU defaults (64-token tiles, 16-tile ranges, 32-frequency chunks, kept runs of
+64, aligned to 8), bfloat16 and float32 inputs.
+Usage: python ci/compile_tiles_sm90.py [--warps 4,8]
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from optimized import triton_fourier_tiles as tiles  # noqa: E402
+
+TARGET = GPUTarget("cuda", 90, 32)
+POINTERS = {"KKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
+FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F")
+INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN")
+
+
+def compile_kernel(fn, consts: dict, dtype: str, num_warps: int):
+    """The cubin of `fn` for TARGET: pointers typed by name, other runtime arguments int32 (sm_scale float32)."""
+    names = list(inspect.signature(fn.fn).parameters)
+    sig = {}
+    for n in names:
+        if n in consts:
+            sig[n] = "constexpr"
+        elif n in POINTERS:
+            sig[n] = POINTERS[n]
+        elif n in FLOAT32:
+            sig[n] = "*fp32"
+        elif n in INPUTS:
+            sig[n] = "*" + dtype
+        else:
+            sig[n] = "fp32" if n == "sm_scale" else "i32"
+    src = ASTSource(fn, sig, constexprs={(names.index(n),): v for n, v in consts.items()})
+    return triton.compile(src, target=TARGET, options={"num_warps": num_warps})
+
+
+def resources(kernel) -> str:
+    """cuobjdump's resource line of the cubin: registers, spill stack, shared memory."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(kernel.asm["cubin"])
+    try:
+        out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    line = next(l for l in out.splitlines() if "REG:" in l)
+    return " ".join(w for w in line.split() if w.split(":")[0] in ("REG", "STACK", "SHARED", "LOCAL"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warps", default="4,8")
+    warps = [int(w) for w in parser.parse_args().warps.split(",")]
+    for dtype, dt, operand, prec, cprec in (("bf16", tl.bfloat16, tl.bfloat16, None, None),
+                                            ("fp32", tl.float32, tl.float32, "ieee", "tf32x3")):
+        fused = dict(G=4, LQ=1, D=128, VARLEN=False, DT=dt, BT_DT=operand, PREC=prec, CPREC=cprec, BLOCK_M=16,
+                     BLOCK_R=4, BLOCK_D=128, BLOCK_T=64, RANGE_T=16, BLOCK_N=32, BLOCK_KD=64, BLOCK_VD=64, NVP=512,
+                     ALIGN=8)
+        merge = dict(G=4, LQ=1, BLOCK_M=16, BLOCK_R=4, BLOCK_N=32, NVP=512, BLOCK_S=32, BLOCK_SO=8)
+        for w in warps:
+            for name, fn, consts in (("fused", tiles._fused_kernel, fused),
+                                     ("spectrum merge", tiles._spectrum_merge_kernel, merge)):
+                k = compile_kernel(fn, consts, dtype, w)
+                print(f"{dtype:5s} {name:15s} {w} warps: {resources(k)}, Triton shared memory {k.metadata.shared} B")
+
+
+if __name__ == "__main__":
+    main()

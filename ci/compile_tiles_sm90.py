@@ -75,9 +75,8 @@ def main() -> None:
                      ALIGN=8)
         merge = dict(G=4, LQ=1, BLOCK_M=16, BLOCK_R=4, BLOCK_N=32, NVP=512, BLOCK_S=32, BLOCK_SO=8)
         for w in warps:
-            for name, fn, consts in (("fused", tiles._fused_kernel, fused),
-                                     ("spectrum merge", tiles._spectrum_merge_kernel, merge)):
-                k = compile_kernel(fn, consts, dtype, w)
+            for name, consts in (("fused", fused), ("spectrum merge", merge)):
+                k = compile_kernel(tiles.KERNELS[name], consts, dtype, w)
                 print(f"{dtype:5s} {name:15s} {w} warps: {resources(k)}, Triton shared memory {k.metadata.shared} B")
 
 

@@ -217,6 +217,10 @@ def _spectrum_merge_kernel(
     tl.store(out + 1, f_im, mask=fmask)
 
 
+# The module's own Triton kernels by name, for builds outside a launch (ci/compile_tiles_sm90.py).
+KERNELS = {"fused": _fused_kernel, "spectrum merge": _spectrum_merge_kernel}
+
+
 # ---------------------------------------------------------------- host side
 @lru_cache(maxsize=16)
 def _tile_basis(block_t: int, n: int, period: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,14 +28,14 @@ import torch
 
 from reference.ops.checks import check_int, check_out
 from reference.ops.fourier import check_decode_inputs, dft_basis, dft_weights
-from reference.ops.fourier_coefficients import coefficient_plan
+from reference.ops.fourier_coefficients import exact_scores, query_operands
 from reference.registry import conformance_knobs, register_impl
 
 BLOCK_T = 64  # tokens per tile: the basis is [2N x BLOCK_T]
 RANGE_TILES = 16  # tiles per range: a range's (row, tile) pairs are the M side of the basis products
 
 
-def _round16(x: torch.Tensor) -> torch.Tensor:
+def _round_bf16(x: torch.Tensor) -> torch.Tensor:
     """x rounded to bfloat16, the tensor-core operand of the basis products for 16-bit inputs (bfloat16's float32
     exponent range: a rotated spectrum of any magnitude fits without scaling)."""
     return x.to(torch.bfloat16).to(x.dtype)
@@ -54,32 +54,20 @@ def _rotations(tiles: int, block_t: int, n: int, period: int, work: torch.dtype,
 
 
 def decode_tiles(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale, block_t, range_tiles,
-            round_operands: bool):
+                 round_operands: bool):
     """The plan on checked inputs; round_operands: the basis products' operands rounded to bfloat16."""
-    work = torch.promote_types(q.dtype, torch.float32)
-    rnd = _round16 if round_operands else (lambda x: x)
+    rnd = _round_bf16 if round_operands else (lambda x: x)
     b, hq, lq, d = q.shape
     hkv, le = k_exact.shape[1], k_exact.shape[2]
-    k_mid, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift = (
-        t.to(work) if t.is_floating_point() else t for t in k_args)
-    v_mid, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift = (
-        t.to(work) if t.is_floating_point() else t for t in v_args)
-    plan = coefficient_plan(k_kept_idx, k_comp_idx, v_kept_idx, v_comp_idx, hkv, d)
-    sm_scale = d ** -0.5 if scale is None else float(scale)
-    q_rows = (q.to(work) * sm_scale).reshape(b, hkv, (hq // hkv) * lq, d)
+    work, k_args, v_args, plan, q_rows, q_sel = query_operands(q, k_exact, k_args, v_args, scale)
+    k_mid, _, _, k_cos, k_sin, k_scale, k_shift = k_args
+    v_mid, _, _, v_cos, v_sin, v_scale, v_shift = v_args
     rows = q_rows.shape[2]
-    q_sel = torch.gather(torch.nn.functional.pad(q_rows, (0, 1)), 3,
-                         plan.q_index[None, :, None, :].expand(b, hkv, rows, -1)).reshape(b, hkv * rows, -1)
     q_k, q_c = q_sel[..., : plan.k_kept], q_sel[..., plan.k_kept:]
 
-    # The exact tokens: one more split, sinks always visible, the local window bottom-right causal.
-    s_e = (q_rows @ k_exact.to(work).transpose(-1, -2)).reshape(b, hkv * rows, le)
-    if lq > 1:
-        token = (torch.arange(hkv * rows, device=q.device) % rows) % lq
-        local_pos = torch.arange(le, device=q.device) - n_init
-        hidden = (local_pos[None, :] > (le - n_init - lq) + token[:, None]) & (local_pos[None, :] >= 0)
-        s_e = s_e.masked_fill(hidden, float("-inf"))
-    m_e = s_e.amax(-1)  # finite: a sink or the query's own token is always visible
+    # The exact tokens: one more split (m_e is finite: a sink or the query's own token is always visible).
+    s_e = exact_scores(q_rows, k_exact, n_init, lq).reshape(b, hkv * rows, le)
+    m_e = s_e.amax(-1)
     p_e = torch.exp(s_e - m_e[..., None])
     l_e = p_e.sum(-1)
     o_e = (p_e.reshape(b, hkv, rows, le) @ v_exact.to(work)).reshape(b, hkv * rows, d)
@@ -90,6 +78,7 @@ def decode_tiles(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, s
         return (o_e / l_e[..., None]).reshape(b, hq, lq, d).to(q.dtype)
     width = ranges * range_tiles * block_t  # the middle padded to whole ranges; padding is masked out
     s_mid = q_k @ k_mid.transpose(1, 2)  # [B, rows, M]
+
     def plan_for(num_freqs):  # the frequencies with weight, their tile basis and rotations (K and V may differ)
         n = min(num_freqs, period // 2 + 1)
         return (n, rnd(_tile_basis(block_t, n, period, work, q.device)),
@@ -146,7 +135,7 @@ def fourier_decode_attention_tiles(
                         period, scale)
     check_out(out, q.shape, q.dtype, q.device)
     result = decode_tiles(q, k_exact, v_exact, n_init,
-                     (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
-                     (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, period, scale,
-                     block_t, range_tiles, q.dtype not in (torch.float32, torch.float64))
+                          (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                          (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, period,
+                          scale, block_t, range_tiles, q.dtype not in (torch.float32, torch.float64))
     return result if out is None else out.copy_(result)

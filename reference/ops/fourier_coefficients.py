@@ -112,35 +112,50 @@ def middle_values(p, mid_kept, c_cos, c_sin, mm_scale, mm_shift, period):
     return torch.cat([kept, torch.addcmul(p_sum * mm_shift[:, None, :], rec, mm_scale[:, None, :])], dim=-1)
 
 
+def query_operands(q, k_exact, k_args, v_args, scale, plan=None):
+    """The start every coefficient-space decode shares: (work dtype, k_args and v_args in it, the layout's plan,
+    q_rows [B, Hkv, R, D] with the softmax scale folded in (R = G * Lq rows per KV head, head-major, then token),
+    q_sel [B, Hkv * R, Ck + Cc]: each row's values in the kept, then the compressed K channels, zero in another
+    head's). `plan` is made here when None."""
+    work = torch.promote_types(q.dtype, torch.float32)
+    b, hq, lq, d = q.shape
+    hkv = k_exact.shape[1]
+    k_args = tuple(t.to(work) if t.is_floating_point() else t for t in k_args)
+    v_args = tuple(t.to(work) if t.is_floating_point() else t for t in v_args)
+    if plan is None:
+        plan = coefficient_plan(k_args[1], k_args[2], v_args[1], v_args[2], hkv, d)
+    sm_scale = d ** -0.5 if scale is None else float(scale)
+    q_rows = (q.to(work) * sm_scale).reshape(b, hkv, (hq // hkv) * lq, d)
+    q_pad = torch.nn.functional.pad(q_rows, (0, 1))
+    q_sel = torch.gather(q_pad, 3, plan.q_index[None, :, None, :].expand(b, hkv, q_rows.shape[2], -1))
+    return work, k_args, v_args, plan, q_rows, q_sel.reshape(b, hkv * q_rows.shape[2], -1)
+
+
+def exact_scores(q_rows, k_exact, n_init: int, lq: int) -> torch.Tensor:
+    """[B, Hkv, R, Le]: the rows' scores of the exact tokens, sinks always visible, the local window bottom-right
+    causal to the Lq queries (row r is query token r % Lq)."""
+    s = q_rows @ k_exact.to(q_rows.dtype).transpose(-1, -2)
+    if lq == 1:
+        return s
+    le = k_exact.shape[2]
+    token = torch.arange(q_rows.shape[2], device=s.device) % lq
+    local_pos = torch.arange(le, device=s.device) - n_init
+    hidden = (local_pos[None, :] > (le - n_init - lq) + token[:, None]) & (local_pos[None, :] >= 0)
+    return s.masked_fill(hidden, float("-inf"))
+
+
 def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale, plan=None):
     """The op on checked inputs (no checks): out [B, Hq, Lq, D] in q's dtype.
 
     Scores are taken in the order [exact tokens (sinks, local window) | middle span]: the softmax does not depend on
     the order of the keys, and the exact tokens are one tensor in the cache."""
-    work = torch.promote_types(q.dtype, torch.float32)
     b, hq, lq, d = q.shape
     hkv, le = k_exact.shape[1], k_exact.shape[2]
-    k_mid, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift = (
-        t.to(work) if t.is_floating_point() else t for t in k_args)
-    v_mid, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift = (
-        t.to(work) if t.is_floating_point() else t for t in v_args)
-    if plan is None:
-        plan = coefficient_plan(k_kept_idx, k_comp_idx, v_kept_idx, v_comp_idx, hkv, d)
-    sm_scale = d ** -0.5 if scale is None else float(scale)
-    # R = G * Lq rows per KV head (head-major, then token), the softmax scale folded into the query
-    q_rows = (q.to(work) * sm_scale).reshape(b, hkv, (hq // hkv) * lq, d)
+    work, k_args, v_args, plan, q_rows, q_sel = query_operands(q, k_exact, k_args, v_args, scale, plan)
+    k_mid, _, _, k_cos, k_sin, k_scale, k_shift = k_args
+    v_mid, _, _, v_cos, v_sin, v_scale, v_shift = v_args
     rows = q_rows.shape[2]
-    q_pad = torch.nn.functional.pad(q_rows, (0, 1))
-    q_sel = torch.gather(q_pad, 3, plan.q_index[None, :, None, :].expand(b, hkv, rows, -1)).reshape(b, hkv * rows, -1)
-    ve = v_exact.to(work)
-
-    # Scores of the exact tokens: sinks always visible, the local window bottom-right causal to the Lq queries.
-    s_exact = q_rows @ k_exact.to(work).transpose(-1, -2)  # [B, Hkv, R, Le]
-    if lq > 1:
-        token = torch.arange(rows, device=q.device) % lq  # each row's query token
-        local_pos = torch.arange(le, device=q.device) - n_init
-        hidden = (local_pos[None, :] > (le - n_init - lq) + token[:, None]) & (local_pos[None, :] >= 0)
-        s_exact = s_exact.masked_fill(hidden, float("-inf"))
+    s_exact = exact_scores(q_rows, k_exact, n_init, lq)
     s_mid = middle_scores(q_sel[..., : plan.k_kept], q_sel[..., plan.k_kept:], k_mid, k_cos, k_sin, k_scale, k_shift,
                           mid_len, period)
 
@@ -148,7 +163,7 @@ def _decode(q, k_exact, v_exact, n_init, k_args, v_args, mid_len, period, scale,
     values = middle_values(p[..., le:], v_mid, v_cos, v_sin, v_scale, v_shift, period)  # [B, Hkv*R, Ck + Cc]
     own = plan.own[None, :, None, :].expand(b, hkv, rows, d)
     out = torch.gather(values.reshape(b, hkv, rows, -1), 3, own)
-    out = out + p[..., :le].reshape(b, hkv, rows, le) @ ve
+    out = out + p[..., :le].reshape(b, hkv, rows, le) @ v_exact.to(work)
     return out.reshape(b, hq, lq, d).to(q.dtype)
 
 

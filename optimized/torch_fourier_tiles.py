@@ -1,5 +1,6 @@
 """FlashFourierAttention's token-major plan in PyTorch: the tiles, ranges and merges a fused decode kernel would run,
 checked by conformance before that kernel is written (docs/fourier-attention.md, "The token-major plan").
+FourierAttention is Liu et al., arXiv 2506.11886; the equations below follow reference/ops/fourier_coefficients.py.
 
 Same function as `fourier_decode_attention` (reference/ops/fourier.py). With Z_n = w_n (u_n - i u'_n) the query
 spectrum of a row (reference/ops/fourier_coefficients.py, eq. "scores"), the compressed-K score of middle token

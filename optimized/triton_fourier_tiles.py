@@ -1,4 +1,5 @@
-"""FlashFourierAttention, token-major: the fused decode of the plan in optimized/torch_fourier_tiles.py.
+"""FlashFourierAttention, token-major: the fused decode of the plan in optimized/torch_fourier_tiles.py
+(FourierAttention: Liu et al., arXiv 2506.11886).
 
 The spectral kernel (optimized/triton_fourier_spectral.py) takes the compressed-channel scores S = irfft(Z) and the
 probabilities' spectrum F = rfft(p) from two length-T transforms with the whole span's S and p in scratch between

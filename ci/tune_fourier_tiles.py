@@ -1,0 +1,69 @@
+"""Knob sweep of the token-major FlashFourierAttention (triton_tiles) on a GPU: latency per (block_t, range_t,
+num_warps, exact_splits) and per phase of the best, beside SDPA-flash on the full cache, LLaMA-3-8B decode shapes,
+bf16, one run.
+
+    PYTHONPATH=. python ci/tune_fourier_tiles.py [--out tune_tiles.json] [--cases 1x32768,8x32768,1x131072,1x4096]
+        [--kept-align 1]
+
+A sweep only: the kernel's defaults are changed by hand from what it shows, and the numbers that go on the
+leaderboard come from `python -m harness bench --suite kernels`.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import torch
+
+from ci.tune_fourier_spectral import sdpa_ms
+from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
+from optimized.triton_fourier_tiles import phase_times, planned_tiles
+from reference.ops.fourier_cache import make_fourier_cache
+
+GRID = {"block_t": (32, 64, 128), "range_t": (8, 16, 32), "num_warps": (4, 8), "exact_splits": (4,)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--cases", default="1x32768,8x32768,1x131072,1x4096")
+    ap.add_argument("--kept-align", type=int, default=1)
+    args = ap.parse_args()
+    rows = []
+    for case in args.cases.split(","):
+        batch, context = map(int, case.split("x"))
+        cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda",
+                                   kept_pad=64, kept_align=args.kept_align)
+        rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
+        base = sdpa_ms(batch, context)
+        print(f"== {batch}x{context}, kept_align {args.kept_align}: sdpa-flash {1000 * base:.1f} us", flush=True)
+        best = None
+        for values in itertools.product(*GRID.values()):
+            knobs = dict(zip(GRID, values))
+            try:
+                ms = graph_ms(planned_tiles(**knobs), rot.sets)
+            except Exception as exc:  # noqa: BLE001 - a knob the compiler refuses is reported and skipped
+                print(f"  {knobs}: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
+                continue
+            rows.append({"batch": batch, "context": context, **knobs, "us": 1000 * ms, "sdpa_us": 1000 * base,
+                         "speedup": base / ms})
+            print(f"  {knobs}: {1000 * ms:8.1f} us  ({base / ms:.2f}x sdpa)", flush=True)
+            if best is None or ms < best[0]:
+                best = (ms, knobs)
+        if best is None:
+            continue
+        ms, knobs = best
+        phases = {p: 1000 * t for p, t in phase_times(graph_ms, rot.sets, **knobs).items()}
+        print(f"  best {1000 * ms:.1f} us {knobs}; phases (us): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()), flush=True)
+        rows.append({"batch": batch, "context": context, "best": knobs, "best_us": 1000 * ms, "phases_us": phases})
+        del cache, rot
+        torch.cuda.empty_cache()
+        if args.out:  # after every case: a sweep cut by a time limit keeps what it measured
+            with open(args.out, "w") as fh:
+                json.dump({"device": torch.cuda.get_device_name(0), "rows": rows}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,16 +8,17 @@
 #          FlashInfer where it imports;
 #   variants the spectral kernel at the target cells with a 7-smooth period (and with heads' kept runs aligned to 8
 #          channels) and with a power-of-two period, each run with SDPA again (--rerun) so every ratio is of one run;
+#   tunetiles ci/tune_fourier_tiles.py: the token-major kernel's knobs (block_t, range_t, num_warps) at the target
+#          cells beside SDPA-flash, and the phases of the best -> runs/tiles_tuning.json, which the tiles step uses
+#          (LONGCTX_TILES_TUNING); commit it as optimized/tiles_tuning.json afterwards;
 #   tiles    the token-major kernel (triton_fourier_tiles): gpu-profile conformance, then the target cells beside
 #          SDPA-flash and the spectral kernel, random kept sets and runs aligned to 8 (TILES_VARIANTS);
-#   tunetiles ci/tune_fourier_tiles.py: the token-major kernel's knobs (block_t, range_t, num_warps) at the target
-#          cells beside SDPA-flash, and the phases of the best -> $OUT/tune_tiles.json (a sweep: defaults change by hand);
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,variants,tiles,tunetiles,conform (default all); VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, BENCH_S, CONFORM_S: seconds per step (90, 120 per part of the grid, 40 per
-# kernel).
+# them. STEPS=tune,bench,variants,tunetiles,tiles,conform (default all); VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
+# grid, 40 per kernel).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
 set -uo pipefail
@@ -28,7 +29,7 @@ gpu="$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', 
 RESULTS="${RESULTS:-${OUT:+$OUT/results}}"  # straight into OUT when there is one (nothing lost to a time limit)
 RESULTS="${RESULTS:-runs/gpu-$gpu}"
 EXAMPLES="${EXAMPLES:-3}"
-steps=",${STEPS:-tune,bench,variants,tiles,tunetiles,conform},"
+steps=",${STEPS:-tune,bench,variants,tunetiles,tiles,conform},"
 mkdir -p "$RESULTS" runs
 rc=0
 keep() { [ -n "${OUT:-}" ] && [ "$RESULTS" != "$OUT/results" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
@@ -65,6 +66,14 @@ if [[ "$steps" == *,variants,* ]]; then
   keep
 fi
 
+if [[ "$steps" == *,tunetiles,* ]]; then
+  echo "== token-major kernel: knob sweep"
+  timeout "${TUNE_TILES_S:-200}" "$PY" ci/tune_fourier_tiles.py --table runs/tiles_tuning.json \
+    ${OUT:+--out "$OUT/tune_tiles.json"} || rc=1
+  [ -n "${OUT:-}" ] && cp runs/tiles_tuning.json "$OUT/" 2>/dev/null
+fi
+[ -f runs/tiles_tuning.json ] && export LONGCTX_TILES_TUNING="$PWD/runs/tiles_tuning.json"
+
 if [[ "$steps" == *,tiles,* ]]; then
   # The token-major kernel (triton_fourier_tiles): compiled and checked first (gpu profile, the same seed), then
   # timed at the target cells beside SDPA-flash and the spectral kernel, on the paper's period with random kept
@@ -83,11 +92,6 @@ if [[ "$steps" == *,tiles,* ]]; then
     done
   done
   keep
-fi
-
-if [[ "$steps" == *,tunetiles,* ]]; then
-  echo "== token-major kernel: knob sweep"
-  timeout "${TUNE_S:-90}" "$PY" ci/tune_fourier_tiles.py ${OUT:+--out "$OUT/tune_tiles.json"} || rc=1
 fi
 
 if [[ "$steps" == *,conform,* ]]; then

@@ -2,17 +2,19 @@
 num_warps, exact_splits) and per phase of the best, beside SDPA-flash on the full cache, LLaMA-3-8B decode shapes,
 bf16, one run.
 
-    PYTHONPATH=. python ci/tune_fourier_tiles.py [--out tune_tiles.json] [--cases 1x32768,8x32768,1x131072,1x4096]
-        [--kept-align 1]
+    PYTHONPATH=. python ci/tune_fourier_tiles.py [--out tune_tiles.json] [--table optimized/tiles_tuning.json]
+        [--cases 1x32768,8x32768,1x131072,1x4096] [--kept-align 1]
 
-A sweep only: the kernel's defaults are changed by hand from what it shows, and the numbers that go on the
-leaderboard come from `python -m harness bench --suite kernels`.
+--table merges the best knobs per case into the kernel's tuning table under this GPU's name (the kernel reads
+optimized/tiles_tuning.json, or the file LONGCTX_TILES_TUNING names, when a call gives no knob). The numbers that
+go on the leaderboard come from `python -m harness bench --suite kernels`, which uses the table.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+from pathlib import Path
 
 import torch
 
@@ -27,10 +29,11 @@ GRID = {"block_t": (32, 64, 128), "range_t": (8, 16, 32), "num_warps": (4, 8), "
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table", default=None, help="merge the best knobs into this tuning table (JSON)")
     ap.add_argument("--cases", default="1x32768,8x32768,1x131072,1x4096")
     ap.add_argument("--kept-align", type=int, default=1)
     args = ap.parse_args()
-    rows = []
+    rows, entries = [], []
     for case in args.cases.split(","):
         batch, context = map(int, case.split("x"))
         cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda",
@@ -58,11 +61,22 @@ def main() -> None:
         print(f"  best {1000 * ms:.1f} us {knobs}; phases (us): "
               + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()), flush=True)
         rows.append({"batch": batch, "context": context, "best": knobs, "best_us": 1000 * ms, "phases_us": phases})
+        entries.append({"programs": batch * 8, "mid_len": cache["mid_len"], "knobs": knobs})
         del cache, rot
         torch.cuda.empty_cache()
-        if args.out:  # after every case: a sweep cut by a time limit keeps what it measured
-            with open(args.out, "w") as fh:
-                json.dump({"device": torch.cuda.get_device_name(0), "rows": rows}, fh, indent=1)
+        save(args, rows, entries)  # after every case: a sweep cut by a time limit keeps what it measured
+
+
+def save(args, rows: list[dict], entries: list[dict]) -> None:
+    name = torch.cuda.get_device_name(0)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"device": name, "rows": rows}, fh, indent=1)
+    if args.table:
+        path = Path(args.table)
+        table = json.loads(path.read_text()) if path.is_file() else {}
+        table[name] = entries
+        path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -345,14 +345,16 @@ def _tuning_table(path: str) -> dict:
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
 
 
-def tuned_knobs(device: torch.device, programs: int, mid_len: int) -> dict:
-    """block_t / num_warps / splits_per_wave measured best on this GPU model (`ci/tune_fourier_spectral.py`) for the
-    entry nearest in (sequence x KV head programs, log2 middle length); {} off the GPU or without a table entry.
-    LONGCTX_SPECTRAL_TUNING names another table (a tuning run's fresh output)."""
+def tuned_knobs(device: torch.device, programs: int, mid_len: int, table: Path = TUNING_FILE,
+                env: str = "LONGCTX_SPECTRAL_TUNING") -> dict:
+    """The knobs measured best on this GPU model (for this kernel: block_t / num_warps / splits_per_wave, by
+    `ci/tune_fourier_spectral.py`) for the entry of `table` nearest in (sequence x KV head programs, log2 middle
+    length); {} off the GPU or without a table entry. The variable `env` names another table (a tuning run's fresh
+    output)."""
     if device.type != "cuda":
         return {}
-    table = _tuning_table(os.environ.get("LONGCTX_SPECTRAL_TUNING", str(TUNING_FILE)))
-    return nearest_knobs(table.get(torch.cuda.get_device_name(device), []), programs, mid_len)
+    entries = _tuning_table(os.environ.get(env, str(table)))
+    return nearest_knobs(entries.get(torch.cuda.get_device_name(device), []), programs, mid_len)
 
 
 def nearest_knobs(entries: list[dict], programs: int, mid_len: int) -> dict:

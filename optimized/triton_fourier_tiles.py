@@ -29,6 +29,7 @@ Operands of the basis products: bfloat16 for 16-bit inputs (the plan's measured 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 import triton
@@ -36,7 +37,7 @@ import triton.language as tl
 
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_spectral import (TL_DTYPE, kept_alignment, output_kernel, query_spectrum_kernel, run_block,
-                                               check_plan_inputs, exact_split, kept_runs, store_split)
+                                               check_plan_inputs, exact_split, kept_runs, store_split, tuned_knobs)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs, dft_basis
@@ -44,6 +45,8 @@ from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
 
 PHASES = ("query_spectrum", "fused", "spectrum_merge", "output")
+# {GPU name: [{programs, mid_len, knobs}]}, written by ci/tune_fourier_tiles.py --table; LONGCTX_TILES_TUNING names another
+TUNING_FILE = Path(__file__).with_name("tiles_tuning.json")
 
 
 @triton.jit
@@ -248,6 +251,10 @@ class TilesPlan:
         _check_options(q, range_t, block_t, exact_splits, num_warps)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
+        if range_t is block_t is exact_splits is num_warps is None:  # no knob given: this GPU's tuned ones, if any
+            tuned = tuned_knobs(q.device, b * hkv, int(mid_len), TUNING_FILE, "LONGCTX_TILES_TUNING")
+            range_t, block_t = tuned.get("range_t"), tuned.get("block_t")
+            exact_splits, num_warps = tuned.get("exact_splits"), tuned.get("num_warps")
         self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_triton_tiles")
         self.q, self.k_exact, self.v_exact = q, k_exact, v_exact
         k_mid, k_kept, k_comp, *kc = k_args

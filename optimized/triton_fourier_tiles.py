@@ -136,15 +136,16 @@ def _fused_kernel(
 
         # 2. the range's tiles: kept channels plus the scratch, online softmax, kept V
         dk = tl.arange(0, BLOCK_KD)
-        ks, vs, k_run, v_run, q_run, skmt, svmt = kept_runs(Q, KKEPT, KSTART, VSTART, b, h, sqb, sqh, sql, sqd, skmt,
+        # new names for the aligned strides: a stride of 1 is a constant argument, which a branch may not rebind
+        ks, vs, k_run, v_run, q_run, sk_t, sv_t = kept_runs(Q, KKEPT, KSTART, VSTART, b, h, sqb, sqh, sql, sqd, skmt,
                                                             svmt, G, LQ, D, DT, BLOCK_M, BLOCK_KD, BLOCK_VD, ALIGN)
         sc_rows = SC + part * (BLOCK_R * RANGE_T * BLOCK_T) + rows * (RANGE_T * BLOCK_T)
         for k in range(0, RANGE_T):
             ts = t_base + k * BLOCK_T + js
             t_ok = ts < mid_len
-            kt = tl.load(KMID + b * skmb + ts[:, None] * skmt + (ks + dk)[None, :], mask=t_ok[:, None] & k_run[None, :],
+            kt = tl.load(KMID + b * skmb + ts[:, None] * sk_t + (ks + dk)[None, :], mask=t_ok[:, None] & k_run[None, :],
                          other=0.0)
-            vt = tl.load(VMID + b * svmb + ts[:, None] * svmt + (vs + dv)[None, :], mask=t_ok[:, None] & v_run[None, :],
+            vt = tl.load(VMID + b * svmb + ts[:, None] * sv_t + (vs + dv)[None, :], mask=t_ok[:, None] & v_run[None, :],
                          other=0.0)
             sc_ptr = sc_rows[:, None] + k * BLOCK_T + js[None, :]
             sc_mask = (rows < BLOCK_R)[:, None] & t_ok[None, :]

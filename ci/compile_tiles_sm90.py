@@ -11,59 +11,16 @@ Usage: python ci/compile_tiles_sm90.py [--warps 4,8] [--block-t 64] [--range-t 1
 from __future__ import annotations
 
 import argparse
-import inspect
 import itertools
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-import triton
 import triton.language as tl
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optimized import triton_fourier_tiles as tiles  # noqa: E402
-
-TARGET = GPUTarget("cuda", 90, 32)
-POINTERS = {"KKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
-FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F")
-INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN")
-
-
-def compile_kernel(fn, consts: dict, dtype: str, num_warps: int):
-    """The cubin of `fn` for TARGET: pointers typed by name, other runtime arguments int32 (sm_scale float32)."""
-    names = list(inspect.signature(fn.fn).parameters)
-    sig = {}
-    for n in names:
-        if n in consts:
-            sig[n] = "constexpr"
-        elif n in POINTERS:
-            sig[n] = POINTERS[n]
-        elif n in FLOAT32:
-            sig[n] = "*fp32"
-        elif n in INPUTS:
-            sig[n] = "*" + dtype
-        else:
-            sig[n] = "fp32" if n == "sm_scale" else "i32"
-    src = ASTSource(fn, sig, constexprs={(names.index(n),): v for n, v in consts.items()})
-    return triton.compile(src, target=TARGET, options={"num_warps": num_warps})
-
-
-def resources(kernel) -> str:
-    """cuobjdump's resource line of the cubin: registers, spill stack, shared memory."""
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-        f.write(kernel.asm["cubin"])
-    try:
-        out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(f.name)
-    line = next(l for l in out.splitlines() if "REG:" in l)
-    return " ".join(w for w in line.split() if w.split(":")[0] in ("REG", "STACK", "SHARED", "LOCAL"))
+from optimized.sm90_build import build_sm90 as compile_kernel, resources  # noqa: E402
 
 
 def main() -> None:

@@ -1,0 +1,96 @@
+"""Triton kernels built for an H100 (sm_90) on a machine without a GPU.
+
+Triton's wheel carries ptxas, so `triton.compile` with an explicit target builds the cubin offline. This catches what
+the CPU interpreter cannot: tensor-core shape rules, layout conversions, bfloat16 operands, and the typing of
+constant arguments. Triton passes an integer argument equal to 1 as a compile-time constant, so a kernel that
+rebinds such an argument in one branch of an `if` builds for most inputs and fails for the one whose stride is 1
+(seen on an H100: the token-major kernel's kept-row stride). `build_sm90(..., ints_as_one=True)` builds that variant.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+TARGET = GPUTarget("cuda", 90, 32)
+# Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
+POINTERS = {"KKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
+FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F")
+INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN")
+
+
+def integer_args(fn, consts: dict) -> list[str]:
+    """The runtime integer arguments of `fn` (those `build_sm90` types int32)."""
+    return [n for n in inspect.signature(fn.fn).parameters
+            if n not in consts and n not in POINTERS and n not in FLOAT32 and n not in INPUTS and n != "sm_scale"]
+
+
+def build_sm90(fn, consts: dict, dtype: str, num_warps: int, ints_as_one: bool = False):
+    """The compiled kernel of `fn` for TARGET: pointers typed by name (inputs of `dtype`, e.g. "bf16"), other
+    runtime arguments int32, or with ints_as_one every one of them the constant 1, as Triton specializes them."""
+    if ints_as_one:
+        consts = {**consts, **{n: 1 for n in integer_args(fn, consts)}}
+    names = list(inspect.signature(fn.fn).parameters)
+    sig = {}
+    for n in names:
+        if n in consts:
+            sig[n] = "constexpr"
+        elif n in POINTERS:
+            sig[n] = POINTERS[n]
+        elif n in FLOAT32:
+            sig[n] = "*fp32"
+        elif n in INPUTS:
+            sig[n] = "*" + dtype
+        else:
+            sig[n] = "fp32" if n == "sm_scale" else "i32"
+    src = ASTSource(fn, sig, constexprs={(names.index(n),): v for n, v in consts.items()})
+    return triton.compile(src, target=TARGET, options={"num_warps": num_warps})
+
+
+def resources(kernel) -> str:
+    """cuobjdump's resource line of the cubin: registers, spill stack, shared memory."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(kernel.asm["cubin"])
+    try:
+        out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    line = next(row for row in out.splitlines() if "REG:" in row)
+    return " ".join(w for w in line.split() if w.split(":")[0] in ("REG", "STACK", "SHARED", "LOCAL"))
+
+
+def tiles_cases() -> list[tuple[str, object, dict]]:
+    """The token-major kernels at small blocks (the build's time grows with them; the branches and loops are those
+    of the GPU defaults): the fused pass uniform and varlen, and the spectrum merge."""
+    import triton.language as tl
+
+    from optimized.triton_fourier_tiles import KERNELS
+    fused = dict(G=2, LQ=1, D=16, DT=tl.bfloat16, BT_DT=tl.bfloat16, PREC=None, CPREC=None, BLOCK_M=16, BLOCK_R=2,
+                 BLOCK_D=16, BLOCK_T=16, RANGE_T=8, BLOCK_N=16, BLOCK_KD=16, BLOCK_VD=16, NVP=16, ALIGN=1)
+    merge = dict(G=2, LQ=1, BLOCK_M=16, BLOCK_R=2, BLOCK_N=16, NVP=16, BLOCK_S=16, BLOCK_SO=8)
+    return [("fused", KERNELS["fused"], {**fused, "VARLEN": False}),
+            ("fused varlen", KERNELS["fused"], {**fused, "VARLEN": True}),
+            ("spectrum merge", KERNELS["spectrum merge"], merge)]
+
+
+def main() -> int:
+    """Build every case of `tiles_cases` with int32 arguments and with the constant ones; one line each, exit 1 on
+    the first refusal. Run without TRITON_INTERPRET (the interpreter's kernels cannot be compiled)."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise SystemExit("python -m optimized.sm90_build builds real kernels: run it without TRITON_INTERPRET=1")
+    for name, fn, consts in tiles_cases():
+        for ones in (False, True):
+            kernel = build_sm90(fn, consts, "bf16", 4, ints_as_one=ones)
+            print(f"{name}, {'integer arguments 1' if ones else 'int32 arguments'}: {resources(kernel)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

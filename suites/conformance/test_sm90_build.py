@@ -1,0 +1,74 @@
+"""The token-major FlashFourierAttention kernels build for an H100 (sm_90) without a GPU, also with every integer
+argument the constant 1, as Triton passes an integer equal to 1 (optimized/sm90_build.py): the CPU interpreter runs
+neither the compiler's typing nor its layout rules, and a kernel that rebound a stride in one branch failed on a GPU
+only for inputs whose stride is 1. The builds run in a subprocess without TRITON_INTERPRET (the suite's kernels are
+interpreted ones, which cannot be compiled)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_DEFAULT_FP_FUSION="1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_tiles_kernels_build_for_sm90_with_constant_integer_arguments():
+    done = _run(["-m", "optimized.sm90_build"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6, done.stdout
+    for line in lines:
+        regs = int(line.split("REG:")[1].split()[0])
+        assert 0 < regs <= 255, line
+
+
+def test_the_constant_ones_build_catches_a_rebound_argument(tmp_path):
+    """The check can fail: a kernel that rebinds an integer argument inside a branch builds with int32 arguments
+    and is refused once that argument is the constant 1; written without the rebinding it builds either way."""
+    script = tmp_path / "rebind.py"
+    script.write_text(textwrap.dedent('''
+        import triton
+        import triton.language as tl
+        from optimized.sm90_build import build_sm90, integer_args
+
+        @triton.jit
+        def rebinds(Q, stride, n, flag):
+            if tl.program_id(0) > flag:  # a runtime branch (flag alone would be a constant)
+                tl.store(Q + n, 1.0)
+            else:
+                stride = stride * 2  # the other branch keeps the argument: its type must not change here
+            tl.store(Q + stride, 1.0)
+
+        @triton.jit
+        def keeps(Q, stride, n, flag):
+            s = stride
+            if tl.program_id(0) > flag:  # a runtime branch (flag alone would be a constant)
+                tl.store(Q + n, 1.0)
+            else:
+                s = stride * 2
+            tl.store(Q + s, 1.0)
+
+        assert integer_args(rebinds, {}) == ["stride", "n", "flag"]
+        build_sm90(rebinds, {}, "fp32", 4)
+        build_sm90(keeps, {}, "fp32", 4, ints_as_one=True)
+        print("int32 and rewritten: built")
+        try:
+            build_sm90(rebinds, {}, "fp32", 4, ints_as_one=True)
+        except Exception as exc:
+            print("refused:", str(exc).splitlines()[-1])
+        else:
+            print("built")
+        '''))
+    done = _run([str(script)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    built, verdict = done.stdout.splitlines()
+    assert built == "int32 and rewritten: built"
+    assert verdict.startswith("refused:") and "stride" in verdict, verdict

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-from pathlib import Path
 
 import torch
 
-from ci.tune_fourier_spectral import sdpa_ms
+from ci.tune_fourier_spectral import save, sdpa_ms  # the table's format and the SDPA baseline are shared
 from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
 from optimized.triton_fourier_tiles import phase_times, planned_tiles
 from reference.ops.fourier_cache import make_fourier_cache
@@ -65,18 +63,6 @@ def main() -> None:
         del cache, rot
         torch.cuda.empty_cache()
         save(args, rows, entries)  # after every case: a sweep cut by a time limit keeps what it measured
-
-
-def save(args, rows: list[dict], entries: list[dict]) -> None:
-    name = torch.cuda.get_device_name(0)
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump({"device": name, "rows": rows}, fh, indent=1)
-    if args.table:
-        path = Path(args.table)
-        table = json.loads(path.read_text()) if path.is_file() else {}
-        table[name] = entries
-        path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -252,10 +252,10 @@ class TilesPlan:
         _check_options(q, range_t, block_t, exact_splits, num_warps)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
+        tuned = {}
         if range_t is block_t is exact_splits is num_warps is None:  # no knob given: this GPU's tuned ones, if any
             tuned = tuned_knobs(q.device, b * hkv, int(mid_len), TUNING_FILE, "LONGCTX_TILES_TUNING")
-            range_t, block_t = tuned.get("range_t"), tuned.get("block_t")
-            exact_splits, num_warps = tuned.get("exact_splits"), tuned.get("num_warps")
+            block_t, exact_splits, num_warps = tuned.get("block_t"), tuned.get("exact_splits"), tuned.get("num_warps")
         self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_triton_tiles")
         self.q, self.k_exact, self.v_exact = q, k_exact, v_exact
         k_mid, k_kept, k_comp, *kc = k_args
@@ -278,6 +278,8 @@ class TilesPlan:
         # 2 tiles, so small cases cross tiles and ranges (the interpreter's products take any shape).
         self.block_t = block_t or (64 if q.is_cuda else 16)
         self.range_t = range_t or (max(1, 64 // self.block_r) if q.is_cuda else 2)
+        if "range_t" in tuned:  # measured at LLaMA-3-8B's group of 4: at least the 16 (row, tile) pairs of any group
+            self.range_t = max(tuned["range_t"], triton.cdiv(16, self.block_r))
         if q.is_cuda and self.block_r * self.range_t < 16:
             raise ValueError(f"range_t={self.range_t} gives {self.block_r * self.range_t} (row, tile) pairs; the "
                              f"basis products need at least 16: range_t >= {16 // self.block_r}")

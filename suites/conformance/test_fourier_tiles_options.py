@@ -35,3 +35,20 @@ def test_every_tile_and_range_size_computes_the_same_function(op, block_t, range
     want = get_impl(op, "coefficients")(**x)
     got = get_impl(op, "triton_tiles")(**x, block_t=block_t, range_t=range_t, exact_splits=exact_splits)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("tuned_range, group, want_range", [(8, 1, 16), (8, 4, 8), (2, 2, 8)])
+def test_a_tuned_table_entry_is_used_and_kept_within_the_pair_minimum(monkeypatch, tuned_range, group, want_range):
+    """With no knob given the plan takes this GPU's tuned knobs (optimized/tiles_tuning.json); a range measured at
+    LLaMA-3-8B's group of 4 is raised to the 16 (row, tile) pairs the basis products need for a smaller group."""
+    from optimized import triton_fourier_tiles as tiles
+    from reference.ops.fourier_cache import make_fourier_cache
+
+    monkeypatch.setattr(tiles, "tuned_knobs", lambda *a: {"block_t": 16, "range_t": tuned_range, "num_warps": 4,
+                                                          "exact_splits": 3})
+    x = make_fourier_cache(1, 2 * group, 2, 16, 150, 9, n_init=2, n_local=12, dtype=torch.float32, device="cpu",
+                           seed=group)
+    plan = tiles.tiles_plan(**x)
+    assert (plan.block_t, plan.range_t, plan.exact_splits, plan.num_warps) == (16, want_range, 3, 4)
+    torch.testing.assert_close(plan.run(), get_impl("fourier_decode_attention", "coefficients")(**x),
+                               atol=2e-5, rtol=2e-5)

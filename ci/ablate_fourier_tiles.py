@@ -29,8 +29,8 @@ def fused_us(sets: list[dict], cut: dict) -> float:
             plan = plans.get((id(x), upto))
             if plan is None:
                 plan = plans[(id(x), upto)] = tiles_plan(**x)
-                for name, value in cut.items():
-                    setattr(plan, name, min(getattr(plan, name), value) if name != "nvp" else value)
+                for name, value in cut.items():  # nvp is at least one chunk (32): min() cuts it to one
+                    setattr(plan, name, min(getattr(plan, name), value))
             return plan.run(upto)
         return call
 

@@ -20,7 +20,7 @@ import triton.language as tl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optimized import triton_fourier_tiles as tiles  # noqa: E402
-from optimized.sm90_build import build_sm90 as compile_kernel, resources  # noqa: E402
+from optimized.sm90_build import build_sm90, resources  # noqa: E402
 
 
 def main() -> None:
@@ -32,17 +32,18 @@ def main() -> None:
     args = parser.parse_args()
     ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
     kinds = {"bf16": (tl.bfloat16, tl.bfloat16, None, None), "fp32": (tl.float32, tl.float32, "ieee", "tf32x3")}
+    merge = dict(G=4, LQ=1, BLOCK_M=16, BLOCK_R=4, BLOCK_N=32, NVP=512, BLOCK_S=32, BLOCK_SO=8)
+    for w in ints(args.warps):  # the merge reads float32 scratch only: one build per warp count, whatever the dtype
+        k = build_sm90(tiles.KERNELS["spectrum merge"], merge, "fp32", w)
+        print(f"spectrum merge {w} warps: {resources(k)}, Triton shared memory {k.metadata.shared} B")
     for dtype in args.dtypes.split(","):
         dt, operand, prec, cprec = kinds[dtype]
-        merge = dict(G=4, LQ=1, BLOCK_M=16, BLOCK_R=4, BLOCK_N=32, NVP=512, BLOCK_S=32, BLOCK_SO=8)
         for w in ints(args.warps):
-            k = compile_kernel(tiles.KERNELS["spectrum merge"], merge, dtype, w)
-            print(f"{dtype:5s} spectrum merge {w} warps: {resources(k)}, Triton shared memory {k.metadata.shared} B")
             for block_t, range_t in itertools.product(ints(args.block_t), ints(args.range_t)):
                 fused = dict(G=4, LQ=1, D=128, VARLEN=False, DT=dt, BT_DT=operand, PREC=prec, CPREC=cprec,
                              BLOCK_M=16, BLOCK_R=4, BLOCK_D=128, BLOCK_T=block_t, RANGE_T=range_t, BLOCK_N=32,
                              BLOCK_KD=64, BLOCK_VD=64, NVP=512, ALIGN=8)
-                k = compile_kernel(tiles.KERNELS["fused"], fused, dtype, w)
+                k = build_sm90(tiles.KERNELS["fused"], fused, dtype, w)
                 print(f"{dtype:5s} fused block_t {block_t:3d} range_t {range_t:2d} {w} warps: {resources(k)}, "
                       f"Triton shared memory {k.metadata.shared} B", flush=True)
 

@@ -66,6 +66,49 @@ def resources(kernel) -> str:
     return " ".join(w for w in line.split() if w.split(":")[0] in ("REG", "STACK", "SHARED", "LOCAL"))
 
 
+def jit_signature(fn, args: tuple, constexprs: dict) -> tuple[dict, dict, dict]:
+    """(signature, constexprs, attrs) of `fn` for these call arguments, specialized as Triton's JIT specializes a
+    launch: an integer equal to 1 becomes the constant 1, an integer or a tensor's address divisible by 16 gets
+    `tt.divisibility` 16 (what lets the compiler issue 16-byte loads), other integers are i32 (i64 past 2^31)."""
+    names = [n for n in inspect.signature(fn.fn).parameters if n not in constexprs]
+    if len(names) != len(args):
+        raise ValueError(f"{fn.fn.__name__} takes {len(names)} runtime arguments, got {len(args)}")
+    sig, consts, attrs = {}, dict(constexprs), {}
+    all_names = list(inspect.signature(fn.fn).parameters)
+    for name, value in zip(names, args):
+        if hasattr(value, "data_ptr"):
+            sig[name] = "*" + TORCH_TYPES[str(value.dtype)]
+            divisible = value.data_ptr() % 16 == 0
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"argument {name!r}: a tensor, int or float expected, got {type(value).__name__}")
+        elif isinstance(value, float):
+            sig[name], divisible = "fp32", False
+        elif value == 1:
+            consts[name] = 1
+            continue
+        else:
+            sig[name] = "i32" if -2 ** 31 <= value < 2 ** 31 else "i64"
+            divisible = value % 16 == 0
+        if divisible:
+            attrs[(all_names.index(name),)] = [["tt.divisibility", 16]]
+    for name in consts:
+        sig[name] = "constexpr"
+    sig = {n: sig[n] for n in all_names}
+    return sig, consts, attrs
+
+
+def build_like_jit(fn, args: tuple, constexprs: dict, num_warps: int):
+    """The sm_90 kernel Triton's JIT would build for `fn[grid](*args, **constexprs, num_warps=...)` (jit_signature)."""
+    sig, consts, attrs = jit_signature(fn, args, constexprs)
+    names = list(inspect.signature(fn.fn).parameters)
+    src = ASTSource(fn, sig, constexprs={(names.index(n),): v for n, v in consts.items()}, attrs=attrs)
+    return triton.compile(src, target=TARGET, options={"num_warps": num_warps})
+
+
+TORCH_TYPES = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16", "torch.int32": "i32",
+               "torch.int64": "i64", "torch.float64": "fp64", "torch.int8": "i8", "torch.uint8": "u8"}
+
+
 def tiles_cases() -> list[tuple[str, object, dict]]:
     """The token-major kernels at small blocks (the build's time grows with them; the branches and loops are those
     of the GPU defaults): the fused pass uniform and varlen, and the spectrum merge."""
@@ -73,7 +116,8 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
 
     from optimized.triton_fourier_tiles import KERNELS
     fused = dict(G=2, LQ=1, D=16, DT=tl.bfloat16, BT_DT=tl.bfloat16, PREC=None, CPREC=None, BLOCK_M=16, BLOCK_R=2,
-                 BLOCK_D=16, BLOCK_T=16, RANGE_T=8, BLOCK_N=16, BLOCK_KD=16, BLOCK_VD=16, NVP=16, ALIGN=1)
+                 BLOCK_D=16, BLOCK_T=16, RANGE_T=8, BLOCK_N=16, BLOCK_KD=16, BLOCK_VD=16, NVP=16, ALIGN=1,
+                 PH64=False, FAST_TRIG=True)
     merge = dict(G=2, LQ=1, BLOCK_M=16, BLOCK_R=2, BLOCK_N=16, NVP=16, BLOCK_S=16, BLOCK_SO=8)
     return [("fused", KERNELS["fused"], {**fused, "VARLEN": False}),
             ("fused varlen", KERNELS["fused"], {**fused, "VARLEN": True}),
@@ -94,3 +138,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

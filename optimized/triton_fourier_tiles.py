@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_spectral import (TL_DTYPE, kept_alignment, output_kernel, query_spectrum_kernel, run_block,
@@ -50,10 +51,21 @@ TUNING_FILE = Path(__file__).with_name("tiles_tuning.json")
 
 
 @triton.jit
-def _rotation(ns, t0, period):
-    """cos and sin of 2 pi (n t0 mod T) / T for ns [N] and t0 [M]: [M, N] float32, the phase reduced in integers."""
-    ph = (ns[None, :].to(tl.int64) * t0[:, None].to(tl.int64)) % period
+def _rotation(ns, t0, period, PH64: tl.constexpr, FAST_TRIG: tl.constexpr):
+    """cos and sin of 2 pi (n t0 mod T) / T for ns [N] and t0 [M]: [M, N] float32, the phase reduced in integers
+    (int32 where the plan showed n t0 < 2^31, else int64) and centred on [-T/2, T/2), so the angle is in [-pi, pi).
+    FAST_TRIG: the GPU's approximate sin/cos (absolute error below 1e-6 on [-pi, pi]) for 16-bit basis operands,
+    whose own rounding is 2^-9; the accurate functions otherwise, and always in the interpreter. (An offline sm_90
+    build counts ~1400 of the spectrum loop's 1800 instructions in this function with int64 phases and accurate
+    sin/cos, ~250 as written: ci/issue_cost_tiles.py.)"""
+    if PH64:
+        ph = ((ns[None, :].to(tl.int64) * t0[:, None].to(tl.int64)) % period).to(tl.int32)
+    else:
+        ph = (ns[None, :] * t0[:, None]) % period
+    ph = tl.where(2 * ph >= period, ph - period, ph)
     ang = ph.to(tl.float32) * (6.283185307179586 / period)
+    if FAST_TRIG:
+        return libdevice.fast_cosf(ang), libdevice.fast_sinf(ang)
     return tl.cos(ang), tl.sin(ang)
 
 
@@ -66,6 +78,7 @@ def _fused_kernel(
     PREC: tl.constexpr, CPREC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, RANGE_T: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_KD: tl.constexpr, BLOCK_VD: tl.constexpr, NVP: tl.constexpr, ALIGN: tl.constexpr,
+    PH64: tl.constexpr, FAST_TRIG: tl.constexpr,
 ):
     """One split of one (sequence, KV head): a range of middle tiles (split < n_ranges) or a share of the exact
     tokens. Writes the split's (max, sum, exact output, kept output, spectrum). VARLEN: the sequence's exact length,
@@ -123,7 +136,7 @@ def _fused_kernel(
             c_n = tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0)[None, :]
             z_re = (c_n * tl.load(z_rows[:, None] + 2 * ns[None, :], mask=zm, other=0.0))[:, None, :]
             z_im = (c_n * tl.load(z_rows[:, None] + 2 * ns[None, :] + 1, mask=zm, other=0.0))[:, None, :]
-            cr, sr = _rotation(ns, t0, period)
+            cr, sr = _rotation(ns, t0, period, PH64, FAST_TRIG)
             a_re = tl.reshape(z_re * cr[None, :, :] - z_im * sr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N)).to(BT_DT)
             a_im = tl.reshape(z_re * sr[None, :, :] + z_im * cr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N)).to(BT_DT)
             bmask = n_ok[:, None]
@@ -174,7 +187,7 @@ def _fused_kernel(
             bs = tl.load(BSIN + ns[None, :] * BLOCK_T + js[:, None], mask=bmask, other=0.0)
             pc = tl.reshape(tl.dot(p_all, bc, input_precision=CPREC), (BLOCK_R, RANGE_T, BLOCK_N))  # sum_j p cos
             ps = tl.reshape(tl.dot(p_all, bs, input_precision=CPREC), (BLOCK_R, RANGE_T, BLOCK_N))  # sum_j p sin
-            cr, sr = _rotation(ns, t0, period)
+            cr, sr = _rotation(ns, t0, period, PH64, FAST_TRIG)
             f_re = tl.sum(pc * cr[None, :, :] - ps * sr[None, :, :], 1)  # (pc - i ps) e^{-i w_n t0}, over tiles
             f_im = -tl.sum(pc * sr[None, :, :] + ps * cr[None, :, :], 1)
             tl.store(spec_rows[:, None] + 2 * ns[None, :], f_re)
@@ -222,7 +235,8 @@ def _spectrum_merge_kernel(
     tl.store(out + 1, f_im, mask=fmask)
 
 
-# The module's own Triton kernels by name, for builds outside a launch (ci/compile_tiles_sm90.py).
+# The module's own Triton kernels by name, for builds outside a launch (ci/compile_tiles_sm90.py); `run` launches
+# the fused pass through this table.
 KERNELS = {"fused": _fused_kernel, "spectrum merge": _spectrum_merge_kernel}
 
 
@@ -248,8 +262,10 @@ class TilesPlan:
     (query spectrum, fused pass, spectrum merge, output). Made once per cache; `run` replays in a CUDA graph."""
 
     def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, periods, scale, out, range_t, block_t,
-                 exact_splits, num_warps, lens=None):
+                 exact_splits, num_warps, lens=None, compiled=None):
         _check_options(q, range_t, block_t, exact_splits, num_warps)
+        # compiled: the choices of a GPU launch (default: q on a GPU); an offline sm_90 build of a CPU plan sets it
+        self.compiled = gpu = q.is_cuda if compiled is None else compiled
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         tuned = {}
@@ -276,11 +292,11 @@ class TilesPlan:
         self.block_r = triton.next_power_of_2(rows)
         # On a GPU 64-token tiles in ranges of 64 (row, tile) pairs; in the interpreter 16-token tiles in ranges of
         # 2 tiles, so small cases cross tiles and ranges (the interpreter's products take any shape).
-        self.block_t = block_t or (64 if q.is_cuda else 16)
-        self.range_t = range_t or (max(1, 64 // self.block_r) if q.is_cuda else 2)
+        self.block_t = block_t or (64 if gpu else 16)
+        self.range_t = range_t or (max(1, 64 // self.block_r) if gpu else 2)
         if "range_t" in tuned:  # measured at LLaMA-3-8B's group of 4: at least the 16 (row, tile) pairs of any group
             self.range_t = max(tuned["range_t"], triton.cdiv(16, self.block_r))
-        if q.is_cuda and self.block_r * self.range_t < 16:
+        if gpu and self.block_r * self.range_t < 16:
             raise ValueError(f"range_t={self.range_t} gives {self.block_r * self.range_t} (row, tile) pairs; the "
                              f"basis products need at least 16: range_t >= {16 // self.block_r}")
         self.block_d = max(16, triton.next_power_of_2(d))
@@ -293,13 +309,16 @@ class TilesPlan:
         self.nv = min(self.v_cos.shape[2], self.period // 2 + 1) if self.cv else 0
         self.nvp = max(self.block_n, triton.cdiv(self.nv, self.block_n) * self.block_n)
         self.n_ranges = triton.cdiv(self.mid_len, self.block_t * self.range_t)
-        self.exact_splits = exact_splits or (max(1, min(4, triton.cdiv(le, self.block_t))) if q.is_cuda else 2)
+        self.exact_splits = exact_splits or (max(1, min(4, triton.cdiv(le, self.block_t))) if gpu else 2)
         self.splits = self.n_ranges + self.exact_splits
         self.b, self.hq, self.lq, self.d, self.hkv, self.le = b, hq, lq, d, hkv, le
         # bfloat16 operands for 16-bit inputs on a GPU; float32 in the interpreter, which has no bfloat16 arithmetic
         # (the rounding's effect is the PyTorch plan's to check: optimized/torch_fourier_tiles.py)
-        self.operand = torch.bfloat16 if q.dtype != torch.float32 and q.is_cuda else torch.float32
+        self.operand = torch.bfloat16 if q.dtype != torch.float32 and gpu else torch.float32
         self.coef_prec = "tf32x3"
+        # int32 phases n t0 where they cannot overflow; approximate sin/cos only beside 16-bit basis operands
+        self.ph64 = max(self.nz, self.nvp) * (max(self.mid_len, self.period) + self.block_t * self.range_t) >= 2 ** 31
+        self.fast_trig = gpu and self.operand == torch.bfloat16
         self.basis_prec = "tf32x3" if self.operand == torch.float32 else None
         nb = max(self.nz, self.nvp, 1)
         tables = [_tile_basis(self.block_t, nb, p, self.operand, str(q.device)) for p in self.periods]
@@ -320,7 +339,7 @@ class TilesPlan:
         self.sm = torch.full_like(self.mx, nan)
         self.spec = torch.full((parts, self.block_m, self.nvp, 2), nan, dtype=torch.float32, device=dev)
         self.result = out if out is not None else torch.empty_like(q)
-        self.merge_chunk = 8 if q.is_cuda else 2
+        self.merge_chunk = 8 if gpu else 2
         self.lens_arg = lens if lens is not None else self.k_start  # any int32 tensor: not read unless VARLEN
 
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
@@ -336,7 +355,7 @@ class TilesPlan:
         if upto < 2:
             return self.result
         ke, ve, km, vm = self.k_exact, self.v_exact, self.k_mid, self.v_mid
-        _fused_kernel[(grid_kv, self.splits)](
+        KERNELS["fused"][(grid_kv, self.splits)](  # by name: ci/issue_cost_tiles.py records this launch
             q, ke, ve, km, vm, self.k_kept, self.k_start, self.v_start, self.z, self.bcos, self.bsin, self.sc,
             self.acc, self.acc_kept, self.mx, self.sm, self.spec, self.lens_arg,
             *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
@@ -346,7 +365,7 @@ class TilesPlan:
             BT_DT=TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
             BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
             RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
-            NVP=self.nvp, ALIGN=self.align, num_warps=self.num_warps)
+            NVP=self.nvp, ALIGN=self.align, PH64=self.ph64, FAST_TRIG=self.fast_trig, num_warps=self.num_warps)
         block_s = splits_block(self.splits)
         block_so = min(self.merge_chunk, triton.next_power_of_2(self.splits))
         if upto >= 3 and self.cv:

@@ -1,6 +1,6 @@
 """Knob sweep of the token-major FlashFourierAttention (triton_tiles) on a GPU: latency per (block_t, range_t,
-num_warps, exact_splits) and per phase of the best, beside SDPA-flash on the full cache, LLaMA-3-8B decode shapes,
-bf16, one run.
+num_warps, num_stages, exact_splits) and per phase of the best, beside SDPA-flash on the full cache, LLaMA-3-8B
+decode shapes, bf16, one run.
 
     PYTHONPATH=. python ci/tune_fourier_tiles.py [--out tune_tiles.json] [--table optimized/tiles_tuning.json]
         [--cases 1x32768,8x32768,1x131072,1x4096] [--kept-align 1]
@@ -21,7 +21,11 @@ from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_b
 from optimized.triton_fourier_tiles import phase_times, planned_tiles
 from reference.ops.fourier_cache import make_fourier_cache
 
-GRID = {"block_t": (32, 64, 128), "range_t": (8, 16, 32), "num_warps": (4, 8), "exact_splits": (4,)}
+# 64/128-token tiles in 16/32-tile ranges at 4/8 warps and pipelining depth 1/3, plus the small setting that won at
+# 1 x 4k (32-token tiles, 8-tile ranges); 32-token tiles and 8-tile ranges lost every larger cell of the 2026-12-06 sweep
+KNOBS = ("block_t", "range_t", "num_warps", "num_stages", "exact_splits")
+GRID = [dict(zip(KNOBS, v)) for v in itertools.product((64, 128), (16, 32), (4, 8), (1, 3), (4,))] + \
+       [dict(zip(KNOBS, (32, 8, 4, s, 4))) for s in (1, 3)]
 
 
 def main() -> None:
@@ -40,8 +44,7 @@ def main() -> None:
         base = sdpa_ms(batch, context)
         print(f"== {batch}x{context}, kept_align {args.kept_align}: sdpa-flash {1000 * base:.1f} us", flush=True)
         best = None
-        for values in itertools.product(*GRID.values()):
-            knobs = dict(zip(GRID, values))
+        for knobs in GRID:
             try:
                 ms = graph_ms(planned_tiles(**knobs), rot.sets)
             except Exception as exc:  # noqa: BLE001 - a knob the compiler refuses is reported and skipped

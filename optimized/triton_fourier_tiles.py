@@ -248,10 +248,10 @@ def _tile_basis(block_t: int, n: int, period: int, dtype: torch.dtype, device: s
     return cos.T.contiguous().to(dtype), sin.T.contiguous().to(dtype)
 
 
-def _check_options(q, range_t, block_t, exact_splits, num_warps) -> None:
+def _check_options(q, range_t, block_t, exact_splits, num_warps, num_stages) -> None:
     check_triton_dtype("q", q)
     for name, v, low in (("range_t", range_t, 1), ("block_t", block_t, 16), ("exact_splits", exact_splits, 1),
-                         ("num_warps", num_warps, 1)):
+                         ("num_warps", num_warps, 1), ("num_stages", num_stages, 1)):
         check_int(name, v, low, optional=True)
         if name in ("range_t", "block_t") and v is not None and v & (v - 1):
             raise ValueError(f"{name} must be None or a power of two, got {v!r}")
@@ -262,16 +262,17 @@ class TilesPlan:
     (query spectrum, fused pass, spectrum merge, output). Made once per cache; `run` replays in a CUDA graph."""
 
     def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, periods, scale, out, range_t, block_t,
-                 exact_splits, num_warps, lens=None, compiled=None):
-        _check_options(q, range_t, block_t, exact_splits, num_warps)
+                 exact_splits, num_warps, lens=None, compiled=None, num_stages=None):
+        _check_options(q, range_t, block_t, exact_splits, num_warps, num_stages)
         # compiled: the choices of a GPU launch (default: q on a GPU); an offline sm_90 build of a CPU plan sets it
         self.compiled = gpu = q.is_cuda if compiled is None else compiled
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         tuned = {}
-        if range_t is block_t is exact_splits is num_warps is None:  # no knob given: this GPU's tuned ones, if any
+        if range_t is block_t is exact_splits is num_warps is num_stages is None:  # no knob: this GPU's tuned ones
             tuned = tuned_knobs(q.device, b * hkv, int(mid_len), TUNING_FILE, "LONGCTX_TILES_TUNING")
             block_t, exact_splits, num_warps = tuned.get("block_t"), tuned.get("exact_splits"), tuned.get("num_warps")
+            num_stages = tuned.get("num_stages")
         self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_triton_tiles")
         self.q, self.k_exact, self.v_exact = q, k_exact, v_exact
         k_mid, k_kept, k_comp, *kc = k_args
@@ -304,6 +305,9 @@ class TilesPlan:
         self.block_kd, self.block_vd = run_block(k_starts), run_block(v_starts)
         self.align = kept_alignment(k_starts + v_starts, self.k_mid, self.v_mid)
         self.num_warps = num_warps or 4
+        # software-pipelining depth of the fused pass's loops: 3 (Triton's default on Hopper) holds ~139 KB of shared
+        # memory at 128-token tiles, one program per SM; 1 holds ~41 KB (ci/issue_cost_tiles.py builds both)
+        self.num_stages = num_stages or 3
         self.block_n = 32
         self.nz = min(self.k_cos.shape[2], self.period // 2 + 1) if self.ck else 0
         self.nv = min(self.v_cos.shape[2], self.period // 2 + 1) if self.cv else 0
@@ -365,7 +369,8 @@ class TilesPlan:
             BT_DT=TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
             BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
             RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
-            NVP=self.nvp, ALIGN=self.align, PH64=self.ph64, FAST_TRIG=self.fast_trig, num_warps=self.num_warps)
+            NVP=self.nvp, ALIGN=self.align, PH64=self.ph64, FAST_TRIG=self.fast_trig, num_warps=self.num_warps,
+            num_stages=self.num_stages)
         block_s = splits_block(self.splits)
         block_so = min(self.merge_chunk, triton.next_power_of_2(self.splits))
         if upto >= 3 and self.cv:
@@ -391,12 +396,13 @@ def tiles_plan(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, range_t=None, block_t=None, exact_splits=None, num_warps=None,
+    num_stages=None,
 ) -> TilesPlan:
     """The launches of `fourier_decode_attention_triton_tiles` without its input checks (which synchronize with the
     GPU); `n_init` is taken for the op's signature only (the exact tensors hold the sinks first)."""
     return TilesPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                      (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, [period], scale,
-                     out, range_t, block_t, exact_splits, num_warps)
+                     out, range_t, block_t, exact_splits, num_warps, num_stages=num_stages)
 
 
 def planned_tiles(upto: int | None = None, **knobs):
@@ -427,7 +433,7 @@ def bench_extra(inputs: dict) -> dict:
     scratch = rows * (16 * plan.n_ranges * plan.range_t * plan.block_t + 2 * 8 * plan.splits * plan.nvp)
     return {"scratch_bytes": float(scratch),
             "knobs": {"block_t": plan.block_t, "range_t": plan.range_t, "exact_splits": plan.exact_splits,
-                      "num_warps": plan.num_warps}}
+                      "num_warps": plan.num_warps, "num_stages": plan.num_stages}}
 
 
 @register_impl("fourier_decode_attention", "triton_tiles",
@@ -439,18 +445,19 @@ def fourier_decode_attention_triton_tiles(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, range_t=None, block_t=None, exact_splits=None, num_warps=None,
+    num_stages=None,
 ):
     """FlashFourierAttention decode, token-major (module docstring): out [B, Hq, Lq, D] in q's dtype.
 
     Same layout and result as `reference.ops.fourier.fourier_decode_attention`. Knobs: `block_t` (tokens per tile,
     a power of two >= 16; 64), `range_t` (tiles per program, a power of two; 64 (row, tile) pairs), `exact_splits`
-    (programs for the exact tokens), `num_warps` (4)."""
+    (programs for the exact tokens), `num_warps` (4), `num_stages` (3: the loops' software-pipelining depth)."""
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)
     return tiles_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                       k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
-                      scale, out, range_t, block_t, exact_splits, num_warps).run()
+                      scale, out, range_t, block_t, exact_splits, num_warps, num_stages).run()
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_tiles")
@@ -460,6 +467,7 @@ def fourier_decode_attention_varlen_triton_tiles(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_lens, periods, scale=None, out=None, range_t=None, block_t=None, exact_splits=None, num_warps=None,
+    num_stages=None,
 ):
     """The token-major decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): every
     program reads its sequence's exact length, middle length and period; each sequence has its period's tile
@@ -470,4 +478,5 @@ def fourier_decode_attention_varlen_triton_tiles(
     lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
     return TilesPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                      (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
-                     periods.tolist(), scale, out, range_t, block_t, exact_splits, num_warps, lens=lens).run()
+                     periods.tolist(), scale, out, range_t, block_t, exact_splits, num_warps, lens=lens,
+                     num_stages=num_stages).run()

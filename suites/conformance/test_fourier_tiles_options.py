@@ -21,7 +21,8 @@ def _inputs(op: str) -> dict:
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("knob, value, error", [
     ("range_t", 0, ValueError), ("range_t", 3, ValueError), ("block_t", 8, ValueError), ("block_t", 48, ValueError),
-    ("exact_splits", 0, ValueError), ("num_warps", 0, ValueError), ("range_t", 2.0, TypeError),
+    ("exact_splits", 0, ValueError), ("num_warps", 0, ValueError), ("num_stages", 0, ValueError),
+    ("range_t", 2.0, TypeError),
 ])
 def test_bad_knobs_are_refused_by_name(op, knob, value, error):
     with pytest.raises(error, match=knob):

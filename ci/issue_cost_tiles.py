@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from optimized import triton_fourier_spectral as spectral  # noqa: E402
 from optimized import triton_fourier_tiles as tiles  # noqa: E402
 from optimized.sass_loops import disassemble, loop_counts  # noqa: E402
-from optimized.sm90_build import build_like_jit  # noqa: E402
+from optimized.sm90_build import build_like_jit, resources  # noqa: E402
 from reference.ops.fourier_cache import make_fourier_cache  # noqa: E402
 
 SMS, CLOCK_MHZ = 132, 1755  # H100 SXM: multiprocessors, boost clock
@@ -46,7 +46,8 @@ class _Capture:
         return lambda *args, **kw: self.calls.append((grid, args, kw))
 
 
-def fused_call(batch: int, context: int, block_t: int, range_t: int, num_warps: int, align: int):
+def fused_call(batch: int, context: int, block_t: int, range_t: int, num_warps: int, align: int,
+               num_stages: int = 3):
     """(plan, captured fused-pass launch) of a bf16 LLaMA-3-8B decode step with these knobs, as on a GPU."""
     cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cpu", kept_pad=64,
                                kept_align=align)
@@ -58,7 +59,7 @@ def fused_call(batch: int, context: int, block_t: int, range_t: int, num_warps: 
     try:
         plan = tiles.TilesPlan(cache["q"], cache["k_exact"], cache["v_exact"], tuple(cache[n] for n in k),
                                tuple(cache[n] for n in v), cache["mid_len"], [cache["period"]], None, None, range_t,
-                               block_t, 4, num_warps, compiled=True)
+                               block_t, 4, num_warps, compiled=True, num_stages=num_stages)
         plan.run(2)
     finally:
         tiles.KERNELS["fused"], tiles.query_spectrum_kernel, spectral.check_triton_runnable = saved
@@ -87,11 +88,12 @@ def trip_counts(plan) -> dict[tuple[str, int], tuple[str, int]]:
     return trips
 
 
-def cost(batch: int, context: int, block_t: int, range_t: int, num_warps: int, align: int) -> dict:
+def cost(batch: int, context: int, block_t: int, range_t: int, num_warps: int, align: int,
+         num_stages: int = 3) -> dict:
     """Warp instructions of the fused pass per loop, in all, and per middle (token, KV head)."""
-    plan, args, kw = fused_call(batch, context, block_t, range_t, num_warps, align)
-    kw = {k: v for k, v in kw.items() if k != "num_warps"}
-    kernel = build_like_jit(tiles.KERNELS["fused"], args, kw, num_warps)
+    plan, args, kw = fused_call(batch, context, block_t, range_t, num_warps, align, num_stages)
+    launch = {k: kw.pop(k) for k in ("num_warps", "num_stages") if k in kw}
+    kernel = build_like_jit(tiles.KERNELS["fused"], args, kw, **launch)
     trips = trip_counts(plan)
     programs = {"range": plan.b * plan.hkv * plan.n_ranges, "exact": plan.b * plan.hkv * plan.exact_splits}
     token_heads = plan.b * plan.hkv * plan.mid_len
@@ -104,7 +106,8 @@ def cost(batch: int, context: int, block_t: int, range_t: int, num_warps: int, a
                      "per_token_head": warp_instr / token_heads,
                      "top_opcodes": dict(loop.opcodes.most_common(6))})
     return {"batch": batch, "context": context, "block_t": block_t, "range_t": range_t, "num_warps": num_warps,
-            "align": align, "loops": rows, "warp_instructions": total, "per_token_head": total / token_heads}
+            "num_stages": num_stages, "align": align, "registers_and_memory": resources(kernel),
+            "shared_bytes": kernel.metadata.shared, "loops": rows, "warp_instructions": total, "per_token_head": total / token_heads}
 
 
 def us_at(warp_instructions: float, ipc: float) -> float:
@@ -116,7 +119,7 @@ def main() -> None:
         raise SystemExit("this script compiles kernels: run it without TRITON_INTERPRET=1")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="1x32768")
-    ap.add_argument("--knobs", default="128,16,8", help="block_t,range_t,num_warps")
+    ap.add_argument("--knobs", default="128,16,8", help="block_t,range_t,num_warps[,num_stages]")
     ap.add_argument("--align", type=int, default=8)
     ap.add_argument("--calibrate", default=None, help="a sweep JSON of ci/tune_fourier_tiles.py")
     ap.add_argument("--out", default=None)
@@ -127,7 +130,8 @@ def main() -> None:
         others = {(r["batch"], r["context"]): sum(v for k, v in r["phases_us"].items() if k != "fused")
                   for r in rows if "best" in r}
         for r in (r for r in rows if "best" not in r):
-            c = cost(r["batch"], r["context"], r["block_t"], r["range_t"], r["num_warps"], args.align)
+            c = cost(r["batch"], r["context"], r["block_t"], r["range_t"], r["num_warps"], args.align,
+                     r.get("num_stages", 3))
             c["fused_us"] = r["us"] - others[(r["batch"], r["context"])]
             c["implied_ipc"] = c["warp_instructions"] / (c["fused_us"] * SMS * CLOCK_MHZ)
             results.append(c)
@@ -135,15 +139,16 @@ def main() -> None:
                   f"{c['per_token_head']:.0f} warp instr / token-head, fused {c['fused_us']:.0f} us, issue rate "
                   f"{c['implied_ipc']:.2f}", flush=True)
     else:
-        block_t, range_t, warps = (int(x) for x in args.knobs.split(","))
+        knobs = [int(x) for x in args.knobs.split(",")]
         for case in args.cases.split(","):
             batch, context = (int(x) for x in case.split("x"))
-            c = cost(batch, context, block_t, range_t, warps, args.align)
+            c = cost(batch, context, *knobs[:3], args.align, *knobs[3:])
             results.append(c)
             for row in c["loops"]:
                 print(f"  {row['file']}:{row['line']} ({row['kind']}): {row['static']:5d} static x {row['trips']:3d} "
                       f"trips = {row['per_token_head']:6.1f} / token-head  {row['top_opcodes']}")
-            print(f"{case}: {c['per_token_head']:.0f} warp instructions per middle (token, KV head); at an issue "
+            print(f"{case} {args.knobs} ({c['registers_and_memory']}, {c['shared_bytes']} B shared): "
+                  f"{c['per_token_head']:.0f} warp instructions per middle (token, KV head); at an issue "
                   f"rate of 2 to 3 per SM-cycle the pass takes {us_at(c['warp_instructions'], 3):.0f}-"
                   f"{us_at(c['warp_instructions'], 2):.0f} us", flush=True)
     if args.out:

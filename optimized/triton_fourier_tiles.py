@@ -51,17 +51,31 @@ TUNING_FILE = Path(__file__).with_name("tiles_tuning.json")
 
 
 @triton.jit
-def _rotation(ns, t0, period, PH64: tl.constexpr, FAST_TRIG: tl.constexpr):
-    """cos and sin of 2 pi (n t0 mod T) / T for ns [N] and t0 [M]: [M, N] float32, the phase reduced in integers
-    (int32 where the plan showed n t0 < 2^31, else int64) and centred on [-T/2, T/2), so the angle is in [-pi, pi).
-    FAST_TRIG: the GPU's approximate sin/cos (absolute error below 1e-6 on [-pi, pi]) for 16-bit basis operands,
-    whose own rounding is 2^-9; the accurate functions otherwise, and always in the interpreter. (An offline sm_90
-    build counts ~1400 of the spectrum loop's 1800 instructions in this function with int64 phases and accurate
-    sin/cos, ~250 as written: ci/issue_cost_tiles.py.)"""
-    if PH64:
-        ph = ((ns[None, :].to(tl.int64) * t0[:, None].to(tl.int64)) % period).to(tl.int32)
-    else:
-        ph = (ns[None, :] * t0[:, None]) % period
+def _phases(t0, period, BLOCK_N: tl.constexpr):
+    """The integer phases n t0 mod T of the first frequency chunk (n < BLOCK_N) for the tiles' first tokens t0 [M],
+    [M, BLOCK_N] int32, and each tile's step from one chunk to the next, BLOCK_N t0 mod T [M] (int64 products: no
+    overflow at any length). A frequency loop then advances the phases by one addition and one conditional
+    subtraction per element (`_advance`) instead of a remainder (ci/issue_cost_tiles.py counts the difference)."""
+    ns = tl.arange(0, BLOCK_N)
+    ph = ((ns[None, :].to(tl.int64) * t0[:, None].to(tl.int64)) % period).to(tl.int32)
+    step = ((t0.to(tl.int64) * BLOCK_N) % period).to(tl.int32)
+    return ph, step
+
+
+@triton.jit
+def _advance(ph, step, period):
+    """Phases of the next frequency chunk: (n + BLOCK_N) t0 mod T from n t0 mod T, exactly."""
+    ph = ph + step[:, None]
+    return tl.where(ph >= period, ph - period, ph)
+
+
+@triton.jit
+def _rotation(ph, period, FAST_TRIG: tl.constexpr):
+    """cos and sin of 2 pi ph / T for integer phases ph in [0, T), float32, with the phase centred on [-T/2, T/2)
+    so the angle is in [-pi, pi). FAST_TRIG: the GPU's approximate sin/cos (absolute error below 1e-6 on [-pi, pi])
+    for 16-bit basis operands, whose own rounding is 2^-9; the accurate functions otherwise, and always in the
+    interpreter. (An offline sm_90 build counted ~1400 of the spectrum loop's 1600 static instructions in the
+    rotation with an int64 remainder and accurate sin/cos per element: docs/fourier-attention.md.)"""
     ph = tl.where(2 * ph >= period, ph - period, ph)
     ang = ph.to(tl.float32) * (6.283185307179586 / period)
     if FAST_TRIG:
@@ -78,7 +92,7 @@ def _fused_kernel(
     PREC: tl.constexpr, CPREC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, RANGE_T: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_KD: tl.constexpr, BLOCK_VD: tl.constexpr, NVP: tl.constexpr, ALIGN: tl.constexpr,
-    PH64: tl.constexpr, FAST_TRIG: tl.constexpr,
+    FAST_TRIG: tl.constexpr,
 ):
     """One split of one (sequence, KV head): a range of middle tiles (split < n_ranges) or a share of the exact
     tokens. Writes the split's (max, sum, exact output, kept output, spectrum). VARLEN: the sequence's exact length,
@@ -129,6 +143,7 @@ def _fused_kernel(
         s_comp = tl.zeros((BLOCK_R * RANGE_T, BLOCK_T), dtype=tl.float32)
         rr = tl.arange(0, BLOCK_R)
         z_rows = Z + b * szb + (h * G * LQ + rr) * szr
+        ph, ph_step = _phases(t0, period, BLOCK_N)
         for n0 in range(0, nz, BLOCK_N):
             ns = n0 + tl.arange(0, BLOCK_N)
             n_ok = ns < nz
@@ -136,7 +151,8 @@ def _fused_kernel(
             c_n = tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0)[None, :]
             z_re = (c_n * tl.load(z_rows[:, None] + 2 * ns[None, :], mask=zm, other=0.0))[:, None, :]
             z_im = (c_n * tl.load(z_rows[:, None] + 2 * ns[None, :] + 1, mask=zm, other=0.0))[:, None, :]
-            cr, sr = _rotation(ns, t0, period, PH64, FAST_TRIG)
+            cr, sr = _rotation(ph, period, FAST_TRIG)
+            ph = _advance(ph, ph_step, period)
             a_re = tl.reshape(z_re * cr[None, :, :] - z_im * sr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N)).to(BT_DT)
             a_im = tl.reshape(z_re * sr[None, :, :] + z_im * cr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N)).to(BT_DT)
             bmask = n_ok[:, None]
@@ -179,6 +195,7 @@ def _fused_kernel(
         m_pairs = tl.load(MAX + part * BLOCK_M + pg)
         s_all = tl.load(sc_pairs, mask=pair_ok[:, None], other=float("-inf"))
         p_all = tl.where(pair_ok[:, None], tl.exp(s_all - m_pairs[:, None]), 0.0).to(BT_DT)
+        ph, ph_step = _phases(t0, period, BLOCK_N)
         for n0 in range(0, NVP, BLOCK_N):
             ns = n0 + tl.arange(0, BLOCK_N)
             n_ok = ns < nv
@@ -187,7 +204,8 @@ def _fused_kernel(
             bs = tl.load(BSIN + ns[None, :] * BLOCK_T + js[:, None], mask=bmask, other=0.0)
             pc = tl.reshape(tl.dot(p_all, bc, input_precision=CPREC), (BLOCK_R, RANGE_T, BLOCK_N))  # sum_j p cos
             ps = tl.reshape(tl.dot(p_all, bs, input_precision=CPREC), (BLOCK_R, RANGE_T, BLOCK_N))  # sum_j p sin
-            cr, sr = _rotation(ns, t0, period, PH64, FAST_TRIG)
+            cr, sr = _rotation(ph, period, FAST_TRIG)
+            ph = _advance(ph, ph_step, period)
             f_re = tl.sum(pc * cr[None, :, :] - ps * sr[None, :, :], 1)  # (pc - i ps) e^{-i w_n t0}, over tiles
             f_im = -tl.sum(pc * sr[None, :, :] + ps * cr[None, :, :], 1)
             tl.store(spec_rows[:, None] + 2 * ns[None, :], f_re)
@@ -320,8 +338,7 @@ class TilesPlan:
         # (the rounding's effect is the PyTorch plan's to check: optimized/torch_fourier_tiles.py)
         self.operand = torch.bfloat16 if q.dtype != torch.float32 and gpu else torch.float32
         self.coef_prec = "tf32x3"
-        # int32 phases n t0 where they cannot overflow; approximate sin/cos only beside 16-bit basis operands
-        self.ph64 = max(self.nz, self.nvp) * (max(self.mid_len, self.period) + self.block_t * self.range_t) >= 2 ** 31
+        # approximate sin/cos only beside 16-bit basis operands (_rotation)
         self.fast_trig = gpu and self.operand == torch.bfloat16
         self.basis_prec = "tf32x3" if self.operand == torch.float32 else None
         nb = max(self.nz, self.nvp, 1)
@@ -369,7 +386,7 @@ class TilesPlan:
             BT_DT=TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
             BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
             RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
-            NVP=self.nvp, ALIGN=self.align, PH64=self.ph64, FAST_TRIG=self.fast_trig, num_warps=self.num_warps,
+            NVP=self.nvp, ALIGN=self.align, FAST_TRIG=self.fast_trig, num_warps=self.num_warps,
             num_stages=self.num_stages)
         block_s = splits_block(self.splits)
         block_so = min(self.merge_chunk, triton.next_power_of_2(self.splits))

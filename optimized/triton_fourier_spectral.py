@@ -146,23 +146,31 @@ def exact_split(Q, KE, VE, b, h, e0, n_tiles, Le, sqb, sqh, sql, sqd, skb, skh, 
 def kept_runs(Q, KKEPT, KSTART, VSTART, b, h, sqb, sqh, sql, sqd, skmt, svmt, G: tl.constexpr, LQ: tl.constexpr,
               D: tl.constexpr, DT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_KD: tl.constexpr,
               BLOCK_VD: tl.constexpr, ALIGN: tl.constexpr):
-    """KV head h's kept runs: where they start in the kept lists (ks, vs), their lane masks over BLOCK_KD / BLOCK_VD,
-    the query rows gathered into the kept K run's order [BLOCK_M, BLOCK_KD], and the middle's row strides, each
-    rounded down to the promised ALIGN (see `_stream_kernel`)."""
+    """KV head h's kept runs read through windows aligned to ALIGN: where the windows start in the kept lists (ks,
+    vs: the runs' starts rounded down), their lane masks over BLOCK_KD / BLOCK_VD (to the runs' ends rounded up),
+    the query rows gathered into the K window's order [BLOCK_M, BLOCK_KD], and the middle's row strides rounded
+    down to ALIGN (see `_stream_kernel`). With ALIGN 8 every tile load is 16-byte vectors whatever the kept set;
+    the window's lanes outside the head's run (a neighbour's channels, the row's padding) get zero query lanes, so
+    they add nothing to a score, and their V sums are never mapped to a dimension (`output_kernel` rounds VSTART
+    down the same way). With ALIGN 1 the windows are the runs."""
     rows = tl.arange(0, BLOCK_M)
-    ks = tl.multiple_of(tl.load(KSTART + h) // ALIGN * ALIGN, ALIGN)
+    k0 = tl.load(KSTART + h)
+    k1 = tl.load(KSTART + h + 1)
+    ks = tl.multiple_of(k0 // ALIGN * ALIGN, ALIGN)
     vs = tl.multiple_of(tl.load(VSTART + h) // ALIGN * ALIGN, ALIGN)
     skmt = skmt // ALIGN * ALIGN  # (an int argument, possibly specialized to a constant: no tl.multiple_of here)
     svmt = svmt // ALIGN * ALIGN
     dk = tl.arange(0, BLOCK_KD)
-    k_run = dk < tl.multiple_of((tl.load(KSTART + h + 1) - ks) // ALIGN * ALIGN, ALIGN)  # the head's kept K: ks + dk
-    v_run = tl.arange(0, BLOCK_VD) < tl.multiple_of((tl.load(VSTART + h + 1) - vs) // ALIGN * ALIGN, ALIGN)
-    # Lanes past the head's run point one past the row (dimension D), never read while the masks are right: a
-    # wrong mask reads the caller's neighbouring data there instead of some other dimension of q.
-    k_dims = tl.load(KKEPT + ks + dk, mask=k_run, other=(h + 1) * D).to(tl.int32) - h * D
+    k_win = dk < tl.multiple_of((k1 - ks + ALIGN - 1) // ALIGN * ALIGN, ALIGN)
+    v_win = tl.arange(0, BLOCK_VD) < tl.multiple_of((tl.load(VSTART + h + 1) - vs + ALIGN - 1) // ALIGN * ALIGN,
+                                                    ALIGN)
+    k_own = (ks + dk >= k0) & (ks + dk < k1)  # the lanes that hold head h's kept K channels
+    # Lanes outside the run point one past the row (dimension D), never read while the masks are right: a wrong
+    # mask reads the caller's neighbouring data there instead of some other dimension of q.
+    k_dims = tl.load(KKEPT + ks + dk, mask=k_own, other=(h + 1) * D).to(tl.int32) - h * D
     q_run = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
-                    + k_dims[None, :] * sqd, mask=(rows < G * LQ)[:, None] & k_run[None, :], other=0.0).to(DT)
-    return ks, vs, k_run, v_run, q_run, skmt, svmt
+                    + k_dims[None, :] * sqd, mask=(rows < G * LQ)[:, None] & k_own[None, :], other=0.0).to(DT)
+    return ks, vs, k_win, v_win, q_run, skmt, svmt
 
 
 @triton.jit
@@ -195,10 +203,11 @@ def _stream_kernel(
     so a middle tile loads rows of that run as they are stored; q is gathered into the run's order once, and the
     middle's kept output accumulates in that order (ACCK), mapped back to dimensions by the output pass. Middle
     tiles are BLOCK_KD / BLOCK_VD wide (the longest kept run, padded to a power of two), not the head dimension:
-    about a quarter of the registers and tensor-core work of a full-width tile. ALIGN: every head's run starts
-    and ends on a multiple of it in rows whose stride is one too (checked by the plan), which lets the compiler
-    vectorize the tile loads. Each promised quantity is rounded down to the multiple before use: a no-op when the
-    promise holds, and a wrong result (not an ignored hint, as tl.multiple_of is in the interpreter) when not.
+    about a quarter of the registers and tensor-core work of a full-width tile. ALIGN: the rows' stride is a
+    multiple of it and every row holds the kept width rounded up to it (checked by the plan), so each head's run is
+    read through a window aligned to ALIGN (`kept_runs`), which lets the compiler vectorize the tile loads whatever
+    the kept set. The promised stride is rounded down to the multiple before use: a no-op when the promise holds,
+    and a wrong result (not an ignored hint, as tl.multiple_of is in the interpreter) when not.
     """
     tl.static_assert(ALIGN >= 1, "ALIGN: the alignment promised for the kept runs must be >= 1")
     bh = tl.program_id(0)
@@ -278,6 +287,7 @@ def output_kernel(
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_VD: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
+    ALIGN: tl.constexpr,
 ):
     """out[:, d-block] = merged kept output / l + compressed V channels from the spectrum F (eq. values).
 
@@ -296,7 +306,8 @@ def output_kernel(
     d_ok = ds < D
     vmap = _channel_map(VKEPT, VSTART, h, h * D + ds, 64)
     kept = d_ok & (vmap >= 0)
-    run = tl.where(kept, vmap - tl.load(VSTART + h), 0)  # a kept dimension's place in the head's kept run
+    # a kept dimension's place in the head's V window (the run's start rounded down to ALIGN: `kept_runs`)
+    run = tl.where(kept, vmap - tl.load(VSTART + h) // ALIGN * ALIGN, 0)
     acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
     for s0 in range(0, num_splits, BLOCK_SO):
         ss = s0 + tl.arange(0, BLOCK_SO)
@@ -375,18 +386,33 @@ def _num_splits(programs: int, tiles: int, device: torch.device, per_wave: float
     return max(1, min(tiles, math.ceil(target / programs)))
 
 
-def run_block(starts: list[int]) -> int:
-    """Tile width for the heads' kept runs: the longest run (starts[h + 1] - starts[h]) as a power of two >= 16."""
-    return max(16, triton.next_power_of_2(max(b - a for a, b in zip(starts, starts[1:]))))
+def run_block(starts: list[int], align: int = 1) -> int:
+    """Tile width for the heads' kept windows (`kept_runs`): the widest run, from its start rounded down to `align`
+    to its end rounded up, as a power of two >= 16."""
+    widths = [-(-b // align) * align - a // align * align for a, b in zip(starts, starts[1:])]
+    return max(16, triton.next_power_of_2(max(widths)))
 
 
-def kept_alignment(starts: list[int], *mids: torch.Tensor) -> int:
-    """8 when every head's kept run starts on a multiple of 8 channels in rows whose stride and start are too
-    (16-byte vector loads at 2 bytes per channel), else 1 (no alignment promised to the compiler)."""
-    ok = all(s % 8 == 0 for s in starts) and all(
-        m.stride(1) % 8 == 0 and m.stride(0) % 8 == 0 and m.data_ptr() % (8 * m.element_size()) == 0
-        for m in mids if m.numel())  # an empty middle (no kept channels) is never read
-    return 8 if ok else 1
+def kept_alignment(*mids: torch.Tensor) -> int:
+    """8 when every middle's rows start on 16 bytes with a stride of a multiple of 8 channels and hold the kept
+    width rounded up to 8 (so a window aligned to 8 stays inside the row: `kept_runs`), else 1 (the runs as they
+    are; no alignment promised to the compiler)."""
+    def fits(m: torch.Tensor) -> bool:
+        if not m.numel():  # an empty middle (no kept channels) is never read
+            return True
+        width = -(-m.shape[2] // 8) * 8
+        last = m.storage_offset() + (m.shape[0] - 1) * m.stride(0) + (m.shape[1] - 1) * m.stride(1) + width
+        return (m.stride(2) == 1 and m.stride(1) % 8 == 0 and m.stride(0) % 8 == 0 and m.stride(1) >= width
+                and m.data_ptr() % (8 * m.element_size()) == 0
+                and last * m.element_size() <= m.untyped_storage().nbytes())
+    return 8 if all(fits(m) for m in mids) else 1
+
+
+def window_overread(k_starts: list[int], v_starts: list[int], tokens: int, itemsize: int, align: int) -> int:
+    """Bytes the aligned windows read beyond the kept runs per call (`kept_runs`): 0 when align is 1."""
+    extra = sum(-(-b // align) * align - a // align * align - (b - a)
+                for starts in (k_starts, v_starts) for a, b in zip(starts, starts[1:]))
+    return extra * tokens * itemsize
 
 
 def _check_options(q, num_splits, block_t, num_warps) -> None:
@@ -443,9 +469,10 @@ class _Plan:
         self.block_m = max(16, triton.next_power_of_2(self.group * lq))
         self.block_d = max(16, triton.next_power_of_2(d))
         k_starts, v_starts = torch.stack([self.k_start, self.v_start]).tolist()  # one sync, when the plan is made
-        self.block_kd = run_block(k_starts)
-        self.block_vd = run_block(v_starts)
-        self.align = kept_alignment(k_starts + v_starts, self.k_mid, self.v_mid)
+        self.k_starts, self.v_starts = k_starts, v_starts
+        self.align = kept_alignment(self.k_mid, self.v_mid)
+        self.block_kd = run_block(k_starts, self.align)
+        self.block_vd = run_block(v_starts, self.align)
         self.num_warps = num_warps or tuned.get("num_warps", 4)
         # The two coefficient GEMMs (phases 1 and 6) on tensor cores with float32 accuracy (3xTF32): with FMA
         # products ("ieee") the output phase took 44 us per call at any length on an H200. 16 frequencies per step
@@ -527,7 +554,7 @@ class _Plan:
                 self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,
                 BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
                 BLOCK_S=splits_block(self.splits), BLOCK_SO=min(self.merge_chunk, triton.next_power_of_2(self.splits)),
-                CPREC=self.coef_prec)
+                CPREC=self.coef_prec, ALIGN=self.align)
         return self.result
 
     def _transform(self, inverse: bool) -> None:
@@ -591,7 +618,9 @@ def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) ->
 def bench_extra(inputs: dict) -> dict:
     """The float32 scratch traffic beside the cache (not in the op's bytes_read) and the plan's launch knobs."""
     plan = spectral_plan(**inputs)
-    return {"scratch_bytes": float(spectral_scratch_bytes(**inputs)),
+    overread = window_overread(plan.k_starts, plan.v_starts, plan.b * plan.mid_len, plan.k_mid.element_size(),
+                               plan.align)
+    return {"scratch_bytes": float(spectral_scratch_bytes(**inputs)), "window_overread_bytes": float(overread),
             "knobs": {"block_t": plan.block_t, "num_warps": plan.num_warps, "num_splits": plan.splits}}
 
 

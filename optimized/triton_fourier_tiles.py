@@ -37,8 +37,9 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 from optimized.triton_fourier import merged_stats, splits_block
-from optimized.triton_fourier_spectral import (TL_DTYPE, kept_alignment, output_kernel, query_spectrum_kernel, run_block,
-                                               check_plan_inputs, exact_split, kept_runs, store_split, tuned_knobs)
+from optimized.triton_fourier_spectral import (TL_DTYPE, check_plan_inputs, exact_split, kept_alignment, kept_runs,
+                                               output_kernel, query_spectrum_kernel, run_block, store_split,
+                                               tuned_knobs, window_overread)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs, dft_basis
@@ -320,8 +321,9 @@ class TilesPlan:
                              f"basis products need at least 16: range_t >= {16 // self.block_r}")
         self.block_d = max(16, triton.next_power_of_2(d))
         k_starts, v_starts = torch.stack([self.k_start, self.v_start]).tolist()  # one sync, when the plan is made
-        self.block_kd, self.block_vd = run_block(k_starts), run_block(v_starts)
-        self.align = kept_alignment(k_starts + v_starts, self.k_mid, self.v_mid)
+        self.k_starts, self.v_starts = k_starts, v_starts
+        self.align = kept_alignment(self.k_mid, self.v_mid)
+        self.block_kd, self.block_vd = run_block(k_starts, self.align), run_block(v_starts, self.align)
         self.num_warps = num_warps or 4
         # software-pipelining depth of the fused pass's loops: 3 (Triton's default on Hopper) holds ~139 KB of shared
         # memory at 128-token tiles, one program per SM; 1 holds ~41 KB (ci/issue_cost_tiles.py builds both)
@@ -404,7 +406,7 @@ class TilesPlan:
             self.cv, self.v_cos.shape[2] if self.cv else 0, self.period, self.splits, **consts,
             VARLEN=self.lens is not None,
             BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=16, BLOCK_N=16, BLOCK_VD=self.block_vd,
-            BLOCK_S=block_s, BLOCK_SO=block_so, CPREC=self.coef_prec)
+            BLOCK_S=block_s, BLOCK_SO=block_so, CPREC=self.coef_prec, ALIGN=self.align)
         return res
 
 
@@ -448,7 +450,9 @@ def bench_extra(inputs: dict) -> dict:
     plan = tiles_plan(**inputs)
     rows = plan.b * plan.hq * plan.lq
     scratch = rows * (16 * plan.n_ranges * plan.range_t * plan.block_t + 2 * 8 * plan.splits * plan.nvp)
-    return {"scratch_bytes": float(scratch),
+    overread = window_overread(plan.k_starts, plan.v_starts, plan.b * plan.mid_len, plan.k_mid.element_size(),
+                               plan.align)
+    return {"scratch_bytes": float(scratch), "window_overread_bytes": float(overread),
             "knobs": {"block_t": plan.block_t, "range_t": plan.range_t, "exact_splits": plan.exact_splits,
                       "num_warps": plan.num_warps, "num_stages": plan.num_stages}}
 

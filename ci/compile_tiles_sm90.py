@@ -43,7 +43,7 @@ def main() -> None:
                 fused = dict(G=4, LQ=1, D=128, VARLEN=False, DT=dt, BT_DT=operand, PREC=prec, CPREC=cprec,
                              BLOCK_M=16, BLOCK_R=4, BLOCK_D=128, BLOCK_T=block_t, RANGE_T=range_t, BLOCK_N=32,
                              BLOCK_KD=64, BLOCK_VD=64, NVP=512, ALIGN=8,
-                             FAST_TRIG=dtype == "bf16")
+                             FAST_TRIG=dtype == "bf16", EMUL_BF16=False)
                 k = build_sm90(tiles.KERNELS["fused"], fused, dtype, w)
                 print(f"{dtype:5s} fused block_t {block_t:3d} range_t {range_t:2d} {w} warps: {resources(k)}, "
                       f"Triton shared memory {k.metadata.shared} B", flush=True)

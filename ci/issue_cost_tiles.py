@@ -32,7 +32,7 @@ from optimized.sass_loops import disassemble, loop_counts  # noqa: E402
 from optimized.sm90_build import build_like_jit, resources  # noqa: E402
 from reference.ops.fourier_cache import make_fourier_cache  # noqa: E402
 
-SMS, CLOCK_MHZ = 132, 1755  # H100 SXM: multiprocessors, boost clock
+SMS, CLOCK_MHZ = 132, 1980  # H100 SXM and H200: multiprocessors, boost clock (MHz)
 TILES, SPECTRAL = Path(tiles.__file__).name, Path(spectral.__file__).name
 
 

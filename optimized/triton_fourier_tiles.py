@@ -85,6 +85,16 @@ def _rotation(ph, period, FAST_TRIG: tl.constexpr):
 
 
 @triton.jit
+def _bf16_rounded(x):
+    """float32 x rounded to bfloat16's precision (nearest, ties to even), kept in float32: in the interpreter, which
+    has no bfloat16 arithmetic, the stand-in for the GPU's bfloat16 operands of the basis products, so the CPU's
+    conformance sees the rounding the GPU does."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _fused_kernel(
     Q, KE, VE, KMID, VMID, KKEPT, KSTART, VSTART, Z, BCOS, BSIN, SC, ACC, ACCK, MAX, SUM, SPEC, LENS,
     sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, skmb, skmt, svmb, svmt, szb, szr, sbb,
@@ -93,7 +103,7 @@ def _fused_kernel(
     PREC: tl.constexpr, CPREC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, RANGE_T: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_KD: tl.constexpr, BLOCK_VD: tl.constexpr, NVP: tl.constexpr, ALIGN: tl.constexpr,
-    FAST_TRIG: tl.constexpr,
+    FAST_TRIG: tl.constexpr, EMUL_BF16: tl.constexpr,
 ):
     """One split of one (sequence, KV head): a range of middle tiles (split < n_ranges) or a share of the exact
     tokens. Writes the split's (max, sum, exact output, kept output, spectrum). VARLEN: the sequence's exact length,
@@ -141,21 +151,27 @@ def _fused_kernel(
         sc_pairs = SC + part * (BLOCK_R * RANGE_T * BLOCK_T) + pr[:, None] * BLOCK_T + js[None, :]
         # 1. compressed-channel scores of the range (eq. tile scores): the rows' spectra [BLOCK_R, n] times each
         # tile's rotation [RANGE_T, n], flattened to (row, tile) pairs
-        s_comp = tl.zeros((BLOCK_R * RANGE_T, BLOCK_T), dtype=tl.float32)
         rr = tl.arange(0, BLOCK_R)
         z_rows = Z + b * szb + (h * G * LQ + rr) * szr
+        # The n = 0 bin, Re Z_0 (it carries q_c . mu_k, the moment shift's score, which can dwarf the rest), is the
+        # same for every token of a row: added here in float32, and kept out of the rounded basis operands below
+        z0 = tl.load(Z + b * szb + (h * G * LQ + pg) * szr, mask=pair_ok, other=0.0)
+        s_comp = tl.zeros((BLOCK_R * RANGE_T, BLOCK_T), dtype=tl.float32) + z0[:, None]
         ph, ph_step = _phases(t0, period, BLOCK_N)
         for n0 in range(0, nz, BLOCK_N):
             ns = n0 + tl.arange(0, BLOCK_N)
             n_ok = ns < nz
             zm = (rr < G * LQ)[:, None] & n_ok[None, :]
-            c_n = tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0)[None, :]
+            c_n = tl.where(ns == 0, 0.0, tl.where(2 * ns == period, 1.0, 2.0))[None, :]  # n = 0: added above
             z_re = (c_n * tl.load(z_rows[:, None] + 2 * ns[None, :], mask=zm, other=0.0))[:, None, :]
             z_im = (c_n * tl.load(z_rows[:, None] + 2 * ns[None, :] + 1, mask=zm, other=0.0))[:, None, :]
             cr, sr = _rotation(ph, period, FAST_TRIG)
             ph = _advance(ph, ph_step, period)
-            a_re = tl.reshape(z_re * cr[None, :, :] - z_im * sr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N)).to(BT_DT)
-            a_im = tl.reshape(z_re * sr[None, :, :] + z_im * cr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N)).to(BT_DT)
+            a_re = tl.reshape(z_re * cr[None, :, :] - z_im * sr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N))
+            a_im = tl.reshape(z_re * sr[None, :, :] + z_im * cr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N))
+            if EMUL_BF16:
+                a_re, a_im = _bf16_rounded(a_re), _bf16_rounded(a_im)
+            a_re, a_im = a_re.to(BT_DT), a_im.to(BT_DT)
             bmask = n_ok[:, None]
             bc = tl.load(BCOS + ns[:, None] * BLOCK_T + js[None, :], mask=bmask, other=0.0)
             bs = tl.load(BSIN + ns[:, None] * BLOCK_T + js[None, :], mask=bmask, other=0.0)
@@ -195,7 +211,10 @@ def _fused_kernel(
         # 3. the range's spectrum (eq. tile spectrum), relative to the range's max
         m_pairs = tl.load(MAX + part * BLOCK_M + pg)
         s_all = tl.load(sc_pairs, mask=pair_ok[:, None], other=float("-inf"))
-        p_all = tl.where(pair_ok[:, None], tl.exp(s_all - m_pairs[:, None]), 0.0).to(BT_DT)
+        p_all = tl.where(pair_ok[:, None], tl.exp(s_all - m_pairs[:, None]), 0.0)
+        if EMUL_BF16:
+            p_all = _bf16_rounded(p_all)
+        p_all = p_all.to(BT_DT)
         ph, ph_step = _phases(t0, period, BLOCK_N)
         for n0 in range(0, NVP, BLOCK_N):
             ns = n0 + tl.arange(0, BLOCK_N)
@@ -340,11 +359,15 @@ class TilesPlan:
         # (the rounding's effect is the PyTorch plan's to check: optimized/torch_fourier_tiles.py)
         self.operand = torch.bfloat16 if q.dtype != torch.float32 and gpu else torch.float32
         self.coef_prec = "tf32x3"
-        # approximate sin/cos only beside 16-bit basis operands (_rotation)
+        # approximate sin/cos only beside 16-bit basis operands (_rotation); in the interpreter the bfloat16
+        # operands of 16-bit inputs are emulated in float32 (_bf16_rounded; the basis is rounded on the host)
+        self.emulate_bf16 = not gpu and q.dtype != torch.float32
         self.fast_trig = gpu and self.operand == torch.bfloat16
         self.basis_prec = "tf32x3" if self.operand == torch.float32 else None
         nb = max(self.nz, self.nvp, 1)
-        tables = [_tile_basis(self.block_t, nb, p, self.operand, str(q.device)) for p in self.periods]
+        rounding = torch.bfloat16 if self.emulate_bf16 else self.operand
+        tables = [tuple(t.to(self.operand) for t in _tile_basis(self.block_t, nb, p, rounding, str(q.device)))
+                  for p in self.periods]
         if len(set(self.periods)) == 1:  # one table for every sequence (batch stride 0)
             (self.bcos, self.bsin), self.basis_stride = tables[0], 0
         else:
@@ -388,7 +411,8 @@ class TilesPlan:
             BT_DT=TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
             BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
             RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
-            NVP=self.nvp, ALIGN=self.align, FAST_TRIG=self.fast_trig, num_warps=self.num_warps,
+            NVP=self.nvp, ALIGN=self.align, FAST_TRIG=self.fast_trig, EMUL_BF16=self.emulate_bf16,
+            num_warps=self.num_warps,
             num_stages=self.num_stages)
         block_s = splits_block(self.splits)
         block_so = min(self.merge_chunk, triton.next_power_of_2(self.splits))

@@ -108,16 +108,19 @@ def test_every_split_and_block_size_gives_the_reference(splits, block_t, block_n
 
 
 @needs_triton_device
-@pytest.mark.parametrize("splits,block_t,period,align", [(1, 16, "span", 1), (9, 16, "smooth", 8), (37, 16, "pow2", 1)])
-def test_spectral_kernel_every_split_count_block_size_and_period_gives_the_reference(splits, block_t, period, align):
+@pytest.mark.parametrize("splits,block_t,period,kept_align,kept_pad,window", [
+    (1, 16, "span", 1, 1, 1), (9, 16, "smooth", 8, 8, 8), (37, 16, "pow2", 1, 8, 8)])
+def test_spectral_kernel_every_split_count_block_size_and_period_gives_the_reference(splits, block_t, period,
+                                                                                      kept_align, kept_pad, window):
     # More splits than the merges read at once (8 partial outputs, 32 statistics) run their chunked loops twice or
     # more, with tokens in the last chunk (33 middle tiles of 16: 9 splits of 4 tiles, the ninth with one; 37 splits
-    # of one tile, splits 32 and up in the statistics' second chunk, 33-36 empty). align 8: heads' kept runs on
-    # multiples of 8.
-    a = _cache(batch=1, context=4 + 528 + 21, seed=splits, period=period, kept_align=align, kept_pad=8 * align,
+    # of one tile, splits 32 and up in the statistics' second chunk, 33-36 empty). The kept runs are read as they
+    # are in unpadded rows (window 1), through windows aligned to 8 when heads' runs start on multiples of 8, and
+    # through windows over random runs in rows padded to 8 (`kept_runs`).
+    a = _cache(batch=1, context=4 + 528 + 21, seed=splits, period=period, kept_align=kept_align, kept_pad=kept_pad,
                v_fraction=0.5)
     plan = spectral_plan(**a, num_splits=splits, block_t=block_t)
-    assert plan.align == align
+    assert plan.align == window
     got = plan.run()
     torch.testing.assert_close(got.double(), _oracle(a), atol=2e-5, rtol=1e-5)
 

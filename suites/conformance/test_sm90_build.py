@@ -72,3 +72,42 @@ def test_the_constant_ones_build_catches_a_rebound_argument(tmp_path):
     built, verdict = done.stdout.splitlines()
     assert built == "int32 and rewritten: built"
     assert verdict.startswith("refused:") and "stride" in verdict, verdict
+
+
+def test_jit_faithful_build_and_its_loops_tied_to_source(tmp_path):
+    """`build_like_jit` specializes as the JIT does (an int equal to 1 becomes a constant; ints and addresses
+    divisible by 16 are marked so), and `loop_counts` ties each loop of the cubin to its `for`: here a kernel with
+    two loops, both found, each tied to its own `for` line."""
+    script = tmp_path / "loops.py"
+    script.write_text(textwrap.dedent('''
+        import torch
+        import triton
+        import triton.language as tl
+        from pathlib import Path
+        from optimized.sass_loops import disassemble, loop_counts
+        from optimized.sm90_build import build_like_jit, jit_signature
+
+        @triton.jit
+        def two_loops(X, Y, n, one, m, BLOCK: tl.constexpr):
+            offs = tl.arange(0, BLOCK)
+            acc = tl.zeros((BLOCK,), dtype=tl.float32)
+            for i in range(0, n):  # loop A
+                acc += tl.load(X + i * m + offs * one)
+            for j in range(0, n):  # loop B
+                acc = acc * tl.load(X + j * m + offs) + tl.sin(acc)
+            tl.store(Y + offs, acc)
+
+        x, y = torch.empty(4096), torch.empty(64)
+        sig, consts, attrs = jit_signature(two_loops, (x, y, 48, 1, 7), {"BLOCK": 64})
+        print(sig["n"], sig["m"], consts["one"], sorted(k[0] for k in attrs))
+        kernel = build_like_jit(two_loops, (x, y, 48, 1, 7), {"BLOCK": 64}, 4)
+        src = Path(__file__).read_text().splitlines()
+        lines = {i + 1 for i, t in enumerate(src) if t.strip().startswith("for ") and "range(0, n)" in t}
+        found = {(l.line, l.instructions > 0) for l in loop_counts(disassemble(kernel), {Path(__file__).name: __file__})}
+        print(len(lines) == 2 and sorted(found) == sorted((line, True) for line in lines), sorted(found), sorted(lines))
+        '''))
+    done = _run([str(script)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    spec, tied = done.stdout.splitlines()
+    assert spec == "i32 i32 1 [0, 1, 2]", spec  # X, Y and n = 48 divisible by 16; m = 7 not; one a constant
+    assert tied.startswith("True"), done.stdout

@@ -24,7 +24,10 @@ the compressed V channels from F. Per middle token a program reads the kept chan
 BLOCK_T, from L2) is read twice per range, not per token, and no length-T buffer exists.
 
 Operands of the basis products: bfloat16 for 16-bit inputs (the plan's measured error at LLaMA-3-8B shapes is
-1/150 of a bfloat16 output's rounding; ci/emulate_tokenmajor.py), float32 as 3xTF32 for float32 inputs.
+1/150 of a bfloat16 output's rounding; ci/emulate_tokenmajor.py), float32 as 3xTF32 for float32 inputs. The n = 0
+bin (it carries the moment shift's score q_c . mu_k) stays out of the rounded operands and is added in float32. The
+interpreter has no bfloat16: there the operands of 16-bit inputs are rounded to bfloat16's precision in float32
+(`_bf16_rounded`), so the CPU's conformance sees the GPU's rounding.
 """
 from __future__ import annotations
 

@@ -58,6 +58,14 @@ def pytest_configure(config):
         sys.path.insert(0, os.getcwd())
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    # The users of the embedded model first, in their order: pytest-xdist's `load` scheduler hands each worker a first
+    # batch of consecutive tests (a quarter of its share), so they run in one worker, which loads the model once
+    # (`embedded_lm`). Nothing else moves; a test's outcome never depends on the order.
+    items.sort(key=lambda item: "embedded_lm" not in item.fixturenames)
+
+
 @pytest.fixture(scope="module")
 def one_thread_module():
     """One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread_module")`): small dLLM
@@ -66,3 +74,15 @@ def one_thread_module():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def embedded_lm():
+    """The embedded model, `load_model("smollm2")`, once per process (loading dequantizes its GGUF file: ~20 s on a
+    CPU), kept in `harness.worker_cache` under the key the sweeps use, so the real serving loop run in-process
+    (harness/scheduling/serve_real.py) takes the same model. Users leave it as loaded: a module that switches its
+    attention implementation puts the loaded one back (suites/accuracy/test_niah_smoke.py)."""
+    from harness.lm.model import load_model
+    from harness.worker_cache import cached
+
+    return cached(("model", "smollm2"), lambda: load_model("smollm2"))

@@ -15,11 +15,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    from harness.lm.model import load_model
-
+def smollm2(embedded_lm):
+    """The shared embedded model. Generating switches it to our attention (harness.lm.generate), which the speculative
+    engine refuses: the loaded implementation is put back for the next module."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    return load_model("smollm2")
+    config = embedded_lm.model.config
+    attention = config._attn_implementation
+    yield embedded_lm
+    config._attn_implementation = attention
 
 
 @pytest.mark.parametrize("depth", [0.0, 0.25, 0.5, 0.75, 1.0])

@@ -8,6 +8,10 @@ from harness.scheduling.run import SUITE
 from harness.scheduling.serve_real import TASK, RealConfig, run_real
 from harness.store import ResultsStore
 
+# The real loop takes the embedded model from the worker cache, where `embedded_lm` (suites/conftest.py) put it: one
+# load for this module and the model's other users.
+pytestmark = pytest.mark.usefixtures("embedded_lm")
+
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):

@@ -22,10 +22,8 @@ DRAFTS = [PromptLookupDraft(), EarlyExitDraft(6)]
 
 
 @pytest.fixture(scope="module")
-def lm():
-    from harness.lm.model import load_model
-
-    return load_model("smollm2")
+def lm(embedded_lm):
+    return embedded_lm
 
 
 @pytest.fixture(scope="module")

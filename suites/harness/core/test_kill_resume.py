@@ -90,23 +90,28 @@ def uninterrupted(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("point", ["first-cell", "half", "random-time"])
-def test_killed_sweep_keeps_finished_cells_and_resumes_to_the_same_records(uninterrupted, tmp_path, point):
+def test_killed_sweep_keeps_finished_cells_and_resumes_to_the_same_records(uninterrupted, tmp_path):
+    """Three kills in a row, each run resuming what the kills before left: after the run's first cell, at half the
+    records, at a random time. Every kill keeps whole cells and the last resume ends with the uninterrupted run's
+    records, each cell once: the work of one sweep, not of one sweep per kill point (as the NIAH test below)."""
     total = _lines(uninterrupted / "scheduling.jsonl")
-    rng = random.Random(point)  # a reproducible delay; where the run stands at that moment is the machine's
-    lines = {"first-cell": 1, "half": total // 2}.get(point)
-    delay = rng.uniform(0.5, 5.0) if lines is None else None
-    print(f"kill point {point}: after {lines} lines or {delay} s")  # shown when the test fails
-    killed = _kill_when(_start(SCHED, tmp_path), tmp_path / "scheduling.jsonl", lines, delay)
-    kept = _assert_whole(tmp_path, "scheduling", {"decision-overhead": 1, "*": SCHED_METRICS})
-    if lines is not None:
-        assert killed and kept >= 1, "the kill came before any cell finished"
+    store = tmp_path / "scheduling.jsonl"
+    for point in ("first-cell", "half", "random-time"):
+        rng = random.Random(point)  # a reproducible delay; where the run stands at that moment is the machine's
+        lines = {"first-cell": 1, "half": total // 2}.get(point)
+        delay = rng.uniform(0.5, 5.0) if lines is None else None
+        print(f"kill point {point}: after {lines} lines or {delay} s")  # shown when the test fails
+        before = _assert_whole(tmp_path, "scheduling", {"decision-overhead": 1, "*": SCHED_METRICS})
+        killed = _kill_when(_start(SCHED, tmp_path), store, lines, delay)
+        kept = _assert_whole(tmp_path, "scheduling", {"decision-overhead": 1, "*": SCHED_METRICS})
+        if lines is not None:
+            assert killed and kept > before, f"{point}: the kill came before any cell of the run finished"
     resumed = _start(SCHED, tmp_path)
     assert resumed.wait(300) == 0, resumed.stderr.read().decode()
     _assert_whole(tmp_path, "scheduling", {"decision-overhead": 1, "*": SCHED_METRICS})
     _assert_same(_comparable(tmp_path), _comparable(uninterrupted))
     # resuming measured only what was missing: each cell once
-    assert _lines(tmp_path / "scheduling.jsonl") == total
+    assert _lines(store) == total
 
 
 def test_killed_niah_sweep_resumes_to_the_same_records(tiny_model_dir, tmp_path):

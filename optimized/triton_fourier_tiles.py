@@ -43,6 +43,7 @@ from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_spectral import (TL_DTYPE, check_plan_inputs, exact_split, kept_alignment, kept_runs,
                                                output_kernel, query_spectrum_kernel, run_block, store_split,
                                                tuned_knobs, window_overread)
+from optimized.tiles_fit import Setting, fit_setting, tuned_range
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs, dft_basis
@@ -289,6 +290,16 @@ def _tile_basis(block_t: int, n: int, period: int, dtype: torch.dtype, device: s
     return cos.T.contiguous().to(dtype), sin.T.contiguous().to(dtype)
 
 
+def shared_memory_limit(device: torch.device) -> int:
+    """Bytes of shared memory one program may use on `device` (opt-in maximum): what Triton's launcher checks a
+    kernel's build against before refusing it (OutOfResources)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        return int(triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"])
+    except (AttributeError, KeyError):  # another Triton's driver API: the same number from torch
+        return int(torch.cuda.get_device_properties(index).shared_memory_per_block_optin)
+
+
 def _check_options(q, range_t, block_t, exact_splits, num_warps, num_stages) -> None:
     check_triton_dtype("q", q)
     for name, v, low in (("range_t", range_t, 1), ("block_t", block_t, 16), ("exact_splits", exact_splits, 1),
@@ -310,7 +321,8 @@ class TilesPlan:
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         tuned = {}
-        if range_t is block_t is exact_splits is num_warps is num_stages is None:  # no knob: this GPU's tuned ones
+        chosen = not (range_t is block_t is exact_splits is num_warps is num_stages is None)
+        if not chosen:  # no knob: this GPU's tuned ones
             tuned = tuned_knobs(q.device, b * hkv, int(mid_len), TUNING_FILE, "LONGCTX_TILES_TUNING")
             block_t, exact_splits, num_warps = tuned.get("block_t"), tuned.get("exact_splits"), tuned.get("num_warps")
             num_stages = tuned.get("num_stages")
@@ -336,8 +348,8 @@ class TilesPlan:
         # 2 tiles, so small cases cross tiles and ranges (the interpreter's products take any shape).
         self.block_t = block_t or (64 if gpu else 16)
         self.range_t = range_t or (max(1, 64 // self.block_r) if gpu else 2)
-        if "range_t" in tuned:  # measured at LLaMA-3-8B's group of 4: at least the 16 (row, tile) pairs of any group
-            self.range_t = max(tuned["range_t"], triton.cdiv(16, self.block_r))
+        if "range_t" in tuned:  # measured at LLaMA-3-8B's 4 rows: as many (row, tile) pairs here, at least 16
+            self.range_t = tuned_range(tuned["range_t"], self.block_r)
         if gpu and self.block_r * self.range_t < 16:
             raise ValueError(f"range_t={self.range_t} gives {self.block_r * self.range_t} (row, tile) pairs; the "
                              f"basis products need at least 16: range_t >= {16 // self.block_r}")
@@ -354,9 +366,6 @@ class TilesPlan:
         self.nz = min(self.k_cos.shape[2], self.period // 2 + 1) if self.ck else 0
         self.nv = min(self.v_cos.shape[2], self.period // 2 + 1) if self.cv else 0
         self.nvp = max(self.block_n, triton.cdiv(self.nv, self.block_n) * self.block_n)
-        self.n_ranges = triton.cdiv(self.mid_len, self.block_t * self.range_t)
-        self.exact_splits = exact_splits or (max(1, min(4, triton.cdiv(le, self.block_t))) if gpu else 2)
-        self.splits = self.n_ranges + self.exact_splits
         self.b, self.hq, self.lq, self.d, self.hkv, self.le = b, hq, lq, d, hkv, le
         # bfloat16 operands for 16-bit inputs on a GPU; float32 in the interpreter, which has no bfloat16 arithmetic
         # (the rounding's effect is the PyTorch plan's to check: optimized/torch_fourier_tiles.py)
@@ -367,6 +376,20 @@ class TilesPlan:
         self.emulate_bf16 = not gpu and q.dtype != torch.float32
         self.fast_trig = gpu and self.operand == torch.bfloat16
         self.basis_prec = "tf32x3" if self.operand == torch.float32 else None
+        self.result = out if out is not None else torch.empty_like(q)
+        self.merge_chunk = 8 if gpu else 2
+        self.lens_arg = lens if lens is not None else self.k_start  # any int32 tensor: not read unless VARLEN
+        self._exact_knob = exact_splits
+        self._layout()
+        if q.is_cuda:  # a real launch (not an offline build): the setting must fit this GPU's shared memory
+            self._fit(chosen)
+
+    def _layout(self) -> None:
+        """What depends on the tile setting (block_t, range_t): the ranges and splits, the tile basis, scratch."""
+        q, gpu, b, hq, lq, hkv = self.q, self.compiled, self.b, self.hq, self.lq, self.hkv
+        self.n_ranges = triton.cdiv(self.mid_len, self.block_t * self.range_t)
+        self.exact_splits = self._exact_knob or (max(1, min(4, triton.cdiv(self.le, self.block_t))) if gpu else 2)
+        self.splits = self.n_ranges + self.exact_splits
         nb = max(self.nz, self.nvp, 1)
         rounding = torch.bfloat16 if self.emulate_bf16 else self.operand
         tables = [tuple(t.to(self.operand) for t in _tile_basis(self.block_t, nb, p, rounding, str(q.device)))
@@ -387,9 +410,39 @@ class TilesPlan:
         self.mx = torch.full((parts, self.block_m), nan, dtype=torch.float32, device=dev)
         self.sm = torch.full_like(self.mx, nan)
         self.spec = torch.full((parts, self.block_m, self.nvp, 2), nan, dtype=torch.float32, device=dev)
-        self.result = out if out is not None else torch.empty_like(q)
-        self.merge_chunk = 8 if gpu else 2
-        self.lens_arg = lens if lens is not None else self.k_start  # any int32 tensor: not read unless VARLEN
+
+    def _fit(self, chosen: bool) -> None:
+        """Step the tile setting down until the fused pass's build fits the GPU's shared memory (tiles_fit);
+        a setting the caller chose is refused instead. Builds (without launching) through Triton's cache, so the
+        first run launches what was built here."""
+        limit = shared_memory_limit(self.q.device)
+
+        def shared_bytes(setting: Setting) -> int:
+            if tuple(setting) != (self.block_t, self.range_t, self.num_stages):
+                self.block_t, self.range_t, self.num_stages = setting
+                self._layout()
+            grid, args, kw = self._fused_launch()
+            return KERNELS["fused"].warmup(*args, grid=grid, **kw).metadata.shared
+
+        fit_setting(Setting(self.block_t, self.range_t, self.num_stages), self.block_r, shared_bytes, limit, chosen)
+
+    def _fused_launch(self) -> tuple[tuple, tuple, dict]:
+        """(grid, arguments, keywords) of the fused pass."""
+        q, ke, ve, km, vm = self.q, self.k_exact, self.v_exact, self.k_mid, self.v_mid
+        args = (
+            q, ke, ve, km, vm, self.k_kept, self.k_start, self.v_start, self.z, self.bcos, self.bsin, self.sc,
+            self.acc, self.acc_kept, self.mx, self.sm, self.spec, self.lens_arg,
+            *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
+            self.z.stride(0), self.z.stride(1), self.basis_stride, self.hkv, self.le, self.mid_len, self.period,
+            self.nz, self.nv, self.sm_scale, self.n_ranges, self.exact_splits)
+        kw = dict(
+            G=self.group, LQ=self.lq, D=self.d, VARLEN=self.lens is not None, DT=TL_DTYPE[q.dtype],
+            BT_DT=TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
+            BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
+            RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
+            NVP=self.nvp, ALIGN=self.align, FAST_TRIG=self.fast_trig, EMUL_BF16=self.emulate_bf16,
+            num_warps=self.num_warps, num_stages=self.num_stages)
+        return (self.b * self.hkv, self.splits), args, kw
 
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
         """Launch phases 1..upto of PHASES (all by default: the output)."""
@@ -403,20 +456,8 @@ class TilesPlan:
                 CPREC=self.coef_prec)
         if upto < 2:
             return self.result
-        ke, ve, km, vm = self.k_exact, self.v_exact, self.k_mid, self.v_mid
-        KERNELS["fused"][(grid_kv, self.splits)](  # by name: ci/issue_cost_tiles.py records this launch
-            q, ke, ve, km, vm, self.k_kept, self.k_start, self.v_start, self.z, self.bcos, self.bsin, self.sc,
-            self.acc, self.acc_kept, self.mx, self.sm, self.spec, self.lens_arg,
-            *q.stride(), *ke.stride(), *ve.stride(), km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
-            self.z.stride(0), self.z.stride(1), self.basis_stride, self.hkv, self.le, self.mid_len, self.period,
-            self.nz, self.nv, self.sm_scale, self.n_ranges, self.exact_splits, **consts,
-            VARLEN=self.lens is not None, DT=TL_DTYPE[q.dtype],
-            BT_DT=TL_DTYPE[self.operand], PREC="ieee" if q.dtype == torch.float32 else None, CPREC=self.basis_prec,
-            BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_T=self.block_t,
-            RANGE_T=self.range_t, BLOCK_N=self.block_n, BLOCK_KD=self.block_kd, BLOCK_VD=self.block_vd,
-            NVP=self.nvp, ALIGN=self.align, FAST_TRIG=self.fast_trig, EMUL_BF16=self.emulate_bf16,
-            num_warps=self.num_warps,
-            num_stages=self.num_stages)
+        grid, args, kw = self._fused_launch()
+        KERNELS["fused"][grid](*args, **kw)  # by name: ci/issue_cost_tiles.py records this launch
         block_s = splits_block(self.splits)
         block_so = min(self.merge_chunk, triton.next_power_of_2(self.splits))
         if upto >= 3 and self.cv:

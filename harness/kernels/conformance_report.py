@@ -68,6 +68,15 @@ def checked_dtypes(op: str, fn: Callable, device: str, dtypes: tuple[torch.dtype
     return tuple(d for d in default_dtypes(fn, device) if d in spec.dtypes)
 
 
+def _excerpt(message: str, lines: int = 8) -> str:
+    """A failure message's first `lines` lines (the cause, then a traceback's frames) and its last (the replay
+    line), indented."""
+    kept = message.strip().splitlines()
+    if len(kept) > lines + 1:
+        kept = kept[:lines] + [f"... ({len(kept) - lines - 1} lines)", kept[-1]]
+    return "\n".join("    " + line for line in kept)
+
+
 def run_conformance(op: str, fn: Callable, impl: str, profile: str, device: str, max_examples: int,
                     dtypes: tuple[torch.dtype, ...] | None = None,
                     progress: Callable[[str], None] | None = None, seed: int | None = None) -> Report:
@@ -88,6 +97,8 @@ def run_conformance(op: str, fn: Callable, impl: str, profile: str, device: str,
             else:
                 f = r.failures[0] if r.failures else None
                 verdict = (f"FAIL [{f.property}] after {r.examples} examples" if f else "FAIL: no example was drawn")
+                if f is not None:  # the cause now, not only in the summary: a run cut by a time limit keeps it
+                    verdict += "\n" + _excerpt(f.message)
             progress(f"  {dtype_name(dtype):9s} {verdict}  ({time.perf_counter() - start:.1f} s)")
     return merged
 

@@ -38,10 +38,11 @@ def test_every_tile_and_range_size_computes_the_same_function(op, block_t, range
     torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)
 
 
-@pytest.mark.parametrize("tuned_range, group, want_range", [(8, 1, 16), (8, 4, 8), (2, 2, 8)])
+@pytest.mark.parametrize("tuned_range, group, want_range", [(8, 1, 16), (8, 4, 8), (2, 2, 8), (8, 8, 4)])
 def test_a_tuned_table_entry_is_used_and_kept_within_the_pair_minimum(monkeypatch, tuned_range, group, want_range):
     """With no knob given the plan takes this GPU's tuned knobs (optimized/tiles_tuning.json); a range measured at
-    LLaMA-3-8B's group of 4 is raised to the 16 (row, tile) pairs the basis products need for a smaller group."""
+    LLaMA-3-8B's group of 4 is raised to the 16 (row, tile) pairs the basis products need for a smaller group, and
+    shortened to the tuned 32 pairs for a larger one (optimized/tiles_fit.py)."""
     from optimized import triton_fourier_tiles as tiles
     from reference.ops.fourier_cache import make_fourier_cache
 

@@ -79,8 +79,7 @@ def trip_counts(plan) -> dict[tuple[str, int], tuple[str, int]]:
         elif code.startswith("for k in range(0, RANGE_T)"):
             trips[(TILES, first + i)] = ("range", plan.range_t)
         elif code.startswith("for n0 in range(0, NVP, BLOCK_N)"):
-            kind = "exact" if "exact split holds no spectrum" in code else "range"
-            trips[(TILES, first + i)] = (kind, plan.nvp // plan.block_n)
+            trips[(TILES, first + i)] = ("range", plan.nvp // plan.block_n)
     for i, text in enumerate(spectral_lines):
         if text.strip().startswith("for tile in range("):
             per = -(-(-(-plan.le // plan.block_t)) // plan.exact_splits)

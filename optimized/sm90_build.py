@@ -20,9 +20,9 @@ from triton.compiler import ASTSource
 
 TARGET = GPUTarget("cuda", 90, 32)
 # Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
-POINTERS = {"KKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
-FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F")
-INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN")
+POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
+FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO")
+INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN")
 
 
 def integer_args(fn, consts: dict) -> list[str]:
@@ -119,7 +119,8 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
     fused = dict(G=2, LQ=1, D=16, DT=tl.bfloat16, BT_DT=tl.bfloat16, PREC=None, CPREC=None, BLOCK_M=16, BLOCK_R=2,
                  BLOCK_D=16, BLOCK_T=16, RANGE_T=8, BLOCK_N=16, BLOCK_KD=16, BLOCK_VD=16, NVP=16, ALIGN=1,
                  FAST_TRIG=True, EMUL_BF16=False)
-    merge = dict(G=2, LQ=1, BLOCK_M=16, BLOCK_R=2, BLOCK_N=16, NVP=16, BLOCK_S=16, BLOCK_SO=8)
+    merge = dict(G=2, LQ=1, D=16, VARLEN=True, BLOCK_M=16, BLOCK_R=2, BLOCK_D=16, BLOCK_N=16, NVP=16, BLOCK_S=16, BLOCK_SO=8,
+                 CPREC="tf32x3")
     return [("fused", KERNELS["fused"], {**fused, "VARLEN": False}),
             ("fused varlen", KERNELS["fused"], {**fused, "VARLEN": True}),
             ("spectrum merge", KERNELS["spectrum merge"], merge)]

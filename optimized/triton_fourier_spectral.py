@@ -13,7 +13,7 @@ with p the softmax over sinks, middle and local window together, w_n the orthogo
 phases (`PHASES`), each reading what it needs once:
 
 1. `query_spectrum_kernel`: Z from q and the compressed-K coefficients (a small GEMM per KV head); each program
-   finds its head's channels in the sorted index lists itself (`_channel_map`).
+   finds its head's channels in the sorted index lists itself (`channel_map`).
 2. torch.fft.irfft (cuFFT on a GPU): S_t for the whole span, O(T log T) per query row, for any period (a power of
    two is fastest but costs accuracy at equal bytes: docs/fourier-attention.md, "The period").
 3. `_stream_kernel`: split-KV flash decoding over the exact sinks + window and the middle's kept channels, adding
@@ -54,7 +54,7 @@ PHASES = ("query_spectrum", "irfft", "stream", "probabilities", "rfft", "output"
 
 # ---------------------------------------------------------------- 1. the query spectrum Z
 @triton.jit
-def _channel_map(KEPT, START, h, c, BLOCK_J: tl.constexpr):
+def channel_map(KEPT, START, h, c, BLOCK_J: tl.constexpr):
     """For channels c of KV head h: the position in the sorted kept list, or -1 - the position among the
     compressed channels. Only the head's run of the kept list (START[h] .. START[h + 1]) is scanned: every kept
     channel before it is below c, and every channel below c is kept or compressed, so the compressed position is
@@ -84,7 +84,7 @@ def query_spectrum_kernel(
     b = bh // Hkv
     h = bh % Hkv
     ds = tl.arange(0, BLOCK_D)
-    kmap = _channel_map(KKEPT, KSTART, h, h * D + ds, 64)
+    kmap = channel_map(KKEPT, KSTART, h, h * D + ds, 64)
     if VARLEN:
         period = tl.load(LENS + 3 * b + 2)
     nz = tl.minimum(NZ, period // 2 + 1)  # frequencies past T/2 carry no weight
@@ -282,17 +282,19 @@ def _probabilities_kernel(
 # ---------------------------------------------------------------- 6. output
 @triton.jit
 def output_kernel(
-    ACC, ACCK, VKEPT, VSTART, MAX, SUM, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
-    sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits,
+    ACC, ACCK, VKEPT, VSTART, MAX, SUM, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
+    sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits, n_chunks,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_VD: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
-    ALIGN: tl.constexpr,
+    ALIGN: tl.constexpr, PARTS: tl.constexpr = 0,
 ):
     """out[:, d-block] = merged kept output / l + compressed V channels from the spectrum F (eq. values).
 
     The splits' partial outputs are merged BLOCK_SO at a time as [BLOCK_SO, BLOCK_M, BLOCK_DO] tiles (independent
-    loads rather than a chain of num_splits)."""
+    loads rather than a chain of num_splits). PARTS = 0: the compressed channels' sum over frequencies is taken here
+    from F and the V coefficients; PARTS > 0: it was taken per chunk of frequencies by the caller's merge (PO:
+    [programs, n_chunks, BLOCK_M, BLOCK_D] float32) and the chunks are added here, PARTS at a time."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -304,7 +306,7 @@ def output_kernel(
     row_ok = rows < G * LQ
     ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
     d_ok = ds < D
-    vmap = _channel_map(VKEPT, VSTART, h, h * D + ds, 64)
+    vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
     kept = d_ok & (vmap >= 0)
     # a kept dimension's place in the head's V window (the run's start rounded down to ALIGN: `kept_runs`)
     run = tl.where(kept, vmap - tl.load(VSTART + h) // ALIGN * ALIGN, 0)
@@ -327,17 +329,24 @@ def output_kernel(
     ci = tl.where(comp, -1 - vmap, 0)
     f_rows = F + b * sfb + (h * G * LQ + rows) * sfr
     rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-    for n0 in range(0, nv, BLOCK_N):
-        ns = n0 + tl.arange(0, BLOCK_N)
-        n_ok = ns < nv
-        fmask = row_ok[:, None] & n_ok[None, :]
-        w_n = tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0) / period
-        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
-        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
-        coef = b * Ccv * Nv + ci[None, :] * Nv + ns[:, None]
-        cmask = n_ok[:, None] & comp[None, :]
-        rec += tl.dot(f_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
-        rec -= tl.dot(f_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+    if PARTS > 0:
+        for c0 in range(0, n_chunks, PARTS):
+            cs = c0 + tl.arange(0, PARTS)
+            po = ((bh * n_chunks + cs)[:, None, None] * BLOCK_M + rows[None, :, None]) * BLOCK_D + ds[None, None, :]
+            pm = (cs < n_chunks)[:, None, None] & row_ok[None, :, None] & comp[None, None, :]
+            rec += tl.sum(tl.load(PO + po, mask=pm, other=0.0), 0)
+    else:
+        for n0 in range(0, nv, BLOCK_N):
+            ns = n0 + tl.arange(0, BLOCK_N)
+            n_ok = ns < nv
+            fmask = row_ok[:, None] & n_ok[None, :]
+            w_n = tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0) / period
+            f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
+            f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
+            coef = b * Ccv * Nv + ci[None, :] * Nv + ns[:, None]
+            cmask = n_ok[:, None] & comp[None, :]
+            rec += tl.dot(f_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+            rec -= tl.dot(f_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
     p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0 = sum of the middle's probabilities
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
@@ -549,9 +558,10 @@ class _Plan:
         if upto >= 6:
             res, block_do = self.result, 16
             output_kernel[(grid_kv, triton.cdiv(self.d, block_do))](
-                self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
-                self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv,
-                self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, **consts, BLOCK_M=self.block_m,
+                self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.f, self.v_cos,
+                self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(),
+                self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.t_max, self.splits, 0,
+                **consts, BLOCK_M=self.block_m,
                 BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
                 BLOCK_S=splits_block(self.splits), BLOCK_SO=min(self.merge_chunk, triton.next_power_of_2(self.splits)),
                 CPREC=self.coef_prec, ALIGN=self.align)

@@ -40,9 +40,9 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 from optimized.triton_fourier import merged_stats, splits_block
-from optimized.triton_fourier_spectral import (TL_DTYPE, check_plan_inputs, exact_split, kept_alignment, kept_runs,
-                                               output_kernel, query_spectrum_kernel, run_block, store_split,
-                                               tuned_knobs, window_overread)
+from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, exact_split, kept_alignment,
+                                               kept_runs, output_kernel, query_spectrum_kernel, run_block,
+                                               store_split, tuned_knobs, window_overread)
 from optimized.tiles_fit import Setting, fit_setting, tuned_range
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_triton_dtype
@@ -143,11 +143,7 @@ def _fused_kernel(
         m_i, l_i, acc = exact_split(Q, KE, VE, b, h, (split - n_ranges) * per, per, Le, sqb, sqh, sql, sqd, skb, skh,
                                     skl, skd, svb, svh, svl, svd, sm_scale, G, LQ, D, DT, PREC, BLOCK_M, BLOCK_D,
                                     BLOCK_T)
-        for n0 in range(0, NVP, BLOCK_N):  # an exact split holds no spectrum
-            ns = n0 + tl.arange(0, BLOCK_N)
-            zero = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
-            tl.store(spec_rows[:, None] + 2 * ns[None, :], zero)
-            tl.store(spec_rows[:, None] + 2 * ns[None, :] + 1, zero)
+        # an exact split holds no spectrum: the merge reads the ranges' only
     else:  # ------------------------------------------------------------------ a range of middle tiles
         t_base = split * RANGE_T * BLOCK_T
         t0 = t_base + tl.arange(0, RANGE_T) * BLOCK_T  # each tile's first phase
@@ -239,23 +235,30 @@ def _fused_kernel(
 
 @triton.jit
 def _spectrum_merge_kernel(
-    SPEC, MAX, SUM, F, sfb, sfr, Hkv, nv, n_ranges, num_splits,
-    G: tl.constexpr, LQ: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
-    NVP: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SO: tl.constexpr,
+    SPEC, MAX, SUM, F, PO, VKEPT, VSTART, VCOS, VSIN, LENS, sfb, sfr, Hkv, Ccv, Nv, nv, period, n_ranges,
+    num_splits, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, NVP: tl.constexpr, BLOCK_S: tl.constexpr,
+    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
 ):
-    """F[b, row, n] = sum_ranges e^{m_r - m} spectrum_r / l: the spectrum of the softmax's middle probabilities
-    (the output phase's F). F_0 is the middle's probability mass from the ranges' sums, exactly."""
+    """For one chunk of BLOCK_N frequencies of one (sequence, KV head):
+    F[b, row, n] = sum_ranges e^{m_r - m} spectrum_r / l, the spectrum of the softmax's middle probabilities (F_0 is
+    the middle's probability mass from the ranges' sums, exactly), and the chunk's share of the compressed V
+    channels before their scale (eq. values): PO[chunk, row, d] = sum_n w_n (Re F_n a'_n(d) - Im F_n b'_n(d)),
+    w_n = c_n / T. The output phase adds the chunks (output_kernel, PARTS), so no program loops over all 2N."""
     bh = tl.program_id(0)
+    chunk = tl.program_id(1)
     b = bh // Hkv
     h = bh % Hkv
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
     m, l_tot = merged_stats(MAX, SUM, bh, num_splits, BLOCK_M, BLOCK_S)
     rr = tl.arange(0, BLOCK_R)
     r_ok = rr < G * LQ
     m_r = tl.sum(tl.where(tl.arange(0, BLOCK_M)[:, None] == rr[None, :], m[:, None], 0.0), 0)  # m of rows < BLOCK_R
     l_r = tl.sum(tl.where(tl.arange(0, BLOCK_M)[:, None] == rr[None, :], l_tot[:, None], 0.0), 0)
-    ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    f_re = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
-    f_im = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
+    ns = chunk * BLOCK_N + tl.arange(0, BLOCK_N)
+    ks = 2 * chunk * BLOCK_N + tl.arange(0, 2 * BLOCK_N)  # the chunk's (Re, Im) pairs: one contiguous row
+    f = tl.zeros((BLOCK_R, 2 * BLOCK_N), dtype=tl.float32)
     mass = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for s0 in range(0, n_ranges, BLOCK_SO):
         ss = s0 + tl.arange(0, BLOCK_SO)
@@ -264,10 +267,9 @@ def _spectrum_merge_kernel(
         w = tl.exp(tl.load(MAX + part[:, None] * BLOCK_M + rr[None, :], mask=s_ok[:, None], other=-1.0e30)
                    - m_r[None, :])  # [BLOCK_SO, BLOCK_R]
         mass += tl.sum(w * tl.load(SUM + part[:, None] * BLOCK_M + rr[None, :], mask=s_ok[:, None], other=0.0), 0)
-        off = (part[:, None, None] * BLOCK_M + rr[None, :, None]) * (NVP * 2) + 2 * ns[None, None, :]
-        sm = s_ok[:, None, None]
-        f_re += tl.sum(w[:, :, None] * tl.load(SPEC + off, mask=sm, other=0.0), 0)
-        f_im += tl.sum(w[:, :, None] * tl.load(SPEC + off + 1, mask=sm, other=0.0), 0)
+        off = (part[:, None, None] * BLOCK_M + rr[None, :, None]) * (NVP * 2) + ks[None, None, :]
+        f += tl.sum(w[:, :, None] * tl.load(SPEC + off, mask=s_ok[:, None, None], other=0.0), 0)
+    f_re, f_im = tl.split(tl.reshape(f, (BLOCK_R, BLOCK_N, 2)))
     inv = 1.0 / l_r
     f_re = tl.where((ns == 0)[None, :], mass[:, None], f_re) * inv[:, None]
     f_im = tl.where((ns == 0)[None, :], 0.0, f_im) * inv[:, None]
@@ -275,6 +277,23 @@ def _spectrum_merge_kernel(
     fmask = r_ok[:, None] & (ns < nv)[None, :]
     tl.store(out, f_re, mask=fmask)
     tl.store(out + 1, f_im, mask=fmask)
+    # the chunk's share of the compressed V channels: a [rows, BLOCK_N] x [BLOCK_N, D] product, its rows padded to
+    # the tensor cores' BLOCK_M (rows past G * LQ are zero)
+    n_ok = ns < tl.minimum(Nv, period // 2 + 1)
+    w_n = tl.where(n_ok, tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0) / period, 0.0)
+    rows = tl.arange(0, BLOCK_M)
+    pad = ((rows[:, None] == rr[None, :]) & r_ok[None, :])[:, :, None]  # [BLOCK_M, BLOCK_R, 1]
+    a_re = tl.sum(tl.where(pad, (f_re * w_n[None, :])[None, :, :], 0.0), 1)
+    a_im = tl.sum(tl.where(pad, (f_im * w_n[None, :])[None, :, :], 0.0), 1)
+    ds = tl.arange(0, BLOCK_D)
+    vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
+    comp = (ds < D) & (vmap < 0)
+    coef = b * Ccv * Nv + tl.where(comp, -1 - vmap, 0)[None, :] * Nv + ns[:, None]
+    cmask = n_ok[:, None] & comp[None, :]
+    rec = tl.dot(a_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+    rec -= tl.dot(a_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+    po = PO + ((bh * tl.num_programs(1) + chunk) * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :]
+    tl.store(po, rec, mask=(rows < G * LQ)[:, None] & (ds < D)[None, :])
 
 
 # The module's own Triton kernels by name, for builds outside a launch (ci/compile_tiles_sm90.py); `run` launches
@@ -402,6 +421,10 @@ class TilesPlan:
         dev = q.device
         self.z = torch.zeros(b, hq * lq, max(self.nz, 1), 2, dtype=torch.float32, device=dev)
         self.f = torch.zeros(b, hq * lq, max(self.nv, 1), 2, dtype=torch.float32, device=dev)
+        # the merge's per-chunk shares of the compressed V channels, added by the output phase
+        self.n_chunks = triton.cdiv(self.nv, self.block_n) if self.cv else 0
+        self.po = torch.full((b * hkv, max(self.n_chunks, 1), self.block_m, self.block_d), float("nan"),
+                             dtype=torch.float32, device=dev)
         parts = b * hkv * self.splits + 8  # a NaN tail: a merge reading past the last split gets NaN
         nan = float("nan")
         self.sc = torch.full((parts, self.block_r * self.range_t * self.block_t), nan, dtype=torch.float32, device=dev)
@@ -461,20 +484,23 @@ class TilesPlan:
         block_s = splits_block(self.splits)
         block_so = min(self.merge_chunk, triton.next_power_of_2(self.splits))
         if upto >= 3 and self.cv:
-            _spectrum_merge_kernel[(grid_kv, triton.cdiv(self.nv, self.block_n))](
-                self.spec, self.mx, self.sm, self.f, self.f.stride(0), self.f.stride(1), self.hkv, self.nv,
-                self.n_ranges, self.splits, G=self.group, LQ=self.lq, BLOCK_M=self.block_m, BLOCK_R=self.block_r,
-                BLOCK_N=self.block_n, NVP=self.nvp, BLOCK_S=block_s, BLOCK_SO=block_so)
+            _spectrum_merge_kernel[(grid_kv, self.n_chunks)](
+                self.spec, self.mx, self.sm, self.f, self.po, self.v_kept, self.v_start, self.v_cos, self.v_sin,
+                self.lens_arg, self.f.stride(0), self.f.stride(1), self.hkv, self.cv, self.v_cos.shape[2], self.nv,
+                self.period, self.n_ranges, self.splits, **consts, VARLEN=self.lens is not None,
+                BLOCK_M=self.block_m, BLOCK_R=self.block_r, BLOCK_D=self.block_d, BLOCK_N=self.block_n,
+                NVP=self.nvp, BLOCK_S=block_s, BLOCK_SO=block_so, CPREC=self.coef_prec)
         res = self.result
         if upto < 4:
             return res
         output_kernel[(grid_kv, triton.cdiv(self.d, 16))](
-            self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.v_cos, self.v_sin,
-            self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv,
-            self.cv, self.v_cos.shape[2] if self.cv else 0, self.period, self.splits, **consts,
-            VARLEN=self.lens is not None,
+            self.acc, self.acc_kept, self.v_kept, self.v_start, self.mx, self.sm, self.f, self.po, self.v_cos,
+            self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1), *res.stride(),
+            self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.period, self.splits, self.n_chunks,
+            **consts, VARLEN=self.lens is not None,
             BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=16, BLOCK_N=16, BLOCK_VD=self.block_vd,
-            BLOCK_S=block_s, BLOCK_SO=block_so, CPREC=self.coef_prec, ALIGN=self.align)
+            BLOCK_S=block_s, BLOCK_SO=block_so, CPREC=self.coef_prec, ALIGN=self.align,
+            PARTS=min(16, triton.next_power_of_2(max(self.n_chunks, 1))))
         return res
 
 

@@ -33,7 +33,7 @@ def main() -> None:
     ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
     kinds = {"bf16": (tl.bfloat16, tl.bfloat16, None, None), "fp32": (tl.float32, tl.float32, "ieee", "tf32x3")}
     merge = dict(G=4, LQ=1, D=128, VARLEN=False, BLOCK_M=16, BLOCK_R=4, BLOCK_D=128, BLOCK_N=32, NVP=512, BLOCK_S=32,
-                 BLOCK_SO=8, CPREC="tf32x3")
+                 BLOCK_SO=8, CPREC="tf32x3", FOLD=True)
     for w in ints(args.warps):  # the merge reads float32 scratch and coefficients: one build per warp count
         k = build_sm90(tiles.KERNELS["spectrum merge"], merge, "fp32", w)
         print(f"spectrum merge {w} warps: {resources(k)}, Triton shared memory {k.metadata.shared} B")

@@ -22,7 +22,7 @@ def _inputs(op: str) -> dict:
 @pytest.mark.parametrize("knob, value, error", [
     ("range_t", 0, ValueError), ("range_t", 3, ValueError), ("block_t", 8, ValueError), ("block_t", 48, ValueError),
     ("exact_splits", 0, ValueError), ("num_warps", 0, ValueError), ("num_stages", 0, ValueError),
-    ("range_t", 2.0, TypeError),
+    ("range_t", 2.0, TypeError), ("fold", 1, TypeError),
 ])
 def test_bad_knobs_are_refused_by_name(op, knob, value, error):
     with pytest.raises(error, match=knob):
@@ -30,11 +30,12 @@ def test_bad_knobs_are_refused_by_name(op, knob, value, error):
 
 
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("block_t, range_t, exact_splits", [(16, 1, 2), (32, 4, 5)])
-def test_every_tile_and_range_size_computes_the_same_function(op, block_t, range_t, exact_splits):
+@pytest.mark.parametrize("block_t, range_t, exact_splits, fold", [(16, 1, 2, True), (32, 4, 5, False),
+                                                                   (16, 2, 1, False)])
+def test_every_tile_and_range_size_computes_the_same_function(op, block_t, range_t, exact_splits, fold):
     x = _inputs(op)
     want = get_impl(op, "coefficients")(**x)
-    got = get_impl(op, "triton_tiles")(**x, block_t=block_t, range_t=range_t, exact_splits=exact_splits)
+    got = get_impl(op, "triton_tiles")(**x, block_t=block_t, range_t=range_t, exact_splits=exact_splits, fold=fold)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)
 
 

@@ -8,10 +8,11 @@
 #          FlashInfer where it imports;
 #   variants the spectral kernel at the target cells with a 7-smooth period (and with heads' kept runs aligned to 8
 #          channels) and with a power-of-two period, each run with SDPA again (--rerun) so every ratio is of one run;
-#   tunetiles ci/tune_fourier_tiles.py: the token-major kernel's knobs (block_t, range_t, num_warps) at the target
-#          cells beside SDPA-flash, and the phases of the best -> runs/tiles_tuning.json, which the tiles step uses
-#          (LONGCTX_TILES_TUNING); commit it as optimized/tiles_tuning.json afterwards;
-#   tiles    the token-major kernel (triton_fourier_tiles): gpu-profile conformance, then the target cells beside
+#   tunetiles ci/tune_fourier_tiles.py: the token-major kernel's knobs (block_t, range_t, num_warps, num_stages,
+#          then fold) at the target cells beside SDPA-flash, and the phases of the best -> runs/tiles_tuning.json,
+#          which the tiles step uses (LONGCTX_TILES_TUNING); commit it as optimized/tiles_tuning.json afterwards;
+#   tiles    the token-major kernel (triton_fourier_tiles): gpu-profile conformance (uniform and varlen ops; give it
+#          CONFORM_S=200 on a fresh machine, the builds take 100 s), then the target cells beside
 #          SDPA-flash and the spectral kernel, random kept sets and runs aligned to 8 (TILES_VARIANTS);
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
@@ -79,9 +80,11 @@ if [[ "$steps" == *,tiles,* ]]; then
   # timed at the target cells beside SDPA-flash and the spectral kernel, on the paper's period with random kept
   # sets and with kept runs aligned to 8 channels (each run with SDPA again, so every ratio is of one run).
   echo "== token-major kernel: conformance, then the target cells"
-  timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op fourier_decode_attention --impl triton_tiles --profile gpu \
-    --seed 0 --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
-    | grep -Ev "^[a-z_]+ +pass *$" || rc=1
+  for op in fourier_decode_attention fourier_decode_attention_varlen; do
+    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl triton_tiles --profile gpu --seed 0 \
+      --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
+      | grep -Ev "^[a-z_]+ +pass *$" || rc=1
+  done
   IFS=';' read -ra variants <<< "${TILES_VARIANTS:-;--kept-align 8}"
   for variant in "${variants[@]}"; do
     for grid in "1 4096,32768,131072" "8 32768"; do

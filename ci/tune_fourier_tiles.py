@@ -1,6 +1,6 @@
 """Knob sweep of the token-major FlashFourierAttention (triton_tiles) on a GPU: latency per (block_t, range_t,
-num_warps, num_stages, exact_splits) and per phase of the best, beside SDPA-flash on the full cache, LLaMA-3-8B
-decode shapes, bf16, one run.
+num_warps, num_stages, exact_splits), the best with `fold` on and off, and the phases of the best, beside SDPA-flash
+on the full cache, LLaMA-3-8B decode shapes, bf16, one run.
 
     PYTHONPATH=. python ci/tune_fourier_tiles.py [--out tune_tiles.json] [--table optimized/tiles_tuning.json]
         [--cases 1x32768,8x32768,1x131072,1x4096] [--kept-align 1]
@@ -58,6 +58,13 @@ def main() -> None:
         if best is None:
             continue
         ms, knobs = best
+        # the fold (the merge's per-chunk V products) both ways at the best setting, on this one run
+        folds = {fold: graph_ms(planned_tiles(**knobs, fold=fold), rot.sets) for fold in (True, False)}
+        print("  fold: " + ", ".join(f"{f} {1000 * t:.1f} us" for f, t in folds.items()), flush=True)
+        rows.append({"batch": batch, "context": context, **knobs,
+                     "fold_us": {str(f): 1000 * t for f, t in folds.items()}})
+        knobs = {**knobs, "fold": min(folds, key=folds.get)}
+        ms = min(ms, min(folds.values()))
         phases = {p: 1000 * t for p, t in phase_times(graph_ms, rot.sets, **knobs).items()}
         print(f"  best {1000 * ms:.1f} us {knobs}; phases (us): "
               + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()), flush=True)

@@ -19,8 +19,9 @@ pairs as rows, G x RANGE_T = 64 for LLaMA's G = 4, so they fill tensor-core tile
 3. the range's probabilities exp(s - m) times the basis transposed, rotated back per tile and summed over the
    range: the range's spectrum, written with its (max, sum, kept output) like a split of flash decoding.
 Other programs run the exact sinks and local window. `_spectrum_merge_kernel` merges the ranges' spectra by
-log-sum-exp into the normalized F, and the spectral kernel's output phase (reused) merges the kept outputs and adds
-the compressed V channels from F. Per middle token a program reads the kept channels once; the basis (2N x
+log-sum-exp into the normalized F, one program per chunk of 32 frequencies, and (`fold`) multiplies its chunk by the
+V coefficients. The spectral kernel's output phase (reused) merges the kept outputs and adds the compressed V
+channels: the merge's per-chunk products, or without `fold` its own loop over F. Per middle token a program reads the kept channels once; the basis (2N x
 BLOCK_T, from L2) is read twice per range, not per token, and no length-T buffer exists.
 
 Operands of the basis products: bfloat16 for 16-bit inputs (the plan's measured error at LLaMA-3-8B shapes is
@@ -355,7 +356,7 @@ class TilesPlan:
         if not chosen:  # no knob: this GPU's tuned ones
             tuned = tuned_knobs(q.device, b * hkv, int(mid_len), TUNING_FILE, "LONGCTX_TILES_TUNING")
             block_t, exact_splits, num_warps = tuned.get("block_t"), tuned.get("exact_splits"), tuned.get("num_warps")
-            num_stages = tuned.get("num_stages")
+            num_stages, fold = tuned.get("num_stages"), tuned.get("fold")
         self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_triton_tiles")
         self.q, self.k_exact, self.v_exact = q, k_exact, v_exact
         k_mid, k_kept, k_comp, *kc = k_args

@@ -50,7 +50,9 @@ from reference.ops.fourier_period import PERIOD_MODES, choose_period
 from reference.ops.fourier_update import stream_update_unchecked
 
 OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
-ATTEND_IMPLS = {"reference": "coefficients", "triton": "triton_spectral"}  # attention backend -> decode implementation
+# attention backend -> decode implementation; on a GPU the token-major kernel (faster than the spectral one at every
+# target cell of the H100 runs of 2026-12-06, docs/fourier-attention.md)
+ATTEND_IMPLS = {"reference": "coefficients", "triton": "triton_tiles"}
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:

@@ -48,10 +48,11 @@ def test_a_tuned_table_entry_is_used_and_kept_within_the_pair_minimum(monkeypatc
     from reference.ops.fourier_cache import make_fourier_cache
 
     monkeypatch.setattr(tiles, "tuned_knobs", lambda *a: {"block_t": 16, "range_t": tuned_range, "num_warps": 4,
-                                                          "exact_splits": 3})
+                                                          "exact_splits": 3, "fold": group == 1})
     x = make_fourier_cache(1, 2 * group, 2, 16, 150, 9, n_init=2, n_local=12, dtype=torch.float32, device="cpu",
                            seed=group)
     plan = tiles.tiles_plan(**x)
     assert (plan.block_t, plan.range_t, plan.exact_splits, plan.num_warps) == (16, want_range, 3, 4)
+    assert plan.fold == (group == 1)  # the sweep's fold is taken too
     torch.testing.assert_close(plan.run(), get_impl("fourier_decode_attention", "coefficients")(**x),
                                atol=2e-5, rtol=2e-5)

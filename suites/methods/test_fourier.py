@@ -148,7 +148,7 @@ def test_decode_attention_through_the_state_equals_dense_attention_over_the_reco
         torch.testing.assert_close(state.attend(q, scale).double(), want, atol=1e-5, rtol=1e-5)
     assert state.plan is not None
     torch.testing.assert_close(state.attend(q, scale, impl="torch").double(), want, atol=1e-4, rtol=1e-4)
-    # "triton" is the spectral kernel (the interpreter on a CPU): the GPU decode path of the method.
+    # "triton" is the token-major kernel (the interpreter on a CPU): the GPU decode path of the method.
     torch.testing.assert_close(state.attend(q, scale, impl="triton").double(), want, atol=1e-4, rtol=1e-4)
 
 

@@ -30,7 +30,8 @@ def test_bad_knobs_are_refused_by_name(op, knob, value, error):
 
 
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("block_t, range_t, exact_splits, fold", [(16, 1, 2, True), (32, 4, 5, False)])
+@pytest.mark.parametrize("block_t, range_t, exact_splits, fold", [(16, 1, 2, True), (32, 4, 5, False),
+                                                                   (16, 2, 1, False)])
 def test_every_tile_and_range_size_computes_the_same_function(op, block_t, range_t, exact_splits, fold):
     x = _inputs(op)
     want = get_impl(op, "coefficients")(**x)

@@ -353,10 +353,11 @@ class TilesPlan:
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         tuned = {}
         chosen = not (range_t is block_t is exact_splits is num_warps is num_stages is None)
+        tiles_chosen = not (range_t is block_t is num_stages is None)  # the caller's tile setting: never changed
         if not chosen:  # no knob: this GPU's tuned ones
             tuned = tuned_knobs(q.device, b * hkv, int(mid_len), TUNING_FILE, "LONGCTX_TILES_TUNING")
             block_t, exact_splits, num_warps = tuned.get("block_t"), tuned.get("exact_splits"), tuned.get("num_warps")
-            num_stages, fold = tuned.get("num_stages"), tuned.get("fold")
+            num_stages, fold = tuned.get("num_stages"), fold if fold is not None else tuned.get("fold")
         self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_triton_tiles")
         self.q, self.k_exact, self.v_exact = q, k_exact, v_exact
         k_mid, k_kept, k_comp, *kc = k_args
@@ -413,7 +414,7 @@ class TilesPlan:
         self._exact_knob, self._fold_knob = exact_splits, fold
         self._layout()
         if q.is_cuda:  # a real launch (not an offline build): the setting must fit this GPU's shared memory
-            self._fit(chosen)
+            self._fit(tiles_chosen)
 
     def _layout(self) -> None:
         """What depends on the tile setting (block_t, range_t): the ranges and splits, the tile basis, scratch."""

@@ -101,3 +101,24 @@ def test_the_plan_relays_its_buffers_for_the_setting_that_fits(monkeypatch):
     assert (plan.block_t, plan.range_t, plan.num_stages) == (128, 2, 1)
     assert plan.sc.shape[1] == 32 * 2 * 128 and plan.n_ranges == -(-1807 // 256)
     assert built[-1][0] == (3 * 8, plan.n_ranges + plan.exact_splits)
+
+
+def test_only_a_chosen_tile_setting_is_refused_and_a_chosen_fold_is_kept(monkeypatch):
+    """A fold given alone keeps the tuned tile setting (which may still step down) and wins over the tuned fold."""
+    monkeypatch.setattr(tiles, "tuned_knobs", lambda *a, **k: {"block_t": 128, "range_t": 32, "num_warps": 8,
+                                                                "exact_splits": 4, "fold": True})
+    x = get_op("fourier_decode_attention_varlen").make_inputs(RAISED, torch.float32, torch.device("cpu"))
+    k = ("k_mid_kept", "k_kept_idx", "k_comp_idx", "k_cos", "k_sin", "k_scale", "k_shift")
+    lens = torch.stack([x["exact_lens"], x["mid_lens"], x["periods"]], 1).to(torch.int32).contiguous()
+    seen = []
+    monkeypatch.setattr(tiles.TilesPlan, "_fit", lambda self, chosen: seen.append(chosen))
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda t: True))  # as a GPU plan would run its fit
+    for knobs, chosen in (({"fold": False}, False), ({"num_stages": 2}, True)):
+        plan = tiles.TilesPlan(x["q"], x["k_exact"], x["v_exact"], tuple(x[n] for n in k),
+                               tuple(x["v" + n[1:]] for n in k), x["k_mid_kept"].shape[1], x["periods"].tolist(),
+                               None, None, None, knobs.get("block_t"), None, None, lens=lens, compiled=True,
+                               num_stages=knobs.get("num_stages"), fold=knobs.get("fold"))
+        assert seen[-1] is chosen
+        if "fold" in knobs:  # the tuned setting (range shortened to the tuned pairs), the caller's fold
+            assert (plan.block_t, plan.range_t, plan.fold) == (128, 4, False)
+    assert seen == [False, True]

@@ -414,7 +414,7 @@ class TilesPlan:
         self._exact_knob, self._fold_knob = exact_splits, fold
         self._layout()
         if q.is_cuda:  # a real launch (not an offline build): the setting must fit this GPU's shared memory
-            self._fit(tiles_chosen)
+            self.fit_shared_memory(tiles_chosen)
 
     def _layout(self) -> None:
         """What depends on the tile setting (block_t, range_t): the ranges and splits, the tile basis, scratch."""
@@ -454,7 +454,7 @@ class TilesPlan:
         self.sm = torch.full_like(self.mx, nan)
         self.spec = torch.full((parts, self.block_m, self.nvp, 2), nan, dtype=torch.float32, device=dev)
 
-    def _fit(self, chosen: bool) -> None:
+    def fit_shared_memory(self, chosen: bool) -> None:
         """Step the tile setting down until the fused pass's build fits the GPU's shared memory (tiles_fit);
         a setting the caller chose is refused instead. Builds (without launching) through Triton's cache, so the
         first run launches what was built here."""

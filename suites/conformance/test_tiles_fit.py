@@ -95,7 +95,7 @@ def test_the_plan_relays_its_buffers_for_the_setting_that_fits(monkeypatch):
 
     monkeypatch.setitem(tiles.KERNELS, "fused", Kernel())
     monkeypatch.setattr(tiles, "shared_memory_limit", lambda device: 100_000)
-    plan._fit(chosen=False)
+    plan.fit_shared_memory(chosen=False)
     # 128 x 4 x 3 stages: 262144 > limit; 2 stages 196608; 1 stage 131072; then range 2: 65536 fits
     assert [b[1:] for b in built] == [(128, 4, 3), (128, 4, 2), (128, 4, 1), (128, 2, 1)]
     assert (plan.block_t, plan.range_t, plan.num_stages) == (128, 2, 1)
@@ -111,7 +111,7 @@ def test_only_a_chosen_tile_setting_is_refused_and_a_chosen_fold_is_kept(monkeyp
     k = ("k_mid_kept", "k_kept_idx", "k_comp_idx", "k_cos", "k_sin", "k_scale", "k_shift")
     lens = torch.stack([x["exact_lens"], x["mid_lens"], x["periods"]], 1).to(torch.int32).contiguous()
     seen = []
-    monkeypatch.setattr(tiles.TilesPlan, "_fit", lambda self, chosen: seen.append(chosen))
+    monkeypatch.setattr(tiles.TilesPlan, "fit_shared_memory", lambda self, chosen: seen.append(chosen))
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda t: True))  # as a GPU plan would run its fit
     for knobs, chosen in (({"fold": False}, False), ({"num_stages": 2}, True)):
         plan = tiles.TilesPlan(x["q"], x["k_exact"], x["v_exact"], tuple(x[n] for n in k),

@@ -119,8 +119,8 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
     fused = dict(G=2, LQ=1, D=16, DT=tl.bfloat16, BT_DT=tl.bfloat16, PREC=None, CPREC=None, BLOCK_M=16, BLOCK_R=2,
                  BLOCK_D=16, BLOCK_T=16, RANGE_T=8, BLOCK_N=16, BLOCK_KD=16, BLOCK_VD=16, NVP=16, ALIGN=1,
                  FAST_TRIG=True, EMUL_BF16=False)
-    merge = dict(G=2, LQ=1, D=16, VARLEN=True, BLOCK_M=16, BLOCK_R=2, BLOCK_D=16, BLOCK_N=16, NVP=16, BLOCK_S=16, BLOCK_SO=8,
-                 CPREC="tf32x3", FOLD=True)
+    merge = dict(G=2, LQ=1, D=16, VARLEN=True, BLOCK_M=16, BLOCK_R=2, BLOCK_D=16, BLOCK_N=16, NVP=16, BLOCK_S=16,
+                 BLOCK_SO=8, CPREC="tf32x3", FOLD=True)
     return [("fused", KERNELS["fused"], {**fused, "VARLEN": False}),
             ("fused varlen", KERNELS["fused"], {**fused, "VARLEN": True}),
             ("spectrum merge", KERNELS["spectrum merge"], merge)]

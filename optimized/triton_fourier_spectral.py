@@ -281,6 +281,23 @@ def _probabilities_kernel(
 
 # ---------------------------------------------------------------- 6. output
 @triton.jit
+def irfft_weights(ns, period):
+    """w_n = c_n / T of the inverse real transform (eq. values): 1 / T at n = 0 and n = T/2, else 2 / T."""
+    return tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0) / period
+
+
+@triton.jit
+def add_v_products(rec, a_re, a_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC: tl.constexpr):
+    """rec + a_re @ a'[ns, ci] - a_im @ b'[ns, ci]: one chunk of frequencies ns of the compressed V channels ci
+    (where comp) of sequence b, from the V coefficients [b, Ccv, Nv] (eq. values)."""
+    coef = b * Ccv * Nv + ci[None, :] * Nv + ns[:, None]
+    cmask = n_ok[:, None] & comp[None, :]
+    rec += tl.dot(a_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+    rec -= tl.dot(a_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+    return rec
+
+
+@triton.jit
 def output_kernel(
     ACC, ACCK, VKEPT, VSTART, MAX, SUM, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits, n_chunks,
@@ -340,13 +357,10 @@ def output_kernel(
             ns = n0 + tl.arange(0, BLOCK_N)
             n_ok = ns < nv
             fmask = row_ok[:, None] & n_ok[None, :]
-            w_n = tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0) / period
+            w_n = irfft_weights(ns, period)
             f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
             f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
-            coef = b * Ccv * Nv + ci[None, :] * Nv + ns[:, None]
-            cmask = n_ok[:, None] & comp[None, :]
-            rec += tl.dot(f_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
-            rec -= tl.dot(f_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+            rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
     p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0 = sum of the middle's probabilities
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)

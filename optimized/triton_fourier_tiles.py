@@ -41,9 +41,10 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 from optimized.triton_fourier import merged_stats, splits_block
-from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, exact_split, kept_alignment,
-                                               kept_runs, output_kernel, query_spectrum_kernel, run_block,
-                                               store_split, tuned_knobs, window_overread)
+from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, check_plan_inputs, exact_split,
+                                               irfft_weights, kept_alignment, kept_runs, output_kernel,
+                                               query_spectrum_kernel, run_block, store_split, tuned_knobs,
+                                               window_overread)
 from optimized.tiles_fit import Setting, fit_setting, tuned_range
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_triton_dtype
@@ -290,7 +291,7 @@ def _chunk_values(f_re, f_im, ns, rr, r_ok, b, h, bh, chunk, period, PO, VKEPT, 
     """PO[chunk] = this chunk's share of the compressed V channels: a [rows, BLOCK_N] x [BLOCK_N, D] product, its
     rows padded to the tensor cores' BLOCK_M (rows past G * LQ are zero)."""
     n_ok = ns < tl.minimum(Nv, period // 2 + 1)
-    w_n = tl.where(n_ok, tl.where((ns == 0) | (2 * ns == period), 1.0, 2.0) / period, 0.0)
+    w_n = tl.where(n_ok, irfft_weights(ns, period), 0.0)
     rows = tl.arange(0, BLOCK_M)
     pad = ((rows[:, None] == rr[None, :]) & r_ok[None, :])[:, :, None]  # [BLOCK_M, BLOCK_R, 1]
     a_re = tl.sum(tl.where(pad, (f_re * w_n[None, :])[None, :, :], 0.0), 1)
@@ -298,10 +299,8 @@ def _chunk_values(f_re, f_im, ns, rr, r_ok, b, h, bh, chunk, period, PO, VKEPT, 
     ds = tl.arange(0, BLOCK_D)
     vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
     comp = (ds < D) & (vmap < 0)
-    coef = b * Ccv * Nv + tl.where(comp, -1 - vmap, 0)[None, :] * Nv + ns[:, None]
-    cmask = n_ok[:, None] & comp[None, :]
-    rec = tl.dot(a_re, tl.load(VCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
-    rec -= tl.dot(a_im, tl.load(VSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
+    rec = add_v_products(tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32), a_re, a_im, ns, n_ok,
+                         tl.where(comp, -1 - vmap, 0), comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
     po = PO + ((bh * tl.num_programs(1) + chunk) * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :]
     tl.store(po, rec, mask=(rows < G * LQ)[:, None] & (ds < D)[None, :])
 
@@ -411,14 +410,28 @@ class TilesPlan:
         self.result = out if out is not None else torch.empty_like(q)
         self.merge_chunk = 8 if gpu else 2
         self.lens_arg = lens if lens is not None else self.k_start  # any int32 tensor: not read unless VARLEN
-        self._exact_knob, self._fold_knob = exact_splits, fold
+        dev = q.device
+        self.z = torch.zeros(b, hq * lq, max(self.nz, 1), 2, dtype=torch.float32, device=dev)
+        self.f = torch.zeros(b, hq * lq, max(self.nv, 1), 2, dtype=torch.float32, device=dev)
+        # the merge's per-chunk shares of the compressed V channels, added by the output phase
+        self.n_chunks = triton.cdiv(self.nv, self.block_n) if self.cv else 0
+        # fold: the merge also takes each chunk's share of the compressed V channels, so the output phase has no
+        # loop over the 2N frequencies. On an H100 (2ab1e55) that saved 4-5 us per step at batch 1 and cost ~30 us
+        # at 8 x 32k, where the merge's 1024 programs carry the products: by default, fold while one wave holds them.
+        if fold is None:
+            sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else None
+            fold = sms is None or b * hkv * self.n_chunks <= sms
+        self.fold = fold
+        self.po = torch.full((b * hkv, max(self.n_chunks, 1), self.block_m, self.block_d), float("nan"),
+                             dtype=torch.float32, device=dev)
+        self._exact_knob = exact_splits
         self._layout()
         if q.is_cuda:  # a real launch (not an offline build): the setting must fit this GPU's shared memory
             self.fit_shared_memory(tiles_chosen)
 
     def _layout(self) -> None:
         """What depends on the tile setting (block_t, range_t): the ranges and splits, the tile basis, scratch."""
-        q, gpu, b, hq, lq, hkv = self.q, self.compiled, self.b, self.hq, self.lq, self.hkv
+        q, gpu, b, hkv = self.q, self.compiled, self.b, self.hkv
         self.n_ranges = triton.cdiv(self.mid_len, self.block_t * self.range_t)
         self.exact_splits = self._exact_knob or (max(1, min(4, triton.cdiv(self.le, self.block_t))) if gpu else 2)
         self.splits = self.n_ranges + self.exact_splits
@@ -432,19 +445,6 @@ class TilesPlan:
             self.bcos, self.bsin = (torch.stack([t[i] for t in tables]) for i in (0, 1))
             self.basis_stride = nb * self.block_t
         dev = q.device
-        self.z = torch.zeros(b, hq * lq, max(self.nz, 1), 2, dtype=torch.float32, device=dev)
-        self.f = torch.zeros(b, hq * lq, max(self.nv, 1), 2, dtype=torch.float32, device=dev)
-        # the merge's per-chunk shares of the compressed V channels, added by the output phase
-        self.n_chunks = triton.cdiv(self.nv, self.block_n) if self.cv else 0
-        # fold: the merge also takes each chunk's share of the compressed V channels, so the output phase has no
-        # loop over the 2N frequencies. On an H100 (2ab1e55) that saved 4-6 us per step at batch 1 and cost ~30 us
-        # at 8 x 32k, where the merge's 1024 programs carry the products: by default, fold while one wave holds them.
-        self.fold = self._fold_knob
-        if self.fold is None:
-            sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else None
-            self.fold = sms is None or b * hkv * self.n_chunks <= sms
-        self.po = torch.full((b * hkv, max(self.n_chunks, 1), self.block_m, self.block_d), float("nan"),
-                             dtype=torch.float32, device=dev)
         parts = b * hkv * self.splits + 8  # a NaN tail: a merge reading past the last split gets NaN
         nan = float("nan")
         self.sc = torch.full((parts, self.block_r * self.range_t * self.block_t), nan, dtype=torch.float32, device=dev)

@@ -15,6 +15,23 @@ def profile(request) -> str:
 
 
 @pytest.fixture
+def cli_main(capsys):
+    """`python -m harness ARGS` as `harness.cli.main` (all that `python -m harness` runs) in this process, returning
+    (exit code, stderr): for calls refused before anything is checked, without a new interpreter importing torch,
+    Triton and transformers for each."""
+    from harness.cli import main
+
+    def run(*args: str) -> tuple[int, str]:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+        return code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture
 def device() -> str:
     return default_device()
 

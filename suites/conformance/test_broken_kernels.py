@@ -1,7 +1,7 @@
 """Conformance rejects each deliberately broken kernel of fixtures/kernels for the property it breaks, through
 `conform(...)` and through `python -m harness conform` (exit 1, the property named, a report in the store); the
-CLI exits 2 on a function it cannot import or call (checked through `harness.cli.main` in this process) and 0
-on a good one.
+CLI exits 2 on a function it cannot import or call (checked through `harness.cli.main` in this process: the
+`cli_main` fixture) and 0 on a good one.
 
 The Triton fixtures run in-process only where Triton can run them (TRITON_INTERPRET=1 or a GPU); the CLI
 subprocesses set the interpreter themselves on the CPU.
@@ -45,19 +45,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "harness", "conform", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def _cli_in_process(args, capsys) -> tuple[int, str]:
-    """`python -m harness conform ARGS` as `harness.cli.main` (all that `python -m harness` runs) in this process: the
-    exit code and stderr of a call refused before anything is checked, without a new interpreter importing torch,
-    Triton and transformers for it (the exit-1 and exit-0 tests above and below run the real subprocess)."""
-    from harness.cli import main
-
-    try:
-        code = main(["conform", *args])
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def _records(results: Path) -> list[dict]:
@@ -144,15 +131,14 @@ def test_cli_passes_a_good_impl(tmp_path):
     ("fixtures.kernels.fourier_sin_cos_swapped:reconstruct", ["does not accept the arguments", "missing ['q', 'k', 'v'"]),
     ("not-a-path", ["package.module:function"]),
 ], ids=["unimportable", "no-function", "wrong-signature", "malformed"])
-def test_cli_exit_2_names_what_is_wrong(impl, words, tmp_path, capsys):
-    code, err = _cli_in_process(["--op", "attention", "--impl", impl, "--device", "cpu", "--results", str(tmp_path)],
-                                capsys)
+def test_cli_exit_2_names_what_is_wrong(impl, words, tmp_path, cli_main):
+    code, err = cli_main("conform", "--op", "attention", "--impl", impl, "--device", "cpu", "--results", str(tmp_path))
     assert code == 2, err
     assert all(w in err for w in words), err
     assert not (tmp_path / "conformance.jsonl").exists()
 
 
-def test_cli_exit_2_on_unknown_op(tmp_path, capsys):
-    code, err = _cli_in_process(["--op", "no_such_op", "--impl", "optimized.torch_attention:attention_torch",
-                                 "--results", str(tmp_path)], capsys)
+def test_cli_exit_2_on_unknown_op(tmp_path, cli_main):
+    code, err = cli_main("conform", "--op", "no_such_op", "--impl", "optimized.torch_attention:attention_torch",
+                         "--results", str(tmp_path))
     assert code == 2 and "--op 'no_such_op' is not a registered op" in err, err

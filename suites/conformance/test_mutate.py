@@ -200,16 +200,9 @@ def test_cli_reports_and_stores(tmp_path):
     (["--impl", "triton", "--op", "no_such_op"], ["not a registered op"]),
     (["--impl", "fixtures.kernels.wrong_gqa_heads:attention", "--max-mutants", "0"], ["--max-mutants"]),
 ], ids=["registered-without-op", "unimportable", "unknown-op", "zero-mutants"])
-def test_cli_exit_2_names_what_is_wrong(args, words, capsys):
-    # `python -m harness mutate ARGS` as harness.cli.main in this process: refused before anything runs, so a new
-    # interpreter importing torch and Triton adds nothing (test_cli_reports_and_stores runs the real subprocess).
-    from harness.cli import main
-
-    try:
-        code = main(["mutate", *args])
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    err = capsys.readouterr().err
+def test_cli_exit_2_names_what_is_wrong(args, words, cli_main):
+    # in this process: refused before anything runs (test_cli_reports_and_stores runs the real subprocess)
+    code, err = cli_main("mutate", *args)
     assert code == 2, err
     assert all(w in err for w in words), err
 

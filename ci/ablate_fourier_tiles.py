@@ -3,7 +3,7 @@ compressed-score product cut to one 32-frequency chunk, with its probability-spe
 with both cut (what is left is the kept-channel stream, the exact tokens and the launch). Timing only: a cut plan's
 output is wrong by construction and never checked. LLaMA-3-8B decode shapes, bf16, the kernel's (tuned) knobs.
 
-    PYTHONPATH=. python ci/ablate_fourier_tiles.py [--cases 1x32768,8x32768] [--out ablation.json]
+    PYTHONPATH=. python ci/ablate_fourier_tiles.py [--cases 1x32768,8x32768] [--kept-align 8] [--out ablation.json]
 """
 from __future__ import annotations
 
@@ -41,18 +41,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="1x32768,8x32768")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--kept-align", type=int, default=8, help="the cache's kept runs aligned to this (the bench's "
+                    "--kept-align; 1: random kept sets)")
     args = ap.parse_args()
     rows = []
     for case in args.cases.split(","):
         batch, context = map(int, case.split("x"))
-        cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda", kept_pad=64)
+        cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda", kept_pad=64,
+                                   kept_align=args.kept_align)
         rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
         plan = tiles_plan(**cache)
         knobs = {"block_t": plan.block_t, "range_t": plan.range_t, "num_warps": plan.num_warps,
                  "programs": plan.b * plan.hkv * plan.splits}
         for name, cut in CUTS.items():
             us = fused_us(rot.sets, cut)
-            rows.append({"batch": batch, "context": context, "cut": name, "fused_us": us, **knobs})
+            rows.append({"batch": batch, "context": context, "kept_align": args.kept_align, "cut": name, "fused_us": us, **knobs})
             print(f"{batch}x{context} {knobs}: fused pass, {name}: {us:.1f} us", flush=True)
         del cache, rot
         torch.cuda.empty_cache()

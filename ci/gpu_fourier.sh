@@ -14,11 +14,14 @@
 #   tiles    the token-major kernel (triton_fourier_tiles): gpu-profile conformance (uniform and varlen ops; give it
 #          CONFORM_S=200 on a fresh machine, the builds take 100 s), then the target cells beside
 #          SDPA-flash and the spectral kernel, random kept sets and runs aligned to 8 (TILES_VARIANTS);
+#   probe    ci/probe_kept_stream.py: the kept middle rows streamed per KV head (today's kernels) and as whole rows,
+#          beside a device copy -> $OUT/probe_kept_stream.json;
+#   ablate   ci/ablate_fourier_tiles.py: the token-major fused pass with its frequency loops cut -> $OUT/ablation.json;
 #   conform  both Fourier decode kernels (rebuild `triton`, coefficient-space `triton_spectral`) in the gpu profile
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,variants,tunetiles,tiles,conform (default all); VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
+# them. STEPS=tune,bench,variants,tunetiles,tiles,probe,ablate,conform (default all but probe and ablate); TILES_CONFORM=0 skips the tiles step's conformance; VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
 # grid, 40 per kernel).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
@@ -81,6 +84,7 @@ if [[ "$steps" == *,tiles,* ]]; then
   # sets and with kept runs aligned to 8 channels (each run with SDPA again, so every ratio is of one run).
   echo "== token-major kernel: conformance, then the target cells"
   for op in fourier_decode_attention fourier_decode_attention_varlen; do
+    [ "${TILES_CONFORM:-1}" = 0 ] && break
     timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl triton_tiles --profile gpu --seed 0 \
       --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
       | grep -Ev "^[a-z_]+ +pass *$" || rc=1
@@ -95,6 +99,16 @@ if [[ "$steps" == *,tiles,* ]]; then
     done
   done
   keep
+fi
+
+if [[ "$steps" == *,probe,* ]]; then
+  echo "== the kept rows streamed per head and as whole rows"
+  timeout "${PROBE_S:-150}" "$PY" ci/probe_kept_stream.py --out "${OUT:-runs}/probe_kept_stream.json" || rc=1
+fi
+
+if [[ "$steps" == *,ablate,* ]]; then
+  echo "== the token-major fused pass with its frequency loops cut"
+  timeout "${ABLATE_S:-120}" "$PY" ci/ablate_fourier_tiles.py --out "${OUT:-runs}/ablation.json" || rc=1
 fi
 
 if [[ "$steps" == *,conform,* ]]; then

@@ -14,6 +14,9 @@
 #   tiles    the token-major kernel (triton_fourier_tiles): gpu-profile conformance (uniform and varlen ops; give it
 #          CONFORM_S=200 on a fresh machine, the builds take 100 s), then the target cells beside
 #          SDPA-flash and the spectral kernel, random kept sets and runs aligned to 8 (TILES_VARIANTS);
+#   lowrank  the low-rank kernel (triton_fourier_lowrank): its knob sweep (ci/tune_fourier_lowrank.py ->
+#          $OUT/tune_lowrank.json), gpu-profile conformance of both ops unless LOWRANK_CONFORM=0, then the target
+#          cells beside SDPA-flash and the token-major kernel (runs aligned to 8) unless LOWRANK_BENCH=0;
 #   probe    ci/probe_kept_stream.py: the kept middle rows streamed per KV head (today's kernels) and as whole rows,
 #          beside a device copy -> $OUT/probe_kept_stream.json;
 #   ablate   ci/ablate_fourier_tiles.py: the token-major fused pass with its frequency loops cut -> $OUT/ablation.json;
@@ -21,7 +24,7 @@
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,variants,tunetiles,tiles,probe,ablate,conform (default all but probe and ablate); TILES_CONFORM=0 skips the tiles step's conformance; VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
+# them. STEPS=tune,bench,variants,tunetiles,tiles,lowrank,probe,ablate,conform (default all but lowrank, probe and ablate); TILES_CONFORM=0 skips the tiles step's conformance; VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
 # grid, 40 per kernel).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
@@ -97,6 +100,26 @@ if [[ "$steps" == *,tiles,* ]]; then
         --batches "$1" --impls sdpa_flash,triton_fourier_spectral,triton_fourier_tiles --rerun $variant \
         --results "$RESULTS" || rc=1
     done
+  done
+  keep
+fi
+
+if [[ "$steps" == *,lowrank,* ]]; then
+  echo "== low-rank kernel: knob sweep, conformance, the target cells"
+  [ "${LOWRANK_TUNE:-1}" = 0 ] || timeout "${TUNE_LOWRANK_S:-200}" "$PY" ci/tune_fourier_lowrank.py \
+    --out "${OUT:-runs}/tune_lowrank.json" || rc=1
+  for op in fourier_decode_attention fourier_decode_attention_varlen; do
+    [ "${LOWRANK_CONFORM:-1}" = 0 ] && break
+    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl triton_lowrank --profile gpu --seed 0 \
+      --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
+      | grep -Ev "^[a-z_]+ +pass *$" || rc=1
+  done
+  for grid in "1 4096,32768,131072" "8 32768"; do
+    [ "${LOWRANK_BENCH:-1}" = 0 ] && break
+    set -- $grid
+    timeout -s INT 90 "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b --contexts "$2" \
+      --batches "$1" --impls sdpa_flash,triton_fourier_tiles,triton_fourier_lowrank --rerun --kept-align 8 \
+      --results "$RESULTS" || rc=1
   done
   keep
 fi

@@ -28,7 +28,7 @@ Operands of the basis products: bfloat16 for 16-bit inputs (the plan's measured 
 1/150 of a bfloat16 output's rounding; ci/emulate_tokenmajor.py), float32 as 3xTF32 for float32 inputs. The n = 0
 bin (it carries the moment shift's score q_c . mu_k) stays out of the rounded operands and is added in float32. The
 interpreter has no bfloat16: there the operands of 16-bit inputs are rounded to bfloat16's precision in float32
-(`_bf16_rounded`), so the CPU's conformance sees the GPU's rounding.
+(`bf16_rounded`), so the CPU's conformance sees the GPU's rounding.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def _rotation(ph, period, FAST_TRIG: tl.constexpr):
 
 
 @triton.jit
-def _bf16_rounded(x):
+def bf16_rounded(x):
     """float32 x rounded to bfloat16's precision (nearest, ties to even), kept in float32: in the interpreter, which
     has no bfloat16 arithmetic, the stand-in for the GPU's bfloat16 operands of the basis products, so the CPU's
     conformance sees the rounding the GPU does."""
@@ -172,7 +172,7 @@ def _fused_kernel(
             a_re = tl.reshape(z_re * cr[None, :, :] - z_im * sr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N))
             a_im = tl.reshape(z_re * sr[None, :, :] + z_im * cr[None, :, :], (BLOCK_R * RANGE_T, BLOCK_N))
             if EMUL_BF16:
-                a_re, a_im = _bf16_rounded(a_re), _bf16_rounded(a_im)
+                a_re, a_im = bf16_rounded(a_re), bf16_rounded(a_im)
             a_re, a_im = a_re.to(BT_DT), a_im.to(BT_DT)
             bmask = n_ok[:, None]
             bc = tl.load(BCOS + ns[:, None] * BLOCK_T + js[None, :], mask=bmask, other=0.0)
@@ -215,7 +215,7 @@ def _fused_kernel(
         s_all = tl.load(sc_pairs, mask=pair_ok[:, None], other=float("-inf"))
         p_all = tl.where(pair_ok[:, None], tl.exp(s_all - m_pairs[:, None]), 0.0)
         if EMUL_BF16:
-            p_all = _bf16_rounded(p_all)
+            p_all = bf16_rounded(p_all)
         p_all = p_all.to(BT_DT)
         ph, ph_step = _phases(t0, period, BLOCK_N)
         for n0 in range(0, NVP, BLOCK_N):
@@ -403,7 +403,7 @@ class TilesPlan:
         self.operand = torch.bfloat16 if q.dtype != torch.float32 and gpu else torch.float32
         self.coef_prec = "tf32x3"
         # approximate sin/cos only beside 16-bit basis operands (_rotation); in the interpreter the bfloat16
-        # operands of 16-bit inputs are emulated in float32 (_bf16_rounded; the basis is rounded on the host)
+        # operands of 16-bit inputs are emulated in float32 (bf16_rounded; the basis is rounded on the host)
         self.emulate_bf16 = not gpu and q.dtype != torch.float32
         self.fast_trig = gpu and self.operand == torch.bfloat16
         self.basis_prec = "tf32x3" if self.operand == torch.float32 else None

@@ -31,7 +31,7 @@ def test_default_grid_caps_long_contexts_for_large_batches():
     config = _config([])
     assert config.shapes == ("llama3-8b", "smollm2") and config.dtype == "bfloat16"
     assert config.impls == ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral",
-                            "triton_fourier_tiles", "flashinfer")
+                            "triton_fourier_tiles", "triton_fourier_lowrank", "flashinfer")
     cells = bk.grid(config)
     assert ("llama3-8b", 1, 131072) in cells and ("llama3-8b", 4, 65536) in cells
     assert ("llama3-8b", 4, 131072) not in cells and ("smollm2", 16, 65536) not in cells
@@ -86,7 +86,7 @@ def test_plan_gives_stable_distinct_cells():
     a = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"])
     b = bk.plan(config, {"llama3-8b": "FLASH_ATTENTION/enable_gqa"}, device=PROV["device"])
     assert [c["cell"] for c in a] == [c["cell"] for c in b]
-    assert len({c["cell"] for c in a}) == len(a) == 4 * len(bk.bench_impls()) == 4 * 6
+    assert len({c["cell"] for c in a}) == len(a) == 4 * len(bk.bench_impls()) == 4 * 7
     sdpa = [c for c in a if c["impl"] == "sdpa_flash"][0]
     assert sdpa["params"]["backend"] == "FLASH_ATTENTION/enable_gqa" and sdpa["impl_label"] == "torch-sdpa-flash"
     fourier = [c for c in a if c["impl"] == "triton_fourier"][0]

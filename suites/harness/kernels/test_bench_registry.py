@@ -24,8 +24,9 @@ from reference.bench_spec import ImplBench, Missing
 GOLDEN = json.loads((Path(__file__).resolve().parents[3] / "fixtures" / "suites" / "kernel_cell_keys.json").read_text())
 H100, H200 = "cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H200"
 BUILT_IN = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "flashinfer")  # in the golden file
-ADDED = ("triton_fourier_tiles",)  # registered since: their cells join the plan, the golden cells keep their keys
-ALL = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "triton_fourier_tiles", "flashinfer")
+ADDED = ("triton_fourier_tiles", "triton_fourier_lowrank")  # registered since: their cells join the plan, the golden cells keep their keys
+ALL = ("sdpa_flash", "triton_dense", "triton_fourier", "triton_fourier_spectral", "triton_fourier_tiles",
+       "triton_fourier_lowrank", "flashinfer")
 FLASH = {"llama3-8b": "FLASH_ATTENTION/enable_gqa", "smollm2": "FLASH_ATTENTION/enable_gqa"}
 
 
@@ -65,8 +66,9 @@ def test_the_names_users_type_keep_working_and_come_in_order():
     assert [(entries[n].task, entries[n].label, entries[n].method) for n in ALL] == [
         ("sdpa_flash", "torch-sdpa-flash", "full"), ("decode_attention", "triton", "full"),
         ("fourier_decode_attention", "triton", "fourier"), ("fourier_decode_attention", "triton_spectral", "fourier"),
-        ("fourier_decode_attention", "triton_tiles", "fourier"), ("flashinfer", "flashinfer", "full")]
-    assert [entries[n].baseline for n in ALL] == [True, False, False, False, False, True]
+        ("fourier_decode_attention", "triton_tiles", "fourier"), ("fourier_decode_attention", "triton_lowrank", "fourier"),
+        ("flashinfer", "flashinfer", "full")]
+    assert [entries[n].baseline for n in ALL] == [True, False, False, False, False, False, True]
     for name in ALL:
         assert _config(["--impls", name]).impls == (name,)
     # The float32 formulations of the Fourier op are registered implementations but are not timed (bench=False).

@@ -1,0 +1,67 @@
+"""The low-rank FlashFourierAttention kernel's knobs on a GPU: tile, query rows per program, warps, basis block.
+
+LLaMA-3-8B decode shapes, bf16, the paper's period (the middle's length), kept rows padded to 64 and heads' runs
+aligned to 8 as the benchmark's `--kept-align 8`. Each setting is timed as the benchmark times it (CUDA graph,
+inputs rotated past the L2); the best setting's phases follow. Timing only: the benchmark and conformance check
+the output.
+
+    PYTHONPATH=. python ci/tune_fourier_lowrank.py [--cases 1x32768,...] [--out tune_lowrank.json]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import torch
+import triton
+
+from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
+from optimized.triton_fourier_lowrank import lowrank_plan, phase_times, planned_lowrank
+from reference.ops.fourier_cache import make_fourier_cache
+
+SETTINGS = [dict(block_t=bt, block_r=br, num_warps=w) for bt, br, w in itertools.product((32, 64), (16, 32), (4, 8))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="1x32768,8x32768,1x131072,1x4096")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
+              "rows": []}
+    for case in args.cases.split(","):
+        batch, context = map(int, case.split("x"))
+        cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda", kept_pad=64,
+                                   kept_align=8)
+        rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
+        default = lowrank_plan(**cache)
+        rows = []
+        for knobs in SETTINGS + [dict(SETTINGS[0], block=2 * default.block), dict(SETTINGS[0], block=default.block // 2)]:
+            if knobs.get("block", 64) < knobs["block_t"]:
+                continue
+            try:
+                us = 1000 * graph_ms(planned_lowrank(**knobs), rot.sets)
+            except Exception as exc:  # noqa: BLE001  (a setting that does not build is recorded, not fatal)
+                rows.append({"batch": batch, "context": context, **knobs, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                continue
+            rows.append({"batch": batch, "context": context, **knobs, "us": us})
+            print(f"{case} {knobs}: {us:.1f} us", flush=True)
+        best = min((r for r in rows if "us" in r), key=lambda r: r["us"])
+        knobs = {k: best[k] for k in ("block_t", "block_r", "num_warps", "block") if k in best}
+        phases = {k: 1000 * v for k, v in phase_times(graph_ms, rot.sets, **knobs).items()}
+        plan = lowrank_plan(**cache, **knobs)
+        best.update(phases_us=phases, block=plan.block, rank_pad=(plan.pk, plan.pv), splits=plan.splits,
+                    default_block=default.block)
+        print(f"{case} best {knobs}: {best['us']:.1f} us, phases {', '.join(f'{k} {v:.1f}' for k, v in phases.items())}, "
+              f"block {plan.block}, padded ranks {plan.pk}/{plan.pv}, splits {plan.splits}", flush=True)
+        result["rows"] += rows
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump(result, fh, indent=1)
+        del cache, rot
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,543 @@
+"""FlashFourierAttention decode with low-rank block bases: the Fourier work as a few GEMMs, the middle as whole rows.
+
+The coefficient-space decode (docs/fourier-attention.md) needs the compressed-channel scores S_t and the spectrum
+F_n of the middle's probabilities. For a block of BB tokens the DFT basis E[n, j] = e^{i w_n j} has a numerical rank
+of about 2 N BB / T plus a few (`optimized/lowrank_tile_basis.py`: 15 of 512 at 32k with BB = 256), so
+
+    S_{kBB+j} = Re sum_rho A_k[rho] conj(V[j, rho]),   A = Z @ W_K                      (eq. scores, factored)
+    F_n       = sum_(k, rho) conj(W_V[n, (k, rho)]) H_k[rho],   H_k = sum_j p_{kBB+j} V[j, rho]   (eq. values)
+
+with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases (`PHASES`):
+
+1. `query_spectrum_kernel` (the spectral kernel's): Z from q and the compressed-K coefficients;
+2. A = Z @ W_K: one complex GEMM per call (cuBLAS on a GPU), [rows x blocks * r];
+3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
+   KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with every query
+   row of a sequence in one program. A program loads whole kept rows (every head's channels, contiguous), scores
+   them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over whole V rows and P @ V_V per block (H).
+   It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks and window per KV head;
+4. the spectrum: the splits' statistics merged, H rescaled to the merged softmax, F = H @ W_V^H (cuBLAS);
+5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels from F.
+
+Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
+token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
+of the largest singular value), below float32's rounding. The tables are per period, made once per plan.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import triton
+import triton.language as tl
+
+from optimized.lowrank_tile_basis import TOL, block_rank, tile_basis
+from optimized.triton_fourier import MAX_ROWS
+from optimized.triton_fourier_tiles import bf16_rounded
+from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, exact_split, irfft_weights,
+                                               query_spectrum_kernel, run_block)
+from reference.bench_spec import ImplBench
+from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
+from reference.ops.fourier import check_decode_inputs
+from reference.ops.fourier_varlen import check_varlen_inputs
+from reference.registry import conformance_knobs, register_impl
+
+PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
+MAX_RANK = 16  # the largest block whose bases stay within this rank is chosen (padded width 32)
+
+
+# ---------------------------------------------------------------- 3. the stream
+@triton.jit
+def _query_rows_kernel(Q, KKEPT, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl.constexpr, LQ: tl.constexpr,
+                       D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr):
+    """QBD[b, r, c] = q[b, r] at the dimension of kept K channel c when c belongs to row r's KV head, else 0."""
+    b = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < n_rows
+    hq = rows // LQ
+    for c0 in tl.static_range(0, KWP, CHUNK):
+        cs = c0 + tl.arange(0, CHUNK)
+        chan = tl.load(KKEPT + cs, mask=cs < k_width, other=-1)
+        own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
+        q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
+                    mask=own, other=0.0)
+        tl.store(QBD + (b * n_rows + rows)[:, None] * KWP + cs[None, :], q, mask=row_ok[:, None])
+
+
+@triton.jit
+def _middle_kernel(
+    QBD, KM, VM, Z, A, VK, VV, VSTART, H, HM, MAXM, SUMM, ACCM, LENS,
+    skb, skt, svb, svt, szr, svkb, svvb, mid_len, k_width, v_width, n_rows, n_blocks, blocks_per_split, sm_scale,
+    GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr, KWP: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_VR: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
+    PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
+    BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr,
+):
+    """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
+    factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V over whole V rows, and per block
+    H_k = P @ VV with the running max it is relative to. Stores per row, at its KV head's part, the split's
+    (max, sum) and its own head's kept V channels (the run VSTART[h] .. VSTART[h + 1], BLOCK_VD wide).
+
+    The rank-r products take BDT operands (bfloat16 for 16-bit inputs, whose own rounding is 2^-9; float32 with
+    CPREC otherwise; EMUL_BF16 rounds them to bfloat16 in the interpreter, which has no bfloat16). The n = 0 bin
+    (it carries q_c . mu_k, which can dominate the score) is not in the tables: Re Z_0 is added in float32."""
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    row_blocks = tl.cdiv(n_rows, BLOCK_R)
+    b = pid // row_blocks
+    rows = (pid % row_blocks) * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < n_rows
+    if VARLEN:
+        mid_len = tl.load(LENS + 3 * b + 1)
+    cc = tl.arange(0, CHUNK)
+    vc = tl.arange(0, BLOCK_VR)
+    pk = tl.arange(0, PK)
+    pv = tl.arange(0, PV)
+    m_i = tl.full((BLOCK_R,), -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_R, BLOCK_VR), dtype=tl.float32)
+    z0 = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    if HAS_S:
+        z0 = tl.load(Z + (b * n_rows + rows) * szr, mask=row_ok, other=0.0)  # Re Z_0
+    blk0 = split * blocks_per_split
+    blk1 = tl.minimum(blk0 + blocks_per_split, tl.cdiv(mid_len, BB))
+    for blk in range(blk0, blk1):
+        hrow = (b * n_rows + rows) * n_blocks + blk
+        a = tl.zeros((BLOCK_R, PK), dtype=tl.float32)
+        if HAS_S:
+            a = tl.load(A + hrow[:, None] * PK + pk[None, :], mask=row_ok[:, None], other=0.0)
+            if EMUL_BF16:
+                a = bf16_rounded(a)
+            a = a.to(BDT)
+        h = tl.zeros((BLOCK_R, PV), dtype=tl.float32)
+        for sub in range(0, BB, BLOCK_T):
+            jj = sub + tl.arange(0, BLOCK_T)
+            ts = blk * BB + jj
+            ok = ts < mid_len
+            s = tl.zeros((BLOCK_R, BLOCK_T), dtype=tl.float32) + z0[:, None]
+            if HAS_S:
+                vk = tl.load(VK + b * svkb + jj[:, None] * PK + pk[None, :])
+                s += tl.dot(a, tl.trans(vk), input_precision=CPREC)
+            for c0 in tl.static_range(0, KWP, CHUNK):
+                k = tl.load(KM + b * skb + ts[:, None] * skt + (c0 + cc)[None, :],
+                            mask=ok[:, None] & (c0 + cc < k_width)[None, :], other=0.0)
+                q = tl.load(QBD + (b * n_rows + rows)[:, None] * KWP + (c0 + cc)[None, :], mask=row_ok[:, None],
+                            other=0.0)
+                s += tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC)
+            s = tl.where(ok[None, :], s * sm_scale, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            p = tl.exp(s - m_new[:, None])
+            alpha = tl.exp(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(VM + b * svb + ts[:, None] * svt + vc[None, :], mask=ok[:, None] & (vc < v_width)[None, :],
+                        other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
+            if HAS_H:
+                vv = tl.load(VV + b * svvb + jj[:, None] * PV + pv[None, :])
+                pb = bf16_rounded(p) if EMUL_BF16 else p
+                h = h * alpha[:, None] + tl.dot(pb.to(BDT), vv, input_precision=CPREC)
+            m_i = m_new
+        if HAS_H:
+            tl.store(H + hrow[:, None] * PV + pv[None, :], h, mask=row_ok[:, None])
+            tl.store(HM + hrow, m_i, mask=row_ok)
+    # this split's part of each row's KV head: part = (b * Hkv + head) * splits + split, row within the head
+    head = rows // GL
+    part = (b * (n_rows // GL) + head) * tl.num_programs(1) + split
+    slot = part * BLOCK_M + rows % GL
+    tl.store(MAXM + slot, m_i, mask=row_ok)
+    tl.store(SUMM + slot, l_i, mask=row_ok)
+    vs = tl.load(VSTART + head, mask=row_ok, other=0)
+    ve = tl.load(VSTART + head + 1, mask=row_ok, other=0)
+    own = row_ok[:, None] & (vc[None, :] >= vs[:, None]) & (vc[None, :] < ve[:, None])
+    tl.store(ACCM + slot[:, None] * BLOCK_VD + (vc[None, :] - vs[:, None]), acc, mask=own)
+
+
+@triton.jit
+def _exact_kernel(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd,
+                  Hkv, Le, sm_scale, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr,
+                  PREC: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                  BLOCK_T: tl.constexpr):
+    """The sinks and the local window of KV head h, split `split` of them: (max, sum, output) at part bh x splits."""
+    bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = bh // Hkv
+    if VARLEN:
+        Le = tl.load(LENS + 3 * b)
+    per = tl.cdiv(tl.cdiv(Le, BLOCK_T), tl.num_programs(1))
+    m_i, l_i, acc = exact_split(Q, KE, VE, b, bh % Hkv, split * per, per, Le, sqb, sqh, sql, sqd, skb, skh, skl, skd,
+                                svb, svh, svl, svd, sm_scale, G, LQ, D, DT, PREC, BLOCK_M, BLOCK_D, BLOCK_T)
+    part = bh * tl.num_programs(1) + split
+    rows = tl.arange(0, BLOCK_M)
+    tl.store(MAXE + part * BLOCK_M + rows, m_i)
+    tl.store(SUME + part * BLOCK_M + rows, l_i)
+    tl.store(ACCE + (part * BLOCK_M + rows)[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :], acc,
+             mask=(rows < G * LQ)[:, None])
+
+
+# ---------------------------------------------------------------- 5. output
+@triton.jit
+def _output_kernel(
+    ACCE, MAXE, ACCM, MAXM, M, L, VKEPT, VSTART, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
+    sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits,
+    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
+    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
+):
+    """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    nv = tl.minimum(Nv, period // 2 + 1)
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    grow = h * G * LQ + rows
+    n_rows = Hkv * G * LQ
+    m = tl.load(M + b * n_rows + grow, mask=row_ok, other=0.0)
+    l_tot = tl.load(L + b * n_rows + grow, mask=row_ok, other=1.0)
+    ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
+    d_ok = ds < D
+    vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
+    kept = d_ok & (vmap >= 0)
+    run = tl.where(kept, vmap - tl.load(VSTART + h), 0)
+    acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    for s in range(esplits):
+        part = bh * esplits + s
+        w = tl.exp(tl.load(MAXE + part * BLOCK_M + rows) - m)
+        acc += w[:, None] * tl.load(ACCE + (part * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :],
+                                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    for s0 in range(0, msplits, BLOCK_SO):
+        ss = s0 + tl.arange(0, BLOCK_SO)
+        s_ok = ss < msplits
+        slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]  # [BLOCK_SO, BLOCK_M]
+        rs = s_ok[:, None] & row_ok[None, :]
+        w = tl.exp(tl.load(MAXM + slot, mask=rs, other=-1.0e30) - m[None, :])
+        a = tl.load(ACCM + slot[:, :, None] * BLOCK_VD + run[None, None, :], mask=rs[:, :, None] & kept[None, None, :],
+                    other=0.0)
+        acc += tl.sum(w[:, :, None] * a, 0)
+    out = acc / l_tot[:, None]
+
+    comp = d_ok & (vmap < 0)
+    ci = tl.where(comp, -1 - vmap, 0)
+    f_rows = F + b * sfb + grow * sfr
+    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    for n0 in range(0, nv, BLOCK_N):
+        ns = n0 + tl.arange(0, BLOCK_N)
+        n_ok = ns < nv
+        fmask = row_ok[:, None] & n_ok[None, :]
+        w_n = irfft_weights(ns, period)
+        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
+        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
+        rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
+    p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0: the middle's probability mass (exact, from the splits)
+    sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    out += tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
+    tl.store(OUT + b * sob + (h * G + rows // LQ)[:, None] * soh + (rows % LQ)[:, None] * sol + ds[None, :] * sod,
+             out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
+
+
+# ---------------------------------------------------------------- host side
+def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int, max_rank: int = MAX_RANK) -> int:
+    """The largest block (block_t times a power of two, at most 1024 and the middle rounded up) whose K and V bases
+    keep rank <= max_rank at every period; block_t when none does."""
+    best, block = block_t, block_t
+    while block <= min(1024, triton.next_power_of_2(max(tokens, 1))):
+        if any(max(block_rank(p, min(nz, p // 2 + 1), block), block_rank(p, min(nv, p // 2 + 1), block)) > max_rank
+               for p in set(periods)):
+            break
+        best, block = block, 2 * block
+    return best
+
+
+def _check_options(q, block_t, block, num_splits, num_warps, block_r) -> None:
+    check_triton_dtype("q", q)
+    for name, v, low in (("block_t", block_t, 16), ("block", block, 16), ("num_splits", num_splits, 1),
+                         ("num_warps", num_warps, 1), ("block_r", block_r, 16)):
+        check_int(name, v, low, optional=True)
+    for name, v in (("block_t", block_t), ("block", block), ("block_r", block_r)):
+        if v is not None and v & (v - 1):
+            raise ValueError(f"{name} must be None or a power of two >= 16, got {v!r}")
+    if block_t is not None and block is not None and block < block_t:
+        raise ValueError(f"block ({block}) must be a multiple of block_t ({block_t}): a block is whole tiles")
+
+
+class LowRankPlan:
+    """Shapes, tables and scratch of one call; `run(upto)` launches phases 1..upto (PHASES)."""
+
+    def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, periods, scale, out, block_t=None, block=None,
+                 num_splits=None, num_warps=None, block_r=None, lens=None):
+        _check_options(q, block_t, block, num_splits, num_warps, block_r)
+        b, hq, lq, d = q.shape
+        hkv, le = k_exact.shape[1], k_exact.shape[2]
+        group = hq // hkv
+        if group * lq > MAX_ROWS:
+            raise ValueError(f"q packs {group} heads x {lq} tokens = {group * lq} rows per KV head; this decode "
+                             f"kernel holds at most {MAX_ROWS} (use dense attention for prefill-sized chunks)")
+        check_out(out, q.shape, q.dtype, q.device)
+        check_triton_runnable("fourier_decode_attention_lowrank", q)
+        self.q, self.k_exact, self.v_exact, self.lens = q, k_exact, v_exact, lens
+        k_mid, k_kept, k_comp, *kc = k_args
+        v_mid, v_kept, v_comp, *vc = v_args
+        self.k_mid, self.v_mid = (t if t.stride(-1) == 1 else t.contiguous() for t in (k_mid, v_mid))
+        self.k_kept, self.v_kept = k_kept.contiguous(), v_kept.contiguous()
+        self.k_cos, self.k_sin, self.k_sc, self.k_sh = (t.contiguous() for t in kc)
+        self.v_cos, self.v_sin, self.v_sc, self.v_sh = (t.contiguous() for t in vc)
+        self.ck, self.cv = k_comp.numel(), v_comp.numel()
+        dev = q.device
+        heads = torch.arange(hkv + 1, device=dev) * d
+        self.k_start = torch.searchsorted(self.k_kept, heads).to(torch.int32)
+        self.v_start = torch.searchsorted(self.v_kept, heads).to(torch.int32)
+        v_starts = self.v_start.tolist()
+        self.b, self.hq, self.lq, self.d, self.hkv, self.le, self.group = b, hq, lq, d, hkv, le, group
+        self.periods, self.t_max, self.mid_len = periods, max(periods), mid_len
+        self.sm_scale = float(scale) if scale is not None else d ** -0.5
+        gpu = q.is_cuda
+        self.block_t = block_t or (64 if gpu else 16)
+        self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1) if self.ck else 0
+        self.nv = min(self.v_cos.shape[2], self.t_max // 2 + 1) if self.cv else 0
+        self.block = block or choose_block(periods, self.nz, self.nv, self.block_t, mid_len)
+        self.block = max(self.block, self.block_t)
+        self.n_blocks = max(1, triton.cdiv(mid_len, self.block))
+        self.n_rows = hq * lq
+        self.gl = group * lq
+        self.block_m = max(16, triton.next_power_of_2(self.gl))
+        self.block_d = max(16, triton.next_power_of_2(d))
+        self.block_r = block_r or (16 if self.n_rows <= 16 or not gpu else 32)
+        self.k_width, self.v_width = self.k_mid.shape[2], self.v_mid.shape[2]
+        self.chunk = 64 if self.k_width > 32 else (32 if self.k_width > 16 else 16)
+        self.kwp = max(self.chunk, triton.cdiv(self.k_width, self.chunk) * self.chunk)
+        self.block_vr = max(16, triton.next_power_of_2(self.v_width))
+        self.block_vd = run_block(v_starts, 1)
+        self.num_warps = num_warps or 4
+        self.prec = "ieee" if q.dtype == torch.float32 else None
+        self.cprec = "tf32x3" if gpu else "ieee"
+        # the rank-r products: bfloat16 operands for 16-bit inputs (emulated in the interpreter), float32 otherwise
+        sixteen = q.dtype != torch.float32
+        self.bdt = tl.bfloat16 if sixteen and gpu else tl.float32
+        self.emulate_bf16 = sixteen and not gpu
+        self.basis_prec = None if self.bdt == tl.bfloat16 else self.cprec
+        sms = torch.cuda.get_device_properties(dev).multi_processor_count if gpu else 1
+        row_blocks = triton.cdiv(self.n_rows, self.block_r)
+        target = 2 * sms if gpu else 3  # two waves on a GPU; 3 splits per row block in the interpreter
+        self.splits = num_splits or max(1, min(self.n_blocks, triton.cdiv(target, b * row_blocks)))
+        self.blocks_per_split = triton.cdiv(self.n_blocks, self.splits)
+        self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
+        self.esplits = max(1, min(triton.cdiv(le, self.block_t), 4 if gpu else 2))
+        self._tables(dev)
+        f32 = dict(dtype=torch.float32, device=dev)
+        rows = self.n_rows
+        self.z = torch.zeros(b, rows, max(self.nz, 1), 2, **f32)
+        self.a = torch.zeros(b, rows, self.n_blocks, self.pk, **f32)
+        self.h = torch.zeros(b, rows, self.n_blocks, self.pv, **f32)  # blocks past a short middle stay 0
+        self.hm = torch.full((b, rows, self.n_blocks), -1.0e30, **f32)
+        self.qbd = torch.zeros(b, rows, self.kwp, dtype=q.dtype, device=dev)
+        parts_m, parts_e = b * hkv * self.splits, b * hkv * self.esplits
+        self.maxm = torch.full((parts_m, self.block_m), -1.0e30, **f32)
+        self.summ = torch.zeros(parts_m, self.block_m, **f32)
+        self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
+        self.maxe = torch.full((parts_e, self.block_m), -1.0e30, **f32)
+        self.sume = torch.zeros(parts_e, self.block_m, **f32)
+        self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
+        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
+        self.result = out if out is not None else torch.empty_like(q)
+        self.lens_arg = lens if lens is not None else self.k_start
+
+    def _tables(self, dev) -> None:
+        """W_K, W_V per distinct period and the per-sequence block bases VK, VV (stride 0 when all share one)."""
+        tokens = self.n_blocks * self.block
+        distinct = sorted(set(self.periods))
+        rank_k = max(block_rank(p, min(self.nz, p // 2 + 1), self.block) for p in distinct) if self.nz else 0
+        rank_v = max(block_rank(p, min(self.nv, p // 2 + 1), self.block) for p in distinct) if self.nv else 0
+        self.pk, self.pv = max(16, triton.next_power_of_2(2 * rank_k)), max(16, triton.next_power_of_2(2 * rank_v))
+        self.groups = []  # (period, sequence index or None, W_K, W_V)
+        vk, vv = {}, {}
+        for p in distinct:
+            nz, nv = min(self.nz, p // 2 + 1), min(self.nv, p // 2 + 1)
+            tk = tile_basis(p, nz, tokens, self.block, True, TOL, self.pk)
+            tv = tile_basis(p, nv, tokens, self.block, False, TOL, self.pv)
+            idx = None if len(distinct) == 1 else torch.tensor(
+                [i for i, t in enumerate(self.periods) if t == p], device=dev)
+            w_k = tk.w.clone()
+            w_k[:1] = 0  # the n = 0 bin is added exactly (Re Z_0, `_middle_kernel`)
+            self.groups.append((p, nz, nv, idx, w_k.to(dev), tv.w.to(dev).conj().transpose(0, 1).contiguous()))
+            vk[p], vv[p] = tk.v, tv.v
+        if len(distinct) == 1:
+            self.vk, self.vv = vk[distinct[0]], vv[distinct[0]]
+        else:
+            self.vk = torch.stack([vk[p] for p in self.periods])
+            self.vv = torch.stack([vv[p] for p in self.periods])
+        if self.bdt == tl.bfloat16:
+            self.vk, self.vv = self.vk.to(torch.bfloat16), self.vv.to(torch.bfloat16)
+        elif self.emulate_bf16:  # the GPU's bfloat16 tables, held in float32 by the interpreter
+            self.vk, self.vv = (t.to(torch.bfloat16).to(torch.float32) for t in (self.vk, self.vv))
+        self.vk, self.vv = self.vk.to(dev), self.vv.to(dev)
+        self.svk, self.svv = (0, 0) if len(distinct) == 1 else (self.vk.stride(0), self.vv.stride(0))
+
+    def run(self, upto: int = len(PHASES)) -> torch.Tensor:
+        q, varlen = self.q, self.lens is not None
+        dt, grid_kv = TL_DTYPE[q.dtype], self.b * self.hkv
+        if upto >= 1 and self.ck:
+            block_n = 32
+            query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
+                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
+                *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
+                self.t_max, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
+                BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.cprec)
+        if upto >= 2 and self.ck:
+            z = torch.view_as_complex(self.z)
+            a = torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2))
+            for _, nz, _, idx, w_k, _ in self.groups:
+                if idx is None:
+                    torch.matmul(z[:, :, :nz], w_k, out=a)
+                else:
+                    a.index_copy_(0, idx, torch.matmul(z[idx, :, :nz], w_k))
+        if upto >= 3:
+            self._stream(q, dt, varlen)
+        if upto >= 4:
+            self._spectrum()
+        if upto >= 5:
+            self._output(varlen)
+        return self.result
+
+    def _stream(self, q, dt, varlen) -> None:
+        row_blocks = triton.cdiv(self.n_rows, self.block_r)
+        _query_rows_kernel[(self.b, row_blocks)](
+            q, self.k_kept, self.qbd, *q.stride(), self.n_rows, self.k_width, G=self.group, LQ=self.lq, D=self.d,
+            KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk)
+        km, vm = self.k_mid, self.v_mid
+        _middle_kernel[(self.b * row_blocks, self.splits)](
+            self.qbd, km, vm, self.z, self.a, self.vk, self.vv, self.v_start, self.h, self.hm, self.maxm, self.summ,
+            self.accm, self.lens_arg, km.stride(0), km.stride(1), vm.stride(0), vm.stride(1), self.z.stride(1),
+            self.svk, self.svv,
+            self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
+            self.sm_scale, GL=self.gl, VARLEN=varlen, BLOCK_R=self.block_r, BLOCK_M=self.block_m, KWP=self.kwp,
+            CHUNK=self.chunk, BLOCK_VR=self.block_vr, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block,
+            PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
+            CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, num_warps=self.num_warps)
+        ke, ve = self.k_exact, self.v_exact
+        _exact_kernel[(self.b * self.hkv, self.esplits)](
+            q, ke, ve, self.maxe, self.sume, self.acce, self.lens_arg, *q.stride(), *ke.stride(), *ve.stride(),
+            self.hkv, self.le, self.sm_scale, G=self.group, LQ=self.lq, D=self.d, DT=dt, PREC=self.prec,
+            VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t)
+
+    def _spectrum(self) -> None:
+        """The merged softmax statistics per row (m, l) and F = (H rescaled to them) @ W_V^H, F_0 the middle's mass."""
+        b, hkv, gl = self.b, self.hkv, self.gl
+        me = self.maxe.view(b, hkv, self.esplits, -1)[..., :gl]
+        mm = self.maxm.view(b, hkv, self.splits, -1)[..., :gl]
+        m = torch.maximum(me.amax(2), mm.amax(2))
+        mid_mass = (torch.exp(mm - m[:, :, None]) * self.summ.view(b, hkv, self.splits, -1)[..., :gl]).sum(2)
+        l_tot = mid_mass + (torch.exp(me - m[:, :, None]) * self.sume.view(b, hkv, self.esplits, -1)[..., :gl]).sum(2)
+        self.m, self.l = m.reshape(b, -1), l_tot.reshape(b, -1)
+        if not self.cv:
+            return
+        scale = torch.exp(self.hm - self.m[:, :, None]) / self.l[:, :, None]
+        hc = torch.view_as_complex((self.h * scale[..., None]).view(b, self.n_rows, -1, 2))
+        f = torch.view_as_complex(self.f)
+        for _, _, nv, idx, _, w_vh in self.groups:
+            if idx is None:
+                torch.matmul(hc, w_vh, out=f[:, :, :nv])
+            else:
+                f[:, :, :nv].index_copy_(0, idx, torch.matmul(hc[idx], w_vh))
+        self.f[:, :, 0, 0] = (mid_mass.reshape(b, -1) / self.l)
+        self.f[:, :, 0, 1] = 0.0
+
+    def _output(self, varlen) -> None:
+        res, block_do = self.result, 16
+        _output_kernel[(self.b * self.hkv, triton.cdiv(self.d, block_do))](
+            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.v_kept, self.v_start, self.f,
+            self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1),
+            *res.stride(), self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.t_max, self.esplits,
+            self.splits, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
+            BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=16, BLOCK_VD=self.block_vd,
+            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec)
+
+
+def lowrank_plan(
+    q, k_exact, v_exact, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
+) -> LowRankPlan:
+    """The launches of `fourier_decode_attention_lowrank` without its input checks (which synchronize with the
+    GPU); `n_init` is taken for the op's signature only (the exact tensors hold the sinks first)."""
+    return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                       (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, [int(period)],
+                       scale, out, block_t, block, num_splits, num_warps, block_r)
+
+
+def planned_lowrank(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
+    """run(inputs) with the plan (tables, scratch; one host sync) made once per input set on the first call,
+    outside the timers' CUDA graph, as for the other Fourier kernels; `upto` runs only phases 1..upto."""
+    plans: dict[int, LowRankPlan] = {}
+
+    def run(x: dict) -> Any:
+        plan = plans.get(id(x))
+        if plan is None:
+            plan = plans[id(x)] = lowrank_plan(**x, **knobs)
+        return plan.run() if upto is None else plan.run(upto)
+
+    return run
+
+
+def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) -> dict:
+    """Milliseconds of each phase (PHASES), from graph timings of phases 1..k differenced."""
+    cumulative = [graph_timer(planned_lowrank(k, **knobs), sets) for k in range(1, len(PHASES) + 1)]
+    return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
+
+
+def bench_extra(inputs: dict) -> dict:
+    """The tables each call reads (W_K, W_V), the scratch beside the cache, and the plan's knobs."""
+    plan = lowrank_plan(**inputs)
+    tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
+    rows = plan.b * plan.n_rows
+    scratch = (rows * plan.n_blocks * 4 * (2 * plan.pk + 2 * plan.pv + 2) + 4 * plan.accm.numel()
+               + plan.qbd.numel() * plan.qbd.element_size())
+    return {"scratch_bytes": float(scratch), "table_bytes": float(tables),
+            "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
+                      "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r}}
+
+
+@register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(
+    name="triton_fourier_lowrank", order=3.7, fast=planned_lowrank, phases=phase_times, extra=bench_extra))
+@conformance_knobs({"block_t": 16, "block": 32, "num_splits": 2})
+def fourier_decode_attention_lowrank(
+    q, k_exact, v_exact, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
+):
+    """FlashFourierAttention decode with low-rank block bases (module docstring): out [B, Hq, Lq, D] in q's dtype.
+
+    Same layout and result as `reference.ops.fourier.fourier_decode_attention`, to the SVD cut TOL. Knobs:
+    `block_t` (tokens per tile, a power of two >= 16; 64), `block` (tokens per basis block, a power-of-two multiple
+    of block_t; the largest whose rank stays <= MAX_RANK), `num_splits` (middle splits per row block; two waves),
+    `num_warps` (4), `block_r` (query rows per program, a power of two >= 16; 32 on a GPU)."""
+    check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
+                        k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
+                        period, scale)
+    return lowrank_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
+                        k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
+                        scale, out, block_t, block, num_splits, num_warps, block_r).run()
+
+
+@register_impl("fourier_decode_attention_varlen", "triton_lowrank")
+@conformance_knobs({"block_t": 16, "block": 32, "num_splits": 2})
+def fourier_decode_attention_varlen_lowrank(
+    q, k_exact, v_exact, exact_lens, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_lens, periods, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
+):
+    """The low-rank decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): each
+    program reads its sequence's lengths; sequences sharing a period share the tables W_K, W_V (one GEMM each)."""
+    check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
+                        k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+                        mid_lens, periods, scale)
+    lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+    return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
+                       (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
+                       [int(p) for p in periods.tolist()], scale, out, block_t, block, num_splits, num_warps,
+                       block_r, lens=lens).run()

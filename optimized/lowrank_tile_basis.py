@@ -10,13 +10,13 @@ E is N x BB, but where N BB / T is small its singular values fall off faster tha
 2 N BB / T (the prolate-spheroidal concentration of a band-limited block). With the SVD E = U diag(sigma) V^H
 truncated where sigma_r / sigma_1 < tol:
 
-    S_{t0+j} ~ Re sum_rho A_k[rho] conj(V[j, rho]),    A_k[rho] = sum_n (c_n Z_n e^{i w_n t0}) U[n, rho] sigma_rho
-    F_n      ~ sum_k e^{-i w_n t0} sum_rho conj(U[n, rho]) sigma_rho H_k[rho],   H_k[rho] = sum_j p_{t0+j} V[j, rho]
+    S_{t0+j} ~ Re sum_rho A_k[rho] conj(V[j, rho]),   A = Z @ W_K,  W_K[n, (k, rho)] = c_n e^{i w_n t0} U[n, rho] sigma_rho
+    F_n      ~ sum_(k, rho) conj(W_V[n, (k, rho)]) H_k[rho],   H_k[rho] = sum_j p_{t0+j} V[j, rho]
 
 so the per-token work is two products of rank r (LLaMA-3-8B at 32k, N = 512, BB = 256: r = 15 for tol 1e-8,
-against 512 frequencies), and the work of length N is per block, not per token. The rotations e^{i w_n t0} are
-taken from phases reduced in integers (n t0 mod T), as everywhere in this repository. Factors are float64 until
-the end and cached per (period, bins, block, tol).
+against 512 frequencies), and everything of length N is one GEMM per call over all blocks. The phases w_n t0 are
+reduced in integers (n t0 mod T) before they become angles, as everywhere in this repository. Tables are float64
+until the end and cached per (period, bins, tokens, block, tol).
 """
 from __future__ import annotations
 
@@ -30,22 +30,22 @@ TOL = 1e-8  # relative singular-value cut: below float32's own rounding of the G
 
 
 @dataclass(frozen=True)
-class BlockBasis:
-    """The factors of one (period, bins, block) basis: rank r, padded real width `pad` (2 r rounded up to a power
-    of two >= 32), `u` [bins, pad / 2] complex: c_n U sigma (c_n, the inverse real transform's 1 at n = 0 and
-    n = T/2 and 2 elsewhere, only when `weighted`), zero past r; `v` [block, pad]: columns 2 rho / 2 rho + 1 are
-    Re / Im V[:, rho], zero past 2 r. E[n, j] ~ sum_rho u[n, rho] conj(V[j, rho]) (/ c_n when weighted)."""
+class TileBasis:
+    """Tables of one (period, bins, block): rank r, padded real width `pad` (2 r rounded up to a power of two >= 16),
+    W [bins, blocks * pad / 2] complex (c_n folded in when `weighted`), and the block's real basis `v` [BB, pad]:
+    columns 2 rho / 2 rho + 1 are Re / Im V[:, rho] (zero past 2 r)."""
     period: int
     bins: int
     block: int
+    blocks: int
     rank: int
     pad: int
-    u: torch.Tensor
+    w: torch.Tensor
     v: torch.Tensor
 
 
 def padded_width(rank: int) -> int:
-    return max(32, 1 << max(0, (2 * rank - 1).bit_length()))
+    return max(16, 1 << max(0, (2 * rank - 1).bit_length()))
 
 
 @lru_cache(maxsize=64)
@@ -65,34 +65,30 @@ def block_rank(period: int, bins: int, block: int, tol: float = TOL) -> int:
 
 
 @lru_cache(maxsize=64)
-def block_basis(period: int, bins: int, block: int, weighted: bool, tol: float = TOL,
-                pad: int | None = None) -> BlockBasis:
-    """The factors of the bins x block basis at period T (module docstring). `pad`: a wider real width than the
-    rank needs (the tables of several periods share one). CPU tensors; the caller moves them."""
-    if period < 1 or bins < 0 or block < 1:
-        raise ValueError(f"block_basis: period {period}, bins {bins}, block {block} out of range")
+def tile_basis(period: int, bins: int, tokens: int, block: int, weighted: bool, tol: float = TOL,
+               pad: int | None = None) -> TileBasis:
+    """The tables for `tokens` middle tokens in blocks of `block` (see the module docstring); `weighted` folds the
+    inverse real transform's c_n (1 at n = 0 and n = T/2, else 2) into W (the scores' table). `pad`: a wider real
+    width than the rank needs (tables of several periods share one). CPU tensors; the caller moves them."""
+    if period < 1 or bins < 0 or tokens < 0 or block < 1:
+        raise ValueError(f"tile_basis: period {period}, bins {bins}, tokens {tokens}, block {block} out of range")
+    blocks = max(1, -(-tokens // block))
     rank = block_rank(period, bins, block, tol)
     width = pad if pad is not None else padded_width(rank)
     if width < 2 * rank or width % 2:
-        raise ValueError(f"block_basis: pad {width} is below 2 x rank {rank} or odd")
-    u = torch.zeros(bins, width // 2, dtype=torch.complex128)
+        raise ValueError(f"tile_basis: pad {width} is below 2 x rank {rank} or odd")
+    w = torch.zeros(bins, blocks, width // 2, dtype=torch.complex128)
     v = torch.zeros(block, width, dtype=torch.float64)
     if rank:
-        uu, s, vh = _svd(period, bins, block)
+        u, s, vh = _svd(period, bins, block)
         n = torch.arange(bins, dtype=torch.int64)[:, None]
-        c = (torch.where((n == 0) | (2 * n == period), 1.0, 2.0).to(torch.float64) if weighted
-             else torch.ones(bins, 1, dtype=torch.float64))
-        u[:, :rank] = c * uu[:, :rank] * s[:rank]
+        t0 = torch.arange(blocks, dtype=torch.int64)[None, :] * block
+        angle = (n * t0 % period).to(torch.float64) * (2 * math.pi / period)
+        rot = torch.polar(torch.ones_like(angle), angle)  # [bins, blocks]: e^{i w_n t0}
+        c = torch.where((n == 0) | (2 * n == period), 1.0, 2.0).to(torch.float64) if weighted else torch.ones(bins, 1, dtype=torch.float64)
+        w[:, :, :rank] = (c * rot)[:, :, None] * (u[:, :rank] * s[:rank])[:, None, :]
         vr = vh[:rank].conj().transpose(0, 1)  # V [block, rank]
         v[:, 0:2 * rank:2] = vr.real
         v[:, 1:2 * rank:2] = vr.imag
-    return BlockBasis(period, bins, block, rank, width, u.to(torch.complex64), v.to(torch.float32))
-
-
-def block_rotations(period: int, bins: int, blocks: int, block: int) -> torch.Tensor:
-    """e^{i w_n k BB} [bins, blocks], complex128, the phases reduced in integers first (the kernels compute the
-    same on the fly)."""
-    n = torch.arange(bins, dtype=torch.int64)[:, None]
-    t0 = torch.arange(blocks, dtype=torch.int64)[None, :] * block
-    angle = (n * t0 % period).to(torch.float64) * (2 * math.pi / period)
-    return torch.polar(torch.ones_like(angle), angle)
+    return TileBasis(period, bins, block, blocks, rank, width, w.reshape(bins, blocks * width // 2).to(torch.complex64),
+                     v.to(torch.float32))

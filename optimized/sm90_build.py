@@ -21,8 +21,8 @@ from triton.compiler import ASTSource
 TARGET = GPUTarget("cuda", 90, 32)
 # Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
 POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
-FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO")
-INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN")
+FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM")
+INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN", "QBD", "KM", "VM", "VK", "VV")
 
 
 def integer_args(fn, consts: dict) -> list[str]:
@@ -126,12 +126,26 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
             ("spectrum merge", KERNELS["spectrum merge"], merge)]
 
 
+def lowrank_cases() -> list[tuple[str, object, dict]]:
+    """The low-rank kernel's stream (`_middle_kernel`, uniform and varlen, bfloat16 rank-r operands and two V
+    slices' worth of masks) at small blocks."""
+    import triton.language as tl
+
+    from optimized.triton_fourier_lowrank import _middle_kernel
+    middle = dict(GL=4, BLOCK_R=16, BLOCK_M=16, KWP=64, CHUNK=32, BLOCK_VC=32, BLOCK_VD=16, BLOCK_T=16, BB=32, PK=32,
+                  PV=32, HAS_S=True, HAS_H=True, DT=tl.bfloat16, BDT=tl.bfloat16, PREC=None, CPREC=None,
+                  EMUL_BF16=False)
+    return [("low-rank stream", _middle_kernel, {**middle, "VARLEN": False}),
+            ("low-rank stream varlen", _middle_kernel, {**middle, "VARLEN": True})]
+
+
 def main() -> int:
-    """Build every case of `tiles_cases` with int32 arguments and with the constant ones; one line each, exit 1 on
-    the first refusal. Run without TRITON_INTERPRET (the interpreter's kernels cannot be compiled)."""
+    """Build every case of `tiles_cases` and `lowrank_cases` with int32 arguments and with the constant ones; one
+    line each, exit 1 on the first refusal. Run without TRITON_INTERPRET (the interpreter's kernels cannot be
+    compiled)."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("python -m optimized.sm90_build builds real kernels: run it without TRITON_INTERPRET=1")
-    for name, fn, consts in tiles_cases():
+    for name, fn, consts in tiles_cases() + lowrank_cases():
         for ones in (False, True):
             kernel = build_sm90(fn, consts, "bf16", 4, ints_as_one=ones)
             print(f"{name}, {'integer arguments 1' if ones else 'int32 arguments'}: {resources(kernel)}", flush=True)

@@ -1,29 +1,27 @@
-"""FlashFourierAttention decode with low-rank block bases: the Fourier work per block, the middle as whole rows.
+"""FlashFourierAttention decode with low-rank block bases: the Fourier work as a few GEMMs, the middle as whole rows.
 
 The coefficient-space decode (docs/fourier-attention.md) needs the compressed-channel scores S_t and the spectrum
 F_n of the middle's probabilities. For a block of BB tokens the DFT basis E[n, j] = e^{i w_n j} has a numerical rank
-of about 2 N BB / T plus a few (`optimized/lowrank_tile_basis.py`: 15 of 512 at 32k with BB = 256), so with
-E ~ U sigma V^H and t0 = k BB
+of about 2 N BB / T plus a few (`optimized/lowrank_tile_basis.py`: 15 of 512 at 32k with BB = 256), so
 
-    S_{t0+j} = Re sum_rho A_k[rho] conj(V[j, rho]),   A_k = sum_n c_n Z_n e^{i w_n t0} U[n, :] sigma     (eq. scores)
-    F_n      = sum_k e^{-i w_n t0} sum_rho conj(U[n, rho]) sigma_rho H_k[rho],  H_k = sum_j p_{t0+j} V[j, :]  (eq. values)
+    S_{kBB+j} = Re sum_rho A_k[rho] conj(V[j, rho]),   A = Z @ W_K                      (eq. scores, factored)
+    F_n       = sum_(k, rho) conj(W_V[n, (k, rho)]) H_k[rho],   H_k = sum_j p_{kBB+j} V[j, rho]   (eq. values)
 
-Five phases (`PHASES`):
+with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases (`PHASES`):
 
 1. `query_spectrum_kernel` (the spectral kernel's): Z from q and the compressed-K coefficients;
-2. `_score_blocks_kernel`: A for every block (rotation by e^{i w_n t0} from integer phases, then a rank-r product);
+2. A = Z @ W_K: one complex GEMM per call (cuBLAS on a GPU), [rows x blocks * r];
 3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
-   KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with a block of
-   query rows of a sequence per program: it loads whole kept rows (every head's channels, contiguous), scores them
-   as Q_bd @ K^T + a_k @ V^T + Re Z_0, accumulates P @ V over whole V rows and H_k = P @ V per block, and keeps each
-   row's own head's V channels. `_exact_kernel` does the sinks and window per KV head;
-4. `_spectrum_kernel`: the splits' statistics merged, and F in partial sums over ranges of blocks;
-5. `_output_kernel`: the splits' outputs merged by log-sum-exp plus the compressed V channels from F.
+   KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with every query
+   row of a sequence in one program. A program loads whole kept rows (every head's channels, contiguous), scores
+   them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over whole V rows and P @ V_V per block (H).
+   It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks and window per KV head;
+4. the spectrum: the splits' statistics merged, H rescaled to the merged softmax, F = H @ W_V^H (cuBLAS);
+5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels from F.
 
-Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the token-major
-kernel) or length-T transforms (the spectral kernel); the work of length N is per block. The approximation is the
-SVD's cut (TOL: 1e-8 of the largest singular value), below float32's rounding; for 16-bit inputs the rank-r
-products take bfloat16 operands, like P @ V.
+Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
+token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
+of the largest singular value), below float32's rounding. The tables are per period, made once per plan.
 """
 from __future__ import annotations
 
@@ -33,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.lowrank_tile_basis import TOL, block_basis, block_rank, padded_width
+from optimized.lowrank_tile_basis import TOL, block_rank, tile_basis
 from optimized.triton_fourier import MAX_ROWS
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, exact_split, irfft_weights,
@@ -45,55 +43,10 @@ from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
 
 PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
-MAX_RANK = 16  # the largest block whose bases stay within this rank is chosen (padded width 32)
-
-
-# ---------------------------------------------------------------- 2. the blocks' score coefficients A
-@triton.jit
-def _rotation(ns, t0, period):
-    """(cos, sin) of w_n t0 = 2 pi (n t0 mod T) / T, the phase reduced in integers first."""
-    ang = ((ns.to(tl.int64) * t0) % period).to(tl.float32) * (6.283185307179586 / period)
-    return tl.cos(ang), tl.sin(ang)
-
-
-@triton.jit
-def _score_blocks_kernel(Z, UR, UI, A, LENS, szb, szr, sub, n_rows, n_blocks, NZ, period, blocks_per_program,
-                         VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, RP: tl.constexpr,
-                         BB: tl.constexpr, CPREC: tl.constexpr):
-    """A[b, r, k, 2 rho (+1)] = Re (Im) sum_{n >= 1} Z_n e^{i w_n k BB} u[n, rho] (u = c_n U sigma: eq. scores,
-    factored); the n = 0 bin is added exactly by the stream. One program: a block of rows, `blocks_per_program`
-    blocks, the frequencies in chunks of BLOCK_N."""
-    pid = tl.program_id(0)
-    row_blocks = tl.cdiv(n_rows, BLOCK_R)
-    b = pid // row_blocks
-    rows = (pid % row_blocks) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_rows
-    if VARLEN:
-        period = tl.load(LENS + 3 * b + 2)
-    nz = tl.minimum(NZ, period // 2 + 1)
-    rho = tl.arange(0, RP)
-    z_rows = Z + b * szb + rows * szr
-    k0 = tl.program_id(1) * blocks_per_program
-    for blk in range(k0, tl.minimum(k0 + blocks_per_program, n_blocks)):
-        ar = tl.zeros((BLOCK_R, RP), dtype=tl.float32)
-        ai = tl.zeros((BLOCK_R, RP), dtype=tl.float32)
-        for n0 in range(0, nz, BLOCK_N):
-            ns = n0 + tl.arange(0, BLOCK_N)
-            n_ok = (ns < nz) & (ns > 0)
-            zmask = row_ok[:, None] & n_ok[None, :]
-            zr = tl.load(z_rows[:, None] + 2 * ns[None, :], mask=zmask, other=0.0)
-            zi = tl.load(z_rows[:, None] + 2 * ns[None, :] + 1, mask=zmask, other=0.0)
-            cos, sin = _rotation(ns, blk * BB, period)
-            yr = zr * cos[None, :] - zi * sin[None, :]
-            yi = zr * sin[None, :] + zi * cos[None, :]
-            uoff = b * sub + ns[:, None] * RP + rho[None, :]
-            ur = tl.load(UR + uoff, mask=n_ok[:, None], other=0.0)
-            ui = tl.load(UI + uoff, mask=n_ok[:, None], other=0.0)
-            ar += tl.dot(yr, ur, input_precision=CPREC) - tl.dot(yi, ui, input_precision=CPREC)
-            ai += tl.dot(yr, ui, input_precision=CPREC) + tl.dot(yi, ur, input_precision=CPREC)
-        out = A + ((b * n_rows + rows) * n_blocks + blk)[:, None] * (2 * RP) + 2 * rho[None, :]
-        tl.store(out, ar, mask=row_ok[:, None])
-        tl.store(out + 1, ai, mask=row_ok[:, None])
+# The largest block whose bases stay within this rank is chosen. 24 from the H100 sweep (results/gpu/
+# tune_lowrank-2026-12-06-H100-29d5ce1.json): 512-token blocks (rank 21) beat 256 (rank 15) at 1 x 32k (157 against
+# 170 us) and 8 x 32k (362 against 369); at 1 x 128k the cap of 1024 tokens keeps 1024 (214 us; 2048: 217).
+MAX_RANK = 24
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -228,88 +181,16 @@ def _exact_kernel(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, sk
              mask=(rows < G * LQ)[:, None])
 
 
-# ---------------------------------------------------------------- 4. the spectrum
-@triton.jit
-def _spectrum_kernel(H, HM, UR, UI, F, M, L, MASS, MAXE, SUME, MAXM, SUMM, LENS, sub, n_rows, n_blocks, NV, period,
-                     esplits, msplits, blocks_per_program, nvb, GL: tl.constexpr, VARLEN: tl.constexpr,
-                     HAS_H: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                     RP: tl.constexpr, BB: tl.constexpr, CPREC: tl.constexpr):
-    """The merged softmax statistics of a block of rows (max m, sum l over the exact and middle splits; the
-    middle's mass) and its part (program axis 2) of the spectrum F_n = sum_k e^{-i w_n k BB} sum_rho
-    conj(u[n, rho]) H_k[rho] e^{m_k - m} / l for one chunk of frequencies (eq. values, factored). Partial F
-    [parts, B, rows, nvb, 2]; bin 0 of part 0 is the middle's mass, taken exactly from the splits."""
-    pid = tl.program_id(0)
-    row_blocks = tl.cdiv(n_rows, BLOCK_R)
-    b = pid // row_blocks
-    rows = (pid % row_blocks) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_rows
-    m = tl.full((BLOCK_R,), -1.0e30, dtype=tl.float32)
-    for s in range(esplits):
-        m = tl.maximum(m, tl.load(MAXE + ((b * (n_rows // GL) + rows // GL) * esplits + s) * BLOCK_M + rows % GL, mask=row_ok, other=-1.0e30))
-    for s in range(msplits):
-        m = tl.maximum(m, tl.load(MAXM + ((b * (n_rows // GL) + rows // GL) * msplits + s) * BLOCK_M + rows % GL,
-                                  mask=row_ok, other=-1.0e30))
-    l_tot = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    mass = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    for s in range(esplits):
-        slot = ((b * (n_rows // GL) + rows // GL) * esplits + s) * BLOCK_M + rows % GL
-        l_tot += tl.exp(tl.load(MAXE + slot, mask=row_ok, other=-1.0e30) - m) * tl.load(SUME + slot, mask=row_ok,
-                                                                                          other=0.0)
-    for s in range(msplits):
-        slot = ((b * (n_rows // GL) + rows // GL) * msplits + s) * BLOCK_M + rows % GL
-        mass += tl.exp(tl.load(MAXM + slot, mask=row_ok, other=-1.0e30) - m) * tl.load(SUMM + slot, mask=row_ok,
-                                                                                         other=0.0)
-    l_tot = tl.where(l_tot + mass > 0, l_tot + mass, 1.0)
-    first = (tl.program_id(1) == 0) & (tl.program_id(2) == 0)
-    if first:
-        tl.store(M + b * n_rows + rows, m, mask=row_ok)
-        tl.store(L + b * n_rows + rows, l_tot, mask=row_ok)
-        tl.store(MASS + b * n_rows + rows, mass / l_tot, mask=row_ok)
-    if HAS_H:
-        if VARLEN:
-            period = tl.load(LENS + 3 * b + 2)
-        nv = tl.minimum(NV, period // 2 + 1)
-        ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-        n_ok = ns < nv
-        rho = tl.arange(0, RP)
-        uoff = b * sub + ns[None, :] * RP + rho[:, None]  # [RP, BLOCK_N]: u transposed
-        ur = tl.load(UR + uoff, mask=n_ok[None, :], other=0.0)
-        ui = tl.load(UI + uoff, mask=n_ok[None, :], other=0.0)
-        fr = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
-        fi = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
-        k0 = tl.program_id(2) * blocks_per_program
-        for blk in range(k0, tl.minimum(k0 + blocks_per_program, n_blocks)):
-            hrow = (b * n_rows + rows) * n_blocks + blk
-            w = tl.exp(tl.load(HM + hrow, mask=row_ok, other=-1.0e30) - m) / l_tot
-            hr = tl.load(H + hrow[:, None] * (2 * RP) + 2 * rho[None, :], mask=row_ok[:, None], other=0.0)
-            hi = tl.load(H + hrow[:, None] * (2 * RP) + 2 * rho[None, :] + 1, mask=row_ok[:, None], other=0.0)
-            hr = hr * w[:, None]
-            hi = hi * w[:, None]
-            gr = tl.dot(hr, ur, input_precision=CPREC) + tl.dot(hi, ui, input_precision=CPREC)
-            gi = tl.dot(hi, ur, input_precision=CPREC) - tl.dot(hr, ui, input_precision=CPREC)
-            cos, sin = _rotation(ns, blk * BB, period)
-            fr += gr * cos[None, :] + gi * sin[None, :]
-            fi += gi * cos[None, :] - gr * sin[None, :]
-        zero = (ns == 0)[None, :]
-        fr = tl.where(zero, tl.where(tl.program_id(2) == 0, mass / l_tot, 0.0)[:, None], fr)
-        fi = tl.where(zero, 0.0, fi)
-        out = F + ((tl.program_id(2) * tl.cdiv(tl.num_programs(0), row_blocks) + b) * n_rows + rows)[:, None] * (2 * nvb) \
-            + 2 * ns[None, :]
-        tl.store(out, fr, mask=row_ok[:, None] & n_ok[None, :])
-        tl.store(out + 1, fi, mask=row_ok[:, None] & n_ok[None, :])
-
-
 # ---------------------------------------------------------------- 5. output
 @triton.jit
 def _output_kernel(
-    ACCE, MAXE, ACCM, MAXM, M, L, MASS, VKEPT, VSTART, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
-    sfp, nvb, fparts, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits,
+    ACCE, MAXE, ACCM, MAXM, M, L, VKEPT, VSTART, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
+    sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
 ):
-    """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from the
-    spectrum F (the sum of its `fparts` partial spectra, each sfp apart)."""
+    """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -346,21 +227,17 @@ def _output_kernel(
 
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
-    f_rows = F + (b * n_rows + grow) * (2 * nvb)
+    f_rows = F + b * sfb + grow * sfr
     rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
     for n0 in range(0, nv, BLOCK_N):
         ns = n0 + tl.arange(0, BLOCK_N)
         n_ok = ns < nv
         fmask = row_ok[:, None] & n_ok[None, :]
         w_n = irfft_weights(ns, period)
-        f_re = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        f_im = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for fp in range(fparts):
-            f_re += tl.load(f_rows[:, None] + fp * sfp + 2 * ns[None, :], mask=fmask, other=0.0)
-            f_im += tl.load(f_rows[:, None] + fp * sfp + 2 * ns[None, :] + 1, mask=fmask, other=0.0)
-        rec = add_v_products(rec, f_re * w_n[None, :], f_im * w_n[None, :], ns, n_ok, ci, comp, b, Ccv, Nv, VCOS,
-                             VSIN, CPREC)
-    p_mid = tl.load(MASS + b * n_rows + grow, mask=row_ok, other=0.0)  # the middle's probability mass
+        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
+        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
+        rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
+    p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0: the middle's probability mass (exact, from the splits)
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     out += tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
@@ -424,7 +301,7 @@ class LowRankPlan:
         self.periods, self.t_max, self.mid_len = periods, max(periods), mid_len
         self.sm_scale = float(scale) if scale is not None else d ** -0.5
         gpu = q.is_cuda
-        self.block_t = block_t or (32 if gpu else 16)  # 32: best of the H100 sweep at every target cell but 1 x 4k
+        self.block_t = block_t or (32 if gpu else 16)  # 32: best of the H100 sweep at 1 x 32k, 1 x 128k, 8 x 32k
         self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1) if self.ck else 0
         self.nv = min(self.v_cos.shape[2], self.t_max // 2 + 1) if self.cv else 0
         self.block = block or choose_block(periods, self.nz, self.nv, self.block_t, mid_len)
@@ -434,7 +311,7 @@ class LowRankPlan:
         self.gl = group * lq
         self.block_m = max(16, triton.next_power_of_2(self.gl))
         self.block_d = max(16, triton.next_power_of_2(d))
-        self.block_r = block_r or 16  # 16 rows per program: best of the H100 sweep (fewer registers, no spill)
+        self.block_r = block_r or 16  # 16 rows per program: best of the H100 sweep (no spill; 32 rows spill)
         self.k_width, self.v_width = self.k_mid.shape[2], self.v_mid.shape[2]
         self.chunk = 64 if self.k_width > 32 else (32 if self.k_width > 16 else 16)
         self.kwp = max(self.chunk, triton.cdiv(self.k_width, self.chunk) * self.chunk)
@@ -444,8 +321,8 @@ class LowRankPlan:
         self.block_vd = run_block(v_starts, 1)
         self.num_warps = num_warps or 4
         # Software pipelining of the stream's loads: each unrolled chunk of a wide kept K row is a stage's buffer,
-        # so wide rows and float32 tiles pipeline at depth 1 (an all-kept float32 row asks 362 KB at depth 3,
-        # built offline for sm_90; an H100 allows 227 KB).
+        # so wide rows and float32 tiles pipeline at depth 1 (an all-kept float32 row asked 1.19 MB of shared memory
+        # on an H100, which allows 227 KB; 84 KB at depth 1, built offline for sm_90).
         self.num_stages = 3 if self.kwp <= 512 and q.dtype != torch.float32 else 1
         self.prec = "ieee" if q.dtype == torch.float32 else None
         self.cprec = "tf32x3" if gpu else "ieee"
@@ -476,54 +353,44 @@ class LowRankPlan:
         self.maxe = torch.full((parts_e, self.block_m), -1.0e30, **f32)
         self.sume = torch.zeros(parts_e, self.block_m, **f32)
         self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
-        # the spectrum in partial sums over `fparts` ranges of blocks (the output adds them)
-        target_f = 2 * sms if gpu else 2
-        f_programs = b * row_blocks * max(1, triton.cdiv(self.nv, 32))
-        self.fparts = max(1, min(self.n_blocks, triton.cdiv(target_f, f_programs)))
-        self.blocks_per_fpart = triton.cdiv(self.n_blocks, self.fparts)
-        self.fparts = triton.cdiv(self.n_blocks, self.blocks_per_fpart)
-        self.f = torch.zeros(self.fparts, b, rows, max(self.nv, 1), 2, **f32)
-        self.m = torch.zeros(b, rows, **f32)
-        self.l = torch.ones(b, rows, **f32)
-        self.mass = torch.zeros(b, rows, **f32)
-        a_programs = b * row_blocks
-        self.blocks_per_program = max(1, triton.cdiv(self.n_blocks * a_programs, target_f))
+        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start
 
     def _tables(self, dev) -> None:
-        """The factors per sequence (one set when all share a period): u of K (c_n folded in, the n = 0 row zero:
-        that bin is added exactly) and of V as real and imaginary [bins, pad / 2], and the block bases VK, VV."""
+        """W_K, W_V per distinct period and the per-sequence block bases VK, VV (stride 0 when all share one)."""
+        tokens = self.n_blocks * self.block
         distinct = sorted(set(self.periods))
         rank_k = max(block_rank(p, min(self.nz, p // 2 + 1), self.block) for p in distinct) if self.nz else 0
         rank_v = max(block_rank(p, min(self.nv, p // 2 + 1), self.block) for p in distinct) if self.nv else 0
-        self.pk, self.pv = padded_width(rank_k), padded_width(rank_v)
-        per = {}
+        self.pk, self.pv = max(16, triton.next_power_of_2(2 * rank_k)), max(16, triton.next_power_of_2(2 * rank_v))
+        self.groups = []  # (period, sequence index or None, W_K, W_V)
+        vk, vv = {}, {}
         for p in distinct:
-            bk = block_basis(p, min(self.nz, p // 2 + 1), self.block, True, TOL, self.pk)
-            bv = block_basis(p, min(self.nv, p // 2 + 1), self.block, False, TOL, self.pv)
-            uk = torch.zeros(max(self.nz, 1), self.pk // 2, dtype=torch.complex64)
-            uk[1:bk.bins] = bk.u[1:]
-            uv = torch.zeros(max(self.nv, 1), self.pv // 2, dtype=torch.complex64)
-            uv[:bv.bins] = bv.u
-            per[p] = (uk, uv, bk.v, bv.v)
-        seqs = [distinct[0]] if len(distinct) == 1 else self.periods
-        uk, uv, vk, vv = (torch.stack([per[p][i] for p in seqs]) for i in range(4))
-        self.ukr, self.uki = uk.real.contiguous().to(dev), uk.imag.contiguous().to(dev)
-        self.uvr, self.uvi = uv.real.contiguous().to(dev), uv.imag.contiguous().to(dev)
+            nz, nv = min(self.nz, p // 2 + 1), min(self.nv, p // 2 + 1)
+            tk = tile_basis(p, nz, tokens, self.block, True, TOL, self.pk)
+            tv = tile_basis(p, nv, tokens, self.block, False, TOL, self.pv)
+            idx = None if len(distinct) == 1 else torch.tensor(
+                [i for i, t in enumerate(self.periods) if t == p], device=dev)
+            w_k = tk.w.clone()
+            w_k[:1] = 0  # the n = 0 bin is added exactly (Re Z_0, `_middle_kernel`)
+            self.groups.append((p, nz, nv, idx, w_k.to(dev), tv.w.to(dev).conj().transpose(0, 1).contiguous()))
+            vk[p], vv[p] = tk.v, tv.v
+        if len(distinct) == 1:
+            self.vk, self.vv = vk[distinct[0]], vv[distinct[0]]
+        else:
+            self.vk = torch.stack([vk[p] for p in self.periods])
+            self.vv = torch.stack([vv[p] for p in self.periods])
         if self.bdt == tl.bfloat16:
-            vk, vv = vk.to(torch.bfloat16), vv.to(torch.bfloat16)
-        elif self.emulate_bf16:  # the GPU's bfloat16 bases, held in float32 by the interpreter
-            vk, vv = (t.to(torch.bfloat16).to(torch.float32) for t in (vk, vv))
-        self.vk, self.vv = vk.to(dev), vv.to(dev)
-        one = len(distinct) == 1
-        self.suk, self.suv = (0, 0) if one else (self.ukr.stride(0), self.uvr.stride(0))
-        self.svk, self.svv = (0, 0) if one else (self.vk.stride(0), self.vv.stride(0))
+            self.vk, self.vv = self.vk.to(torch.bfloat16), self.vv.to(torch.bfloat16)
+        elif self.emulate_bf16:  # the GPU's bfloat16 tables, held in float32 by the interpreter
+            self.vk, self.vv = (t.to(torch.bfloat16).to(torch.float32) for t in (self.vk, self.vv))
+        self.vk, self.vv = self.vk.to(dev), self.vv.to(dev)
+        self.svk, self.svv = (0, 0) if len(distinct) == 1 else (self.vk.stride(0), self.vv.stride(0))
 
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
         q, varlen = self.q, self.lens is not None
         dt, grid_kv = TL_DTYPE[q.dtype], self.b * self.hkv
-        row_blocks = triton.cdiv(self.n_rows, self.block_r)
         if upto >= 1 and self.ck:
             block_n = 32
             query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
@@ -532,19 +399,17 @@ class LowRankPlan:
                 self.t_max, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
                 BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.cprec)
         if upto >= 2 and self.ck:
-            _score_blocks_kernel[(self.b * row_blocks, triton.cdiv(self.n_blocks, self.blocks_per_program))](
-                self.z, self.ukr, self.uki, self.a, self.lens_arg, self.z.stride(0), self.z.stride(1), self.suk,
-                self.n_rows, self.n_blocks, self.nz, self.t_max, self.blocks_per_program, VARLEN=varlen,
-                BLOCK_R=self.block_r, BLOCK_N=32, RP=self.pk // 2, BB=self.block, CPREC=self.cprec)
+            z = torch.view_as_complex(self.z)
+            a = torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2))
+            for _, nz, _, idx, w_k, _ in self.groups:
+                if idx is None:
+                    torch.matmul(z[:, :, :nz], w_k, out=a)
+                else:
+                    a.index_copy_(0, idx, torch.matmul(z[idx, :, :nz], w_k))
         if upto >= 3:
             self._stream(q, dt, varlen)
         if upto >= 4:
-            _spectrum_kernel[(self.b * row_blocks, max(1, triton.cdiv(self.nv, 32)), self.fparts)](
-                self.h, self.hm, self.uvr, self.uvi, self.f, self.m, self.l, self.mass, self.maxe, self.sume,
-                self.maxm, self.summ, self.lens_arg, self.suv, self.n_rows, self.n_blocks, self.nv, self.t_max,
-                self.esplits, self.splits, self.blocks_per_fpart, self.f.shape[3], GL=self.gl, VARLEN=varlen,
-                HAS_H=self.cv > 0, BLOCK_R=self.block_r, BLOCK_M=self.block_m, BLOCK_N=32, RP=self.pv // 2,
-                BB=self.block, CPREC=self.cprec)
+            self._spectrum()
         if upto >= 5:
             self._output(varlen)
         return self.result
@@ -570,12 +435,34 @@ class LowRankPlan:
             self.hkv, self.le, self.sm_scale, G=self.group, LQ=self.lq, D=self.d, DT=dt, PREC=self.prec,
             VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t)
 
+    def _spectrum(self) -> None:
+        """The merged softmax statistics per row (m, l) and F = (H rescaled to them) @ W_V^H, F_0 the middle's mass."""
+        b, hkv, gl = self.b, self.hkv, self.gl
+        me = self.maxe.view(b, hkv, self.esplits, -1)[..., :gl]
+        mm = self.maxm.view(b, hkv, self.splits, -1)[..., :gl]
+        m = torch.maximum(me.amax(2), mm.amax(2))
+        mid_mass = (torch.exp(mm - m[:, :, None]) * self.summ.view(b, hkv, self.splits, -1)[..., :gl]).sum(2)
+        l_tot = mid_mass + (torch.exp(me - m[:, :, None]) * self.sume.view(b, hkv, self.esplits, -1)[..., :gl]).sum(2)
+        self.m, self.l = m.reshape(b, -1), l_tot.reshape(b, -1)
+        if not self.cv:
+            return
+        scale = torch.exp(self.hm - self.m[:, :, None]) / self.l[:, :, None]
+        hc = torch.view_as_complex((self.h * scale[..., None]).view(b, self.n_rows, -1, 2))
+        f = torch.view_as_complex(self.f)
+        for _, _, nv, idx, _, w_vh in self.groups:
+            if idx is None:
+                torch.matmul(hc, w_vh, out=f[:, :, :nv])
+            else:
+                f[:, :, :nv].index_copy_(0, idx, torch.matmul(hc[idx], w_vh))
+        self.f[:, :, 0, 0] = (mid_mass.reshape(b, -1) / self.l)
+        self.f[:, :, 0, 1] = 0.0
+
     def _output(self, varlen) -> None:
         res, block_do = self.result, 16
         _output_kernel[(self.b * self.hkv, triton.cdiv(self.d, block_do))](
-            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mass, self.v_kept, self.v_start, self.f,
-            self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.shape[3],
-            self.fparts, *res.stride(), self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.t_max, self.esplits,
+            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.v_kept, self.v_start, self.f,
+            self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1),
+            *res.stride(), self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.t_max, self.esplits,
             self.splits, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=16, BLOCK_VD=self.block_vd,
             BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec)
@@ -615,9 +502,9 @@ def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) ->
 
 
 def bench_extra(inputs: dict) -> dict:
-    """The factor tables each call reads, the scratch beside the cache, and the plan's knobs."""
+    """The tables each call reads (W_K, W_V), the scratch beside the cache, and the plan's knobs."""
     plan = lowrank_plan(**inputs)
-    tables = sum(t.numel() * t.element_size() for t in (plan.ukr, plan.uki, plan.uvr, plan.uvi, plan.vk, plan.vv))
+    tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
     rows = plan.b * plan.n_rows
     scratch = (rows * plan.n_blocks * 4 * (2 * plan.pk + 2 * plan.pv + 2) + 4 * plan.accm.numel()
                + plan.qbd.numel() * plan.qbd.element_size())

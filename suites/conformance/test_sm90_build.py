@@ -1,4 +1,4 @@
-"""The token-major FlashFourierAttention kernels build for an H100 (sm_90) without a GPU, also with every integer
+"""The token-major and low-rank FlashFourierAttention kernels build for an H100 (sm_90) without a GPU, also with every integer
 argument the constant 1, as Triton passes an integer equal to 1 (optimized/sm90_build.py): the CPU interpreter runs
 neither the compiler's typing nor its layout rules, and a kernel that rebound a stride in one branch failed on a GPU
 only for inputs whose stride is 1. The builds run in a subprocess without TRITON_INTERPRET (the suite's kernels are
@@ -20,11 +20,11 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_tiles_kernels_build_for_sm90_with_constant_integer_arguments():
+def test_fourier_kernels_build_for_sm90_with_constant_integer_arguments():
     done = _run(["-m", "optimized.sm90_build"])
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert len(lines) == 6, done.stdout
+    assert len(lines) == 10, done.stdout  # 5 kernels (3 token-major, 2 low-rank) x int32 / constant-1 integers
     for line in lines:
         regs = int(line.split("REG:")[1].split()[0])
         assert 0 < regs <= 255, line

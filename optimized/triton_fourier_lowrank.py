@@ -245,6 +245,10 @@ def _output_kernel(
              out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
 
 
+# The kernels an offline build checks (optimized/sm90_build.py), by name.
+KERNELS = {"stream": _middle_kernel}
+
+
 # ---------------------------------------------------------------- host side
 def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int, max_rank: int = MAX_RANK) -> int:
     """The largest block (block_t times a power of two, at most 1024 and the middle rounded up) whose K and V bases

@@ -39,6 +39,16 @@ EXAMPLES="${EXAMPLES:-3}"
 steps=",${STEPS:-tune,bench,variants,tunetiles,tiles,conform},"
 mkdir -p "$RESULTS" runs
 rc=0
+# gpu-profile conformance of both Fourier decode ops for implementation $1 (seed 0, three dtypes)
+conform_both_ops() {
+  local op status=0
+  for op in fourier_decode_attention fourier_decode_attention_varlen; do
+    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl "$1" --profile gpu --seed 0 \
+      --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
+      | grep -Ev "^[a-z_]+ +pass *$" || status=1
+  done
+  return $status
+}
 keep() { [ -n "${OUT:-}" ] && [ "$RESULTS" != "$OUT/results" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 
@@ -86,12 +96,7 @@ if [[ "$steps" == *,tiles,* ]]; then
   # timed at the target cells beside SDPA-flash and the spectral kernel, on the paper's period with random kept
   # sets and with kept runs aligned to 8 channels (each run with SDPA again, so every ratio is of one run).
   echo "== token-major kernel: conformance, then the target cells"
-  for op in fourier_decode_attention fourier_decode_attention_varlen; do
-    [ "${TILES_CONFORM:-1}" = 0 ] && break
-    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl triton_tiles --profile gpu --seed 0 \
-      --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
-      | grep -Ev "^[a-z_]+ +pass *$" || rc=1
-  done
+  [ "${TILES_CONFORM:-1}" = 0 ] || conform_both_ops triton_tiles || rc=1
   IFS=';' read -ra variants <<< "${TILES_VARIANTS:-;--kept-align 8}"
   for variant in "${variants[@]}"; do
     for grid in "1 4096,32768,131072" "8 32768"; do
@@ -108,12 +113,7 @@ if [[ "$steps" == *,lowrank,* ]]; then
   echo "== low-rank kernel: knob sweep, conformance, the target cells"
   [ "${LOWRANK_TUNE:-1}" = 0 ] || timeout "${TUNE_LOWRANK_S:-200}" "$PY" ci/tune_fourier_lowrank.py \
     --out "${OUT:-runs}/tune_lowrank.json" || rc=1
-  for op in fourier_decode_attention fourier_decode_attention_varlen; do
-    [ "${LOWRANK_CONFORM:-1}" = 0 ] && break
-    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl triton_lowrank --profile gpu --seed 0 \
-      --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
-      | grep -Ev "^[a-z_]+ +pass *$" || rc=1
-  done
+  [ "${LOWRANK_CONFORM:-1}" = 0 ] || conform_both_ops triton_lowrank || rc=1
   for grid in "1 4096,32768,131072" "8 32768"; do
     [ "${LOWRANK_BENCH:-1}" = 0 ] && break
     set -- $grid

@@ -31,13 +31,14 @@ import torch
 import triton
 import triton.language as tl
 
+from optimized.fourier_plans import cache_tensors, planned
+from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, tile_basis
-from optimized.triton_fourier import MAX_ROWS
 from optimized.triton_fourier_tiles import bf16_rounded
-from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, exact_split, irfft_weights,
-                                               query_spectrum_kernel, run_block)
+from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, check_plan_inputs, exact_split,
+                                               irfft_weights, query_spectrum_kernel, run_block)
 from reference.bench_spec import ImplBench
-from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
+from reference.ops.checks import check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
@@ -282,20 +283,13 @@ class LowRankPlan:
         _check_options(q, block_t, block, num_splits, num_warps, block_r)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
-        group = hq // hkv
-        if group * lq > MAX_ROWS:
-            raise ValueError(f"q packs {group} heads x {lq} tokens = {group * lq} rows per KV head; this decode "
-                             f"kernel holds at most {MAX_ROWS} (use dense attention for prefill-sized chunks)")
-        check_out(out, q.shape, q.dtype, q.device)
-        check_triton_runnable("fourier_decode_attention_lowrank", q)
+        group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_lowrank")
         self.q, self.k_exact, self.v_exact, self.lens = q, k_exact, v_exact, lens
-        k_mid, k_kept, k_comp, *kc = k_args
-        v_mid, v_kept, v_comp, *vc = v_args
-        self.k_mid, self.v_mid = (t if t.stride(-1) == 1 else t.contiguous() for t in (k_mid, v_mid))
-        self.k_kept, self.v_kept = k_kept.contiguous(), v_kept.contiguous()
-        self.k_cos, self.k_sin, self.k_sc, self.k_sh = (t.contiguous() for t in kc)
-        self.v_cos, self.v_sin, self.v_sc, self.v_sh = (t.contiguous() for t in vc)
-        self.ck, self.cv = k_comp.numel(), v_comp.numel()
+        kc, vc = cache_tensors(k_args), cache_tensors(v_args)
+        self.k_mid, self.v_mid, self.k_kept, self.v_kept = kc.mid, vc.mid, kc.kept, vc.kept
+        self.k_cos, self.k_sin, self.k_sc, self.k_sh = kc.cos, kc.sin, kc.scale, kc.shift
+        self.v_cos, self.v_sin, self.v_sc, self.v_sh = vc.cos, vc.sin, vc.scale, vc.shift
+        self.ck, self.cv = kc.compressed, vc.compressed
         dev = q.device
         heads = torch.arange(hkv + 1, device=dev) * d
         self.k_start = torch.searchsorted(self.k_kept, heads).to(torch.int32)
@@ -486,23 +480,14 @@ def lowrank_plan(
 
 
 def planned_lowrank(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
-    """run(inputs) with the plan (tables, scratch; one host sync) made once per input set on the first call,
-    outside the timers' CUDA graph, as for the other Fourier kernels; `upto` runs only phases 1..upto."""
-    plans: dict[int, LowRankPlan] = {}
-
-    def run(x: dict) -> Any:
-        plan = plans.get(id(x))
-        if plan is None:
-            plan = plans[id(x)] = lowrank_plan(**x, **knobs)
-        return plan.run() if upto is None else plan.run(upto)
-
-    return run
+    """run(inputs) with the plan (tables, scratch; one host sync) made once per input set
+    (`optimized.fourier_plans.planned`); `upto` runs only phases 1..upto."""
+    return planned(lowrank_plan, upto, **knobs)
 
 
 def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) -> dict:
-    """Milliseconds of each phase (PHASES), from graph timings of phases 1..k differenced."""
-    cumulative = [graph_timer(planned_lowrank(k, **knobs), sets) for k in range(1, len(PHASES) + 1)]
-    return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
+    """Milliseconds of each phase (PHASES) on the input sets."""
+    return plan_phase_times(lowrank_plan, PHASES, graph_timer, sets, **knobs)
 
 
 def bench_extra(inputs: dict) -> dict:

@@ -41,6 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
+from optimized.fourier_plans import cache_tensors, planned
+from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.triton_fourier import MAX_ROWS, merged_stats, online_softmax_step, splits_block
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
@@ -470,14 +472,12 @@ class _Plan:
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_spectral")
         self.q, self.k_exact, self.v_exact, self.lens, self.out = q, k_exact, v_exact, lens, out
-        self.k_mid, k_kept, k_comp, *kc = k_args
-        self.v_mid, v_kept, v_comp, *vc = v_args
-        # The kernels index channels with unit stride: a view whose channels are strided is copied once.
-        self.k_mid, self.v_mid = (t if t.stride(-1) == 1 else t.contiguous() for t in (self.k_mid, self.v_mid))
-        k_kept, v_kept = k_kept.contiguous(), v_kept.contiguous()
-        self.k_cos, self.k_sin, self.k_sc, self.k_sh = (t.contiguous() for t in kc)
-        self.v_cos, self.v_sin, self.v_sc, self.v_sh = (t.contiguous() for t in vc)
-        self.ck, self.cv = k_comp.numel(), v_comp.numel()
+        kc, vc = cache_tensors(k_args), cache_tensors(v_args)
+        self.k_mid, self.v_mid, self.k_kept, self.v_kept = kc.mid, vc.mid, kc.kept, vc.kept
+        self.k_cos, self.k_sin, self.k_sc, self.k_sh = kc.cos, kc.sin, kc.scale, kc.shift
+        self.v_cos, self.v_sin, self.v_sc, self.v_sh = vc.cos, vc.sin, vc.scale, vc.shift
+        self.ck, self.cv = kc.compressed, vc.compressed
+        k_kept, v_kept = self.k_kept, self.v_kept
         self.k_kept, self.v_kept = k_kept, v_kept
         heads = torch.arange(hkv + 1, device=q.device) * d  # where each head's channels start
         self.k_start = torch.searchsorted(k_kept, heads).to(torch.int32)  # ... in the sorted kept lists
@@ -622,21 +622,12 @@ def planned_spectral(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
     kept-channel run, block widths, scratch buffers; one host sync) that a server makes when a layer's cache is
     built, not at every decode step. `upto` runs only phases 1..upto; `knobs` (num_splits, block_t, num_warps) go
     to `spectral_plan`."""
-    plans: dict[int, Any] = {}
-
-    def run(x: dict) -> Any:
-        plan = plans.get(id(x))
-        if plan is None:
-            plan = plans[id(x)] = spectral_plan(**x, **knobs)
-        return plan.run() if upto is None else plan.run(upto)
-
-    return run
+    return planned(spectral_plan, upto, **knobs)
 
 
 def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) -> dict:
-    """Milliseconds of each phase (PHASES) on the input sets, from graph timings of phases 1..k differenced."""
-    cumulative = [graph_timer(planned_spectral(k, **knobs), sets) for k in range(1, len(PHASES) + 1)]
-    return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
+    """Milliseconds of each phase (PHASES) on the input sets."""
+    return plan_phase_times(spectral_plan, PHASES, graph_timer, sets, **knobs)
 
 
 def bench_extra(inputs: dict) -> dict:

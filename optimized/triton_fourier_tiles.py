@@ -40,6 +40,8 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from optimized.fourier_plans import cache_tensors, planned
+from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, check_plan_inputs, exact_split,
                                                irfft_weights, kept_alignment, kept_runs, output_kernel,
@@ -359,13 +361,11 @@ class TilesPlan:
             num_stages, fold = tuned.get("num_stages"), fold if fold is not None else tuned.get("fold")
         self.group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_triton_tiles")
         self.q, self.k_exact, self.v_exact = q, k_exact, v_exact
-        k_mid, k_kept, k_comp, *kc = k_args
-        v_mid, v_kept, v_comp, *vc = v_args
-        self.k_mid, self.v_mid = (t if t.stride(-1) == 1 else t.contiguous() for t in (k_mid, v_mid))
-        self.k_kept, self.v_kept = k_kept.contiguous(), v_kept.contiguous()
-        self.k_cos, self.k_sin, self.k_sc, self.k_sh = (t.contiguous() for t in kc)
-        self.v_cos, self.v_sin, self.v_sc, self.v_sh = (t.contiguous() for t in vc)
-        self.ck, self.cv = k_comp.numel(), v_comp.numel()
+        kc, vc = cache_tensors(k_args), cache_tensors(v_args)
+        self.k_mid, self.v_mid, self.k_kept, self.v_kept = kc.mid, vc.mid, kc.kept, vc.kept
+        self.k_cos, self.k_sin, self.k_sc, self.k_sh = kc.cos, kc.sin, kc.scale, kc.shift
+        self.v_cos, self.v_sin, self.v_sc, self.v_sh = vc.cos, vc.sin, vc.scale, vc.shift
+        self.ck, self.cv = kc.compressed, vc.compressed
         heads = torch.arange(hkv + 1, device=q.device) * d
         self.k_start = torch.searchsorted(self.k_kept, heads).to(torch.int32)
         self.v_start = torch.searchsorted(self.v_kept, heads).to(torch.int32)
@@ -539,23 +539,14 @@ def tiles_plan(
 
 
 def planned_tiles(upto: int | None = None, **knobs):
-    """run(inputs) with the plan made once per input set, on the first call (outside the timers' CUDA graph), as
-    for the spectral kernel; `upto` runs only phases 1..upto of PHASES."""
-    plans: dict[int, TilesPlan] = {}
-
-    def run(x: dict):
-        plan = plans.get(id(x))
-        if plan is None:
-            plan = plans[id(x)] = tiles_plan(**x, **knobs)
-        return plan.run() if upto is None else plan.run(upto)
-
-    return run
+    """run(inputs) with the plan made once per input set (`optimized.fourier_plans.planned`); `upto` runs only
+    phases 1..upto of PHASES."""
+    return planned(tiles_plan, upto, **knobs)
 
 
 def phase_times(graph_timer, sets: list[dict], **knobs) -> dict:
-    """Milliseconds of each phase (PHASES) on the input sets, from graph timings of phases 1..k differenced."""
-    cumulative = [graph_timer(planned_tiles(k, **knobs), sets) for k in range(1, len(PHASES) + 1)]
-    return {name: max(0.0, cumulative[i] - (cumulative[i - 1] if i else 0.0)) for i, name in enumerate(PHASES)}
+    """Milliseconds of each phase (PHASES) on the input sets."""
+    return plan_phase_times(tiles_plan, PHASES, graph_timer, sets, **knobs)
 
 
 def bench_extra(inputs: dict) -> dict:

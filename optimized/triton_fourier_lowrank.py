@@ -35,8 +35,8 @@ from optimized.fourier_plans import cache_tensors, planned
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, tile_basis
 from optimized.triton_fourier_tiles import bf16_rounded
-from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, check_plan_inputs, exact_split,
-                                               irfft_weights, query_spectrum_kernel, run_block)
+from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
+                                               exact_split, query_spectrum_kernel, run_block)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs
@@ -229,15 +229,8 @@ def _output_kernel(
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
     f_rows = F + b * sfb + grow * sfr
-    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-    for n0 in range(0, nv, BLOCK_N):
-        ns = n0 + tl.arange(0, BLOCK_N)
-        n_ok = ns < nv
-        fmask = row_ok[:, None] & n_ok[None, :]
-        w_n = irfft_weights(ns, period)
-        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
-        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
-        rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
+    rec = compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M, BLOCK_DO,
+                                   BLOCK_N, CPREC)
     p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0: the middle's probability mass (exact, from the splits)
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)

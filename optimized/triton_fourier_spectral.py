@@ -300,6 +300,23 @@ def add_v_products(rec, a_re, a_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, 
 
 
 @triton.jit
+def compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M: tl.constexpr,
+                             BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, CPREC: tl.constexpr):
+    """sum_n w_n (a'_n Re F_n - b'_n Im F_n) for the compressed V channels ci (where comp) of rows whose spectrum
+    F [rows, bins, (re, im)] starts at f_rows (eq. values, before the channels' scale and shift)."""
+    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    for n0 in range(0, nv, BLOCK_N):
+        ns = n0 + tl.arange(0, BLOCK_N)
+        n_ok = ns < nv
+        fmask = row_ok[:, None] & n_ok[None, :]
+        w_n = irfft_weights(ns, period)
+        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
+        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
+        rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
+    return rec
+
+
+@triton.jit
 def output_kernel(
     ACC, ACCK, VKEPT, VSTART, MAX, SUM, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, num_splits, n_chunks,
@@ -355,14 +372,8 @@ def output_kernel(
             pm = (cs < n_chunks)[:, None, None] & row_ok[None, :, None] & comp[None, None, :]
             rec += tl.sum(tl.load(PO + po, mask=pm, other=0.0), 0)
     else:
-        for n0 in range(0, nv, BLOCK_N):
-            ns = n0 + tl.arange(0, BLOCK_N)
-            n_ok = ns < nv
-            fmask = row_ok[:, None] & n_ok[None, :]
-            w_n = irfft_weights(ns, period)
-            f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
-            f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
-            rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
+        rec = compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M,
+                                       BLOCK_DO, BLOCK_N, CPREC)
     p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0 = sum of the middle's probabilities
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)

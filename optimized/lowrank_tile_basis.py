@@ -45,6 +45,7 @@ class TileBasis:
 
 
 def padded_width(rank: int) -> int:
+    """The real width of a rank-r table: 2 r rounded up to a power of two, at least 16."""
     return max(16, 1 << max(0, (2 * rank - 1).bit_length()))
 
 

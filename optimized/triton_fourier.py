@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from reference.bench_spec import ImplBench
-from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
+from reference.ops.checks import check_block, check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_compress_inputs, check_decode_inputs
 from reference.ops.fourier_cache import fourier_bytes_read, make_fourier_cache  # noqa: F401 - importable from here
 from reference.ops.fourier_update import check_update_inputs
@@ -361,10 +361,8 @@ def _launch_decode(q, k_exact, v_exact, k_args, v_args, mid_len, period, lens, s
     if recon_precision not in ("ieee", "tf32", "tf32x3"):
         raise ValueError(f"recon_precision must be 'ieee', 'tf32' or 'tf32x3', got {recon_precision!r}")
     check_int("num_splits", num_splits, 1, optional=True)
-    for name, blk in (("block_t", block_t), ("block_n", block_n)):
-        check_int(name, blk, 16, optional=True)
-        if blk is not None and blk & (blk - 1):
-            raise ValueError(f"{name} must be None or a power of two >= 16, got {blk!r}")
+    check_block("block_t", block_t)
+    check_block("block_n", block_n)
     check_int("num_warps", num_warps, 1, optional=True)
     b, hq, lq, d = q.shape
     hkv, le = k_exact.shape[1], k_exact.shape[2]

@@ -33,12 +33,12 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_tile_basis import TOL, block_rank, tile_basis
+from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                exact_split, query_spectrum_kernel, run_block)
 from reference.bench_spec import ImplBench
-from reference.ops.checks import check_int, check_triton_dtype
+from reference.ops.checks import check_block, check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
@@ -258,12 +258,10 @@ def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int
 
 def _check_options(q, block_t, block, num_splits, num_warps, block_r) -> None:
     check_triton_dtype("q", q)
-    for name, v, low in (("block_t", block_t, 16), ("block", block, 16), ("num_splits", num_splits, 1),
-                         ("num_warps", num_warps, 1), ("block_r", block_r, 16)):
-        check_int(name, v, low, optional=True)
     for name, v in (("block_t", block_t), ("block", block), ("block_r", block_r)):
-        if v is not None and v & (v - 1):
-            raise ValueError(f"{name} must be None or a power of two >= 16, got {v!r}")
+        check_block(name, v)
+    check_int("num_splits", num_splits, 1, optional=True)
+    check_int("num_warps", num_warps, 1, optional=True)
     if block_t is not None and block is not None and block < block_t:
         raise ValueError(f"block ({block}) must be a multiple of block_t ({block_t}): a block is whole tiles")
 
@@ -354,7 +352,7 @@ class LowRankPlan:
         distinct = sorted(set(self.periods))
         rank_k = max(block_rank(p, min(self.nz, p // 2 + 1), self.block) for p in distinct) if self.nz else 0
         rank_v = max(block_rank(p, min(self.nv, p // 2 + 1), self.block) for p in distinct) if self.nv else 0
-        self.pk, self.pv = max(16, triton.next_power_of_2(2 * rank_k)), max(16, triton.next_power_of_2(2 * rank_v))
+        self.pk, self.pv = padded_width(rank_k), padded_width(rank_v)
         self.groups = []  # (period, sequence index or None, W_K, W_V)
         vk, vv = {}, {}
         for p in distinct:
@@ -507,9 +505,9 @@ def fourier_decode_attention_lowrank(
     """FlashFourierAttention decode with low-rank block bases (module docstring): out [B, Hq, Lq, D] in q's dtype.
 
     Same layout and result as `reference.ops.fourier.fourier_decode_attention`, to the SVD cut TOL. Knobs:
-    `block_t` (tokens per tile, a power of two >= 16; 64), `block` (tokens per basis block, a power-of-two multiple
+    `block_t` (tokens per tile, a power of two >= 16; 32), `block` (tokens per basis block, a power-of-two multiple
     of block_t; the largest whose rank stays <= MAX_RANK), `num_splits` (middle splits per row block; two waves),
-    `num_warps` (4), `block_r` (query rows per program, a power of two >= 16; 32 on a GPU)."""
+    `num_warps` (4), `block_r` (query rows per program, a power of two >= 16; 16)."""
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)

@@ -45,7 +45,7 @@ from optimized.fourier_plans import cache_tensors, planned
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.triton_fourier import MAX_ROWS, merged_stats, online_softmax_step, splits_block
 from reference.bench_spec import ImplBench
-from reference.ops.checks import check_int, check_out, check_triton_dtype, check_triton_runnable
+from reference.ops.checks import check_block, check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_decode_inputs
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import register_impl
@@ -454,9 +454,7 @@ def window_overread(k_starts: list[int], v_starts: list[int], tokens: int, items
 def _check_options(q, num_splits, block_t, num_warps) -> None:
     check_triton_dtype("q", q)
     check_int("num_splits", num_splits, 1, optional=True)
-    check_int("block_t", block_t, 16, optional=True)
-    if block_t is not None and block_t & (block_t - 1):
-        raise ValueError(f"block_t must be None or a power of two >= 16, got {block_t!r}")
+    check_block("block_t", block_t)
     check_int("num_warps", num_warps, 1, optional=True)
 
 

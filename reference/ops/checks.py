@@ -77,6 +77,13 @@ def check_int(name: str, value, low: int = 0, high: int | None = None, optional:
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
 
 
+def check_block(name: str, value) -> None:
+    """A kernel's optional block-size knob: None, or an int >= 16 that is a power of two."""
+    check_int(name, value, 16, optional=True)
+    if value is not None and value & (value - 1):
+        raise ValueError(f"{name} must be None or a power of two >= 16, got {value!r}")
+
+
 def check_scale(scale) -> None:
     """The softmax scale: None (D ** -0.5) or a positive finite number."""
     if scale is None:

@@ -2,10 +2,11 @@
 
 LLaMA-3-8B decode shapes, bf16, the paper's period (the middle's length), kept rows padded to 64 and heads' runs
 aligned to 8 as the benchmark's `--kept-align 8`. Each setting is timed as the benchmark times it (CUDA graph,
-inputs rotated past the L2); the best setting's phases follow. Timing only: the benchmark and conformance check
+inputs rotated past the L2); then the small phases' launch shapes (SHAPES) with the best knobs, and the phases of
+the best of those. Timing only: the benchmark and conformance check
 the output.
 
-    PYTHONPATH=. python ci/tune_fourier_lowrank.py [--cases 1x32768,...] [--out tune_lowrank.json]
+    PYTHONPATH=. python ci/tune_fourier_lowrank.py [--cases 1x32768,...] [--quick] [--out tune_lowrank.json]
 """
 from __future__ import annotations
 
@@ -17,16 +18,33 @@ import torch
 import triton
 
 from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
-from optimized.triton_fourier_lowrank import lowrank_plan, phase_times, planned_lowrank
+from optimized.fourier_plans import phase_times as plan_phase_times
+from optimized.fourier_plans import planned
+from optimized.triton_fourier_lowrank import PHASES, lowrank_plan, planned_lowrank
 from reference.ops.fourier_cache import make_fourier_cache
 
 SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
+# The small phases' launch shapes (plan attributes), swept with the best knobs: query-spectrum frequencies per
+# program, the output's frequency chunk and channels per program.
+SHAPES = [dict(qs_block_n=qn, out_block_n=on, out_block_do=od)
+          for qn, on, od in ((32, 16, 16), (128, 16, 16), (32, 64, 16), (32, 32, 32), (128, 64, 32))]
+
+
+def shaped_plan(shapes: dict):
+    """lowrank_plan with the launch-shape attributes `shapes` set."""
+    def make(**kw):
+        plan = lowrank_plan(**kw)
+        for name, value in shapes.items():
+            setattr(plan, name, value)
+        return plan
+    return make
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="1x32768,8x32768,1x131072,1x4096")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true", help="only the default knobs and the block neighbours, then shapes")
     args = ap.parse_args()
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
               "rows": []}
@@ -37,7 +55,8 @@ def main() -> None:
         rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
         default = lowrank_plan(**cache)
         rows = []
-        for knobs in SETTINGS + [dict(SETTINGS[0], block=2 * default.block), dict(SETTINGS[0], block=default.block // 2)]:
+        settings = SETTINGS[:1] if args.quick else SETTINGS
+        for knobs in settings + [dict(SETTINGS[0], block=2 * default.block), dict(SETTINGS[0], block=default.block // 2)]:
             if knobs.get("block", 64) < knobs["block_t"]:
                 continue
             try:
@@ -49,7 +68,17 @@ def main() -> None:
             print(f"{case} {knobs}: {us:.1f} us", flush=True)
         best = min((r for r in rows if "us" in r), key=lambda r: r["us"])
         knobs = {k: best[k] for k in ("block_t", "block_r", "num_warps", "block") if k in best}
-        phases = {k: 1000 * v for k, v in phase_times(graph_ms, rot.sets, **knobs).items()}
+        shape_rows = []
+        for shapes in SHAPES:
+            make = shaped_plan(shapes)
+            us = 1000 * graph_ms(planned(make, **knobs), rot.sets)
+            shape_rows.append({"batch": batch, "context": context, **knobs, **shapes, "us": us})
+            print(f"{case} {knobs} {shapes}: {us:.1f} us", flush=True)
+        shapes = {k: v for k, v in min(shape_rows, key=lambda r: r["us"]).items() if k in SHAPES[0]}
+        phases = {k: 1000 * v for k, v in plan_phase_times(shaped_plan(shapes), PHASES, graph_ms, rot.sets,
+                                                            **knobs).items()}
+        rows += shape_rows
+        best.update(best_shapes=shapes)
         plan = lowrank_plan(**cache, **knobs)
         best.update(phases_us=phases, block=plan.block, rank_pad=(plan.pk, plan.pv), splits=plan.splits,
                     default_block=default.block)

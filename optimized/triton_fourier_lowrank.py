@@ -16,7 +16,8 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    row of a sequence in one program. A program loads whole kept rows (every head's channels, contiguous), scores
    them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over whole V rows and P @ V_V per block (H).
    It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks and window per KV head;
-4. the spectrum: the splits' statistics merged, H rescaled to the merged softmax, F = H @ W_V^H (cuBLAS);
+4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
+   then F = H @ W_V^H (cuBLAS);
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels from F.
 
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
@@ -48,6 +49,8 @@ PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
 # tune_lowrank-2026-12-06-H100-29d5ce1.json): 512-token blocks (rank 21) beat 256 (rank 15) at 1 x 32k (157 against
 # 170 us) and 8 x 32k (362 against 369); at 1 x 128k the cap of 1024 tokens keeps 1024 (214 us; 2048: 217).
 MAX_RANK = 24
+# Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
+QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -182,16 +185,67 @@ def _exact_kernel(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, sk
              mask=(rows < G * LQ)[:, None])
 
 
+# ---------------------------------------------------------------- 4. the spectrum's merge
+@triton.jit
+def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, msplits,
+                  GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_B: tl.constexpr,
+                  PV: tl.constexpr, HAS_H: tl.constexpr):
+    """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled in
+    place to them: H_k <- H_k e^{m_k - m} / l, so F = H @ W_V^H is the spectrum of the normalized probabilities.
+    Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
+    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops."""
+    bh = tl.program_id(0)
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < GL
+    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
+    for s0 in range(0, esplits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        slot = (bh * esplits + ss)[:, None] * BLOCK_M + rows[None, :]
+        m = tl.maximum(m, tl.max(tl.load(MAXE + slot, mask=(ss < esplits)[:, None], other=-1.0e30), 0))
+    for s0 in range(0, msplits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]
+        m = tl.maximum(m, tl.max(tl.load(MAXM + slot, mask=(ss < msplits)[:, None], other=-1.0e30), 0))
+    mid = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for s0 in range(0, msplits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]
+        ok = (ss < msplits)[:, None]
+        w = tl.exp(tl.load(MAXM + slot, mask=ok, other=-1.0e30) - m[None, :])
+        mid += tl.sum(w * tl.load(SUMM + slot, mask=ok, other=0.0), 0)
+    l_tot = mid
+    for s0 in range(0, esplits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        slot = (bh * esplits + ss)[:, None] * BLOCK_M + rows[None, :]
+        ok = (ss < esplits)[:, None]
+        w = tl.exp(tl.load(MAXE + slot, mask=ok, other=-1.0e30) - m[None, :])
+        l_tot += tl.sum(w * tl.load(SUME + slot, mask=ok, other=0.0), 0)
+    grow = bh * GL + rows  # b * n_rows + h * GL + row
+    first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
+    tl.store(M + grow, m, mask=row_ok & first)
+    tl.store(L + grow, l_tot, mask=row_ok & first)
+    tl.store(MID + grow, mid / l_tot, mask=row_ok & first)
+    if HAS_H:
+        cols = tl.arange(0, BLOCK_B * PV)
+        blk = tl.program_id(1) * BLOCK_B + cols // PV
+        ok = row_ok[:, None] & (blk < n_blocks)[None, :]
+        hrow = grow[:, None] * n_blocks + blk[None, :]
+        scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
+        at = H + hrow * PV + (cols % PV)[None, :]
+        tl.store(at, tl.load(at, mask=ok, other=0.0) * scale, mask=ok)
+
+
 # ---------------------------------------------------------------- 5. output
 @triton.jit
 def _output_kernel(
-    ACCE, MAXE, ACCM, MAXM, M, L, VKEPT, VSTART, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
+    ACCE, MAXE, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
 ):
-    """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F."""
+    """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
+    F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column)."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -231,7 +285,9 @@ def _output_kernel(
     f_rows = F + b * sfb + grow * sfr
     rec = compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M, BLOCK_DO,
                                    BLOCK_N, CPREC)
-    p_mid = tl.load(f_rows, mask=row_ok, other=0.0)  # F_0: the middle's probability mass (exact, from the splits)
+    p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
+    a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
+    rec += p_mid[:, None] * (a0 / period)[None, :]  # w_0 a'_0 F_0 (eq. values)
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     out += tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
@@ -328,6 +384,11 @@ class LowRankPlan:
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
         self.esplits = max(1, min(triton.cdiv(le, self.block_t), 4 if gpu else 2))
         self._tables(dev)
+        # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
+        # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
+        # frequency chunk and channels per program
+        self.qs_block_n, self.merge_blocks = QS_BLOCK_N, max(1, 512 // self.pv)
+        self.out_block_n, self.out_block_do = OUT_BLOCK_N, OUT_BLOCK_DO
         f32 = dict(dtype=torch.float32, device=dev)
         rows = self.n_rows
         self.z = torch.zeros(b, rows, max(self.nz, 1), 2, **f32)
@@ -343,6 +404,7 @@ class LowRankPlan:
         self.sume = torch.zeros(parts_e, self.block_m, **f32)
         self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
+        self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start
 
@@ -361,9 +423,10 @@ class LowRankPlan:
             tv = tile_basis(p, nv, tokens, self.block, False, TOL, self.pv)
             idx = None if len(distinct) == 1 else torch.tensor(
                 [i for i, t in enumerate(self.periods) if t == p], device=dev)
-            w_k = tk.w.clone()
-            w_k[:1] = 0  # the n = 0 bin is added exactly (Re Z_0, `_middle_kernel`)
-            self.groups.append((p, nz, nv, idx, w_k.to(dev), tv.w.to(dev).conj().transpose(0, 1).contiguous()))
+            w_k, w_vh = tk.w.clone(), tv.w.conj().transpose(0, 1).contiguous()
+            w_k[:1] = 0  # the n = 0 bins are exact: Re Z_0 in `_middle_kernel`, the middle's mass in `_output_kernel`
+            w_vh[:, :1] = 0
+            self.groups.append((p, nz, nv, idx, w_k.to(dev), w_vh.to(dev)))
             vk[p], vv[p] = tk.v, tv.v
         if len(distinct) == 1:
             self.vk, self.vv = vk[distinct[0]], vv[distinct[0]]
@@ -381,7 +444,7 @@ class LowRankPlan:
         q, varlen = self.q, self.lens is not None
         dt, grid_kv = TL_DTYPE[q.dtype], self.b * self.hkv
         if upto >= 1 and self.ck:
-            block_n = 32
+            block_n = self.qs_block_n
             query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
                 q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
@@ -425,35 +488,32 @@ class LowRankPlan:
             VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t)
 
     def _spectrum(self) -> None:
-        """The merged softmax statistics per row (m, l) and F = (H rescaled to them) @ W_V^H, F_0 the middle's mass."""
-        b, hkv, gl = self.b, self.hkv, self.gl
-        me = self.maxe.view(b, hkv, self.esplits, -1)[..., :gl]
-        mm = self.maxm.view(b, hkv, self.splits, -1)[..., :gl]
-        m = torch.maximum(me.amax(2), mm.amax(2))
-        mid_mass = (torch.exp(mm - m[:, :, None]) * self.summ.view(b, hkv, self.splits, -1)[..., :gl]).sum(2)
-        l_tot = mid_mass + (torch.exp(me - m[:, :, None]) * self.sume.view(b, hkv, self.esplits, -1)[..., :gl]).sum(2)
-        self.m, self.l = m.reshape(b, -1), l_tot.reshape(b, -1)
+        """`_merge_kernel` (the statistics m, l, the middle's mass, H rescaled to them), then F = H @ W_V^H (cuBLAS;
+        its n = 0 bin stays 0, the output adds the mass exactly)."""
+        chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
+        _merge_kernel[(self.b * self.hkv, chunks)](
+            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
+            self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
+            BLOCK_S=min(16, triton.next_power_of_2(max(self.splits, self.esplits))), BLOCK_B=self.merge_blocks,
+            PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
-        scale = torch.exp(self.hm - self.m[:, :, None]) / self.l[:, :, None]
-        hc = torch.view_as_complex((self.h * scale[..., None]).view(b, self.n_rows, -1, 2))
+        hc = torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2))
         f = torch.view_as_complex(self.f)
         for _, _, nv, idx, _, w_vh in self.groups:
             if idx is None:
                 torch.matmul(hc, w_vh, out=f[:, :, :nv])
             else:
                 f[:, :, :nv].index_copy_(0, idx, torch.matmul(hc[idx], w_vh))
-        self.f[:, :, 0, 0] = (mid_mass.reshape(b, -1) / self.l)
-        self.f[:, :, 0, 1] = 0.0
 
     def _output(self, varlen) -> None:
-        res, block_do = self.result, 16
+        res, block_do = self.result, self.out_block_do
         _output_kernel[(self.b * self.hkv, triton.cdiv(self.d, block_do))](
-            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.v_kept, self.v_start, self.f,
+            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, self.f,
             self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1),
             *res.stride(), self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.t_max, self.esplits,
             self.splits, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
-            BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=16, BLOCK_VD=self.block_vd,
+            BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
             BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec)
 
 

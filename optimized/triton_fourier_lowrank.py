@@ -45,10 +45,11 @@ from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
 
 PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
-# The largest block whose bases stay within this rank is chosen. 24 from the H100 sweep (results/gpu/
-# tune_lowrank-2026-12-06-H100-29d5ce1.json): 512-token blocks (rank 21) beat 256 (rank 15) at 1 x 32k (157 against
-# 170 us) and 8 x 32k (362 against 369); at 1 x 128k the cap of 1024 tokens keeps 1024 (214 us; 2048: 217).
-MAX_RANK = 24
+# The largest block whose bases stay within this rank is chosen. 32 from the H100 sweeps (results/gpu/
+# tune_lowrank-2026-12-06-H100-d79208d.json, with the one-launch merge): at 32k, 1024-token blocks (rank 31) beat
+# 512 (rank 21) at 8 x 32k (281 against 323 us) and tie at 1 x 32k (117.5 against 115.0); at 1 x 128k the cap of
+# 1024 tokens keeps 1024 (163 us; 2048: 171, 512: 182); at 4k the rank passes 32 at 128 tokens, 64 stays.
+MAX_RANK = 32
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 

@@ -26,6 +26,7 @@ of the largest singular value), below float32's rounding. The tables are per per
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 import torch
@@ -313,6 +314,19 @@ def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int
     return best
 
 
+@lru_cache(maxsize=8)
+def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: int, pv: int, device: str):
+    """(W_K, W_V^H, VK, VV) of one period on `device`, kept across calls (a decode step's plan copies no tables).
+    The n = 0 bins are exact elsewhere (Re Z_0 in `_middle_kernel`, the middle's mass in `_output_kernel`), so W_K
+    has no n = 0 row and W_V^H no n = 0 column."""
+    tk = tile_basis(period, nz, tokens, block, True, TOL, pk)
+    tv = tile_basis(period, nv, tokens, block, False, TOL, pv)
+    w_k, w_vh = tk.w.clone(), tv.w.conj().transpose(0, 1).contiguous()
+    w_k[:1] = 0
+    w_vh[:, :1] = 0
+    return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
+
+
 def _check_options(q, block_t, block, num_splits, num_warps, block_r) -> None:
     check_triton_dtype("q", q)
     for name, v in (("block_t", block_t), ("block", block), ("block_r", block_r)):
@@ -420,15 +434,10 @@ class LowRankPlan:
         vk, vv = {}, {}
         for p in distinct:
             nz, nv = min(self.nz, p // 2 + 1), min(self.nv, p // 2 + 1)
-            tk = tile_basis(p, nz, tokens, self.block, True, TOL, self.pk)
-            tv = tile_basis(p, nv, tokens, self.block, False, TOL, self.pv)
             idx = None if len(distinct) == 1 else torch.tensor(
                 [i for i, t in enumerate(self.periods) if t == p], device=dev)
-            w_k, w_vh = tk.w.clone(), tv.w.conj().transpose(0, 1).contiguous()
-            w_k[:1] = 0  # the n = 0 bins are exact: Re Z_0 in `_middle_kernel`, the middle's mass in `_output_kernel`
-            w_vh[:, :1] = 0
-            self.groups.append((p, nz, nv, idx, w_k.to(dev), w_vh.to(dev)))
-            vk[p], vv[p] = tk.v, tv.v
+            w_k, w_vh, vk[p], vv[p] = period_tables(p, nz, nv, tokens, self.block, self.pk, self.pv, str(dev))
+            self.groups.append((p, nz, nv, idx, w_k, w_vh))
         if len(distinct) == 1:
             self.vk, self.vv = vk[distinct[0]], vv[distinct[0]]
         else:

@@ -50,9 +50,17 @@ from reference.ops.fourier_period import PERIOD_MODES, choose_period
 from reference.ops.fourier_update import stream_update_unchecked
 
 OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
-# attention backend -> decode implementation; on a GPU the token-major kernel (faster than the spectral one at every
-# target cell of the H100 runs of 2026-12-06, docs/fourier-attention.md)
-ATTEND_IMPLS = {"reference": "coefficients", "triton": "triton_tiles"}
+# attention backend -> decode implementation ("triton": `triton_impl` picks by size)
+ATTEND_IMPLS = {"reference": "coefficients"}
+# Middle tokens (over the batch) from which the low-rank kernel decodes instead of the token-major one. H100 at
+# 1fdaab4 (docs/fourier-attention.md): token-major 100 against low-rank 116 us at 1 x 32k; low-rank 161 against 273
+# at 1 x 128k and 279 against 570 at 8 x 32k. Between 32k and 128k is unmeasured; 64k splits it.
+LOWRANK_MIN_TOKENS = 65536
+
+
+def triton_impl(batch: int, mid_len: int) -> str:
+    """The Triton decode kernel for a batch of `batch` caches with `mid_len` compressed middle tokens each."""
+    return "triton_lowrank" if batch * mid_len >= LOWRANK_MIN_TOKENS else "triton_tiles"
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -185,11 +193,12 @@ class FourierCache:
     def attend(self, queries: torch.Tensor, scale: float, impl: str = "reference") -> torch.Tensor:
         """Attention over this cache through `impl`, in coefficient space for both backends: "reference" is the
         PyTorch formulation (reference/ops/fourier_coefficients.py, equal to rebuild-then-attend in float64),
-        "triton" the spectral kernel (optimized/triton_fourier_spectral.py); any other registered name is used
-        as given (`python -m harness ops` lists them; "triton" there is the kernel that rebuilds the channels)."""
+        "triton" the token-major kernel or, from LOWRANK_MIN_TOKENS middle tokens over the batch, the low-rank one
+        (`triton_impl`); any other registered name is used as given (`python -m harness ops` lists them; "triton"
+        there is the kernel that rebuilds the channels)."""
         from reference.registry import get_impl
 
-        name = ATTEND_IMPLS.get(impl, impl)
+        name = triton_impl(queries.shape[0], self.k_span.mid_len) if impl == "triton" else ATTEND_IMPLS.get(impl, impl)
         fn = get_impl("fourier_decode_attention", name)
         if name != "coefficients":
             return fn(q=queries, scale=scale, **self.op_args())

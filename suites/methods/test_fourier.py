@@ -148,8 +148,23 @@ def test_decode_attention_through_the_state_equals_dense_attention_over_the_reco
         torch.testing.assert_close(state.attend(q, scale).double(), want, atol=1e-5, rtol=1e-5)
     assert state.plan is not None
     torch.testing.assert_close(state.attend(q, scale, impl="torch").double(), want, atol=1e-4, rtol=1e-4)
-    # "triton" is the token-major kernel (the interpreter on a CPU): the GPU decode path of the method.
+    # "triton" is the token-major kernel at these sizes (the interpreter on a CPU): the GPU decode path of the method.
     torch.testing.assert_close(state.attend(q, scale, impl="triton").double(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_triton_backend_takes_the_low_rank_kernel_from_its_size_and_both_kernels_decode_the_state():
+    from reference.kv.fourier import LOWRANK_MIN_TOKENS, triton_impl
+
+    assert triton_impl(1, LOWRANK_MIN_TOKENS - 1) == "triton_tiles"
+    assert triton_impl(1, LOWRANK_MIN_TOKENS) == triton_impl(8, LOWRANK_MIN_TOKENS // 8) == "triton_lowrank"
+    g = torch.Generator().manual_seed(3)
+    layer = PrefillLayer(0, 1, *(torch.randn(2, h, 150, 16, generator=g) for h in (4, 2, 2)), max_new_tokens=3)
+    state = fourier(layer, 0.5).compress(layer)
+    state.append(*new_tokens(layer, 3, 1))
+    q = torch.randn(2, 4, 3, 16, generator=g)
+    want = attention(q.double(), *(t.double() for t in state.keys_values()), causal=True, scale=0.25)
+    for impl in ("triton_tiles", "triton_lowrank"):
+        torch.testing.assert_close(state.attend(q, 0.25, impl=impl).double(), want, atol=1e-4, rtol=1e-4)
 
 
 @given(layer=prefill_layers(min_len=10, max_len=100, max_protected=3), seed=seeds())

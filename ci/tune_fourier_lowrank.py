@@ -24,11 +24,10 @@ from optimized.triton_fourier_lowrank import PHASES, lowrank_plan, planned_lowra
 from reference.ops.fourier_cache import make_fourier_cache
 
 SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
-# The small phases' launch shapes (plan attributes), swept with the best knobs: where the compressed V channels'
-# sums over frequencies are taken (v_products), query-spectrum frequencies per program, the output's channels per
-# program. The d79208d sweep settled the output loop's frequency chunk (16) and qs_block_n >= 32 (32).
-SHAPES = [dict(v_products=vp, qs_block_n=qn, out_block_do=od)
-          for vp, qn, od in (("loop", 32, 16), ("gemm", 32, 16), ("gemm", 32, 32), ("gemm", 32, 64), ("gemm", 16, 16))]
+# The small phases' launch shapes (plan attributes), swept with the best knobs: query-spectrum frequencies per
+# program, the output's frequency chunk and channels per program.
+SHAPES = [dict(qs_block_n=qn, out_block_n=on, out_block_do=od)
+          for qn, on, od in ((32, 16, 16), (128, 16, 16), (32, 64, 16), (32, 32, 32), (128, 64, 32))]
 
 
 def shaped_plan(shapes: dict):

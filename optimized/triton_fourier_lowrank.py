@@ -53,7 +53,6 @@ PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
 MAX_RANK = 32
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
-V_PRODUCTS = "gemm"
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -245,12 +244,10 @@ def _output_kernel(
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
-    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, V_GEMM: tl.constexpr,
+    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
-    F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column). V_GEMM: F holds
-    the compressed channels' sums over frequencies already (R [b, rows, Ccv], `_spectrum`), else the complex
-    spectrum [b, rows, bins, 2] and the sums are taken here."""
+    F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column)."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -288,11 +285,8 @@ def _output_kernel(
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
     f_rows = F + b * sfb + grow * sfr
-    if V_GEMM:
-        rec = tl.load(f_rows[:, None] + ci[None, :], mask=row_ok[:, None] & comp[None, :], other=0.0)
-    else:
-        rec = compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M,
-                                       BLOCK_DO, BLOCK_N, CPREC)
+    rec = compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M, BLOCK_DO,
+                                   BLOCK_N, CPREC)
     p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
     a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
     rec += p_mid[:, None] * (a0 / period)[None, :]  # w_0 a'_0 F_0 (eq. values)
@@ -330,20 +324,7 @@ def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: in
     w_k, w_vh = tk.w.clone(), tv.w.conj().transpose(0, 1).contiguous()
     w_k[:1] = 0
     w_vh[:, :1] = 0
-    return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device), real_spectrum_table(w_vh, period).to(device)
-
-
-def real_spectrum_table(w_vh: torch.Tensor, period: int) -> torch.Tensor:
-    """W_V^H [m, n] (complex) as the real table that takes H's real layout (re, im of m interleaved) to the planes
-    [w_n Re F_n | w_n Im F_n] in one real GEMM, w_n = c_n / T the inverse real transform's weights (eq. values)."""
-    m, nv = w_vh.shape
-    n = torch.arange(nv)
-    w = torch.where((n == 0) | (2 * n == period), 1.0, 2.0) / period
-    table = torch.empty(2 * m, 2 * nv, dtype=torch.float32)
-    re, im = w_vh.real * w, w_vh.imag * w
-    table[0::2, :nv], table[0::2, nv:] = re, im
-    table[1::2, :nv], table[1::2, nv:] = -im, re
-    return table
+    return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
 
 
 def _check_options(q, block_t, block, num_splits, num_warps, block_r) -> None:
@@ -423,9 +404,6 @@ class LowRankPlan:
         # frequency chunk and channels per program
         self.qs_block_n, self.merge_blocks = QS_BLOCK_N, max(1, 512 // self.pv)
         self.out_block_n, self.out_block_do = OUT_BLOCK_N, OUT_BLOCK_DO
-        # the compressed V channels' sums over frequencies: "gemm" (cuBLAS, in the spectrum phase) or "loop" (in
-        # the output kernel, per program over all frequencies)
-        self.v_products = V_PRODUCTS
         f32 = dict(dtype=torch.float32, device=dev)
         rows = self.n_rows
         self.z = torch.zeros(b, rows, max(self.nz, 1), 2, **f32)
@@ -440,9 +418,7 @@ class LowRankPlan:
         self.maxe = torch.full((parts_e, self.block_m), -1.0e30, **f32)
         self.sume = torch.zeros(parts_e, self.block_m, **f32)
         self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
-        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)  # "loop": the complex spectrum
-        self.fr = torch.zeros(b, rows, 2 * max(self.nv, 1), **f32)  # "gemm": planes [w Re F | w Im F]
-        self.r = torch.zeros(b, rows, max(self.cv, 1), **f32)  # "gemm": the sums R per compressed V channel
+        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start
@@ -460,8 +436,8 @@ class LowRankPlan:
             nz, nv = min(self.nz, p // 2 + 1), min(self.nv, p // 2 + 1)
             idx = None if len(distinct) == 1 else torch.tensor(
                 [i for i, t in enumerate(self.periods) if t == p], device=dev)
-            w_k, w_vh, vk[p], vv[p], w_vr = period_tables(p, nz, nv, tokens, self.block, self.pk, self.pv, str(dev))
-            self.groups.append((p, nz, nv, idx, w_k, w_vh, w_vr))
+            w_k, w_vh, vk[p], vv[p] = period_tables(p, nz, nv, tokens, self.block, self.pk, self.pv, str(dev))
+            self.groups.append((p, nz, nv, idx, w_k, w_vh))
         if len(distinct) == 1:
             self.vk, self.vv = vk[distinct[0]], vv[distinct[0]]
         else:
@@ -487,7 +463,7 @@ class LowRankPlan:
         if upto >= 2 and self.ck:
             z = torch.view_as_complex(self.z)
             a = torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2))
-            for _, nz, _, idx, w_k, _, _ in self.groups:
+            for _, nz, _, idx, w_k, _ in self.groups:
                 if idx is None:
                     torch.matmul(z[:, :, :nz], w_k, out=a)
                 else:
@@ -532,37 +508,23 @@ class LowRankPlan:
             PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
-        if self.v_products == "loop":
-            hc = torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2))
-            f = torch.view_as_complex(self.f)
-            for _, _, nv, idx, _, w_vh, _ in self.groups:
-                if idx is None:
-                    torch.matmul(hc, w_vh, out=f[:, :, :nv])
-                else:
-                    f[:, :, :nv].index_copy_(0, idx, torch.matmul(hc[idx], w_vh))
-            return
-        # "gemm": the weighted planes in one real GEMM per period, then R = w Re F @ a'^T - w Im F @ b'^T (eq. values)
-        hr, top = self.h.view(self.b, self.n_rows, -1), max(self.nv, 1)
-        for _, _, nv, idx, _, _, w_vr in self.groups:
+        hc = torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2))
+        f = torch.view_as_complex(self.f)
+        for _, _, nv, idx, _, w_vh in self.groups:
             if idx is None:
-                torch.matmul(hr, w_vr, out=self.fr)
+                torch.matmul(hc, w_vh, out=f[:, :, :nv])
             else:
-                planes = torch.matmul(hr[idx], w_vr)
-                self.fr[idx, :, :nv], self.fr[idx, :, top:top + nv] = planes[..., :nv], planes[..., nv:]
-        cos, sin = (t[:, :, :top].to(torch.float32).transpose(1, 2) for t in (self.v_cos, self.v_sin))
-        torch.bmm(self.fr[:, :, :top], cos, out=self.r)
-        self.r.baddbmm_(self.fr[:, :, top:], sin, alpha=-1.0)
+                f[:, :, :nv].index_copy_(0, idx, torch.matmul(hc[idx], w_vh))
 
     def _output(self, varlen) -> None:
         res, block_do = self.result, self.out_block_do
-        f = self.r if self.v_products == "gemm" else self.f
         _output_kernel[(self.b * self.hkv, triton.cdiv(self.d, block_do))](
-            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, f,
-            self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, f.stride(0), f.stride(1),
+            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, self.f,
+            self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1),
             *res.stride(), self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.t_max, self.esplits,
             self.splits, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
-            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec, V_GEMM=self.v_products == "gemm")
+            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec)
 
 
 def lowrank_plan(
@@ -592,8 +554,7 @@ def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) ->
 def bench_extra(inputs: dict) -> dict:
     """The tables each call reads (W_K, W_V), the scratch beside the cache, and the plan's knobs."""
     plan = lowrank_plan(**inputs)
-    tables = sum(g[4].nbytes + g[6 if plan.v_products == "gemm" else 5].nbytes
-                 for g in plan.groups)
+    tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
     rows = plan.b * plan.n_rows
     scratch = (rows * plan.n_blocks * 4 * (2 * plan.pk + 2 * plan.pv + 2) + 4 * plan.accm.numel()
                + plan.qbd.numel() * plan.qbd.element_size())

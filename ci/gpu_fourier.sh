@@ -17,6 +17,8 @@
 #   lowrank  the low-rank kernel (triton_fourier_lowrank): its knob sweep (ci/tune_fourier_lowrank.py ->
 #          $OUT/tune_lowrank.json), gpu-profile conformance of both ops unless LOWRANK_CONFORM=0, then the target
 #          cells beside SDPA-flash and the token-major kernel (runs aligned to 8) unless LOWRANK_BENCH=0;
+#   profile  ci/profile_fourier_lowrank.py: the low-rank kernel's launches, each kernel's own device time from the
+#          CUDA profiler beside the graph-timed call -> $OUT/profile_lowrank.json;
 #   probe    ci/probe_kept_stream.py: the kept middle rows streamed per KV head (today's kernels) and as whole rows,
 #          beside a device copy -> $OUT/probe_kept_stream.json;
 #   ablate   ci/ablate_fourier_tiles.py: the token-major fused pass with its frequency loops cut -> $OUT/ablation.json;
@@ -24,7 +26,7 @@
 #          on the same drawn cases (--seed 0), float32 / float16 / bfloat16.
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
-# them. STEPS=tune,bench,variants,tunetiles,tiles,lowrank,probe,ablate,conform (default all but lowrank, probe and ablate); TILES_CONFORM=0 skips the tiles step's conformance; VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
+# them. STEPS=tune,bench,variants,tunetiles,tiles,lowrank,profile,probe,ablate,conform (default all but lowrank, profile, probe and ablate); TILES_CONFORM=0 skips the tiles step's conformance; VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
 # grid, 40 per kernel).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
@@ -122,6 +124,11 @@ if [[ "$steps" == *,lowrank,* ]]; then
       --results "$RESULTS" || rc=1
   done
   keep
+fi
+
+if [[ "$steps" == *,profile,* ]]; then
+  echo "== the low-rank kernel's launches under the CUDA profiler"
+  timeout "${PROFILE_S:-150}" "$PY" ci/profile_fourier_lowrank.py --out "${OUT:-runs}/profile_lowrank.json" || rc=1
 fi
 
 if [[ "$steps" == *,probe,* ]]; then

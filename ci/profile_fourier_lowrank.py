@@ -1,0 +1,79 @@
+"""Per-kernel GPU times of the low-rank FlashFourierAttention decode, from the CUDA profiler.
+
+The benchmark's phase times are differences of CUDA-graph timings of phases 1..k, which fold launch gaps and
+overlap into whichever phase comes last. This script runs the plan eagerly under `torch.profiler` and reports each
+launched kernel's own device time (mean per call over the rotated input sets), their sum, and the same call's
+graph-timed latency: the difference is what no kernel accounts for (gaps between launches).
+
+LLaMA-3-8B decode shapes, bf16, the paper's period, kept rows padded to 64 and runs aligned to 8, as the tuning
+script. Timing only: conformance checks the output.
+
+    PYTHONPATH=. python ci/profile_fourier_lowrank.py [--cases 1x32768,8x32768] [--out profile_lowrank.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import torch
+import triton
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
+from optimized.triton_fourier_lowrank import lowrank_plan, planned_lowrank
+from reference.ops.fourier_cache import make_fourier_cache
+
+ROUNDS = 5  # profiled passes over the rotated input sets
+
+
+def kernel_times(plans: list, rounds: int = ROUNDS) -> dict[str, dict]:
+    """{kernel name: {"calls", "us_per_step"}} of `rounds` passes of plan.run() over `plans`."""
+    for plan in plans:  # compiled and warm before the profiler starts
+        plan.run()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(rounds):
+            for plan in plans:
+                plan.run()
+        torch.cuda.synchronize()
+    steps = rounds * len(plans)
+    total, calls = defaultdict(float), defaultdict(int)
+    for ev in prof.events():
+        if ev.device_type == DeviceType.CUDA:
+            total[ev.name] += ev.device_time_total
+            calls[ev.name] += 1
+    return {name: {"calls_per_step": calls[name] / steps, "us_per_step": total[name] / steps}
+            for name in sorted(total, key=total.get, reverse=True)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="1x32768,8x32768,1x131072")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
+              "cases": []}
+    for case in args.cases.split(","):
+        batch, context = map(int, case.split("x"))
+        cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda", kept_pad=64,
+                                   kept_align=8)
+        rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
+        graph_us = 1000 * graph_ms(planned_lowrank(), rot.sets)
+        kernels = kernel_times([lowrank_plan(**x) for x in rot.sets])
+        summed = sum(k["us_per_step"] for k in kernels.values())
+        result["cases"].append({"batch": batch, "context": context, "graph_us": graph_us, "kernels_us": summed,
+                                "kernels": kernels})
+        print(f"{case}: graph {graph_us:.1f} us, kernels summed {summed:.1f} us, unaccounted {graph_us - summed:.1f}")
+        for name, k in kernels.items():
+            print(f"  {k['us_per_step']:8.1f} us  x{k['calls_per_step']:.0f}  {name[:110]}")
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump(result, fh, indent=1)
+        del cache, rot
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -24,10 +24,10 @@ from optimized.triton_fourier_lowrank import PHASES, lowrank_plan, planned_lowra
 from reference.ops.fourier_cache import make_fourier_cache
 
 SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
-# The small phases' launch shapes (plan attributes), swept with the best knobs: query-spectrum frequencies per
-# program, the output's frequency chunk and channels per program.
-SHAPES = [dict(qs_block_n=qn, out_block_n=on, out_block_do=od)
-          for qn, on, od in ((32, 16, 16), (128, 16, 16), (32, 64, 16), (32, 32, 32), (128, 64, 32))]
+# The small phases' launch shapes (plan attributes), swept with the best knobs: frequencies per program of the
+# compressed V products (v_chunk; 0 sums them in the output kernel), the output's channels per program. The
+# d79208d sweep settled qs_block_n (32) and the output loop's frequency chunk (16).
+SHAPES = [dict(v_chunk=vc, out_block_do=od) for vc, od in ((0, 16), (64, 16), (32, 16), (128, 16), (64, 32))]
 
 
 def shaped_plan(shapes: dict):

@@ -11,14 +11,16 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
 
 1. `query_spectrum_kernel` (the spectral kernel's): Z from q and the compressed-K coefficients;
 2. A = Z @ W_K: one complex GEMM per call (cuBLAS on a GPU), [rows x blocks * r];
-3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
-   KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with every query
-   row of a sequence in one program. A program loads whole kept rows (every head's channels, contiguous), scores
-   them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over whole V rows and P @ V_V per block (H).
-   It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks and window per KV head;
+3. the stream: `_exact_kernel` does the sinks and window per KV head (on a GPU on a side stream, launched first,
+   so it overlaps phases 1-2); `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds
+   its query on its KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle
+   with every query row of a sequence in one program. A program loads whole kept rows (every head's channels,
+   contiguous), scores them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over whole V rows and
+   P @ V_V per block (H). It keeps each row's own head's V channels of its output;
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
    then F = H @ W_V^H (cuBLAS);
-5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels from F.
+5. `_v_products_kernel`: the compressed V channels' sums over frequencies of F, in chunks of frequencies (programs
+   for every SM at batch 1); `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus those sums.
 
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
 token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
@@ -37,8 +39,9 @@ from optimized.fourier_plans import cache_tensors, planned
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier_tiles import bf16_rounded
-from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
-                                               exact_split, query_spectrum_kernel, run_block)
+from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, check_plan_inputs,
+                                               compressed_from_spectrum, exact_split, irfft_weights,
+                                               query_spectrum_kernel, run_block)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs
@@ -53,6 +56,7 @@ PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
 MAX_RANK = 32
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
+V_CHUNK = 64
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -238,16 +242,54 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
 
 
 # ---------------------------------------------------------------- 5. output
+
+@triton.jit
+def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Ccv, Nv, period,
+                       G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
+                       BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
+                       FCH: tl.constexpr, CPREC: tl.constexpr):
+    """PO[bh, c] = sum over the frequencies of chunk c (FCH of them) of w_n (a'_n Re F_n - b'_n Im F_n), for the
+    compressed V channels among BLOCK_DO dimensions of KV head bh (eq. values): the output's sum over frequencies
+    spread over chunks, so a batch-1 call has programs for every SM instead of one per (head, 16 dimensions)."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    c = tl.program_id(2)
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    nv = tl.minimum(Nv, period // 2 + 1)
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
+    d_ok = ds < D
+    vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
+    comp = d_ok & (vmap < 0)
+    ci = tl.where(comp, -1 - vmap, 0)
+    f_rows = F + b * sfb + (h * G * LQ + rows) * sfr
+    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    for n0 in range(c * FCH, tl.minimum(c * FCH + FCH, nv), BLOCK_N):
+        ns = n0 + tl.arange(0, BLOCK_N)
+        n_ok = ns < nv
+        fmask = row_ok[:, None] & n_ok[None, :]
+        w_n = irfft_weights(ns, period)
+        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
+        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
+        rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
+    po = ((bh * tl.num_programs(2) + c) * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :]
+    tl.store(PO + po, rec, mask=row_ok[:, None] & comp[None, :])
+
 @triton.jit
 def _output_kernel(
-    ACCE, MAXE, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, VCOS, VSIN, VSC, VSH, OUT, LENS,
-    sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits,
+    ACCE, MAXE, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
+    sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_chunks,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
-    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr,
+    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
-    F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column)."""
+    F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column). PARTS > 0: the
+    sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a time; else it
+    is taken here."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -284,9 +326,16 @@ def _output_kernel(
 
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
-    f_rows = F + b * sfb + grow * sfr
-    rec = compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M, BLOCK_DO,
-                                   BLOCK_N, CPREC)
+    if PARTS > 0:
+        rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+        for c0 in range(0, n_chunks, PARTS):
+            cs = c0 + tl.arange(0, PARTS)
+            po = ((bh * n_chunks + cs)[:, None, None] * BLOCK_M + rows[None, :, None]) * BLOCK_D + ds[None, None, :]
+            pm = (cs < n_chunks)[:, None, None] & row_ok[None, :, None] & comp[None, None, :]
+            rec += tl.sum(tl.load(PO + po, mask=pm, other=0.0), 0)
+    else:
+        rec = compressed_from_spectrum(F + b * sfb + grow * sfr, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS,
+                                       VSIN, BLOCK_M, BLOCK_DO, BLOCK_N, CPREC)
     p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
     a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
     rec += p_mid[:, None] * (a0 / period)[None, :]  # w_0 a'_0 F_0 (eq. values)
@@ -399,11 +448,14 @@ class LowRankPlan:
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
         self.esplits = max(1, min(triton.cdiv(le, self.block_t), 4 if gpu else 2))
         self._tables(dev)
+        self.side = torch.cuda.Stream(dev) if gpu else None  # the exact part's stream (`run`)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
         # frequency chunk and channels per program
         self.qs_block_n, self.merge_blocks = QS_BLOCK_N, max(1, 512 // self.pv)
         self.out_block_n, self.out_block_do = OUT_BLOCK_N, OUT_BLOCK_DO
+        # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
+        self.v_chunk, self.po = V_CHUNK, None
         f32 = dict(dtype=torch.float32, device=dev)
         rows = self.n_rows
         self.z = torch.zeros(b, rows, max(self.nz, 1), 2, **f32)
@@ -451,8 +503,15 @@ class LowRankPlan:
         self.svk, self.svv = (0, 0) if len(distinct) == 1 else (self.vk.stride(0), self.vv.stride(0))
 
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
+        """Phases 1..upto. On a GPU the sinks and window (`_exact_kernel`, part of the stream) run on a side stream
+        from the start, beside the query spectrum and the score GEMM, which leave most SMs idle at batch 1."""
         q, varlen = self.q, self.lens is not None
         dt, grid_kv = TL_DTYPE[q.dtype], self.b * self.hkv
+        side = self.side if upto >= 3 else None
+        if side is not None:
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._exact(q, dt, varlen)
         if upto >= 1 and self.ck:
             block_n = self.qs_block_n
             query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
@@ -470,6 +529,10 @@ class LowRankPlan:
                     a.index_copy_(0, idx, torch.matmul(z[idx, :, :nz], w_k))
         if upto >= 3:
             self._stream(q, dt, varlen)
+            if side is None:
+                self._exact(q, dt, varlen)
+            else:
+                torch.cuda.current_stream().wait_stream(side)
         if upto >= 4:
             self._spectrum()
         if upto >= 5:
@@ -491,6 +554,8 @@ class LowRankPlan:
             CHUNK=self.chunk, BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block,
             PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, num_warps=self.num_warps, num_stages=self.num_stages)
+
+    def _exact(self, q, dt, varlen) -> None:
         ke, ve = self.k_exact, self.v_exact
         _exact_kernel[(self.b * self.hkv, self.esplits)](
             q, ke, ve, self.maxe, self.sume, self.acce, self.lens_arg, *q.stride(), *ke.stride(), *ve.stride(),
@@ -518,13 +583,26 @@ class LowRankPlan:
 
     def _output(self, varlen) -> None:
         res, block_do = self.result, self.out_block_do
-        _output_kernel[(self.b * self.hkv, triton.cdiv(self.d, block_do))](
+        nv_coef = self.v_cos.shape[2] if self.cv else 0
+        grid = (self.b * self.hkv, triton.cdiv(self.d, block_do))
+        chunks = triton.cdiv(self.nv, self.v_chunk) if self.v_chunk and self.cv else 0
+        if chunks:
+            if self.po is None or self.po.shape[1] != chunks:
+                self.po = torch.zeros(self.b * self.hkv, chunks, self.block_m, self.block_d, dtype=torch.float32,
+                                      device=res.device)
+            _v_products_kernel[grid + (chunks,)](
+                self.f, self.v_kept, self.v_start, self.v_cos, self.v_sin, self.po, self.lens_arg, self.f.stride(0),
+                self.f.stride(1), self.hkv, self.cv, nv_coef, self.t_max, G=self.group, LQ=self.lq, D=self.d,
+                VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
+                FCH=self.v_chunk, CPREC=self.cprec)
+        _output_kernel[grid](
             self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, self.f,
-            self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg, self.f.stride(0), self.f.stride(1),
-            *res.stride(), self.hkv, self.cv, self.v_cos.shape[2] if self.cv else 0, self.t_max, self.esplits,
-            self.splits, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
+            self.po if chunks else self.f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
+            self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
+            self.splits, chunks, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
-            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec)
+            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec,
+            PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0)
 
 
 def lowrank_plan(

@@ -11,16 +11,17 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
 
 1. `query_spectrum_kernel` (the spectral kernel's): Z from q and the compressed-K coefficients;
 2. A = Z @ W_K: one complex GEMM per call (cuBLAS on a GPU), [rows x blocks * r];
-3. the stream: `_exact_kernel` does the sinks and window per KV head (on a GPU on a side stream, launched first,
-   so it overlaps phases 1-2); `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds
-   its query on its KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle
-   with every query row of a sequence in one program. A program loads whole kept rows (every head's channels,
+3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
+   KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with every query
+   row of a sequence in one program. A program loads whole kept rows (every head's channels,
    contiguous), scores them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over whole V rows and
-   P @ V_V per block (H). It keeps each row's own head's V channels of its output;
+   P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks
+   and window per KV head;
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
    then F = H @ W_V^H (cuBLAS);
-5. `_v_products_kernel`: the compressed V channels' sums over frequencies of F, in chunks of frequencies (programs
-   for every SM at batch 1); `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus those sums.
+5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
+   frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
+   come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
 
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
 token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
@@ -56,7 +57,17 @@ PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
 MAX_RANK = 32
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
+# The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
+# fewer programs than SMs. H100 at 69de2c3 (results/gpu/tune_lowrank-2026-12-06-H100-69de2c3.json), us with the
+# output's own loop / chunks of 64: 1 x 32k (64 programs) 124.1 / 118.2, 1 x 128k 164.0 / 159.6, 8 x 32k (512
+# programs) 283.6 / 295.5.
 V_CHUNK = 64
+
+
+def v_chunk_for(programs: int, sms: int | None) -> int:
+    """V_CHUNK where `programs` output programs leave SMs idle, else 0; on a CPU (sms None) V_CHUNK, so the
+    interpreter's conformance runs the chunked path (the other is checked in suites/conformance)."""
+    return V_CHUNK if sms is None or programs < sms else 0
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -448,14 +459,14 @@ class LowRankPlan:
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
         self.esplits = max(1, min(triton.cdiv(le, self.block_t), 4 if gpu else 2))
         self._tables(dev)
-        self.side = torch.cuda.Stream(dev) if gpu else None  # the exact part's stream (`run`)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
         # frequency chunk and channels per program
         self.qs_block_n, self.merge_blocks = QS_BLOCK_N, max(1, 512 // self.pv)
         self.out_block_n, self.out_block_do = OUT_BLOCK_N, OUT_BLOCK_DO
         # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
-        self.v_chunk, self.po = V_CHUNK, None
+        self.v_chunk = v_chunk_for(b * hkv * triton.cdiv(d, self.out_block_do), sms if gpu else None)
+        self.po = None
         f32 = dict(dtype=torch.float32, device=dev)
         rows = self.n_rows
         self.z = torch.zeros(b, rows, max(self.nz, 1), 2, **f32)
@@ -503,15 +514,9 @@ class LowRankPlan:
         self.svk, self.svv = (0, 0) if len(distinct) == 1 else (self.vk.stride(0), self.vv.stride(0))
 
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
-        """Phases 1..upto. On a GPU the sinks and window (`_exact_kernel`, part of the stream) run on a side stream
-        from the start, beside the query spectrum and the score GEMM, which leave most SMs idle at batch 1."""
+        """Phases 1..upto (PHASES)."""
         q, varlen = self.q, self.lens is not None
         dt, grid_kv = TL_DTYPE[q.dtype], self.b * self.hkv
-        side = self.side if upto >= 3 else None
-        if side is not None:
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self._exact(q, dt, varlen)
         if upto >= 1 and self.ck:
             block_n = self.qs_block_n
             query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
@@ -529,10 +534,7 @@ class LowRankPlan:
                     a.index_copy_(0, idx, torch.matmul(z[idx, :, :nz], w_k))
         if upto >= 3:
             self._stream(q, dt, varlen)
-            if side is None:
-                self._exact(q, dt, varlen)
-            else:
-                torch.cuda.current_stream().wait_stream(side)
+            self._exact(q, dt, varlen)
         if upto >= 4:
             self._spectrum()
         if upto >= 5:

@@ -5,15 +5,14 @@ overlap into whichever phase comes last. This script runs the plan eagerly under
 launched kernel's own device time (mean per call over the rotated input sets), their sum, and the same call's
 graph-timed latency: the difference is what no kernel accounts for (gaps between launches).
 
-LLaMA-3-8B decode shapes, bf16, the paper's period, kept rows padded to 64 and runs aligned to 8, as the tuning
-script. Timing only: conformance checks the output.
+The cases are the tuning script's (`target_case`: LLaMA-3-8B decode shapes, bf16, the paper's period, kept rows
+padded to 64 and runs aligned to 8). Timing only: conformance checks the output.
 
     PYTHONPATH=. python ci/profile_fourier_lowrank.py [--cases 1x32768,8x32768] [--out profile_lowrank.json]
 """
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 
 import torch
@@ -21,9 +20,9 @@ import triton
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
+from ci.tune_fourier_lowrank import save, target_case
+from harness.gpu_timing import graph_ms
 from optimized.triton_fourier_lowrank import lowrank_plan, planned_lowrank
-from reference.ops.fourier_cache import make_fourier_cache
 
 ROUNDS = 5  # profiled passes over the rotated input sets
 
@@ -56,10 +55,7 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
               "cases": []}
     for case in args.cases.split(","):
-        batch, context = map(int, case.split("x"))
-        cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda", kept_pad=64,
-                                   kept_align=8)
-        rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
+        batch, context, cache, rot = target_case(case)
         graph_us = 1000 * graph_ms(planned_lowrank(), rot.sets)
         kernels = kernel_times([lowrank_plan(**x) for x in rot.sets])
         summed = sum(k["us_per_step"] for k in kernels.values())
@@ -68,11 +64,8 @@ def main() -> None:
         print(f"{case}: graph {graph_us:.1f} us, kernels summed {summed:.1f} us, unaccounted {graph_us - summed:.1f}")
         for name, k in kernels.items():
             print(f"  {k['us_per_step']:8.1f} us  x{k['calls_per_step']:.0f}  {name[:110]}")
-        if args.out:
-            with open(args.out, "w") as fh:
-                json.dump(result, fh, indent=1)
         del cache, rot
-        torch.cuda.empty_cache()
+        save(result, args.out)
 
 
 if __name__ == "__main__":

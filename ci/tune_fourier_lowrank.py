@@ -40,6 +40,22 @@ def shaped_plan(shapes: dict):
     return make
 
 
+def target_case(case: str) -> tuple[int, int, dict, RotatingInputs]:
+    """"BxT" -> (batch, context, the LLaMA-3-8B cache of this script's docstring, its rotated input sets)."""
+    batch, context = map(int, case.split("x"))
+    cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda", kept_pad=64,
+                               kept_align=8)
+    return batch, context, cache, RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
+
+
+def save(result: dict, out: str | None) -> None:
+    """Write `result` to `out` (after every case, so a cut run keeps the cases it finished) and free the GPU cache."""
+    if out:
+        with open(out, "w") as fh:
+            json.dump(result, fh, indent=1)
+    torch.cuda.empty_cache()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="1x32768,8x32768,1x131072,1x4096")
@@ -49,10 +65,7 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
               "rows": []}
     for case in args.cases.split(","):
-        batch, context = map(int, case.split("x"))
-        cache = make_fourier_cache(batch, 32, 8, 128, context, 512, dtype=torch.bfloat16, device="cuda", kept_pad=64,
-                                   kept_align=8)
-        rot = RotatingInputs(cache, copies=copies_needed(tensor_bytes(cache)))
+        batch, context, cache, rot = target_case(case)
         default = lowrank_plan(**cache)
         rows = []
         settings = SETTINGS[:1] if args.quick else SETTINGS
@@ -85,11 +98,8 @@ def main() -> None:
         print(f"{case} best {knobs}: {best['us']:.1f} us, phases {', '.join(f'{k} {v:.1f}' for k, v in phases.items())}, "
               f"block {plan.block}, padded ranks {plan.pk}/{plan.pv}, splits {plan.splits}", flush=True)
         result["rows"] += rows
-        if args.out:
-            with open(args.out, "w") as fh:
-                json.dump(result, fh, indent=1)
         del cache, rot
-        torch.cuda.empty_cache()
+        save(result, args.out)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,11 @@ import triton.language as tl
 from optimized.fourier_plans import cache_tensors, planned
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
+from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
-from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, check_plan_inputs,
-                                               compressed_from_spectrum, exact_split, irfft_weights,
-                                               query_spectrum_kernel, run_block)
+from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
+                                               exact_split, query_spectrum_kernel, run_block,
+                                               spectrum_range_products)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs
@@ -205,8 +206,8 @@ def _exact_kernel(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, sk
 # ---------------------------------------------------------------- 4. the spectrum's merge
 @triton.jit
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, msplits,
-                  GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_B: tl.constexpr,
-                  PV: tl.constexpr, HAS_H: tl.constexpr):
+                  GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
+                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
     """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled in
     place to them: H_k <- H_k e^{m_k - m} / l, so F = H @ W_V^H is the spectrum of the normalized probabilities.
     Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
@@ -214,29 +215,11 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
-    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    for s0 in range(0, esplits, BLOCK_S):
-        ss = s0 + tl.arange(0, BLOCK_S)
-        slot = (bh * esplits + ss)[:, None] * BLOCK_M + rows[None, :]
-        m = tl.maximum(m, tl.max(tl.load(MAXE + slot, mask=(ss < esplits)[:, None], other=-1.0e30), 0))
-    for s0 in range(0, msplits, BLOCK_S):
-        ss = s0 + tl.arange(0, BLOCK_S)
-        slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]
-        m = tl.maximum(m, tl.max(tl.load(MAXM + slot, mask=(ss < msplits)[:, None], other=-1.0e30), 0))
-    mid = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for s0 in range(0, msplits, BLOCK_S):
-        ss = s0 + tl.arange(0, BLOCK_S)
-        slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]
-        ok = (ss < msplits)[:, None]
-        w = tl.exp(tl.load(MAXM + slot, mask=ok, other=-1.0e30) - m[None, :])
-        mid += tl.sum(w * tl.load(SUMM + slot, mask=ok, other=0.0), 0)
-    l_tot = mid
-    for s0 in range(0, esplits, BLOCK_S):
-        ss = s0 + tl.arange(0, BLOCK_S)
-        slot = (bh * esplits + ss)[:, None] * BLOCK_M + rows[None, :]
-        ok = (ss < esplits)[:, None]
-        w = tl.exp(tl.load(MAXE + slot, mask=ok, other=-1.0e30) - m[None, :])
-        l_tot += tl.sum(w * tl.load(SUME + slot, mask=ok, other=0.0), 0)
+    m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
+    m_m, l_m = merged_stats(MAXM, SUMM, bh, msplits, BLOCK_M, BLOCK_SM)  # (an empty middle: m_m = -1e30)
+    m = tl.maximum(m_e, m_m)
+    mid = l_m * tl.exp(m_m - m)
+    l_tot = mid + l_e * tl.exp(m_e - m)
     grow = bh * GL + rows  # b * n_rows + h * GL + row
     first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
     tl.store(M + grow, m, mask=row_ok & first)
@@ -276,16 +259,9 @@ def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Cc
     vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
-    f_rows = F + b * sfb + (h * G * LQ + rows) * sfr
-    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-    for n0 in range(c * FCH, tl.minimum(c * FCH + FCH, nv), BLOCK_N):
-        ns = n0 + tl.arange(0, BLOCK_N)
-        n_ok = ns < nv
-        fmask = row_ok[:, None] & n_ok[None, :]
-        w_n = irfft_weights(ns, period)
-        f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]
-        f_im = tl.load(f_rows[:, None] + 2 * ns[None, :] + 1, mask=fmask, other=0.0) * w_n[None, :]
-        rec = add_v_products(rec, f_re, f_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, CPREC)
+    rec = spectrum_range_products(F + b * sfb + (h * G * LQ + rows) * sfr, row_ok, c * FCH,
+                                  tl.minimum(c * FCH + FCH, nv), period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M,
+                                  BLOCK_DO, BLOCK_N, CPREC)
     po = ((bh * tl.num_programs(2) + c) * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :]
     tl.store(PO + po, rec, mask=row_ok[:, None] & comp[None, :])
 
@@ -570,8 +546,8 @@ class LowRankPlan:
         chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
-            self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
-            BLOCK_S=min(16, triton.next_power_of_2(max(self.splits, self.esplits))), BLOCK_B=self.merge_blocks,
+            self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
+            BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks,
             PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return

@@ -304,10 +304,19 @@ def compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, V
                              BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, CPREC: tl.constexpr):
     """sum_n w_n (a'_n Re F_n - b'_n Im F_n) for the compressed V channels ci (where comp) of rows whose spectrum
     F [rows, bins, (re, im)] starts at f_rows (eq. values, before the channels' scale and shift)."""
+    return spectrum_range_products(f_rows, row_ok, 0, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M,
+                                   BLOCK_DO, BLOCK_N, CPREC)
+
+
+@triton.jit
+def spectrum_range_products(f_rows, row_ok, n_lo, n_hi, period, ci, comp, b, Ccv, Nv, VCOS, VSIN,
+                            BLOCK_M: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr,
+                            CPREC: tl.constexpr):
+    """`compressed_from_spectrum` over the frequencies n_lo <= n < n_hi only (a chunk of a split sum)."""
     rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-    for n0 in range(0, nv, BLOCK_N):
+    for n0 in range(n_lo, n_hi, BLOCK_N):
         ns = n0 + tl.arange(0, BLOCK_N)
-        n_ok = ns < nv
+        n_ok = ns < n_hi
         fmask = row_ok[:, None] & n_ok[None, :]
         w_n = irfft_weights(ns, period)
         f_re = tl.load(f_rows[:, None] + 2 * ns[None, :], mask=fmask, other=0.0) * w_n[None, :]

@@ -43,7 +43,7 @@ from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                exact_split, query_spectrum_kernel, run_block,
-                                               spectrum_range_products)
+                                               spectrum_range_products, summed_parts)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs
@@ -314,12 +314,7 @@ def _output_kernel(
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
     if PARTS > 0:
-        rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-        for c0 in range(0, n_chunks, PARTS):
-            cs = c0 + tl.arange(0, PARTS)
-            po = ((bh * n_chunks + cs)[:, None, None] * BLOCK_M + rows[None, :, None]) * BLOCK_D + ds[None, None, :]
-            pm = (cs < n_chunks)[:, None, None] & row_ok[None, :, None] & comp[None, None, :]
-            rec += tl.sum(tl.load(PO + po, mask=pm, other=0.0), 0)
+        rec = summed_parts(PO, bh, n_chunks, rows, row_ok, ds, comp, BLOCK_M, BLOCK_D, BLOCK_DO, PARTS)
     else:
         rec = compressed_from_spectrum(F + b * sfb + grow * sfr, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS,
                                        VSIN, BLOCK_M, BLOCK_DO, BLOCK_N, CPREC)

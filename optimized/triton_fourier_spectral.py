@@ -300,6 +300,20 @@ def add_v_products(rec, a_re, a_im, ns, n_ok, ci, comp, b, Ccv, Nv, VCOS, VSIN, 
 
 
 @triton.jit
+def summed_parts(PO, bh, n_chunks, rows, row_ok, ds, comp, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                 BLOCK_DO: tl.constexpr, PARTS: tl.constexpr):
+    """The compressed channels' sums over frequencies from n_chunks partial sums PO [programs, n_chunks, BLOCK_M,
+    BLOCK_D] of program bh, PARTS chunks per step."""
+    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    for c0 in range(0, n_chunks, PARTS):
+        cs = c0 + tl.arange(0, PARTS)
+        po = ((bh * n_chunks + cs)[:, None, None] * BLOCK_M + rows[None, :, None]) * BLOCK_D + ds[None, None, :]
+        pm = (cs < n_chunks)[:, None, None] & row_ok[None, :, None] & comp[None, None, :]
+        rec += tl.sum(tl.load(PO + po, mask=pm, other=0.0), 0)
+    return rec
+
+
+@triton.jit
 def compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M: tl.constexpr,
                              BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, CPREC: tl.constexpr):
     """sum_n w_n (a'_n Re F_n - b'_n Im F_n) for the compressed V channels ci (where comp) of rows whose spectrum
@@ -373,13 +387,8 @@ def output_kernel(
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
     f_rows = F + b * sfb + (h * G * LQ + rows) * sfr
-    rec = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
     if PARTS > 0:
-        for c0 in range(0, n_chunks, PARTS):
-            cs = c0 + tl.arange(0, PARTS)
-            po = ((bh * n_chunks + cs)[:, None, None] * BLOCK_M + rows[None, :, None]) * BLOCK_D + ds[None, None, :]
-            pm = (cs < n_chunks)[:, None, None] & row_ok[None, :, None] & comp[None, None, :]
-            rec += tl.sum(tl.load(PO + po, mask=pm, other=0.0), 0)
+        rec = summed_parts(PO, bh, n_chunks, rows, row_ok, ds, comp, BLOCK_M, BLOCK_D, BLOCK_DO, PARTS)
     else:
         rec = compressed_from_spectrum(f_rows, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS, VSIN, BLOCK_M,
                                        BLOCK_DO, BLOCK_N, CPREC)

@@ -3,8 +3,7 @@
 LLaMA-3-8B decode shapes, bf16, the paper's period (the middle's length), kept rows padded to 64 and heads' runs
 aligned to 8 as the benchmark's `--kept-align 8`. Each setting is timed as the benchmark times it (CUDA graph,
 inputs rotated past the L2); then the small phases' launch shapes (SHAPES) with the best knobs, and the phases of
-the best of those. Timing only: the benchmark and conformance check
-the output.
+the best of those. Timing only: the benchmark and conformance check the output.
 
     PYTHONPATH=. python ci/tune_fourier_lowrank.py [--cases 1x32768,...] [--quick] [--out tune_lowrank.json]
 """

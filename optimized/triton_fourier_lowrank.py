@@ -236,7 +236,6 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
 
 
 # ---------------------------------------------------------------- 5. output
-
 @triton.jit
 def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Ccv, Nv, period,
                        G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
@@ -264,6 +263,7 @@ def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Cc
                                   BLOCK_DO, BLOCK_N, CPREC)
     po = ((bh * tl.num_programs(2) + c) * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :]
     tl.store(PO + po, rec, mask=row_ok[:, None] & comp[None, :])
+
 
 @triton.jit
 def _output_kernel(

@@ -53,8 +53,8 @@ OFFICIAL_WINDOW = 1020  # maxlocallen at 32k context (spec, "Token layout")
 # attention backend -> decode implementation ("triton": `triton_impl` picks by size)
 ATTEND_IMPLS = {"reference": "coefficients"}
 # Middle tokens (over the batch) from which the low-rank kernel decodes instead of the token-major one. H100 at
-# 1fdaab4 (docs/fourier-attention.md): token-major 100 against low-rank 116 us at 1 x 32k; low-rank 161 against 273
-# at 1 x 128k and 279 against 570 at 8 x 32k. Between 32k and 128k is unmeasured; 64k splits it.
+# b4cf8ef (docs/fourier-attention.md): token-major 100.6 against low-rank 109.7 us at 1 x 32k; low-rank 157.8
+# against 274.2 at 1 x 128k and 278.4 against 571.8 at 8 x 32k. Between 32k and 128k is unmeasured; 64k splits it.
 LOWRANK_MIN_TOKENS = 65536
 
 

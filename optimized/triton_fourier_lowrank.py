@@ -607,11 +607,14 @@ def bench_extra(inputs: dict) -> dict:
     plan = lowrank_plan(**inputs)
     tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
     rows = plan.b * plan.n_rows
+    chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
     scratch = (rows * plan.n_blocks * 4 * (2 * plan.pk + 2 * plan.pv + 2) + 4 * plan.accm.numel()
-               + plan.qbd.numel() * plan.qbd.element_size())
+               + plan.qbd.numel() * plan.qbd.element_size()
+               + 4 * plan.b * plan.hkv * chunks * plan.block_m * plan.block_d)
     return {"scratch_bytes": float(scratch), "table_bytes": float(tables),
             "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
-                      "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r}}
+                      "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
+                      "v_chunk": plan.v_chunk}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

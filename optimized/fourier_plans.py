@@ -33,6 +33,12 @@ def cache_tensors(args: tuple) -> CacheTensors:
     return CacheTensors(mid, kept.contiguous(), *(t.contiguous() for t in coef), comp.numel())
 
 
+def varlen_lens(exact_lens: torch.Tensor, mid_lens: torch.Tensor, periods: torch.Tensor) -> torch.Tensor:
+    """The varlen kernels' LENS [B, 3] int32: row b is (exact length, middle length, period) of sequence b, read as
+    LENS + 3 b + k."""
+    return torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+
+
 def planned(make_plan: Callable[..., Any], upto: int | None = None, **knobs) -> Callable[[dict], Any]:
     """run(inputs): the plan `make_plan(**inputs, **knobs)` made once per input set on the first call, then
     `plan.run()` (or `plan.run(upto)`: phases 1..upto only)."""

@@ -28,6 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
+from optimized.fourier_plans import varlen_lens
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_out, check_triton_dtype, check_triton_runnable
 from reference.ops.fourier import check_compress_inputs, check_decode_inputs
@@ -469,7 +470,7 @@ def fourier_decode_attention_varlen_triton(
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
-    lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+    lens = varlen_lens(exact_lens, mid_lens, periods)
     m_max = k_mid_kept.shape[1]
     return _launch_decode(q, k_exact, v_exact,
                           (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),

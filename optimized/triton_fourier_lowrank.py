@@ -36,7 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.fourier_plans import cache_tensors, planned
+from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
@@ -653,7 +653,7 @@ def fourier_decode_attention_varlen_lowrank(
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
-    lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+    lens = varlen_lens(exact_lens, mid_lens, periods)
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
                        [int(p) for p in periods.tolist()], scale, out, block_t, block, num_splits, num_warps,

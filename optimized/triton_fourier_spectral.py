@@ -41,7 +41,7 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.fourier_plans import cache_tensors, planned
+from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.triton_fourier import MAX_ROWS, merged_stats, online_softmax_step, splits_block
 from reference.bench_spec import ImplBench
@@ -715,7 +715,7 @@ def fourier_decode_attention_varlen_spectral(
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
-    lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+    lens = varlen_lens(exact_lens, mid_lens, periods)
     return _Plan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                  (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1], lens,
                  [int(p) for p in periods.tolist()], scale, out, num_splits, block_t, num_warps).run()

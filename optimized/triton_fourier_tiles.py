@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from optimized.fourier_plans import cache_tensors, planned
+from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_spectral import (TL_DTYPE, add_v_products, channel_map, check_plan_inputs, exact_split,
@@ -603,7 +603,7 @@ def fourier_decode_attention_varlen_triton_tiles(
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
-    lens = torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
+    lens = varlen_lens(exact_lens, mid_lens, periods)
     return TilesPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                      (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
                      periods.tolist(), scale, out, range_t, block_t, exact_splits, num_warps, lens=lens,

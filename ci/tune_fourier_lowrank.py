@@ -5,7 +5,7 @@ aligned to 8 as the benchmark's `--kept-align 8`. Each setting is timed as the b
 inputs rotated past the L2); then the small phases' launch shapes (SHAPES) with the best knobs, and the phases of
 the best of those. Timing only: the benchmark and conformance check the output.
 
-    PYTHONPATH=. python ci/tune_fourier_lowrank.py [--cases 1x32768,...] [--quick] [--out tune_lowrank.json]
+    PYTHONPATH=. python ci/tune_fourier_lowrank.py [--cases 1x32768,...] [--quick | --shapes-only] [--out FILE]
 """
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ from optimized.triton_fourier_lowrank import PHASES, lowrank_plan, planned_lowra
 from reference.ops.fourier_cache import make_fourier_cache
 
 SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
-# The small phases' launch shapes (plan attributes), swept with the best knobs: frequencies per program of the
-# compressed V products (v_chunk; 0 sums them in the output kernel), the output's channels per program. The
-# d79208d sweep settled qs_block_n (32) and the output loop's frequency chunk (16).
-SHAPES = [dict(v_chunk=vc, out_block_do=od) for vc, od in ((0, 16), (64, 16), (32, 16), (128, 16), (64, 32))]
+# Plan attributes swept with the best knobs. The launch shapes of the small phases were settled by the 69de2c3 sweep
+# (v_chunk by `v_chunk_for`, 16 output channels per program); now the precisions of the GEMMs A and F (GEMM_PRECS).
+SHAPES = [dict(gemm_precs=p) for p in (("ieee", "ieee"), ("tf32", "tf32"), ("tf32", "bf16"), ("bf16", "bf16"))]
 
 
 def shaped_plan(shapes: dict):
@@ -60,6 +59,7 @@ def main() -> None:
     ap.add_argument("--cases", default="1x32768,8x32768,1x131072,1x4096")
     ap.add_argument("--out", default=None)
     ap.add_argument("--quick", action="store_true", help="only the default knobs and the block neighbours, then shapes")
+    ap.add_argument("--shapes-only", action="store_true", help="only the default knobs, then shapes")
     args = ap.parse_args()
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
               "rows": []}
@@ -68,7 +68,9 @@ def main() -> None:
         default = lowrank_plan(**cache)
         rows = []
         settings = SETTINGS[:1] if args.quick else SETTINGS
-        for knobs in settings + [dict(SETTINGS[0], block=2 * default.block), dict(SETTINGS[0], block=default.block // 2)]:
+        neighbours = [] if args.shapes_only else [dict(SETTINGS[0], block=2 * default.block),
+                                                  dict(SETTINGS[0], block=default.block // 2)]
+        for knobs in (SETTINGS[:1] if args.shapes_only else settings) + neighbours:
             if knobs.get("block", 64) < knobs["block_t"]:
                 continue
             try:

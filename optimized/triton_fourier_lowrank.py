@@ -29,6 +29,7 @@ of the largest singular value), below float32's rounding. The tables are per per
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -38,7 +39,7 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
+from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, real_form, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
@@ -63,6 +64,12 @@ QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # output's own loop / chunks of 64: 1 x 32k (64 programs) 124.1 / 118.2, 1 x 128k 164.0 / 159.6, 8 x 32k (512
 # programs) 283.6 / 295.5.
 V_CHUNK = 64
+# The precisions the GEMMs A = Z W_K and F = H W_V^H may run in: "ieee" (complex64 on CUDA cores), "tf32" (complex64
+# on TF32 tensor cores), "bf16" (their real form in bfloat16 on tensor cores). Float32 inputs take ("ieee", "ieee");
+# 16-bit inputs GEMM_PRECS_16. Measured on the CPU's conformance (interpreter, emulated rounding): bf16 scores fail a
+# float16 magnitude-1000 varlen case (1.33 against 1.22 allowed; complex64: 0.40).
+GEMM_PRECS = ("ieee", "tf32", "bf16")
+GEMM_PRECS_16 = ("tf32", "tf32")
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -134,7 +141,7 @@ def _middle_kernel(
         hrow = (b * n_rows + rows) * n_blocks + blk
         a = tl.zeros((BLOCK_R, PK), dtype=tl.float32)
         if HAS_S:
-            a = tl.load(A + hrow[:, None] * PK + pk[None, :], mask=row_ok[:, None], other=0.0)
+            a = tl.load(A + hrow[:, None] * PK + pk[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
             if EMUL_BF16:
                 a = bf16_rounded(a)
             a = a.to(BDT)
@@ -205,13 +212,14 @@ def _exact_kernel(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, sk
 
 # ---------------------------------------------------------------- 4. the spectrum's merge
 @triton.jit
-def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, msplits,
+def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HB, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
-                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
+                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, HB16: tl.constexpr):
     """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled in
     place to them: H_k <- H_k e^{m_k - m} / l, so F = H @ W_V^H is the spectrum of the normalized probabilities.
     Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
-    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops."""
+    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops.
+    HB16: the rescaled H goes to HB in bfloat16 (the operand of F's tensor-core GEMM) instead of back to H."""
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
@@ -231,8 +239,12 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
         ok = row_ok[:, None] & (blk < n_blocks)[None, :]
         hrow = grow[:, None] * n_blocks + blk[None, :]
         scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
-        at = H + hrow * PV + (cols % PV)[None, :]
-        tl.store(at, tl.load(at, mask=ok, other=0.0) * scale, mask=ok)
+        at = hrow * PV + (cols % PV)[None, :]
+        h = tl.load(H + at, mask=ok, other=0.0) * scale
+        if HB16:
+            tl.store(HB + at, h.to(tl.bfloat16), mask=ok)
+        else:
+            tl.store(H + at, h, mask=ok)
 
 
 # ---------------------------------------------------------------- 5. output
@@ -346,20 +358,71 @@ def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int
 
 
 @lru_cache(maxsize=8)
-def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: int, pv: int, device: str):
+def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: int, pv: int, device: str,
+                  a_prec: str = "ieee", f_prec: str = "ieee"):
     """(W_K, W_V^H, VK, VV) of one period on `device`, kept across calls (a decode step's plan copies no tables).
     The n = 0 bins are exact elsewhere (Re Z_0 in `_middle_kernel`, the middle's mass in `_output_kernel`), so W_K
-    has no n = 0 row and W_V^H no n = 0 column."""
+    has no n = 0 row and W_V^H no n = 0 column. The precision of A's / F's GEMM (GEMM_PRECS) sets W_K's / W_V^H's
+    form: "bf16", the real form (`real_form`) in bfloat16; "tf32" off a GPU, complex64 rounded to TF32 as the
+    tensor cores would (the interpreter's stand-in); else complex64."""
     tk = tile_basis(period, nz, tokens, block, True, TOL, pk)
     tv = tile_basis(period, nv, tokens, block, False, TOL, pv)
     w_k, w_vh = tk.w.clone(), tv.w.conj().transpose(0, 1).contiguous()
     w_k[:1] = 0
     w_vh[:, :1] = 0
+    gpu = device.startswith("cuda")
+    w_k, w_vh = (real_form(w).to(torch.bfloat16) if prec == "bf16" else tf32_truncated(w) if prec == "tf32" and not gpu
+                 else w for w, prec in ((w_k, a_prec), (w_vh, f_prec)))
     return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
 
 
-def _check_options(q, block_t, block, num_splits, num_warps, block_r) -> None:
+def tf32_truncated(x: torch.Tensor) -> torch.Tensor:
+    """float32 or complex64 x with each float's mantissa cut to TF32's 10 bits (truncation, the larger of the two
+    roundings a tensor core's conversion may use): the interpreter's stand-in for a cuBLAS GEMM in TF32."""
+    bits = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
+    cut = (bits.contiguous().view(torch.int32) & -8192).view(torch.float32)
+    return torch.view_as_complex(cut) if x.is_complex() else cut
+
+
+@contextmanager
+def tf32_matmul(on: bool):
+    """cuBLAS float32 (and complex64) GEMMs on TF32 tensor cores while on, restored after."""
+    if not on:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    name, value = ("fp32_precision", "tf32") if hasattr(matmul, "fp32_precision") else ("allow_tf32", True)
+    prev = getattr(matmul, name)
+    setattr(matmul, name, value)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, prev)
+
+
+def _product(x, w, out, idx, prec: str = "ieee") -> None:
+    """out = x @ w, or only the sequences idx of it (a period group of a varlen batch); `prec` "tf32": on TF32
+    tensor cores (a GPU), or with x's mantissas cut as they would be (the interpreter; w comes cut)."""
+    if prec == "tf32" and not x.is_cuda:
+        x = tf32_truncated(x)
+    with tf32_matmul(prec == "tf32" and x.is_cuda):
+        _product_into(x, w, out, idx)
+
+
+def _product_into(x, w, out, idx) -> None:
+    if idx is not None:
+        out.index_copy_(0, idx, torch.matmul(x[idx], w))
+    elif out.is_contiguous():
+        torch.matmul(x, w, out=out)
+    else:
+        out.copy_(torch.matmul(x, w))
+
+
+def _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs) -> None:
     check_triton_dtype("q", q)
+    if gemm_precs is not None and (not isinstance(gemm_precs, (tuple, list)) or len(gemm_precs) != 2
+                                   or any(p not in GEMM_PRECS for p in gemm_precs)):
+        raise ValueError(f"gemm_precs must be None or two of {GEMM_PRECS} (A's GEMM, F's GEMM), got {gemm_precs!r}")
     for name, v in (("block_t", block_t), ("block", block), ("block_r", block_r)):
         check_block(name, v)
     check_int("num_splits", num_splits, 1, optional=True)
@@ -372,8 +435,8 @@ class LowRankPlan:
     """Shapes, tables and scratch of one call; `run(upto)` launches phases 1..upto (PHASES)."""
 
     def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, periods, scale, out, block_t=None, block=None,
-                 num_splits=None, num_warps=None, block_r=None, lens=None):
-        _check_options(q, block_t, block, num_splits, num_warps, block_r)
+                 num_splits=None, num_warps=None, block_r=None, lens=None, gemm_precs=None):
+        _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_lowrank")
@@ -429,6 +492,8 @@ class LowRankPlan:
         self.blocks_per_split = triton.cdiv(self.n_blocks, self.splits)
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
         self.esplits = max(1, min(triton.cdiv(le, self.block_t), 4 if gpu else 2))
+        # The precision of A = Z W_K and of F = H W_V^H (GEMM_PRECS); an attribute, which the tuning sweeps.
+        self._precs = tuple(gemm_precs) if gemm_precs else GEMM_PRECS_16 if sixteen else ("ieee", "ieee")
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -441,7 +506,6 @@ class LowRankPlan:
         f32 = dict(dtype=torch.float32, device=dev)
         rows = self.n_rows
         self.z = torch.zeros(b, rows, max(self.nz, 1), 2, **f32)
-        self.a = torch.zeros(b, rows, self.n_blocks, self.pk, **f32)
         self.h = torch.zeros(b, rows, self.n_blocks, self.pv, **f32)  # blocks past a short middle stay 0
         self.hm = torch.full((b, rows, self.n_blocks), -1.0e30, **f32)
         self.qbd = torch.zeros(b, rows, self.kwp, dtype=q.dtype, device=dev)
@@ -452,10 +516,40 @@ class LowRankPlan:
         self.maxe = torch.full((parts_e, self.block_m), -1.0e30, **f32)
         self.sume = torch.zeros(parts_e, self.block_m, **f32)
         self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
-        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
+        self._gemm_buffers()
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start
+
+    @property
+    def gemm_precs(self) -> tuple[str, str]:
+        """The precisions of A's and F's GEMMs, each one of GEMM_PRECS."""
+        return self._precs
+
+    @gemm_precs.setter
+    def gemm_precs(self, precs: tuple[str, str]) -> None:
+        _check_options(self.q, None, None, None, None, None, precs)
+        self._precs = tuple(precs)
+        self._tables(self.q.device)
+        self._gemm_buffers()
+
+    @property
+    def _a16(self) -> bool:
+        return self._precs[0] == "bf16"
+
+    @property
+    def _f16(self) -> bool:
+        return self._precs[1] == "bf16"
+
+    def _gemm_buffers(self) -> None:
+        """A and F in the GEMMs' output dtype, and the bfloat16 copies of Z and H the 16-bit GEMMs read (blocks past
+        a short middle stay 0)."""
+        b, rows, dev = self.b, self.n_rows, self.q.device
+        at, ft = (torch.bfloat16 if on else torch.float32 for on in (self._a16, self._f16))
+        self.a = torch.zeros(b, rows, self.n_blocks, self.pk, dtype=at, device=dev)
+        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, dtype=ft, device=dev)
+        self.zb = torch.zeros(b, rows, 2 * max(self.nz, 1), dtype=at, device=dev) if self._a16 else None
+        self.hb = torch.zeros(b, rows, self.n_blocks * self.pv, dtype=ft, device=dev) if self._f16 else None
 
     def _tables(self, dev) -> None:
         """W_K, W_V per distinct period and the per-sequence block bases VK, VV (stride 0 when all share one)."""
@@ -470,7 +564,8 @@ class LowRankPlan:
             nz, nv = min(self.nz, p // 2 + 1), min(self.nv, p // 2 + 1)
             idx = None if len(distinct) == 1 else torch.tensor(
                 [i for i, t in enumerate(self.periods) if t == p], device=dev)
-            w_k, w_vh, vk[p], vv[p] = period_tables(p, nz, nv, tokens, self.block, self.pk, self.pv, str(dev))
+            w_k, w_vh, vk[p], vv[p] = period_tables(p, nz, nv, tokens, self.block, self.pk, self.pv, str(dev),
+                                                    *self._precs)
             self.groups.append((p, nz, nv, idx, w_k, w_vh))
         if len(distinct) == 1:
             self.vk, self.vv = vk[distinct[0]], vv[distinct[0]]
@@ -494,15 +589,15 @@ class LowRankPlan:
                 q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
                 self.t_max, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
-                BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.cprec)
+                BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.cprec, ZB=self.zb,
+                szbb=self.zb.stride(0) if self._a16 else 0, szbr=self.zb.stride(1) if self._a16 else 0)
         if upto >= 2 and self.ck:
-            z = torch.view_as_complex(self.z)
-            a = torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2))
             for _, nz, _, idx, w_k, _ in self.groups:
-                if idx is None:
-                    torch.matmul(z[:, :, :nz], w_k, out=a)
+                if self._a16:
+                    _product(self.zb[:, :, :2 * nz], w_k, self.a.view(self.b, self.n_rows, -1), idx)
                 else:
-                    a.index_copy_(0, idx, torch.matmul(z[idx, :, :nz], w_k))
+                    _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
+                             torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, self._precs[0])
         if upto >= 3:
             self._stream(q, dt, varlen)
             self._exact(q, dt, varlen)
@@ -540,19 +635,18 @@ class LowRankPlan:
         its n = 0 bin stays 0, the output adds the mass exactly)."""
         chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
         _merge_kernel[(self.b * self.hkv, chunks)](
-            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
-            self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
-            BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks,
-            PV=self.pv, HAS_H=self.cv > 0)
+            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid,
+            self.hb if self._f16 else self.h, self.n_blocks, self.esplits, self.splits, GL=self.gl,
+            BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits),
+            BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0, HB16=self._f16)
         if not self.cv:
             return
-        hc = torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2))
-        f = torch.view_as_complex(self.f)
         for _, _, nv, idx, _, w_vh in self.groups:
-            if idx is None:
-                torch.matmul(hc, w_vh, out=f[:, :, :nv])
+            if self._f16:
+                _product(self.hb, w_vh, self.f.view(self.b, self.n_rows, -1)[:, :, :2 * nv], idx)
             else:
-                f[:, :, :nv].index_copy_(0, idx, torch.matmul(hc[idx], w_vh))
+                _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
+                         torch.view_as_complex(self.f)[:, :, :nv], idx, self._precs[1])
 
     def _output(self, varlen) -> None:
         res, block_do = self.result, self.out_block_do
@@ -583,12 +677,13 @@ def lowrank_plan(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
+    gemm_precs=None,
 ) -> LowRankPlan:
     """The launches of `fourier_decode_attention_lowrank` without its input checks (which synchronize with the
     GPU); `n_init` is taken for the op's signature only (the exact tensors hold the sinks first)."""
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, [int(period)],
-                       scale, out, block_t, block, num_splits, num_warps, block_r)
+                       scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs=gemm_precs)
 
 
 def planned_lowrank(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
@@ -614,7 +709,7 @@ def bench_extra(inputs: dict) -> dict:
     return {"scratch_bytes": float(scratch), "table_bytes": float(tables),
             "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
                       "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
-                      "v_chunk": plan.v_chunk}}
+                      "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs)}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(
@@ -625,19 +720,21 @@ def fourier_decode_attention_lowrank(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
+    gemm_precs=None,
 ):
     """FlashFourierAttention decode with low-rank block bases (module docstring): out [B, Hq, Lq, D] in q's dtype.
 
     Same layout and result as `reference.ops.fourier.fourier_decode_attention`, to the SVD cut TOL. Knobs:
     `block_t` (tokens per tile, a power of two >= 16; 32), `block` (tokens per basis block, a power-of-two multiple
     of block_t; the largest whose rank stays <= MAX_RANK), `num_splits` (middle splits per row block; two waves),
-    `num_warps` (4), `block_r` (query rows per program, a power of two >= 16; 16)."""
+    `num_warps` (4), `block_r` (query rows per program, a power of two >= 16; 16), `gemm_precs` (the precisions of
+    the GEMMs A and F, two of GEMM_PRECS; GEMM_PRECS_16 for 16-bit inputs, ("ieee", "ieee") for float32)."""
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)
     return lowrank_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
-                        scale, out, block_t, block, num_splits, num_warps, block_r).run()
+                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs).run()
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_lowrank")
@@ -647,6 +744,7 @@ def fourier_decode_attention_varlen_lowrank(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_lens, periods, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
+    gemm_precs=None,
 ):
     """The low-rank decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): each
     program reads its sequence's lengths; sequences sharing a period share the tables W_K, W_V (one GEMM each)."""
@@ -657,4 +755,4 @@ def fourier_decode_attention_varlen_lowrank(
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
                        [int(p) for p in periods.tolist()], scale, out, block_t, block, num_splits, num_warps,
-                       block_r, lens=lens).run()
+                       block_r, lens=lens, gemm_precs=gemm_precs).run()

@@ -79,9 +79,11 @@ def query_spectrum_kernel(
     sqb, sqh, sql, sqd, szb, szr, Hkv, Cck, Nk, NZ, period,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CPREC: tl.constexpr,
+    ZB=None, szbb=0, szbr=0,
 ):
     """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu.
-    Z is the first bins of the inverse transform's zero-padded input (the plan zeroes the rest once)."""
+    Z is the first bins of the inverse transform's zero-padded input (the plan zeroes the rest once). ZB, when
+    given, gets a bfloat16 copy (the operand of a tensor-core GEMM)."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -112,6 +114,10 @@ def query_spectrum_kernel(
     mask = row_ok[:, None] & n_ok[None, :]
     tl.store(Z + off, re, mask=mask)
     tl.store(Z + off + 1, im, mask=mask)
+    if ZB is not None:
+        offb = b * szbb + (h * G * LQ + rows)[:, None] * szbr + 2 * ns[None, :]
+        tl.store(ZB + offb, re.to(tl.bfloat16), mask=mask)
+        tl.store(ZB + offb + 1, im.to(tl.bfloat16), mask=mask)
 
 
 # ---------------------------------------------------------------- 3. the streaming pass

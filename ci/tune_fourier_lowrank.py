@@ -24,8 +24,11 @@ from reference.ops.fourier_cache import make_fourier_cache
 
 SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
 # Plan attributes swept with the best knobs. The launch shapes of the small phases were settled by the 69de2c3 sweep
-# (v_chunk by `v_chunk_for`, 16 output channels per program); now the precisions of the GEMMs A and F (GEMM_PRECS).
-SHAPES = [dict(gemm_precs=p) for p in (("ieee", "ieee"), ("tf32", "tf32"), ("tf32", "bf16"), ("bf16", "bf16"))]
+# (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
+# results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json); now the query spectrum's and the output's coefficient
+# products: their dots' precision and warps.
+SHAPES = [{}, {"qs_prec": "ieee"}, {"qs_warps": 8}, {"qs_warps": 2}, {"out_prec": "ieee"}, {"out_warps": 8},
+          {"qs_prec": "ieee", "out_prec": "ieee"}]
 
 
 def shaped_plan(shapes: dict):
@@ -88,7 +91,8 @@ def main() -> None:
             us = 1000 * graph_ms(planned(make, **knobs), rot.sets)
             shape_rows.append({"batch": batch, "context": context, **knobs, **shapes, "us": us})
             print(f"{case} {knobs} {shapes}: {us:.1f} us", flush=True)
-        shapes = {k: v for k, v in min(shape_rows, key=lambda r: r["us"]).items() if k in SHAPES[0]}
+        names = {k for s in SHAPES for k in s}
+        shapes = {k: v for k, v in min(shape_rows, key=lambda r: r["us"]).items() if k in names}
         phases = {k: 1000 * v for k, v in plan_phase_times(shaped_plan(shapes), PHASES, graph_ms, rot.sets,
                                                             **knobs).items()}
         rows += shape_rows

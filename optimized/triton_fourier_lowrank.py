@@ -500,6 +500,10 @@ class LowRankPlan:
         # frequency chunk and channels per program
         self.qs_block_n, self.merge_blocks = QS_BLOCK_N, max(1, 512 // self.pv)
         self.out_block_n, self.out_block_do = OUT_BLOCK_N, OUT_BLOCK_DO
+        # the coefficient products of the query spectrum and of the output: their dots' precision (None: cprec,
+        # 3xTF32 on a GPU; "ieee" is float32 FMA, at least as accurate) and warps per program
+        self.qs_prec = self.out_prec = None
+        self.qs_warps = self.out_warps = 4
         # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
         self.v_chunk = v_chunk_for(b * hkv * triton.cdiv(d, self.out_block_do), sms if gpu else None)
         self.po = None
@@ -589,7 +593,8 @@ class LowRankPlan:
                 q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
                 self.t_max, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
-                BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.cprec, ZB=self.zb,
+                BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.qs_prec or self.cprec, num_warps=self.qs_warps,
+                ZB=self.zb,
                 szbb=self.zb.stride(0) if self._a16 else 0, szbr=self.zb.stride(1) if self._a16 else 0)
         if upto >= 2 and self.ck:
             for _, nz, _, idx, w_k, _ in self.groups:
@@ -661,14 +666,15 @@ class LowRankPlan:
                 self.f, self.v_kept, self.v_start, self.v_cos, self.v_sin, self.po, self.lens_arg, self.f.stride(0),
                 self.f.stride(1), self.hkv, self.cv, nv_coef, self.t_max, G=self.group, LQ=self.lq, D=self.d,
                 VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
-                FCH=self.v_chunk, CPREC=self.cprec)
+                FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
         _output_kernel[grid](
             self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, self.f,
             self.po if chunks else self.f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
             self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
             self.splits, chunks, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
-            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.cprec,
+            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.out_prec or self.cprec,
+            num_warps=self.out_warps,
             PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0)
 
 

@@ -25,10 +25,10 @@ from reference.ops.fourier_cache import make_fourier_cache
 SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
 # Plan attributes swept with the best knobs. The launch shapes of the small phases were settled by the 69de2c3 sweep
 # (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
-# results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json); now the query spectrum's and the output's coefficient
-# products: their dots' precision and warps.
-SHAPES = [{}, {"qs_prec": "ieee"}, {"qs_warps": 8}, {"qs_warps": 2}, {"out_prec": "ieee"}, {"out_warps": 8},
-          {"qs_prec": "ieee", "out_prec": "ieee"}]
+# results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json); now the query spectrum as GEMMs or one kernel (qs_gemm,
+# and the GEMMs in float32), and the query-spectrum and output kernels' dot precision and warps.
+SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
+          {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}]
 
 
 def shaped_plan(shapes: dict):

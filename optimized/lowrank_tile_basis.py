@@ -93,18 +93,3 @@ def tile_basis(period: int, bins: int, tokens: int, block: int, weighted: bool, 
         v[:, 1:2 * rank:2] = vr.imag
     return TileBasis(period, bins, block, blocks, rank, width, w.reshape(bins, blocks * width // 2).to(torch.complex64),
                      v.to(torch.float32))
-
-
-def real_form(w: torch.Tensor) -> torch.Tensor:
-    """The real [2K, 2M] matrix R of a complex [K, M] matrix W with x_r @ R = (x @ W)_r, where y_r interleaves
-    (Re, Im) of each entry (torch.view_as_real(y).flatten(-2)): R[2k, 2m] = R[2k+1, 2m+1] = Re W[k, m],
-    R[2k, 2m+1] = Im W[k, m], R[2k+1, 2m] = -Im W[k, m]. A complex GEMM becomes one real GEMM that tensor cores
-    take in bfloat16, reading as many bytes as the complex64 table."""
-    if not w.is_complex() or w.dim() != 2:
-        raise ValueError(f"real_form: w must be a complex matrix, got {w.dtype} {tuple(w.shape)}")
-    r = torch.empty(w.shape[0], 2, w.shape[1], 2, dtype=w.real.dtype, device=w.device)
-    r[:, 0, :, 0] = w.real
-    r[:, 0, :, 1] = w.imag
-    r[:, 1, :, 0] = -w.imag
-    r[:, 1, :, 1] = w.real
-    return r.reshape(2 * w.shape[0], 2 * w.shape[1])

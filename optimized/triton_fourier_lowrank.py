@@ -39,11 +39,11 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, real_form, tile_basis
+from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
-                                               exact_split, query_spectrum_kernel, run_block,
+                                               compressed_query, exact_split, query_spectrum_kernel, run_block,
                                                spectrum_range_products, summed_parts)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_triton_dtype
@@ -64,18 +64,54 @@ QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # output's own loop / chunks of 64: 1 x 32k (64 programs) 124.1 / 118.2, 1 x 128k 164.0 / 159.6, 8 x 32k (512
 # programs) 283.6 / 295.5.
 V_CHUNK = 64
-# The precisions the GEMMs A = Z W_K and F = H W_V^H may run in: "ieee" (complex64 on CUDA cores), "tf32" (complex64
-# on TF32 tensor cores), "bf16" (their real form in bfloat16 on tensor cores). Float32 inputs take ("ieee", "ieee");
-# 16-bit inputs GEMM_PRECS_16. Measured on the CPU's conformance (interpreter, emulated rounding): bf16 scores fail a
-# float16 magnitude-1000 varlen case (1.33 against 1.22 allowed; complex64: 0.40).
-GEMM_PRECS = ("ieee", "tf32", "bf16")
+# The precisions the GEMMs A = Z W_K and F = H W_V^H may run in: "ieee" (complex64 on CUDA cores) or "tf32" (complex64
+# on TF32 tensor cores). Float32 inputs take ("ieee", "ieee"), 16-bit inputs GEMM_PRECS_16. H100 at ea245b7 (results/
+# gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), us ieee / tf32: 8 x 32k 281.6 / 251.0, 1 x 32k 110.3 / 99.4,
+# 1 x 128k 152.9 / 136.2, 1 x 4k 80.2 / 68.0. Their real forms in bfloat16 were 1-8 us faster than TF32 but failed a
+# float16 magnitude-1000 varlen case in the interpreter's conformance (1.33 against 1.22 allowed; TF32 0.40), and
+# bfloat16 for F alone gained nothing; that variant was removed.
+GEMM_PRECS = ("ieee", "tf32")
 GEMM_PRECS_16 = ("tf32", "tf32")
+# The query spectrum as GEMMs (qs_gemm) from this batch on, where the K coefficients are float32 (the KV method's
+# format; cuBLAS takes them as they are); in the interpreter at any batch, so the CPU's conformance runs that path
+# for float32 inputs (suites/conformance/test_lowrank_gemm_precisions.py runs both paths on 16-bit queries). Set
+# from the H100 sweep.
+QS_GEMM_MIN_BATCH = 2
+
+
+def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
+    """Whether a plan of `batch` sequences whose K coefficients are `coefs` takes the query spectrum as GEMMs."""
+    return coefs == torch.float32 and (batch >= QS_GEMM_MIN_BATCH or not gpu)
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
     """V_CHUNK where `programs` output programs leave SMs idle, else 0; on a CPU (sms None) V_CHUNK, so the
     interpreter's conformance runs the chunked path (the other is checked in suites/conformance)."""
     return V_CHUNK if sms is None or programs < sms else 0
+
+
+# ---------------------------------------------------------------- 1. the query spectrum as a GEMM
+@triton.jit
+def _compressed_rows_kernel(Q, KKEPT, KSTART, KCOS, KSC, KSH, QC, Z0, LENS, sqb, sqh, sql, sqd, Hkv, Cck, Nk, n_rows,
+                            period, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
+                            BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Row r of QC[b] = q_c s_c / T on its KV head's compressed K channels and 0 on the others' (the plan zeroes QC
+    once), so QC[b] @ K_cos[b] and QC[b] @ K_sin[b] are every head's u_n / T and u'_n / T at once (eq. scores); and
+    Z0 = Re Z_0 = u_0 / T + sum_c q_c mu_c in float32 (the n = 0 bin stays out of the GEMMs' rounding)."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    qs, q_mu, ci, comp = compressed_query(Q, KKEPT, KSTART, KSC, KSH, b, h, sqb, sqh, sql, sqd, Cck, G, LQ, D, BLOCK_M,
+                                          BLOCK_D)
+    qs = qs / period
+    grow = b * n_rows + h * G * LQ + rows
+    tl.store(QC + grow[:, None] * Cck + ci[None, :], qs, mask=row_ok[:, None] & comp[None, :])
+    a0 = tl.load(KCOS + b * Cck * Nk + ci * Nk, mask=comp, other=0.0).to(tl.float32)
+    tl.store(Z0 + grow, tl.sum(qs * a0[None, :], 1) + q_mu, mask=row_ok)
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -100,10 +136,10 @@ def _query_rows_kernel(Q, KKEPT, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl
 def _middle_kernel(
     QBD, KM, VM, Z, A, VK, VV, VSTART, H, HM, MAXM, SUMM, ACCM, LENS,
     skb, skt, svb, svt, szr, svkb, svvb, mid_len, k_width, v_width, n_rows, n_blocks, blocks_per_split, sm_scale,
-    GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr, KWP: tl.constexpr,
+    a_half, GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr, KWP: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
-    BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr,
+    BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
     factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V over whole V rows, and per block
@@ -114,7 +150,9 @@ def _middle_kernel(
 
     The rank-r products take BDT operands (bfloat16 for 16-bit inputs, whose own rounding is 2^-9; float32 with
     CPREC otherwise; EMUL_BF16 rounds them to bfloat16 in the interpreter, which has no bfloat16). The n = 0 bin
-    (it carries q_c . mu_k, which can dominate the score) is not in the tables: Re Z_0 is added in float32."""
+    (it carries q_c . mu_k, which can dominate the score) is not in the tables: Re Z_0 is added in float32.
+    A_SPLIT: A comes as the products of the query spectrum's two real parts, P_c = U_c W_K at A and P_s = U_s W_K
+    a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s)."""
     pid = tl.program_id(0)
     split = tl.program_id(1)
     row_blocks = tl.cdiv(n_rows, BLOCK_R)
@@ -141,7 +179,10 @@ def _middle_kernel(
         hrow = (b * n_rows + rows) * n_blocks + blk
         a = tl.zeros((BLOCK_R, PK), dtype=tl.float32)
         if HAS_S:
-            a = tl.load(A + hrow[:, None] * PK + pk[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
+            a = tl.load(A + hrow[:, None] * PK + pk[None, :], mask=row_ok[:, None], other=0.0)
+            if A_SPLIT:
+                a += tl.where(pk % 2 == 0, 1.0, -1.0)[None, :] * tl.load(
+                    A + a_half + hrow[:, None] * PK + (pk ^ 1)[None, :], mask=row_ok[:, None], other=0.0)
             if EMUL_BF16:
                 a = bf16_rounded(a)
             a = a.to(BDT)
@@ -212,14 +253,13 @@ def _exact_kernel(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, sk
 
 # ---------------------------------------------------------------- 4. the spectrum's merge
 @triton.jit
-def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HB, n_blocks, esplits, msplits,
+def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
-                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, HB16: tl.constexpr):
+                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
     """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled in
     place to them: H_k <- H_k e^{m_k - m} / l, so F = H @ W_V^H is the spectrum of the normalized probabilities.
     Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
-    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops.
-    HB16: the rescaled H goes to HB in bfloat16 (the operand of F's tensor-core GEMM) instead of back to H."""
+    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops."""
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
@@ -239,12 +279,8 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HB, n_blocks, esplit
         ok = row_ok[:, None] & (blk < n_blocks)[None, :]
         hrow = grow[:, None] * n_blocks + blk[None, :]
         scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
-        at = hrow * PV + (cols % PV)[None, :]
-        h = tl.load(H + at, mask=ok, other=0.0) * scale
-        if HB16:
-            tl.store(HB + at, h.to(tl.bfloat16), mask=ok)
-        else:
-            tl.store(H + at, h, mask=ok)
+        at = H + hrow * PV + (cols % PV)[None, :]
+        tl.store(at, tl.load(at, mask=ok, other=0.0) * scale, mask=ok)
 
 
 # ---------------------------------------------------------------- 5. output
@@ -358,21 +394,15 @@ def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int
 
 
 @lru_cache(maxsize=8)
-def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: int, pv: int, device: str,
-                  a_prec: str = "ieee", f_prec: str = "ieee"):
+def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: int, pv: int, device: str):
     """(W_K, W_V^H, VK, VV) of one period on `device`, kept across calls (a decode step's plan copies no tables).
     The n = 0 bins are exact elsewhere (Re Z_0 in `_middle_kernel`, the middle's mass in `_output_kernel`), so W_K
-    has no n = 0 row and W_V^H no n = 0 column. The precision of A's / F's GEMM (GEMM_PRECS) sets W_K's / W_V^H's
-    form: "bf16", the real form (`real_form`) in bfloat16; "tf32" off a GPU, complex64 rounded to TF32 as the
-    tensor cores would (the interpreter's stand-in); else complex64."""
+    has no n = 0 row and W_V^H no n = 0 column."""
     tk = tile_basis(period, nz, tokens, block, True, TOL, pk)
     tv = tile_basis(period, nv, tokens, block, False, TOL, pv)
     w_k, w_vh = tk.w.clone(), tv.w.conj().transpose(0, 1).contiguous()
     w_k[:1] = 0
     w_vh[:, :1] = 0
-    gpu = device.startswith("cuda")
-    w_k, w_vh = (real_form(w).to(torch.bfloat16) if prec == "bf16" else tf32_truncated(w) if prec == "tf32" and not gpu
-                 else w for w, prec in ((w_k, a_prec), (w_vh, f_prec)))
     return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
 
 
@@ -400,18 +430,18 @@ def tf32_matmul(on: bool):
         setattr(matmul, name, prev)
 
 
-def _product(x, w, out, idx, prec: str = "ieee") -> None:
-    """out = x @ w, or only the sequences idx of it (a period group of a varlen batch); `prec` "tf32": on TF32
-    tensor cores (a GPU), or with x's mantissas cut as they would be (the interpreter; w comes cut)."""
+def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
+    """out = x @ w, or only the sequences idx (along `dim`) of it (a period group of a varlen batch); `prec` "tf32":
+    on TF32 tensor cores (a GPU), or with both operands' mantissas cut as they would be (the interpreter)."""
     if prec == "tf32" and not x.is_cuda:
-        x = tf32_truncated(x)
+        x, w = tf32_truncated(x), tf32_truncated(w)
     with tf32_matmul(prec == "tf32" and x.is_cuda):
-        _product_into(x, w, out, idx)
+        _product_into(x, w, out, idx, dim)
 
 
-def _product_into(x, w, out, idx) -> None:
+def _product_into(x, w, out, idx, dim) -> None:
     if idx is not None:
-        out.index_copy_(0, idx, torch.matmul(x[idx], w))
+        out.index_copy_(dim, idx, torch.matmul(x.index_select(dim, idx), w))
     elif out.is_contiguous():
         torch.matmul(x, w, out=out)
     else:
@@ -492,8 +522,10 @@ class LowRankPlan:
         self.blocks_per_split = triton.cdiv(self.n_blocks, self.splits)
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
         self.esplits = max(1, min(triton.cdiv(le, self.block_t), 4 if gpu else 2))
-        # The precision of A = Z W_K and of F = H W_V^H (GEMM_PRECS); an attribute, which the tuning sweeps.
-        self._precs = tuple(gemm_precs) if gemm_precs else GEMM_PRECS_16 if sixteen else ("ieee", "ieee")
+        # The precision of A = Z W_K and of F = H W_V^H (GEMM_PRECS), and of the query spectrum's GEMM where it is one
+        # (qs_gemm): TF32 for 16-bit inputs, float32 otherwise. Attributes, which the tuning sweeps.
+        self.gemm_precs = tuple(gemm_precs) if gemm_precs else GEMM_PRECS_16 if sixteen else ("ieee", "ieee")
+        self.qs_gemm_prec = "tf32" if sixteen else "ieee"
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -509,7 +541,6 @@ class LowRankPlan:
         self.po = None
         f32 = dict(dtype=torch.float32, device=dev)
         rows = self.n_rows
-        self.z = torch.zeros(b, rows, max(self.nz, 1), 2, **f32)
         self.h = torch.zeros(b, rows, self.n_blocks, self.pv, **f32)  # blocks past a short middle stay 0
         self.hm = torch.full((b, rows, self.n_blocks), -1.0e30, **f32)
         self.qbd = torch.zeros(b, rows, self.kwp, dtype=q.dtype, device=dev)
@@ -520,40 +551,34 @@ class LowRankPlan:
         self.maxe = torch.full((parts_e, self.block_m), -1.0e30, **f32)
         self.sume = torch.zeros(parts_e, self.block_m, **f32)
         self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
-        self._gemm_buffers()
+        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
+        self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start
 
     @property
-    def gemm_precs(self) -> tuple[str, str]:
-        """The precisions of A's and F's GEMMs, each one of GEMM_PRECS."""
-        return self._precs
+    def qs_gemm(self) -> bool:
+        """Whether the query spectrum is GEMMs over a block-diagonal query (`_compressed_rows_kernel`, then cuBLAS)
+        instead of `query_spectrum_kernel`; setting it makes the scratch of that path."""
+        return self._qs_gemm
 
-    @gemm_precs.setter
-    def gemm_precs(self, precs: tuple[str, str]) -> None:
-        _check_options(self.q, None, None, None, None, None, precs)
-        self._precs = tuple(precs)
-        self._tables(self.q.device)
-        self._gemm_buffers()
-
-    @property
-    def _a16(self) -> bool:
-        return self._precs[0] == "bf16"
-
-    @property
-    def _f16(self) -> bool:
-        return self._precs[1] == "bf16"
-
-    def _gemm_buffers(self) -> None:
-        """A and F in the GEMMs' output dtype, and the bfloat16 copies of Z and H the 16-bit GEMMs read (blocks past
-        a short middle stay 0)."""
-        b, rows, dev = self.b, self.n_rows, self.q.device
-        at, ft = (torch.bfloat16 if on else torch.float32 for on in (self._a16, self._f16))
-        self.a = torch.zeros(b, rows, self.n_blocks, self.pk, dtype=at, device=dev)
-        self.f = torch.zeros(b, rows, max(self.nv, 1), 2, dtype=ft, device=dev)
-        self.zb = torch.zeros(b, rows, 2 * max(self.nz, 1), dtype=at, device=dev) if self._a16 else None
-        self.hb = torch.zeros(b, rows, self.n_blocks * self.pv, dtype=ft, device=dev) if self._f16 else None
+    @qs_gemm.setter
+    def qs_gemm(self, on: bool) -> None:
+        if on and self.k_cos.dtype != torch.float32:
+            raise ValueError(f"qs_gemm needs float32 K coefficients (k_cos, k_sin), got {self.k_cos.dtype}")
+        self._qs_gemm = bool(on)
+        b, rows, n, f32 = self.b, self.n_rows, max(self.nz, 1), dict(dtype=torch.float32, device=self.q.device)
+        halves = (2,) if on else ()  # the GEMM path's A comes as two products (P_c, P_s; `_middle_kernel`)
+        self.a = torch.zeros(*halves, b, rows, self.n_blocks, self.pk, **f32)
+        if on:
+            self.qc = torch.zeros(b, rows, max(self.ck, 1), **f32)  # zero off each row's own head, set once here
+            self.u = torch.zeros(2, b, rows, n, **f32)
+            self.z0 = torch.zeros(b, rows, **f32)
+            self.z = None
+        else:
+            self.z = torch.zeros(b, rows, n, 2, **f32)
+            self.qc = self.u = self.z0 = None
 
     def _tables(self, dev) -> None:
         """W_K, W_V per distinct period and the per-sequence block bases VK, VV (stride 0 when all share one)."""
@@ -568,8 +593,7 @@ class LowRankPlan:
             nz, nv = min(self.nz, p // 2 + 1), min(self.nv, p // 2 + 1)
             idx = None if len(distinct) == 1 else torch.tensor(
                 [i for i, t in enumerate(self.periods) if t == p], device=dev)
-            w_k, w_vh, vk[p], vv[p] = period_tables(p, nz, nv, tokens, self.block, self.pk, self.pv, str(dev),
-                                                    *self._precs)
+            w_k, w_vh, vk[p], vv[p] = period_tables(p, nz, nv, tokens, self.block, self.pk, self.pv, str(dev))
             self.groups.append((p, nz, nv, idx, w_k, w_vh))
         if len(distinct) == 1:
             self.vk, self.vv = vk[distinct[0]], vv[distinct[0]]
@@ -588,21 +612,16 @@ class LowRankPlan:
         q, varlen = self.q, self.lens is not None
         dt, grid_kv = TL_DTYPE[q.dtype], self.b * self.hkv
         if upto >= 1 and self.ck:
-            block_n = self.qs_block_n
-            query_spectrum_kernel[(grid_kv, triton.cdiv(self.nz, block_n))](
-                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
-                *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
-                self.t_max, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
-                BLOCK_D=self.block_d, BLOCK_N=block_n, CPREC=self.qs_prec or self.cprec, num_warps=self.qs_warps,
-                ZB=self.zb,
-                szbb=self.zb.stride(0) if self._a16 else 0, szbr=self.zb.stride(1) if self._a16 else 0)
+            self._query_spectrum(q, varlen)
         if upto >= 2 and self.ck:
+            a_prec = self.gemm_precs[0]
             for _, nz, _, idx, w_k, _ in self.groups:
-                if self._a16:
-                    _product(self.zb[:, :, :2 * nz], w_k, self.a.view(self.b, self.n_rows, -1), idx)
+                if self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
+                    _product(self.u[..., :nz], torch.view_as_real(w_k).flatten(1),
+                             self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
                 else:
                     _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
-                             torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, self._precs[0])
+                             torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
         if upto >= 3:
             self._stream(q, dt, varlen)
             self._exact(q, dt, varlen)
@@ -612,6 +631,23 @@ class LowRankPlan:
             self._output(varlen)
         return self.result
 
+    def _query_spectrum(self, q, varlen) -> None:
+        """Z (`query_spectrum_kernel`), or with qs_gemm: the block-diagonal query rows QC and Re Z_0, then
+        U_c = QC @ K_cos and U_s = QC @ K_sin per sequence (cuBLAS, in qs_gemm_prec)."""
+        common = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d)
+        if not self._qs_gemm:
+            block_n = self.qs_block_n
+            query_spectrum_kernel[(self.b * self.hkv, triton.cdiv(self.nz, block_n))](
+                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, self.z, self.lens_arg,
+                *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
+                self.t_max, **common, BLOCK_N=block_n, CPREC=self.qs_prec or self.cprec, num_warps=self.qs_warps)
+            return
+        _compressed_rows_kernel[(self.b * self.hkv,)](
+            q, self.k_kept, self.k_start, self.k_cos, self.k_sc, self.k_sh, self.qc, self.z0, self.lens_arg,
+            *q.stride(), self.hkv, self.ck, self.k_cos.shape[2], self.n_rows, self.t_max, **common)
+        for half, coefs in enumerate((self.k_cos, self.k_sin)):
+            _product(self.qc, coefs[:, :, :self.nz], self.u[half], None, self.qs_gemm_prec)
+
     def _stream(self, q, dt, varlen) -> None:
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
         _query_rows_kernel[(self.b, row_blocks)](
@@ -619,14 +655,15 @@ class LowRankPlan:
             KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk)
         km, vm = self.k_mid, self.v_mid
         _middle_kernel[(self.b * row_blocks, self.splits, self.v_slices)](
-            self.qbd, km, vm, self.z, self.a, self.vk, self.vv, self.v_start, self.h, self.hm, self.maxm, self.summ,
-            self.accm, self.lens_arg, km.stride(0), km.stride(1), vm.stride(0), vm.stride(1), self.z.stride(1),
-            self.svk, self.svv,
+            self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.v_start, self.h,
+            self.hm, self.maxm, self.summ, self.accm, self.lens_arg, km.stride(0), km.stride(1), vm.stride(0),
+            vm.stride(1), 1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv,
             self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
-            self.sm_scale, GL=self.gl, VARLEN=varlen, BLOCK_R=self.block_r, BLOCK_M=self.block_m, KWP=self.kwp,
+            self.sm_scale, self.a[0].numel() if self._qs_gemm else 0, GL=self.gl, VARLEN=varlen, BLOCK_R=self.block_r, BLOCK_M=self.block_m, KWP=self.kwp,
             CHUNK=self.chunk, BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block,
             PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
-            CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, num_warps=self.num_warps, num_stages=self.num_stages)
+            CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self._qs_gemm, num_warps=self.num_warps,
+            num_stages=self.num_stages)
 
     def _exact(self, q, dt, varlen) -> None:
         ke, ve = self.k_exact, self.v_exact
@@ -640,18 +677,14 @@ class LowRankPlan:
         its n = 0 bin stays 0, the output adds the mass exactly)."""
         chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
         _merge_kernel[(self.b * self.hkv, chunks)](
-            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid,
-            self.hb if self._f16 else self.h, self.n_blocks, self.esplits, self.splits, GL=self.gl,
-            BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits),
-            BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0, HB16=self._f16)
+            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
+            self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
+            BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
         for _, _, nv, idx, _, w_vh in self.groups:
-            if self._f16:
-                _product(self.hb, w_vh, self.f.view(self.b, self.n_rows, -1)[:, :, :2 * nv], idx)
-            else:
-                _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
-                         torch.view_as_complex(self.f)[:, :, :nv], idx, self._precs[1])
+            _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
+                     torch.view_as_complex(self.f)[:, :, :nv], idx, self.gemm_precs[1])
 
     def _output(self, varlen) -> None:
         res, block_do = self.result, self.out_block_do
@@ -709,13 +742,14 @@ def bench_extra(inputs: dict) -> dict:
     tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
-    scratch = (rows * plan.n_blocks * 4 * (2 * plan.pk + 2 * plan.pv + 2) + 4 * plan.accm.numel()
-               + plan.qbd.numel() * plan.qbd.element_size()
+    gemm_scratch = sum(t.numel() for t in (plan.qc, plan.u)) if plan.qs_gemm else 0
+    scratch = (rows * plan.n_blocks * 4 * ((4 if plan.qs_gemm else 2) * plan.pk + 2 * plan.pv + 2)
+               + 4 * gemm_scratch + 4 * plan.accm.numel() + plan.qbd.numel() * plan.qbd.element_size()
                + 4 * plan.b * plan.hkv * chunks * plan.block_m * plan.block_d)
     return {"scratch_bytes": float(scratch), "table_bytes": float(tables),
             "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
                       "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
-                      "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs)}}
+                      "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs), "qs_gemm": plan.qs_gemm}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

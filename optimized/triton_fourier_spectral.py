@@ -74,24 +74,13 @@ def channel_map(KEPT, START, h, c, BLOCK_J: tl.constexpr):
 
 
 @triton.jit
-def query_spectrum_kernel(
-    Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, Z, LENS,
-    sqb, sqh, sql, sqd, szb, szr, Hkv, Cck, Nk, NZ, period,
-    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CPREC: tl.constexpr,
-    ZB=None, szbb=0, szbr=0,
-):
-    """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu.
-    Z is the first bins of the inverse transform's zero-padded input (the plan zeroes the rest once). ZB, when
-    given, gets a bfloat16 copy (the operand of a tensor-core GEMM)."""
-    bh = tl.program_id(0)
-    b = bh // Hkv
-    h = bh % Hkv
+def compressed_query(Q, KKEPT, KSTART, KSC, KSH, b, h, sqb, sqh, sql, sqd, Cck, G: tl.constexpr, LQ: tl.constexpr,
+                     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """KV head h's G * LQ query rows on its compressed K channels: (q_c s_c [BLOCK_M, BLOCK_D], sum_c q_c mu_c, each
+    dimension's compressed index, whether it is compressed). sum_c q_c mu_c is constant over t, so it rides on the
+    n = 0 bin (eq. scores, moment matching folded in)."""
     ds = tl.arange(0, BLOCK_D)
     kmap = channel_map(KKEPT, KSTART, h, h * D + ds, 64)
-    if VARLEN:
-        period = tl.load(LENS + 3 * b + 2)
-    nz = tl.minimum(NZ, period // 2 + 1)  # frequencies past T/2 carry no weight
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G * LQ
     comp = (ds < D) & (kmap < 0)
@@ -100,24 +89,40 @@ def query_spectrum_kernel(
                 mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
     sc = tl.load(KSC + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(KSH + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
-    qs = q * sc[None, :]
+    return q * sc[None, :], tl.sum(q * sh[None, :], 1), ci, comp
+
+
+@triton.jit
+def query_spectrum_kernel(
+    Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, Z, LENS,
+    sqb, sqh, sql, sqd, szb, szr, Hkv, Cck, Nk, NZ, period,
+    G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CPREC: tl.constexpr,
+):
+    """Z[b, row, n] = (u_n - i u'_n) / T for the R = G * LQ rows of one KV head (eq. scores); n=0 adds q . mu.
+    Z is the first bins of the inverse transform's zero-padded input (the plan zeroes the rest once)."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    nz = tl.minimum(NZ, period // 2 + 1)  # frequencies past T/2 carry no weight
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    qs, q_mu, ci, comp = compressed_query(Q, KKEPT, KSTART, KSC, KSH, b, h, sqb, sqh, sql, sqd, Cck, G, LQ, D, BLOCK_M,
+                                          BLOCK_D)
     ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < nz
     cmask = comp[:, None] & n_ok[None, :]
     coef = b * Cck * Nk + ci[:, None] * Nk + ns[None, :]
     u_cos = tl.dot(qs, tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
     u_sin = tl.dot(qs, tl.load(KSIN + coef, mask=cmask, other=0.0).to(tl.float32), input_precision=CPREC)
-    q_mu = tl.sum(q * sh[None, :], 1)  # sum_c q_c mu_c: constant over t, so it rides on the n = 0 bin
     re = u_cos / period + tl.where(ns == 0, 1.0, 0.0)[None, :] * q_mu[:, None]
     im = -u_sin / period
     off = b * szb + (h * G * LQ + rows)[:, None] * szr + 2 * ns[None, :]
     mask = row_ok[:, None] & n_ok[None, :]
     tl.store(Z + off, re, mask=mask)
     tl.store(Z + off + 1, im, mask=mask)
-    if ZB is not None:
-        offb = b * szbb + (h * G * LQ + rows)[:, None] * szbr + 2 * ns[None, :]
-        tl.store(ZB + offb, re.to(tl.bfloat16), mask=mask)
-        tl.store(ZB + offb + 1, im.to(tl.bfloat16), mask=mask)
 
 
 # ---------------------------------------------------------------- 3. the streaming pass

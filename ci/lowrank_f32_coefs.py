@@ -1,0 +1,26 @@
+"""The low-rank decode ops with the cache's coefficients and moment statistics in float32, as the KV method stores
+them, whatever the queries' dtype: conformance inputs cast every floating input to the dtype under test, so these
+wrappers let the harness check the path float32 coefficients take (the query spectrum as TF32 GEMMs) on 16-bit
+queries. The values are the drawn ones, widened exactly, so the oracle is unchanged.
+
+    PYTHONPATH=. python -m harness conform --op fourier_decode_attention --impl ci.lowrank_f32_coefs:uniform ...
+"""
+from __future__ import annotations
+
+import functools
+
+from optimized.triton_fourier_lowrank import (fourier_decode_attention_lowrank,
+                                              fourier_decode_attention_varlen_lowrank)
+
+COEFFICIENTS = ("k_cos", "k_sin", "k_scale", "k_shift", "v_cos", "v_sin", "v_scale", "v_shift")
+
+
+def _widened(op):
+    @functools.wraps(op)
+    def run(**kw):
+        return op(**{k: v.float() if k in COEFFICIENTS else v for k, v in kw.items()})
+    return run
+
+
+uniform = _widened(fourier_decode_attention_lowrank)
+varlen = _widened(fourier_decode_attention_varlen_lowrank)

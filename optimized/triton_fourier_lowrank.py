@@ -72,16 +72,17 @@ V_CHUNK = 64
 # bfloat16 for F alone gained nothing; that variant was removed.
 GEMM_PRECS = ("ieee", "tf32")
 GEMM_PRECS_16 = ("tf32", "tf32")
-# The query spectrum as GEMMs (qs_gemm) from this batch on, where the K coefficients are float32 (the KV method's
-# format; cuBLAS takes them as they are); in the interpreter at any batch, so the CPU's conformance runs that path
-# for float32 inputs (suites/conformance/test_lowrank_gemm_precisions.py runs both paths on 16-bit queries). Set
-# from the H100 sweep.
-QS_GEMM_MIN_BATCH = 2
+# The query spectrum as GEMMs (qs_gemm) on a GPU from this batch on (None: never), where the K coefficients are float32
+# (the KV method's format; cuBLAS takes them as they are); in the interpreter at any batch, so the CPU's conformance
+# runs that path for float32 inputs (suites/conformance/test_lowrank_gemm_precisions.py runs both paths on 16-bit
+# queries). None until a GPU sweep has timed it against `query_spectrum_kernel`.
+QS_GEMM_MIN_BATCH: int | None = None
 
 
 def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
     """Whether a plan of `batch` sequences whose K coefficients are `coefs` takes the query spectrum as GEMMs."""
-    return coefs == torch.float32 and (batch >= QS_GEMM_MIN_BATCH or not gpu)
+    on_gpu = QS_GEMM_MIN_BATCH is not None and batch >= QS_GEMM_MIN_BATCH
+    return coefs == torch.float32 and (on_gpu or not gpu)
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:

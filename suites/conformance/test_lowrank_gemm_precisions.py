@@ -79,10 +79,13 @@ def test_the_query_spectrum_paths_give_the_same_scores_tables():
     torch.testing.assert_close(plans[1].z0, z0, rtol=1e-5, atol=1e-5 * float(z0.abs().max()))
 
 
-def test_the_gemm_path_from_its_batch_on_and_always_in_the_interpreter():
+def test_the_gemm_path_from_its_batch_on_and_always_in_the_interpreter(monkeypatch):
     f32 = torch.float32
-    assert not qs_gemm_for(QS_GEMM_MIN_BATCH - 1, True, f32) and qs_gemm_for(QS_GEMM_MIN_BATCH, True, f32)
-    assert qs_gemm_for(1, False, f32) and not qs_gemm_for(8, True, torch.bfloat16)
+    assert qs_gemm_for(1, False, f32) and not qs_gemm_for(8, False, torch.bfloat16)
+    if QS_GEMM_MIN_BATCH is None:
+        assert not any(qs_gemm_for(b, True, f32) for b in (1, 8, 1024))
+    monkeypatch.setattr(lowrank, "QS_GEMM_MIN_BATCH", 4)
+    assert not qs_gemm_for(3, True, f32) and qs_gemm_for(4, True, f32) and not qs_gemm_for(4, True, torch.float16)
 
 
 @pytest.mark.parametrize("precs", [("tf32",), ("tf32", "bf16"), "tf32", ("ieee", "ieee", "ieee")])

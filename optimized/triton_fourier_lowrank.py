@@ -76,7 +76,7 @@ GEMM_PRECS_16 = ("tf32", "tf32")
 # (the KV method's format; cuBLAS takes them as they are); in the interpreter at any batch, so the CPU's conformance
 # runs that path for float32 inputs (suites/conformance/test_lowrank_gemm_precisions.py runs both paths on 16-bit
 # queries). None until a GPU sweep has timed it against `query_spectrum_kernel`.
-QS_GEMM_MIN_BATCH: int | None = None
+QS_GEMM_MIN_BATCH: int | None = 2
 
 
 def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:

@@ -75,7 +75,8 @@ GEMM_PRECS_16 = ("tf32", "tf32")
 # The query spectrum as GEMMs (qs_gemm) on a GPU from this batch on (None: never), where the K coefficients are float32
 # (the KV method's format; cuBLAS takes them as they are); in the interpreter at any batch, so the CPU's conformance
 # runs that path for float32 inputs (suites/conformance/test_lowrank_gemm_precisions.py runs both paths on 16-bit
-# queries). None until a GPU sweep has timed it against `query_spectrum_kernel`.
+# queries). H100 at 062f9c6 (results/gpu/tune_lowrank-2026-12-06-H100-062f9c6.json), us with the kernel / the GEMMs:
+# 8 x 32k 253.8 / 244.0 (float32 GEMMs: 283.8), 1 x 128k 137.4 / 144.5. Batches 2 to 7 were not timed.
 QS_GEMM_MIN_BATCH: int | None = 2
 
 

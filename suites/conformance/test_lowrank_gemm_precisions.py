@@ -32,7 +32,7 @@ def qs_path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("precs", [("tf32", "tf32"), ("ieee", "tf32"), ("tf32", "ieee"), ("ieee", "ieee")])
+@pytest.mark.parametrize("precs", [("tf32", "tf32"), ("ieee", "tf32"), ("tf32", "ieee")])
 def test_each_precision_and_query_spectrum_path_conforms_on_16_bit_queries(precs, qs_path):
     """float16 queries and caches with the coefficients in float32 (the KV method's format, `ci.lowrank_f32_coefs`),
     which the GEMM path needs."""
@@ -82,10 +82,12 @@ def test_the_query_spectrum_paths_give_the_same_scores_tables():
 def test_the_gemm_path_from_its_batch_on_and_always_in_the_interpreter(monkeypatch):
     f32 = torch.float32
     assert qs_gemm_for(1, False, f32) and not qs_gemm_for(8, False, torch.bfloat16)
-    if QS_GEMM_MIN_BATCH is None:
-        assert not any(qs_gemm_for(b, True, f32) for b in (1, 8, 1024))
+    first = QS_GEMM_MIN_BATCH
+    assert not qs_gemm_for(first - 1, True, f32) and qs_gemm_for(first, True, f32)
     monkeypatch.setattr(lowrank, "QS_GEMM_MIN_BATCH", 4)
     assert not qs_gemm_for(3, True, f32) and qs_gemm_for(4, True, f32) and not qs_gemm_for(4, True, torch.float16)
+    monkeypatch.setattr(lowrank, "QS_GEMM_MIN_BATCH", None)  # never on a GPU
+    assert not any(qs_gemm_for(b, True, f32) for b in (1, 8, 1024)) and qs_gemm_for(1, False, f32)
 
 
 @pytest.mark.parametrize("precs", [("tf32",), ("tf32", "bf16"), "tf32", ("ieee", "ieee", "ieee")])

@@ -9,8 +9,11 @@ of about 2 N BB / T plus a few (`optimized/lowrank_tile_basis.py`: 15 of 512 at 
 
 with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases (`PHASES`):
 
-1. `query_spectrum_kernel` (the spectral kernel's): Z from q and the compressed-K coefficients;
-2. A = Z @ W_K: one complex GEMM per call (cuBLAS on a GPU), [rows x blocks * r];
+1. the query spectrum Z from q and the compressed-K coefficients: `query_spectrum_kernel` (the spectral kernel's),
+   or from batch QS_GEMM_MIN_BATCH with float32 coefficients two batched GEMMs over a block-diagonal query
+   (`_compressed_rows_kernel`, then cuBLAS; `qs_gemm`);
+2. A = Z @ W_K: one GEMM per call (cuBLAS), [rows x blocks * r], on TF32 tensor cores for 16-bit queries
+   (`gemm_precs`);
 3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
    KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with every query
    row of a sequence in one program. A program loads whole kept rows (every head's channels,
@@ -18,7 +21,7 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks
    and window per KV head;
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
-   then F = H @ W_V^H (cuBLAS);
+   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries);
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).

@@ -414,6 +414,8 @@ def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: in
 def tf32_truncated(x: torch.Tensor) -> torch.Tensor:
     """float32 or complex64 x with each float's mantissa cut to TF32's 10 bits (truncation, the larger of the two
     roundings a tensor core's conversion may use): the interpreter's stand-in for a cuBLAS GEMM in TF32."""
+    if x.dtype not in (torch.float32, torch.complex64):
+        raise ValueError(f"tf32_truncated: x must be float32 or complex64, got {x.dtype}")
     bits = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
     cut = (bits.contiguous().view(torch.int32) & -8192).view(torch.float32)
     return torch.view_as_complex(cut) if x.is_complex() else cut
@@ -615,7 +617,7 @@ class LowRankPlan:
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
         """Phases 1..upto (PHASES)."""
         q, varlen = self.q, self.lens is not None
-        dt, grid_kv = TL_DTYPE[q.dtype], self.b * self.hkv
+        dt = TL_DTYPE[q.dtype]
         if upto >= 1 and self.ck:
             self._query_spectrum(q, varlen)
         if upto >= 2 and self.ck:

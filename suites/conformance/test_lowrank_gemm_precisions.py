@@ -12,7 +12,7 @@ import optimized.triton_fourier_lowrank as lowrank
 from ci.lowrank_f32_coefs import uniform, varlen
 from harness.kernels.conformance import check_case
 from optimized.triton_fourier_lowrank import (GEMM_PRECS, QS_GEMM_MIN_BATCH, fourier_decode_attention_lowrank,
-                                              fourier_decode_attention_varlen_lowrank, qs_gemm_for, tf32_truncated)
+                                              qs_gemm_for, tf32_truncated)
 from reference.ops.fourier_cache import make_fourier_cache
 
 KNOBS = {"block_t": 16, "block": 32, "num_splits": 2}
@@ -108,3 +108,5 @@ def test_tf32_truncation_keeps_ten_mantissa_bits():
     assert torch.equal(torch.view_as_real(tf32_truncated(z)), torch.view_as_real(torch.complex(t[:2048], t[2048:])))
     assert torch.equal(tf32_truncated(z.conj()), torch.complex(t[:2048], -t[2048:]))  # a conjugate view resolved
     assert set(GEMM_PRECS) == {"ieee", "tf32"}
+    with pytest.raises(ValueError, match="float32 or complex64"):
+        tf32_truncated(x.half())

@@ -25,11 +25,13 @@ from reference.ops.fourier_cache import make_fourier_cache
 SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
 # Plan attributes swept with the best knobs. The launch shapes of the small phases were settled by the 69de2c3 sweep
 # (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
-# results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json); now the query spectrum as GEMMs or one kernel (qs_gemm,
-# and the GEMMs in float32), and the query-spectrum and output kernels' dot precision and warps.
+# results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), the query spectrum's GEMM path by the 062f9c6 sweep; the
+# V products as TF32 GEMMs (v_gemm) have not been timed.
 SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
-          {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}]
-QUICK_SHAPES = SHAPES[1:4] + [{"out_prec": "ieee"}]  # --shapes-only
+          {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
+          {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}]
+# --shapes-only: the default beside what no GPU has timed yet
+QUICK_SHAPES = [{}, {"v_gemm": True}, {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}]
 
 
 def shaped_plan(shapes: dict):

@@ -21,7 +21,8 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks
    and window per KV head;
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
-   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries);
+   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (off until timed) F's weighted planes and
+   the compressed V channels' sums over frequencies as GEMMs here instead of in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
@@ -81,6 +82,19 @@ GEMM_PRECS_16 = ("tf32", "tf32")
 # queries). H100 at 062f9c6 (results/gpu/tune_lowrank-2026-12-06-H100-062f9c6.json), us with the kernel / the GEMMs:
 # 8 x 32k 253.8 / 244.0 (float32 GEMMs: 283.8), 1 x 128k 137.4 / 144.5. Batches 2 to 7 were not timed.
 QS_GEMM_MIN_BATCH: int | None = 2
+
+
+# The compressed V channels' sums over frequencies as GEMMs (v_gemm: F's weighted planes, then two batched GEMMs
+# against the V coefficients) instead of the output kernel's loop: on a GPU from this batch on (None: never), where
+# the V coefficients are float32. The float32 version lost 2-9 us at every target cell (2197c4a); this TF32 one is
+# in the sweep's shapes and has not been timed, so it stays off on GPUs. The interpreter does not take it by
+# default either (suites/conformance/test_lowrank_gemm_precisions.py runs it).
+V_GEMM_MIN_BATCH: int | None = None
+
+
+def v_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
+    """Whether a plan of `batch` sequences whose V coefficients are `coefs` sums the V products as GEMMs."""
+    return gpu and coefs == torch.float32 and V_GEMM_MIN_BATCH is not None and batch >= V_GEMM_MIN_BATCH
 
 
 def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
@@ -324,12 +338,12 @@ def _output_kernel(
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_chunks,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
-    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr,
+    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column). PARTS > 0: the
     sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a time; else it
-    is taken here."""
+    is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv], `_v_sums`)."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -366,7 +380,9 @@ def _output_kernel(
 
     comp = d_ok & (vmap < 0)
     ci = tl.where(comp, -1 - vmap, 0)
-    if PARTS > 0:
+    if V_GEMM:
+        rec = tl.load(F + b * sfb + grow[:, None] * sfr + ci[None, :], mask=row_ok[:, None] & comp[None, :], other=0.0)
+    elif PARTS > 0:
         rec = summed_parts(PO, bh, n_chunks, rows, row_ok, ds, comp, BLOCK_M, BLOCK_D, BLOCK_DO, PARTS)
     else:
         rec = compressed_from_spectrum(F + b * sfb + grow * sfr, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS,
@@ -409,6 +425,34 @@ def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: in
     w_k[:1] = 0
     w_vh[:, :1] = 0
     return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
+
+
+@lru_cache(maxsize=8)
+def planes_table(period: int, nv: int, tokens: int, block: int, pv: int, width: int, device: str) -> torch.Tensor:
+    """The real [2 M, 2 width] table that takes H (M complex entries per row, re and im interleaved) to the weighted
+    planes [w_n Re F_n | w_n Im F_n] (each half `width` >= nv wide, zero past nv), w_n the inverse real transform's
+    weights (eq. values): F = H W_V^H and its weighting as one real GEMM. float32; twice W_V^H's bytes."""
+    w_vh = period_tables(period, 0, nv, tokens, block, 16, pv, "cpu")[1].resolve_conj()
+    n = torch.arange(nv)
+    w = torch.where((n == 0) | (2 * n == period), 1.0, 2.0) / period
+    re, im = w_vh.real * w, w_vh.imag * w
+    table = torch.zeros(2 * w_vh.shape[0], 2 * width, dtype=torch.float32)
+    table[0::2, :nv], table[0::2, width:width + nv] = re, im
+    table[1::2, :nv], table[1::2, width:width + nv] = -im, re
+    return table.to(device)
+
+
+def _v_sums(planes, v_cos, v_sin, out, prec: str) -> None:
+    """out = (w Re F) @ a'^T - (w Im F) @ b'^T per sequence: the compressed V channels' sums over frequencies (eq.
+    values) from the planes [w Re F | w Im F] and the V coefficients [B, Ccv, Nv] (cuBLAS reads them in place)."""
+    width = planes.shape[2] // 2
+    cos, sin = (t[:, :, :width].transpose(1, 2) for t in (v_cos, v_sin))
+    re, im = planes[:, :, :width], planes[:, :, width:]
+    if prec == "tf32" and not planes.is_cuda:
+        re, im, cos, sin = (tf32_truncated(t) for t in (re, im, cos, sin))
+    with tf32_matmul(prec == "tf32" and planes.is_cuda):
+        torch.bmm(re, cos, out=out)
+        out.baddbmm_(im, sin, alpha=-1.0)
 
 
 def tf32_truncated(x: torch.Tensor) -> torch.Tensor:
@@ -560,6 +604,7 @@ class LowRankPlan:
         self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
+        self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start
@@ -586,6 +631,26 @@ class LowRankPlan:
         else:
             self.z = torch.zeros(b, rows, n, 2, **f32)
             self.qc = self.u = self.z0 = None
+
+    @property
+    def v_gemm(self) -> bool:
+        """Whether the compressed V channels' sums over frequencies are GEMMs in the spectrum phase (`planes_table`,
+        `_v_sums`) instead of the output kernel's loop; setting it makes that path's tables and scratch."""
+        return self._v_gemm
+
+    @v_gemm.setter
+    def v_gemm(self, on: bool) -> None:
+        if on and self.cv and self.v_cos.dtype != torch.float32:
+            raise ValueError(f"v_gemm needs float32 V coefficients (v_cos, v_sin), got {self.v_cos.dtype}")
+        self._v_gemm = bool(on) and self.cv > 0
+        self.planes = self.r = None
+        self.v_tables = []
+        if self._v_gemm:
+            width, dev, tokens = max(self.nv, 1), self.q.device, self.n_blocks * self.block
+            self.v_tables = [planes_table(p, nv, tokens, self.block, self.pv, width, str(dev))
+                             for p, _, nv, _, _, _ in self.groups]
+            self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
+            self.r = torch.zeros(self.b, self.n_rows, self.cv, dtype=torch.float32, device=dev)
 
     def _tables(self, dev) -> None:
         """W_K, W_V per distinct period and the per-sequence block bases VK, VV (stride 0 when all share one)."""
@@ -689,6 +754,12 @@ class LowRankPlan:
             BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
+        if self._v_gemm:
+            h = self.h.view(self.b, self.n_rows, -1)
+            for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
+                _product(h, table, self.planes, idx, self.gemm_precs[1])
+            _v_sums(self.planes, self.v_cos, self.v_sin, self.r, self.gemm_precs[1])
+            return
         for _, _, nv, idx, _, w_vh in self.groups:
             _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
                      torch.view_as_complex(self.f)[:, :, :nv], idx, self.gemm_precs[1])
@@ -697,7 +768,8 @@ class LowRankPlan:
         res, block_do = self.result, self.out_block_do
         nv_coef = self.v_cos.shape[2] if self.cv else 0
         grid = (self.b * self.hkv, triton.cdiv(self.d, block_do))
-        chunks = triton.cdiv(self.nv, self.v_chunk) if self.v_chunk and self.cv else 0
+        chunks = triton.cdiv(self.nv, self.v_chunk) if self.v_chunk and self.cv and not self._v_gemm else 0
+        f = self.r if self._v_gemm else self.f
         if chunks:
             if self.po is None or self.po.shape[1] != chunks:
                 self.po = torch.zeros(self.b * self.hkv, chunks, self.block_m, self.block_d, dtype=torch.float32,
@@ -708,14 +780,14 @@ class LowRankPlan:
                 VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
                 FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
         _output_kernel[grid](
-            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, self.f,
-            self.po if chunks else self.f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
-            self.f.stride(0), self.f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
+            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, f,
+            self.po if chunks else f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
+            f.stride(0), f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
             self.splits, chunks, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
             BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.out_prec or self.cprec,
             num_warps=self.out_warps,
-            PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0)
+            PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0, V_GEMM=self._v_gemm)
 
 
 def lowrank_plan(
@@ -747,16 +819,19 @@ def bench_extra(inputs: dict) -> dict:
     """The tables each call reads (W_K, W_V), the scratch beside the cache, and the plan's knobs."""
     plan = lowrank_plan(**inputs)
     tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
+    tables += sum(4 * t.numel() for t in plan.v_tables)  # v_gemm's planes tables
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
     gemm_scratch = sum(t.numel() for t in (plan.qc, plan.u)) if plan.qs_gemm else 0
+    gemm_scratch += sum(t.numel() for t in (plan.planes, plan.r)) if plan.v_gemm else 0
     scratch = (rows * plan.n_blocks * 4 * ((4 if plan.qs_gemm else 2) * plan.pk + 2 * plan.pv + 2)
                + 4 * gemm_scratch + 4 * plan.accm.numel() + plan.qbd.numel() * plan.qbd.element_size()
                + 4 * plan.b * plan.hkv * chunks * plan.block_m * plan.block_d)
     return {"scratch_bytes": float(scratch), "table_bytes": float(tables),
             "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
                       "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
-                      "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs), "qs_gemm": plan.qs_gemm}}
+                      "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs), "qs_gemm": plan.qs_gemm,
+                      "v_gemm": plan.v_gemm}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

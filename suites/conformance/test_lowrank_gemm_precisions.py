@@ -14,6 +14,7 @@ from harness.kernels.conformance import check_case
 from optimized.triton_fourier_lowrank import (GEMM_PRECS, QS_GEMM_MIN_BATCH, fourier_decode_attention_lowrank,
                                               qs_gemm_for, tf32_truncated)
 from reference.ops.fourier_cache import make_fourier_cache
+from reference.registry import get_op
 
 KNOBS = {"block_t": 16, "block": 32, "num_splits": 2}
 UNIFORM = {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 16, "q_len": 1, "n_init": 2, "n_local": 9,
@@ -32,8 +33,15 @@ def qs_path(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[False, True], ids=["v_loop", "v_gemm"])
+def v_path(request, monkeypatch):
+    """Every plan sums the V products where the parameter says: the output kernel's loop, or GEMMs."""
+    monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("precs", [("tf32", "tf32"), ("ieee", "tf32"), ("tf32", "ieee")])
-def test_each_precision_and_query_spectrum_path_conforms_on_16_bit_queries(precs, qs_path):
+def test_each_precision_and_query_spectrum_path_conforms_on_16_bit_queries(precs, qs_path, v_path):
     """float16 queries and caches with the coefficients in float32 (the KV method's format, `ci.lowrank_f32_coefs`),
     which the GEMM path needs."""
     for seed in (1, 2):
@@ -61,6 +69,19 @@ def test_float32_inputs_keep_float32_gemms(qs_path):
     res = check_case("fourier_decode_attention", fourier_decode_attention_lowrank, dict(UNIFORM, seed=1),
                      torch.float32, knobs=KNOBS)
     assert res.passed, res.message
+
+
+def test_the_v_products_paths_give_the_same_output(monkeypatch):
+    """The V channels' sums from the planes' GEMMs (v_gemm) equal the output kernel's loop in float32, on a varlen
+    batch of three periods (three tables, planes zero past each period's bins)."""
+    x = get_op("fourier_decode_attention_varlen").make_inputs(dict(LARGE, magnitude=1.0), torch.float32,
+                                                              torch.device("cpu"))
+    outs = []
+    for on in (False, True):
+        monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs, on=on: on)
+        outs.append(varlen(**x, **KNOBS))
+    assert outs[0].abs().max() > 0 and not torch.equal(outs[0], outs[1])  # two paths, not one
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
 
 
 def test_the_query_spectrum_paths_give_the_same_scores_tables():

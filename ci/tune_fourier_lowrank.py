@@ -73,10 +73,10 @@ def main() -> None:
         batch, context, cache, rot = target_case(case)
         default = lowrank_plan(**cache)
         rows = []
-        settings = SETTINGS[:1] if args.quick else SETTINGS
+        settings = SETTINGS[:1] if args.quick or args.shapes_only else SETTINGS
         neighbours = [] if args.shapes_only else [dict(SETTINGS[0], block=2 * default.block),
                                                   dict(SETTINGS[0], block=default.block // 2)]
-        for knobs in (SETTINGS[:1] if args.shapes_only else settings) + neighbours:
+        for knobs in settings + neighbours:
             if knobs.get("block", 64) < knobs["block_t"]:
                 continue
             try:

@@ -51,7 +51,7 @@ from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan
                                                spectrum_range_products, summed_parts)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_triton_dtype
-from reference.ops.fourier import check_decode_inputs
+from reference.ops.fourier import check_decode_inputs, dft_weights
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
 
@@ -433,8 +433,7 @@ def planes_table(period: int, nv: int, tokens: int, block: int, pv: int, width: 
     planes [w_n Re F_n | w_n Im F_n] (each half `width` >= nv wide, zero past nv), w_n the inverse real transform's
     weights (eq. values): F = H W_V^H and its weighting as one real GEMM. float32; twice W_V^H's bytes."""
     w_vh = period_tables(period, 0, nv, tokens, block, 16, pv, "cpu")[1].resolve_conj()
-    n = torch.arange(nv)
-    w = torch.where((n == 0) | (2 * n == period), 1.0, 2.0) / period
+    w = dft_weights(nv, period, torch.float32)
     re, im = w_vh.real * w, w_vh.imag * w
     table = torch.zeros(2 * w_vh.shape[0], 2 * width, dtype=torch.float32)
     table[0::2, :nv], table[0::2, width:width + nv] = re, im
@@ -447,10 +446,7 @@ def _v_sums(planes, v_cos, v_sin, out, prec: str) -> None:
     values) from the planes [w Re F | w Im F] and the V coefficients [B, Ccv, Nv] (cuBLAS reads them in place)."""
     width = planes.shape[2] // 2
     cos, sin = (t[:, :, :width].transpose(1, 2) for t in (v_cos, v_sin))
-    re, im = planes[:, :, :width], planes[:, :, width:]
-    if prec == "tf32" and not planes.is_cuda:
-        re, im, cos, sin = (tf32_truncated(t) for t in (re, im, cos, sin))
-    with tf32_matmul(prec == "tf32" and planes.is_cuda):
+    with _in_precision(prec, planes[:, :, :width], planes[:, :, width:], cos, sin) as (re, im, cos, sin):
         torch.bmm(re, cos, out=out)
         out.baddbmm_(im, sin, alpha=-1.0)
 
@@ -481,12 +477,20 @@ def tf32_matmul(on: bool):
         setattr(matmul, name, prev)
 
 
+@contextmanager
+def _in_precision(prec: str, *operands: torch.Tensor):
+    """The GEMM operands for precision `prec` (GEMM_PRECS), with the matmul mode set while in the block: "tf32" runs
+    on TF32 tensor cores on a GPU (`tf32_matmul`), and off a GPU yields the operands with their mantissas cut as the
+    tensor cores would (`tf32_truncated`, the interpreter's stand-in); "ieee" yields them as they are."""
+    tf32, gpu = prec == "tf32", operands[0].is_cuda
+    with tf32_matmul(tf32 and gpu):
+        yield tuple(tf32_truncated(t) for t in operands) if tf32 and not gpu else operands
+
+
 def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
-    """out = x @ w, or only the sequences idx (along `dim`) of it (a period group of a varlen batch); `prec` "tf32":
-    on TF32 tensor cores (a GPU), or with both operands' mantissas cut as they would be (the interpreter)."""
-    if prec == "tf32" and not x.is_cuda:
-        x, w = tf32_truncated(x), tf32_truncated(w)
-    with tf32_matmul(prec == "tf32" and x.is_cuda):
+    """out = x @ w, or only the sequences idx (along `dim`) of it (a period group of a varlen batch), in precision
+    `prec` (`_in_precision`)."""
+    with _in_precision(prec, x, w) as (x, w):
         _product_into(x, w, out, idx, dim)
 
 

@@ -26,7 +26,7 @@ SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.pro
 # Plan attributes swept with the best knobs. The launch shapes of the small phases were settled by the 69de2c3 sweep
 # (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
 # results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), the query spectrum's GEMM path by the 062f9c6 sweep; the
-# V products as TF32 GEMMs (v_gemm) have not been timed.
+# V products as TF32 GEMMs (v_gemm) by the b947a8b sweep (on from batch 2).
 SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
           {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}]

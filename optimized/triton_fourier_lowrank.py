@@ -21,7 +21,7 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks
    and window per KV head;
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
-   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (off until timed) F's weighted planes and
+   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's weighted planes and
    the compressed V channels' sums over frequencies as GEMMs here instead of in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
@@ -86,10 +86,12 @@ QS_GEMM_MIN_BATCH: int | None = 2
 
 # The compressed V channels' sums over frequencies as GEMMs (v_gemm: F's weighted planes, then two batched GEMMs
 # against the V coefficients) instead of the output kernel's loop: on a GPU from this batch on (None: never), where
-# the V coefficients are float32. The float32 version lost 2-9 us at every target cell (2197c4a); this TF32 one is
-# in the sweep's shapes and has not been timed, so it stays off on GPUs. The interpreter does not take it by
-# default either (suites/conformance/test_lowrank_gemm_precisions.py runs it).
-V_GEMM_MIN_BATCH: int | None = None
+# the V coefficients are float32. The float32 version lost 2-9 us at every target cell (2197c4a). H100 at b947a8b
+# (results/gpu/tune_lowrank-2026-12-06-H100-b947a8b.json), us with the loop / TF32 GEMMs: 8 x 32k 246.8 / 226.4,
+# 4 x 32k 156.8 / 152.5, 2 x 32k 125.1 / 125.0, 8 x 8k 182.4 / 163.1, 2 x 128k 205.7 / 200.7, but 1 x 32k
+# 98.9 / 103.3 and 1 x 128k 137.4 / 140.2; float32 GEMMs for F lost 20-50 us everywhere. The interpreter does not
+# take it by default (suites/conformance/test_lowrank_gemm_precisions.py runs it).
+V_GEMM_MIN_BATCH: int | None = 2
 
 
 def v_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:

@@ -9,6 +9,12 @@ The cases are the tuning script's (`target_case`: LLaMA-3-8B decode shapes, bf16
 padded to 64 and runs aligned to 8). Timing only: conformance checks the output.
 
     PYTHONPATH=. python ci/profile_fourier_lowrank.py [--cases 1x32768,8x32768] [--out profile_lowrank.json]
+
+With `--ncu-pass` it only runs one warm call per case between cudaProfilerStart/Stop, for Nsight Compute's hardware
+counters (each kernel's DRAM bytes and throughput, occupancy, registers):
+
+    PYTHONPATH=. ncu --clock-control none --profile-from-start off --csv --metrics NCU_METRICS \
+        python ci/profile_fourier_lowrank.py --cases 8x32768 --ncu-pass
 """
 from __future__ import annotations
 
@@ -25,6 +31,25 @@ from harness.gpu_timing import graph_ms
 from optimized.triton_fourier_lowrank import lowrank_plan, planned_lowrank
 
 ROUNDS = 5  # profiled passes over the rotated input sets
+NCU_METRICS = ",".join((  # what `--ncu-pass` is for
+    "gpu__time_duration.sum", "dram__bytes_read.sum", "dram__bytes_write.sum",
+    "dram__throughput.avg.pct_of_peak_sustained_elapsed", "sm__throughput.avg.pct_of_peak_sustained_elapsed",
+    "sm__warps_active.avg.pct_of_peak_sustained_active", "launch__registers_per_thread", "launch__grid_size",
+    "launch__occupancy_limit_registers", "launch__occupancy_limit_shared_mem", "lts__t_sector_hit_rate.pct"))
+
+
+def ncu_pass(cases: list[str]) -> None:
+    """One warm call per case inside cudaProfilerStart/Stop (the window `ncu --profile-from-start off` profiles)."""
+    for case in cases:
+        _, _, cache, rot = target_case(case)
+        plan = lowrank_plan(**rot.sets[0])
+        plan.run()
+        torch.cuda.synchronize()
+        torch.cuda.cudart().cudaProfilerStart()
+        plan.run()
+        torch.cuda.synchronize()
+        torch.cuda.cudart().cudaProfilerStop()
+        del cache, rot, plan
 
 
 def kernel_times(plans: list, rounds: int = ROUNDS) -> dict[str, dict]:
@@ -51,7 +76,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="1x32768,8x32768,1x131072")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--ncu-pass", action="store_true", help="one profiled call per case for ncu (module docstring)")
+    ap.add_argument("--print-ncu-metrics", action="store_true", help="print NCU_METRICS and exit")
     args = ap.parse_args()
+    if args.print_ncu_metrics:
+        print(NCU_METRICS)
+        return
+    if args.ncu_pass:
+        ncu_pass(args.cases.split(","))
+        return
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
               "cases": []}
     for case in args.cases.split(","):

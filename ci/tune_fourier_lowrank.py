@@ -29,9 +29,10 @@ SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.pro
 # V products as TF32 GEMMs (v_gemm) by the b947a8b sweep (on from batch 2).
 SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
-          {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}]
+          {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": True}]
 # --shapes-only: the default beside what no GPU has timed yet
-QUICK_SHAPES = [{}, {"v_gemm": True}, {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}]
+QUICK_SHAPES = [{}, {"qs_fused": True}, {"qs_fused": True, "qp_block_n": 64}, {"qs_fused": True, "qp_warps": 4},
+                {"qs_gemm": True, "qs_fused": True}, {"qs_gemm": True, "qs_fused": True, "qp_block_n": 32}]
 
 
 def shaped_plan(shapes: dict):

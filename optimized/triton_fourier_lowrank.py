@@ -11,7 +11,8 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
 
 1. the query spectrum Z from q and the compressed-K coefficients: `query_spectrum_kernel` (the spectral kernel's),
    or from batch QS_GEMM_MIN_BATCH with float32 coefficients two batched GEMMs over a block-diagonal query
-   (`_compressed_rows_kernel`, then cuBLAS; `qs_gemm`);
+   (`_compressed_rows_kernel`, then cuBLAS; `qs_gemm`), or those GEMMs as one kernel (`_query_products_kernel`,
+   `qs_fused`);
 2. A = Z @ W_K: one GEMM per call (cuBLAS), [rows x blocks * r], on TF32 tensor cores for 16-bit queries
    (`gemm_precs`);
 3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
@@ -82,6 +83,11 @@ GEMM_PRECS_16 = ("tf32", "tf32")
 # queries). H100 at 062f9c6 (results/gpu/tune_lowrank-2026-12-06-H100-062f9c6.json), us with the kernel / the GEMMs:
 # 8 x 32k 253.8 / 244.0 (float32 GEMMs: 283.8), 1 x 128k 137.4 / 144.5. Batches 2 to 7 were not timed.
 QS_GEMM_MIN_BATCH: int | None = 2
+# The GEMM path's U = [QC K_cos; QC K_sin] from one kernel that scales the query on chip and streams each KV head's
+# compressed K rows (`_query_products_kernel`, QP_BLOCK_N frequencies per program), instead of QC and two cuBLAS
+# GEMMs, whose few tiles per sequence (32 query rows) read the 24.5 MB at 8 x 32k at about 1 TB/s. Not yet timed.
+QS_FUSED = False
+QP_BLOCK_N = 128
 
 
 # The compressed V channels' sums over frequencies as GEMMs (v_gemm: F's weighted planes, then two batched GEMMs
@@ -103,6 +109,12 @@ def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
     """Whether a plan of `batch` sequences whose K coefficients are `coefs` takes the query spectrum as GEMMs."""
     on_gpu = QS_GEMM_MIN_BATCH is not None and batch >= QS_GEMM_MIN_BATCH
     return coefs == torch.float32 and (on_gpu or not gpu)
+
+
+def qs_fused_for(gpu: bool) -> bool:
+    """Whether the query spectrum's GEMM path makes U in one kernel (`_query_products_kernel`): on a GPU as QS_FUSED
+    says, always in the interpreter (so the CPU's conformance runs it; suites/conformance runs the cuBLAS path)."""
+    return QS_FUSED or not gpu
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -133,6 +145,62 @@ def _compressed_rows_kernel(Q, KKEPT, KSTART, KCOS, KSC, KSH, QC, Z0, LENS, sqb,
     tl.store(QC + grow[:, None] * Cck + ci[None, :], qs, mask=row_ok[:, None] & comp[None, :])
     a0 = tl.load(KCOS + b * Cck * Nk + ci * Nk, mask=comp, other=0.0).to(tl.float32)
     tl.store(Z0 + grow, tl.sum(qs * a0[None, :], 1) + q_mu, mask=row_ok)
+
+
+@triton.jit
+def _query_products_kernel(Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half,
+                           Hkv, Cck, Nk, NZ, n_rows, period, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr,
+                           VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
+                           PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """The GEMM path's U_c = QC K_cos and U_s = QC K_sin for KV head h's G * LQ rows and frequencies
+    n0 .. n0 + BLOCK_N (eq. scores), without QC: the query rows are scaled on chip (q_c s_c / T) and the head's
+    compressed K rows read in chunks of DC dimensions, BLOCK_N coefficients each. The program of the first frequency
+    tile also writes Re Z_0 = u_0 / T + sum_c q_c mu_c with float32 FMA (as `_compressed_rows_kernel`). In the
+    interpreter, EMUL_TF32 cuts both dot operands to TF32's 10 mantissa bits, as the tensor cores would."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = ns < NZ
+    first = tl.program_id(1) == 0
+    u_cos = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    u_sin = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for d0 in tl.static_range(0, D, DC):
+        ds = d0 + tl.arange(0, DC)
+        kmap = channel_map(KKEPT, KSTART, h, h * D + ds, 64)
+        comp = (ds < D) & (kmap < 0)
+        ci = tl.where(comp, -1 - kmap, 0)
+        q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
+                    + ds[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
+        sc = tl.load(KSC + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
+        sh = tl.load(KSH + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
+        qs = q * (sc / period)[None, :]
+        z0 += tl.sum(q * sh[None, :], 1)
+        coef = b * Cck * Nk + ci[:, None] * Nk + ns[None, :]
+        cmask = comp[:, None] & n_ok[None, :]
+        k_cos = tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32)
+        k_sin = tl.load(KSIN + coef, mask=cmask, other=0.0).to(tl.float32)
+        if first:
+            a0 = tl.load(KCOS + b * Cck * Nk + ci * Nk, mask=comp, other=0.0).to(tl.float32)
+            z0 += tl.sum(qs * a0[None, :], 1)
+        if EMUL_TF32:
+            qs = (qs.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            k_cos = (k_cos.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            k_sin = (k_sin.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+        u_cos = tl.dot(qs, k_cos, u_cos, input_precision=PREC)
+        u_sin = tl.dot(qs, k_sin, u_sin, input_precision=PREC)
+    grow = h * G * LQ + rows
+    off = b * sub + grow[:, None] * sur + ns[None, :]
+    mask = row_ok[:, None] & n_ok[None, :]
+    tl.store(U + off, u_cos, mask=mask)
+    tl.store(U + s_half + off, u_sin, mask=mask)
+    if first:
+        tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok)
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -583,6 +651,10 @@ class LowRankPlan:
         # (qs_gemm): TF32 for 16-bit inputs, float32 otherwise. Attributes, which the tuning sweeps.
         self.gemm_precs = tuple(gemm_precs) if gemm_precs else GEMM_PRECS_16 if sixteen else ("ieee", "ieee")
         self.qs_gemm_prec = "tf32" if sixteen else "ieee"
+        # the GEMM path's U from one kernel (`_query_products_kernel`) instead of QC and two cuBLAS GEMMs; its
+        # frequencies per program and warps
+        self.qs_fused = qs_fused_for(gpu)
+        self.qp_block_n, self.qp_warps = QP_BLOCK_N, 8
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -720,6 +792,17 @@ class LowRankPlan:
                 *q.stride(), self.z.stride(0), self.z.stride(1), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
                 self.t_max, **common, BLOCK_N=block_n, CPREC=self.qs_prec or self.cprec, num_warps=self.qs_warps)
             return
+        if self.qs_fused:
+            block_n, gpu = self.qp_block_n, q.is_cuda
+            tf32 = self.qs_gemm_prec == "tf32"
+            u = self.u
+            _query_products_kernel[(self.b * self.hkv, triton.cdiv(self.nz, block_n))](
+                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0,
+                self.lens_arg, *q.stride(), u.stride(1), u.stride(2), u.stride(0), self.hkv, self.ck,
+                self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, G=self.group, LQ=self.lq, D=self.d,
+                VARLEN=varlen, BLOCK_M=self.block_m, DC=16 if self.d <= 16 else 32, BLOCK_N=block_n,
+                PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.qp_warps)
+            return
         _compressed_rows_kernel[(self.b * self.hkv,)](
             q, self.k_kept, self.k_start, self.k_cos, self.k_sc, self.k_sh, self.qc, self.z0, self.lens_arg,
             *q.stride(), self.hkv, self.ck, self.k_cos.shape[2], self.n_rows, self.t_max, **common)
@@ -828,7 +911,7 @@ def bench_extra(inputs: dict) -> dict:
     tables += sum(4 * t.numel() for t in plan.v_tables)  # v_gemm's planes tables
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
-    gemm_scratch = sum(t.numel() for t in (plan.qc, plan.u)) if plan.qs_gemm else 0
+    gemm_scratch = sum(t.numel() for t in ((plan.u,) if plan.qs_fused else (plan.qc, plan.u))) if plan.qs_gemm else 0
     gemm_scratch += sum(t.numel() for t in (plan.planes, plan.r)) if plan.v_gemm else 0
     scratch = (rows * plan.n_blocks * 4 * ((4 if plan.qs_gemm else 2) * plan.pk + 2 * plan.pv + 2)
                + 4 * gemm_scratch + 4 * plan.accm.numel() + plan.qbd.numel() * plan.qbd.element_size()
@@ -837,7 +920,7 @@ def bench_extra(inputs: dict) -> dict:
             "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
                       "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
                       "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs), "qs_gemm": plan.qs_gemm,
-                      "v_gemm": plan.v_gemm}}
+                      "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(
@@ -879,8 +962,23 @@ def fourier_decode_attention_varlen_lowrank(
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
+    return varlen_lowrank_plan(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos,
+                               k_sin, k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale,
+                               v_shift, mid_lens, periods, scale, out, block_t, block, num_splits, num_warps,
+                               block_r, gemm_precs).run()
+
+
+def varlen_lowrank_plan(
+    q, k_exact, v_exact, exact_lens, n_init,
+    k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
+    v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
+    mid_lens, periods, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
+    gemm_precs=None,
+) -> LowRankPlan:
+    """The launches of `fourier_decode_attention_varlen_lowrank` without its input checks; reads the periods to the
+    host (one sync)."""
     lens = varlen_lens(exact_lens, mid_lens, periods)
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
                        [int(p) for p in periods.tolist()], scale, out, block_t, block, num_splits, num_warps,
-                       block_r, lens=lens, gemm_precs=gemm_precs).run()
+                       block_r, lens=lens, gemm_precs=gemm_precs)

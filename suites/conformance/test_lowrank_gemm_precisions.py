@@ -26,24 +26,36 @@ LARGE = {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_in
          "v_fraction": 0.5, "kept_align": 1, "score_offset": None, "magnitude": 1000.0, "seed": 1}
 
 
-@pytest.fixture(params=[False, True], ids=["query_spectrum_kernel", "qs_gemm"])
+QS_PATHS = {"query_spectrum_kernel": (False, False), "qs_cublas": (True, False), "qs_fused": (True, True)}
+
+
+def take_paths(monkeypatch, qs: str, v_gemm: bool) -> None:
+    """Every plan takes the query-spectrum path `qs` (QS_PATHS: the kernel's Z, or U from cuBLAS GEMMs or from
+    `_query_products_kernel`) and sums the V products as GEMMs where `v_gemm`, else in the output kernel's loop."""
+    gemm, fused = QS_PATHS[qs]
+    monkeypatch.setattr(lowrank, "qs_gemm_for", lambda batch, gpu, coefs: gemm)
+    monkeypatch.setattr(lowrank, "qs_fused_for", lambda gpu: fused)
+    monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: v_gemm)
+
+
+@pytest.fixture(params=list(QS_PATHS))
 def qs_path(request, monkeypatch):
-    """Every plan takes the query-spectrum path of the parameter."""
-    monkeypatch.setattr(lowrank, "qs_gemm_for", lambda batch, gpu, coefs: request.param)
+    """Every plan takes the query-spectrum path of the parameter (and the output's loop for the V products)."""
+    take_paths(monkeypatch, request.param, False)
     return request.param
 
 
-@pytest.fixture(params=[False, True], ids=["v_loop", "v_gemm"])
-def v_path(request, monkeypatch):
-    """Every plan sums the V products where the parameter says: the output kernel's loop, or GEMMs."""
-    monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: request.param)
-    return request.param
+# every query-spectrum path with the output's loop, and the V products' GEMMs with the fused query spectrum, in each
+# precision
+PATHS = [(qs, False) for qs in QS_PATHS] + [("qs_fused", True)]
 
 
 @pytest.mark.parametrize("precs", [("tf32", "tf32"), ("ieee", "tf32"), ("tf32", "ieee")])
-def test_each_precision_and_query_spectrum_path_conforms_on_16_bit_queries(precs, qs_path, v_path):
+@pytest.mark.parametrize("qs,v_gemm", PATHS, ids=[f"{qs}-{'v_gemm' if v else 'v_loop'}" for qs, v in PATHS])
+def test_each_precision_and_path_conforms_on_16_bit_queries(precs, qs, v_gemm, monkeypatch):
     """float16 queries and caches with the coefficients in float32 (the KV method's format, `ci.lowrank_f32_coefs`),
-    which the GEMM path needs."""
+    which the GEMM paths need."""
+    take_paths(monkeypatch, qs, v_gemm)
     for seed in (1, 2):
         res = check_case("fourier_decode_attention", uniform, dict(UNIFORM, seed=seed), torch.float16,
                          knobs=dict(KNOBS, gemm_precs=precs))
@@ -65,7 +77,8 @@ def test_float32_inputs_keep_float32_gemms(qs_path):
     """TF32 misses float32's tolerance (4e-5 against 1.1e-5 allowed on UNIFORM, seed 1): float32 stays "ieee"."""
     x = make_fourier_cache(1, 2, 1, 8, 40, 4, n_init=2, n_local=8, dtype=torch.float32, device="cpu", seed=0)
     plan = lowrank.lowrank_plan(**x)
-    assert plan.gemm_precs == ("ieee", "ieee") and plan.qs_gemm_prec == "ieee" and plan.qs_gemm == qs_path
+    assert plan.gemm_precs == ("ieee", "ieee") and plan.qs_gemm_prec == "ieee"
+    assert (plan.qs_gemm, plan.qs_fused) == QS_PATHS[qs_path]
     res = check_case("fourier_decode_attention", fourier_decode_attention_lowrank, dict(UNIFORM, seed=1),
                      torch.float32, knobs=KNOBS)
     assert res.passed, res.message
@@ -85,19 +98,41 @@ def test_the_v_products_paths_give_the_same_output(monkeypatch):
 
 
 def test_the_query_spectrum_paths_give_the_same_scores_tables():
-    """A (the scores' rank-r coefficients) from the kernel's Z and from the GEMMs' two halves agree in float32."""
+    """A (the scores' rank-r coefficients) from the kernel's Z and from the GEMM paths' two halves agree in float32."""
     x = make_fourier_cache(3, 6, 3, 16, 200, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
                            dtype=torch.float32, device="cpu", seed=5)
-    plans = [lowrank.lowrank_plan(**x) for _ in range(2)]
-    for plan, on in zip(plans, (False, True)):
-        plan.qs_gemm = on
+    plans = [lowrank.lowrank_plan(**x) for _ in QS_PATHS]
+    for plan, (gemm, fused) in zip(plans, QS_PATHS.values()):
+        plan.qs_gemm, plan.qs_fused = gemm, fused
         plan.run(upto=2)
-    a_kernel = plans[0].a
-    a_gemm = plans[1].a[0] + torch.stack((plans[1].a[1][..., 1::2], -plans[1].a[1][..., 0::2]), -1).flatten(-2)
+    a_kernel, z0 = plans[0].a, plans[0].z[..., 0, 0]
     assert a_kernel.abs().max() > 0
-    torch.testing.assert_close(a_gemm, a_kernel, rtol=1e-4, atol=1e-5 * float(a_kernel.abs().max()))
-    z0 = plans[0].z[..., 0, 0]
-    torch.testing.assert_close(plans[1].z0, z0, rtol=1e-5, atol=1e-5 * float(z0.abs().max()))
+    for plan in plans[1:]:
+        a_gemm = plan.a[0] + torch.stack((plan.a[1][..., 1::2], -plan.a[1][..., 0::2]), -1).flatten(-2)
+        torch.testing.assert_close(a_gemm, a_kernel, rtol=1e-4, atol=1e-5 * float(a_kernel.abs().max()))
+        torch.testing.assert_close(plan.z0, z0, rtol=1e-5, atol=1e-5 * float(z0.abs().max()))
+
+
+@pytest.mark.parametrize("prec", ["ieee", "tf32"])
+def test_the_fused_query_products_equal_the_cublas_path(prec):
+    """U = [QC K_cos; QC K_sin] from `_query_products_kernel` equals QC and the two GEMMs in each precision, on a
+    varlen batch of three periods (per-sequence 1 / T on chip) with head_dim 40 (a partial last chunk of
+    dimensions). In TF32 both cut the same operands, so they agree to float32's summation order and differ from
+    float32."""
+    x = get_op("fourier_decode_attention_varlen").make_inputs(
+        dict(LARGE, head_dim=40, num_freqs=9, magnitude=1.0), torch.float32, torch.device("cpu"))
+    us = {}
+    for fused, p in ((False, prec), (True, prec), (True, "ieee" if prec == "tf32" else "tf32")):
+        plan = lowrank.varlen_lowrank_plan(**x)
+        plan.qs_gemm, plan.qs_fused, plan.qs_gemm_prec = True, fused, p
+        plan.run(upto=1)
+        us[fused, p] = (plan.u.clone(), plan.z0.clone())
+    (u_ref, z0_ref), (u, z0) = us[False, prec], us[True, prec]
+    assert u_ref.abs().max() > 0 and z0_ref.abs().max() > 0
+    torch.testing.assert_close(u, u_ref, rtol=1e-5, atol=1e-6 * float(u_ref.abs().max()))
+    torch.testing.assert_close(z0, z0_ref, rtol=1e-6, atol=1e-6 * float(z0_ref.abs().max()))
+    other = us[True, "ieee" if prec == "tf32" else "tf32"][0]
+    assert (other - u).abs().max() > 1e-5 * u.abs().max()  # the precision is honoured, not ignored
 
 
 def test_the_gemm_path_from_its_batch_on_and_always_in_the_interpreter(monkeypatch):

@@ -26,13 +26,13 @@ SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.pro
 # Plan attributes swept with the best knobs. The launch shapes of the small phases were settled by the 69de2c3 sweep
 # (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
 # results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), the query spectrum's GEMM path by the 062f9c6 sweep; the
-# V products as TF32 GEMMs (v_gemm) by the b947a8b sweep (on from batch 2).
+# V products as TF32 GEMMs (v_gemm) by the b947a8b sweep (on from batch 2), the query spectrum's GEMMs as one kernel
+# (qs_fused) by the d96252b sweep; v_gemm's sums as one kernel (v_fused) not yet.
 SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
-          {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": True}]
+          {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": False}, {"v_fused": False}]
 # --shapes-only: the default beside what no GPU has timed yet
-QUICK_SHAPES = [{}, {"qs_fused": True}, {"qs_fused": True, "qp_block_n": 64}, {"qs_fused": True, "qp_warps": 4},
-                {"qs_gemm": True, "qs_fused": True}, {"qs_gemm": True, "qs_fused": True, "qp_block_n": 32}]
+QUICK_SHAPES = [{}, {"v_fused": False}, {"vs_block_c": 16}, {"vs_block_n": 128}, {"vs_warps": 8}, {"qs_fused": False}]
 
 
 def shaped_plan(shapes: dict):

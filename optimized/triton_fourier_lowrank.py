@@ -85,8 +85,11 @@ GEMM_PRECS_16 = ("tf32", "tf32")
 QS_GEMM_MIN_BATCH: int | None = 2
 # The GEMM path's U = [QC K_cos; QC K_sin] from one kernel that scales the query on chip and streams each KV head's
 # compressed K rows (`_query_products_kernel`, QP_BLOCK_N frequencies per program), instead of QC and two cuBLAS
-# GEMMs, whose few tiles per sequence (32 query rows) read the 24.5 MB at 8 x 32k at about 1 TB/s. Not yet timed.
-QS_FUSED = False
+# GEMMs, whose 64 tiles (32 query rows per sequence) read the 24.5 MB at 8 x 32k at about 1 TB/s. H100 at d96252b
+# (results/gpu/tune_lowrank-2026-12-06-H100-d96252b.json), us with cuBLAS / the kernel: 8 x 32k 224.4 / 216.0,
+# 2 x 32k 127.4 / 116.1; at batch 1 (the GEMM path forced) 1 x 128k 138.7 / 138.3 and 1 x 32k 99.5 / 102.5 against
+# the query-spectrum kernel, which batch 1 keeps. 64 frequencies per program: 223.2 at 8 x 32k.
+QS_FUSED = True
 QP_BLOCK_N = 128
 
 
@@ -98,6 +101,10 @@ QP_BLOCK_N = 128
 # 98.9 / 103.3 and 1 x 128k 137.4 / 140.2; float32 GEMMs for F lost 20-50 us everywhere. The interpreter does not
 # take it by default (suites/conformance/test_lowrank_gemm_precisions.py runs it).
 V_GEMM_MIN_BATCH: int | None = 2
+# v_gemm's sums over frequencies, (w Re F) a'^T - (w Im F) b'^T, as one kernel that reads each KV head's compressed V
+# rows once (`_v_sums_kernel`) instead of two cuBLAS GEMMs over every head's channels (19.5 us at 8 x 32k for 24.5
+# MB at 1.25 TB/s). On by analogy with qs_fused; the first H100 sweep of it is due.
+V_FUSED = True
 
 
 def v_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
@@ -115,6 +122,12 @@ def qs_fused_for(gpu: bool) -> bool:
     """Whether the query spectrum's GEMM path makes U in one kernel (`_query_products_kernel`): on a GPU as QS_FUSED
     says, always in the interpreter (so the CPU's conformance runs it; suites/conformance runs the cuBLAS path)."""
     return QS_FUSED or not gpu
+
+
+def v_fused_for(gpu: bool) -> bool:
+    """Whether v_gemm's channel sums come from `_v_sums_kernel`: on a GPU as V_FUSED says, always in the interpreter
+    (suites/conformance runs the cuBLAS form)."""
+    return V_FUSED or not gpu
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -370,6 +383,46 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
         scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
         at = H + hrow * PV + (cols % PV)[None, :]
         tl.store(at, tl.load(at, mask=ok, other=0.0) * scale, mask=ok)
+
+
+@triton.jit
+def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, srb, srr, Hkv, Ccv, Nv, width, G: tl.constexpr,
+                   LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+                   BLOCK_N: tl.constexpr, PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """`_v_sums` as one kernel: R[b, row, c] = sum_n (w Re F)[row, n] a'_c[n] - (w Im F)[row, n] b'_c[n] (eq. values)
+    for KV head h's G * LQ rows and BLOCK_C of its compressed V channels, which are one run of the compressed list
+    (from h D - VSTART[h]), read once in tiles of BLOCK_N coefficients. EMUL_TF32: both operands cut to TF32 in the
+    interpreter, as the tensor cores would."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    c_lo = h * D - tl.load(VSTART + h)
+    c_hi = (h + 1) * D - tl.load(VSTART + h + 1)
+    cs = c_lo + tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = cs < c_hi
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    grow = h * G * LQ + rows
+    plane = PLANES + b * spb + grow[:, None] * spr
+    coef = b * Ccv * Nv + cs[:, None] * Nv
+    acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    for n0 in range(0, width, BLOCK_N):
+        ns = n0 + tl.arange(0, BLOCK_N)
+        n_ok = ns < width
+        p_mask = row_ok[:, None] & n_ok[None, :]
+        re = tl.load(plane + ns[None, :], mask=p_mask, other=0.0)
+        im = -tl.load(plane + width + ns[None, :], mask=p_mask, other=0.0)
+        c_mask = c_ok[:, None] & n_ok[None, :]
+        a = tl.load(VCOS + coef + ns[None, :], mask=c_mask, other=0.0).to(tl.float32)
+        bs = tl.load(VSIN + coef + ns[None, :], mask=c_mask, other=0.0).to(tl.float32)
+        if EMUL_TF32:
+            re = (re.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            im = (im.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            a = (a.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            bs = (bs.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+        acc = tl.dot(re, tl.trans(a), acc, input_precision=PREC)
+        acc = tl.dot(im, tl.trans(bs), acc, input_precision=PREC)
+    tl.store(R + b * srb + grow[:, None] * srr + cs[None, :], acc, mask=row_ok[:, None] & c_ok[None, :])
 
 
 # ---------------------------------------------------------------- 5. output
@@ -666,6 +719,11 @@ class LowRankPlan:
         self.qs_prec = self.out_prec = None
         self.qs_warps = self.out_warps = 4
         # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
+        # v_gemm's channel sums from one kernel (`_v_sums_kernel`) instead of two cuBLAS GEMMs; its channels and
+        # frequencies per program, warps; the most compressed V channels of any KV head
+        self.v_fused = v_fused_for(gpu)
+        self.vs_block_c, self.vs_block_n, self.vs_warps = 32, 64, 4
+        self.cv_head = max(d - (e - s) for s, e in zip(v_starts, v_starts[1:]))
         self.v_chunk = v_chunk_for(b * hkv * triton.cdiv(d, self.out_block_do), sms if gpu else None)
         self.po = None
         f32 = dict(dtype=torch.float32, device=dev)
@@ -847,11 +905,24 @@ class LowRankPlan:
             h = self.h.view(self.b, self.n_rows, -1)
             for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
                 _product(h, table, self.planes, idx, self.gemm_precs[1])
-            _v_sums(self.planes, self.v_cos, self.v_sin, self.r, self.gemm_precs[1])
+            if self.v_fused:
+                self._v_sums_fused()
+            else:
+                _v_sums(self.planes, self.v_cos, self.v_sin, self.r, self.gemm_precs[1])
             return
         for _, _, nv, idx, _, w_vh in self.groups:
             _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
                      torch.view_as_complex(self.f)[:, :, :nv], idx, self.gemm_precs[1])
+
+    def _v_sums_fused(self) -> None:
+        """`_v_sums` as `_v_sums_kernel`: each KV head's compressed V rows read once, in gemm_precs[1]."""
+        tf32, gpu, block_c = self.gemm_precs[1] == "tf32", self.q.is_cuda, self.vs_block_c
+        planes, r = self.planes, self.r
+        _v_sums_kernel[(self.b * self.hkv, triton.cdiv(self.cv_head, block_c))](
+            planes, self.v_start, self.v_cos, self.v_sin, r, planes.stride(0), planes.stride(1), r.stride(0),
+            r.stride(1), self.hkv, self.cv, self.v_cos.shape[2], planes.shape[2] // 2, G=self.group, LQ=self.lq,
+            D=self.d, BLOCK_M=self.block_m, BLOCK_C=block_c, BLOCK_N=self.vs_block_n,
+            PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.vs_warps)
 
     def _output(self, varlen) -> None:
         res, block_do = self.result, self.out_block_do

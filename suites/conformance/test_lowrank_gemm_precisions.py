@@ -36,6 +36,7 @@ def take_paths(monkeypatch, qs: str, v_gemm: bool) -> None:
     monkeypatch.setattr(lowrank, "qs_gemm_for", lambda batch, gpu, coefs: gemm)
     monkeypatch.setattr(lowrank, "qs_fused_for", lambda gpu: fused)
     monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: v_gemm)
+    monkeypatch.setattr(lowrank, "v_fused_for", lambda gpu: True)
 
 
 @pytest.fixture(params=list(QS_PATHS))
@@ -133,6 +134,31 @@ def test_the_fused_query_products_equal_the_cublas_path(prec):
     torch.testing.assert_close(z0, z0_ref, rtol=1e-6, atol=1e-6 * float(z0_ref.abs().max()))
     other = us[True, "ieee" if prec == "tf32" else "tf32"][0]
     assert (other - u).abs().max() > 1e-5 * u.abs().max()  # the precision is honoured, not ignored
+
+
+@pytest.mark.parametrize("prec", ["ieee", "tf32"])
+def test_the_fused_v_sums_equal_the_cublas_form(prec):
+    """v_gemm's channel sums R from `_v_sums_kernel` equal `_v_sums` (two GEMMs over every head's channels) on each
+    row's own KV head, in each precision, on a varlen batch of three periods with head_dim 40 and more compressed V
+    channels than one program takes (vs_block_c 16). Both cut the same operands in TF32."""
+    x = get_op("fourier_decode_attention_varlen").make_inputs(
+        dict(LARGE, head_dim=40, num_freqs=9, v_num_freqs=7, v_fraction=0.8, magnitude=1.0), torch.float32,
+        torch.device("cpu"))
+    rs = {}
+    for fused, p in ((False, prec), (True, prec), (True, "ieee" if prec == "tf32" else "tf32")):
+        plan = lowrank.varlen_lowrank_plan(**x, gemm_precs=("ieee", p))
+        plan.v_gemm, plan.v_fused, plan.vs_block_c = True, fused, 16
+        plan.run(upto=4)
+        rs[fused, p] = plan.r.clone()
+    assert plan.cv_head > 16
+    own = torch.zeros_like(rs[False, prec], dtype=torch.bool)  # each row's own KV head's compressed channels
+    comp = x["v_comp_idx"]
+    for row in range(plan.n_rows):
+        own[:, row] = (comp // plan.d == row // (plan.group * plan.lq))[None, :]
+    ref, r = rs[False, prec][own], rs[True, prec][own]
+    assert ref.abs().max() > 0
+    torch.testing.assert_close(r, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
+    assert (rs[True, "ieee" if prec == "tf32" else "tf32"][own] - r).abs().max() > 1e-5 * r.abs().max()
 
 
 def test_the_gemm_path_from_its_batch_on_and_always_in_the_interpreter(monkeypatch):

@@ -32,7 +32,8 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
           {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": False}, {"v_fused": False}]
 # --shapes-only: the default beside what no GPU has timed yet
-QUICK_SHAPES = [{}, {"v_fused": False}, {"vs_block_c": 16}, {"vs_block_n": 128}, {"vs_warps": 8}, {"qs_fused": False}]
+QUICK_SHAPES = [{}, {"v_fused": False}, {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16},
+                {"esplits": 32}, {"merge_blocks": 4}]
 
 
 def shaped_plan(shapes: dict):

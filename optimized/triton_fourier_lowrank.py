@@ -105,6 +105,8 @@ V_GEMM_MIN_BATCH: int | None = 2
 # rows once (`_v_sums_kernel`) instead of two cuBLAS GEMMs over every head's channels (19.5 us at 8 x 32k for 24.5
 # MB at 1.25 TB/s). On by analogy with qs_fused; the first H100 sweep of it is due.
 V_FUSED = True
+# `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window).
+ESPLITS = 4
 
 
 def v_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
@@ -220,18 +222,18 @@ def _query_products_kernel(Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
 @triton.jit
 def _query_rows_kernel(Q, KKEPT, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl.constexpr, LQ: tl.constexpr,
                        D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr):
-    """QBD[b, r, c] = q[b, r] at the dimension of kept K channel c when c belongs to row r's KV head, else 0."""
+    """QBD[b, r, c] = q[b, r] at the dimension of kept K channel c when c belongs to row r's KV head, else 0; one
+    program per CHUNK channels (a loop over them left 16 programs at 8 x 32k, 6.5 us of load latency)."""
     b = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < n_rows
     hq = rows // LQ
-    for c0 in tl.static_range(0, KWP, CHUNK):
-        cs = c0 + tl.arange(0, CHUNK)
-        chan = tl.load(KKEPT + cs, mask=cs < k_width, other=-1)
-        own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
-        q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
-                    mask=own, other=0.0)
-        tl.store(QBD + (b * n_rows + rows)[:, None] * KWP + cs[None, :], q, mask=row_ok[:, None])
+    cs = tl.program_id(2) * CHUNK + tl.arange(0, CHUNK)
+    chan = tl.load(KKEPT + cs, mask=cs < k_width, other=-1)
+    own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
+    q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
+                mask=own, other=0.0)
+    tl.store(QBD + (b * n_rows + rows)[:, None] * KWP + cs[None, :], q, mask=row_ok[:, None])
 
 
 @triton.jit
@@ -699,7 +701,7 @@ class LowRankPlan:
         self.splits = num_splits or max(1, min(self.n_blocks, triton.cdiv(target, b * row_blocks)))
         self.blocks_per_split = triton.cdiv(self.n_blocks, self.splits)
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
-        self.esplits = max(1, min(triton.cdiv(le, self.block_t), 4 if gpu else 2))
+        self.esplits = ESPLITS if gpu else 2
         # The precision of A = Z W_K and of F = H W_V^H (GEMM_PRECS), and of the query spectrum's GEMM where it is one
         # (qs_gemm): TF32 for 16-bit inputs, float32 otherwise. Attributes, which the tuning sweeps.
         self.gemm_precs = tuple(gemm_precs) if gemm_precs else GEMM_PRECS_16 if sixteen else ("ieee", "ieee")
@@ -731,13 +733,10 @@ class LowRankPlan:
         self.h = torch.zeros(b, rows, self.n_blocks, self.pv, **f32)  # blocks past a short middle stay 0
         self.hm = torch.full((b, rows, self.n_blocks), -1.0e30, **f32)
         self.qbd = torch.zeros(b, rows, self.kwp, dtype=q.dtype, device=dev)
-        parts_m, parts_e = b * hkv * self.splits, b * hkv * self.esplits
+        parts_m = b * hkv * self.splits
         self.maxm = torch.full((parts_m, self.block_m), -1.0e30, **f32)
         self.summ = torch.zeros(parts_m, self.block_m, **f32)
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
-        self.maxe = torch.full((parts_e, self.block_m), -1.0e30, **f32)
-        self.sume = torch.zeros(parts_e, self.block_m, **f32)
-        self.acce = torch.zeros(parts_e, self.block_m, self.block_d, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
@@ -767,6 +766,20 @@ class LowRankPlan:
         else:
             self.z = torch.zeros(b, rows, n, 2, **f32)
             self.qc = self.u = self.z0 = None
+
+    @property
+    def esplits(self) -> int:
+        """Programs per KV head of `_exact_kernel` (the sinks and window split by tiles); setting it (at most one
+        per tile) makes their partial statistics' scratch."""
+        return self._esplits
+
+    @esplits.setter
+    def esplits(self, splits: int) -> None:
+        self._esplits = max(1, min(triton.cdiv(self.le, self.block_t), int(splits)))
+        parts, f32 = self.b * self.hkv * self._esplits, dict(dtype=torch.float32, device=self.q.device)
+        self.maxe = torch.full((parts, self.block_m), -1.0e30, **f32)
+        self.sume = torch.zeros(parts, self.block_m, **f32)
+        self.acce = torch.zeros(parts, self.block_m, self.block_d, **f32)
 
     @property
     def v_gemm(self) -> bool:
@@ -869,7 +882,7 @@ class LowRankPlan:
 
     def _stream(self, q, dt, varlen) -> None:
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
-        _query_rows_kernel[(self.b, row_blocks)](
+        _query_rows_kernel[(self.b, row_blocks, self.kwp // self.chunk)](
             q, self.k_kept, self.qbd, *q.stride(), self.n_rows, self.k_width, G=self.group, LQ=self.lq, D=self.d,
             KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk)
         km, vm = self.k_mid, self.v_mid

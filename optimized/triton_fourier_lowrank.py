@@ -140,19 +140,32 @@ def v_chunk_for(programs: int, sms: int | None) -> int:
 
 # ---------------------------------------------------------------- 1. the query spectrum as a GEMM
 @triton.jit
+def head_program(LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr):
+    """A program of one (sequence, KV head) along axis 0: (b, h, the sequence's period, its query rows, which of
+    them are real)."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    rows = tl.arange(0, BLOCK_M)
+    return b, bh % Hkv, period, rows, rows < n_rows
+
+
+@triton.jit
+def tf32_cut(x):
+    """float32 x with its mantissa cut to TF32's 10 bits (as `tf32_truncated`): the interpreter's stand-in for a
+    tensor core's conversion of a dot operand."""
+    return (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _compressed_rows_kernel(Q, KKEPT, KSTART, KCOS, KSC, KSH, QC, Z0, LENS, sqb, sqh, sql, sqd, Hkv, Cck, Nk, n_rows,
                             period, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
                             BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """Row r of QC[b] = q_c s_c / T on its KV head's compressed K channels and 0 on the others' (the plan zeroes QC
     once), so QC[b] @ K_cos[b] and QC[b] @ K_sin[b] are every head's u_n / T and u'_n / T at once (eq. scores); and
     Z0 = Re Z_0 = u_0 / T + sum_c q_c mu_c in float32 (the n = 0 bin stays out of the GEMMs' rounding)."""
-    bh = tl.program_id(0)
-    b = bh // Hkv
-    h = bh % Hkv
-    if VARLEN:
-        period = tl.load(LENS + 3 * b + 2)
-    rows = tl.arange(0, BLOCK_M)
-    row_ok = rows < G * LQ
+    b, h, period, rows, row_ok = head_program(LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
     qs, q_mu, ci, comp = compressed_query(Q, KKEPT, KSTART, KSC, KSH, b, h, sqb, sqh, sql, sqd, Cck, G, LQ, D, BLOCK_M,
                                           BLOCK_D)
     qs = qs / period
@@ -172,13 +185,7 @@ def _query_products_kernel(Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
     compressed K rows read in chunks of DC dimensions, BLOCK_N coefficients each. The program of the first frequency
     tile also writes Re Z_0 = u_0 / T + sum_c q_c mu_c with float32 FMA (as `_compressed_rows_kernel`). In the
     interpreter, EMUL_TF32 cuts both dot operands to TF32's 10 mantissa bits, as the tensor cores would."""
-    bh = tl.program_id(0)
-    b = bh // Hkv
-    h = bh % Hkv
-    if VARLEN:
-        period = tl.load(LENS + 3 * b + 2)
-    rows = tl.arange(0, BLOCK_M)
-    row_ok = rows < G * LQ
+    b, h, period, rows, row_ok = head_program(LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
     ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < NZ
     first = tl.program_id(1) == 0
@@ -204,9 +211,9 @@ def _query_products_kernel(Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
             a0 = tl.load(KCOS + b * Cck * Nk + ci * Nk, mask=comp, other=0.0).to(tl.float32)
             z0 += tl.sum(qs * a0[None, :], 1)
         if EMUL_TF32:
-            qs = (qs.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-            k_cos = (k_cos.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-            k_sin = (k_sin.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            qs = tf32_cut(qs)
+            k_cos = tf32_cut(k_cos)
+            k_sin = tf32_cut(k_sin)
         u_cos = tl.dot(qs, k_cos, u_cos, input_precision=PREC)
         u_sin = tl.dot(qs, k_sin, u_sin, input_precision=PREC)
     grow = h * G * LQ + rows
@@ -418,10 +425,10 @@ def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, srb, srr, Hkv, Ccv, 
         a = tl.load(VCOS + coef + ns[None, :], mask=c_mask, other=0.0).to(tl.float32)
         bs = tl.load(VSIN + coef + ns[None, :], mask=c_mask, other=0.0).to(tl.float32)
         if EMUL_TF32:
-            re = (re.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-            im = (im.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-            a = (a.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-            bs = (bs.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            re = tf32_cut(re)
+            im = tf32_cut(im)
+            a = tf32_cut(a)
+            bs = tf32_cut(bs)
         acc = tl.dot(re, tl.trans(a), acc, input_precision=PREC)
         acc = tl.dot(im, tl.trans(bs), acc, input_precision=PREC)
     tl.store(R + b * srb + grow[:, None] * srr + cs[None, :], acc, mask=row_ok[:, None] & c_ok[None, :])

@@ -27,13 +27,13 @@ SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.pro
 # (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
 # results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), the query spectrum's GEMM path by the 062f9c6 sweep; the
 # V products as TF32 GEMMs (v_gemm) by the b947a8b sweep (on from batch 2), the query spectrum's GEMMs as one kernel
-# (qs_fused) by the d96252b sweep; v_gemm's sums as one kernel (v_fused) not yet.
+# (qs_fused) by the d96252b sweep, v_gemm's sums as one kernel (v_fused) and the exact splits by the 233e34f sweep.
 SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
-          {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": False}, {"v_fused": False}]
-# --shapes-only: the default beside what no GPU has timed yet
-QUICK_SHAPES = [{}, {"v_fused": False}, {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16},
-                {"esplits": 32}, {"merge_blocks": 4}]
+          {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": False}, {"v_fused": False},
+          {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4}]
+# --shapes-only: the default beside the last sweep's closest alternatives
+QUICK_SHAPES = [{}, {"v_fused": False}, {"esplits": 16}, {"merge_blocks": 4}]
 
 
 def shaped_plan(shapes: dict):

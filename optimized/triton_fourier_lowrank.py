@@ -22,8 +22,9 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks
    and window per KV head;
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
-   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's weighted planes and
-   the compressed V channels' sums over frequencies as GEMMs here instead of in the output;
+   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
+   weighted planes (cuBLAS) and the compressed V channels' sums over frequencies (`_v_sums_kernel`, `v_fused`)
+   here instead of in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
@@ -103,9 +104,11 @@ QP_BLOCK_N = 128
 V_GEMM_MIN_BATCH: int | None = 2
 # v_gemm's sums over frequencies, (w Re F) a'^T - (w Im F) b'^T, as one kernel that reads each KV head's compressed V
 # rows once (`_v_sums_kernel`) instead of two cuBLAS GEMMs over every head's channels (19.5 us at 8 x 32k for 24.5
-# MB at 1.25 TB/s). On by analogy with qs_fused; the first H100 sweep of it is due.
+# MB at 1.25 TB/s). H100 at 233e34f (results/gpu/tune_lowrank-2026-12-06-H100-233e34f.json), us with cuBLAS / the
+# kernel at 8 x 32k: 209.4 / 205.6 (16 channels per program 205.8, 8 warps 204.6).
 V_FUSED = True
-# `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window).
+# `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window). The same sweep,
+# us with 4 / 8 / 16 / 32: 8 x 32k 205.6 / 206.1 / 207.4 / 210.5, 1 x 128k 134.7 / 132.9 / 132.3 / 132.7.
 ESPLITS = 4
 
 

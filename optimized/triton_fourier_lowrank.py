@@ -1014,7 +1014,8 @@ def bench_extra(inputs: dict) -> dict:
             "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
                       "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
                       "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs), "qs_gemm": plan.qs_gemm,
-                      "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm}}
+                      "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
+                      "esplits": plan.esplits}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

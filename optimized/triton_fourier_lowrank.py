@@ -730,12 +730,12 @@ class LowRankPlan:
         # 3xTF32 on a GPU; "ieee" is float32 FMA, at least as accurate) and warps per program
         self.qs_prec = self.out_prec = None
         self.qs_warps = self.out_warps = 4
-        # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
         # v_gemm's channel sums from one kernel (`_v_sums_kernel`) instead of two cuBLAS GEMMs; its channels and
         # frequencies per program, warps; the most compressed V channels of any KV head
         self.v_fused = v_fused_for(gpu)
         self.vs_block_c, self.vs_block_n, self.vs_warps = 32, 64, 4
         self.cv_head = max(d - (e - s) for s, e in zip(v_starts, v_starts[1:]))
+        # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
         self.v_chunk = v_chunk_for(b * hkv * triton.cdiv(d, self.out_block_do), sms if gpu else None)
         self.po = None
         f32 = dict(dtype=torch.float32, device=dev)

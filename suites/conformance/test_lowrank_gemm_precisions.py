@@ -1,8 +1,10 @@
 """The low-rank kernel's GEMMs: A = Z W_K (scores) and F = H W_V^H (values) run in a precision of GEMM_PRECS,
 complex64 ("ieee") or complex64 on TF32 tensor cores ("tf32"; the interpreter cuts both operands' mantissas as the
-tensor cores would), and the query spectrum Z is either one kernel or GEMMs over a block-diagonal query (qs_gemm).
-Conformance runs the defaults (the interpreter takes the GEMM path); here every precision and both query-spectrum
-paths are held to the conformance rule, and the TF32 stand-in must cut what it should."""
+tensor cores would). The query spectrum is one kernel (Z) or, over a block-diagonal query (qs_gemm), U from two
+cuBLAS GEMMs or from `_query_products_kernel` (qs_fused); the V products are the output's loop or GEMMs (v_gemm),
+whose channel sums are cuBLAS or `_v_sums_kernel` (v_fused). Conformance runs the interpreter's defaults (the fused
+query products); here every path and precision is held to the conformance rule, each fused kernel must equal its
+cuBLAS form, and the TF32 stand-in must cut what it should."""
 from __future__ import annotations
 
 import pytest

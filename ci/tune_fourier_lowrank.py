@@ -31,9 +31,13 @@ SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.pro
 SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
           {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": False}, {"v_fused": False},
-          {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4}]
-# --shapes-only: the default beside the last sweep's closest alternatives
-QUICK_SHAPES = [{}, {"v_fused": False}, {"esplits": 16}, {"merge_blocks": 4}]
+          {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4},
+          {"a_fused": True}, {"planes_fused": True}]
+# --shapes-only: the default beside what no GPU has timed yet (A from `_scores_table_kernel`, v_gemm's planes from
+# `_value_planes_kernel`)
+QUICK_SHAPES = [{}, {"a_fused": True}, {"a_fused": True, "a_warps": 8}, {"a_fused": True, "a_blocks": 2},
+                {"planes_fused": True}, {"planes_fused": True, "vp_warps": 8}, {"planes_fused": True, "vp_blocks": 8},
+                {"a_fused": True, "planes_fused": True}]
 
 
 def shaped_plan(shapes: dict):

@@ -49,12 +49,18 @@ def padded_width(rank: int) -> int:
     return max(16, 1 << max(0, (2 * rank - 1).bit_length()))
 
 
+def block_rotations(period: int, bins: int, blocks: int, block: int) -> torch.Tensor:
+    """[bins, blocks] complex128: e^{i w_n k block} for n < bins, k < blocks, the phases reduced in integers (n k block
+    mod T) before they become angles. With block 1 it is the in-block basis E[n, j] = e^{i w_n j}."""
+    n = torch.arange(bins, dtype=torch.int64)[:, None]
+    t0 = torch.arange(blocks, dtype=torch.int64)[None, :] * block
+    angle = (n * t0 % period).to(torch.float64) * (2 * math.pi / period)
+    return torch.polar(torch.ones_like(angle), angle)
+
+
 @lru_cache(maxsize=64)
 def _svd(period: int, bins: int, block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    n = torch.arange(bins, dtype=torch.int64)[:, None]
-    j = torch.arange(block, dtype=torch.int64)[None, :]
-    angle = (n * j % period).to(torch.float64) * (2 * math.pi / period)
-    return torch.linalg.svd(torch.polar(torch.ones_like(angle), angle), full_matrices=False)
+    return torch.linalg.svd(block_rotations(period, bins, block, 1), full_matrices=False)
 
 
 def block_rank(period: int, bins: int, block: int, tol: float = TOL) -> int:
@@ -83,9 +89,7 @@ def tile_basis(period: int, bins: int, tokens: int, block: int, weighted: bool, 
     if rank:
         u, s, vh = _svd(period, bins, block)
         n = torch.arange(bins, dtype=torch.int64)[:, None]
-        t0 = torch.arange(blocks, dtype=torch.int64)[None, :] * block
-        angle = (n * t0 % period).to(torch.float64) * (2 * math.pi / period)
-        rot = torch.polar(torch.ones_like(angle), angle)  # [bins, blocks]: e^{i w_n t0}
+        rot = block_rotations(period, bins, blocks, block)  # [bins, blocks]: e^{i w_n t0}
         c = torch.where((n == 0) | (2 * n == period), 1.0, 2.0).to(torch.float64) if weighted else torch.ones(bins, 1, dtype=torch.float64)
         w[:, :, :rank] = (c * rot)[:, :, None] * (u[:, :rank] * s[:rank])[:, None, :]
         vr = vh[:rank].conj().transpose(0, 1)  # V [block, rank]

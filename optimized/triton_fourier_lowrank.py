@@ -46,7 +46,7 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
+from optimized.lowrank_tile_basis import TOL, block_rank, block_rotations, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
@@ -132,28 +132,12 @@ def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
     return coefs == torch.float32 and (on_gpu or not gpu)
 
 
-def a_fused_for(gpu: bool) -> bool:
-    """Whether A comes from `_scores_table_kernel`: on a GPU as A_FUSED says, always in the interpreter (so the CPU's
-    conformance runs it; suites/conformance runs the GEMMs)."""
-    return A_FUSED or not gpu
-
-
-def qs_fused_for(gpu: bool) -> bool:
-    """Whether the query spectrum's GEMM path makes U in one kernel (`_query_products_kernel`): on a GPU as QS_FUSED
-    says, always in the interpreter (so the CPU's conformance runs it; suites/conformance runs the cuBLAS path)."""
-    return QS_FUSED or not gpu
-
-
-def planes_fused_for(gpu: bool) -> bool:
-    """Whether v_gemm's planes come from `_value_planes_kernel`: on a GPU as PLANES_FUSED says, always in the
-    interpreter (suites/conformance runs the planes table's GEMM)."""
-    return PLANES_FUSED or not gpu
-
-
-def v_fused_for(gpu: bool) -> bool:
-    """Whether v_gemm's channel sums come from `_v_sums_kernel`: on a GPU as V_FUSED says, always in the interpreter
-    (suites/conformance runs the cuBLAS form)."""
-    return V_FUSED or not gpu
+def fused_for(kernel: str, gpu: bool) -> bool:
+    """Whether a plan takes the single-kernel form `kernel` ("qs": `_query_products_kernel`, "a":
+    `_scores_table_kernel`, "planes": `_value_planes_kernel`, "v": `_v_sums_kernel`) instead of cuBLAS: on a GPU as
+    its constant (QS_FUSED, A_FUSED, PLANES_FUSED, V_FUSED) says, always in the interpreter, so the CPU's conformance
+    runs it (suites/conformance runs the cuBLAS forms)."""
+    return {"qs": QS_FUSED, "a": A_FUSED, "planes": PLANES_FUSED, "v": V_FUSED}[kernel] or not gpu
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -173,6 +157,13 @@ def head_program(LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.co
         period = tl.load(LENS + 3 * b + 2)
     rows = tl.arange(0, BLOCK_M)
     return b, bh % Hkv, period, rows, rows < n_rows
+
+
+@triton.jit
+def row_block(n_rows, BLOCK_R: tl.constexpr):
+    """A program of one sequence (axis 0) and BLOCK_R of its query rows (axis 1): (b, the rows, which are real)."""
+    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
+    return tl.program_id(0), rows, rows < n_rows
 
 
 @triton.jit
@@ -217,16 +208,10 @@ def _query_products_kernel(Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
     u_sin = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for d0 in tl.static_range(0, D, DC):
-        ds = d0 + tl.arange(0, DC)
-        kmap = channel_map(KKEPT, KSTART, h, h * D + ds, 64)
-        comp = (ds < D) & (kmap < 0)
-        ci = tl.where(comp, -1 - kmap, 0)
-        q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
-                    + ds[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
-        sc = tl.load(KSC + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
-        sh = tl.load(KSH + b * Cck + ci, mask=comp, other=0.0).to(tl.float32)
-        qs = q * (sc / period)[None, :]
-        z0 += tl.sum(q * sh[None, :], 1)
+        qs, q_mu, ci, comp = compressed_query(Q, KKEPT, KSTART, KSC, KSH, b, h, sqb, sqh, sql, sqd, Cck, G, LQ, D,
+                                              BLOCK_M, DC, d0)
+        qs = qs / period
+        z0 += q_mu
         coef = b * Cck * Nk + ci[:, None] * Nk + ns[None, :]
         cmask = comp[:, None] & n_ok[None, :]
         k_cos = tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32)
@@ -260,9 +245,7 @@ def _scores_table_kernel(ZR, ZI, ROT, BAS, A, szb, szr, szn, zsign, NZ, n_rows, 
     Z = ZR + i zsign ZI (the query spectrum's kernel: Z itself; the GEMM path: U_c - i U_s). The KB blocks' rotated
     rows form one [KB x BLOCK_R, BLOCK_N] operand; A is stored interleaved (re, im), as `_middle_kernel` reads it
     when A_SPLIT is off. EMUL_TF32: operands cut to TF32 in the interpreter."""
-    b = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_rows
+    b, rows, row_ok = row_block(n_rows, BLOCK_R)
     ks = tl.program_id(2) * KB + tl.arange(0, KB)
     k_ok = ks < n_blocks
     rho = tl.arange(0, HALF)
@@ -308,9 +291,7 @@ def _query_rows_kernel(Q, KKEPT, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl
                        D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr):
     """QBD[b, r, c] = q[b, r] at the dimension of kept K channel c when c belongs to row r's KV head, else 0; one
     program per CHUNK channels (a loop over them left 16 programs at 8 x 32k, 6.5 us of load latency)."""
-    b = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_rows
+    b, rows, row_ok = row_block(n_rows, BLOCK_R)
     hq = rows // LQ
     cs = tl.program_id(2) * CHUNK + tl.arange(0, CHUNK)
     chan = tl.load(KKEPT + cs, mask=cs < k_width, other=-1)
@@ -520,9 +501,7 @@ def _value_planes_kernel(H, ROT, CB, WTS, PLANES, spb, spr, NV, n_rows, n_blocks
     the G of KB blocks as one [KB x BLOCK_R, HALF] x [HALF, BLOCK_N] product, then rotated and summed over the
     blocks in float32. Zero at n = 0 (WTS[0] = 0: the middle's mass is exact elsewhere) and past NV up to `width`.
     EMUL_TF32: the product's operands cut to TF32 in the interpreter."""
-    b = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_rows
+    b, rows, row_ok = row_block(n_rows, BLOCK_R)
     ns = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < NV
     rho = tl.arange(0, HALF)
@@ -690,13 +669,11 @@ def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: in
     return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
 
 
-def block_rotations(period: int, bins: int, blocks: int, block: int) -> torch.Tensor:
-    """[blocks, bins, 2] float32: the block rotations e^{i w_n k BB} (phases reduced in integers, float64 until the
-    end), as `optimized/lowrank_tile_basis.py` folds them into W."""
-    n = torch.arange(bins, dtype=torch.int64)[None, :]
-    t0 = torch.arange(blocks, dtype=torch.int64)[:, None] * block
-    angle = (n * t0 % period).to(torch.float64) * (2 * torch.pi / period)
-    return torch.view_as_real(torch.polar(torch.ones_like(angle), angle).to(torch.complex64)).contiguous()
+def rotation_table(period: int, bins: int, blocks: int, block: int) -> torch.Tensor:
+    """[blocks, bins, 2] float32: the block rotations e^{i w_n k BB} (`block_rotations`) as the table kernels read
+    them, block-major."""
+    rot = block_rotations(period, bins, blocks, block).transpose(0, 1).to(torch.complex64)
+    return torch.view_as_real(rot).contiguous()
 
 
 @lru_cache(maxsize=8)
@@ -707,7 +684,7 @@ def rotation_basis(period: int, nz: int, tokens: int, block: int, pk: int, devic
     w_k = period_tables(period, nz, 0, tokens, block, pk, 16, "cpu")[0]
     blocks = max(1, -(-tokens // block))
     basis = w_k.view(nz, blocks, pk // 2)[:, 0, :].contiguous()
-    return (block_rotations(period, nz, blocks, block).to(device),
+    return (rotation_table(period, nz, blocks, block).to(device),
             torch.view_as_real(basis).contiguous().to(device))
 
 
@@ -721,7 +698,7 @@ def value_rotation_basis(period: int, nv: int, tokens: int, block: int, pv: int,
     basis = w_vh[:pv // 2, :].transpose(0, 1).contiguous()
     weights = dft_weights(nv, period, torch.float32).clone()
     weights[0] = 0.0
-    return (block_rotations(period, nv, blocks, block).to(device), torch.view_as_real(basis).contiguous().to(device),
+    return (rotation_table(period, nv, blocks, block).to(device), torch.view_as_real(basis).contiguous().to(device),
             weights.to(device))
 
 
@@ -881,7 +858,7 @@ class LowRankPlan:
         self.qs_gemm_prec = "tf32" if sixteen else "ieee"
         # the GEMM path's U from one kernel (`_query_products_kernel`) instead of QC and two cuBLAS GEMMs; its
         # frequencies per program and warps
-        self.qs_fused = qs_fused_for(gpu)
+        self.qs_fused = fused_for("qs", gpu)
         self.qp_block_n, self.qp_warps = QP_BLOCK_N, 8
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
@@ -895,9 +872,9 @@ class LowRankPlan:
         self.qs_warps = self.out_warps = 4
         # v_gemm's channel sums from one kernel (`_v_sums_kernel`) instead of two cuBLAS GEMMs; its channels and
         # frequencies per program, warps; the most compressed V channels of any KV head
-        self.v_fused = v_fused_for(gpu)
+        self.v_fused = fused_for("v", gpu)
         # v_gemm's planes from one kernel (`_value_planes_kernel`); its rows, blocks, frequencies per program, warps
-        self.planes_fused = planes_fused_for(gpu)
+        self.planes_fused = fused_for("planes", gpu)
         self.vp_rows, self.vp_blocks, self.vp_block_n, self.vp_warps = 16, 4, 64, 4
         self.vs_block_c, self.vs_block_n, self.vs_warps = 32, 64, 4
         self.cv_head = max(d - (e - s) for s, e in zip(v_starts, v_starts[1:]))
@@ -914,7 +891,7 @@ class LowRankPlan:
         self.summ = torch.zeros(parts_m, self.block_m, **f32)
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
-        self.a_fused = a_fused_for(gpu)
+        self.a_fused = fused_for("a", gpu)
         self.a_rows, self.a_blocks, self.a_warps = 16, 4, 4  # `_scores_table_kernel`: rows, blocks per program
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)

@@ -39,10 +39,9 @@ def take_paths(monkeypatch, qs: str, v_gemm: bool, a_fused: bool = True) -> None
     the V products as GEMMs where `v_gemm`, else in the output kernel's loop."""
     gemm, fused = QS_PATHS[qs]
     monkeypatch.setattr(lowrank, "qs_gemm_for", lambda batch, gpu, coefs: gemm)
-    monkeypatch.setattr(lowrank, "qs_fused_for", lambda gpu: fused)
-    monkeypatch.setattr(lowrank, "a_fused_for", lambda gpu: a_fused)
+    monkeypatch.setattr(lowrank, "fused_for",
+                        lambda kernel, gpu: {"qs": fused, "a": a_fused, "planes": True, "v": True}[kernel])
     monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: v_gemm)
-    monkeypatch.setattr(lowrank, "v_fused_for", lambda gpu: True)
 
 
 @pytest.fixture(params=list(QS_PATHS))

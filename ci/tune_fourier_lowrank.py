@@ -34,18 +34,23 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
           {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4},
           {"a_fused": True}, {"planes_fused": True}]
 # --shapes-only: the default beside what no GPU has timed yet (A from `_scores_table_kernel`, v_gemm's planes from
-# `_value_planes_kernel`)
-QUICK_SHAPES = [{}, {"a_fused": True}, {"a_fused": True, "a_warps": 8}, {"a_fused": True, "a_blocks": 2},
-                {"planes_fused": True}, {"planes_fused": True, "vp_warps": 8}, {"planes_fused": True, "vp_blocks": 8},
-                {"a_fused": True, "planes_fused": True}]
+# `_value_planes_kernel`), and the stream's register cap with fewer stages (3 programs per SM at 168 registers and 2
+# stages, 4 at 128; built offline for sm_90 with Triton 3.6), with more splits to fill them
+QUICK_SHAPES = [{}, {"a_fused": True}, {"a_fused": True, "a_warps": 8}, {"planes_fused": True},
+                {"planes_fused": True, "vp_warps": 8}, {"a_fused": True, "planes_fused": True},
+                {"num_stages": 2}, {"num_stages": 2, "maxnreg": 168}, {"num_stages": 2, "maxnreg": 168, "num_splits": 32},
+                {"num_stages": 2, "maxnreg": 128}, {"num_stages": 2, "maxnreg": 128, "num_splits": 32},
+                {"num_stages": 3, "maxnreg": 168}]
+CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 
 def shaped_plan(shapes: dict):
-    """lowrank_plan with the launch-shape attributes `shapes` set."""
+    """lowrank_plan with the launch-shape attributes `shapes` set (`num_splits` goes to the constructor)."""
     def make(**kw):
-        plan = lowrank_plan(**kw)
+        plan = lowrank_plan(**kw, **{k: v for k, v in shapes.items() if k in CONSTRUCTOR})
         for name, value in shapes.items():
-            setattr(plan, name, value)
+            if name not in CONSTRUCTOR:
+                setattr(plan, name, value)
         return plan
     return make
 
@@ -100,7 +105,7 @@ def main() -> None:
             us = 1000 * graph_ms(planned(make, **knobs), rot.sets)
             shape_rows.append({"batch": batch, "context": context, **knobs, **shapes, "us": us})
             print(f"{case} {knobs} {shapes}: {us:.1f} us", flush=True)
-        names = {k for s in SHAPES for k in s}
+        names = {k for s in SHAPES + QUICK_SHAPES for k in s}
         shapes = {k: v for k, v in min(shape_rows, key=lambda r: r["us"]).items() if k in names}
         phases = {k: 1000 * v for k, v in plan_phase_times(shaped_plan(shapes), PHASES, graph_ms, rot.sets,
                                                             **knobs).items()}

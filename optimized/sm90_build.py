@@ -97,13 +97,13 @@ def jit_signature(fn, args: tuple, constexprs: dict) -> tuple[dict, dict, dict]:
     return sig, consts, attrs
 
 
-def build_like_jit(fn, args: tuple, constexprs: dict, num_warps: int, num_stages: int = 3):
+def build_like_jit(fn, args: tuple, constexprs: dict, num_warps: int, num_stages: int = 3, **options):
     """The sm_90 kernel Triton's JIT would build for `fn[grid](*args, **constexprs, num_warps=..., num_stages=...)`
-    (jit_signature; 3 stages is Triton's default on Hopper)."""
+    (jit_signature; 3 stages is Triton's default on Hopper); `options` are further launch options (`maxnreg`)."""
     sig, consts, attrs = jit_signature(fn, args, constexprs)
     names = list(inspect.signature(fn.fn).parameters)
     src = ASTSource(fn, sig, constexprs={(names.index(n),): v for n, v in consts.items()}, attrs=attrs)
-    return triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages})
+    return triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages, **options})
 
 
 TORCH_TYPES = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16", "torch.int32": "i32",

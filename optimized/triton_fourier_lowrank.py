@@ -838,6 +838,10 @@ class LowRankPlan:
         # so wide rows and float32 tiles pipeline at depth 1 (an all-kept float32 row asked 1.19 MB of shared memory
         # on an H100, which allows 227 KB; 84 KB at depth 1, built offline for sm_90).
         self.num_stages = 3 if self.kwp <= 512 and q.dtype != torch.float32 else 1
+        # the stream's register cap (ptxas .maxnreg; None: the compiler's choice, 252 at 8 x 32k in 16 bits, which
+        # leaves room for 2 programs per SM; 168 with 2 stages builds offline for sm_90 without a spill in the loop
+        # and fits 3). GPU only: the interpreter takes no such option.
+        self.maxnreg = None
         self.prec = "ieee" if q.dtype == torch.float32 else None
         self.cprec = "tf32x3" if gpu else "ieee"
         # the rank-r products: bfloat16 operands for 16-bit inputs (emulated in the interpreter), float32 otherwise
@@ -1091,7 +1095,7 @@ class LowRankPlan:
             CHUNK=self.chunk, BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block,
             PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, num_warps=self.num_warps,
-            num_stages=self.num_stages)
+            num_stages=self.num_stages, **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
 
     def _exact(self, q, dt, varlen) -> None:
         ke, ve = self.k_exact, self.v_exact

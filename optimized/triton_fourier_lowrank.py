@@ -50,8 +50,8 @@ from optimized.lowrank_tile_basis import TOL, block_rank, block_rotations, padde
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
-                                               compressed_query, exact_split, query_spectrum_kernel, run_block,
-                                               spectrum_range_products, summed_parts)
+                                               compressed_query, exact_split, kept_alignment, query_spectrum_kernel,
+                                               run_block, spectrum_range_products, summed_parts)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_triton_dtype
 from reference.ops.fourier import check_decode_inputs, dft_weights
@@ -164,6 +164,18 @@ def row_block(n_rows, BLOCK_R: tl.constexpr):
     """A program of one sequence (axis 0) and BLOCK_R of its query rows (axis 1): (b, the rows, which are real)."""
     rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
     return tl.program_id(0), rows, rows < n_rows
+
+
+@triton.jit
+def heads_window(START, row0, n_rows, GL: tl.constexpr, BLOCK_R: tl.constexpr, ALIGN: tl.constexpr):
+    """The kept-list window of the KV heads of query rows row0 .. row0 + BLOCK_R (rows of one head are GL
+    consecutive rows): (its start, rounded down to ALIGN, and its width, to the last head's run end rounded up).
+    Lanes in it outside a row's own head get zero query lanes (QBD) and are never stored (`_middle_kernel`)."""
+    h0 = row0 // GL
+    h1 = (tl.minimum(row0 + BLOCK_R, n_rows) - 1) // GL
+    start = tl.multiple_of(tl.load(START + h0) // ALIGN * ALIGN, ALIGN)
+    end = (tl.load(START + h1 + 1) + ALIGN - 1) // ALIGN * ALIGN
+    return start, end - start
 
 
 @triton.jit
@@ -287,14 +299,17 @@ def _scores_table_kernel(ZR, ZI, ROT, BAS, A, szb, szr, szn, zsign, NZ, n_rows, 
 
 # ---------------------------------------------------------------- 3. the stream
 @triton.jit
-def _query_rows_kernel(Q, KKEPT, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl.constexpr, LQ: tl.constexpr,
-                       D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr):
-    """QBD[b, r, c] = q[b, r] at the dimension of kept K channel c when c belongs to row r's KV head, else 0; one
-    program per CHUNK channels (a loop over them left 16 programs at 8 x 32k, 6.5 us of load latency)."""
+def _query_rows_kernel(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl.constexpr,
+                       LQ: tl.constexpr, D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr,
+                       CHUNK: tl.constexpr, ALIGN: tl.constexpr):
+    """QBD[b, r, c] = q[b, r] at the dimension of kept K channel ks + c when it belongs to row r's KV head, else 0,
+    where [ks, ks + KWP) is the row block's window of the kept list (`heads_window`); one program per CHUNK
+    channels (a loop over them left 16 programs at 8 x 32k, 6.5 us of load latency)."""
     b, rows, row_ok = row_block(n_rows, BLOCK_R)
     hq = rows // LQ
+    ks, kw = heads_window(KSTART, tl.program_id(1) * BLOCK_R, n_rows, G * LQ, BLOCK_R, ALIGN)
     cs = tl.program_id(2) * CHUNK + tl.arange(0, CHUNK)
-    chan = tl.load(KKEPT + cs, mask=cs < k_width, other=-1)
+    chan = tl.load(KKEPT + ks + cs, mask=(cs < kw) & (ks + cs < k_width), other=-1)
     own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
     q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
                 mask=own, other=0.0)
@@ -303,19 +318,21 @@ def _query_rows_kernel(Q, KKEPT, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl
 
 @triton.jit
 def _middle_kernel(
-    QBD, KM, VM, Z, A, VK, VV, VSTART, H, HM, MAXM, SUMM, ACCM, LENS,
+    QBD, KM, VM, Z, A, VK, VV, KSTART, VSTART, H, HM, MAXM, SUMM, ACCM, LENS,
     skb, skt, svb, svt, szr, svkb, svvb, mid_len, k_width, v_width, n_rows, n_blocks, blocks_per_split, sm_scale,
     a_half, GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr, KWP: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
+    ALIGN: tl.constexpr,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
-    factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V over whole V rows, and per block
-    H_k = P @ VV with the running max it is relative to. Stores per row, at its KV head's part, the split's
-    (max, sum) and its own head's kept V channels (the run VSTART[h] .. VSTART[h + 1], BLOCK_VD wide). Program
-    axis 2 slices the V row BLOCK_VC channels at a time (one slice unless the kept V rows are wide); every slice
-    scores the same tokens, and the first also stores H and the statistics.
+    factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V, and per block H_k = P @ VV with
+    the running max it is relative to. K and V are read only in the window of the block's KV heads' kept runs
+    (`heads_window`: a block of 16 rows of LLaMA-3-8B reads 4 of the 8 heads' channels). Stores per row, at its KV
+    head's part, the split's (max, sum) and its own head's kept V channels (the run VSTART[h] .. VSTART[h + 1],
+    BLOCK_VD wide). Program axis 2 slices the V window BLOCK_VC channels at a time (one slice unless it is wide);
+    every slice scores the same tokens, and the first also stores H and the statistics.
 
     The rank-r products take BDT operands (bfloat16 for 16-bit inputs, whose own rounding is 2^-9; float32 with
     CPREC otherwise; EMUL_BF16 rounds them to bfloat16 in the interpreter, which has no bfloat16). The n = 0 bin
@@ -326,14 +343,19 @@ def _middle_kernel(
     split = tl.program_id(1)
     row_blocks = tl.cdiv(n_rows, BLOCK_R)
     b = pid // row_blocks
-    rows = (pid % row_blocks) * BLOCK_R + tl.arange(0, BLOCK_R)
+    row0 = (pid % row_blocks) * BLOCK_R
+    rows = row0 + tl.arange(0, BLOCK_R)
     row_ok = rows < n_rows
     if VARLEN:
         mid_len = tl.load(LENS + 3 * b + 1)
+    ks, kw = heads_window(KSTART, row0, n_rows, GL, BLOCK_R, ALIGN)
+    vw0, vw = heads_window(VSTART, row0, n_rows, GL, BLOCK_R, ALIGN)
+    kw = tl.minimum(kw, k_width - ks)  # never the row's padding past the kept list (it may hold anything)
+    vw = tl.minimum(vw, v_width - vw0)
     cc = tl.arange(0, CHUNK)
     vsl = tl.program_id(2)
     first = (tl.zeros((BLOCK_R,), dtype=tl.int32) + vsl) == 0  # as a row vector: masks combine elementwise
-    vc = vsl * BLOCK_VC + tl.arange(0, BLOCK_VC)
+    vc = vsl * BLOCK_VC + tl.arange(0, BLOCK_VC)  # lanes of the V window
     pk = tl.arange(0, PK)
     pv = tl.arange(0, PV)
     m_i = tl.full((BLOCK_R,), -1.0e30, dtype=tl.float32)
@@ -365,8 +387,8 @@ def _middle_kernel(
                 vk = tl.load(VK + b * svkb + jj[:, None] * PK + pk[None, :])
                 s += tl.dot(a, tl.trans(vk), input_precision=CPREC)
             for c0 in tl.static_range(0, KWP, CHUNK):
-                k = tl.load(KM + b * skb + ts[:, None] * skt + (c0 + cc)[None, :],
-                            mask=ok[:, None] & (c0 + cc < k_width)[None, :], other=0.0)
+                k = tl.load(KM + b * skb + ts[:, None] * skt + ks + (c0 + cc)[None, :],
+                            mask=ok[:, None] & (c0 + cc < kw)[None, :], other=0.0)
                 q = tl.load(QBD + (b * n_rows + rows)[:, None] * KWP + (c0 + cc)[None, :], mask=row_ok[:, None],
                             other=0.0)
                 s += tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC)
@@ -375,7 +397,7 @@ def _middle_kernel(
             p = tl.exp(s - m_new[:, None])
             alpha = tl.exp(m_i - m_new)
             l_i = l_i * alpha + tl.sum(p, 1)
-            v = tl.load(VM + b * svb + ts[:, None] * svt + vc[None, :], mask=ok[:, None] & (vc < v_width)[None, :],
+            v = tl.load(VM + b * svb + ts[:, None] * svt + vw0 + vc[None, :], mask=ok[:, None] & (vc < vw)[None, :],
                         other=0.0)
             acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
             if HAS_H:
@@ -394,8 +416,9 @@ def _middle_kernel(
     tl.store(SUMM + slot, l_i, mask=row_ok & first)
     vs = tl.load(VSTART + head, mask=row_ok, other=0)
     ve = tl.load(VSTART + head + 1, mask=row_ok, other=0)
-    own = row_ok[:, None] & (vc[None, :] >= vs[:, None]) & (vc[None, :] < ve[:, None])
-    tl.store(ACCM + slot[:, None] * BLOCK_VD + (vc[None, :] - vs[:, None]), acc, mask=own)
+    chans = vw0 + vc  # the lanes' places in the kept V list
+    own = row_ok[:, None] & (chans[None, :] >= vs[:, None]) & (chans[None, :] < ve[:, None])
+    tl.store(ACCM + slot[:, None] * BLOCK_VD + (chans[None, :] - vs[:, None]), acc, mask=own)
 
 
 @triton.jit
@@ -644,6 +667,15 @@ KERNELS = {"stream": _middle_kernel}
 
 
 # ---------------------------------------------------------------- host side
+def heads_window_width(starts: list[int], n_rows: int, gl: int, block_r: int, align: int) -> int:
+    """The widest window of a row block's KV heads over the kept list (`heads_window`, runs `starts`)."""
+    widths = []
+    for row0 in range(0, n_rows, block_r):
+        h0, h1 = row0 // gl, (min(row0 + block_r, n_rows) - 1) // gl
+        widths.append(-(-starts[h1 + 1] // align) * align - starts[h0] // align * align)
+    return max(widths)
+
+
 def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int, max_rank: int = MAX_RANK) -> int:
     """The largest block (block_t times a power of two, at most 1024 and the middle rounded up) whose K and V bases
     keep rank <= max_rank at every period; block_t when none does."""
@@ -827,11 +859,16 @@ class LowRankPlan:
         self.block_d = max(16, triton.next_power_of_2(d))
         self.block_r = block_r or 16  # 16 rows per program: best of the H100 sweep (no spill; 32 rows spill)
         self.k_width, self.v_width = self.k_mid.shape[2], self.v_mid.shape[2]
-        self.chunk = 64 if self.k_width > 32 else (32 if self.k_width > 16 else 16)
-        self.kwp = max(self.chunk, triton.cdiv(self.k_width, self.chunk) * self.chunk)
-        # the V row per program: whole up to 256 channels (128 in float32), else in slices of that many
-        self.block_vc = min(max(16, triton.next_power_of_2(self.v_width)), 128 if q.dtype == torch.float32 else 256)
-        self.v_slices = max(1, triton.cdiv(self.v_width, self.block_vc))
+        # each row block reads its KV heads' window of the kept lists (`heads_window`), 16-byte aligned when the
+        # middles allow it
+        self.align = kept_alignment(self.k_mid, self.v_mid)
+        k_win = heads_window_width(self.k_start.tolist(), self.n_rows, self.gl, self.block_r, self.align)
+        v_win = heads_window_width(v_starts, self.n_rows, self.gl, self.block_r, self.align)
+        self.chunk = 64 if k_win > 32 else (32 if k_win > 16 else 16)
+        self.kwp = max(self.chunk, triton.cdiv(k_win, self.chunk) * self.chunk)
+        # the V window per program: whole up to 256 channels (128 in float32), else in slices of that many
+        self.block_vc = min(max(16, triton.next_power_of_2(v_win)), 128 if q.dtype == torch.float32 else 256)
+        self.v_slices = max(1, triton.cdiv(v_win, self.block_vc))
         self.block_vd = run_block(v_starts, 1)
         self.num_warps = num_warps or 4
         # Software pipelining of the stream's loads: each unrolled chunk of a wide kept K row is a stage's buffer,
@@ -1082,20 +1119,20 @@ class LowRankPlan:
     def _stream(self, q, dt, varlen) -> None:
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
         _query_rows_kernel[(self.b, row_blocks, self.kwp // self.chunk)](
-            q, self.k_kept, self.qbd, *q.stride(), self.n_rows, self.k_width, G=self.group, LQ=self.lq, D=self.d,
-            KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk)
+            q, self.k_kept, self.k_start, self.qbd, *q.stride(), self.n_rows, self.k_width, G=self.group, LQ=self.lq,
+            D=self.d, KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align)
         km, vm = self.k_mid, self.v_mid
         _middle_kernel[(self.b * row_blocks, self.splits, self.v_slices)](
-            self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.v_start, self.h,
-            self.hm, self.maxm, self.summ, self.accm, self.lens_arg, km.stride(0), km.stride(1), vm.stride(0),
-            vm.stride(1), 1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv,
+            self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.k_start,
+            self.v_start, self.h, self.hm, self.maxm, self.summ, self.accm, self.lens_arg, km.stride(0), km.stride(1),
+            vm.stride(0), vm.stride(1), 1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv,
             self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
             self.sm_scale, self.a[0].numel() if self.a_split else 0, GL=self.gl, VARLEN=varlen, BLOCK_R=self.block_r,
             BLOCK_M=self.block_m, KWP=self.kwp,
             CHUNK=self.chunk, BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block,
             PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
-            CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, num_warps=self.num_warps,
-            num_stages=self.num_stages, **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
+            CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, ALIGN=self.align,
+            num_warps=self.num_warps, num_stages=self.num_stages, **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
 
     def _exact(self, q, dt, varlen) -> None:
         ke, ve = self.k_exact, self.v_exact

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from optimized.triton_fourier_lowrank import heads_window_width, lowrank_plan
 from optimized.triton_fourier_spectral import kept_alignment, run_block, spectral_plan, window_overread
 from optimized.triton_fourier_tiles import tiles_plan
 from reference.ops.fourier_cache import make_fourier_cache
@@ -47,3 +48,45 @@ def test_window_arithmetic():
     assert run_block([3, 10, 30], 8) == 32 and run_block([3, 10, 30], 1) == 32 and run_block([0, 8, 16], 8) == 16
     assert window_overread([3, 10, 30], [0, 8], tokens=5, itemsize=2, align=8) == (9 + 4) * 5 * 2
     assert window_overread([3, 10, 30], [0, 8], tokens=5, itemsize=2, align=1) == 0
+
+
+def _poison_row_padding(mid: torch.Tensor) -> None:
+    """NaN in the padding past each kept row's width: a kernel that reads it into a product fails the comparison."""
+    full = mid.as_strided((*mid.shape[:2], mid.stride(1)), mid.stride())
+    full[:, :, mid.shape[2]:] = float("nan")
+
+
+# (Hq, Hkv, Lq): rows per KV head 12 (a 16-row block holds two heads, the next one of them), 4 (four heads a block,
+# the second block's window starting mid-list), 24 (a head spans two blocks)
+LOWRANK_ROWS = [(8, 2, 3), (32, 8, 1), (8, 1, 3)]
+
+
+@pytest.mark.parametrize("kept_pad", [1, 8])
+@pytest.mark.parametrize("shape", LOWRANK_ROWS)
+def test_lowrank_row_blocks_read_only_their_heads_windows(shape, kept_pad):
+    """The low-rank stream reads, per block of 16 query rows, the window of the kept lists that holds those rows' KV
+    heads (`heads_window`), aligned to 8 where the rows allow it and never into the rows' padding."""
+    hq, hkv, lq = shape
+    x = make_fourier_cache(2, hq, hkv, 16, 90, 9, k_fraction=0.55, v_fraction=0.6, n_init=3, n_local=12,
+                           dtype=torch.float32, device="cpu", seed=hq + lq + kept_pad, q_len=lq, kept_pad=kept_pad)
+    for mid in (x["k_mid_kept"], x["v_mid_kept"]):
+        _poison_row_padding(mid)
+    plan = lowrank_plan(**x)
+    assert plan.align == kept_alignment(x["k_mid_kept"], x["v_mid_kept"])
+    starts = torch.searchsorted(x["k_kept_idx"], torch.arange(hkv + 1) * 16).tolist()
+    window = heads_window_width(starts, hq * lq, hq // hkv * lq, plan.block_r, plan.align)
+    assert plan.kwp == max(plan.chunk, -(-window // plan.chunk) * plan.chunk)
+    if shape == (32, 8, 1):  # two blocks of four heads each: each reads about half the list
+        assert window < x["k_mid_kept"].shape[2] * 3 // 4
+    torch.testing.assert_close(plan.run(), get_impl("fourier_decode_attention", "coefficients")(**x),
+                               atol=2e-5, rtol=2e-5)
+
+
+def test_heads_window_width_arithmetic():
+    # runs [0, 5), [5, 13), [13, 20), [20, 31); 2 rows per head, 4-row blocks: heads (0, 1) and (2, 3)
+    starts = [0, 5, 13, 20, 31]
+    assert heads_window_width(starts, 8, 2, 4, 1) == max(13 - 0, 31 - 13)
+    assert heads_window_width(starts, 8, 2, 4, 8) == max(16 - 0, 32 - 8)
+    # 3 rows per head, 4-row blocks: rows 0-3 heads 0-1, rows 4-7 heads 1-2 (6 rows: the last block rows 4-5)
+    assert heads_window_width(starts, 6, 3, 4, 1) == max(13 - 0, 13 - 5)
+    assert heads_window_width(starts, 8, 3, 4, 1) == max(13 - 0, 20 - 5)

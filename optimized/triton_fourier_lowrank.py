@@ -95,7 +95,8 @@ QS_FUSED = True
 QP_BLOCK_N = 128
 # A = Z W_K from `_scores_table_kernel`, which makes W_K's block rotations on chip and reads only its basis, instead
 # of a GEMM against the [N, blocks x r] table (8.4 MB at 8 x 32k; 12.4 us on the H100 at d96252b, with 16-bit
-# queries). Built and checked on the CPU, not yet timed: off on GPUs.
+# queries). It lost on the H100 (results/gpu/tune_lowrank-2026-12-06-H100-958cefc.json), us with the GEMM / the kernel:
+# 8 x 32k 187.8 / 216.3 (8 warps 230.8), 1 x 128k 124.1 / 142.9, 1 x 32k 91.2 / 126.6. Off on GPUs.
 A_FUSED = False
 
 
@@ -104,9 +105,11 @@ A_FUSED = False
 # the V coefficients are float32. The float32 version lost 2-9 us at every target cell (2197c4a). H100 at b947a8b
 # (results/gpu/tune_lowrank-2026-12-06-H100-b947a8b.json), us with the loop / TF32 GEMMs: 8 x 32k 246.8 / 226.4,
 # 4 x 32k 156.8 / 152.5, 2 x 32k 125.1 / 125.0, 8 x 8k 182.4 / 163.1, 2 x 128k 205.7 / 200.7, but 1 x 32k
-# 98.9 / 103.3 and 1 x 128k 137.4 / 140.2; float32 GEMMs for F lost 20-50 us everywhere. The interpreter does not
-# take it by default (suites/conformance/test_lowrank_gemm_precisions.py runs it).
-V_GEMM_MIN_BATCH: int | None = 2
+# 98.9 / 103.3 and 1 x 128k 137.4 / 140.2; float32 GEMMs for F lost 20-50 us everywhere. With the heads' windows and
+# 64-token tiles batch 1 gains too (results/gpu/tune_lowrank-2026-12-06-H100-958cefc-full.json): 1 x 32k 82.9 / 80.5,
+# 1 x 128k 122.0 / 120.4. The interpreter does not take it by default (suites/conformance/
+# test_lowrank_gemm_precisions.py runs it).
+V_GEMM_MIN_BATCH: int | None = 1
 # v_gemm's sums over frequencies, (w Re F) a'^T - (w Im F) b'^T, as one kernel that reads each KV head's compressed V
 # rows once (`_v_sums_kernel`) instead of two cuBLAS GEMMs over every head's channels (19.5 us at 8 x 32k for 24.5
 # MB at 1.25 TB/s). H100 at 233e34f (results/gpu/tune_lowrank-2026-12-06-H100-233e34f.json), us with cuBLAS / the
@@ -114,7 +117,8 @@ V_GEMM_MIN_BATCH: int | None = 2
 V_FUSED = True
 # v_gemm's planes [w Re F | w Im F] from `_value_planes_kernel`, which rotates H's per-block products on chip and
 # reads only the basis, instead of a GEMM against the planes table (16.8 MB at 8 x 32k; 12.5 us and a 6.0 us split-K
-# reduction on the H100 at d96252b). Built and checked on the CPU, not yet timed: off on GPUs.
+# reduction on the H100 at d96252b). It lost on the H100 (the same sweep as A_FUSED), us with the GEMM / the kernel:
+# 8 x 32k 187.8 / 221.1 (8 warps 228.4), 1 x 128k 124.1 / 124.0. Off on GPUs.
 PLANES_FUSED = False
 # `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window). The same sweep,
 # us with 4 / 8 / 16 / 32: 8 x 32k 205.6 / 206.1 / 207.4 / 210.5, 1 x 128k 134.7 / 132.9 / 132.3 / 132.7.
@@ -847,7 +851,10 @@ class LowRankPlan:
         self.periods, self.t_max, self.mid_len = periods, max(periods), mid_len
         self.sm_scale = float(scale) if scale is not None else d ** -0.5
         gpu = q.is_cuda
-        self.block_t = block_t or (32 if gpu else 16)  # 32: best of the H100 sweep at 1 x 32k, 1 x 128k, 8 x 32k
+        # 64 tokens per tile: best of the H100 sweep with the heads' windows (results/gpu/tune_lowrank-2026-12-06-
+        # H100-958cefc-full.json), us with 32 / 64 at 4 warps: 8 x 32k 187.0 / 186.4, 1 x 128k 124.3 / 122.2,
+        # 1 x 32k 92.2 / 83.5
+        self.block_t = block_t or (64 if gpu else 16)
         self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1) if self.ck else 0
         self.nv = min(self.v_cos.shape[2], self.t_max // 2 + 1) if self.cv else 0
         self.block = block or choose_block(periods, self.nz, self.nv, self.block_t, mid_len)

@@ -18,19 +18,29 @@ from harness.kernels.plot import kernel_label, latency_figure, roofline_ms
 
 
 def _latest_by_run(records: list[dict]) -> list[list[dict]]:
-    """Conformance records grouped by run (extra.run); only the newest run of each (op, impl, profile, device)."""
+    """Conformance records grouped by run (extra.run). Of each (op, impl, profile, device): the runs at the commit of
+    its newest run, the newest per dtype set (a visit that checks one dtype per run shows each of them; an older
+    commit's runs are never shown beside a newer one's)."""
     runs: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         run = (r.get("extra") or {}).get("run")
         if run:
             runs[run].append(r)
-    newest: dict[tuple, list[dict]] = {}
+    by_key: dict[tuple, list[list[dict]]] = defaultdict(list)
     for recs in runs.values():
         r = recs[0]
-        key = (r["task"], r["impl"], r["params"].get("profile"), r["device"])
-        if key not in newest or max(x["time"] for x in recs) >= max(x["time"] for x in newest[key]):
-            newest[key] = recs
-    return list(newest.values())
+        by_key[(r["task"], r["impl"], r["params"].get("profile"), r["device"])].append(recs)
+    kept = []
+    for group in by_key.values():
+        group.sort(key=lambda recs: max(x["time"] for x in recs))
+        sha = group[-1][0].get("git_sha")
+        newest: dict[tuple, list[dict]] = {}
+        for recs in group:
+            if recs[0].get("git_sha") == sha:
+                dtypes = next((tuple(x["params"]["dtypes"]) for x in recs if x["params"].get("dtypes")), ())
+                newest[dtypes] = recs
+        kept += newest.values()
+    return kept
 
 
 def _conformance_row(recs: list[dict]) -> dict | None:
@@ -59,6 +69,7 @@ def _conformance_row(recs: list[dict]) -> dict | None:
         "speedup": f"{speedup['value']:.2f}x" if speedup else "—", "roofline": f"{100 * roof['value']:.1f}" if roof else "—",
         "speed_value": speedup["value"] if speedup else float("-inf"),
         "failure": first, "protocol": json.dumps(verdict.get("protocol", {}), sort_keys=True), "time": verdict["time"],
+        "commit": (verdict.get("git_sha") or "?")[:7],
     }
 
 
@@ -130,6 +141,7 @@ CONFORMANCE_COLUMNS = [
     ("speedup vs ref.", lambda r: r["speedup"]),
     ("% of copy bw", lambda r: r["roofline"]),
     ("conformance strength", lambda r: r.get("strength", "—")),
+    ("commit", lambda r: r["commit"]),
 ]
 
 

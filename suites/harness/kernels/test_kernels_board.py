@@ -16,8 +16,8 @@ PROV_GPU = {"device": "cuda: NVIDIA H100 80GB HBM3", "versions": {"torch": "t"},
 PROV_CPU = {"device": "cpu: test", "versions": {"torch": "t"}, "git_sha": "abc"}
 
 
-def _report(impl: str, failing: str | None = None, examples: int = 20) -> Report:
-    r = Report("attention", impl, "ci", dtypes=["float32", "float16"], examples=examples, worst_error=2e-4,
+def _report(impl: str, failing: str | None = None, examples: int = 20, dtypes=("float32", "float16")) -> Report:
+    r = Report("attention", impl, "ci", dtypes=list(dtypes), examples=examples, worst_error=2e-4,
                allowed_error=1e-3, worst_ratio=0.2)
     if failing:
         r.failures.append(CaseResult(False, property=failing, detail=f"{failing} broke\nmore", worst_error=0.5,
@@ -73,6 +73,25 @@ def test_conformance_board_newest_run_wins_pass_first_with_speed(tmp_path):
     assert "unwritten" not in md  # run1 was replaced by the newer run2
     headline = paths["markdown"].read_text(encoding="utf-8")
     assert "Conformance: 2 of 3 kernel runs pass" in headline and "attention / my.bad:attn (ci)" in headline
+
+
+def test_runs_of_one_dtype_each_show_together_and_an_older_commit_never(tmp_path):
+    """A GPU visit may check one dtype per run (each run's records land when it ends): the board shows every dtype
+    set run at the newest commit, the newest of each, and nothing of an older commit beside them."""
+    store = ResultsStore(tmp_path / "r")
+    old, new = dict(PROV_GPU, git_sha="old"), dict(PROV_GPU, git_sha="new")
+    store.append(conformance_records(_report("k:attn", dtypes=("float32", "float16", "bfloat16"), examples=48),
+                                     "cuda", 10, run="r1", provenance=old))
+    store.append(conformance_records(_report("k:attn", failing="unwritten", dtypes=("bfloat16",)), "cuda", 10,
+                                     run="r2", provenance=new))
+    store.append(conformance_records(_report("k:attn", dtypes=("bfloat16",), examples=34), "cuda", 10, run="r3",
+                                     provenance=new))
+    store.append(conformance_records(_report("k:attn", dtypes=("float32",), examples=33), "cuda", 10, run="r4",
+                                     provenance=new))
+    md = build_leaderboard(tmp_path / "r", tmp_path / "b")["kernels.md"].read_text(encoding="utf-8")
+    [gpu] = sections(md)[f"On {PROV_GPU['device']}"]
+    rows = sorted((r["dtypes"], r["examples"], r["result"]) for r in (dict(zip(gpu[0], x)) for x in gpu[1:]))
+    assert rows == [("bf16", "34", "PASS"), ("f32", "33", "PASS")]  # r2 replaced by r3; r1 is an older commit's
 
 
 def test_a_new_conformance_column_is_one_entry(tmp_path, monkeypatch):

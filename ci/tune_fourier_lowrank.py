@@ -27,20 +27,18 @@ SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.pro
 # (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
 # results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), the query spectrum's GEMM path by the 062f9c6 sweep; the
 # V products as TF32 GEMMs (v_gemm) by the b947a8b sweep (on from batch 2), the query spectrum's GEMMs as one kernel
-# (qs_fused) by the d96252b sweep, v_gemm's sums as one kernel (v_fused) and the exact splits by the 233e34f sweep.
+# (qs_fused) by the d96252b sweep, v_gemm's sums as one kernel (v_fused) and the exact splits by the 233e34f sweep,
+# 64-token tiles and v_gemm from batch 1 by the 958cefc sweep (results/gpu/tune_lowrank-2026-12-06-H100-958cefc*).
 SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_prec": "ieee"}, {"qs_prec": "ieee"},
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
           {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": False}, {"v_fused": False},
-          {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4},
-          {"a_fused": True}, {"planes_fused": True}]
-# --shapes-only: the default beside what no GPU has timed yet (A from `_scores_table_kernel`, v_gemm's planes from
-# `_value_planes_kernel`), and the stream's register cap with fewer stages (3 programs per SM at 168 registers and 2
-# stages, 4 at 128; built offline for sm_90 with Triton 3.6), with more splits to fill them
-QUICK_SHAPES = [{}, {"a_fused": True}, {"a_fused": True, "a_warps": 8}, {"planes_fused": True},
-                {"planes_fused": True, "vp_warps": 8}, {"a_fused": True, "planes_fused": True},
-                {"num_stages": 2}, {"num_stages": 2, "maxnreg": 168}, {"num_stages": 2, "maxnreg": 168, "num_splits": 32},
-                {"num_stages": 2, "maxnreg": 128}, {"num_stages": 2, "maxnreg": 128, "num_splits": 32},
-                {"num_stages": 3, "maxnreg": 168}]
+          {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4}]
+# --shapes-only: the default beside the next candidates with 64-token tiles (the 958cefc sweep settled 64-token tiles,
+# v_gemm at batch 1 and the removal of the on-chip rotation kernels): the stream's register cap (at 64-token tiles
+# 255 registers and 106 KB of shared memory, offline for sm_90 with Triton 3.6; 168 registers and 2 stages fit 3
+# programs per SM), the coefficient-reading kernels' launch shapes, the exact splits
+QUICK_SHAPES = [{}, {"num_stages": 2, "maxnreg": 168}, {"num_stages": 2}, {"maxnreg": 168}, {"qp_block_n": 64},
+                {"qp_warps": 4}, {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"num_warps": 8}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

@@ -14,8 +14,7 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    (`_compressed_rows_kernel`, then cuBLAS; `qs_gemm`), or those GEMMs as one kernel (`_query_products_kernel`,
    `qs_fused`);
 2. A = Z @ W_K: one GEMM per call (cuBLAS), [rows x blocks * r], on TF32 tensor cores for 16-bit queries
-   (`gemm_precs`); or `_scores_table_kernel` (`a_fused`, off on GPUs until timed), which makes W_K's block rotations
-   on chip and reads only its basis;
+   (`gemm_precs`);
 3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
    KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with every query
    row of a sequence in one program. A program loads whole kept rows (every head's channels,
@@ -46,7 +45,7 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_tile_basis import TOL, block_rank, block_rotations, padded_width, tile_basis
+from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
@@ -93,11 +92,8 @@ QS_GEMM_MIN_BATCH: int | None = 2
 # the query-spectrum kernel, which batch 1 keeps. 64 frequencies per program: 223.2 at 8 x 32k.
 QS_FUSED = True
 QP_BLOCK_N = 128
-# A = Z W_K from `_scores_table_kernel`, which makes W_K's block rotations on chip and reads only its basis, instead
-# of a GEMM against the [N, blocks x r] table (8.4 MB at 8 x 32k; 12.4 us on the H100 at d96252b, with 16-bit
-# queries). It lost on the H100 (results/gpu/tune_lowrank-2026-12-06-H100-958cefc.json), us with the GEMM / the kernel:
-# 8 x 32k 187.8 / 216.3 (8 warps 230.8), 1 x 128k 124.1 / 142.9, 1 x 32k 91.2 / 126.6. Off on GPUs.
-A_FUSED = False
+# (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
+# basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 
 
 # The compressed V channels' sums over frequencies as GEMMs (v_gemm: F's weighted planes, then two batched GEMMs
@@ -115,11 +111,6 @@ V_GEMM_MIN_BATCH: int | None = 1
 # MB at 1.25 TB/s). H100 at 233e34f (results/gpu/tune_lowrank-2026-12-06-H100-233e34f.json), us with cuBLAS / the
 # kernel at 8 x 32k: 209.4 / 205.6 (16 channels per program 205.8, 8 warps 204.6).
 V_FUSED = True
-# v_gemm's planes [w Re F | w Im F] from `_value_planes_kernel`, which rotates H's per-block products on chip and
-# reads only the basis, instead of a GEMM against the planes table (16.8 MB at 8 x 32k; 12.5 us and a 6.0 us split-K
-# reduction on the H100 at d96252b). It lost on the H100 (the same sweep as A_FUSED), us with the GEMM / the kernel:
-# 8 x 32k 187.8 / 221.1 (8 warps 228.4), 1 x 128k 124.1 / 124.0. Off on GPUs.
-PLANES_FUSED = False
 # `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window). The same sweep,
 # us with 4 / 8 / 16 / 32: 8 x 32k 205.6 / 206.1 / 207.4 / 210.5, 1 x 128k 134.7 / 132.9 / 132.3 / 132.7.
 ESPLITS = 4
@@ -137,11 +128,10 @@ def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
 
 
 def fused_for(kernel: str, gpu: bool) -> bool:
-    """Whether a plan takes the single-kernel form `kernel` ("qs": `_query_products_kernel`, "a":
-    `_scores_table_kernel`, "planes": `_value_planes_kernel`, "v": `_v_sums_kernel`) instead of cuBLAS: on a GPU as
-    its constant (QS_FUSED, A_FUSED, PLANES_FUSED, V_FUSED) says, always in the interpreter, so the CPU's conformance
-    runs it (suites/conformance runs the cuBLAS forms)."""
-    return {"qs": QS_FUSED, "a": A_FUSED, "planes": PLANES_FUSED, "v": V_FUSED}[kernel] or not gpu
+    """Whether a plan takes the single-kernel form `kernel` ("qs": `_query_products_kernel`, "v": `_v_sums_kernel`)
+    instead of cuBLAS: on a GPU as its constant (QS_FUSED, V_FUSED) says, always in the interpreter, so the CPU's
+    conformance runs it (suites/conformance runs the cuBLAS forms)."""
+    return {"qs": QS_FUSED, "v": V_FUSED}[kernel] or not gpu
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -248,57 +238,6 @@ def _query_products_kernel(Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
     tl.store(U + s_half + off, u_sin, mask=mask)
     if first:
         tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok)
-
-
-# ---------------------------------------------------------------- 2. A = Z W_K with the rotations made on chip
-@triton.jit
-def _scores_table_kernel(ZR, ZI, ROT, BAS, A, szb, szr, szn, zsign, NZ, n_rows, n_blocks, BLOCK_R: tl.constexpr,
-                         KB: tl.constexpr, BLOCK_N: tl.constexpr, HALF: tl.constexpr, PREC: tl.constexpr,
-                         EMUL_TF32: tl.constexpr):
-    """A[b, row, k] = sum_n Z_n e^{i w_n k BB} B[n, :] for BLOCK_R rows and KB blocks k (eq. scores, factored): W_K is
-    the block rotations times one basis B = c U sigma (`optimized/lowrank_tile_basis.py`), so the rotations ROT
-    [blocks, NZ] are applied to Z on chip and only B [NZ, HALF] is read, instead of the [NZ, blocks x HALF] table.
-    Z = ZR + i zsign ZI (the query spectrum's kernel: Z itself; the GEMM path: U_c - i U_s). The KB blocks' rotated
-    rows form one [KB x BLOCK_R, BLOCK_N] operand; A is stored interleaved (re, im), as `_middle_kernel` reads it
-    when A_SPLIT is off. EMUL_TF32: operands cut to TF32 in the interpreter."""
-    b, rows, row_ok = row_block(n_rows, BLOCK_R)
-    ks = tl.program_id(2) * KB + tl.arange(0, KB)
-    k_ok = ks < n_blocks
-    rho = tl.arange(0, HALF)
-    acc_re = tl.zeros((KB * BLOCK_R, HALF), dtype=tl.float32)
-    acc_im = tl.zeros((KB * BLOCK_R, HALF), dtype=tl.float32)
-    zrow = b * szb + rows[:, None] * szr
-    for n0 in range(0, NZ, BLOCK_N):
-        ns = n0 + tl.arange(0, BLOCK_N)
-        n_ok = ns < NZ
-        z_mask = row_ok[:, None] & n_ok[None, :]
-        zr = tl.load(ZR + zrow + ns[None, :] * szn, mask=z_mask, other=0.0)
-        zi = zsign * tl.load(ZI + zrow + ns[None, :] * szn, mask=z_mask, other=0.0)
-        r_off = (ks[:, None] * NZ + ns[None, :]) * 2
-        r_mask = k_ok[:, None] & n_ok[None, :]
-        rc = tl.load(ROT + r_off, mask=r_mask, other=0.0)
-        rs = tl.load(ROT + r_off + 1, mask=r_mask, other=0.0)
-        xr = tl.reshape(zr[None, :, :] * rc[:, None, :] - zi[None, :, :] * rs[:, None, :], (KB * BLOCK_R, BLOCK_N))
-        xi = tl.reshape(zr[None, :, :] * rs[:, None, :] + zi[None, :, :] * rc[:, None, :], (KB * BLOCK_R, BLOCK_N))
-        b_off = (ns[:, None] * HALF + rho[None, :]) * 2
-        br = tl.load(BAS + b_off, mask=n_ok[:, None], other=0.0)
-        bi = tl.load(BAS + b_off + 1, mask=n_ok[:, None], other=0.0)
-        if EMUL_TF32:
-            xr = tf32_cut(xr)
-            xi = tf32_cut(xi)
-            br = tf32_cut(br)
-            bi = tf32_cut(bi)
-        acc_re = tl.dot(xr, br, acc_re, input_precision=PREC)
-        acc_re = tl.dot(-xi, bi, acc_re, input_precision=PREC)
-        acc_im = tl.dot(xr, bi, acc_im, input_precision=PREC)
-        acc_im = tl.dot(xi, br, acc_im, input_precision=PREC)
-    m = tl.arange(0, KB * BLOCK_R)
-    k_m = tl.program_id(2) * KB + m // BLOCK_R
-    r_m = tl.program_id(1) * BLOCK_R + m % BLOCK_R
-    ok = (k_m < n_blocks) & (r_m < n_rows)
-    off = (((b * n_rows + r_m) * n_blocks + k_m) * (2 * HALF))[:, None] + 2 * rho[None, :]
-    tl.store(A + off, acc_re, mask=ok[:, None])
-    tl.store(A + off + 1, acc_im, mask=ok[:, None])
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -519,58 +458,6 @@ def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, srb, srr, Hkv, Ccv, 
     tl.store(R + b * srb + grow[:, None] * srr + cs[None, :], acc, mask=row_ok[:, None] & c_ok[None, :])
 
 
-@triton.jit
-def _value_planes_kernel(H, ROT, CB, WTS, PLANES, spb, spr, NV, n_rows, n_blocks, width, BLOCK_R: tl.constexpr,
-                         KB: tl.constexpr, BLOCK_N: tl.constexpr, HALF: tl.constexpr, PREC: tl.constexpr,
-                         EMUL_TF32: tl.constexpr):
-    """v_gemm's planes [w_n Re F_n | w_n Im F_n] for BLOCK_R rows and BLOCK_N frequencies without the planes table:
-    F_n = sum_k conj(e^{i w_n k BB}) G_k[n], G_k = H_k C^T (eq. values, factored; C = conj(U sigma), CB [NV, HALF]),
-    the G of KB blocks as one [KB x BLOCK_R, HALF] x [HALF, BLOCK_N] product, then rotated and summed over the
-    blocks in float32. Zero at n = 0 (WTS[0] = 0: the middle's mass is exact elsewhere) and past NV up to `width`.
-    EMUL_TF32: the product's operands cut to TF32 in the interpreter."""
-    b, rows, row_ok = row_block(n_rows, BLOCK_R)
-    ns = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_ok = ns < NV
-    rho = tl.arange(0, HALF)
-    c_off = (ns[None, :] * HALF + rho[:, None]) * 2  # C^T [HALF, BLOCK_N]
-    cr = tl.load(CB + c_off, mask=n_ok[None, :], other=0.0)
-    ci = tl.load(CB + c_off + 1, mask=n_ok[None, :], other=0.0)
-    if EMUL_TF32:
-        cr = tf32_cut(cr)
-        ci = tf32_cut(ci)
-    m = tl.arange(0, KB * BLOCK_R)
-    r_m = tl.program_id(1) * BLOCK_R + m % BLOCK_R
-    f_re = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
-    f_im = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, n_blocks, KB):
-        k_m = k0 + m // BLOCK_R
-        h_ok = (k_m < n_blocks) & (r_m < n_rows)
-        h_off = (((b * n_rows + r_m) * n_blocks + k_m) * (2 * HALF))[:, None] + 2 * rho[None, :]
-        hr = tl.load(H + h_off, mask=h_ok[:, None], other=0.0)
-        hi = tl.load(H + h_off + 1, mask=h_ok[:, None], other=0.0)
-        if EMUL_TF32:
-            hr = tf32_cut(hr)
-            hi = tf32_cut(hi)
-        g_re = tl.dot(hr, cr, input_precision=PREC)
-        g_re = tl.dot(-hi, ci, g_re, input_precision=PREC)
-        g_im = tl.dot(hr, ci, input_precision=PREC)
-        g_im = tl.dot(hi, cr, g_im, input_precision=PREC)
-        ks = k0 + tl.arange(0, KB)
-        r_off = (ks[:, None] * NV + ns[None, :]) * 2
-        r_mask = (ks < n_blocks)[:, None] & n_ok[None, :]
-        rc = tl.load(ROT + r_off, mask=r_mask, other=0.0)[:, None, :]
-        rs = tl.load(ROT + r_off + 1, mask=r_mask, other=0.0)[:, None, :]
-        g_re3 = tl.reshape(g_re, (KB, BLOCK_R, BLOCK_N))
-        g_im3 = tl.reshape(g_im, (KB, BLOCK_R, BLOCK_N))
-        f_re += tl.sum(g_re3 * rc + g_im3 * rs, 0)
-        f_im += tl.sum(g_im3 * rc - g_re3 * rs, 0)
-    w = tl.load(WTS + ns, mask=n_ok, other=0.0)
-    at = PLANES + b * spb + rows[:, None] * spr + ns[None, :]
-    mask = row_ok[:, None] & (ns < width)[None, :]
-    tl.store(at, f_re * w[None, :], mask=mask)
-    tl.store(at + width, f_im * w[None, :], mask=mask)
-
-
 # ---------------------------------------------------------------- 5. output
 @triton.jit
 def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Ccv, Nv, period,
@@ -703,39 +590,6 @@ def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: in
     w_k[:1] = 0
     w_vh[:, :1] = 0
     return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
-
-
-def rotation_table(period: int, bins: int, blocks: int, block: int) -> torch.Tensor:
-    """[blocks, bins, 2] float32: the block rotations e^{i w_n k BB} (`block_rotations`) as the table kernels read
-    them, block-major."""
-    rot = block_rotations(period, bins, blocks, block).transpose(0, 1).to(torch.complex64)
-    return torch.view_as_real(rot).contiguous()
-
-
-@lru_cache(maxsize=8)
-def rotation_basis(period: int, nz: int, tokens: int, block: int, pk: int, device: str):
-    """(ROT [blocks, nz, 2], B [nz, pk / 2, 2]) float32 of one period: the block rotations and W_K's first block,
-    which is the basis c U sigma itself (its rotation is 1), with W_K's n = 0 row (zero); `_scores_table_kernel`
-    makes W_K from them on chip."""
-    w_k = period_tables(period, nz, 0, tokens, block, pk, 16, "cpu")[0]
-    blocks = max(1, -(-tokens // block))
-    basis = w_k.view(nz, blocks, pk // 2)[:, 0, :].contiguous()
-    return (rotation_table(period, nz, blocks, block).to(device),
-            torch.view_as_real(basis).contiguous().to(device))
-
-
-@lru_cache(maxsize=8)
-def value_rotation_basis(period: int, nv: int, tokens: int, block: int, pv: int, device: str):
-    """(ROT [blocks, nv, 2], C [nv, pv / 2, 2], the inverse transform's weights [nv] with w_0 = 0) float32 of one
-    period for `_value_planes_kernel`: C = conj(U sigma) from W_V^H's first block (n = 0 column zero), so that
-    F_n = sum_k conj(e^{i w_n k BB}) sum_rho C[n, rho] H_k[rho] (eq. values, factored)."""
-    w_vh = period_tables(period, 0, nv, tokens, block, 16, pv, "cpu")[1].resolve_conj()
-    blocks = max(1, -(-tokens // block))
-    basis = w_vh[:pv // 2, :].transpose(0, 1).contiguous()
-    weights = dft_weights(nv, period, torch.float32).clone()
-    weights[0] = 0.0
-    return (rotation_table(period, nv, blocks, block).to(device), torch.view_as_real(basis).contiguous().to(device),
-            weights.to(device))
 
 
 @lru_cache(maxsize=8)
@@ -921,9 +775,6 @@ class LowRankPlan:
         # v_gemm's channel sums from one kernel (`_v_sums_kernel`) instead of two cuBLAS GEMMs; its channels and
         # frequencies per program, warps; the most compressed V channels of any KV head
         self.v_fused = fused_for("v", gpu)
-        # v_gemm's planes from one kernel (`_value_planes_kernel`); its rows, blocks, frequencies per program, warps
-        self.planes_fused = fused_for("planes", gpu)
-        self.vp_rows, self.vp_blocks, self.vp_block_n, self.vp_warps = 16, 4, 64, 4
         self.vs_block_c, self.vs_block_n, self.vs_warps = 32, 64, 4
         self.cv_head = max(d - (e - s) for s, e in zip(v_starts, v_starts[1:]))
         # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
@@ -939,8 +790,6 @@ class LowRankPlan:
         self.summ = torch.zeros(parts_m, self.block_m, **f32)
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
-        self.a_fused = fused_for("a", gpu)
-        self.a_rows, self.a_blocks, self.a_warps = 16, 4, 4  # `_scores_table_kernel`: rows, blocks per program
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
@@ -970,23 +819,9 @@ class LowRankPlan:
             self.qc = self.u = self.z0 = None
 
     @property
-    def a_fused(self) -> bool:
-        """Whether A comes from `_scores_table_kernel` (the rotations made on chip) instead of a GEMM against W_K;
-        single-period plans only (a varlen batch of several periods keeps the GEMMs), and on a GPU in TF32 only (the
-        float32 build spills offline for sm_90). Setting it remakes A."""
-        return self._a_fused
-
-    @a_fused.setter
-    def a_fused(self, on: bool) -> None:
-        self._a_fused = (bool(on) and len(self.groups) == 1 and self.ck > 0
-                         and (not self.q.is_cuda or self.gemm_precs[0] == "tf32"))  # float32 spills on sm_90
-        if hasattr(self, "_qs_gemm"):
-            self._alloc_a()
-
-    @property
     def a_split(self) -> bool:
         """Whether A comes as the two products P_c, P_s of the GEMM path (`_middle_kernel`'s A_SPLIT)."""
-        return self._qs_gemm and not self._a_fused
+        return self._qs_gemm
 
     def _alloc_a(self) -> None:
         halves = (2,) if self.a_split else ()
@@ -1060,9 +895,7 @@ class LowRankPlan:
         dt = TL_DTYPE[q.dtype]
         if upto >= 1 and self.ck:
             self._query_spectrum(q, varlen)
-        if upto >= 2 and self.ck and self._a_fused:
-            self._scores_table()
-        elif upto >= 2 and self.ck:
+        if upto >= 2 and self.ck:
             a_prec = self.gemm_precs[0]
             for _, nz, _, idx, w_k, _ in self.groups:
                 if self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
@@ -1079,21 +912,6 @@ class LowRankPlan:
         if upto >= 5:
             self._output(varlen)
         return self.result
-
-    def _scores_table(self) -> None:
-        """A from `_scores_table_kernel`, on Z (the query spectrum's kernel) or on U_c - i U_s (the GEMM path)."""
-        period, nz = self.groups[0][0], self.groups[0][1]
-        rot, basis = rotation_basis(period, nz, self.n_blocks * self.block, self.block, self.pk, str(self.q.device))
-        if self._qs_gemm:
-            zr, zi, sign, szn = self.u[0], self.u[1], -1.0, 1
-        else:
-            zr, zi, sign, szn = self.z[..., 0], self.z[..., 1], 1.0, 2
-        tf32, gpu = self.gemm_precs[0] == "tf32", self.q.is_cuda
-        grid = (self.b, triton.cdiv(self.n_rows, self.a_rows), triton.cdiv(self.n_blocks, self.a_blocks))
-        _scores_table_kernel[grid](
-            zr, zi, rot, basis, self.a, zr.stride(0), zr.stride(1), szn, sign, nz, self.n_rows, self.n_blocks,
-            BLOCK_R=self.a_rows, KB=self.a_blocks, BLOCK_N=64 if nz > 32 else 32, HALF=self.pk // 2,
-            PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.a_warps)
 
     def _query_spectrum(self, q, varlen) -> None:
         """Z (`query_spectrum_kernel`), or with qs_gemm: the block-diagonal query rows QC and Re Z_0, then
@@ -1159,12 +977,9 @@ class LowRankPlan:
         if not self.cv:
             return
         if self._v_gemm:
-            if self.planes_fused:
-                self._value_planes()
-            else:
-                h = self.h.view(self.b, self.n_rows, -1)
-                for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
-                    _product(h, table, self.planes, idx, self.gemm_precs[1])
+            h = self.h.view(self.b, self.n_rows, -1)
+            for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
+                _product(h, table, self.planes, idx, self.gemm_precs[1])
             if self.v_fused:
                 self._v_sums_fused()
             else:
@@ -1173,31 +988,6 @@ class LowRankPlan:
         for _, _, nv, idx, _, w_vh in self.groups:
             _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
                      torch.view_as_complex(self.f)[:, :, :nv], idx, self.gemm_precs[1])
-
-    @property
-    def planes_fused(self) -> bool:
-        """Whether v_gemm's planes come from `_value_planes_kernel` (rotations on chip, no planes table) instead of
-        a GEMM against `planes_table`: single-period plans only, and on a GPU in TF32 only (the float32 build
-        spills: 9 KB of stack per thread offline for sm_90)."""
-        return (self._planes_fused and len(self.groups) == 1
-                and (not self.q.is_cuda or self.gemm_precs[1] == "tf32"))
-
-    @planes_fused.setter
-    def planes_fused(self, on: bool) -> None:
-        self._planes_fused = bool(on)
-
-    def _value_planes(self) -> None:
-        """v_gemm's planes from `_value_planes_kernel`, in gemm_precs[1]."""
-        period, _, nv = self.groups[0][:3]
-        rot, cb, wts = value_rotation_basis(period, nv, self.n_blocks * self.block, self.block, self.pv,
-                                            str(self.q.device))
-        planes, width, block_n = self.planes, self.planes.shape[2] // 2, self.vp_block_n
-        tf32, gpu = self.gemm_precs[1] == "tf32", self.q.is_cuda
-        grid = (self.b, triton.cdiv(self.n_rows, self.vp_rows), triton.cdiv(width, block_n))
-        _value_planes_kernel[grid](
-            self.h, rot, cb, wts, planes, planes.stride(0), planes.stride(1), nv, self.n_rows, self.n_blocks, width,
-            BLOCK_R=self.vp_rows, KB=self.vp_blocks, BLOCK_N=block_n, HALF=self.pv // 2,
-            PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.vp_warps)
 
     def _v_sums_fused(self) -> None:
         """`_v_sums` as `_v_sums_kernel`: each KV head's compressed V rows read once, in gemm_precs[1]."""
@@ -1276,8 +1066,7 @@ def bench_extra(inputs: dict) -> dict:
             "knobs": {"block_t": plan.block_t, "block": plan.block, "rank_pad_k": plan.pk, "rank_pad_v": plan.pv,
                       "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
                       "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs), "qs_gemm": plan.qs_gemm,
-                      "qs_fused": plan.qs_fused, "a_fused": plan.a_fused, "v_gemm": plan.v_gemm,
-                      "planes_fused": plan.planes_fused, "v_fused": plan.v_fused,
+                      "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits}}
 
 

@@ -2,12 +2,11 @@
 complex64 ("ieee") or complex64 on TF32 tensor cores ("tf32"; the interpreter cuts both operands' mantissas as the
 tensor cores would). The query spectrum is one kernel (Z) or, over a block-diagonal query (qs_gemm), U from two
 cuBLAS GEMMs or from `_query_products_kernel` (qs_fused); the V products are the output's loop or GEMMs (v_gemm),
-whose channel sums are cuBLAS or `_v_sums_kernel` (v_fused); A is a GEMM against W_K or `_scores_table_kernel`
-(a_fused). Conformance runs the interpreter's defaults (the fused kernels); here every path and precision is held to
+whose channel sums are cuBLAS or `_v_sums_kernel` (v_fused). Conformance runs the interpreter's defaults (the fused
+kernels); here every path and precision is held to
 the conformance rule, each fused kernel must equal its cuBLAS form, and the TF32 stand-in must cut what it should."""
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
@@ -33,14 +32,12 @@ LARGE = {"batch": 3, "kv_heads": 2, "group": 2, "head_dim": 8, "q_len": 1, "n_in
 QS_PATHS = {"query_spectrum_kernel": (False, False), "qs_cublas": (True, False), "qs_fused": (True, True)}
 
 
-def take_paths(monkeypatch, qs: str, v_gemm: bool, a_fused: bool = True) -> None:
+def take_paths(monkeypatch, qs: str, v_gemm: bool) -> None:
     """Every plan takes the query-spectrum path `qs` (QS_PATHS: the kernel's Z, or U from cuBLAS GEMMs or from
-    `_query_products_kernel`), makes A in `_scores_table_kernel` where `a_fused`, else by a GEMM against W_K, and sums
-    the V products as GEMMs where `v_gemm`, else in the output kernel's loop."""
+    `_query_products_kernel`) and sums the V products as GEMMs where `v_gemm`, else in the output kernel's loop."""
     gemm, fused = QS_PATHS[qs]
     monkeypatch.setattr(lowrank, "qs_gemm_for", lambda batch, gpu, coefs: gemm)
-    monkeypatch.setattr(lowrank, "fused_for",
-                        lambda kernel, gpu: {"qs": fused, "a": a_fused, "planes": True, "v": True}[kernel])
+    monkeypatch.setattr(lowrank, "fused_for", lambda kernel, gpu: {"qs": fused, "v": True}[kernel])
     monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: v_gemm)
 
 
@@ -51,19 +48,17 @@ def qs_path(request, monkeypatch):
     return request.param
 
 
-# every query-spectrum path with the output's loop and A from `_scores_table_kernel`; the V products' GEMMs with the
-# fused query spectrum; A from the GEMM against W_K on both query-spectrum forms (Z, U): in each precision
-PATHS = [(qs, False, True) for qs in QS_PATHS] + [("qs_fused", True, True), ("query_spectrum_kernel", False, False),
-                                                   ("qs_fused", False, False)]
+# every query-spectrum path with the output's loop; the V products' GEMMs with the fused query spectrum: in each
+# precision
+PATHS = [(qs, False) for qs in QS_PATHS] + [("qs_fused", True)]
 
 
 @pytest.mark.parametrize("precs", [("tf32", "tf32"), ("ieee", "tf32"), ("tf32", "ieee")])
-@pytest.mark.parametrize("qs,v_gemm,a_fused", PATHS, ids=[
-    f"{qs}-{'v_gemm' if v else 'v_loop'}-{'a_kernel' if a else 'a_gemm'}" for qs, v, a in PATHS])
-def test_each_precision_and_path_conforms_on_16_bit_queries(precs, qs, v_gemm, a_fused, monkeypatch):
+@pytest.mark.parametrize("qs,v_gemm", PATHS, ids=[f"{qs}-{'v_gemm' if v else 'v_loop'}" for qs, v in PATHS])
+def test_each_precision_and_path_conforms_on_16_bit_queries(precs, qs, v_gemm, monkeypatch):
     """float16 queries and caches with the coefficients in float32 (the KV method's format, `ci.lowrank_f32_coefs`),
     which the GEMM paths need."""
-    take_paths(monkeypatch, qs, v_gemm, a_fused)
+    take_paths(monkeypatch, qs, v_gemm)
     for seed in (1, 2):
         res = check_case("fourier_decode_attention", uniform, dict(UNIFORM, seed=seed), torch.float16,
                          knobs=dict(KNOBS, gemm_precs=precs))
@@ -112,21 +107,20 @@ def interleaved_a(plan) -> torch.Tensor:
     return plan.a[0] + torch.stack((plan.a[1][..., 1::2], -plan.a[1][..., 0::2]), -1).flatten(-2)
 
 
-def test_the_query_spectrum_and_scores_table_paths_give_the_same_a():
-    """A (the scores' rank-r coefficients) from every query-spectrum path, each with A from the GEMM against W_K or
-    from `_scores_table_kernel` (rotations on chip), agrees in float32 with the query-spectrum kernel and the GEMM;
-    Re Z_0 agrees too."""
+def test_the_query_spectrum_paths_give_the_same_a():
+    """A (the scores' rank-r coefficients) from every query-spectrum path agrees in float32 with the query-spectrum
+    kernel's; Re Z_0 agrees too."""
     x = make_fourier_cache(3, 6, 3, 16, 200, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
                            dtype=torch.float32, device="cpu", seed=5)
     runs = []
-    for (gemm, fused), a_fused in itertools.product(QS_PATHS.values(), (False, True)):
+    for gemm, fused in QS_PATHS.values():
         plan = lowrank.lowrank_plan(**x)
-        plan.qs_gemm, plan.qs_fused, plan.a_fused = gemm, fused, a_fused
-        assert plan.a_fused == a_fused and plan.a_split == (gemm and not a_fused)
+        plan.qs_gemm, plan.qs_fused = gemm, fused
+        assert plan.a_split == gemm
         plan.run(upto=2)
         runs.append((plan, interleaved_a(plan)))
     (first, a_ref), z0 = runs[0], runs[0][0].z[..., 0, 0]
-    assert not first.qs_gemm and not first.a_fused and a_ref.abs().max() > 0
+    assert not first.qs_gemm and a_ref.abs().max() > 0
     for plan, a in runs[1:]:
         torch.testing.assert_close(a, a_ref, rtol=1e-4, atol=1e-5 * float(a_ref.abs().max()))
         z0_plan = plan.z0 if plan.qs_gemm else plan.z[..., 0, 0]
@@ -178,31 +172,6 @@ def test_the_fused_v_sums_equal_the_cublas_form(prec):
     assert ref.abs().max() > 0
     torch.testing.assert_close(r, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
     assert (rs[True, "ieee" if prec == "tf32" else "tf32"][own] - r).abs().max() > 1e-5 * r.abs().max()
-
-
-@pytest.mark.parametrize("prec", ["ieee", "tf32"])
-def test_the_fused_value_planes_equal_the_planes_table_gemm(prec):
-    """v_gemm's planes [w Re F | w Im F] from `_value_planes_kernel` (block rotations on chip) equal the GEMM against
-    `planes_table` on a single-period batch with an odd number of blocks per KB and a kept Nyquist bin, in each
-    precision; a batch of several periods keeps the GEMM."""
-    x = make_fourier_cache(2, 6, 3, 16, 330, 60, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
-                           dtype=torch.float32, device="cpu", seed=7)
-    planes = {}
-    for fused in (False, True):
-        plan = lowrank.lowrank_plan(**x, gemm_precs=("ieee", prec))
-        plan.v_gemm, plan.planes_fused = True, fused
-        assert plan.planes_fused == fused and plan.n_blocks % plan.vp_blocks
-        plan.run(upto=4)
-        planes[fused] = plan.planes.clone()
-    ref = planes[False]
-    assert ref.abs().max() > 0 and ref[..., 0].abs().max() == 0  # the n = 0 bin stays out
-    torch.testing.assert_close(planes[True], ref, rtol=1e-4, atol=(1e-5 if prec == "ieee" else 3e-3) * float(
-        ref.abs().max()))
-    v = get_op("fourier_decode_attention_varlen").make_inputs(dict(LARGE, magnitude=1.0), torch.float32,
-                                                              torch.device("cpu"))
-    plan = lowrank.varlen_lowrank_plan(**v)
-    plan.planes_fused = True
-    assert len(plan.groups) > 1 and not plan.planes_fused
 
 
 def test_the_gemm_path_from_its_batch_on_and_always_in_the_interpreter(monkeypatch):

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One GPU visit for the low-rank FlashFourierAttention kernel (triton_fourier_lowrank), in order of importance, each
+# step under its own time limit so a call of at most 10 minutes returns what finished:
+#   conform  gpu-profile conformance (seed 0) of both registered ops, and of the float32-coefficient wrappers
+#            (ci.lowrank_f32_coefs: the paths the KV method's coefficients take) in the 16-bit dtypes. One run per
+#            (op, dtype): a conformance run writes its records only when all its dtypes are done, and on a fresh
+#            machine the builds alone take a minute or more;
+#   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
+#   bench    the four target cells beside SDPA-flash in one run each (runs aligned to 8, --rerun);
+#   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json.
+# Records go to $OUT/results (merge them into results/ after reading them). STEPS (default conform,tune,bench,profile),
+# CONFORM_DTYPES (default "bfloat16 float16 float32"), EXAMPLES (default 20), CONFORM_S (seconds per run, 150).
+# On the H100 a conformance run took 30-65 s, so the ten runs alone fill a 10-minute call: make two calls,
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=conform bash ci/gpu_lowrank.sh
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=tune,bench,profile bash ci/gpu_lowrank.sh   (about 4 minutes)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+OUT="${OUT:-runs/gpu-lowrank}"
+RESULTS="$OUT/results"
+steps=",${STEPS:-conform,tune,bench,profile},"
+mkdir -p "$RESULTS"
+rc=0
+"$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
+
+# conform OP IMPL DTYPES...: one gpu-profile run per dtype
+conform() {
+  local op=$1 impl=$2 dt
+  shift 2
+  for dt in "$@"; do
+    timeout "${CONFORM_S:-150}" "$PY" -m harness conform --op "$op" --impl "$impl" --profile gpu --seed 0 \
+      --max-examples "${EXAMPLES:-20}" --dtypes "$dt" --results "$RESULTS" 2>&1 | grep -E "PASS|FAIL|rror" || rc=1
+  done
+}
+
+if [[ "$steps" == *,conform,* ]]; then
+  echo "== conformance, gpu profile, seed 0, one run per dtype"
+  dtypes="${CONFORM_DTYPES:-bfloat16 float16 float32}"
+  conform fourier_decode_attention triton_lowrank $dtypes
+  conform fourier_decode_attention_varlen triton_lowrank $dtypes
+  conform fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
+  conform fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16
+fi
+
+if [[ "$steps" == *,tune,* ]]; then
+  echo "== the sweep's quick shapes"
+  timeout "${TUNE_S:-200}" "$PY" ci/tune_fourier_lowrank.py --shapes-only --cases 8x32768,1x131072,1x32768 \
+    --out "$OUT/tune_lowrank.json" || rc=1
+fi
+
+if [[ "$steps" == *,bench,* ]]; then
+  echo "== the target cells beside SDPA-flash"
+  for grid in "1 4096,32768,131072" "8 32768"; do
+    set -- $grid
+    timeout -s INT "${BENCH_S:-170}" "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b \
+      --contexts "$2" --batches "$1" --impls sdpa_flash,triton_fourier_lowrank --rerun --kept-align 8 \
+      --results "$RESULTS" || rc=1
+  done
+fi
+
+if [[ "$steps" == *,profile,* ]]; then
+  echo "== each kernel's device time"
+  timeout "${PROFILE_S:-90}" "$PY" ci/profile_fourier_lowrank.py --cases 8x32768,1x131072 \
+    --out "$OUT/profile_lowrank.json" || rc=1
+fi
+exit $rc

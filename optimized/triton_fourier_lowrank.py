@@ -16,11 +16,11 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
 2. A = Z @ W_K: one GEMM per call (cuBLAS), [rows x blocks * r], on TF32 tensor cores for 16-bit queries
    (`gemm_precs`);
 3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
-   KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with every query
-   row of a sequence in one program. A program loads whole kept rows (every head's channels,
-   contiguous), scores them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over whole V rows and
-   P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does the sinks
-   and window per KV head;
+   KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with a block of
+   query rows of a sequence per program. A program loads its rows' KV heads' window of each kept row (contiguous
+   runs, `heads_window`), scores them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over the V
+   window and P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does
+   the sinks and window per KV head;
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
    then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
    weighted planes (cuBLAS) and the compressed V channels' sums over frequencies (`_v_sums_kernel`, `v_fused`)

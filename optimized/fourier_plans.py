@@ -16,7 +16,7 @@ import torch
 class CacheTensors:
     """One side (K or V) of the cache as the kernels read it: the middle's kept channels with unit channel stride
     (a strided view is copied once), the sorted kept list, and the compressed channels' float32 coefficients and
-    moment statistics, contiguous; `compressed` is how many channels are compressed."""
+    moment statistics, contiguous; `compressed` is how many channels are compressed, `comp` their sorted list."""
     mid: torch.Tensor
     kept: torch.Tensor
     cos: torch.Tensor
@@ -24,13 +24,14 @@ class CacheTensors:
     scale: torch.Tensor
     shift: torch.Tensor
     compressed: int
+    comp: torch.Tensor
 
 
 def cache_tensors(args: tuple) -> CacheTensors:
     """(mid_kept, kept_idx, comp_idx, cos, sin, scale, shift) of one side -> CacheTensors."""
     mid, kept, comp, *coef = args
     mid = mid if mid.stride(-1) == 1 else mid.contiguous()
-    return CacheTensors(mid, kept.contiguous(), *(t.contiguous() for t in coef), comp.numel())
+    return CacheTensors(mid, kept.contiguous(), *(t.contiguous() for t in coef), comp.numel(), comp.contiguous())
 
 
 def varlen_lens(exact_lens: torch.Tensor, mid_lens: torch.Tensor, periods: torch.Tensor) -> torch.Tensor:

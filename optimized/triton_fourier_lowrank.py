@@ -90,6 +90,10 @@ QS_GEMM_MIN_BATCH: int | None = 2
 # (results/gpu/tune_lowrank-2026-12-06-H100-d96252b.json), us with cuBLAS / the kernel: 8 x 32k 224.4 / 216.0,
 # 2 x 32k 127.4 / 116.1; at batch 1 (the GEMM path forced) 1 x 128k 138.7 / 138.3 and 1 x 32k 99.5 / 102.5 against
 # the query-spectrum kernel, which batch 1 keeps. 64 frequencies per program: 223.2 at 8 x 32k.
+# Since 8abcfbf the kernel walks the head's run of the compressed list instead of 32-dimension chunks whose loads
+# waited on a search of the kept list (offline for sm_90, Triton 3.6: 102 registers against 127, one pipelined loop
+# instead of four searches). Not timed yet: 18.3 us at 8 x 32k before (results/gpu/profile_lowrank-2026-12-06-H100-
+# 8abcfbf.json), for 24.5 MB (1.3 TB/s).
 QS_FUSED = True
 QP_BLOCK_N = 128
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
@@ -197,33 +201,42 @@ def _compressed_rows_kernel(Q, KKEPT, KSTART, KCOS, KSC, KSH, QC, Z0, LENS, sqb,
 
 
 @triton.jit
-def _query_products_kernel(Q, KKEPT, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half,
+def _query_products_kernel(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half,
                            Hkv, Cck, Nk, NZ, n_rows, period, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr,
                            VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
                            PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
     """The GEMM path's U_c = QC K_cos and U_s = QC K_sin for KV head h's G * LQ rows and frequencies
-    n0 .. n0 + BLOCK_N (eq. scores), without QC: the query rows are scaled on chip (q_c s_c / T) and the head's
-    compressed K rows read in chunks of DC dimensions, BLOCK_N coefficients each. The program of the first frequency
-    tile also writes Re Z_0 = u_0 / T + sum_c q_c mu_c with float32 FMA (as `_compressed_rows_kernel`). In the
-    interpreter, EMUL_TF32 cuts both dot operands to TF32's 10 mantissa bits, as the tensor cores would."""
+    n0 .. n0 + BLOCK_N (eq. scores), without QC: the head's compressed channels are one run of the compressed list
+    (from h D - KSTART[h]), read DC at a time with their BLOCK_N coefficients; each chunk's query values are gathered
+    at the channels' dimensions (KCOMP) and scaled on chip (q_c s_c / T). No load waits on a search of the kept
+    list. The program of the first frequency tile also writes Re Z_0 = u_0 / T + sum_c q_c mu_c with float32 FMA
+    (as `_compressed_rows_kernel`). In the interpreter, EMUL_TF32 cuts both dot operands to TF32's 10 mantissa bits,
+    as the tensor cores would."""
     b, h, period, rows, row_ok = head_program(LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
     ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < NZ
     first = tl.program_id(1) == 0
+    c_lo = h * D - tl.load(KSTART + h)
+    c_hi = (h + 1) * D - tl.load(KSTART + h + 1)
+    q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
     u_cos = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     u_sin = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for d0 in tl.static_range(0, D, DC):
-        qs, q_mu, ci, comp = compressed_query(Q, KKEPT, KSTART, KSC, KSH, b, h, sqb, sqh, sql, sqd, Cck, G, LQ, D,
-                                              BLOCK_M, DC, d0)
-        qs = qs / period
-        z0 += q_mu
-        coef = b * Cck * Nk + ci[:, None] * Nk + ns[None, :]
+    for c0 in range(c_lo, c_hi, DC):
+        cs = c0 + tl.arange(0, DC)
+        comp = cs < c_hi
+        dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
+        q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
+        sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+        sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+        qs = q * sc[None, :] / period
+        z0 += tl.sum(q * sh[None, :], 1)
+        coef = b * Cck * Nk + cs[:, None] * Nk + ns[None, :]
         cmask = comp[:, None] & n_ok[None, :]
         k_cos = tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32)
         k_sin = tl.load(KSIN + coef, mask=cmask, other=0.0).to(tl.float32)
         if first:
-            a0 = tl.load(KCOS + b * Cck * Nk + ci * Nk, mask=comp, other=0.0).to(tl.float32)
+            a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
             z0 += tl.sum(qs * a0[None, :], 1)
         if EMUL_TF32:
             qs = tf32_cut(qs)
@@ -696,6 +709,7 @@ class LowRankPlan:
         self.k_cos, self.k_sin, self.k_sc, self.k_sh = kc.cos, kc.sin, kc.scale, kc.shift
         self.v_cos, self.v_sin, self.v_sc, self.v_sh = vc.cos, vc.sin, vc.scale, vc.shift
         self.ck, self.cv = kc.compressed, vc.compressed
+        self.k_comp = kc.comp
         dev = q.device
         heads = torch.arange(hkv + 1, device=dev) * d
         self.k_start = torch.searchsorted(self.k_kept, heads).to(torch.int32)
@@ -929,7 +943,7 @@ class LowRankPlan:
             tf32 = self.qs_gemm_prec == "tf32"
             u = self.u
             _query_products_kernel[(self.b * self.hkv, triton.cdiv(self.nz, block_n))](
-                q, self.k_kept, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0,
+                q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0,
                 self.lens_arg, *q.stride(), u.stride(1), u.stride(2), u.stride(0), self.hkv, self.ck,
                 self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, G=self.group, LQ=self.lq, D=self.d,
                 VARLEN=varlen, BLOCK_M=self.block_m, DC=16 if self.d <= 16 else 32, BLOCK_N=block_n,

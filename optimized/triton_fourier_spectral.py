@@ -75,11 +75,11 @@ def channel_map(KEPT, START, h, c, BLOCK_J: tl.constexpr):
 
 @triton.jit
 def compressed_query(Q, KKEPT, KSTART, KSC, KSH, b, h, sqb, sqh, sql, sqd, Cck, G: tl.constexpr, LQ: tl.constexpr,
-                     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, d0=0):
-    """KV head h's G * LQ query rows on its compressed K channels among dimensions d0 .. d0 + BLOCK_D: (q_c s_c
-    [BLOCK_M, BLOCK_D], sum_c q_c mu_c, each dimension's compressed index, whether it is compressed). sum_c q_c mu_c
-    is constant over t, so it rides on the n = 0 bin (eq. scores, moment matching folded in)."""
-    ds = d0 + tl.arange(0, BLOCK_D)
+                     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """KV head h's G * LQ query rows on its compressed K channels: (q_c s_c [BLOCK_M, BLOCK_D], sum_c q_c mu_c, each
+    dimension's compressed index, whether it is compressed). sum_c q_c mu_c is constant over t, so it rides on the
+    n = 0 bin (eq. scores, moment matching folded in)."""
+    ds = tl.arange(0, BLOCK_D)
     kmap = channel_map(KKEPT, KSTART, h, h * D + ds, 64)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G * LQ

@@ -90,7 +90,7 @@ QS_GEMM_MIN_BATCH: int | None = 2
 # (results/gpu/tune_lowrank-2026-12-06-H100-d96252b.json), us with cuBLAS / the kernel: 8 x 32k 224.4 / 216.0,
 # 2 x 32k 127.4 / 116.1; at batch 1 (the GEMM path forced) 1 x 128k 138.7 / 138.3 and 1 x 32k 99.5 / 102.5 against
 # the query-spectrum kernel, which batch 1 keeps. 64 frequencies per program: 223.2 at 8 x 32k.
-# Since 8abcfbf the kernel walks the head's run of the compressed list instead of 32-dimension chunks whose loads
+# After 8abcfbf the kernel walks the head's run of the compressed list instead of 32-dimension chunks whose loads
 # waited on a search of the kept list (offline for sm_90, Triton 3.6: 102 registers against 127, one pipelined loop
 # instead of four searches). Not timed yet: 18.3 us at 8 x 32k before (results/gpu/profile_lowrank-2026-12-06-H100-
 # 8abcfbf.json), for 24.5 MB (1.3 TB/s).

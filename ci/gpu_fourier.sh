@@ -27,7 +27,7 @@
 # Records go to $RESULTS (default runs/gpu-<GPU name>, which a warm machine keeps between calls, so a second call
 # resumes the benchmark), copied to $OUT after each step; never into results/ directly: merge them after reading
 # them. STEPS=tune,bench,variants,tunetiles,tiles,lowrank,profile,probe,ablate,conform (default all but lowrank, profile, probe and ablate); TILES_CONFORM=0 skips the tiles step's conformance; VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
-# grid, 40 per kernel).
+# grid, 40 per conformance run of one op and dtype).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
 set -uo pipefail
@@ -41,14 +41,21 @@ EXAMPLES="${EXAMPLES:-3}"
 steps=",${STEPS:-tune,bench,variants,tunetiles,tiles,conform},"
 mkdir -p "$RESULTS" runs
 rc=0
-# gpu-profile conformance of both Fourier decode ops for implementation $1 (seed 0, three dtypes)
-conform_both_ops() {
-  local op status=0
-  for op in fourier_decode_attention fourier_decode_attention_varlen; do
-    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl "$1" --profile gpu --seed 0 \
-      --max-examples "$EXAMPLES" --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 \
-      | grep -Ev "^[a-z_]+ +pass *$" || status=1
+# gpu-profile conformance of op $1 for implementation $2 (seed 0), one run per dtype: a run writes its records only
+# when all its dtypes are done, so a run cut by its time limit keeps nothing
+conform_dtypes() {
+  local dt status=0
+  for dt in float32 float16 bfloat16; do
+    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$1" --impl "$2" --profile gpu --seed 0 \
+      --max-examples "$EXAMPLES" --dtypes "$dt" --results "$RESULTS" 2>&1 | grep -Ev "^[a-z_]+ +pass *$" || status=1
   done
+  return $status
+}
+# both Fourier decode ops for implementation $1
+conform_both_ops() {
+  local status=0
+  conform_dtypes fourier_decode_attention "$1" || status=1
+  conform_dtypes fourier_decode_attention_varlen "$1" || status=1
   return $status
 }
 keep() { [ -n "${OUT:-}" ] && [ "$RESULTS" != "$OUT/results" ] && mkdir -p "$OUT/results" && cp "$RESULTS"/*.jsonl "$OUT/results/" 2>/dev/null; true; }
@@ -147,8 +154,7 @@ if [[ "$steps" == *,conform,* ]]; then
             optimized.triton_fourier:fourier_decode_attention_triton \
             optimized.triton_fourier_spectral:fourier_decode_attention_varlen_spectral; do
     op=fourier_decode_attention; [[ "$fn" == *varlen* ]] && op=fourier_decode_attention_varlen
-    timeout "${CONFORM_S:-40}" "$PY" -m harness conform --op "$op" --impl "$fn" --profile gpu --seed 0 --max-examples "$EXAMPLES" \
-      --dtypes float32,float16,bfloat16 --results "$RESULTS" 2>&1 | grep -Ev "^[a-z_]+ +pass *$" || rc=1
+    conform_dtypes "$op" "$fn" || rc=1
   done
 fi
 keep

@@ -165,15 +165,23 @@ def row_block(n_rows, BLOCK_R: tl.constexpr):
 
 
 @triton.jit
-def heads_window(START, row0, n_rows, GL: tl.constexpr, BLOCK_R: tl.constexpr, ALIGN: tl.constexpr):
+def heads_window(START, row0, n_rows, width, GL: tl.constexpr, BLOCK_R: tl.constexpr, ALIGN: tl.constexpr):
     """The kept-list window of the KV heads of query rows row0 .. row0 + BLOCK_R (rows of one head are GL
-    consecutive rows): (its start, rounded down to ALIGN, and its width, to the last head's run end rounded up).
-    Lanes in it outside a row's own head get zero query lanes (QBD) and are never stored (`_middle_kernel`)."""
+    consecutive rows): (its start, rounded down to ALIGN, and its width, to the last head's run end rounded up but
+    never past the list's `width` channels: the row's padding beyond them may hold anything). Lanes in it outside a
+    row's own head get zero query lanes (QBD) and are never stored (`_middle_kernel`)."""
     h0 = row0 // GL
     h1 = (tl.minimum(row0 + BLOCK_R, n_rows) - 1) // GL
     start = tl.multiple_of(tl.load(START + h0) // ALIGN * ALIGN, ALIGN)
     end = (tl.load(START + h1 + 1) + ALIGN - 1) // ALIGN * ALIGN
-    return start, end - start
+    return start, tl.minimum(end - start, width - start)
+
+
+@triton.jit
+def compressed_run(START, h, D: tl.constexpr):
+    """KV head h's compressed channels as one run [lo, hi) of the sorted compressed list: the channels below the
+    head's are h D, START[h] of them kept."""
+    return h * D - tl.load(START + h), (h + 1) * D - tl.load(START + h + 1)
 
 
 @triton.jit
@@ -216,8 +224,7 @@ def _query_products_kernel(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
     ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < NZ
     first = tl.program_id(1) == 0
-    c_lo = h * D - tl.load(KSTART + h)
-    c_hi = (h + 1) * D - tl.load(KSTART + h + 1)
+    c_lo, c_hi = compressed_run(KSTART, h, D)
     q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
     u_cos = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     u_sin = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -263,9 +270,9 @@ def _query_rows_kernel(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_widt
     channels (a loop over them left 16 programs at 8 x 32k, 6.5 us of load latency)."""
     b, rows, row_ok = row_block(n_rows, BLOCK_R)
     hq = rows // LQ
-    ks, kw = heads_window(KSTART, tl.program_id(1) * BLOCK_R, n_rows, G * LQ, BLOCK_R, ALIGN)
+    ks, kw = heads_window(KSTART, tl.program_id(1) * BLOCK_R, n_rows, k_width, G * LQ, BLOCK_R, ALIGN)
     cs = tl.program_id(2) * CHUNK + tl.arange(0, CHUNK)
-    chan = tl.load(KKEPT + ks + cs, mask=(cs < kw) & (ks + cs < k_width), other=-1)
+    chan = tl.load(KKEPT + ks + cs, mask=cs < kw, other=-1)
     own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
     q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
                 mask=own, other=0.0)
@@ -304,10 +311,8 @@ def _middle_kernel(
     row_ok = rows < n_rows
     if VARLEN:
         mid_len = tl.load(LENS + 3 * b + 1)
-    ks, kw = heads_window(KSTART, row0, n_rows, GL, BLOCK_R, ALIGN)
-    vw0, vw = heads_window(VSTART, row0, n_rows, GL, BLOCK_R, ALIGN)
-    kw = tl.minimum(kw, k_width - ks)  # never the row's padding past the kept list (it may hold anything)
-    vw = tl.minimum(vw, v_width - vw0)
+    ks, kw = heads_window(KSTART, row0, n_rows, k_width, GL, BLOCK_R, ALIGN)
+    vw0, vw = heads_window(VSTART, row0, n_rows, v_width, GL, BLOCK_R, ALIGN)
     cc = tl.arange(0, CHUNK)
     vsl = tl.program_id(2)
     first = (tl.zeros((BLOCK_R,), dtype=tl.int32) + vsl) == 0  # as a row vector: masks combine elementwise
@@ -442,8 +447,7 @@ def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, srb, srr, Hkv, Ccv, 
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
-    c_lo = h * D - tl.load(VSTART + h)
-    c_hi = (h + 1) * D - tl.load(VSTART + h + 1)
+    c_lo, c_hi = compressed_run(VSTART, h, D)
     cs = c_lo + tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = cs < c_hi
     rows = tl.arange(0, BLOCK_M)
@@ -750,9 +754,9 @@ class LowRankPlan:
         # so wide rows and float32 tiles pipeline at depth 1 (an all-kept float32 row asked 1.19 MB of shared memory
         # on an H100, which allows 227 KB; 84 KB at depth 1, built offline for sm_90).
         self.num_stages = 3 if self.kwp <= 512 and q.dtype != torch.float32 else 1
-        # the stream's register cap (ptxas .maxnreg; None: the compiler's choice, 252 at 8 x 32k in 16 bits, which
-        # leaves room for 2 programs per SM; 168 with 2 stages builds offline for sm_90 without a spill in the loop
-        # and fits 3). GPU only: the interpreter takes no such option.
+        # the stream's register cap (ptxas .maxnreg; None: the compiler's choice: at 8 x 32k in 16 bits with 64-token
+        # tiles 255 registers and 106 KB of shared memory, 2 programs per SM; 168 with 2 stages, 57 KB, fits 3,
+        # offline for sm_90 with Triton 3.6). GPU only: the interpreter takes no such option.
         self.maxnreg = None
         self.prec = "ieee" if q.dtype == torch.float32 else None
         self.cprec = "tf32x3" if gpu else "ieee"

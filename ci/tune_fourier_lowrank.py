@@ -22,7 +22,8 @@ from optimized.fourier_plans import planned
 from optimized.triton_fourier_lowrank import PHASES, lowrank_plan, planned_lowrank
 from reference.ops.fourier_cache import make_fourier_cache
 
-SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((32, 64), (4, 8))]
+# the plan's GPU defaults first (64-token tiles, 4 warps): --quick and --shapes-only time only SETTINGS[0]
+SETTINGS = [dict(block_t=bt, block_r=16, num_warps=w) for bt, w in itertools.product((64, 32), (4, 8))]
 # Plan attributes swept with the best knobs. The launch shapes of the small phases were settled by the 69de2c3 sweep
 # (v_chunk by `v_chunk_for`, 16 output channels per program) and the GEMMs' precisions by the ea245b7 sweep (TF32:
 # results/gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), the query spectrum's GEMM path by the 062f9c6 sweep; the

@@ -48,6 +48,7 @@ from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
+from optimized.triton_gemm import gemm_into, tf32_cut
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                compressed_query, exact_split, kept_alignment, query_spectrum_kernel,
                                                run_block, spectrum_range_products, summed_parts)
@@ -115,6 +116,14 @@ V_GEMM_MIN_BATCH: int | None = 1
 # MB at 1.25 TB/s). H100 at 233e34f (results/gpu/tune_lowrank-2026-12-06-H100-233e34f.json), us with cuBLAS / the
 # kernel at 8 x 32k: 209.4 / 205.6 (16 channels per program 205.8, 8 warps 204.6).
 V_FUSED = True
+# The real table products, A = [U_c; U_s] W_K (the GEMM path) and v_gemm's planes H @ table, as `gemm_into` (Triton)
+# with these tiles (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) instead of cuBLAS, on a GPU (None: cuBLAS). The H100
+# profile at 8abcfbf (results/gpu/profile_lowrank-2026-12-06-H100-8abcfbf.json) had cuBLAS at 11.3 us for A (64 x 128
+# tiles) and 11.2 + 3.2 us for the planes (64 x 256 tiles, 16 programs, and a split-K reduction) at 8 x 32k.
+A_TILES: tuple | None = None
+PLANES_TILES: tuple | None = None
+# The interpreter's tiles: small, so the CPU's conformance runs the Triton form over several tiles and K steps.
+INTERPRETER_TILES = (16, 16, 16, 4, 1)
 # `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window). The same sweep,
 # us with 4 / 8 / 16 / 32: 8 x 32k 205.6 / 206.1 / 207.4 / 210.5, 1 x 128k 134.7 / 132.9 / 132.3 / 132.7.
 ESPLITS = 4
@@ -182,13 +191,6 @@ def compressed_run(START, h, D: tl.constexpr):
     """KV head h's compressed channels as one run [lo, hi) of the sorted compressed list: the channels below the
     head's are h D, START[h] of them kept."""
     return h * D - tl.load(START + h), (h + 1) * D - tl.load(START + h + 1)
-
-
-@triton.jit
-def tf32_cut(x):
-    """float32 x with its mantissa cut to TF32's 10 bits (as `tf32_truncated`): the interpreter's stand-in for a
-    tensor core's conversion of a dot operand."""
-    return (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -669,9 +671,11 @@ def _in_precision(prec: str, *operands: torch.Tensor):
         yield tuple(tf32_truncated(t) for t in operands) if tf32 and not gpu else operands
 
 
-def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
+def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0, tiles=None) -> None:
     """out = x @ w, or only the sequences idx (along `dim`) of it (a period group of a varlen batch), in precision
-    `prec` (`_in_precision`)."""
+    `prec` (`_in_precision`); with `tiles` a real product of all sequences runs as `gemm_into` (Triton)."""
+    if tiles is not None and idx is None and not x.is_complex() and gemm_into(x, w, out, prec, tiles):
+        return
     with _in_precision(prec, x, w) as (x, w):
         _product_into(x, w, out, idx, dim)
 
@@ -779,6 +783,9 @@ class LowRankPlan:
         # the GEMM path's U from one kernel (`_query_products_kernel`) instead of QC and two cuBLAS GEMMs; its
         # frequencies per program and warps
         self.qs_fused = fused_for("qs", gpu)
+        # the real table products' Triton tiles (None: cuBLAS), A's and the planes'
+        self.a_tiles = A_TILES if gpu else INTERPRETER_TILES
+        self.planes_tiles = PLANES_TILES if gpu else INTERPRETER_TILES
         self.qp_block_n, self.qp_warps = QP_BLOCK_N, 8
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
@@ -918,7 +925,7 @@ class LowRankPlan:
             for _, nz, _, idx, w_k, _ in self.groups:
                 if self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
                     _product(self.u[..., :nz], torch.view_as_real(w_k).flatten(1),
-                             self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
+                             self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1, tiles=self.a_tiles)
                 else:
                     _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
                              torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
@@ -997,7 +1004,7 @@ class LowRankPlan:
         if self._v_gemm:
             h = self.h.view(self.b, self.n_rows, -1)
             for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
-                _product(h, table, self.planes, idx, self.gemm_precs[1])
+                _product(h, table, self.planes, idx, self.gemm_precs[1], tiles=self.planes_tiles)
             if self.v_fused:
                 self._v_sums_fused()
             else:

@@ -40,8 +40,9 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # programs per SM), the coefficient-reading kernels' launch shapes, the exact splits.
 # The table products as a Triton GEMM (a_tiles, planes_tiles: BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) against
 # cuBLAS's 11.3 and 11.2 + 3.2 us at 8 x 32k (A: [512 x 512] @ [512 x 1984]; planes: [256 x 992] @ [992 x 1024]).
-QUICK_SHAPES = [{}, {"num_stages": 2, "maxnreg": 168}, {"qp_block_n": 64}, {"qp_warps": 4}, {"vs_block_c": 16},
-                {"vs_warps": 8}, {"esplits": 8},
+# The query products and the exact tokens in one launch (qx_fused, the default) against two launches.
+QUICK_SHAPES = [{}, {"qx_fused": False}, {"num_stages": 2, "maxnreg": 168}, {"qp_block_n": 64}, {"qp_warps": 4},
+                {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8},
                 {"a_tiles": (64, 64, 32, 4, 3)}, {"a_tiles": (64, 128, 32, 4, 3)}, {"a_tiles": (32, 64, 32, 4, 3)},
                 {"planes_tiles": (32, 64, 32, 4, 3)}, {"planes_tiles": (16, 64, 64, 4, 3)},
                 {"planes_tiles": (32, 32, 64, 4, 3)},

@@ -97,6 +97,10 @@ QS_GEMM_MIN_BATCH: int | None = 2
 # 8abcfbf.json), for 24.5 MB (1.3 TB/s).
 QS_FUSED = True
 QP_BLOCK_N = 128
+# `_query_products_kernel` and `_exact_kernel` as one launch (`_query_products_exact_kernel`) where the query spectrum
+# takes that kernel: at 8 x 32k the two read 24.5 and 33.6 MB at 1.3 and 2.2 TB/s in 18.3 and 15.5 us (8abcfbf
+# profile), each with 256 programs, so each kernel's ramp and tail are a large part of it.
+QX_FUSED = True
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 
@@ -155,15 +159,19 @@ def v_chunk_for(programs: int, sms: int | None) -> int:
 
 # ---------------------------------------------------------------- 1. the query spectrum as a GEMM
 @triton.jit
-def head_program(LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr):
-    """A program of one (sequence, KV head) along axis 0: (b, h, the sequence's period, its query rows, which of
-    them are real)."""
-    bh = tl.program_id(0)
+def head_of(bh, LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr):
+    """(sequence, KV head) pair bh: (b, h, the sequence's period, its query rows, which of them are real)."""
     b = bh // Hkv
     if VARLEN:
         period = tl.load(LENS + 3 * b + 2)
     rows = tl.arange(0, BLOCK_M)
     return b, bh % Hkv, period, rows, rows < n_rows
+
+
+@triton.jit
+def head_program(LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr):
+    """A program of one (sequence, KV head) along axis 0 (`head_of`)."""
+    return head_of(tl.program_id(0), LENS, Hkv, period, n_rows, VARLEN, BLOCK_M)
 
 
 @triton.jit
@@ -215,6 +223,17 @@ def _query_products_kernel(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
                            Hkv, Cck, Nk, NZ, n_rows, period, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr,
                            VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
                            PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """`query_products` of program (bh, frequency tile) = (axis 0, axis 1)."""
+    query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
+                   Cck, Nk, NZ, n_rows, period, tl.program_id(0), tl.program_id(1), G, LQ, D, VARLEN, BLOCK_M, DC,
+                   BLOCK_N, PREC, EMUL_TF32)
+
+
+@triton.jit
+def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
+                   Cck, Nk, NZ, n_rows, period, bh, tile, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr,
+                   VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
+                   PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
     """The GEMM path's U_c = QC K_cos and U_s = QC K_sin for KV head h's G * LQ rows and frequencies
     n0 .. n0 + BLOCK_N (eq. scores), without QC: the head's compressed channels are one run of the compressed list
     (from h D - KSTART[h]), read DC at a time with their BLOCK_N coefficients; each chunk's query values are gathered
@@ -222,10 +241,10 @@ def _query_products_kernel(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
     list. The program of the first frequency tile also writes Re Z_0 = u_0 / T + sum_c q_c mu_c with float32 FMA
     (as `_compressed_rows_kernel`). In the interpreter, EMUL_TF32 cuts both dot operands to TF32's 10 mantissa bits,
     as the tensor cores would."""
-    b, h, period, rows, row_ok = head_program(LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
-    ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    b, h, period, rows, row_ok = head_of(bh, LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
+    ns = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < NZ
-    first = tl.program_id(1) == 0
+    first = tile == 0
     c_lo, c_hi = compressed_run(KSTART, h, D)
     q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
     u_cos = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -389,21 +408,54 @@ def _exact_kernel(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, sk
                   Hkv, Le, sm_scale, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr,
                   PREC: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
                   BLOCK_T: tl.constexpr):
-    """The sinks and the local window of KV head h, split `split` of them: (max, sum, output) at part bh x splits."""
-    bh = tl.program_id(0)
-    split = tl.program_id(1)
+    """`exact_part` of program (bh, split) = (axis 0, axis 1), axis 1 the splits."""
+    exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, Hkv, Le,
+               sm_scale, tl.program_id(0), tl.program_id(1), tl.num_programs(1), G, LQ, D, DT, PREC, VARLEN, BLOCK_M,
+               BLOCK_D, BLOCK_T)
+
+
+@triton.jit
+def exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, Hkv, Le,
+               sm_scale, bh, split, splits, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, DT: tl.constexpr,
+               PREC: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+               BLOCK_T: tl.constexpr):
+    """The sinks and the local window of (sequence, KV head) bh, split `split` of `splits`: (max, sum, output) at
+    part bh x splits + split."""
     b = bh // Hkv
     if VARLEN:
         Le = tl.load(LENS + 3 * b)
-    per = tl.cdiv(tl.cdiv(Le, BLOCK_T), tl.num_programs(1))
+    per = tl.cdiv(tl.cdiv(Le, BLOCK_T), splits)
     m_i, l_i, acc = exact_split(Q, KE, VE, b, bh % Hkv, split * per, per, Le, sqb, sqh, sql, sqd, skb, skh, skl, skd,
                                 svb, svh, svl, svd, sm_scale, G, LQ, D, DT, PREC, BLOCK_M, BLOCK_D, BLOCK_T)
-    part = bh * tl.num_programs(1) + split
+    part = bh * splits + split
     rows = tl.arange(0, BLOCK_M)
     tl.store(MAXE + part * BLOCK_M + rows, m_i)
     tl.store(SUME + part * BLOCK_M + rows, l_i)
     tl.store(ACCE + (part * BLOCK_M + rows)[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :], acc,
              mask=(rows < G * LQ)[:, None])
+
+
+@triton.jit
+def _query_products_exact_kernel(
+    Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, sub, sur,
+    s_half, skb, skh, skl, skd, svb, svh, svl, svd, Hkv, Cck, Nk, NZ, n_rows, period, Le, sm_scale, qp_programs,
+    n_tiles, esplits, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
+    BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr,
+    DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """`query_products` and `exact_part` in one launch (`qx_fused`): programs 0 .. qp_programs - 1 take (bh,
+    frequency tile), the rest (bh, exact split). Both read what no other phase has written (the queries, the
+    compressed K rows, the sinks and window), so their loads overlap instead of each kernel's ramp and tail."""
+    pid = tl.program_id(0)
+    if pid < qp_programs:
+        query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
+                       Cck, Nk, NZ, n_rows, period, pid // n_tiles, pid % n_tiles, G, LQ, D, VARLEN, BLOCK_M, DC,
+                       BLOCK_N, QP_PREC, EMUL_TF32)
+    else:
+        e = pid - qp_programs
+        exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, Hkv,
+                   Le, sm_scale, e // esplits, e % esplits, esplits, G, LQ, D, DT, E_PREC, VARLEN, BLOCK_M, BLOCK_D,
+                   BLOCK_T)
 
 
 # ---------------------------------------------------------------- 4. the spectrum's merge
@@ -787,6 +839,8 @@ class LowRankPlan:
         self.a_tiles = A_TILES if gpu else INTERPRETER_TILES
         self.planes_tiles = PLANES_TILES if gpu else INTERPRETER_TILES
         self.qp_block_n, self.qp_warps = QP_BLOCK_N, 8
+        # ... and with it the sinks and window in the same launch (`_query_products_exact_kernel`)
+        self.qx_fused = QX_FUSED or not gpu
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -931,12 +985,19 @@ class LowRankPlan:
                              torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
         if upto >= 3:
             self._stream(q, dt, varlen)
-            self._exact(q, dt, varlen)
+            if not self.exact_in_phase_1:
+                self._exact(q, dt, varlen)
         if upto >= 4:
             self._spectrum()
         if upto >= 5:
             self._output(varlen)
         return self.result
+
+    @property
+    def exact_in_phase_1(self) -> bool:
+        """Whether the sinks and window run in the query spectrum's launch (`_query_products_exact_kernel`): with
+        qx_fused where the query spectrum is `_query_products_kernel`."""
+        return self.qx_fused and self._qs_gemm and self.qs_fused and self.ck > 0
 
     def _query_spectrum(self, q, varlen) -> None:
         """Z (`query_spectrum_kernel`), or with qs_gemm: the block-diagonal query rows QC and Re Z_0, then
@@ -952,13 +1013,23 @@ class LowRankPlan:
         if self.qs_fused:
             block_n, gpu = self.qp_block_n, q.is_cuda
             tf32 = self.qs_gemm_prec == "tf32"
-            u = self.u
-            _query_products_kernel[(self.b * self.hkv, triton.cdiv(self.nz, block_n))](
-                q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0,
-                self.lens_arg, *q.stride(), u.stride(1), u.stride(2), u.stride(0), self.hkv, self.ck,
-                self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, G=self.group, LQ=self.lq, D=self.d,
-                VARLEN=varlen, BLOCK_M=self.block_m, DC=16 if self.d <= 16 else 32, BLOCK_N=block_n,
-                PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.qp_warps)
+            u, tiles = self.u, triton.cdiv(self.nz, block_n)
+            args = (q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0)
+            consts = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
+                          DC=16 if self.d <= 16 else 32, BLOCK_N=block_n, EMUL_TF32=tf32 and not gpu,
+                          num_warps=self.qp_warps)
+            qp_prec = "tf32" if tf32 and gpu else "ieee"
+            if not self.exact_in_phase_1:
+                _query_products_kernel[(self.b * self.hkv, tiles)](
+                    *args, self.lens_arg, *q.stride(), u.stride(1), u.stride(2), u.stride(0), self.hkv, self.ck,
+                    self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, PREC=qp_prec, **consts)
+                return
+            ke, ve, qp_programs = self.k_exact, self.v_exact, self.b * self.hkv * tiles
+            _query_products_exact_kernel[(qp_programs + self.b * self.hkv * self.esplits,)](
+                *args, ke, ve, self.maxe, self.sume, self.acce, self.lens_arg, *q.stride(), u.stride(1), u.stride(2),
+                u.stride(0), *ke.stride(), *ve.stride(), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
+                self.n_rows, self.t_max, self.le, self.sm_scale, qp_programs, tiles, self.esplits, QP_PREC=qp_prec,
+                DT=TL_DTYPE[q.dtype], E_PREC=self.prec, BLOCK_D=self.block_d, BLOCK_T=self.block_t, **consts)
             return
         _compressed_rows_kernel[(self.b * self.hkv,)](
             q, self.k_kept, self.k_start, self.k_cos, self.k_sc, self.k_sh, self.qc, self.z0, self.lens_arg,

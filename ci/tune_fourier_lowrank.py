@@ -37,16 +37,12 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # --shapes-only: the default beside the next candidates with 64-token tiles (the 958cefc sweep settled 64-token tiles,
 # v_gemm at batch 1 and the removal of the on-chip rotation kernels): the stream's register cap (at 64-token tiles
 # 255 registers and 106 KB of shared memory, offline for sm_90 with Triton 3.6; 168 registers and 2 stages fit 3
-# programs per SM), the coefficient-reading kernels' launch shapes, the exact splits.
-# The table products as a Triton GEMM (a_tiles, planes_tiles: BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) against
-# cuBLAS's 11.3 and 11.2 + 3.2 us at 8 x 32k (A: [512 x 512] @ [512 x 1984]; planes: [256 x 992] @ [992 x 1024]).
-# The query products and the exact tokens in one launch (qx_fused, the default) against two launches.
-QUICK_SHAPES = [{}, {"qx_fused": False}, {"num_stages": 2, "maxnreg": 168}, {"qp_block_n": 64}, {"qp_warps": 4},
-                {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8},
-                {"a_tiles": (64, 64, 32, 4, 3)}, {"a_tiles": (64, 128, 32, 4, 3)}, {"a_tiles": (32, 64, 32, 4, 3)},
-                {"planes_tiles": (32, 64, 32, 4, 3)}, {"planes_tiles": (16, 64, 64, 4, 3)},
-                {"planes_tiles": (32, 32, 64, 4, 3)},
-                {"a_tiles": (64, 64, 32, 4, 3), "planes_tiles": (32, 64, 32, 4, 3)}]
+# programs per SM), the coefficient-reading kernels' launch shapes, the exact splits. The c80a529 sweep (results/gpu/
+# tune_lowrank-2026-12-06-H100-c80a529.json) settled one launch for the query products and the exact tokens and 4
+# warps for it; its Triton GEMMs for the table products tied with cuBLAS at best and were removed. Now: the query
+# rows in that launch too (qr_fused) against their own, the planes GEMM with a column-major result (planes_t), the
+# old 8 warps.
+QUICK_SHAPES = [{}, {"qr_fused": False}, {"planes_t": True}, {"qp_warps": 8}, {"esplits": 8}, {"qx_fused": False}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

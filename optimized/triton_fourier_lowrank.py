@@ -48,7 +48,6 @@ from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
-from optimized.triton_gemm import gemm_into, tf32_cut
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                compressed_query, exact_split, kept_alignment, query_spectrum_kernel,
                                                run_block, spectrum_range_products, summed_parts)
@@ -97,10 +96,15 @@ QS_GEMM_MIN_BATCH: int | None = 2
 # 8abcfbf.json), for 24.5 MB (1.3 TB/s).
 QS_FUSED = True
 QP_BLOCK_N = 128
-# `_query_products_kernel` and `_exact_kernel` as one launch (`_query_products_exact_kernel`) where the query spectrum
-# takes that kernel: at 8 x 32k the two read 24.5 and 33.6 MB at 1.3 and 2.2 TB/s in 18.3 and 15.5 us (8abcfbf
-# profile), each with 256 programs, so each kernel's ramp and tail are a large part of it.
+# `_query_products_kernel` and `_exact_kernel` as one launch (`_prologue_kernel`) where the query spectrum takes that
+# kernel: at 8 x 32k the two read 24.5 and 33.6 MB at 1.3 and 2.2 TB/s in 18.3 and 15.5 us (8abcfbf profile), each
+# with 256 programs, so each kernel's ramp and tail are a large part of it. H100 at c80a529 (results/gpu/
+# tune_lowrank-2026-12-06-H100-c80a529.json), us with one launch / two: 8 x 32k 181.8 / 183.8; the one launch at 4
+# warps (QP_WARPS) 178.1 against 8. Batch 1 takes the query-spectrum kernel, so neither.
 QX_FUSED = True
+QP_WARPS = 4
+# ... and `_query_rows_kernel` (2.4 us at 8 x 32k, 32 programs) in that launch too. Not timed yet.
+QR_FUSED = True
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 
@@ -120,14 +124,6 @@ V_GEMM_MIN_BATCH: int | None = 1
 # MB at 1.25 TB/s). H100 at 233e34f (results/gpu/tune_lowrank-2026-12-06-H100-233e34f.json), us with cuBLAS / the
 # kernel at 8 x 32k: 209.4 / 205.6 (16 channels per program 205.8, 8 warps 204.6).
 V_FUSED = True
-# The real table products, A = [U_c; U_s] W_K (the GEMM path) and v_gemm's planes H @ table, as `gemm_into` (Triton)
-# with these tiles (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) instead of cuBLAS, on a GPU (None: cuBLAS). The H100
-# profile at 8abcfbf (results/gpu/profile_lowrank-2026-12-06-H100-8abcfbf.json) had cuBLAS at 11.3 us for A (64 x 128
-# tiles) and 11.2 + 3.2 us for the planes (64 x 256 tiles, 16 programs, and a split-K reduction) at 8 x 32k.
-A_TILES: tuple | None = None
-PLANES_TILES: tuple | None = None
-# The interpreter's tiles: small, so the CPU's conformance runs the Triton form over several tiles and K steps.
-INTERPRETER_TILES = (16, 16, 16, 4, 1)
 # `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window). The same sweep,
 # us with 4 / 8 / 16 / 32: 8 x 32k 205.6 / 206.1 / 207.4 / 210.5, 1 x 128k 134.7 / 132.9 / 132.3 / 132.7.
 ESPLITS = 4
@@ -175,13 +171,6 @@ def head_program(LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.co
 
 
 @triton.jit
-def row_block(n_rows, BLOCK_R: tl.constexpr):
-    """A program of one sequence (axis 0) and BLOCK_R of its query rows (axis 1): (b, the rows, which are real)."""
-    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
-    return tl.program_id(0), rows, rows < n_rows
-
-
-@triton.jit
 def heads_window(START, row0, n_rows, width, GL: tl.constexpr, BLOCK_R: tl.constexpr, ALIGN: tl.constexpr):
     """The kept-list window of the KV heads of query rows row0 .. row0 + BLOCK_R (rows of one head are GL
     consecutive rows): (its start, rounded down to ALIGN, and its width, to the last head's run end rounded up but
@@ -199,6 +188,13 @@ def compressed_run(START, h, D: tl.constexpr):
     """KV head h's compressed channels as one run [lo, hi) of the sorted compressed list: the channels below the
     head's are h D, START[h] of them kept."""
     return h * D - tl.load(START + h), (h + 1) * D - tl.load(START + h + 1)
+
+
+@triton.jit
+def tf32_cut(x):
+    """float32 x with its mantissa cut to TF32's 10 bits (as `tf32_truncated`): the interpreter's stand-in for a
+    tensor core's conversion of a dot operand."""
+    return (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -286,13 +282,23 @@ def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh
 def _query_rows_kernel(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, G: tl.constexpr,
                        LQ: tl.constexpr, D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr,
                        CHUNK: tl.constexpr, ALIGN: tl.constexpr):
+    """`query_rows` of program (b, row block, chunk) = (axis 0, 1, 2)."""
+    query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, tl.program_id(0), tl.program_id(1),
+               tl.program_id(2), G, LQ, D, KWP, BLOCK_R, CHUNK, ALIGN)
+
+
+@triton.jit
+def query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, b, rb, chunk, G: tl.constexpr,
+               LQ: tl.constexpr, D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr,
+               ALIGN: tl.constexpr):
     """QBD[b, r, c] = q[b, r] at the dimension of kept K channel ks + c when it belongs to row r's KV head, else 0,
-    where [ks, ks + KWP) is the row block's window of the kept list (`heads_window`); one program per CHUNK
-    channels (a loop over them left 16 programs at 8 x 32k, 6.5 us of load latency)."""
-    b, rows, row_ok = row_block(n_rows, BLOCK_R)
+    for the rows of row block rb, where [ks, ks + KWP) is the block's window of the kept list (`heads_window`), CHUNK
+    channels from chunk * CHUNK (a loop over the chunks left 16 programs at 8 x 32k, 6.5 us of load latency)."""
+    rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < n_rows
     hq = rows // LQ
-    ks, kw = heads_window(KSTART, tl.program_id(1) * BLOCK_R, n_rows, k_width, G * LQ, BLOCK_R, ALIGN)
-    cs = tl.program_id(2) * CHUNK + tl.arange(0, CHUNK)
+    ks, kw = heads_window(KSTART, rb * BLOCK_R, n_rows, k_width, G * LQ, BLOCK_R, ALIGN)
+    cs = chunk * CHUNK + tl.arange(0, CHUNK)
     chan = tl.load(KKEPT + ks + cs, mask=cs < kw, other=-1)
     own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
     q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
@@ -436,26 +442,33 @@ def exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, 
 
 
 @triton.jit
-def _query_products_exact_kernel(
-    Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, sub, sur,
-    s_half, skb, skh, skl, skd, svb, svh, svl, svd, Hkv, Cck, Nk, NZ, n_rows, period, Le, sm_scale, qp_programs,
-    n_tiles, esplits, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
-    BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr,
-    DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+def _prologue_kernel(
+    Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, KE, VE, MAXE, SUME, ACCE, KKEPT, QBD, LENS, sqb, sqh, sql, sqd,
+    sub, sur, s_half, skb, skh, skl, skd, svb, svh, svl, svd, Hkv, Cck, Nk, NZ, n_rows, period, Le, sm_scale, k_width,
+    qp_programs, n_tiles, ex_programs, esplits, row_blocks, chunks, G: tl.constexpr, LQ: tl.constexpr,
+    D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
+    QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr, DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
-    """`query_products` and `exact_part` in one launch (`qx_fused`): programs 0 .. qp_programs - 1 take (bh,
-    frequency tile), the rest (bh, exact split). Both read what no other phase has written (the queries, the
-    compressed K rows, the sinks and window), so their loads overlap instead of each kernel's ramp and tail."""
+    """What reads only the queries and the cache, in one launch (`qx_fused`): programs 0 .. qp_programs - 1 are
+    `query_products` (bh, frequency tile), the next ex_programs `exact_part` (bh, exact split), and with ROWS
+    (`qr_fused`) the rest `query_rows` (b, row block, chunk). No part reads what another writes, so their loads
+    overlap instead of each kernel's ramp and tail."""
     pid = tl.program_id(0)
     if pid < qp_programs:
         query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
                        Cck, Nk, NZ, n_rows, period, pid // n_tiles, pid % n_tiles, G, LQ, D, VARLEN, BLOCK_M, DC,
                        BLOCK_N, QP_PREC, EMUL_TF32)
-    else:
+    elif pid < qp_programs + ex_programs:
         e = pid - qp_programs
         exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, Hkv,
                    Le, sm_scale, e // esplits, e % esplits, esplits, G, LQ, D, DT, E_PREC, VARLEN, BLOCK_M, BLOCK_D,
                    BLOCK_T)
+    elif ROWS:
+        r = pid - qp_programs - ex_programs
+        query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, r // (row_blocks * chunks),
+                   r // chunks % row_blocks, r % chunks, G, LQ, D, KWP, BLOCK_R, CHUNK, ALIGN)
 
 
 # ---------------------------------------------------------------- 4. the spectrum's merge
@@ -491,12 +504,13 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
 
 
 @triton.jit
-def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, srb, srr, Hkv, Ccv, Nv, width, G: tl.constexpr,
+def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, spn, srb, srr, Hkv, Ccv, Nv, width, G: tl.constexpr,
                    LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
                    BLOCK_N: tl.constexpr, PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
     """`_v_sums` as one kernel: R[b, row, c] = sum_n (w Re F)[row, n] a'_c[n] - (w Im F)[row, n] b'_c[n] (eq. values)
     for KV head h's G * LQ rows and BLOCK_C of its compressed V channels, which are one run of the compressed list
-    (from h D - VSTART[h]), read once in tiles of BLOCK_N coefficients. EMUL_TF32: both operands cut to TF32 in the
+    (from h D - VSTART[h]), read once in tiles of BLOCK_N coefficients. The planes are strided (spb, spr, spn: per
+    sequence, row, frequency; `planes_t` stores them frequency-major). EMUL_TF32: both operands cut to TF32 in the
     interpreter, as the tensor cores would."""
     bh = tl.program_id(0)
     b = bh // Hkv
@@ -514,8 +528,8 @@ def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, srb, srr, Hkv, Ccv, 
         ns = n0 + tl.arange(0, BLOCK_N)
         n_ok = ns < width
         p_mask = row_ok[:, None] & n_ok[None, :]
-        re = tl.load(plane + ns[None, :], mask=p_mask, other=0.0)
-        im = -tl.load(plane + width + ns[None, :], mask=p_mask, other=0.0)
+        re = tl.load(plane + ns[None, :] * spn, mask=p_mask, other=0.0)
+        im = -tl.load(plane + (width + ns[None, :]) * spn, mask=p_mask, other=0.0)
         c_mask = c_ok[:, None] & n_ok[None, :]
         a = tl.load(VCOS + coef + ns[None, :], mask=c_mask, other=0.0).to(tl.float32)
         bs = tl.load(VSIN + coef + ns[None, :], mask=c_mask, other=0.0).to(tl.float32)
@@ -723,11 +737,9 @@ def _in_precision(prec: str, *operands: torch.Tensor):
         yield tuple(tf32_truncated(t) for t in operands) if tf32 and not gpu else operands
 
 
-def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0, tiles=None) -> None:
+def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
     """out = x @ w, or only the sequences idx (along `dim`) of it (a period group of a varlen batch), in precision
-    `prec` (`_in_precision`); with `tiles` a real product of all sequences runs as `gemm_into` (Triton)."""
-    if tiles is not None and idx is None and not x.is_complex() and gemm_into(x, w, out, prec, tiles):
-        return
+    `prec` (`_in_precision`)."""
     with _in_precision(prec, x, w) as (x, w):
         _product_into(x, w, out, idx, dim)
 
@@ -835,12 +847,10 @@ class LowRankPlan:
         # the GEMM path's U from one kernel (`_query_products_kernel`) instead of QC and two cuBLAS GEMMs; its
         # frequencies per program and warps
         self.qs_fused = fused_for("qs", gpu)
-        # the real table products' Triton tiles (None: cuBLAS), A's and the planes'
-        self.a_tiles = A_TILES if gpu else INTERPRETER_TILES
-        self.planes_tiles = PLANES_TILES if gpu else INTERPRETER_TILES
-        self.qp_block_n, self.qp_warps = QP_BLOCK_N, 8
-        # ... and with it the sinks and window in the same launch (`_query_products_exact_kernel`)
+        self.qp_block_n, self.qp_warps = QP_BLOCK_N, QP_WARPS
+        # ... and with it the sinks and window in the same launch (`_prologue_kernel`), and the stream's query rows
         self.qx_fused = QX_FUSED or not gpu
+        self.qr_fused = QR_FUSED or not gpu
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -870,6 +880,7 @@ class LowRankPlan:
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
+        self._planes_t = False  # v_gemm's planes row-major (the `planes_t` setter below may change it)
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
@@ -922,6 +933,18 @@ class LowRankPlan:
         self.acce = torch.zeros(parts, self.block_m, self.block_d, **f32)
 
     @property
+    def planes_t(self) -> bool:
+        """Whether v_gemm's planes are stored frequency-major, [2 width, B * rows] (cuBLAS then sees the transposed
+        product, table^T H^T, and picks its tiles for it); one period only. `planes` stays a [B, rows, 2 width]
+        view either way."""
+        return self._planes_t
+
+    @planes_t.setter
+    def planes_t(self, on: bool) -> None:
+        self._planes_t = bool(on) and len(self.groups) == 1
+        self.v_gemm = self._v_gemm
+
+    @property
     def v_gemm(self) -> bool:
         """Whether the compressed V channels' sums over frequencies are GEMMs in the spectrum phase (`planes_table`,
         `_v_sums`) instead of the output kernel's loop; setting it makes that path's tables and scratch."""
@@ -938,7 +961,11 @@ class LowRankPlan:
             width, dev, tokens = max(self.nv, 1), self.q.device, self.n_blocks * self.block
             self.v_tables = [planes_table(p, nv, tokens, self.block, self.pv, width, str(dev))
                              for p, _, nv, _, _, _ in self.groups]
-            self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
+            if self._planes_t:
+                self.planes = torch.zeros(2 * width, self.b, self.n_rows, dtype=torch.float32,
+                                          device=dev).permute(1, 2, 0)
+            else:
+                self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
             self.r = torch.zeros(self.b, self.n_rows, self.cv, dtype=torch.float32, device=dev)
 
     def _tables(self, dev) -> None:
@@ -979,7 +1006,7 @@ class LowRankPlan:
             for _, nz, _, idx, w_k, _ in self.groups:
                 if self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
                     _product(self.u[..., :nz], torch.view_as_real(w_k).flatten(1),
-                             self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1, tiles=self.a_tiles)
+                             self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
                 else:
                     _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
                              torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
@@ -995,9 +1022,14 @@ class LowRankPlan:
 
     @property
     def exact_in_phase_1(self) -> bool:
-        """Whether the sinks and window run in the query spectrum's launch (`_query_products_exact_kernel`): with
-        qx_fused where the query spectrum is `_query_products_kernel`."""
+        """Whether the sinks and window run in the query spectrum's launch (`_prologue_kernel`): with qx_fused where
+        the query spectrum is `_query_products_kernel`."""
         return self.qx_fused and self._qs_gemm and self.qs_fused and self.ck > 0
+
+    @property
+    def rows_in_phase_1(self) -> bool:
+        """Whether the stream's query rows QBD are laid out in that launch too (qr_fused)."""
+        return self.qr_fused and self.exact_in_phase_1
 
     def _query_spectrum(self, q, varlen) -> None:
         """Z (`query_spectrum_kernel`), or with qs_gemm: the block-diagonal query rows QC and Re Z_0, then
@@ -1025,11 +1057,16 @@ class LowRankPlan:
                     self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, PREC=qp_prec, **consts)
                 return
             ke, ve, qp_programs = self.k_exact, self.v_exact, self.b * self.hkv * tiles
-            _query_products_exact_kernel[(qp_programs + self.b * self.hkv * self.esplits,)](
-                *args, ke, ve, self.maxe, self.sume, self.acce, self.lens_arg, *q.stride(), u.stride(1), u.stride(2),
-                u.stride(0), *ke.stride(), *ve.stride(), self.hkv, self.ck, self.k_cos.shape[2], self.nz,
-                self.n_rows, self.t_max, self.le, self.sm_scale, qp_programs, tiles, self.esplits, QP_PREC=qp_prec,
-                DT=TL_DTYPE[q.dtype], E_PREC=self.prec, BLOCK_D=self.block_d, BLOCK_T=self.block_t, **consts)
+            ex_programs = self.b * self.hkv * self.esplits
+            row_blocks, chunks = triton.cdiv(self.n_rows, self.block_r), self.kwp // self.chunk
+            rows = self.b * row_blocks * chunks if self.rows_in_phase_1 else 0
+            _prologue_kernel[(qp_programs + ex_programs + rows,)](
+                *args, ke, ve, self.maxe, self.sume, self.acce, self.k_kept, self.qbd, self.lens_arg, *q.stride(),
+                u.stride(1), u.stride(2), u.stride(0), *ke.stride(), *ve.stride(), self.hkv, self.ck,
+                self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, self.le, self.sm_scale, self.k_width,
+                qp_programs, tiles, ex_programs, self.esplits, row_blocks, chunks, QP_PREC=qp_prec,
+                DT=TL_DTYPE[q.dtype], E_PREC=self.prec, BLOCK_D=self.block_d, BLOCK_T=self.block_t, KWP=self.kwp,
+                BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align, ROWS=rows > 0, **consts)
             return
         _compressed_rows_kernel[(self.b * self.hkv,)](
             q, self.k_kept, self.k_start, self.k_cos, self.k_sc, self.k_sh, self.qc, self.z0, self.lens_arg,
@@ -1039,9 +1076,10 @@ class LowRankPlan:
 
     def _stream(self, q, dt, varlen) -> None:
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
-        _query_rows_kernel[(self.b, row_blocks, self.kwp // self.chunk)](
-            q, self.k_kept, self.k_start, self.qbd, *q.stride(), self.n_rows, self.k_width, G=self.group, LQ=self.lq,
-            D=self.d, KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align)
+        if not self.rows_in_phase_1:
+            _query_rows_kernel[(self.b, row_blocks, self.kwp // self.chunk)](
+                q, self.k_kept, self.k_start, self.qbd, *q.stride(), self.n_rows, self.k_width, G=self.group,
+                LQ=self.lq, D=self.d, KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align)
         km, vm = self.k_mid, self.v_mid
         _middle_kernel[(self.b * row_blocks, self.splits, self.v_slices)](
             self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.k_start,
@@ -1074,8 +1112,12 @@ class LowRankPlan:
             return
         if self._v_gemm:
             h = self.h.view(self.b, self.n_rows, -1)
-            for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
-                _product(h, table, self.planes, idx, self.gemm_precs[1], tiles=self.planes_tiles)
+            if self._planes_t:  # planes^T = table^T H^T, [2 width, B * rows]
+                _product(self.v_tables[0].t(), h.view(self.b * self.n_rows, -1).t(),
+                         self.planes.permute(2, 0, 1).view(self.planes.shape[2], -1), None, self.gemm_precs[1])
+            else:
+                for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
+                    _product(h, table, self.planes, idx, self.gemm_precs[1])
             if self.v_fused:
                 self._v_sums_fused()
             else:
@@ -1090,8 +1132,8 @@ class LowRankPlan:
         tf32, gpu, block_c = self.gemm_precs[1] == "tf32", self.q.is_cuda, self.vs_block_c
         planes, r = self.planes, self.r
         _v_sums_kernel[(self.b * self.hkv, triton.cdiv(self.cv_head, block_c))](
-            planes, self.v_start, self.v_cos, self.v_sin, r, planes.stride(0), planes.stride(1), r.stride(0),
-            r.stride(1), self.hkv, self.cv, self.v_cos.shape[2], planes.shape[2] // 2, G=self.group, LQ=self.lq,
+            planes, self.v_start, self.v_cos, self.v_sin, r, planes.stride(0), planes.stride(1), planes.stride(2),
+            r.stride(0), r.stride(1), self.hkv, self.cv, self.v_cos.shape[2], planes.shape[2] // 2, G=self.group, LQ=self.lq,
             D=self.d, BLOCK_M=self.block_m, BLOCK_C=block_c, BLOCK_N=self.vs_block_n,
             PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.vs_warps)
 

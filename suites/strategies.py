@@ -16,16 +16,6 @@ def compression_ratios(max_ratio: float = 0.9):
 
 
 @st.composite
-def gemm_cases(draw):
-    """(lead dims, K, N, tiles) of a small GEMM whose rows fold from the lead dims, tiles (BLOCK_M, BLOCK_N,
-    BLOCK_K, warps, stages) that leave partial tiles on every axis often."""
-    lead = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=3)))
-    k, n = draw(st.integers(1, 70)), draw(st.integers(1, 70))
-    bm, bn, bk = (draw(st.sampled_from((16, 32))) for _ in range(3))
-    return lead, k, n, (bm, bn, bk, 4, 1)
-
-
-@st.composite
 def prefill_layers(draw, min_len: int = 8, max_len: int = 160, max_protected: int = 0, num_layers: int | None = None,
                    min_protected: int = 0):
     """A PrefillLayer of random normal float32 q/k/v: B 1..2, Hkv 1..3, group 1..3, D in {8, 16, 32}.

@@ -90,3 +90,21 @@ def test_heads_window_width_arithmetic():
     # 3 rows per head, 4-row blocks: rows 0-3 heads 0-1, rows 4-7 heads 1-2 (6 rows: the last block rows 4-5)
     assert heads_window_width(starts, 6, 3, 4, 1) == max(13 - 0, 13 - 5)
     assert heads_window_width(starts, 8, 3, 4, 1) == max(13 - 0, 20 - 5)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_lowrank_query_rows_are_the_same_in_the_prologue_launch(seed):
+    """The stream's block-diagonal query rows QBD laid out in `_prologue_kernel` (qr_fused) equal `_query_rows_kernel`'s,
+    on windows of several 64-lane chunks (head_dim 64, most channels kept) and two row blocks."""
+    x = make_fourier_cache(2, 32, 4, 64, 120, 10, k_fraction=0.1, v_fraction=0.5, n_init=2, n_local=10,
+                           dtype=torch.float32, device="cpu", seed=seed, kept_pad=8)
+    qbd = {}
+    for fused in (True, False):
+        plan = lowrank_plan(**x, block_r=16)
+        plan.qr_fused = fused
+        assert plan.rows_in_phase_1 == fused and plan.kwp // plan.chunk > 1 and plan.n_rows > plan.block_r
+        plan.qbd.fill_(float("nan"))
+        plan.run(upto=3)
+        qbd[fused] = plan.qbd.clone()
+    assert not qbd[False].isnan().any() and qbd[False].abs().max() > 0
+    torch.testing.assert_close(qbd[True], qbd[False], rtol=0, atol=0)

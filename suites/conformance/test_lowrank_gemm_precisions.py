@@ -205,3 +205,30 @@ def test_tf32_truncation_keeps_ten_mantissa_bits():
     assert set(GEMM_PRECS) == {"ieee", "tf32"}
     with pytest.raises(ValueError, match="float32 or complex64"):
         tf32_truncated(x.half())
+
+
+@pytest.mark.parametrize("prec", ["ieee", "tf32"])
+def test_frequency_major_planes_give_the_same_sums(prec):
+    """v_gemm's planes stored frequency-major (`planes_t`: cuBLAS computes table^T H^T) give the planes and channel
+    sums R of the row-major form, through `_v_sums_kernel` and through the cuBLAS sums; a varlen batch of several
+    periods keeps the row-major form."""
+    x = make_fourier_cache(3, 6, 3, 16, 200, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
+                           dtype=torch.float32, device="cpu", seed=9)
+    outs = {}
+    for planes_t, fused in ((False, True), (True, True), (True, False)):
+        plan = lowrank.lowrank_plan(**x, gemm_precs=("ieee", prec))
+        plan.v_gemm, plan.v_fused, plan.planes_t = True, fused, planes_t
+        assert plan.planes_t == planes_t and plan.planes.shape == (3, plan.n_rows, 2 * plan.nv)
+        assert (plan.planes.stride(2) == 1) != planes_t
+        plan.run(upto=4)
+        outs[planes_t, fused] = (plan.planes.clone(), plan.r.clone())
+    (p_ref, r_ref) = outs[False, True]
+    assert p_ref.abs().max() > 0 and r_ref.abs().max() > 0
+    for key in ((True, True), (True, False)):
+        p, r = outs[key]
+        torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-6 * float(p_ref.abs().max()))
+    torch.testing.assert_close(outs[True, True][1], r_ref, rtol=1e-5, atol=1e-6 * float(r_ref.abs().max()))
+    v = get_op("fourier_decode_attention_varlen").make_inputs(LARGE, torch.float32, torch.device("cpu"))
+    plan = lowrank.varlen_lowrank_plan(**v)
+    plan.planes_t = True
+    assert len(plan.groups) > 1 and not plan.planes_t

@@ -3,16 +3,15 @@
 # step under its own time limit so a call of at most 10 minutes returns what finished:
 #   conform  gpu-profile conformance (seed 0) of both registered ops, and of the float32-coefficient wrappers
 #            (ci.lowrank_f32_coefs: the paths the KV method's coefficients take) in the 16-bit dtypes. One run per
-#            (op, dtype): a conformance run writes its records only when all its dtypes are done, and on a fresh
-#            machine the builds alone take a minute or more;
+#            (op, dtype), the ten runs at once: a conformance run writes its records only when all its dtypes are
+#            done, and on a fresh machine the builds alone take a minute or more (CPU-bound);
 #   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
 #   bench    the four target cells beside SDPA-flash in one run each (runs aligned to 8, --rerun);
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default conform,tune,bench,profile),
-# CONFORM_DTYPES (default "bfloat16 float16 float32"), EXAMPLES (default 20), CONFORM_S (seconds per run, 150).
-# On the H100 a conformance run took 30-65 s, so the ten runs alone fill a 10-minute call: make two calls,
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=conform bash ci/gpu_lowrank.sh
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=tune,bench,profile bash ci/gpu_lowrank.sh   (about 4 minutes)
+# CONFORM_DTYPES (default "bfloat16 float16 float32"), EXAMPLES (default 20), CONFORM_S (seconds per run, 240).
+# On the H100 one conformance run took 30-65 s alone; run one after another the ten filled a 10-minute call.
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) bash ci/gpu_lowrank.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -24,14 +23,29 @@ mkdir -p "$RESULTS"
 rc=0
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 
-# conform OP IMPL DTYPES...: one gpu-profile run per dtype
+# conform OP IMPL DTYPES...: one gpu-profile run per dtype, all at once (the builds are CPU-bound and the machine
+# has 16 cores), each into its own store under $RESULTS/parts, merged when all are done (`conform_wait`)
 conform() {
-  local op=$1 impl=$2 dt
+  local op=$1 impl=$2 dt part
   shift 2
   for dt in "$@"; do
-    timeout "${CONFORM_S:-150}" "$PY" -m harness conform --op "$op" --impl "$impl" --profile gpu --seed 0 \
-      --max-examples "${EXAMPLES:-20}" --dtypes "$dt" --results "$RESULTS" 2>&1 | grep -E "PASS|FAIL|rror" || rc=1
+    part="$RESULTS/parts/$op.${impl//[:.]/_}.$dt"
+    mkdir -p "$part"
+    (timeout "${CONFORM_S:-240}" "$PY" -m harness conform --op "$op" --impl "$impl" --profile gpu --seed 0 \
+      --max-examples "${EXAMPLES:-20}" --dtypes "$dt" --results "$part" > "$part/log.txt" 2>&1
+     echo "$? $op $impl $dt" > "$part/rc") &
   done
+}
+conform_wait() {
+  wait
+  local part
+  for part in "$RESULTS"/parts/*/; do
+    echo "-- $(cat "$part/rc" 2>/dev/null || echo "? $part")"
+    grep -E "PASS|FAIL|rror" "$part/log.txt" | tail -5
+    grep -q "^0 " "$part/rc" 2>/dev/null || rc=1
+    cat "$part"/conformance.jsonl >> "$RESULTS/conformance.jsonl" 2>/dev/null
+  done
+  rm -rf "$RESULTS/parts"
 }
 
 if [[ "$steps" == *,conform,* ]]; then
@@ -41,6 +55,7 @@ if [[ "$steps" == *,conform,* ]]; then
   conform fourier_decode_attention_varlen triton_lowrank $dtypes
   conform fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
   conform fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16
+  conform_wait
 fi
 
 if [[ "$steps" == *,tune,* ]]; then

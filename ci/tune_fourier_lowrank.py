@@ -40,9 +40,10 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # programs per SM), the coefficient-reading kernels' launch shapes, the exact splits. The c80a529 sweep (results/gpu/
 # tune_lowrank-2026-12-06-H100-c80a529.json) settled one launch for the query products and the exact tokens and 4
 # warps for it; its Triton GEMMs for the table products tied with cuBLAS at best and were removed. Now: the query
-# rows in that launch too (qr_fused) against their own, the planes GEMM with a column-major result (planes_t), the
-# old 8 warps.
-QUICK_SHAPES = [{}, {"qr_fused": False}, {"planes_t": True}, {"qp_warps": 8}, {"esplits": 8}, {"qx_fused": False}]
+# rows in that launch too (qr_fused) against their own, the planes GEMM with a column-major result (planes_t), A as
+# one complex GEMM from Z (z_direct), the V sums' frequencies per step, the old 8 warps.
+QUICK_SHAPES = [{}, {"qr_fused": False}, {"planes_t": True}, {"z_direct": True}, {"vs_block_n": 128},
+                {"vs_block_n": 32}, {"qp_warps": 8}, {"esplits": 8}, {"z_direct": True, "planes_t": True}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

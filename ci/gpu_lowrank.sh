@@ -9,7 +9,8 @@
 #   bench    the four target cells beside SDPA-flash in one run each (runs aligned to 8, --rerun);
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default conform,tune,bench,profile),
-# CONFORM_DTYPES (default "bfloat16 float16 float32"), EXAMPLES (default 20), CONFORM_S (seconds per run, 240).
+# CONFORM_SET (all, or f32coefs: the six runs whose coefficients are float32), CONFORM_JOBS (runs at once, 3),
+# EXAMPLES (default 20), CONFORM_S (seconds per run, 240).
 # On the H100 one conformance run took 30-65 s alone; run one after another the ten filled a 10-minute call.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) bash ci/gpu_lowrank.sh
 set -uo pipefail
@@ -23,12 +24,14 @@ mkdir -p "$RESULTS"
 rc=0
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 
-# conform OP IMPL DTYPES...: one gpu-profile run per dtype, all at once (the builds are CPU-bound and the machine
-# has 16 cores), each into its own store under $RESULTS/parts, merged when all are done (`conform_wait`)
+# conform OP IMPL DTYPES...: one gpu-profile run per dtype, CONFORM_JOBS (3) at a time (the builds are CPU-bound;
+# ten at once on the 16 cores all passed 180 s), each into its own store under $RESULTS/parts, merged when all are
+# done (`conform_wait`)
 conform() {
   local op=$1 impl=$2 dt part
   shift 2
   for dt in "$@"; do
+    while (( $(jobs -rp | wc -l) >= ${CONFORM_JOBS:-3} )); do wait -n; done
     part="$RESULTS/parts/$op.${impl//[:.]/_}.$dt"
     mkdir -p "$part"
     (timeout "${CONFORM_S:-240}" "$PY" -m harness conform --op "$op" --impl "$impl" --profile gpu --seed 0 \
@@ -50,11 +53,16 @@ conform_wait() {
 
 if [[ "$steps" == *,conform,* ]]; then
   echo "== conformance, gpu profile, seed 0, one run per dtype"
-  dtypes="${CONFORM_DTYPES:-bfloat16 float16 float32}"
-  conform fourier_decode_attention triton_lowrank $dtypes
-  conform fourier_decode_attention_varlen triton_lowrank $dtypes
+  # first the paths of float32 coefficients (the KV method's format and the benchmark's: the prologue launch), then
+  # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first
   conform fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
   conform fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16
+  conform fourier_decode_attention triton_lowrank float32
+  conform fourier_decode_attention_varlen triton_lowrank float32
+  if [[ "${CONFORM_SET:-all}" != f32coefs ]]; then
+    conform fourier_decode_attention triton_lowrank bfloat16 float16
+    conform fourier_decode_attention_varlen triton_lowrank bfloat16 float16
+  fi
   conform_wait
 fi
 

@@ -34,16 +34,12 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
           {"qs_warps": 8}, {"out_prec": "ieee"}, {"out_warps": 8}, {"v_gemm": True},
           {"v_gemm": True, "gemm_precs": ("tf32", "ieee")}, {"qs_fused": False}, {"v_fused": False},
           {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4}]
-# --shapes-only: the default beside the next candidates with 64-token tiles (the 958cefc sweep settled 64-token tiles,
-# v_gemm at batch 1 and the removal of the on-chip rotation kernels): the stream's register cap (at 64-token tiles
-# 255 registers and 106 KB of shared memory, offline for sm_90 with Triton 3.6; 168 registers and 2 stages fit 3
-# programs per SM), the coefficient-reading kernels' launch shapes, the exact splits. The c80a529 sweep (results/gpu/
-# tune_lowrank-2026-12-06-H100-c80a529.json) settled one launch for the query products and the exact tokens and 4
-# warps for it; its Triton GEMMs for the table products tied with cuBLAS at best and were removed. Now: the query
-# rows in that launch too (qr_fused) against their own, the planes GEMM with a column-major result (planes_t), A as
-# one complex GEMM from Z (z_direct), the V sums' frequencies per step, the old 8 warps.
-QUICK_SHAPES = [{}, {"qr_fused": False}, {"planes_t": True}, {"z_direct": True}, {"vs_block_n": 128},
-                {"vs_block_n": 32}, {"qp_warps": 8}, {"esplits": 8}, {"z_direct": True, "planes_t": True}]
+# --shapes-only: the default beside the next candidates (the c80a529 and 863f673 sweeps settled one prologue launch for
+# the query products, the exact tokens and the query rows at 4 warps, and frequency-major planes; results/gpu/
+# tune_lowrank-2026-12-06-H100-{c80a529,863f673}.json): the row-major planes, two launches, the V sums' frequencies
+# per step, the exact splits, the stream's register cap.
+QUICK_SHAPES = [{}, {"planes_t": False}, {"qr_fused": False}, {"qx_fused": False}, {"vs_block_n": 128},
+                {"esplits": 8}, {"num_stages": 2, "maxnreg": 168}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

@@ -103,12 +103,15 @@ QP_BLOCK_N = 128
 # warps (QP_WARPS) 178.1 against 8. Batch 1 takes the query-spectrum kernel, so neither.
 QX_FUSED = True
 QP_WARPS = 4
-# ... and `_query_rows_kernel` (2.4 us at 8 x 32k, 32 programs) in that launch too. Not timed yet.
+# ... and `_query_rows_kernel` (2.4 us at 8 x 32k, 32 programs) in that launch too. H100 at 863f673 (results/gpu/
+# tune_lowrank-2026-12-06-H100-863f673.json), us with / without: 8 x 32k 174.4 / 177.0 (1 x 128k and 1 x 32k take the
+# query-spectrum kernel and separate launches). There the query products writing Z = U_c - i U_s for one complex
+# GEMM A = Z W_K (A whole, half the bytes) lost: 180.7 us; it was removed.
 QR_FUSED = True
-# The query products writing Z = U_c - i U_s, so A = Z W_K is one complex GEMM [rows x N] @ [N x blocks r] (A whole,
-# half the bytes the stream reads) instead of the real [2 rows x N] @ [N x 2 blocks r] into P_c, P_s (11.2 us at
-# 8 x 32k in the 8abcfbf profile). Not timed yet; off everywhere until it is (a test runs it).
-Z_DIRECT = False
+# v_gemm's planes frequency-major (`planes_t`: cuBLAS computes table^T H^T) where the batch has one period. The same
+# sweep, us row-major / frequency-major: 8 x 32k 174.4 / 173.3, 1 x 128k 119.1 / 118.6, 1 x 32k 81.6 / 80.4. On in
+# the interpreter too, so the CPU's conformance runs the GPU's path (a test holds it to the row-major form).
+PLANES_T = True
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 
@@ -219,29 +222,28 @@ def _compressed_rows_kernel(Q, KKEPT, KSTART, KCOS, KSC, KSH, QC, Z0, LENS, sqb,
 
 
 @triton.jit
-def _query_products_kernel(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, sun,
-                           s_half, Hkv, Cck, Nk, NZ, n_rows, period, G: tl.constexpr, LQ: tl.constexpr,
-                           D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr,
-                           BLOCK_N: tl.constexpr, PREC: tl.constexpr, EMUL_TF32: tl.constexpr, Z_OUT: tl.constexpr):
+def _query_products_kernel(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half,
+                           Hkv, Cck, Nk, NZ, n_rows, period, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr,
+                           VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
+                           PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
     """`query_products` of program (bh, frequency tile) = (axis 0, axis 1)."""
-    query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, sun, s_half,
-                   Hkv, Cck, Nk, NZ, n_rows, period, tl.program_id(0), tl.program_id(1), G, LQ, D, VARLEN, BLOCK_M,
-                   DC, BLOCK_N, PREC, EMUL_TF32, Z_OUT)
+    query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
+                   Cck, Nk, NZ, n_rows, period, tl.program_id(0), tl.program_id(1), G, LQ, D, VARLEN, BLOCK_M, DC,
+                   BLOCK_N, PREC, EMUL_TF32)
 
 
 @triton.jit
-def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, sun, s_half,
-                   Hkv, Cck, Nk, NZ, n_rows, period, bh, tile, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr,
+def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
+                   Cck, Nk, NZ, n_rows, period, bh, tile, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr,
                    VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
-                   PREC: tl.constexpr, EMUL_TF32: tl.constexpr, Z_OUT: tl.constexpr):
+                   PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
     """The GEMM path's U_c = QC K_cos and U_s = QC K_sin for KV head h's G * LQ rows and frequencies
     n0 .. n0 + BLOCK_N (eq. scores), without QC: the head's compressed channels are one run of the compressed list
     (from h D - KSTART[h]), read DC at a time with their BLOCK_N coefficients; each chunk's query values are gathered
     at the channels' dimensions (KCOMP) and scaled on chip (q_c s_c / T). No load waits on a search of the kept
     list. The program of the first frequency tile also writes Re Z_0 = u_0 / T + sum_c q_c mu_c with float32 FMA
-    (as `_compressed_rows_kernel`). Z_OUT (`z_direct`): U is the query spectrum Z = U_c - i U_s instead (complex,
-    interleaved: sun = 2, s_half = 1), with Re Z_0 in place of u_0 / T, for a complex GEMM A = Z W_K. In the
-    interpreter, EMUL_TF32 cuts both dot operands to TF32's 10 mantissa bits, as the tensor cores would."""
+    (as `_compressed_rows_kernel`). In the interpreter, EMUL_TF32 cuts both dot operands to TF32's 10 mantissa bits,
+    as the tensor cores would."""
     b, h, period, rows, row_ok = head_of(bh, LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
     ns = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < NZ
@@ -274,16 +276,12 @@ def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh
         u_cos = tl.dot(qs, k_cos, u_cos, input_precision=PREC)
         u_sin = tl.dot(qs, k_sin, u_sin, input_precision=PREC)
     grow = h * G * LQ + rows
-    off = b * sub + grow[:, None] * sur + ns[None, :] * sun
+    off = b * sub + grow[:, None] * sur + ns[None, :]
     mask = row_ok[:, None] & n_ok[None, :]
-    if Z_OUT:
-        tl.store(U + off, tl.where((ns == 0)[None, :], z0[:, None], u_cos), mask=mask)
-        tl.store(U + s_half + off, -u_sin, mask=mask)
-    else:
-        tl.store(U + off, u_cos, mask=mask)
-        tl.store(U + s_half + off, u_sin, mask=mask)
-        if first:
-            tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok)
+    tl.store(U + off, u_cos, mask=mask)
+    tl.store(U + s_half + off, u_sin, mask=mask)
+    if first:
+        tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok)
 
 
 # ---------------------------------------------------------------- 3. the stream
@@ -453,12 +451,12 @@ def exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, 
 @triton.jit
 def _prologue_kernel(
     Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, KE, VE, MAXE, SUME, ACCE, KKEPT, QBD, LENS, sqb, sqh, sql, sqd,
-    sub, sur, sun, s_half, skb, skh, skl, skd, svb, svh, svl, svd, Hkv, Cck, Nk, NZ, n_rows, period, Le, sm_scale, k_width,
+    sub, sur, s_half, skb, skh, skl, skd, svb, svh, svl, svd, Hkv, Cck, Nk, NZ, n_rows, period, Le, sm_scale, k_width,
     qp_programs, n_tiles, ex_programs, esplits, row_blocks, chunks, G: tl.constexpr, LQ: tl.constexpr,
     D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
     QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr, DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_T: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr,
-    ROWS: tl.constexpr, Z_OUT: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
     """What reads only the queries and the cache, in one launch (`qx_fused`): programs 0 .. qp_programs - 1 are
     `query_products` (bh, frequency tile), the next ex_programs `exact_part` (bh, exact split), and with ROWS
@@ -466,9 +464,9 @@ def _prologue_kernel(
     overlap instead of each kernel's ramp and tail."""
     pid = tl.program_id(0)
     if pid < qp_programs:
-        query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, sun, s_half,
-                       Hkv, Cck, Nk, NZ, n_rows, period, pid // n_tiles, pid % n_tiles, G, LQ, D, VARLEN, BLOCK_M, DC,
-                       BLOCK_N, QP_PREC, EMUL_TF32, Z_OUT)
+        query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
+                       Cck, Nk, NZ, n_rows, period, pid // n_tiles, pid % n_tiles, G, LQ, D, VARLEN, BLOCK_M, DC,
+                       BLOCK_N, QP_PREC, EMUL_TF32)
     elif pid < qp_programs + ex_programs:
         e = pid - qp_programs
         exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, Hkv,
@@ -860,8 +858,6 @@ class LowRankPlan:
         # ... and with it the sinks and window in the same launch (`_prologue_kernel`), and the stream's query rows
         self.qx_fused = QX_FUSED or not gpu
         self.qr_fused = QR_FUSED or not gpu
-        # ... writing Z = U_c - i U_s for one complex GEMM A = Z W_K (`z_direct`) instead of U for a real one
-        self.z_direct = Z_DIRECT
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -891,7 +887,7 @@ class LowRankPlan:
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
-        self._planes_t = False  # v_gemm's planes row-major (the `planes_t` setter below may change it)
+        self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
@@ -920,23 +916,9 @@ class LowRankPlan:
             self.qc = self.u = self.z0 = None
 
     @property
-    def z_direct_active(self) -> bool:
-        """Whether `_query_products_kernel` (or the prologue) writes Z = U_c - i U_s itself (`z_direct`), so A is
-        one complex GEMM and comes whole."""
-        return self.z_direct and self._qs_gemm and self.qs_fused
-
-    @property
     def a_split(self) -> bool:
         """Whether A comes as the two products P_c, P_s of the GEMM path (`_middle_kernel`'s A_SPLIT)."""
-        return self._qs_gemm and not self.z_direct_active
-
-    def _fit_scratch(self) -> None:
-        """A's scratch for the form A comes in, and Z's where the query products write it (attributes a sweep may
-        have set since the plan was made)."""
-        if (self.a.dim() == 5) != self.a_split:
-            self._alloc_a()
-        if self.z_direct_active and self.z is None:
-            self.z = torch.zeros(self.b, self.n_rows, max(self.nz, 1), 2, dtype=torch.float32, device=self.q.device)
+        return self._qs_gemm
 
     def _alloc_a(self) -> None:
         halves = (2,) if self.a_split else ()
@@ -1024,13 +1006,12 @@ class LowRankPlan:
         """Phases 1..upto (PHASES)."""
         q, varlen = self.q, self.lens is not None
         dt = TL_DTYPE[q.dtype]
-        self._fit_scratch()
         if upto >= 1 and self.ck:
             self._query_spectrum(q, varlen)
         if upto >= 2 and self.ck:
             a_prec = self.gemm_precs[0]
             for _, nz, _, idx, w_k, _ in self.groups:
-                if self.a_split:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
+                if self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
                     _product(self.u[..., :nz], torch.view_as_real(w_k).flatten(1),
                              self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
                 else:
@@ -1071,20 +1052,16 @@ class LowRankPlan:
         if self.qs_fused:
             block_n, gpu = self.qp_block_n, q.is_cuda
             tf32 = self.qs_gemm_prec == "tf32"
-            u, tiles = self.z if self.z_direct_active else self.u, triton.cdiv(self.nz, block_n)
-            # U [2, B, rows, n] by (sequence, row, frequency, half), or Z [B, rows, n, 2] (z_direct)
-            u_strides = (u.stride(0), u.stride(1), 2, 1) if self.z_direct_active else (u.stride(1), u.stride(2), 1,
-                                                                                         u.stride(0))
+            u, tiles = self.u, triton.cdiv(self.nz, block_n)
             args = (q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0)
             consts = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
                           DC=16 if self.d <= 16 else 32, BLOCK_N=block_n, EMUL_TF32=tf32 and not gpu,
-                          Z_OUT=self.z_direct_active,
                           num_warps=self.qp_warps)
             qp_prec = "tf32" if tf32 and gpu else "ieee"
             if not self.exact_in_phase_1:
                 _query_products_kernel[(self.b * self.hkv, tiles)](
-                    *args, self.lens_arg, *q.stride(), *u_strides, self.hkv, self.ck, self.k_cos.shape[2], self.nz,
-                    self.n_rows, self.t_max, PREC=qp_prec, **consts)
+                    *args, self.lens_arg, *q.stride(), u.stride(1), u.stride(2), u.stride(0), self.hkv, self.ck,
+                    self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, PREC=qp_prec, **consts)
                 return
             ke, ve, qp_programs = self.k_exact, self.v_exact, self.b * self.hkv * tiles
             ex_programs = self.b * self.hkv * self.esplits
@@ -1092,7 +1069,7 @@ class LowRankPlan:
             rows = self.b * row_blocks * chunks if self.rows_in_phase_1 else 0
             _prologue_kernel[(qp_programs + ex_programs + rows,)](
                 *args, ke, ve, self.maxe, self.sume, self.acce, self.k_kept, self.qbd, self.lens_arg, *q.stride(),
-                *u_strides, *ke.stride(), *ve.stride(), self.hkv, self.ck,
+                u.stride(1), u.stride(2), u.stride(0), *ke.stride(), *ve.stride(), self.hkv, self.ck,
                 self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, self.le, self.sm_scale, self.k_width,
                 qp_programs, tiles, ex_programs, self.esplits, row_blocks, chunks, QP_PREC=qp_prec,
                 DT=TL_DTYPE[q.dtype], E_PREC=self.prec, BLOCK_D=self.block_d, BLOCK_T=self.block_t, KWP=self.kwp,
@@ -1112,9 +1089,9 @@ class LowRankPlan:
                 LQ=self.lq, D=self.d, KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align)
         km, vm = self.k_mid, self.v_mid
         _middle_kernel[(self.b * row_blocks, self.splits, self.v_slices)](
-            self.qbd, km, vm, self.z0 if self.a_split else self.z, self.a, self.vk, self.vv, self.k_start,
+            self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.k_start,
             self.v_start, self.h, self.hm, self.maxm, self.summ, self.accm, self.lens_arg, km.stride(0), km.stride(1),
-            vm.stride(0), vm.stride(1), 1 if self.a_split else self.z.stride(1), self.svk, self.svv,
+            vm.stride(0), vm.stride(1), 1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv,
             self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
             self.sm_scale, self.a[0].numel() if self.a_split else 0, GL=self.gl, VARLEN=varlen, BLOCK_R=self.block_r,
             BLOCK_M=self.block_m, KWP=self.kwp,

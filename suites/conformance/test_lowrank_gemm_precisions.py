@@ -17,7 +17,7 @@ from harness.kernels.conformance import check_case
 from optimized.triton_fourier_lowrank import (GEMM_PRECS, QS_GEMM_MIN_BATCH, fourier_decode_attention_lowrank,
                                               qs_gemm_for, tf32_truncated)
 from reference.ops.fourier_cache import make_fourier_cache
-from reference.registry import get_impl, get_op
+from reference.registry import get_op
 
 KNOBS = {"block_t": 16, "block": 32, "num_splits": 2}
 UNIFORM = {"batch": 2, "kv_heads": 2, "group": 2, "head_dim": 16, "q_len": 1, "n_init": 2, "n_local": 9,
@@ -232,26 +232,3 @@ def test_frequency_major_planes_give_the_same_sums(prec):
     plan = lowrank.varlen_lowrank_plan(**v)
     plan.planes_t = True
     assert len(plan.groups) > 1 and not plan.planes_t
-
-
-@pytest.mark.parametrize("qx_fused", [True, False], ids=["prologue", "own_launch"])
-def test_z_from_the_query_products_gives_the_same_a_and_output(qx_fused):
-    """`z_direct`: the query products write Z = U_c - i U_s (Re Z_0 at n = 0) and A is one complex GEMM, whole;
-    A, Re Z_0 and the output equal the two real products' (float32), in the prologue launch and in its own."""
-    x = make_fourier_cache(3, 6, 3, 16, 200, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
-                           dtype=torch.float32, device="cpu", seed=13)
-    runs = {}
-    for z_direct in (False, True):
-        plan = lowrank.lowrank_plan(**x)
-        plan.qs_gemm, plan.qs_fused, plan.qx_fused, plan.z_direct = True, True, qx_fused, z_direct
-        assert plan.a_split != z_direct
-        out = plan.run()
-        z0 = plan.z[..., 0, 0].clone() if z_direct else plan.z0.clone()
-        runs[z_direct] = (interleaved_a(plan).clone(), z0, out.clone())
-        assert plan.a.dim() == (4 if z_direct else 5)
-    (a_ref, z0_ref, out_ref), (a, z0, out) = runs[False], runs[True]
-    assert a_ref.abs().max() > 0
-    torch.testing.assert_close(a, a_ref, rtol=1e-4, atol=1e-5 * float(a_ref.abs().max()))
-    torch.testing.assert_close(z0, z0_ref, rtol=1e-6, atol=1e-6 * float(z0_ref.abs().max()))
-    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out, get_impl("fourier_decode_attention", "coefficients")(**x), rtol=2e-5, atol=2e-5)

@@ -47,6 +47,15 @@ def _latest(records: list[dict]) -> dict:
     return out
 
 
+def ratio_text(x: float, target: float) -> str:
+    """x as "1.91x"; with a third decimal where two would round a miss up to the target or a pass down below it
+    (350.2 / 175.2 = 1.999x, not 2.00x beside a MISS)."""
+    text = f"{x:.2f}x"
+    if (x >= target) != (round(x, 2) >= target):
+        text = f"{x:.3f}x" if (x >= target) == (round(x, 3) >= target) else f"{x:.4f}x"
+    return text
+
+
 def target_rows(records: list[dict]) -> list[list[str]]:
     """One row per (device, dtype, kernel, cache variant, batch x context) with a target, from the newest run that
     measured both SDPA and that kernel there; empty when no run did."""
@@ -71,7 +80,7 @@ def target_rows(records: list[dict]) -> list[list[str]]:
         phases = metrics["latency_ms"].get("extra", {}).get("phase_ms") or {}
         need_x, need_bw = SPEEDUP[(batch, context)], ROOFLINE.get((batch, context))
         rows.append([device, dtype, name, cache, f"{batch} x {context // 1024}k", f"{1000 * sdpa['value']:.1f}",
-                     f"{1000 * ms:.1f}", f"{1000 * rebuild['value']:.0f}" if rebuild else "—", f"{speedup:.2f}x",
+                     f"{1000 * ms:.1f}", f"{1000 * rebuild['value']:.0f}" if rebuild else "—", ratio_text(speedup, need_x),
                      f"≥ {need_x:g}x {'pass' if speedup >= need_x else 'MISS'}",
                      f"{100 * frac:.0f}%" if frac is not None else "—",
                      (f"≥ {100 * need_bw:.0f}% {'pass' if frac is not None and frac >= need_bw else 'MISS'}"

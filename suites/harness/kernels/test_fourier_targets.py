@@ -1,9 +1,11 @@
 """The FlashFourierAttention target table: speedups and roofline fractions from one run's records, pass or MISS."""
 from __future__ import annotations
 
+import pytest
+
 from harness.boards.leaderboard import build_leaderboard
 from harness.kernels import bench as bk
-from harness.kernels.fourier_targets import HEADERS, target_rows
+from harness.kernels.fourier_targets import HEADERS, ratio_text, target_rows
 from harness.store import ResultsStore
 
 PROV = {"device": "cuda: NVIDIA H200", "versions": {"torch": "t"}, "git_sha": "abc"}
@@ -75,3 +77,9 @@ def test_kv_variants_are_labelled_apart_from_the_default_method():
     both = {"method": "fourier", "params": {"method_params": {"fractions": "per_layer", "period": "span"}}}
     assert method_label(both) == "fourier (fractions=per_layer)"  # an option at its default is not a variant
     assert method_label({"method": "my_plugin", "params": {}}) == "my_plugin"
+
+
+@pytest.mark.parametrize("x,target,text", [(1.9989, 2.0, "1.999x"), (1.91, 2.0, "1.91x"), (2.004, 2.0, "2.00x"),
+                                           (2.4996, 2.5, "2.4996x"), (0.333, 1.0, "0.33x")])
+def test_a_ratio_never_rounds_across_its_target(x, target, text):
+    assert ratio_text(x, target) == text

@@ -92,8 +92,8 @@ QS_GEMM_MIN_BATCH: int | None = 2
 # the query-spectrum kernel, which batch 1 keeps. 64 frequencies per program: 223.2 at 8 x 32k.
 # After 8abcfbf the kernel walks the head's run of the compressed list instead of 32-dimension chunks whose loads
 # waited on a search of the kept list (offline for sm_90, Triton 3.6: 102 registers against 127, one pipelined loop
-# instead of four searches). Not timed yet: 18.3 us at 8 x 32k before (results/gpu/profile_lowrank-2026-12-06-H100-
-# 8abcfbf.json), for 24.5 MB (1.3 TB/s).
+# instead of four searches). It ran only inside the one launch with the exact tokens (QX_FUSED): 32.3 us at c80a529
+# against 18.3 + 15.5 for the two kernels at 8abcfbf (results/gpu/profile_lowrank-2026-12-06-H100-*.json).
 QS_FUSED = True
 QP_BLOCK_N = 128
 # `_query_products_kernel` and `_exact_kernel` as one launch (`_prologue_kernel`) where the query spectrum takes that
@@ -112,6 +112,10 @@ QR_FUSED = True
 # sweep, us row-major / frequency-major: 8 x 32k 174.4 / 173.3, 1 x 128k 119.1 / 118.6, 1 x 32k 81.6 / 80.4. On in
 # the interpreter too, so the CPU's conformance runs the GPU's path (a test holds it to the row-major form).
 PLANES_T = True
+# The GEMM path's A stored transposed (`a_t`), for the same reason: cuBLAS computes W_K^T [U_c; U_s]^T, a
+# [blocks r x N] @ [N x 2 B rows] product (A's GEMM took 12.3 us at 8 x 32k in the 863f673 profile). Not timed yet;
+# off until it is (a test runs it).
+A_T = False
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 
@@ -317,7 +321,8 @@ def query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, b, rb
 def _middle_kernel(
     QBD, KM, VM, Z, A, VK, VV, KSTART, VSTART, H, HM, MAXM, SUMM, ACCM, LENS,
     skb, skt, svb, svt, szr, svkb, svvb, mid_len, k_width, v_width, n_rows, n_blocks, blocks_per_split, sm_scale,
-    a_half, GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr, KWP: tl.constexpr,
+    a_half, sar, sab, sap, GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr,
+    KWP: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
@@ -335,7 +340,8 @@ def _middle_kernel(
     CPREC otherwise; EMUL_BF16 rounds them to bfloat16 in the interpreter, which has no bfloat16). The n = 0 bin
     (it carries q_c . mu_k, which can dominate the score) is not in the tables: Re Z_0 is added in float32.
     A_SPLIT: A comes as the products of the query spectrum's two real parts, P_c = U_c W_K at A and P_s = U_s W_K
-    a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s)."""
+    a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s). A is strided (sar, sab,
+    sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`)."""
     pid = tl.program_id(0)
     split = tl.program_id(1)
     row_blocks = tl.cdiv(n_rows, BLOCK_R)
@@ -365,10 +371,11 @@ def _middle_kernel(
         hrow = (b * n_rows + rows) * n_blocks + blk
         a = tl.zeros((BLOCK_R, PK), dtype=tl.float32)
         if HAS_S:
-            a = tl.load(A + hrow[:, None] * PK + pk[None, :], mask=row_ok[:, None], other=0.0)
+            a_at = A + ((b * n_rows + rows) * sar)[:, None] + blk * sab
+            a = tl.load(a_at + pk[None, :] * sap, mask=row_ok[:, None], other=0.0)
             if A_SPLIT:
                 a += tl.where(pk % 2 == 0, 1.0, -1.0)[None, :] * tl.load(
-                    A + a_half + hrow[:, None] * PK + (pk ^ 1)[None, :], mask=row_ok[:, None], other=0.0)
+                    a_at + a_half + (pk ^ 1)[None, :] * sap, mask=row_ok[:, None], other=0.0)
             if EMUL_BF16:
                 a = bf16_rounded(a)
             a = a.to(BDT)
@@ -886,6 +893,7 @@ class LowRankPlan:
         self.summ = torch.zeros(parts_m, self.block_m, **f32)
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
+        self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
@@ -920,10 +928,27 @@ class LowRankPlan:
         """Whether A comes as the two products P_c, P_s of the GEMM path (`_middle_kernel`'s A_SPLIT)."""
         return self._qs_gemm
 
+    @property
+    def a_t(self) -> bool:
+        """Whether the GEMM path's A is stored transposed, [blocks x r, 2 x B x rows] (cuBLAS then computes
+        W_K^T [U_c; U_s]^T and picks its tiles for that shape); one period only. `a` stays a [2, B, rows, blocks, r]
+        view either way, and the stream reads it through its strides."""
+        return self._a_t and self.a_split
+
+    @a_t.setter
+    def a_t(self, on: bool) -> None:
+        self._a_t = bool(on) and len(self.groups) == 1
+        self._alloc_a()
+
     def _alloc_a(self) -> None:
+        f32 = dict(dtype=torch.float32, device=self.q.device)
+        b, rows, blocks, pk = self.b, self.n_rows, self.n_blocks, self.pk
+        if self.a_t:
+            self._a_buf = torch.zeros(blocks * pk, 2 * b * rows, **f32)
+            self.a = self._a_buf.view(blocks, pk, 2, b, rows).permute(2, 3, 4, 0, 1)
+            return
         halves = (2,) if self.a_split else ()
-        self.a = torch.zeros(*halves, self.b, self.n_rows, self.n_blocks, self.pk, dtype=torch.float32,
-                             device=self.q.device)
+        self.a = torch.zeros(*halves, b, rows, blocks, pk, **f32)
 
     @property
     def esplits(self) -> int:
@@ -1011,7 +1036,10 @@ class LowRankPlan:
         if upto >= 2 and self.ck:
             a_prec = self.gemm_precs[0]
             for _, nz, _, idx, w_k, _ in self.groups:
-                if self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
+                if self.a_t:  # [P_c; P_s]^T = W_K^T [U_c; U_s]^T, [blocks x r, 2 x B x rows]
+                    u = self.u.view(-1, self.u.shape[-1])[:, :nz]
+                    _product(torch.view_as_real(w_k).flatten(1).t(), u.t(), self._a_buf, None, a_prec)
+                elif self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
                     _product(self.u[..., :nz], torch.view_as_real(w_k).flatten(1),
                              self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
                 else:
@@ -1093,12 +1121,12 @@ class LowRankPlan:
             self.v_start, self.h, self.hm, self.maxm, self.summ, self.accm, self.lens_arg, km.stride(0), km.stride(1),
             vm.stride(0), vm.stride(1), 1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv,
             self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
-            self.sm_scale, self.a[0].numel() if self.a_split else 0, GL=self.gl, VARLEN=varlen, BLOCK_R=self.block_r,
-            BLOCK_M=self.block_m, KWP=self.kwp,
-            CHUNK=self.chunk, BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block,
-            PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
+            self.sm_scale, self.a.stride(0) if self.a_split else 0, *self.a.stride()[-3:], GL=self.gl,
+            VARLEN=varlen, BLOCK_R=self.block_r, BLOCK_M=self.block_m, KWP=self.kwp, CHUNK=self.chunk,
+            BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block, PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, ALIGN=self.align,
-            num_warps=self.num_warps, num_stages=self.num_stages, **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
+            num_warps=self.num_warps, num_stages=self.num_stages,
+            **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
 
     def _exact(self, q, dt, varlen) -> None:
         ke, ve = self.k_exact, self.v_exact

@@ -232,3 +232,31 @@ def test_frequency_major_planes_give_the_same_sums(prec):
     plan = lowrank.varlen_lowrank_plan(**v)
     plan.planes_t = True
     assert len(plan.groups) > 1 and not plan.planes_t
+
+
+def test_transposed_a_gives_the_same_a_and_output(monkeypatch):
+    """`a_t`: the GEMM path's A stored [blocks x r, 2 x B x rows] (cuBLAS computes W_K^T [U_c; U_s]^T) is the same A,
+    read by the stream through its strides, in float32; float16 queries with it pass the conformance rule; a varlen
+    batch of several periods keeps A row-major."""
+    x = make_fourier_cache(3, 6, 3, 16, 200, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
+                           dtype=torch.float32, device="cpu", seed=17)
+    runs = {}
+    for a_t in (False, True):
+        plan = lowrank.lowrank_plan(**x)
+        plan.qs_gemm, plan.a_t = True, a_t
+        assert plan.a_t == a_t and plan.a.shape == (2, 3, plan.n_rows, plan.n_blocks, plan.pk)
+        assert (plan.a.stride(-1) == 1) != a_t
+        out = plan.run()
+        runs[a_t] = (interleaved_a(plan).clone(), out.clone())
+    (a_ref, out_ref), (a, out) = runs[False], runs[True]
+    assert a_ref.abs().max() > 0
+    torch.testing.assert_close(a, a_ref, rtol=1e-5, atol=1e-6 * float(a_ref.abs().max()))
+    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-6)
+    take_paths(monkeypatch, "qs_fused", True)
+    monkeypatch.setattr(lowrank, "A_T", True)
+    for seed in (1, 2):
+        res = check_case("fourier_decode_attention", uniform, dict(UNIFORM, seed=seed), torch.float16, knobs=KNOBS)
+        assert res.passed, res.message
+    v = get_op("fourier_decode_attention_varlen").make_inputs(LARGE, torch.float32, torch.device("cpu"))
+    plan = lowrank.varlen_lowrank_plan(**v)
+    assert plan.qs_gemm and len(plan.groups) > 1 and not plan.a_t

@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # One GPU visit for the low-rank FlashFourierAttention kernel (triton_fourier_lowrank), in order of importance, each
 # step under its own time limit so a call of at most 10 minutes returns what finished:
-#   conform  gpu-profile conformance (seed 0) of both registered ops, and of the float32-coefficient wrappers
-#            (ci.lowrank_f32_coefs: the paths the KV method's coefficients take) in the 16-bit dtypes. One run per
-#            (op, dtype), the ten runs at once: a conformance run writes its records only when all its dtypes are
-#            done, and on a fresh machine the builds alone take a minute or more (CPU-bound);
+#   bench    the four target cells beside SDPA-flash in one run each (runs aligned to 8, --rerun), about a minute;
+#   conform  gpu-profile conformance (seed 0): the float32-coefficient wrappers (ci.lowrank_f32_coefs: the paths the
+#            KV method's coefficients and the benchmark take) in the 16-bit dtypes and the registered ops in float32,
+#            then the registered ops in the 16-bit dtypes. One run per (op, dtype), CONFORM_JOBS at a time: a
+#            conformance run writes its records only when all its dtypes are done, and on a fresh machine the builds
+#            alone take a minute or more (CPU-bound);
 #   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
-#   bench    the four target cells beside SDPA-flash in one run each (runs aligned to 8, --rerun);
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json.
-# Records go to $OUT/results (merge them into results/ after reading them). STEPS (default conform,tune,bench,profile),
+# Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile),
 # CONFORM_SET (all, or f32coefs: the six runs whose coefficients are float32), CONFORM_JOBS (runs at once, 3),
-# EXAMPLES (default 20), CONFORM_S (seconds per run, 240).
+# EXAMPLES (default 20), CONFORM_S (seconds per run, 240; 150 lets the ten runs and the rest fit one call).
 # On the H100 one conformance run took 30-65 s alone; run one after another the ten filled a 10-minute call.
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) bash ci/gpu_lowrank.sh
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) CONFORM_S=150 bash ci/gpu_lowrank.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 OUT="${OUT:-runs/gpu-lowrank}"
 RESULTS="$OUT/results"
-steps=",${STEPS:-conform,tune,bench,profile},"
+steps=",${STEPS:-bench,conform,tune,profile},"
 mkdir -p "$RESULTS"
 rc=0
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
@@ -51,6 +52,16 @@ conform_wait() {
   rm -rf "$RESULTS/parts"
 }
 
+if [[ "$steps" == *,bench,* ]]; then
+  echo "== the target cells beside SDPA-flash"
+  for grid in "1 4096,32768,131072" "8 32768"; do
+    set -- $grid
+    timeout -s INT "${BENCH_S:-170}" "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b \
+      --contexts "$2" --batches "$1" --impls sdpa_flash,triton_fourier_lowrank --rerun --kept-align 8 \
+      --results "$RESULTS" || rc=1
+  done
+fi
+
 if [[ "$steps" == *,conform,* ]]; then
   echo "== conformance, gpu profile, seed 0, one run per dtype"
   # first the paths of float32 coefficients (the KV method's format and the benchmark's: the prologue launch), then
@@ -70,16 +81,6 @@ if [[ "$steps" == *,tune,* ]]; then
   echo "== the sweep's quick shapes"
   timeout "${TUNE_S:-200}" "$PY" ci/tune_fourier_lowrank.py --shapes-only --cases 8x32768,1x131072,1x32768 \
     --out "$OUT/tune_lowrank.json" || rc=1
-fi
-
-if [[ "$steps" == *,bench,* ]]; then
-  echo "== the target cells beside SDPA-flash"
-  for grid in "1 4096,32768,131072" "8 32768"; do
-    set -- $grid
-    timeout -s INT "${BENCH_S:-170}" "$PY" -m harness bench --suite kernels --no-progress --shapes llama3-8b \
-      --contexts "$2" --batches "$1" --impls sdpa_flash,triton_fourier_lowrank --rerun --kept-align 8 \
-      --results "$RESULTS" || rc=1
-  done
 fi
 
 if [[ "$steps" == *,profile,* ]]; then

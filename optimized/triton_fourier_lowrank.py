@@ -12,7 +12,8 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
 1. the query spectrum Z from q and the compressed-K coefficients: `query_spectrum_kernel` (the spectral kernel's),
    or from batch QS_GEMM_MIN_BATCH with float32 coefficients two batched GEMMs over a block-diagonal query
    (`_compressed_rows_kernel`, then cuBLAS; `qs_gemm`), or those GEMMs as one kernel (`_query_products_kernel`,
-   `qs_fused`);
+   `qs_fused`). On that last path one launch (`_prologue_kernel`) also runs phase 3's exact tokens (`qx_fused`)
+   and query rows (`qr_fused`): everything that reads only the queries and the cache;
 2. A = Z @ W_K: one GEMM per call (cuBLAS), [rows x blocks * r], on TF32 tensor cores for 16-bit queries
    (`gemm_precs`);
 3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
@@ -20,10 +21,10 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    query rows of a sequence per program. A program loads its rows' KV heads' window of each kept row (contiguous
    runs, `heads_window`), scores them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over the V
    window and P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does
-   the sinks and window per KV head;
+   the sinks and window per KV head (unless the prologue did, as it did the query rows);
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
    then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
-   weighted planes (cuBLAS) and the compressed V channels' sums over frequencies (`_v_sums_kernel`, `v_fused`)
+   weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over frequencies (`_v_sums_kernel`, `v_fused`)
    here instead of in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums

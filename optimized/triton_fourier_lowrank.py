@@ -1241,7 +1241,9 @@ def bench_extra(inputs: dict) -> dict:
                       "num_splits": plan.splits, "num_warps": plan.num_warps, "block_r": plan.block_r,
                       "v_chunk": plan.v_chunk, "gemm_precs": list(plan.gemm_precs), "qs_gemm": plan.qs_gemm,
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
-                      "esplits": plan.esplits}}
+                      "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
+                      "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
+                      "qp_warps": plan.qp_warps}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

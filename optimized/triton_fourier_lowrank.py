@@ -970,7 +970,7 @@ class LowRankPlan:
         """Whether v_gemm's planes are stored frequency-major, [2 width, B * rows] (cuBLAS then sees the transposed
         product, table^T H^T, and picks its tiles for it); one period only. `planes` stays a [B, rows, 2 width]
         view either way."""
-        return self._planes_t
+        return self._planes_t and self._v_gemm
 
     @planes_t.setter
     def planes_t(self, on: bool) -> None:

@@ -398,7 +398,7 @@ def channel_split(g: torch.Generator, heads: int, head_dim: int, fraction: float
 def _decode_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     b, h, d = case["batch"], case["kv_heads"], case["head_dim"]
-    channels, m = h * d, case["mid_len"]
+    m = case["mid_len"]
 
     def rand(*shape, s=1.0):
         return (torch.randn(*shape, generator=g) * s).to(device=device, dtype=dtype)

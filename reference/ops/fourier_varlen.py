@@ -116,7 +116,6 @@ PAD = 300.0  # what lies past a sequence's lengths: large enough that a kernel r
 def _varlen_inputs(case, dtype, device):
     g = torch.Generator().manual_seed(case["seed"])
     b, h, d, n_init = case["batch"], case["kv_heads"], case["head_dim"], case["n_init"]
-    channels = h * d
     exact_lens = [n_init + n for n in case["n_locals"]]
     mids, le_max, m_max = case["mid_lens"], max(exact_lens), max(case["mid_lens"])
 

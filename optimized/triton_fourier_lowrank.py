@@ -24,8 +24,8 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    the sinks and window per KV head (unless the prologue did, as it did the query rows);
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
    then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
-   weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over frequencies (`_v_sums_kernel`, `v_fused`)
-   here instead of in the output;
+   weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over frequencies
+   (`_v_sums_kernel`, `v_fused`) here instead of in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
@@ -1124,7 +1124,8 @@ class LowRankPlan:
             self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
             self.sm_scale, self.a.stride(0) if self.a_split else 0, *self.a.stride()[-3:], GL=self.gl,
             VARLEN=varlen, BLOCK_R=self.block_r, BLOCK_M=self.block_m, KWP=self.kwp, CHUNK=self.chunk,
-            BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block, PK=self.pk, PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
+            BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block, PK=self.pk,
+            PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, ALIGN=self.align,
             num_warps=self.num_warps, num_stages=self.num_stages,
             **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))

@@ -94,8 +94,8 @@ def test_heads_window_width_arithmetic():
 
 @pytest.mark.parametrize("seed", [5, 6])
 def test_lowrank_query_rows_are_the_same_in_the_prologue_launch(seed):
-    """The stream's block-diagonal query rows QBD laid out in `_prologue_kernel` (qr_fused) equal `_query_rows_kernel`'s,
-    on windows of several 64-lane chunks (head_dim 64, most channels kept) and two row blocks."""
+    """The stream's block-diagonal query rows QBD laid out in `_prologue_kernel` (qr_fused) equal those of
+    `_query_rows_kernel`, on windows of several 64-lane chunks (head_dim 64, most channels kept), two row blocks."""
     x = make_fourier_cache(2, 32, 4, 64, 120, 10, k_fraction=0.1, v_fraction=0.5, n_init=2, n_local=10,
                            dtype=torch.float32, device="cpu", seed=seed, kept_pad=8)
     qbd = {}

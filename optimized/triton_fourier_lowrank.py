@@ -153,10 +153,11 @@ def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
 
 
 def fused_for(kernel: str, gpu: bool) -> bool:
-    """Whether a plan takes the single-kernel form `kernel` ("qs": `_query_products_kernel`, "v": `_v_sums_kernel`)
-    instead of cuBLAS: on a GPU as its constant (QS_FUSED, V_FUSED) says, always in the interpreter, so the CPU's
-    conformance runs it (suites/conformance runs the cuBLAS forms)."""
-    return {"qs": QS_FUSED, "v": V_FUSED}[kernel] or not gpu
+    """Whether a plan takes the fused form `kernel` ("qs": `_query_products_kernel` instead of cuBLAS, "v":
+    `_v_sums_kernel` instead of cuBLAS, "qx": the exact tokens in `_prologue_kernel`, "qr": the query rows there
+    too): on a GPU as its constant (QS_FUSED, V_FUSED, QX_FUSED, QR_FUSED) says, always in the interpreter, so the
+    CPU's conformance runs it (suites/conformance runs the other forms)."""
+    return {"qs": QS_FUSED, "v": V_FUSED, "qx": QX_FUSED, "qr": QR_FUSED}[kernel] or not gpu
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -864,8 +865,7 @@ class LowRankPlan:
         self.qs_fused = fused_for("qs", gpu)
         self.qp_block_n, self.qp_warps = QP_BLOCK_N, QP_WARPS
         # ... and with it the sinks and window in the same launch (`_prologue_kernel`), and the stream's query rows
-        self.qx_fused = QX_FUSED or not gpu
-        self.qr_fused = QR_FUSED or not gpu
+        self.qx_fused, self.qr_fused = fused_for("qx", gpu), fused_for("qr", gpu)
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -1083,14 +1083,15 @@ class LowRankPlan:
             tf32 = self.qs_gemm_prec == "tf32"
             u, tiles = self.u, triton.cdiv(self.nz, block_n)
             args = (q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0)
+            u_strides = (u.stride(1), u.stride(2), u.stride(0))  # per sequence, row; the sine half
             consts = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
                           DC=16 if self.d <= 16 else 32, BLOCK_N=block_n, EMUL_TF32=tf32 and not gpu,
                           num_warps=self.qp_warps)
             qp_prec = "tf32" if tf32 and gpu else "ieee"
             if not self.exact_in_phase_1:
                 _query_products_kernel[(self.b * self.hkv, tiles)](
-                    *args, self.lens_arg, *q.stride(), u.stride(1), u.stride(2), u.stride(0), self.hkv, self.ck,
-                    self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, PREC=qp_prec, **consts)
+                    *args, self.lens_arg, *q.stride(), *u_strides, self.hkv, self.ck, self.k_cos.shape[2], self.nz,
+                    self.n_rows, self.t_max, PREC=qp_prec, **consts)
                 return
             ke, ve, qp_programs = self.k_exact, self.v_exact, self.b * self.hkv * tiles
             ex_programs = self.b * self.hkv * self.esplits
@@ -1098,7 +1099,7 @@ class LowRankPlan:
             rows = self.b * row_blocks * chunks if self.rows_in_phase_1 else 0
             _prologue_kernel[(qp_programs + ex_programs + rows,)](
                 *args, ke, ve, self.maxe, self.sume, self.acce, self.k_kept, self.qbd, self.lens_arg, *q.stride(),
-                u.stride(1), u.stride(2), u.stride(0), *ke.stride(), *ve.stride(), self.hkv, self.ck,
+                *u_strides, *ke.stride(), *ve.stride(), self.hkv, self.ck,
                 self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, self.le, self.sm_scale, self.k_width,
                 qp_programs, tiles, ex_programs, self.esplits, row_blocks, chunks, QP_PREC=qp_prec,
                 DT=TL_DTYPE[q.dtype], E_PREC=self.prec, BLOCK_D=self.block_d, BLOCK_T=self.block_t, KWP=self.kwp,

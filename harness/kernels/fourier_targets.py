@@ -80,7 +80,8 @@ def target_rows(records: list[dict]) -> list[list[str]]:
         phases = metrics["latency_ms"].get("extra", {}).get("phase_ms") or {}
         need_x, need_bw = SPEEDUP[(batch, context)], ROOFLINE.get((batch, context))
         rows.append([device, dtype, name, cache, f"{batch} x {context // 1024}k", f"{1000 * sdpa['value']:.1f}",
-                     f"{1000 * ms:.1f}", f"{1000 * rebuild['value']:.0f}" if rebuild else "—", ratio_text(speedup, need_x),
+                     f"{1000 * ms:.1f}", f"{1000 * rebuild['value']:.0f}" if rebuild else "—",
+                     ratio_text(speedup, need_x),
                      f"≥ {need_x:g}x {'pass' if speedup >= need_x else 'MISS'}",
                      f"{100 * frac:.0f}%" if frac is not None else "—",
                      (f"≥ {100 * need_bw:.0f}% {'pass' if frac is not None and frac >= need_bw else 'MISS'}"

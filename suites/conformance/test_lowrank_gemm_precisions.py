@@ -37,7 +37,7 @@ def take_paths(monkeypatch, qs: str, v_gemm: bool) -> None:
     `_query_products_kernel`) and sums the V products as GEMMs where `v_gemm`, else in the output kernel's loop."""
     gemm, fused = QS_PATHS[qs]
     monkeypatch.setattr(lowrank, "qs_gemm_for", lambda batch, gpu, coefs: gemm)
-    monkeypatch.setattr(lowrank, "fused_for", lambda kernel, gpu: {"qs": fused, "v": True}[kernel])
+    monkeypatch.setattr(lowrank, "fused_for", lambda kernel, gpu: fused if kernel == "qs" else True)
     monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: v_gemm)
 
 

@@ -10,7 +10,7 @@
 #   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile),
-# CONFORM_SET (all, or f32coefs: the six runs whose coefficients are float32), CONFORM_JOBS (runs at once, 3),
+# CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs at once, 3),
 # EXAMPLES (default 20), CONFORM_S (seconds per run, 240; 150 lets the ten runs and the rest fit one call).
 # On the H100 one conformance run took 30-65 s alone; run one after another the ten filled a 10-minute call.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) CONFORM_S=150 bash ci/gpu_lowrank.sh
@@ -65,11 +65,13 @@ fi
 if [[ "$steps" == *,conform,* ]]; then
   echo "== conformance, gpu profile, seed 0, one run per dtype"
   # first the paths of float32 coefficients (the KV method's format and the benchmark's: the prologue launch), then
-  # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first
-  conform fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
-  conform fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16
-  conform fourier_decode_attention triton_lowrank float32
-  conform fourier_decode_attention_varlen triton_lowrank float32
+  # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first, CONFORM_SET=rest skips it
+  if [[ "${CONFORM_SET:-all}" != rest ]]; then
+    conform fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
+    conform fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16
+    conform fourier_decode_attention triton_lowrank float32
+    conform fourier_decode_attention_varlen triton_lowrank float32
+  fi
   if [[ "${CONFORM_SET:-all}" != f32coefs ]]; then
     conform fourier_decode_attention triton_lowrank bfloat16 float16
     conform fourier_decode_attention_varlen triton_lowrank bfloat16 float16

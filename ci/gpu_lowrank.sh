@@ -8,7 +8,8 @@
 #            conformance run writes its records only when all its dtypes are done, and on a fresh machine the builds
 #            alone take a minute or more (CPU-bound);
 #   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
-#   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json.
+#   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json, and with
+#            PROFILE_ATTRS (plan attributes, e.g. exact_side=True) set on the plans -> $OUT/profile_lowrank_attrs.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile),
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs at once, 3),
 # EXAMPLES (default 20), CONFORM_S (seconds per run, 240; 150 lets the ten runs and the rest fit one call).
@@ -89,5 +90,9 @@ if [[ "$steps" == *,profile,* ]]; then
   echo "== each kernel's device time"
   timeout "${PROFILE_S:-90}" "$PY" ci/profile_fourier_lowrank.py --cases 8x32768,1x131072 \
     --out "$OUT/profile_lowrank.json" || rc=1
+  if [[ -n "${PROFILE_ATTRS:-}" ]]; then
+    timeout "${PROFILE_S:-90}" "$PY" ci/profile_fourier_lowrank.py --cases 8x32768,1x131072 --attrs "$PROFILE_ATTRS" \
+      --out "$OUT/profile_lowrank_attrs.json" || rc=1
+  fi
 fi
 exit $rc

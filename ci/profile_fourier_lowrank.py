@@ -8,7 +8,10 @@ graph-timed latency: the difference is what no kernel accounts for (gaps between
 The cases are the tuning script's (`target_case`: LLaMA-3-8B decode shapes, bf16, the paper's period, kept rows
 padded to 64 and runs aligned to 8). Timing only: conformance checks the output.
 
-    PYTHONPATH=. python ci/profile_fourier_lowrank.py [--cases 1x32768,8x32768] [--out profile_lowrank.json]
+    PYTHONPATH=. python ci/profile_fourier_lowrank.py [--cases 1x32768,8x32768] [--out profile_lowrank.json] \
+        [--attrs exact_side=True,esplits=8]
+
+`--attrs` sets plan attributes (as the tuning sweep's shapes) on every plan, graph-timed and profiled alike.
 
 With `--ncu-pass` it only runs one warm call per case between cudaProfilerStart/Stop, for Nsight Compute's hardware
 counters (each kernel's DRAM bytes and throughput, occupancy, registers):
@@ -19,6 +22,7 @@ counters (each kernel's DRAM bytes and throughput, occupancy, registers):
 from __future__ import annotations
 
 import argparse
+import ast
 from collections import defaultdict
 
 import torch
@@ -26,9 +30,9 @@ import triton
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from ci.tune_fourier_lowrank import save, target_case
+from ci.tune_fourier_lowrank import save, shaped_plan, target_case
 from harness.gpu_timing import graph_ms
-from optimized.triton_fourier_lowrank import lowrank_plan, planned_lowrank
+from optimized.fourier_plans import planned
 
 ROUNDS = 5  # profiled passes over the rotated input sets
 NCU_METRICS = ",".join((  # what `--ncu-pass` is for
@@ -38,11 +42,11 @@ NCU_METRICS = ",".join((  # what `--ncu-pass` is for
     "launch__occupancy_limit_registers", "launch__occupancy_limit_shared_mem", "lts__t_sector_hit_rate.pct"))
 
 
-def ncu_pass(cases: list[str]) -> None:
+def ncu_pass(cases: list[str], make) -> None:
     """One warm call per case inside cudaProfilerStart/Stop (the window `ncu --profile-from-start off` profiles)."""
     for case in cases:
         _, _, cache, rot = target_case(case)
-        plan = lowrank_plan(**rot.sets[0])
+        plan = make(**rot.sets[0])
         plan.run()
         torch.cuda.synchronize()
         torch.cuda.cudart().cudaProfilerStart()
@@ -78,19 +82,22 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--ncu-pass", action="store_true", help="one profiled call per case for ncu (module docstring)")
     ap.add_argument("--print-ncu-metrics", action="store_true", help="print NCU_METRICS and exit")
+    ap.add_argument("--attrs", default="", help="plan attributes NAME=VALUE,... (Python literals)")
     args = ap.parse_args()
+    attrs = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in filter(None, args.attrs.split(",")))}
+    make = shaped_plan(attrs)
     if args.print_ncu_metrics:
         print(NCU_METRICS)
         return
     if args.ncu_pass:
-        ncu_pass(args.cases.split(","))
+        ncu_pass(args.cases.split(","), make)
         return
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
-              "cases": []}
+              "attrs": attrs, "cases": []}
     for case in args.cases.split(","):
         batch, context, cache, rot = target_case(case)
-        graph_us = 1000 * graph_ms(planned_lowrank(), rot.sets)
-        kernels = kernel_times([lowrank_plan(**x) for x in rot.sets])
+        graph_us = 1000 * graph_ms(planned(make), rot.sets)
+        kernels = kernel_times([make(**x) for x in rot.sets])
         summed = sum(k["us_per_step"] for k in kernels.values())
         result["cases"].append({"batch": batch, "context": context, "graph_us": graph_us, "kernels_us": summed,
                                 "kernels": kernels})

@@ -117,13 +117,6 @@ PLANES_T = True
 # [blocks r x N] @ [N x 2 B rows] product (A's GEMM took 12.3 us at 8 x 32k in the 863f673 profile). Not timed yet;
 # off until it is (a test runs it).
 A_T = False
-# The sinks and window (`_exact_kernel`) on a side CUDA stream (`exact_side`) that forks after the stream kernel and
-# joins before the output, so they run beside the merge, the planes GEMM and `_v_sums_kernel`, whose few programs
-# leave SMs idle (at 8 x 32k on the H200 at bbd8f01 those took 6.0 + 11.7 + 10.3 us; the exact tokens in their own
-# launch, `qx_fused` off, cost 8.6 us more than inside the prologue's: results/gpu/tune_lowrank-2026-12-06-H200-
-# bbd8f01.json). `_merge_kernel` then normalizes H to the middle alone and `_output_kernel` merges the exact splits
-# in. Not timed yet: off.
-EXACT_SIDE = False
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 
@@ -498,26 +491,19 @@ def _prologue_kernel(
 @triton.jit
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
-                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, EXACT_LATE: tl.constexpr = False):
+                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
     """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled in
     place to them: H_k <- H_k e^{m_k - m} / l, so F = H @ W_V^H is the spectrum of the normalized probabilities.
     Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
-    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops.
-    EXACT_LATE (`exact_side`): the exact splits are not read (they may still be running); m, l are the middle's own
-    and p_mid is 1 (0 for an empty middle), and the output kernel merges the exact splits in."""
+    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops."""
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
+    m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
     m_m, l_m = merged_stats(MAXM, SUMM, bh, msplits, BLOCK_M, BLOCK_SM)  # (an empty middle: m_m = -1e30)
-    if EXACT_LATE:
-        m = m_m
-        l_tot = tl.where(m_m > -1.0e29, l_m, 1.0)  # merged_stats' l is 1 for an empty middle: its mass is 0
-        mid = tl.where(m_m > -1.0e29, l_m, 0.0)
-    else:
-        m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
-        m = tl.maximum(m_e, m_m)
-        mid = l_m * tl.exp(m_m - m)
-        l_tot = mid + l_e * tl.exp(m_e - m)
+    m = tl.maximum(m_e, m_m)
+    mid = l_m * tl.exp(m_m - m)
+    l_tot = mid + l_e * tl.exp(m_e - m)
     grow = bh * GL + rows  # b * n_rows + h * GL + row
     first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
     tl.store(M + grow, m, mask=row_ok & first)
@@ -605,20 +591,16 @@ def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Cc
 
 @triton.jit
 def _output_kernel(
-    ACCE, MAXE, SUME, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
+    ACCE, MAXE, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_chunks,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
-    BLOCK_SE: tl.constexpr = 1, EXACT_LATE: tl.constexpr = False,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column). PARTS > 0: the
     sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a time; else it
-    is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv], `_v_sums`).
-    EXACT_LATE (`exact_side`): M, L, MID are the middle's own statistics (`_merge_kernel`), and the exact splits'
-    (MAXE, SUME) are merged in here: with c = MID L e^{M - m} / l, the middle's share of the softmax, F and the mass
-    scale by c."""
+    is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv], `_v_sums`)."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -631,16 +613,6 @@ def _output_kernel(
     n_rows = Hkv * G * LQ
     m = tl.load(M + b * n_rows + grow, mask=row_ok, other=0.0)
     l_tot = tl.load(L + b * n_rows + grow, mask=row_ok, other=1.0)
-    p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
-    share = tl.full((BLOCK_M,), 1.0, dtype=tl.float32)
-    if EXACT_LATE:
-        m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)
-        m_mid = m
-        m = tl.maximum(m_e, m_mid)
-        c_mid = p_mid * l_tot * tl.exp(m_mid - m)
-        l_tot = c_mid + l_e * tl.exp(m_e - m)
-        share = c_mid / l_tot
-        p_mid = p_mid * share
     ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
     d_ok = ds < D
     vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
@@ -672,7 +644,7 @@ def _output_kernel(
     else:
         rec = compressed_from_spectrum(F + b * sfb + grow * sfr, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS,
                                        VSIN, BLOCK_M, BLOCK_DO, BLOCK_N, CPREC)
-    rec *= share[:, None]
+    p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
     a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
     rec += p_mid[:, None] * (a0 / period)[None, :]  # w_0 a'_0 F_0 (eq. values)
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
@@ -753,18 +725,6 @@ def tf32_truncated(x: torch.Tensor) -> torch.Tensor:
     bits = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
     cut = (bits.contiguous().view(torch.int32) & -8192).view(torch.float32)
     return torch.view_as_complex(cut) if x.is_complex() else cut
-
-
-@contextmanager
-def side_launches(stream):
-    """Launches under this block go to `stream` after it waits for the current stream's work so far (a fork; the
-    caller joins with wait_stream); None: the current stream."""
-    if stream is None:
-        yield
-        return
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        yield
 
 
 @contextmanager
@@ -906,9 +866,6 @@ class LowRankPlan:
         self.qp_block_n, self.qp_warps = QP_BLOCK_N, QP_WARPS
         # ... and with it the sinks and window in the same launch (`_prologue_kernel`), and the stream's query rows
         self.qx_fused, self.qr_fused = fused_for("qx", gpu), fused_for("qr", gpu)
-        # the sinks and window on a side stream beside phase 4 (`exact_side`; off the interpreter's default path:
-        # a test runs its arithmetic there)
-        self.exact_side, self._side = EXACT_SIDE and gpu, None
         self._tables(dev)
         # launch shapes of the small phases (attributes, swept by ci/tune_fourier_lowrank.py): frequencies per
         # query-spectrum program, blocks per merge program (BLOCK_B x PV = 512 H entries per row), the output's
@@ -1089,44 +1046,26 @@ class LowRankPlan:
                 else:
                     _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
                              torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
-        side = None
         if upto >= 3:
             self._stream(q, dt, varlen)
             if not self.exact_in_phase_1:
-                side = self._side_stream() if self.exact_side else None
-                with side_launches(side):
-                    self._exact(q, dt, varlen)
+                self._exact(q, dt, varlen)
         if upto >= 4:
             self._spectrum()
-        if side is not None:
-            torch.cuda.current_stream().wait_stream(side)
         if upto >= 5:
             self._output(varlen)
         return self.result
-
-    def _side_stream(self):
-        """`exact_side`'s CUDA stream (None in the interpreter, where launches run in order anyway)."""
-        if not self.q.is_cuda:
-            return None
-        if self._side is None:
-            self._side = torch.cuda.Stream(self.q.device)
-        return self._side
 
     @property
     def exact_in_phase_1(self) -> bool:
         """Whether the sinks and window run in the query spectrum's launch (`_prologue_kernel`): with qx_fused where
         the query spectrum is `_query_products_kernel`."""
-        return self.qx_fused and self.prologue_path and not self.exact_side
+        return self.qx_fused and self._qs_gemm and self.qs_fused and self.ck > 0
 
     @property
     def rows_in_phase_1(self) -> bool:
         """Whether the stream's query rows QBD are laid out in that launch too (qr_fused)."""
-        return self.qr_fused and self.prologue_path
-
-    @property
-    def prologue_path(self) -> bool:
-        """Whether the query spectrum is `_query_products_kernel`'s, which `_prologue_kernel` can run with others."""
-        return self._qs_gemm and self.qs_fused and self.ck > 0
+        return self.qr_fused and self.exact_in_phase_1
 
     def _query_spectrum(self, q, varlen) -> None:
         """Z (`query_spectrum_kernel`), or with qs_gemm: the block-diagonal query rows QC and Re Z_0, then
@@ -1149,13 +1088,13 @@ class LowRankPlan:
                           DC=16 if self.d <= 16 else 32, BLOCK_N=block_n, EMUL_TF32=tf32 and not gpu,
                           num_warps=self.qp_warps)
             qp_prec = "tf32" if tf32 and gpu else "ieee"
-            if not (self.exact_in_phase_1 or self.rows_in_phase_1):
+            if not self.exact_in_phase_1:
                 _query_products_kernel[(self.b * self.hkv, tiles)](
                     *args, self.lens_arg, *q.stride(), *u_strides, self.hkv, self.ck, self.k_cos.shape[2], self.nz,
                     self.n_rows, self.t_max, PREC=qp_prec, **consts)
                 return
             ke, ve, qp_programs = self.k_exact, self.v_exact, self.b * self.hkv * tiles
-            ex_programs = self.b * self.hkv * self.esplits if self.exact_in_phase_1 else 0
+            ex_programs = self.b * self.hkv * self.esplits
             row_blocks, chunks = triton.cdiv(self.n_rows, self.block_r), self.kwp // self.chunk
             rows = self.b * row_blocks * chunks if self.rows_in_phase_1 else 0
             _prologue_kernel[(qp_programs + ex_programs + rows,)](
@@ -1206,8 +1145,7 @@ class LowRankPlan:
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
             self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
-            BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0,
-            EXACT_LATE=self.exact_side)
+            BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
         if self._v_gemm:
@@ -1253,15 +1191,14 @@ class LowRankPlan:
                 VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
                 FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
         _output_kernel[grid](
-            self.acce, self.maxe, self.sume, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, f,
+            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, f,
             self.po if chunks else f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
             f.stride(0), f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
             self.splits, chunks, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
             BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.out_prec or self.cprec,
             num_warps=self.out_warps,
-            PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0, V_GEMM=self._v_gemm,
-            BLOCK_SE=splits_block(self.esplits), EXACT_LATE=self.exact_side)
+            PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0, V_GEMM=self._v_gemm)
 
 
 def lowrank_plan(
@@ -1308,7 +1245,7 @@ def bench_extra(inputs: dict) -> dict:
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
-                      "qp_warps": plan.qp_warps, "exact_side": plan.exact_side}}
+                      "qp_warps": plan.qp_warps}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

@@ -110,9 +110,13 @@ QP_WARPS = 4
 # GEMM A = Z W_K (A whole, half the bytes) lost: 180.7 us; it was removed.
 QR_FUSED = True
 # v_gemm's planes frequency-major (`planes_t`: cuBLAS computes table^T H^T) where the batch has one period. The same
-# sweep, us row-major / frequency-major: 8 x 32k 174.4 / 173.3, 1 x 128k 119.1 / 118.6, 1 x 32k 81.6 / 80.4. On in
-# the interpreter too, so the CPU's conformance runs the GPU's path (a test holds it to the row-major form).
-PLANES_T = True
+# sweep, us row-major / frequency-major: 8 x 32k 174.4 / 173.3, 1 x 128k 119.1 / 118.6, 1 x 32k 81.6 / 80.4. It was
+# on until the profiles said otherwise: at 8 x 32k cuBLAS takes the frequency-major product in one 64 x 64-tile kernel
+# without split-K, 17.1 us on the H100 (b80c7e0) and 16.7 on the H200 (bbd8f01), against 11.3 + 3.2 us (split-K and
+# its reduction) for the row-major one (H100, 863f673); at 1 x 128k 9.2 + 2.1 against 9.5 + 2.2. The H200 sweep
+# agrees (8 x 32k 147.8 us row-major against 149.7 / 150.8; 1 x 128k 107.8 against 106.7 / 105.7): off, with a test
+# that holds it to the row-major form (results/gpu/{profile,tune}_lowrank-2026-12-06-*.json).
+PLANES_T = False
 # The GEMM path's A stored transposed (`a_t`), for the same reason: cuBLAS computes W_K^T [U_c; U_s]^T, a
 # [blocks r x N] @ [N x 2 B rows] product (A's GEMM took 12.3 us at 8 x 32k in the 863f673 profile). Not timed yet;
 # off until it is (a test runs it).

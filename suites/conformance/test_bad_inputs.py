@@ -1,7 +1,7 @@
 """Bad input to every op gets a TypeError/ValueError naming the argument, raised before any kernel launches.
 
 Every op of the registry and every implementation of it (`reference` plus `implementations(op)`; Triton ones only
-with TRITON_INTERPRET=1 or a GPU). The bad inputs are derived from valid cases drawn by the op's own strategy
+with TRITON_INTERPRET=1 or a GPU), one test per (op, implementation) with the reference in each. The bad inputs are derived from valid cases drawn by the op's own strategy
 (`spec.cases("ci")`, `spec.make_inputs`, float32), so a new op is covered without editing this file. Tried per op
 and drawn case:
 
@@ -108,8 +108,10 @@ def _names(message: str, names) -> bool:
 class Checker:
     """Runs one op's implementations on derived inputs and collects every verdict that fails."""
 
-    def __init__(self, op: str, launches: dict):
-        self.op, self.spec, self.impls, self.launches = op, get_op(op), _impls(op), launches
+    def __init__(self, op: str, launches: dict, impl: str = "reference"):
+        """The reference and implementation `impl` of `op` (the reference decides what is valid)."""
+        impls = {name: fn for name, fn in _impls(op).items() if name in ("reference", impl)}
+        self.op, self.spec, self.impls, self.launches = op, get_op(op), impls, launches
         self.params = [p for p in inspect.signature(self.spec.reference).parameters if p != "out"]
         self.failures: list[str] = []
 
@@ -381,10 +383,16 @@ def _no_missing_tensor(spec, x: dict) -> bool:
     return not any(v is None and "Tensor" in str(params[k].annotation) for k, v in x.items() if k in params)
 
 
-@pytest.mark.parametrize("op", OPS)
-def test_bad_inputs_raise_naming_the_argument(op, launches):
+def _shards(op: str) -> list[str]:
+    """One test per implementation of `op` (each beside the reference), so the slow ones run in parallel; the
+    reference alone where no other implementation runs here."""
+    return [name for name in sorted(_impls(op)) if name != "reference"] or ["reference"]
+
+
+@pytest.mark.parametrize("op,impl", [pytest.param(op, impl, id=f"{op}-{impl}") for op in OPS for impl in _shards(op)])
+def test_bad_inputs_raise_naming_the_argument(op, impl, launches):
     spec = get_op(op)
-    chk = Checker(op, launches)
+    chk = Checker(op, launches, impl)
 
     @settings(max_examples=EXAMPLES, database=None, deadline=None, phases=(Phase.generate,),
               suppress_health_check=list(HealthCheck))

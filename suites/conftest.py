@@ -60,9 +60,10 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    # The users of the embedded model first, in their order: pytest-xdist's `load` scheduler hands each worker a first
-    # batch of consecutive tests (a quarter of its share), so they run in one worker, which loads the model once
-    # (`embedded_lm`). Nothing else moves; a test's outcome never depends on the order.
+    # The users of the embedded model first, in their order: pytest-xdist's `worksteal` scheduler (pyproject's addopts)
+    # starts each worker on a block of consecutive tests, so they mostly run in one worker, which loads the model
+    # once (`embedded_lm`; a second worker that steals one reads the de-quantized copy on disk in under a second).
+    # Nothing else moves; a test's outcome never depends on the order.
     items.sort(key=lambda item: "embedded_lm" not in item.fixturenames)
 
 
@@ -78,8 +79,9 @@ def one_thread_module():
 
 @pytest.fixture(scope="session")
 def embedded_lm():
-    """The embedded model, `load_model("smollm2")`, once per process (loading dequantizes its GGUF file: ~20 s on a
-    CPU), kept in `harness.worker_cache` under the key the sweeps use, so the real serving loop run in-process
+    """The embedded model, `load_model("smollm2")`, once per process (the first load on a machine de-quantizes its
+    GGUF file, ~20 s on a CPU, and stores a copy that later loads read in under a second: harness/lm/gguf_cache.py),
+    kept in `harness.worker_cache` under the key the sweeps use, so the real serving loop run in-process
     (harness/scheduling/serve_real.py) takes the same model. Users leave it as loaded: a module that switches its
     attention implementation puts the loaded one back (suites/accuracy/test_niah_smoke.py)."""
     from harness.lm.model import load_model

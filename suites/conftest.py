@@ -30,14 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from harness.kernels.conformance_report import PROFILE_EXAMPLES  # noqa: E402  (after the root is on sys.path)
+
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # ci is derandomized and keeps no example database: every run draws the same cases (seeded from each test's own
 # code), so whether a submission lands never depends on a draw. dev and gpu draw afresh to find what ci misses.
-# ci: 8 examples per property (10 until 2026-12-06; the CPU suite's time is mostly these draws run through the Triton
-# interpreter, and it came within 10% of CI's 10-minute bound: docs/testing.md)
-settings.register_profile("ci", max_examples=8, derandomize=True, database=None, **_COMMON)
-settings.register_profile("dev", max_examples=50, **_COMMON)
-settings.register_profile("gpu", max_examples=200, **_COMMON)
+# the sizes are `harness conform`'s defaults too (PROFILE_EXAMPLES): ci 8 (10 until 2026-12-06; the CPU suite's time is
+# mostly these draws run through the Triton interpreter, and it came within 10% of CI's 10-minute bound)
+settings.register_profile("ci", max_examples=PROFILE_EXAMPLES["ci"], derandomize=True, database=None, **_COMMON)
+settings.register_profile("dev", max_examples=PROFILE_EXAMPLES["dev"], **_COMMON)
+settings.register_profile("gpu", max_examples=PROFILE_EXAMPLES["gpu"], **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -11,7 +11,8 @@
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json, and with
 #            PROFILE_ATTRS (plan attributes, e.g. exact_side=True) set on the plans -> $OUT/profile_lowrank_attrs.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile),
-# CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs at once, 3),
+# CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
+# at once, 3),
 # EXAMPLES (default 20), CONFORM_S (seconds per run, 240; 150 lets the ten runs and the rest fit one call).
 # On the H100 one conformance run took 30-65 s alone; run one after another the ten filled a 10-minute call.
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) CONFORM_S=150 bash ci/gpu_lowrank.sh
@@ -66,7 +67,8 @@ fi
 if [[ "$steps" == *,conform,* ]]; then
   echo "== conformance, gpu profile, seed 0, one run per dtype"
   # first the paths of float32 coefficients (the KV method's format and the benchmark's: the prologue launch), then
-  # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first, CONFORM_SET=rest skips it
+  # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first,
+  # CONFORM_SET=rest skips it
   if [[ "${CONFORM_SET:-all}" != rest ]]; then
     conform fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
     conform fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16

@@ -36,9 +36,9 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
           {"vs_block_c": 16}, {"vs_warps": 8}, {"esplits": 8}, {"esplits": 16}, {"esplits": 32}, {"merge_blocks": 4}]
 # --shapes-only: the default beside the next candidates (the c80a529 and 863f673 sweeps settled one prologue launch for
 # the query products, the exact tokens and the query rows at 4 warps, and frequency-major planes; results/gpu/
-# tune_lowrank-2026-12-06-H100-{c80a529,863f673}.json; the H200 sweep at bbd8f01 and the H100 sweep at b80c7e0 found
-# A transposed, the planes frequency-major or not, the V sums' steps and the exact splits within 2 us of the default, and the exact
-# tokens on a side stream 8-13 us slower): the default first and last, for the run's spread.
+# tune_lowrank-2026-12-06-H100-{c80a529,863f673}.json; the H200 sweep at bbd8f01 and the H100 sweep at b80c7e0
+# found A transposed, the planes frequency-major or not, the V sums' steps and the exact splits within 2 us of the
+# default, and the exact tokens on a side stream 8-13 us slower): the default first and last, for the run's spread.
 QUICK_SHAPES = [{}, {"a_t": True}, {"planes_t": True}, {"qr_fused": False}, {"qx_fused": False},
                 {"vs_block_n": 128}, {"esplits": 8}, {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan

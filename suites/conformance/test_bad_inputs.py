@@ -1,7 +1,8 @@
 """Bad input to every op gets a TypeError/ValueError naming the argument, raised before any kernel launches.
 
 Every op of the registry and every implementation of it (`reference` plus `implementations(op)`; Triton ones only
-with TRITON_INTERPRET=1 or a GPU), one test per (op, implementation) with the reference in each. The bad inputs are derived from valid cases drawn by the op's own strategy
+with TRITON_INTERPRET=1 or a GPU), one test per (op, implementation) with the reference in each. The bad inputs are
+derived from valid cases drawn by the op's own strategy
 (`spec.cases("ci")`, `spec.make_inputs`, float32), so a new op is covered without editing this file. Tried per op
 and drawn case:
 

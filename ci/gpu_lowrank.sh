@@ -9,13 +9,17 @@
 #            alone take a minute or more (CPU-bound);
 #   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json, and with
-#            PROFILE_ATTRS (plan attributes, e.g. exact_side=True) set on the plans -> $OUT/profile_lowrank_attrs.json.
+#            PROFILE_ATTRS (plan attributes, e.g. a_t=True) set on the plans -> $OUT/profile_lowrank_attrs.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile),
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
-# at once, 3),
-# EXAMPLES (default 20), CONFORM_S (seconds per run, 240; 150 lets the ten runs and the rest fit one call).
-# On the H100 one conformance run took 30-65 s alone; run one after another the ten filled a 10-minute call.
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) CONFORM_S=150 bash ci/gpu_lowrank.sh
+# at once, 3), EXAMPLES (default 20), CONFORM_S (seconds per run, 240).
+# On the H100 one conformance run took 30-65 s alone. On a fresh H200 (bbd8f01), three at once with 150 s each were
+# cut while compiling; the six f32coefs runs at once with 280 s took 104-241 s, the other four 127-200 s. So the
+# conformance takes two calls:
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=bench,conform CONFORM_SET=f32coefs CONFORM_JOBS=6 CONFORM_S=280 \
+#     bash ci/gpu_lowrank.sh
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=conform,tune,profile CONFORM_SET=rest CONFORM_JOBS=4 CONFORM_S=270 \
+#     bash ci/gpu_lowrank.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

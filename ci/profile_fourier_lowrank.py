@@ -9,7 +9,7 @@ The cases are the tuning script's (`target_case`: LLaMA-3-8B decode shapes, bf16
 padded to 64 and runs aligned to 8). Timing only: conformance checks the output.
 
     PYTHONPATH=. python ci/profile_fourier_lowrank.py [--cases 1x32768,8x32768] [--out profile_lowrank.json] \
-        [--attrs exact_side=True,esplits=8]
+        [--attrs a_t=True,esplits=8]
 
 `--attrs` sets plan attributes (as the tuning sweep's shapes) on every plan, graph-timed and profiled alike.
 

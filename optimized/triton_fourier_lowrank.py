@@ -1175,8 +1175,8 @@ class LowRankPlan:
         planes, r = self.planes, self.r
         _v_sums_kernel[(self.b * self.hkv, triton.cdiv(self.cv_head, block_c))](
             planes, self.v_start, self.v_cos, self.v_sin, r, planes.stride(0), planes.stride(1), planes.stride(2),
-            r.stride(0), r.stride(1), self.hkv, self.cv, self.v_cos.shape[2], planes.shape[2] // 2, G=self.group, LQ=self.lq,
-            D=self.d, BLOCK_M=self.block_m, BLOCK_C=block_c, BLOCK_N=self.vs_block_n,
+            r.stride(0), r.stride(1), self.hkv, self.cv, self.v_cos.shape[2], planes.shape[2] // 2, G=self.group,
+            LQ=self.lq, D=self.d, BLOCK_M=self.block_m, BLOCK_C=block_c, BLOCK_N=self.vs_block_n,
             PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.vs_warps)
 
     def _output(self, varlen) -> None:

@@ -15,7 +15,7 @@ from reference.registry import get_impl
 @pytest.mark.parametrize("qx_fused", [True, False], ids=["in_the_query_products_launch", "own_launch"])
 @pytest.mark.parametrize("seed", [3, 4])
 def test_every_split_of_the_exact_tokens_gives_the_reference_output(seed, qx_fused):
-    """In their own launch (`_exact_kernel`) and in the query products' (`_query_products_exact_kernel`)."""
+    """In their own launch (`_exact_kernel`) and in the query products' (`_prologue_kernel`)."""
     # 4 sinks + 70 window tokens: 5 tiles of 16 (block_t in the interpreter); 4 splits of 2 tiles leave the last empty
     x = make_fourier_cache(2, 4, 2, 16, 220, 20, k_fraction=0.5, v_fraction=0.5, n_init=4, n_local=70,
                            dtype=torch.float32, device="cpu", seed=seed)

@@ -38,9 +38,12 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # the query products, the exact tokens and the query rows at 4 warps, and frequency-major planes; results/gpu/
 # tune_lowrank-2026-12-06-H100-{c80a529,863f673}.json; the H200 sweep at bbd8f01 and the H100 sweep at b80c7e0
 # found A transposed, the planes frequency-major or not, the V sums' steps and the exact splits within 2 us of the
-# default, and the exact tokens on a side stream 8-13 us slower): the default first and last, for the run's spread.
-QUICK_SHAPES = [{}, {"a_t": True}, {"planes_t": True}, {"qr_fused": False}, {"qx_fused": False},
-                {"vs_block_n": 128}, {"esplits": 8}, {}]
+# default, and the exact tokens on a side stream 8-13 us slower; results/gpu/tune_lowrank-2026-12-06-*.json): the
+# default first and last, for the run's spread, then the merge in the planes GEMM (merged_planes) and the V sums in
+# the output's launch (vo_fused) off, and the merged planes' tiles.
+QUICK_SHAPES = [{}, {"merged_planes": False}, {"vo_fused": False}, {"merged_planes": False, "vo_fused": False},
+                {"mp_tiles": (16, 128, 64, 4, 3)}, {"mp_tiles": (32, 64, 64, 4, 3)}, {"mp_tiles": (16, 64, 32, 4, 4)},
+                {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

@@ -24,8 +24,9 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    the sinks and window per KV head (unless the prologue did, as it did the query rows);
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
    then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
-   weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over frequencies
-   (`_v_sums_kernel`, `v_fused`) here instead of in the output;
+   weighted planes (cuBLAS; frequency-major with `planes_t`; or with the merge in one Triton launch,
+   `_merged_planes_kernel`, `merged_planes`) and the compressed V channels' sums over frequencies
+   (`_v_sums_kernel`, `v_fused`; or in the output's launch, `vo_fused`) here instead of in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
@@ -121,6 +122,18 @@ PLANES_T = False
 # [blocks r x N] @ [N x 2 B rows] product (A's GEMM took 12.3 us at 8 x 32k in the 863f673 profile). Not timed yet;
 # off until it is (a test runs it).
 A_T = False
+# `_merge_kernel` and v_gemm's planes GEMM as one Triton launch (`merged_planes`, one period): each program merges its
+# rows' statistics and scales H as it loads it, so the merge's launch (6.0-6.1 us at 8 x 32k in the 863f673 and
+# bbd8f01 profiles) and H's rescaling pass go, against cuBLAS's split-K GEMM (11.3 + 3.2 us). The c80a529 sweep had
+# a plain Triton planes GEMM with 16 x 64 tiles (K 64) tie with cuBLAS (182.0 against 181.8 us). On where v_gemm is;
+# not timed yet (ci/tune_fourier_lowrank.py --shapes-only times it off beside the default).
+MERGED_PLANES = True
+MP_TILES = (16, 64, 64, 4, 3)  # BLOCK_M, BLOCK_N, BLOCK_K, warps, stages
+# v_gemm's channel sums (`_v_sums_kernel`) in the output's launch (`vo_fused`): extra programs of `_output_kernel`
+# take each head's compressed channels from the planes and store their outputs, the others the kept channels, so
+# one launch boundary goes (`_v_sums_kernel` 10.3-13.3 us and the output 6.6-7.2 us at 8 x 32k in the bbd8f01 and
+# 863f673 profiles). On where v_gemm is; not timed yet (the same sweep times it off).
+VO_FUSED = True
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 
@@ -524,23 +537,76 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
 
 
 @triton.jit
-def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, spn, srb, srr, Hkv, Ccv, Nv, width, G: tl.constexpr,
-                   LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
-                   BLOCK_N: tl.constexpr, PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
-    """`_v_sums` as one kernel: R[b, row, c] = sum_n (w Re F)[row, n] a'_c[n] - (w Im F)[row, n] b'_c[n] (eq. values)
-    for KV head h's G * LQ rows and BLOCK_C of its compressed V channels, which are one run of the compressed list
-    (from h D - VSTART[h]), read once in tiles of BLOCK_N coefficients. The planes are strided (spb, spr, spn: per
+def gathered_stats(MAX, SUM, bh, j, row_ok, num_splits, BMS: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_S: tl.constexpr):
+    """`merged_stats` for rows of different programs bh (row j of each): (m, l) over the splits, l = 1 where 0."""
+    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
+    for s0 in range(0, num_splits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        ok = row_ok[:, None] & (ss < num_splits)[None, :]
+        off = (bh[:, None] * num_splits + ss[None, :]) * BMS + j[:, None]
+        m = tl.maximum(m, tl.max(tl.load(MAX + off, mask=ok, other=-1.0e30), 1))
+    l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for s0 in range(0, num_splits, BLOCK_S):
+        ss = s0 + tl.arange(0, BLOCK_S)
+        ok = row_ok[:, None] & (ss < num_splits)[None, :]
+        off = (bh[:, None] * num_splits + ss[None, :]) * BMS + j[:, None]
+        w = tl.exp(tl.load(MAX + off, mask=ok, other=-1.0e30) - m[:, None])
+        l_tot += tl.sum(tl.where(ok, w * tl.load(SUM + off, mask=ok, other=0.0), 0.0), 1)
+    return m, tl.where(l_tot > 0, l_tot, 1.0)
+
+
+@triton.jit
+def _merged_planes_kernel(MAXE, SUME, MAXM, SUMM, H, HM, TABLE, PLANES, M, L, MID, total_rows, n_rows, Hkv, n_blocks,
+                          esplits, msplits, K, NW, spb, spr, spn, GL: tl.constexpr, BMS: tl.constexpr,
+                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                          BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr, PV: tl.constexpr, PREC: tl.constexpr,
+                          EMUL_TF32: tl.constexpr):
+    """`_merge_kernel` and v_gemm's planes GEMM as one launch (`merged_planes`): each program merges the softmax
+    statistics of its BLOCK_M rows (of all sequences, rows of a sequence in order) over the exact and middle
+    splits, scales H by e^{m_k - m} / l as it loads it, and takes one [BLOCK_M, BLOCK_N] tile of
+    planes = H @ table over the K = blocks x PV entries of H (eq. values); the programs of column tile 0 store m,
+    l and the middle's mass. H stays as the stream left it. EMUL_TF32: both operands cut to TF32 in the
+    interpreter, as the tensor cores would."""
+    g = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = g < total_rows
+    r = g % n_rows
+    bh = (g // n_rows) * Hkv + r // GL
+    j = r % GL
+    m_e, l_e = gathered_stats(MAXE, SUME, bh, j, row_ok, esplits, BMS, BLOCK_M, BLOCK_SE)
+    m_m, l_m = gathered_stats(MAXM, SUMM, bh, j, row_ok, msplits, BMS, BLOCK_M, BLOCK_SM)
+    m = tl.maximum(m_e, m_m)
+    mid = l_m * tl.exp(m_m - m)
+    l_tot = mid + l_e * tl.exp(m_e - m)
+    first = row_ok & ((tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0)
+    tl.store(M + g, m, mask=first)
+    tl.store(L + g, l_tot, mask=first)
+    tl.store(MID + g, mid / l_tot, mask=first)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    c_ok = cols < NW
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        ok = row_ok[:, None] & (ks < K)[None, :]
+        hm = tl.load(HM + g[:, None] * n_blocks + (ks // PV)[None, :], mask=ok, other=-1.0e30)
+        x = tl.load(H + g[:, None] * K + ks[None, :], mask=ok, other=0.0) * (tl.exp(hm - m[:, None]) / l_tot[:, None])
+        w = tl.load(TABLE + ks[:, None] * NW + cols[None, :], mask=(ks < K)[:, None] & c_ok[None, :], other=0.0)
+        if EMUL_TF32:
+            x = tf32_cut(x)
+            w = tf32_cut(w)
+        acc = tl.dot(x, w, acc, input_precision=PREC)
+    tl.store(PLANES + (g // n_rows)[:, None] * spb + r[:, None] * spr + cols[None, :] * spn, acc,
+             mask=row_ok[:, None] & c_ok[None, :])
+
+
+@triton.jit
+def v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width,
+                BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, PREC: tl.constexpr,
+                EMUL_TF32: tl.constexpr):
+    """sum_n (w Re F)[row, n] a'_c[n] - (w Im F)[row, n] b'_c[n] (eq. values) for rows grow of sequence b and the
+    compressed V channels cs, the coefficients read in tiles of BLOCK_N. The planes are strided (spb, spr, spn: per
     sequence, row, frequency; `planes_t` stores them frequency-major). EMUL_TF32: both operands cut to TF32 in the
     interpreter, as the tensor cores would."""
-    bh = tl.program_id(0)
-    b = bh // Hkv
-    h = bh % Hkv
-    c_lo, c_hi = compressed_run(VSTART, h, D)
-    cs = c_lo + tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_ok = cs < c_hi
-    rows = tl.arange(0, BLOCK_M)
-    row_ok = rows < G * LQ
-    grow = h * G * LQ + rows
     plane = PLANES + b * spb + grow[:, None] * spr
     coef = b * Ccv * Nv + cs[:, None] * Nv
     acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
@@ -560,6 +626,26 @@ def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, spn, srb, srr, Hkv, 
             bs = tf32_cut(bs)
         acc = tl.dot(re, tl.trans(a), acc, input_precision=PREC)
         acc = tl.dot(im, tl.trans(bs), acc, input_precision=PREC)
+    return acc
+
+
+@triton.jit
+def _v_sums_kernel(PLANES, VSTART, VCOS, VSIN, R, spb, spr, spn, srb, srr, Hkv, Ccv, Nv, width, G: tl.constexpr,
+                   LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+                   BLOCK_N: tl.constexpr, PREC: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """`_v_sums` as one kernel: R[b, row, c] = `v_sums_tile` for KV head h's G * LQ rows and BLOCK_C of its
+    compressed V channels, which are one run of the compressed list (from h D - VSTART[h]), read once."""
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    c_lo, c_hi = compressed_run(VSTART, h, D)
+    cs = c_lo + tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = cs < c_hi
+    rows = tl.arange(0, BLOCK_M)
+    row_ok = rows < G * LQ
+    grow = h * G * LQ + rows
+    acc = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M, BLOCK_C,
+                      BLOCK_N, PREC, EMUL_TF32)
     tl.store(R + b * srb + grow[:, None] * srr + cs[None, :], acc, mask=row_ok[:, None] & c_ok[None, :])
 
 
@@ -594,68 +680,102 @@ def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Cc
 
 
 @triton.jit
+def exact_merged(ACCE, MAXE, bh, rows, row_ok, ds, d_ok, m, esplits, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """sum over the exact splits of e^{m_s - m} acc_s[:, ds]: the sinks' and window's share of the output before / l."""
+    acc = tl.zeros((BLOCK_M, ds.shape[0]), dtype=tl.float32)
+    for s in range(esplits):
+        part = bh * esplits + s
+        w = tl.exp(tl.load(MAXE + part * BLOCK_M + rows) - m)
+        acc += w[:, None] * tl.load(ACCE + (part * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :],
+                                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    return acc
+
+
+@triton.jit
+def compressed_out(rec, p_mid, ci, comp, b, VCOS, VSC, VSH, Ccv, Nv, period):
+    """The compressed V channels' share of the output from their sums over frequencies rec (eq. values): F's n = 0
+    bin is the middle's exact probability mass p_mid (W_V^H has no n = 0 column), then moment matching."""
+    a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
+    rec += p_mid[:, None] * (a0 / period)[None, :]  # w_0 a'_0 F_0
+    sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    return tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
+
+
+@triton.jit
 def _output_kernel(
     ACCE, MAXE, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_chunks,
+    PLANES, VCOMP, spb, spr, spn, width, n_out,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
+    VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
+    EMUL_TF32: tl.constexpr = False,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
-    F's n = 0 bin is left to the middle's exact probability mass MID (W_V^H has no n = 0 column). PARTS > 0: the
-    sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a time; else it
-    is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv], `_v_sums`)."""
+    PARTS > 0: the sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a
+    time; else it is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv],
+    `_v_sums`). VO (`vo_fused`, with v_gemm): programs (bh, n_out + c) take those sums from the planes themselves
+    (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
+    programs (bh, < n_out) store the kept channels only."""
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
     if VARLEN:
         period = tl.load(LENS + 3 * b + 2)
-    nv = tl.minimum(Nv, period // 2 + 1)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G * LQ
     grow = h * G * LQ + rows
     n_rows = Hkv * G * LQ
     m = tl.load(M + b * n_rows + grow, mask=row_ok, other=0.0)
     l_tot = tl.load(L + b * n_rows + grow, mask=row_ok, other=1.0)
-    ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
-    d_ok = ds < D
-    vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
-    kept = d_ok & (vmap >= 0)
-    run = tl.where(kept, vmap - tl.load(VSTART + h), 0)
-    acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-    for s in range(esplits):
-        part = bh * esplits + s
-        w = tl.exp(tl.load(MAXE + part * BLOCK_M + rows) - m)
-        acc += w[:, None] * tl.load(ACCE + (part * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :],
-                                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-    for s0 in range(0, msplits, BLOCK_SO):
-        ss = s0 + tl.arange(0, BLOCK_SO)
-        s_ok = ss < msplits
-        slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]  # [BLOCK_SO, BLOCK_M]
-        rs = s_ok[:, None] & row_ok[None, :]
-        w = tl.exp(tl.load(MAXM + slot, mask=rs, other=-1.0e30) - m[None, :])
-        a = tl.load(ACCM + slot[:, :, None] * BLOCK_VD + run[None, None, :], mask=rs[:, :, None] & kept[None, None, :],
-                    other=0.0)
-        acc += tl.sum(w[:, :, None] * a, 0)
-    out = acc / l_tot[:, None]
-
-    comp = d_ok & (vmap < 0)
-    ci = tl.where(comp, -1 - vmap, 0)
-    if V_GEMM:
-        rec = tl.load(F + b * sfb + grow[:, None] * sfr + ci[None, :], mask=row_ok[:, None] & comp[None, :], other=0.0)
-    elif PARTS > 0:
-        rec = summed_parts(PO, bh, n_chunks, rows, row_ok, ds, comp, BLOCK_M, BLOCK_D, BLOCK_DO, PARTS)
-    else:
-        rec = compressed_from_spectrum(F + b * sfb + grow * sfr, row_ok, nv, period, ci, comp, b, Ccv, Nv, VCOS,
-                                       VSIN, BLOCK_M, BLOCK_DO, BLOCK_N, CPREC)
     p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
-    a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
-    rec += p_mid[:, None] * (a0 / period)[None, :]  # w_0 a'_0 F_0 (eq. values)
-    sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
-    sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
-    out += tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
-    tl.store(OUT + b * sob + (h * G + rows // LQ)[:, None] * soh + (rows % LQ)[:, None] * sol + ds[None, :] * sod,
-             out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
+    o_rows = OUT + b * sob + (h * G + rows // LQ)[:, None] * soh + (rows % LQ)[:, None] * sol
+    if VO and tl.program_id(1) >= n_out:
+        c_lo, c_hi = compressed_run(VSTART, h, D)
+        cs = c_lo + (tl.program_id(1) - n_out) * BLOCK_C + tl.arange(0, BLOCK_C)
+        c_ok = cs < c_hi
+        c_i = tl.where(c_ok, cs, 0)
+        c_d = (tl.load(VCOMP + c_i, mask=c_ok, other=0) - h * D).to(tl.int32)  # the channels' dimensions
+        c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
+                             BLOCK_C, BLOCK_NS, VPREC, EMUL_TF32)
+        c_out = exact_merged(ACCE, MAXE, bh, rows, row_ok, c_d, c_ok, m, esplits, BLOCK_M, BLOCK_D) / l_tot[:, None]
+        c_out += compressed_out(c_sums, p_mid, c_i, c_ok, b, VCOS, VSC, VSH, Ccv, Nv, period)
+        tl.store(o_rows + c_d[None, :] * sod, c_out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & c_ok[None, :])
+    else:
+        ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
+        d_ok = ds < D
+        vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
+        kept = d_ok & (vmap >= 0)
+        run = tl.where(kept, vmap - tl.load(VSTART + h), 0)
+        acc = exact_merged(ACCE, MAXE, bh, rows, row_ok, ds, d_ok, m, esplits, BLOCK_M, BLOCK_D)
+        for s0 in range(0, msplits, BLOCK_SO):
+            ss = s0 + tl.arange(0, BLOCK_SO)
+            s_ok = ss < msplits
+            slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]  # [BLOCK_SO, BLOCK_M]
+            rs = s_ok[:, None] & row_ok[None, :]
+            w = tl.exp(tl.load(MAXM + slot, mask=rs, other=-1.0e30) - m[None, :])
+            a = tl.load(ACCM + slot[:, :, None] * BLOCK_VD + run[None, None, :],
+                        mask=rs[:, :, None] & kept[None, None, :], other=0.0)
+            acc += tl.sum(w[:, :, None] * a, 0)
+        out = acc / l_tot[:, None]
+        if VO:
+            d_ok = kept  # the compressed channels are the other programs'
+        else:
+            comp = d_ok & (vmap < 0)
+            ci = tl.where(comp, -1 - vmap, 0)
+            if V_GEMM:
+                rec = tl.load(F + b * sfb + grow[:, None] * sfr + ci[None, :], mask=row_ok[:, None] & comp[None, :],
+                              other=0.0)
+            elif PARTS > 0:
+                rec = summed_parts(PO, bh, n_chunks, rows, row_ok, ds, comp, BLOCK_M, BLOCK_D, BLOCK_DO, PARTS)
+            else:
+                nv = tl.minimum(Nv, period // 2 + 1)
+                rec = compressed_from_spectrum(F + b * sfb + grow * sfr, row_ok, nv, period, ci, comp, b, Ccv, Nv,
+                                               VCOS, VSIN, BLOCK_M, BLOCK_DO, BLOCK_N, CPREC)
+            out += compressed_out(rec, p_mid, ci, comp, b, VCOS, VSC, VSH, Ccv, Nv, period)
+        tl.store(o_rows + ds[None, :] * sod, out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
 
 
 # The kernels an offline build checks (optimized/sm90_build.py), by name.
@@ -801,7 +921,7 @@ class LowRankPlan:
         self.k_cos, self.k_sin, self.k_sc, self.k_sh = kc.cos, kc.sin, kc.scale, kc.shift
         self.v_cos, self.v_sin, self.v_sc, self.v_sh = vc.cos, vc.sin, vc.scale, vc.shift
         self.ck, self.cv = kc.compressed, vc.compressed
-        self.k_comp = kc.comp
+        self.k_comp, self.v_comp = kc.comp, vc.comp
         dev = q.device
         heads = torch.arange(hkv + 1, device=dev) * d
         self.k_start = torch.searchsorted(self.k_kept, heads).to(torch.int32)
@@ -901,6 +1021,9 @@ class LowRankPlan:
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
+        self._merged_planes = MERGED_PLANES  # the merge in the planes GEMM (`merged_planes`)
+        self._vo_fused = VO_FUSED  # the V sums in the output's launch (`vo_fused`)
+        self.mp_tiles = MP_TILES
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
@@ -980,6 +1103,26 @@ class LowRankPlan:
     def planes_t(self, on: bool) -> None:
         self._planes_t = bool(on) and len(self.groups) == 1
         self.v_gemm = self._v_gemm
+
+    @property
+    def vo_fused(self) -> bool:
+        """Whether v_gemm's channel sums run in the output's launch (`_output_kernel`'s VO programs) instead of
+        `_v_sums_kernel` (v_fused) or cuBLAS."""
+        return self._vo_fused and self._v_gemm
+
+    @vo_fused.setter
+    def vo_fused(self, on: bool) -> None:
+        self._vo_fused = bool(on)
+
+    @property
+    def merged_planes(self) -> bool:
+        """Whether the merge and v_gemm's planes GEMM are one launch (`_merged_planes_kernel`, tiles `mp_tiles`);
+        one period only."""
+        return self._merged_planes and self._v_gemm and len(self.groups) == 1
+
+    @merged_planes.setter
+    def merged_planes(self, on: bool) -> None:
+        self._merged_planes = bool(on)
 
     @property
     def v_gemm(self) -> bool:
@@ -1145,6 +1288,10 @@ class LowRankPlan:
     def _spectrum(self) -> None:
         """`_merge_kernel` (the statistics m, l, the middle's mass, H rescaled to them), then F = H @ W_V^H (cuBLAS;
         its n = 0 bin stays 0, the output adds the mass exactly)."""
+        if self.merged_planes:
+            self._merged_planes_gemm()
+            self._channel_sums()
+            return
         chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
@@ -1160,14 +1307,34 @@ class LowRankPlan:
             else:
                 for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
                     _product(h, table, self.planes, idx, self.gemm_precs[1])
-            if self.v_fused:
-                self._v_sums_fused()
-            else:
-                _v_sums(self.planes, self.v_cos, self.v_sin, self.r, self.gemm_precs[1])
+            self._channel_sums()
             return
         for _, _, nv, idx, _, w_vh in self.groups:
             _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
                      torch.view_as_complex(self.f)[:, :, :nv], idx, self.gemm_precs[1])
+
+    def _channel_sums(self) -> None:
+        """v_gemm's channel sums R from the planes: `_v_sums_kernel` (v_fused) or cuBLAS; with vo_fused the output's
+        launch takes them."""
+        if self.vo_fused:
+            return
+        if self.v_fused:
+            self._v_sums_fused()
+        else:
+            _v_sums(self.planes, self.v_cos, self.v_sin, self.r, self.gemm_precs[1])
+
+    def _merged_planes_gemm(self) -> None:
+        """`_merged_planes_kernel`: m, l, the middle's mass and planes = (H rescaled) @ table in one launch, in
+        gemm_precs[1]."""
+        bm, bn, bk, warps, stages = self.mp_tiles
+        tf32, gpu, planes, table = self.gemm_precs[1] == "tf32", self.q.is_cuda, self.planes, self.v_tables[0]
+        total, nw = self.b * self.n_rows, planes.shape[2]
+        _merged_planes_kernel[(triton.cdiv(total, bm), triton.cdiv(nw, bn))](
+            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, table, planes, self.m, self.l, self.mid,
+            total, self.n_rows, self.hkv, self.n_blocks, self.esplits, self.splits, table.shape[0], nw,
+            *planes.stride(), GL=self.gl, BMS=self.block_m, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+            BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), PV=self.pv,
+            PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=warps, num_stages=stages)
 
     def _v_sums_fused(self) -> None:
         """`_v_sums` as `_v_sums_kernel`: each KV head's compressed V rows read once, in gemm_precs[1]."""
@@ -1194,11 +1361,19 @@ class LowRankPlan:
                 self.f.stride(1), self.hkv, self.cv, nv_coef, self.t_max, G=self.group, LQ=self.lq, D=self.d,
                 VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
                 FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
+        vo, planes = self.vo_fused, self.planes if self.vo_fused else f
+        n_out = grid[1]
+        if vo:
+            grid = (grid[0], n_out + triton.cdiv(self.cv_head, self.vs_block_c))
+        tf32 = self.gemm_precs[1] == "tf32"
         _output_kernel[grid](
             self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, f,
             self.po if chunks else f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
             f.stride(0), f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
-            self.splits, chunks, G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
+            self.splits, chunks, planes, self.v_comp, *(planes.stride() if vo else (0, 0, 0)),
+            planes.shape[2] // 2 if vo else 0, n_out, VO=vo, BLOCK_C=self.vs_block_c, BLOCK_NS=self.vs_block_n,
+            VPREC="tf32" if tf32 and res.is_cuda else "ieee", EMUL_TF32=tf32 and not res.is_cuda, G=self.group,
+            LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
             BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.out_prec or self.cprec,
             num_warps=self.out_warps,
@@ -1249,7 +1424,8 @@ def bench_extra(inputs: dict) -> dict:
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
-                      "qp_warps": plan.qp_warps}}
+                      "qp_warps": plan.qp_warps, "merged_planes": plan.merged_planes,
+                      "vo_fused": plan.vo_fused}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

@@ -40,10 +40,10 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # found A transposed, the planes frequency-major or not, the V sums' steps and the exact splits within 2 us of the
 # default, and the exact tokens on a side stream 8-13 us slower; results/gpu/tune_lowrank-2026-12-06-*.json): the
 # default first and last, for the run's spread, then the merge in the planes GEMM (merged_planes) and the V sums in
-# the output's launch (vo_fused) off, and the merged planes' tiles.
-QUICK_SHAPES = [{}, {"merged_planes": False}, {"vo_fused": False}, {"merged_planes": False, "vo_fused": False},
-                {"mp_tiles": (16, 128, 64, 4, 3)}, {"mp_tiles": (32, 64, 64, 4, 3)}, {"mp_tiles": (16, 64, 32, 4, 4)},
-                {}]
+# the output's launch (vo_fused), each and together, and the merged planes' tiles.
+MERGED = {"merged_planes": True, "vo_fused": True}
+QUICK_SHAPES = [{}, MERGED, {"merged_planes": True}, {"vo_fused": True}, dict(MERGED, mp_tiles=(16, 128, 64, 4, 3)),
+                dict(MERGED, mp_tiles=(32, 64, 64, 4, 3)), dict(MERGED, mp_tiles=(16, 64, 32, 4, 4)), {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

@@ -125,15 +125,15 @@ A_T = False
 # `_merge_kernel` and v_gemm's planes GEMM as one Triton launch (`merged_planes`, one period): each program merges its
 # rows' statistics and scales H as it loads it, so the merge's launch (6.0-6.1 us at 8 x 32k in the 863f673 and
 # bbd8f01 profiles) and H's rescaling pass go, against cuBLAS's split-K GEMM (11.3 + 3.2 us). The c80a529 sweep had
-# a plain Triton planes GEMM with 16 x 64 tiles (K 64) tie with cuBLAS (182.0 against 181.8 us). On where v_gemm is;
-# not timed yet (ci/tune_fourier_lowrank.py --shapes-only times it off beside the default).
-MERGED_PLANES = True
+# a plain Triton planes GEMM with 16 x 64 tiles (K 64) tie with cuBLAS (182.0 against 181.8 us). Off until timed
+# (ci/tune_fourier_lowrank.py --shapes-only times it beside the default).
+MERGED_PLANES = False
 MP_TILES = (16, 64, 64, 4, 3)  # BLOCK_M, BLOCK_N, BLOCK_K, warps, stages
 # v_gemm's channel sums (`_v_sums_kernel`) in the output's launch (`vo_fused`): extra programs of `_output_kernel`
 # take each head's compressed channels from the planes and store their outputs, the others the kept channels, so
 # one launch boundary goes (`_v_sums_kernel` 10.3-13.3 us and the output 6.6-7.2 us at 8 x 32k in the bbd8f01 and
-# 863f673 profiles). On where v_gemm is; not timed yet (the same sweep times it off).
-VO_FUSED = True
+# 863f673 profiles). Off until timed (the same sweep times it).
+VO_FUSED = False
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 

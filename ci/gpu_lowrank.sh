@@ -9,7 +9,8 @@
 #            alone take a minute or more (CPU-bound);
 #   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json, and with
-#            PROFILE_ATTRS (plan attributes, e.g. a_t=True) set on the plans -> $OUT/profile_lowrank_attrs.json.
+#            PROFILE_ATTRS (plan attributes, e.g. merged_planes=True,vo_fused=True) set on the plans ->
+#            $OUT/profile_lowrank_attrs.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile),
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
 # at once, 3), EXAMPLES (default 20), CONFORM_S (seconds per run, 240).

@@ -323,7 +323,7 @@ def test_the_v_sums_in_the_output_launch_give_the_same_output(merged):
             plan.v_gemm, plan.vs_block_c, plan.merged_planes, plan.vo_fused = True, 16, merged, on
             assert plan.vo_fused == on and plan.cv_head > 16
             outs.append(plan.run().clone())
-        assert outs[0].abs().max() > 0 and not torch.equal(outs[0], torch.zeros_like(outs[0]))
+        assert outs[0].abs().max() > 0
         torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6 * float(outs[0].abs().max()))
 
 

@@ -11,9 +11,14 @@
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json, and with
 #            PROFILE_ATTRS (plan attributes, e.g. merged_planes=True,vo_fused=True) set on the plans ->
 #            $OUT/profile_lowrank_attrs.json.
-# Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile),
+# Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile;
+# the steps run in the order given, so a short device budget puts the deciding one first), TUNE_CASES and
+# PROFILE_CASES (the BxT cells of the sweep and the profiles; default 8x32768,1x131072,1x32768 and 8x32768,1x131072),
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
-# at once, 3), EXAMPLES (default 20), CONFORM_S (seconds per run, 240).
+# at once, 3), EXAMPLES (default 20), CONFORM_S (seconds per run, 240). With little device time left, the folds'
+# answer alone (the sweep's quick shapes at 8 x 32k, then their profile):
+#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=tune,profile TUNE_CASES=8x32768 PROFILE_CASES=8x32768 \
+#     PROFILE_ATTRS=merged_planes=True,vo_fused=True TUNE_S=150 bash ci/gpu_lowrank.sh
 # On the H100 one conformance run took 30-65 s alone. On a fresh H200 (bbd8f01), three at once with 150 s each were
 # cut while compiling; the six f32coefs runs at once with 280 s took 104-241 s, the other four 127-200 s. So the
 # conformance takes two calls:
@@ -27,7 +32,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 OUT="${OUT:-runs/gpu-lowrank}"
 RESULTS="$OUT/results"
-steps=",${STEPS:-bench,conform,tune,profile},"
+IFS=, read -ra order <<< "${STEPS:-bench,conform,tune,profile}"
+for step in "${order[@]}"; do  # a misspelt step fails before the machine's time goes to the others
+  if [[ ! "$step" =~ ^(bench|conform|tune|profile)$ ]]; then
+    echo "unknown step '$step' in STEPS (bench, conform, tune, profile)" >&2
+    exit 2
+  fi
+done
 mkdir -p "$RESULTS"
 rc=0
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
@@ -59,7 +70,7 @@ conform_wait() {
   rm -rf "$RESULTS/parts"
 }
 
-if [[ "$steps" == *,bench,* ]]; then
+bench() {
   echo "== the target cells beside SDPA-flash"
   for grid in "1 4096,32768,131072" "8 32768"; do
     set -- $grid
@@ -67,9 +78,9 @@ if [[ "$steps" == *,bench,* ]]; then
       --contexts "$2" --batches "$1" --impls sdpa_flash,triton_fourier_lowrank --rerun --kept-align 8 \
       --results "$RESULTS" || rc=1
   done
-fi
+}
 
-if [[ "$steps" == *,conform,* ]]; then
+conformance() {
   echo "== conformance, gpu profile, seed 0, one run per dtype"
   # first the paths of float32 coefficients (the KV method's format and the benchmark's: the prologue launch), then
   # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first,
@@ -85,21 +96,29 @@ if [[ "$steps" == *,conform,* ]]; then
     conform fourier_decode_attention_varlen triton_lowrank bfloat16 float16
   fi
   conform_wait
-fi
+}
 
-if [[ "$steps" == *,tune,* ]]; then
+tune() {
   echo "== the sweep's quick shapes"
-  timeout "${TUNE_S:-200}" "$PY" ci/tune_fourier_lowrank.py --shapes-only --cases 8x32768,1x131072,1x32768 \
-    --out "$OUT/tune_lowrank.json" || rc=1
-fi
+  timeout "${TUNE_S:-200}" "$PY" ci/tune_fourier_lowrank.py --shapes-only \
+    --cases "${TUNE_CASES:-8x32768,1x131072,1x32768}" --out "$OUT/tune_lowrank.json" || rc=1
+}
 
-if [[ "$steps" == *,profile,* ]]; then
+profile() {
+  local cases="${PROFILE_CASES:-8x32768,1x131072}"
   echo "== each kernel's device time"
-  timeout "${PROFILE_S:-90}" "$PY" ci/profile_fourier_lowrank.py --cases 8x32768,1x131072 \
-    --out "$OUT/profile_lowrank.json" || rc=1
-  if [[ -n "${PROFILE_ATTRS:-}" ]]; then
-    timeout "${PROFILE_S:-90}" "$PY" ci/profile_fourier_lowrank.py --cases 8x32768,1x131072 --attrs "$PROFILE_ATTRS" \
+  if [[ -n "${PROFILE_ATTRS:-}" ]]; then  # the attributes under trial first: the default has committed profiles
+    timeout "${PROFILE_S:-90}" "$PY" ci/profile_fourier_lowrank.py --cases "$cases" --attrs "$PROFILE_ATTRS" \
       --out "$OUT/profile_lowrank_attrs.json" || rc=1
   fi
-fi
+  timeout "${PROFILE_S:-90}" "$PY" ci/profile_fourier_lowrank.py --cases "$cases" --out "$OUT/profile_lowrank.json" \
+    || rc=1
+}
+
+for step in "${order[@]}"; do
+  case "$step" in
+    bench|tune|profile) "$step" ;;
+    conform) conformance ;;
+  esac
+done
 exit $rc

@@ -43,10 +43,10 @@ mkdir -p "$RESULTS"
 rc=0
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 
-# conform OP IMPL DTYPES...: one gpu-profile run per dtype, CONFORM_JOBS (3) at a time (the builds are CPU-bound;
+# conform_op OP IMPL DTYPES...: one gpu-profile run per dtype, CONFORM_JOBS (3) at a time (the builds are CPU-bound;
 # ten at once on the 16 cores all passed 180 s), each into its own store under $RESULTS/parts, merged when all are
 # done (`conform_wait`)
-conform() {
+conform_op() {
   local op=$1 impl=$2 dt part
   shift 2
   for dt in "$@"; do
@@ -80,20 +80,20 @@ bench() {
   done
 }
 
-conformance() {
+conform() {
   echo "== conformance, gpu profile, seed 0, one run per dtype"
   # first the paths of float32 coefficients (the KV method's format and the benchmark's: the prologue launch), then
   # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first,
   # CONFORM_SET=rest skips it
   if [[ "${CONFORM_SET:-all}" != rest ]]; then
-    conform fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
-    conform fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16
-    conform fourier_decode_attention triton_lowrank float32
-    conform fourier_decode_attention_varlen triton_lowrank float32
+    conform_op fourier_decode_attention ci.lowrank_f32_coefs:uniform bfloat16 float16
+    conform_op fourier_decode_attention_varlen ci.lowrank_f32_coefs:varlen bfloat16 float16
+    conform_op fourier_decode_attention triton_lowrank float32
+    conform_op fourier_decode_attention_varlen triton_lowrank float32
   fi
   if [[ "${CONFORM_SET:-all}" != f32coefs ]]; then
-    conform fourier_decode_attention triton_lowrank bfloat16 float16
-    conform fourier_decode_attention_varlen triton_lowrank bfloat16 float16
+    conform_op fourier_decode_attention triton_lowrank bfloat16 float16
+    conform_op fourier_decode_attention_varlen triton_lowrank bfloat16 float16
   fi
   conform_wait
 }
@@ -116,9 +116,6 @@ profile() {
 }
 
 for step in "${order[@]}"; do
-  case "$step" in
-    bench|tune|profile) "$step" ;;
-    conform) conformance ;;
-  esac
+  "$step"  # each step is the function of its name
 done
 exit $rc

@@ -5,6 +5,7 @@ Profiles (docs/testing.md): `ci` (default; few examples, derandomized, no deadli
 Options: `--impl package.module:function` (repeatable) checks a user's kernel in suites/conformance,
 `--op NAME` says which op it implements, `--profile ci|gpu` picks the input shapes (default: `gpu` under the
 gpu hypothesis profile, else `ci`), `--results DIR` is where its conformance report is stored (default: nowhere).
+Under the Triton interpreter, int32 overflow checks raise with LONGCTX_OVERFLOW_CHECKS=1 and are skipped otherwise.
 With `--impl`, only the user's conformance test runs (suites/conformance/conftest.py deselects the rest).
 """
 from __future__ import annotations
@@ -31,6 +32,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness.kernels.conformance_report import PROFILE_EXAMPLES  # noqa: E402  (after the root is on sys.path)
+from harness.kernels.interpreter import overflow_checks_wanted, set_overflow_checks  # noqa: E402
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    # The interpreter computes int32 overflow checks and drops them (no debug): ~40% of its time for nothing
+    # (harness/kernels/interpreter.py). LONGCTX_OVERFLOW_CHECKS=1 makes them raise instead.
+    set_overflow_checks(overflow_checks_wanted())
 
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # ci is derandomized and keeps no example database: every run draws the same cases (seeded from each test's own

@@ -52,6 +52,12 @@ def cmd_conform(args) -> int:
     if device == "cpu":
         # Triton kernels run on the CPU only through the interpreter, which must be chosen before @triton.jit runs.
         os.environ.setdefault("TRITON_INTERPRET", "1")
+        from harness.kernels.interpreter import overflow_checks_wanted, set_overflow_checks
+
+        try:
+            set_overflow_checks(overflow_checks_wanted())  # dropped unchecked by default: ~40% of the interpreter's time
+        except ValueError as exc:
+            return _usage(str(exc))
     if os.getcwd() not in sys.path:  # the submitted module usually lives where the command is run
         sys.path.insert(0, os.getcwd())
 

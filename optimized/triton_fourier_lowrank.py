@@ -125,15 +125,22 @@ A_T = False
 # `_merge_kernel` and v_gemm's planes GEMM as one Triton launch (`merged_planes`, one period): each program merges its
 # rows' statistics and scales H as it loads it, so the merge's launch (6.0-6.1 us at 8 x 32k in the 863f673 and
 # bbd8f01 profiles) and H's rescaling pass go, against cuBLAS's split-K GEMM (11.3 + 3.2 us). The c80a529 sweep had
-# a plain Triton planes GEMM with 16 x 64 tiles (K 64) tie with cuBLAS (182.0 against 181.8 us). Off until timed
-# (ci/tune_fourier_lowrank.py --shapes-only times it beside the default).
+# a plain Triton planes GEMM with 16 x 64 tiles (K 64) tie with cuBLAS (182.0 against 181.8 us). Timed on the H100
+# at 5c1c820 (results/gpu/{tune,profile}_lowrank-2026-12-07-H100-5c1c820*.json), it loses at 8 x 32k: 196.9 us
+# against 179.7-183.6 for the default; its kernel took 41.1 us against 34.2 for the four it replaces (the merge,
+# the V sums, cuBLAS's GEMM and its split-K reduction). Other tiles: 16 x 128 x 64 187.1 us, 16 x 64 x 32 (4
+# stages) 201.8; 32 x 64 x 64 does not compile with Triton 3.6 (TritonGPUOptimizeThreadLocality fails). Off.
 MERGED_PLANES = False
 MP_TILES = (16, 64, 64, 4, 3)  # BLOCK_M, BLOCK_N, BLOCK_K, warps, stages
 # v_gemm's channel sums (`_v_sums_kernel`) in the output's launch (`vo_fused`): extra programs of `_output_kernel`
 # take each head's compressed channels from the planes and store their outputs, the others the kept channels, so
 # one launch boundary goes (`_v_sums_kernel` 10.3-13.3 us and the output 6.6-7.2 us at 8 x 32k in the bbd8f01 and
-# 863f673 profiles). Off until timed (the same sweep times it).
-VO_FUSED = False
+# 863f673 profiles). Timed on the H100 (5c1c820): 8 x 32k a tie (sweep 180.0 against 179.7-183.6 us, profile 180.2
+# against 179.6), 1 x 128k 120.4 against 127.1 us in the profile (the output launch 14.2 against 15.1 + 6.1). The
+# target cells with it on, two runs: 1 x 32k 77.7 / 77.3 us (0.73x -> 0.79-0.81x SDPA-flash), 1 x 128k 123.2 / 123.5
+# (1.58x), 8 x 32k 180.0 / 180.0 (1.98x), 1 x 4k 55.6 / 55.4; gpu-profile conformance of every low-rank path in
+# three dtypes passed (results/conformance.jsonl). On.
+VO_FUSED = True
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
 

@@ -20,8 +20,10 @@
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=tune,profile TUNE_CASES=8x32768 PROFILE_CASES=8x32768 \
 #     PROFILE_ATTRS=merged_planes=True,vo_fused=True TUNE_S=150 bash ci/gpu_lowrank.sh
 # On the H100 one conformance run took 30-65 s alone. On a fresh H200 (bbd8f01), three at once with 150 s each were
-# cut while compiling; the six f32coefs runs at once with 280 s took 104-241 s, the other four 127-200 s. So the
-# conformance takes two calls:
+# cut while compiling; the six f32coefs runs at once with 280 s took 104-241 s, the other four 127-200 s. On an H100
+# (2026-12-07) the six at once with 280 s were too many: four took 199-264 s (two of them cut before storing) and the
+# two float32 runs were cut while compiling; four at once with EXAMPLES=10 took 101-109 s. So the conformance takes
+# two calls:
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=bench,conform CONFORM_SET=f32coefs CONFORM_JOBS=6 CONFORM_S=280 \
 #     bash ci/gpu_lowrank.sh
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=conform,tune,profile CONFORM_SET=rest CONFORM_JOBS=4 CONFORM_S=270 \

@@ -9,16 +9,16 @@
 #            alone take a minute or more (CPU-bound);
 #   tune     ci/tune_fourier_lowrank.py --shapes-only at the three target cells of the sweep -> $OUT/tune_lowrank.json;
 #   profile  ci/profile_fourier_lowrank.py: each kernel's device time -> $OUT/profile_lowrank.json, and with
-#            PROFILE_ATTRS (plan attributes, e.g. merged_planes=True,vo_fused=True) set on the plans ->
+#            PROFILE_ATTRS (plan attributes, e.g. vo_fused=False,a_t=True) set on the plans ->
 #            $OUT/profile_lowrank_attrs.json.
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile;
 # the steps run in the order given, so a short device budget puts the deciding one first), TUNE_CASES and
 # PROFILE_CASES (the BxT cells of the sweep and the profiles; default 8x32768,1x131072,1x32768 and 8x32768,1x131072),
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
-# at once, 3), EXAMPLES (default 20), CONFORM_S (seconds per run, 240). With little device time left, the folds'
-# answer alone (the sweep's quick shapes at 8 x 32k, then their profile):
+# at once, 3), EXAMPLES (default 20), CONFORM_S (seconds per run, 240). With little device time left, the quick
+# shapes' answer alone (the sweep's quick shapes at 8 x 32k, then the profile with vo_fused off and on):
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=tune,profile TUNE_CASES=8x32768 PROFILE_CASES=8x32768 \
-#     PROFILE_ATTRS=merged_planes=True,vo_fused=True TUNE_S=150 bash ci/gpu_lowrank.sh
+#     PROFILE_ATTRS=vo_fused=False TUNE_S=150 bash ci/gpu_lowrank.sh
 # On the H100 one conformance run took 30-65 s alone. On a fresh H200 (bbd8f01), three at once with 150 s each were
 # cut while compiling; the six f32coefs runs at once with 280 s took 104-241 s, the other four 127-200 s. On an H100
 # (2026-12-07) the six at once with 280 s were too many: four took 199-264 s (two of them cut before storing) and the

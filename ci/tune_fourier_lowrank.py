@@ -39,20 +39,22 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # tune_lowrank-2026-12-06-H100-{c80a529,863f673}.json; the H200 sweep at bbd8f01 and the H100 sweep at b80c7e0
 # found A transposed, the planes frequency-major or not, the V sums' steps and the exact splits within 2 us of the
 # default, and the exact tokens on a side stream 8-13 us slower; results/gpu/tune_lowrank-2026-12-06-*.json): the
-# default first and last, for the run's spread, then the merge in the planes GEMM (merged_planes) and the V sums in
-# the output's launch (vo_fused), each and together, and the merged planes' tiles.
-MERGED = {"merged_planes": True, "vo_fused": True}
-QUICK_SHAPES = [{}, MERGED, {"merged_planes": True}, {"vo_fused": True}, dict(MERGED, mp_tiles=(16, 128, 64, 4, 3)),
-                dict(MERGED, mp_tiles=(32, 64, 64, 4, 3)), dict(MERGED, mp_tiles=(16, 64, 32, 4, 4)), {}]
+# default first and last, for the run's spread; the H100 sweep at 5c1c820 turned vo_fused on and dropped the merge in
+# a Triton planes GEMM (results/gpu/tune_lowrank-2026-12-07-H100-5c1c820.json). Then vo_fused off again, A
+# transposed and the planes frequency-major, the three launch-layout choices left, for the next machine's spread.
+QUICK_SHAPES = [{}, {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 
 def shaped_plan(shapes: dict):
-    """lowrank_plan with the launch-shape attributes `shapes` set (`num_splits` goes to the constructor)."""
+    """lowrank_plan with the launch-shape attributes `shapes` set (`num_splits` goes to the constructor). A name the
+    plan lacks is an error (setting it would time the default under another name)."""
     def make(**kw):
         plan = lowrank_plan(**kw, **{k: v for k, v in shapes.items() if k in CONSTRUCTOR})
         for name, value in shapes.items():
             if name not in CONSTRUCTOR:
+                if not hasattr(plan, name):
+                    raise AttributeError(f"shapes: the low-rank plan has no attribute {name!r}")
                 setattr(plan, name, value)
         return plan
     return make

@@ -24,9 +24,9 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    the sinks and window per KV head (unless the prologue did, as it did the query rows);
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
    then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
-   weighted planes (cuBLAS; frequency-major with `planes_t`; or with the merge in one Triton launch,
-   `_merged_planes_kernel`, `merged_planes`) and the compressed V channels' sums over frequencies
-   (`_v_sums_kernel`, `v_fused`; or in the output's launch, `vo_fused`) here instead of in the output;
+   weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over
+   frequencies (`_v_sums_kernel`, `v_fused`; or in the output's launch, `vo_fused`, the default) here instead of
+   in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
@@ -122,16 +122,6 @@ PLANES_T = False
 # [blocks r x N] @ [N x 2 B rows] product (A's GEMM took 12.3 us at 8 x 32k in the 863f673 profile). Not timed yet;
 # off until it is (a test runs it).
 A_T = False
-# `_merge_kernel` and v_gemm's planes GEMM as one Triton launch (`merged_planes`, one period): each program merges its
-# rows' statistics and scales H as it loads it, so the merge's launch (6.0-6.1 us at 8 x 32k in the 863f673 and
-# bbd8f01 profiles) and H's rescaling pass go, against cuBLAS's split-K GEMM (11.3 + 3.2 us). The c80a529 sweep had
-# a plain Triton planes GEMM with 16 x 64 tiles (K 64) tie with cuBLAS (182.0 against 181.8 us). Timed on the H100
-# at 5c1c820 (results/gpu/{tune,profile}_lowrank-2026-12-07-H100-5c1c820*.json), it loses at 8 x 32k: 196.9 us
-# against 179.7-183.6 for the default; its kernel took 41.1 us against 34.2 for the four it replaces (the merge,
-# the V sums, cuBLAS's GEMM and its split-K reduction). Other tiles: 16 x 128 x 64 187.1 us, 16 x 64 x 32 (4
-# stages) 201.8; 32 x 64 x 64 does not compile with Triton 3.6 (TritonGPUOptimizeThreadLocality fails). Off.
-MERGED_PLANES = False
-MP_TILES = (16, 64, 64, 4, 3)  # BLOCK_M, BLOCK_N, BLOCK_K, warps, stages
 # v_gemm's channel sums (`_v_sums_kernel`) in the output's launch (`vo_fused`): extra programs of `_output_kernel`
 # take each head's compressed channels from the planes and store their outputs, the others the kept channels, so
 # one launch boundary goes (`_v_sums_kernel` 10.3-13.3 us and the output 6.6-7.2 us at 8 x 32k in the bbd8f01 and
@@ -142,7 +132,9 @@ MP_TILES = (16, 64, 64, 4, 3)  # BLOCK_M, BLOCK_N, BLOCK_K, warps, stages
 # three dtypes passed (results/conformance.jsonl). On.
 VO_FUSED = True
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
-# basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass.)
+# basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass. So was `merged_planes`, the merge
+# inside a Triton planes GEMM: 196.9 us at 8 x 32k against 179.7-183.6 for cuBLAS's split-K GEMM (H100, 5c1c820;
+# docs/fourier-attention.md, eighth pass).)
 
 
 # The compressed V channels' sums over frequencies as GEMMs (v_gemm: F's weighted planes, then two batched GEMMs
@@ -549,64 +541,6 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
         scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
         at = H + hrow * PV + (cols % PV)[None, :]
         tl.store(at, tl.load(at, mask=ok, other=0.0) * scale, mask=ok)
-
-
-@triton.jit
-def gathered_stats(MAX, SUM, bh, j, row_ok, num_splits, BMS: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_S: tl.constexpr):
-    """`merged_stats` for rows of different programs bh (row j of each): (m, l) over the splits, l = 1 where 0."""
-    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    for s0 in range(0, num_splits, BLOCK_S):
-        ss = s0 + tl.arange(0, BLOCK_S)
-        ok = row_ok[:, None] & (ss < num_splits)[None, :]
-        off = (bh[:, None] * num_splits + ss[None, :]) * BMS + j[:, None]
-        m = tl.maximum(m, tl.max(tl.load(MAX + off, mask=ok, other=-1.0e30), 1))
-    l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for s0 in range(0, num_splits, BLOCK_S):
-        ss = s0 + tl.arange(0, BLOCK_S)
-        ok = row_ok[:, None] & (ss < num_splits)[None, :]
-        off = (bh[:, None] * num_splits + ss[None, :]) * BMS + j[:, None]
-        w = tl.exp(tl.load(MAX + off, mask=ok, other=-1.0e30) - m[:, None])
-        l_tot += tl.sum(tl.where(ok, w * tl.load(SUM + off, mask=ok, other=0.0), 0.0), 1)
-    return m, tl.where(l_tot > 0, l_tot, 1.0)
-
-
-@triton.jit
-def _merged_planes_kernel(MAXE, SUME, MAXM, SUMM, H, HM, TABLE, PLANES, M, L, MID, total_rows, n_rows, Hkv, n_blocks,
-                          esplits, msplits, K, NW, spb, spr, spn, GL: tl.constexpr, BMS: tl.constexpr,
-                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr, PV: tl.constexpr, PREC: tl.constexpr,
-                          EMUL_TF32: tl.constexpr):
-    """`_merge_kernel` and v_gemm's planes GEMM as one launch (`merged_planes`): each program merges the softmax
-    statistics of its BLOCK_M rows (of all sequences, rows of a sequence in order) over the exact and middle
-    splits, scales H by e^{m_k - m} / l as it loads it, and takes one [BLOCK_M, BLOCK_N] tile of
-    planes = H @ table over the K = blocks x PV entries of H (eq. values); the programs of column tile 0 store m,
-    l and the middle's mass. H stays as the stream left it. EMUL_TF32: both operands cut to TF32 in the
-    interpreter, as the tensor cores would."""
-    g = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = g < total_rows
-    r = g % n_rows
-    bh = (g // n_rows) * Hkv + r // GL
-    j = r % GL
-    m_e, l_e = gathered_stats(MAXE, SUME, bh, j, row_ok, esplits, BMS, BLOCK_M, BLOCK_SE)
-    m_m, l_m = gathered_stats(MAXM, SUMM, bh, j, row_ok, msplits, BMS, BLOCK_M, BLOCK_SM)
-    first = row_ok & ((tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0)
-    m, l_tot = stored_totals(M, L, MID, g, first, m_e, l_e, m_m, l_m)
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    c_ok = cols < NW
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        ok = row_ok[:, None] & (ks < K)[None, :]
-        hm = tl.load(HM + g[:, None] * n_blocks + (ks // PV)[None, :], mask=ok, other=-1.0e30)
-        x = tl.load(H + g[:, None] * K + ks[None, :], mask=ok, other=0.0) * (tl.exp(hm - m[:, None]) / l_tot[:, None])
-        w = tl.load(TABLE + ks[:, None] * NW + cols[None, :], mask=(ks < K)[:, None] & c_ok[None, :], other=0.0)
-        if EMUL_TF32:
-            x = tf32_cut(x)
-            w = tf32_cut(w)
-        acc = tl.dot(x, w, acc, input_precision=PREC)
-    tl.store(PLANES + (g // n_rows)[:, None] * spb + r[:, None] * spr + cols[None, :] * spn, acc,
-             mask=row_ok[:, None] & c_ok[None, :])
 
 
 @triton.jit
@@ -1031,9 +965,7 @@ class LowRankPlan:
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
-        self._merged_planes = MERGED_PLANES  # the merge in the planes GEMM (`merged_planes`)
         self._vo_fused = VO_FUSED  # the V sums in the output's launch (`vo_fused`)
-        self.mp_tiles = MP_TILES
         self.v_gemm = v_gemm_for(b, gpu, self.v_cos.dtype)
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
@@ -1123,16 +1055,6 @@ class LowRankPlan:
     @vo_fused.setter
     def vo_fused(self, on: bool) -> None:
         self._vo_fused = bool(on)
-
-    @property
-    def merged_planes(self) -> bool:
-        """Whether the merge and v_gemm's planes GEMM are one launch (`_merged_planes_kernel`, tiles `mp_tiles`);
-        one period only."""
-        return self._merged_planes and self._v_gemm and len(self.groups) == 1
-
-    @merged_planes.setter
-    def merged_planes(self, on: bool) -> None:
-        self._merged_planes = bool(on)
 
     @property
     def v_gemm(self) -> bool:
@@ -1298,10 +1220,6 @@ class LowRankPlan:
     def _spectrum(self) -> None:
         """`_merge_kernel` (the statistics m, l, the middle's mass, H rescaled to them), then F = H @ W_V^H (cuBLAS;
         its n = 0 bin stays 0, the output adds the mass exactly)."""
-        if self.merged_planes:
-            self._merged_planes_gemm()
-            self._channel_sums()
-            return
         chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
@@ -1332,19 +1250,6 @@ class LowRankPlan:
             self._v_sums_fused()
         else:
             _v_sums(self.planes, self.v_cos, self.v_sin, self.r, self.gemm_precs[1])
-
-    def _merged_planes_gemm(self) -> None:
-        """`_merged_planes_kernel`: m, l, the middle's mass and planes = (H rescaled) @ table in one launch, in
-        gemm_precs[1]."""
-        bm, bn, bk, warps, stages = self.mp_tiles
-        tf32, gpu, planes, table = self.gemm_precs[1] == "tf32", self.q.is_cuda, self.planes, self.v_tables[0]
-        total, nw = self.b * self.n_rows, planes.shape[2]
-        _merged_planes_kernel[(triton.cdiv(total, bm), triton.cdiv(nw, bn))](
-            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, table, planes, self.m, self.l, self.mid,
-            total, self.n_rows, self.hkv, self.n_blocks, self.esplits, self.splits, table.shape[0], nw,
-            *planes.stride(), GL=self.gl, BMS=self.block_m, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-            BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), PV=self.pv,
-            PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=warps, num_stages=stages)
 
     def _v_sums_fused(self) -> None:
         """`_v_sums` as `_v_sums_kernel`: each KV head's compressed V rows read once, in gemm_precs[1]."""
@@ -1434,8 +1339,7 @@ def bench_extra(inputs: dict) -> dict:
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
-                      "qp_warps": plan.qp_warps, "merged_planes": plan.merged_planes,
-                      "vo_fused": plan.vo_fused}}
+                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

@@ -218,7 +218,7 @@ def test_frequency_major_planes_give_the_same_sums(prec):
     for planes_t, fused in ((False, True), (True, True), (True, False)):
         plan = lowrank.lowrank_plan(**x, gemm_precs=("ieee", prec))
         plan.v_gemm, plan.v_fused, plan.planes_t = True, fused, planes_t
-        plan.merged_planes, plan.vo_fused = False, False  # cuBLAS's planes and R itself
+        plan.vo_fused = False  # R itself
         assert plan.planes_t == planes_t and plan.planes.shape == (3, plan.n_rows, 2 * plan.nv)
         assert (plan.planes.stride(2) == 1) != planes_t
         plan.run(upto=4)
@@ -263,54 +263,11 @@ def test_transposed_a_gives_the_same_a_and_output(monkeypatch):
     assert plan.qs_gemm and len(plan.groups) > 1 and not plan.a_t
 
 
-@pytest.mark.parametrize("prec", ["ieee", "tf32"])
-def test_the_merged_planes_equal_the_merge_and_the_gemm(prec):
-    """`merged_planes` (`_merged_planes_kernel`: each program merges its rows' statistics and scales H as it loads
-    it) gives the planes, m, l, the middle's mass and the output of `_merge_kernel` then the GEMM, in each
-    precision: 18 rows (a partial row tile), several middle and exact splits, a varlen batch of one period whose
-    short middles leave blocks empty; a varlen batch of several periods keeps the two launches."""
-    uni = make_fourier_cache(3, 6, 3, 16, 260, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=40,
-                             dtype=torch.float32, device="cpu", seed=11)
-    var = get_op("fourier_decode_attention_varlen").make_inputs(
-        dict(LARGE, mid_lens=[70, 9, 41], periods=[80, 80, 80], n_locals=[20, 3, 33], magnitude=1.0),
-        torch.float32, torch.device("cpu"))
-    for x, make in ((uni, lowrank.lowrank_plan), (var, lowrank.varlen_lowrank_plan)):
-        runs = {}
-        for on in (False, True):
-            plan = make(**x, gemm_precs=("ieee", prec), block_t=16, block=16, num_splits=3)
-            plan.v_gemm, plan.merged_planes = True, on
-            assert plan.merged_planes == on and plan.esplits > 1 and plan.splits == 3
-            out = plan.run().clone()
-            runs[on] = [plan.planes.clone(), plan.m.clone(), plan.l.clone(), plan.mid.clone(), out]
-        for ref, got in zip(runs[False], runs[True]):
-            assert ref.abs().max() > 0
-            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
-    assert (var["mid_lens"].max() - var["mid_lens"].min()) > 16  # a short middle leaves whole blocks empty
-    plan = lowrank.varlen_lowrank_plan(**get_op("fourier_decode_attention_varlen").make_inputs(
-        LARGE, torch.float32, torch.device("cpu")))
-    plan.v_gemm, plan.merged_planes = True, True
-    assert len(plan.groups) > 1 and not plan.merged_planes
-
-
-def test_the_merged_planes_conform_on_16_bit_queries(monkeypatch):
-    """float16 queries with the merged planes on (and v_gemm, which they need) pass the conformance rule, on the
-    uniform cases and a one-period varlen batch of magnitude-1000 inputs."""
-    take_paths(monkeypatch, "qs_fused", True)
-    monkeypatch.setattr(lowrank, "MERGED_PLANES", True)
-    for seed in (1, 2):
-        res = check_case("fourier_decode_attention", uniform, dict(UNIFORM, seed=seed), torch.float16, knobs=KNOBS)
-        assert res.passed, res.message
-    one_period = dict(LARGE, mid_lens=[30, 33, 12], periods=[40, 40, 40])
-    res = check_case("fourier_decode_attention_varlen", varlen, one_period, torch.float16, knobs=KNOBS)
-    assert res.passed, res.message
-
-
-@pytest.mark.parametrize("merged", [False, True])
-def test_the_v_sums_in_the_output_launch_give_the_same_output(merged):
+def test_the_v_sums_in_the_output_launch_give_the_same_output():
     """`vo_fused`: the output launch's extra programs take v_gemm's channel sums from the planes and store the
     compressed channels' outputs (the others the kept channels); the output equals `_v_sums_kernel` then the output
     kernel in float32, on a uniform batch whose heads' compressed runs take several programs (vs_block_c 16) and on
-    a varlen batch of three periods (their own 1 / T in the n = 0 bin), with the merged planes or without."""
+    a varlen batch of three periods (their own 1 / T in the n = 0 bin)."""
     uni = make_fourier_cache(3, 6, 3, 40, 260, 30, k_fraction=0.4, v_fraction=0.8, n_init=2, n_local=20,
                              dtype=torch.float32, device="cpu", seed=12)
     var = get_op("fourier_decode_attention_varlen").make_inputs(
@@ -320,7 +277,7 @@ def test_the_v_sums_in_the_output_launch_give_the_same_output(merged):
         outs = []
         for on in (False, True):
             plan = make(**x, block_t=16, block=16, num_splits=3)
-            plan.v_gemm, plan.vs_block_c, plan.merged_planes, plan.vo_fused = True, 16, merged, on
+            plan.v_gemm, plan.vs_block_c, plan.vo_fused = True, 16, on
             assert plan.vo_fused == on and plan.cv_head > 16
             outs.append(plan.run().clone())
         assert outs[0].abs().max() > 0
@@ -328,10 +285,9 @@ def test_the_v_sums_in_the_output_launch_give_the_same_output(merged):
 
 
 def test_the_v_sums_in_the_output_launch_conform_on_16_bit_queries(monkeypatch):
-    """float16 queries with vo_fused and the merged planes pass the conformance rule (uniform cases; the varlen case
-    of three periods with magnitude-1000 inputs); vo_fused without v_gemm is off."""
+    """float16 queries with vo_fused pass the conformance rule (uniform cases; the varlen case of three periods with
+    magnitude-1000 inputs); vo_fused without v_gemm is off."""
     take_paths(monkeypatch, "qs_fused", True)
-    monkeypatch.setattr(lowrank, "MERGED_PLANES", True)
     monkeypatch.setattr(lowrank, "VO_FUSED", True)
     for seed in (1, 2):
         res = check_case("fourier_decode_attention", uniform, dict(UNIFORM, seed=seed), torch.float16, knobs=KNOBS)

@@ -1,0 +1,34 @@
+"""The low-rank kernel's GPU sweep (ci/tune_fourier_lowrank.py) and profiler (`--attrs`) set plan attributes by
+name: every name the sweep lists is one the plan has, and a misspelt or removed one is refused instead of silently
+timing the default under its name."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from ci.tune_fourier_lowrank import CONSTRUCTOR, QUICK_SHAPES, SHAPES, shaped_plan
+from optimized.triton_fourier_lowrank import lowrank_plan
+from reference.ops.fourier_cache import make_fourier_cache
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return make_fourier_cache(1, 4, 2, 16, 96, 12, k_fraction=0.5, v_fraction=0.5, n_init=2, n_local=8,
+                              dtype=torch.float32, device="cpu", seed=int.from_bytes(os.urandom(4), "little"))
+
+
+@pytest.mark.parametrize("shapes", SHAPES + QUICK_SHAPES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or
+                         "default")
+def test_every_listed_shape_sets_an_attribute_the_plan_has(cache, shapes):
+    default = lowrank_plan(**cache)
+    missing = [name for name in shapes if name not in CONSTRUCTOR and not hasattr(default, name)]
+    assert not missing, f"the sweep lists attributes the low-rank plan lacks: {missing}"
+    shaped_plan(shapes)(**cache)  # and the plan takes the values
+
+
+@pytest.mark.parametrize("name", ["merged_planes", "vo_fuse"])
+def test_a_name_the_plan_lacks_is_refused(cache, name):
+    with pytest.raises(AttributeError, match=repr(name)):
+        shaped_plan({name: True})(**cache)

@@ -505,19 +505,6 @@ def _prologue_kernel(
 
 # ---------------------------------------------------------------- 4. the spectrum's merge
 @triton.jit
-def stored_totals(M, L, MID, at, ok, m_e, l_e, m_m, l_m):
-    """(m, l) of the whole softmax from the exact part's (m_e, l_e) and the middle's (m_m, l_m); stores m, l and the
-    middle's probability mass l_m e^{m_m - m} / l (the exact n = 0 bin) at `at` where `ok`."""
-    m = tl.maximum(m_e, m_m)
-    mid = l_m * tl.exp(m_m - m)
-    l_tot = mid + l_e * tl.exp(m_e - m)
-    tl.store(M + at, m, mask=ok)
-    tl.store(L + at, l_tot, mask=ok)
-    tl.store(MID + at, mid / l_tot, mask=ok)
-    return m, l_tot
-
-
-@triton.jit
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
                   BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
@@ -530,9 +517,14 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
     row_ok = rows < GL
     m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
     m_m, l_m = merged_stats(MAXM, SUMM, bh, msplits, BLOCK_M, BLOCK_SM)  # (an empty middle: m_m = -1e30)
+    m = tl.maximum(m_e, m_m)
+    mid = l_m * tl.exp(m_m - m)
+    l_tot = mid + l_e * tl.exp(m_e - m)
     grow = bh * GL + rows  # b * n_rows + h * GL + row
     first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
-    m, l_tot = stored_totals(M, L, MID, grow, row_ok & first, m_e, l_e, m_m, l_m)
+    tl.store(M + grow, m, mask=row_ok & first)
+    tl.store(L + grow, l_tot, mask=row_ok & first)
+    tl.store(MID + grow, mid / l_tot, mask=row_ok & first)
     if HAS_H:
         cols = tl.arange(0, BLOCK_B * PV)
         blk = tl.program_id(1) * BLOCK_B + cols // PV

@@ -14,10 +14,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from harness.kernels.interpreter import ENV, overflow_checks_wanted, set_overflow_checks
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent(
     """
@@ -46,7 +49,7 @@ SCRIPT = textwrap.dedent(
 
 
 def _run(mode: str, seed: int) -> dict:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", SCRIPT, mode, str(seed)], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

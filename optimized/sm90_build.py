@@ -135,7 +135,7 @@ def lowrank_cases() -> list[tuple[str, object, dict]]:
     from optimized.triton_fourier_lowrank import KERNELS
     middle = dict(GL=4, BLOCK_R=16, BLOCK_M=16, KWP=64, CHUNK=32, BLOCK_VC=32, BLOCK_VD=16, BLOCK_T=16, BB=32, PK=32,
                   PV=32, HAS_S=True, HAS_H=True, DT=tl.bfloat16, BDT=tl.bfloat16, PREC=None, CPREC=None,
-                  EMUL_BF16=False, A_SPLIT=True, ALIGN=8, TAIL=False, BLOCK_SE=4, BLOCK_SM=8, BLOCK_B=2)
+                  EMUL_BF16=False, A_SPLIT=True, ALIGN=8, TAIL=False, BLOCK_SE=4, BLOCK_SM=8, BLOCK_B=4)
     return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False}),
             ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True}),
             ("low-rank stream, merge tail", KERNELS["stream"], {**middle, "VARLEN": False, "TAIL": True})]

@@ -137,8 +137,9 @@ VO_FUSED = True
 # the interpreter, so the CPU's conformance runs it; on a GPU off until a sweep times it.
 MERGE_TAIL = False
 # H entries per row the tail rescales at a time: 512 as in `_merge_kernel` made the stream's block loop spill (27
-# stores, 45 loads) in the offline sm_90 build at the 32k shapes; 64 leaves its loops as without the tail.
-TAIL_COLS = 64
+# stores, 45 loads) in the offline sm_90 build at the 32k shapes (Triton 3.9); 256 spills in the tail's loop; 128
+# leaves every loop without spills, the stream's as without the tail.
+TAIL_COLS = 128
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass. So was `merged_planes`, the merge
 # inside a Triton planes GEMM: 196.9 us at 8 x 32k against 179.7-183.6 for cuBLAS's split-K GEMM (H100, 5c1c820;

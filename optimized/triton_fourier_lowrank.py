@@ -22,8 +22,8 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    runs, `heads_window`), scores them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over the V
    window and P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does
    the sinks and window per KV head (unless the prologue did, as it did the query rows);
-4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
-   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
+4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch
+   (or the stream's last program of each row block does, `merge_tail`), then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
    weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over
    frequencies (`_v_sums_kernel`, `v_fused`; or in the output's launch, `vo_fused`, the default) here instead of
    in the output;
@@ -1393,7 +1393,7 @@ def bench_extra(inputs: dict) -> dict:
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
-                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused}}
+                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused, "merge_tail": plan.merge_tail}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

@@ -23,10 +23,10 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    window and P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does
    the sinks and window per KV head (unless the prologue did, as it did the query rows);
 4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch
-   (or the stream's last program of each row block does, `merge_tail`), then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
-   weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over
-   frequencies (`_v_sums_kernel`, `v_fused`; or in the output's launch, `vo_fused`, the default) here instead of
-   in the output;
+   (or the stream's last program of each row block does, `merge_tail`), then F = H @ W_V^H (cuBLAS, TF32 for
+   16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's weighted planes (cuBLAS; frequency-major with
+   `planes_t`) and the compressed V channels' sums over frequencies (`_v_sums_kernel`, `v_fused`; or in the
+   output's launch, `vo_fused`, the default) here instead of in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
@@ -180,8 +180,9 @@ def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
 def fused_for(kernel: str, gpu: bool) -> bool:
     """Whether a plan takes the fused form `kernel` ("qs": `_query_products_kernel` instead of cuBLAS, "v":
     `_v_sums_kernel` instead of cuBLAS, "qx": the exact tokens in `_prologue_kernel`, "qr": the query rows there
-    too, "mt": the merge in the stream's tail): on a GPU as its constant (QS_FUSED, V_FUSED, QX_FUSED, QR_FUSED) says, always in the interpreter, so the
-    CPU's conformance runs it (suites/conformance runs the other forms)."""
+    too, "mt": the merge in the stream's tail): on a GPU as its constant (QS_FUSED, V_FUSED, QX_FUSED, QR_FUSED,
+    MERGE_TAIL) says, always in the interpreter, so the CPU's conformance runs it (suites/conformance runs the other
+    forms)."""
     return {"qs": QS_FUSED, "v": V_FUSED, "qx": QX_FUSED, "qr": QR_FUSED, "mt": MERGE_TAIL}[kernel] or not gpu
 
 

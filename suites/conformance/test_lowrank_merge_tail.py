@@ -6,7 +6,7 @@ only partly filled, V windows sliced over program axis 2, varlen batches of seve
 the counts must be back at 0 after a call, so the next call (a CUDA graph replays the same buffers) merges again.
 On a CPU the interpreter runs the programs one after another; on a GPU (`pytest suites/conformance/
 test_lowrank_merge_tail.py` there) the same tests check the count's ordering between programs that run at once, and
-`test_graph_replays_merge_every_time` a CUDA graph's replays."""
+`test_graph_replays_merge_every_time` (marked gpu: add `-m gpu`) a CUDA graph's replays."""
 from __future__ import annotations
 
 import pytest

@@ -40,10 +40,11 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # found A transposed, the planes frequency-major or not, the V sums' steps and the exact splits within 2 us of the
 # default, and the exact tokens on a side stream 8-13 us slower; results/gpu/tune_lowrank-2026-12-06-*.json): the
 # default first and last, for the run's spread; the H100 sweep at 5c1c820 turned vo_fused on and dropped the merge in
-# a Triton planes GEMM (results/gpu/tune_lowrank-2026-12-07-H100-5c1c820.json). Then the merge in the stream's tail
-# (merge_tail, not yet timed) alternating with the default, three times each, so its gain is read against the run's
-# spread (vo_fused off, A transposed and the frequency-major planes were within the spread at 5c1c820 and bbd8f01).
-QUICK_SHAPES = [{}, {"merge_tail": True}, {}, {"merge_tail": True}, {}, {"merge_tail": True}, {}]
+# a Triton planes GEMM (results/gpu/tune_lowrank-2026-12-07-H100-5c1c820.json); the H100 sweep at 8ab8225 found the
+# merge in the stream's tail (merge_tail, since removed) 20-46 us slower at every cell and the full sweep within the
+# spread (results/gpu/tune_lowrank-2026-12-07-H100-8ab8225-*.json). Then vo_fused off again, A transposed and the
+# planes frequency-major, the three launch-layout choices left, for the next machine's spread.
+QUICK_SHAPES = [{}, {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

@@ -20,9 +20,8 @@ from triton.compiler import ASTSource
 
 TARGET = GPUTarget("cuda", 90, 32)
 # Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
-POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32", "DONE": "*i32"}
-FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM", "MAXE",
-           "SUME", "M", "L", "MID")
+POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
+FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM")
 INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN", "QBD", "KM", "VM", "VK", "VV")
 
 
@@ -129,16 +128,15 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
 
 def lowrank_cases() -> list[tuple[str, object, dict]]:
     """The low-rank kernel's stream (`_middle_kernel`, uniform and varlen, bfloat16 rank-r operands and two V
-    slices' worth of masks) at small blocks, and with the merge in its tail (`merge_tail`)."""
+    slices' worth of masks) at small blocks."""
     import triton.language as tl
 
     from optimized.triton_fourier_lowrank import KERNELS
     middle = dict(GL=4, BLOCK_R=16, BLOCK_M=16, KWP=64, CHUNK=32, BLOCK_VC=32, BLOCK_VD=16, BLOCK_T=16, BB=32, PK=32,
                   PV=32, HAS_S=True, HAS_H=True, DT=tl.bfloat16, BDT=tl.bfloat16, PREC=None, CPREC=None,
-                  EMUL_BF16=False, A_SPLIT=True, ALIGN=8, TAIL=False, BLOCK_SE=4, BLOCK_SM=8, BLOCK_B=4)
+                  EMUL_BF16=False, A_SPLIT=True, ALIGN=8)
     return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False}),
-            ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True}),
-            ("low-rank stream, merge tail", KERNELS["stream"], {**middle, "VARLEN": False, "TAIL": True})]
+            ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True})]
 
 
 def main() -> int:

@@ -287,28 +287,18 @@ def merged_stats(MAX, SUM, bh, num_splits, BLOCK_M: tl.constexpr, BLOCK_S: tl.co
     The splits are read BLOCK_S at a time as one [BLOCK_S, BLOCK_M] tile (independent loads, not a chain of
     num_splits dependent ones): with ~30 splits a chain of loads was most of a merge's time."""
     rows = tl.arange(0, BLOCK_M)
-    return rows_merged_stats(MAX, SUM, bh * num_splits + rows * 0, rows, rows >= 0, num_splits, BLOCK_M, BLOCK_S)
-
-
-@triton.jit
-def rows_merged_stats(MAX, SUM, first, slot, row_ok, num_splits, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr,
-                      CG: tl.constexpr = False):
-    """`merged_stats` for rows each of its own part: row i's split s at (first[i] + s) * BLOCK_M + slot[i]. CG reads
-    through L2 only (".cg"), for statistics other programs of the same launch wrote."""
-    m = tl.full(slot.shape, -1.0e30, dtype=tl.float32)
+    m = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
     for s0 in range(0, num_splits, BLOCK_S):
         ss = s0 + tl.arange(0, BLOCK_S)
-        off = (first[None, :] + ss[:, None]) * BLOCK_M + slot[None, :]
-        ok = (ss < num_splits)[:, None] & row_ok[None, :]
-        m = tl.maximum(m, tl.max(tl.load(MAX + off, mask=ok, other=-1.0e30, cache_modifier=".cg" if CG else ""), 0))
-    l_tot = tl.zeros(slot.shape, dtype=tl.float32)
+        off = (bh * num_splits + ss)[:, None] * BLOCK_M + rows[None, :]
+        m = tl.maximum(m, tl.max(tl.load(MAX + off, mask=(ss < num_splits)[:, None], other=-1.0e30), 0))
+    l_tot = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for s0 in range(0, num_splits, BLOCK_S):
         ss = s0 + tl.arange(0, BLOCK_S)
-        off = (first[None, :] + ss[:, None]) * BLOCK_M + slot[None, :]
-        ok = (ss < num_splits)[:, None] & row_ok[None, :]
-        w = tl.exp(tl.load(MAX + off, mask=ok, other=-1.0e30, cache_modifier=".cg" if CG else "") - m[None, :])
-        l_tot += tl.sum(tl.where(ok, w * tl.load(SUM + off, mask=ok, other=0.0,
-                                                  cache_modifier=".cg" if CG else ""), 0.0), 0)
+        off = (bh * num_splits + ss)[:, None] * BLOCK_M + rows[None, :]
+        ok = (ss < num_splits)[:, None]
+        w = tl.exp(tl.load(MAX + off, mask=ok, other=-1.0e30) - m[None, :])
+        l_tot += tl.sum(tl.where(ok, w * tl.load(SUM + off, mask=ok, other=0.0), 0.0), 0)
     return m, tl.where(l_tot > 0, l_tot, 1.0)
 
 

@@ -22,11 +22,11 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    runs, `heads_window`), scores them as Q_bd @ K^T plus a_k @ V^T (rank r), and accumulates P @ V over the V
    window and P @ V_V per block (H). It keeps each row's own head's V channels of its output. `_exact_kernel` does
    the sinks and window per KV head (unless the prologue did, as it did the query rows);
-4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch
-   (or the stream's last program of each row block does, `merge_tail`), then F = H @ W_V^H (cuBLAS, TF32 for
-   16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's weighted planes (cuBLAS; frequency-major with
-   `planes_t`) and the compressed V channels' sums over frequencies (`_v_sums_kernel`, `v_fused`; or in the
-   output's launch, `vo_fused`, the default) here instead of in the output;
+4. the spectrum: `_merge_kernel` merges the splits' statistics and rescales H to the merged softmax in one launch,
+   then F = H @ W_V^H (cuBLAS, TF32 for 16-bit queries); with `v_gemm` (from batch V_GEMM_MIN_BATCH) F's
+   weighted planes (cuBLAS; frequency-major with `planes_t`) and the compressed V channels' sums over
+   frequencies (`_v_sums_kernel`, `v_fused`; or in the output's launch, `vo_fused`, the default) here instead of
+   in the output;
 5. `_output_kernel`: the splits' kept outputs merged by log-sum-exp plus the compressed V channels' sums over the
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
@@ -48,7 +48,7 @@ import triton.language as tl
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
-from optimized.triton_fourier import merged_stats, rows_merged_stats, splits_block
+from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                compressed_query, exact_split, kept_alignment, query_spectrum_kernel,
@@ -131,15 +131,6 @@ A_T = False
 # (1.58x), 8 x 32k 180.0 / 180.0 (1.98x), 1 x 4k 55.6 / 55.4; gpu-profile conformance of every low-rank path in
 # three dtypes passed (results/conformance.jsonl). On.
 VO_FUSED = True
-# `_merge_kernel`'s work in the stream's launch (`merge_tail`): the last program of each row block to finish (an
-# acquire-release count per row block) merges its rows' statistics and rescales their H, so the spectrum phase starts
-# with the planes GEMM (the merge took 6.1 us of device time at 8 x 32k and 8.5 at 1 x 128k, H100, 5c1c820). Always in
-# the interpreter, so the CPU's conformance runs it; on a GPU off until a sweep times it.
-MERGE_TAIL = False
-# H entries per row the tail rescales at a time: 512 as in `_merge_kernel` made the stream's block loop spill (27
-# stores, 45 loads) in the offline sm_90 build at the 32k shapes (Triton 3.9); 256 spills in the tail's loop; 128
-# leaves every loop without spills, the stream's as without the tail.
-TAIL_COLS = 128
 # (A = Z W_K and v_gemm's planes from kernels that made the tables' block rotations on chip and read only the shared
 # basis lost on the H100 and were removed: docs/fourier-attention.md, fifth pass. So was `merged_planes`, the merge
 # inside a Triton planes GEMM: 196.9 us at 8 x 32k against 179.7-183.6 for cuBLAS's split-K GEMM (H100, 5c1c820;
@@ -180,10 +171,9 @@ def qs_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
 def fused_for(kernel: str, gpu: bool) -> bool:
     """Whether a plan takes the fused form `kernel` ("qs": `_query_products_kernel` instead of cuBLAS, "v":
     `_v_sums_kernel` instead of cuBLAS, "qx": the exact tokens in `_prologue_kernel`, "qr": the query rows there
-    too, "mt": the merge in the stream's tail): on a GPU as its constant (QS_FUSED, V_FUSED, QX_FUSED, QR_FUSED,
-    MERGE_TAIL) says, always in the interpreter, so the CPU's conformance runs it (suites/conformance runs the other
-    forms)."""
-    return {"qs": QS_FUSED, "v": V_FUSED, "qx": QX_FUSED, "qr": QR_FUSED, "mt": MERGE_TAIL}[kernel] or not gpu
+    too): on a GPU as its constant (QS_FUSED, V_FUSED, QX_FUSED, QR_FUSED) says, always in the interpreter, so the
+    CPU's conformance runs it (suites/conformance runs the other forms)."""
+    return {"qs": QS_FUSED, "v": V_FUSED, "qx": QX_FUSED, "qr": QR_FUSED}[kernel] or not gpu
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -347,14 +337,14 @@ def query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, b, rb
 
 @triton.jit
 def _middle_kernel(
-    QBD, KM, VM, Z, A, VK, VV, KSTART, VSTART, H, HM, MAXM, SUMM, ACCM, LENS, MAXE, SUME, M, L, MID, DONE,
+    QBD, KM, VM, Z, A, VK, VV, KSTART, VSTART, H, HM, MAXM, SUMM, ACCM, LENS,
     skb, skt, svb, svt, szr, svkb, svvb, mid_len, k_width, v_width, n_rows, n_blocks, blocks_per_split, sm_scale,
-    a_half, sar, sab, sap, esplits, GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr,
-    BLOCK_M: tl.constexpr, KWP: tl.constexpr,
+    a_half, sar, sab, sap, GL: tl.constexpr, VARLEN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr,
+    KWP: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
-    ALIGN: tl.constexpr, TAIL: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr, BLOCK_B: tl.constexpr,
+    ALIGN: tl.constexpr,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
     factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V, and per block H_k = P @ VV with
@@ -369,11 +359,7 @@ def _middle_kernel(
     (it carries q_c . mu_k, which can dominate the score) is not in the tables: Re Z_0 is added in float32.
     A_SPLIT: A comes as the products of the query spectrum's two real parts, P_c = U_c W_K at A and P_s = U_s W_K
     a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s). A is strided (sar, sab,
-    sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`).
-
-    TAIL (`merge_tail`): each program then counts itself done at DONE[program axis 0] (acquire-release), and the last
-    of a row block's splits and slices runs `_merge_kernel`'s work for its rows (`merged_in_tail`; the exact splits
-    ran in an earlier launch) and sets the count back to 0 for the next call."""
+    sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`)."""
     pid = tl.program_id(0)
     split = tl.program_id(1)
     row_blocks = tl.cdiv(n_rows, BLOCK_R)
@@ -453,13 +439,6 @@ def _middle_kernel(
     chans = vw0 + vc  # the lanes' places in the kept V list
     own = row_ok[:, None] & (chans[None, :] >= vs[:, None]) & (chans[None, :] < ve[:, None])
     tl.store(ACCM + slot[:, None] * BLOCK_VD + (chans[None, :] - vs[:, None]), acc, mask=own)
-    if TAIL:
-        tl.debug_barrier()  # every thread's stores before the count (the CTA's release, as CUTLASS's semaphore)
-        done = tl.atomic_add(DONE + pid, 1, sem="acq_rel")
-        if done == tl.num_programs(1) * tl.num_programs(2) - 1:
-            merged_in_tail(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, b, rows, row_ok, n_rows, n_blocks, esplits,
-                           tl.num_programs(1), GL, BLOCK_M, BLOCK_SE, BLOCK_SM, BLOCK_B, PV, HAS_H)
-            tl.atomic_xchg(DONE + pid, 0)
 
 
 @triton.jit
@@ -538,55 +517,22 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
     row_ok = rows < GL
     m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
     m_m, l_m = merged_stats(MAXM, SUMM, bh, msplits, BLOCK_M, BLOCK_SM)  # (an empty middle: m_m = -1e30)
-    grow = bh * GL + rows  # b * n_rows + h * GL + row
-    first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
-    m, l_tot = stored_totals(M, L, MID, grow, row_ok & first, m_e, l_e, m_m, l_m)
-    if HAS_H:
-        rescaled_h(H, HM, grow, row_ok, m, l_tot, tl.program_id(1) * BLOCK_B, n_blocks, BLOCK_B, PV, False)
-
-
-@triton.jit
-def stored_totals(M, L, MID, grow, ok, m_e, l_e, m_m, l_m):
-    """The merged max m and sum l of the exact part (m_e, l_e) and the middle (m_m, l_m), stored with the middle's
-    share of the mass at rows grow where ok; returns (m, l)."""
     m = tl.maximum(m_e, m_m)
     mid = l_m * tl.exp(m_m - m)
     l_tot = mid + l_e * tl.exp(m_e - m)
-    tl.store(M + grow, m, mask=ok)
-    tl.store(L + grow, l_tot, mask=ok)
-    tl.store(MID + grow, mid / l_tot, mask=ok)
-    return m, l_tot
-
-
-@triton.jit
-def rescaled_h(H, HM, grow, row_ok, m, l_tot, blk0, n_blocks, BLOCK_B: tl.constexpr, PV: tl.constexpr,
-               CG: tl.constexpr):
-    """H_k <- H_k e^{m_k - m} / l for rows grow and blocks blk0 .. blk0 + BLOCK_B - 1 (CG: read through L2 only)."""
-    cols = tl.arange(0, BLOCK_B * PV)
-    blk = blk0 + cols // PV
-    ok = row_ok[:, None] & (blk < n_blocks)[None, :]
-    hrow = grow[:, None] * n_blocks + blk[None, :]
-    hm = tl.load(HM + hrow, mask=ok, other=-1.0e30, cache_modifier=".cg" if CG else "")
-    at = H + hrow * PV + (cols % PV)[None, :]
-    h = tl.load(at, mask=ok, other=0.0, cache_modifier=".cg" if CG else "")
-    tl.store(at, h * (tl.exp(hm - m[:, None]) / l_tot[:, None]), mask=ok)
-
-
-@triton.jit
-def merged_in_tail(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, b, rows, row_ok, n_rows, n_blocks, esplits, msplits,
-                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
-                   BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
-    """`_merge_kernel`'s work for one block of query rows of sequence b (rows of any KV heads), by the stream's last
-    program of those rows (`merge_tail`): their statistics over the exact and middle splits, and their H rescaled."""
-    head = b * (n_rows // GL) + rows // GL
-    slot = rows % GL
-    m_e, l_e = rows_merged_stats(MAXE, SUME, head * esplits, slot, row_ok, esplits, BLOCK_M, BLOCK_SE, True)
-    m_m, l_m = rows_merged_stats(MAXM, SUMM, head * msplits, slot, row_ok, msplits, BLOCK_M, BLOCK_SM, True)
-    grow = b * n_rows + rows
-    m, l_tot = stored_totals(M, L, MID, grow, row_ok, m_e, l_e, m_m, l_m)
+    grow = bh * GL + rows  # b * n_rows + h * GL + row
+    first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
+    tl.store(M + grow, m, mask=row_ok & first)
+    tl.store(L + grow, l_tot, mask=row_ok & first)
+    tl.store(MID + grow, mid / l_tot, mask=row_ok & first)
     if HAS_H:
-        for blk0 in range(0, n_blocks, BLOCK_B):
-            rescaled_h(H, HM, grow, row_ok, m, l_tot, blk0, n_blocks, BLOCK_B, PV, True)
+        cols = tl.arange(0, BLOCK_B * PV)
+        blk = tl.program_id(1) * BLOCK_B + cols // PV
+        ok = row_ok[:, None] & (blk < n_blocks)[None, :]
+        hrow = grow[:, None] * n_blocks + blk[None, :]
+        scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
+        at = H + hrow * PV + (cols % PV)[None, :]
+        tl.store(at, tl.load(at, mask=ok, other=0.0) * scale, mask=ok)
 
 
 @triton.jit
@@ -995,9 +941,6 @@ class LowRankPlan:
         self.v_fused = fused_for("v", gpu)
         self.vs_block_c, self.vs_block_n, self.vs_warps = 32, 64, 4
         self.cv_head = max(d - (e - s) for s, e in zip(v_starts, v_starts[1:]))
-        # the merge by the stream's last program per row block (merge_tail), with its per-row-block counts
-        self.merge_tail = fused_for("mt", gpu)
-        self.done = torch.zeros(b * row_blocks, dtype=torch.int32, device=dev)
         # frequencies per program of `_v_products_kernel` (0: the output kernel sums them all itself)
         self.v_chunk = v_chunk_for(b * hkv * triton.cdiv(d, self.out_block_do), sms if gpu else None)
         self.po = None
@@ -1175,11 +1118,8 @@ class LowRankPlan:
                     _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
                              torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
         if upto >= 3:
-            exact_first = self.merge_tail and not self.exact_in_phase_1  # the tail merges the exact splits too
-            if exact_first:
-                self._exact(q, dt, varlen)
             self._stream(q, dt, varlen)
-            if not (self.exact_in_phase_1 or exact_first):
+            if not self.exact_in_phase_1:
                 self._exact(q, dt, varlen)
         if upto >= 4:
             self._spectrum()
@@ -1251,17 +1191,15 @@ class LowRankPlan:
         km, vm = self.k_mid, self.v_mid
         _middle_kernel[(self.b * row_blocks, self.splits, self.v_slices)](
             self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.k_start,
-            self.v_start, self.h, self.hm, self.maxm, self.summ, self.accm, self.lens_arg, self.maxe, self.sume,
-            self.m, self.l, self.mid, self.done, km.stride(0), km.stride(1), vm.stride(0), vm.stride(1),
-            1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv, self.mid_len, self.k_width, self.v_width,
-            self.n_rows, self.n_blocks, self.blocks_per_split, self.sm_scale, self.a.stride(0) if self.a_split else 0,
-            *self.a.stride()[-3:], self.esplits, GL=self.gl,
+            self.v_start, self.h, self.hm, self.maxm, self.summ, self.accm, self.lens_arg, km.stride(0), km.stride(1),
+            vm.stride(0), vm.stride(1), 1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv,
+            self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
+            self.sm_scale, self.a.stride(0) if self.a_split else 0, *self.a.stride()[-3:], GL=self.gl,
             VARLEN=varlen, BLOCK_R=self.block_r, BLOCK_M=self.block_m, KWP=self.kwp, CHUNK=self.chunk,
             BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block, PK=self.pk,
             PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, ALIGN=self.align,
-            TAIL=self.merge_tail, BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits),
-            BLOCK_B=max(1, TAIL_COLS // self.pv), num_warps=self.num_warps, num_stages=self.num_stages,
+            num_warps=self.num_warps, num_stages=self.num_stages,
             **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
 
     def _exact(self, q, dt, varlen) -> None:
@@ -1272,14 +1210,13 @@ class LowRankPlan:
             VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_T=self.block_t)
 
     def _spectrum(self) -> None:
-        """`_merge_kernel` (the statistics m, l, the middle's mass, H rescaled to them; unless merge_tail), then
-        F = H @ W_V^H (cuBLAS; its n = 0 bin stays 0, the output adds the mass exactly)."""
-        if not self.merge_tail:  # (else the stream's tail merged)
-            chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
-            _merge_kernel[(self.b * self.hkv, chunks)](
-                self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
-                self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
-                BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0)
+        """`_merge_kernel` (the statistics m, l, the middle's mass, H rescaled to them), then F = H @ W_V^H (cuBLAS;
+        its n = 0 bin stays 0, the output adds the mass exactly)."""
+        chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
+        _merge_kernel[(self.b * self.hkv, chunks)](
+            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
+            self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
+            BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
         if self._v_gemm:
@@ -1394,7 +1331,7 @@ def bench_extra(inputs: dict) -> dict:
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
-                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused, "merge_tail": plan.merge_tail}}
+                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

@@ -60,7 +60,24 @@ def block_rotations(period: int, bins: int, blocks: int, block: int) -> torch.Te
 
 @lru_cache(maxsize=64)
 def _svd(period: int, bins: int, block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return torch.linalg.svd(block_rotations(period, bins, block, 1), full_matrices=False)
+    e = block_rotations(period, bins, block, 1)
+    return canonical_gauge(e, *torch.linalg.svd(e, full_matrices=False))
+
+
+def canonical_gauge(e: torch.Tensor, u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The SVD e = U diag(s) V^H in one canonical gauge, so the tables do not depend on the LAPACK build. An SVD fixes
+    each singular pair only up to a phase (u e^{i phi}, v e^{i phi}), and where all singular values are equal (the
+    rows of E orthogonal, as when the block spans whole periods) up to any unitary U. MKL's AVX-512 and SSE paths
+    return different ones, and the kernels round the tables to 16 or 32 bits in that gauge, so their errors differed
+    by machine (docs/fourier-attention.md, "The basis's gauge"). Canonical: U = I where the rows are orthogonal, else
+    each U column's first entry of (near) largest modulus real and positive."""
+    if s.numel() == e.shape[0] and bool(s[-1] >= s[0] * (1 - 1e-12)):
+        return torch.eye(e.shape[0], dtype=e.dtype), s, e / s[:, None]
+    mod = u.abs()
+    lead = (mod >= mod.amax(dim=0, keepdim=True) * (1 - 1e-9)).to(torch.int64).argmax(dim=0)  # first near-largest
+    phase = u[lead, torch.arange(u.shape[1])]
+    phase = phase / phase.abs()
+    return u * phase.conj()[None, :], s, vh * phase[:, None]
 
 
 def block_rank(period: int, bins: int, block: int, tol: float = TOL) -> int:

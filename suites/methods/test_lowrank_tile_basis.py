@@ -14,7 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
+from optimized.lowrank_tile_basis import TOL, block_rank, canonical_gauge, padded_width, tile_basis
 
 
 def _direct(period: int, bins: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,3 +76,30 @@ def test_a_pad_below_twice_the_rank_is_refused():
     rank = block_rank(64, 20, 32)
     with pytest.raises(ValueError, match="pad"):
         tile_basis(64, 20, 64, 32, True, TOL, 2 * rank - 2)
+
+
+@given(case=cases, bins_frac=st.floats(0.05, 1.2))
+def test_the_basis_gauge_does_not_depend_on_the_svd_routine(case, bins_frac):
+    """Another LAPACK build may return each singular pair with another phase, or, where E's rows are orthogonal
+    (equal singular values), any unitary U: `canonical_gauge` maps every such SVD to the same factors, which still
+    factor E with orthonormal U and V."""
+    period, block = case["period"], case["block"]
+    bins = max(1, min(period // 2 + 1, round(bins_frac * (period // 2 + 1))))
+    e = _direct(period, bins, block)[0]
+    u, s, vh = torch.linalg.svd(e, full_matrices=False)
+    gen = torch.Generator().manual_seed(case["seed"])
+    k = s.numel()
+    phases = torch.polar(torch.ones(k, dtype=torch.float64), 2 * math.pi * torch.rand(k, dtype=torch.float64,
+                                                                                      generator=gen))
+    other = (u * phases, s, vh * phases.conj()[:, None])
+    if bool(s[-1] >= s[0] * (1 - 1e-12)) and k == bins:  # the whole space is one singular value's: any unitary
+        w = torch.linalg.qr(torch.randn(k, k, dtype=torch.complex128, generator=gen))[0]
+        other = (u @ w, s, w.conj().T @ vh)
+    assert (other[0] @ torch.diag(s).to(e.dtype) @ other[2] - e).abs().max() < 1e-9 * (1 + s[0])  # still an SVD
+    mine, theirs = canonical_gauge(e, u, s, vh), canonical_gauge(e, *other)
+    for a, b in zip(mine, theirs):
+        assert (a - b).abs().max() < 1e-8
+    cu, cs, cvh = mine
+    eye = torch.eye(k, dtype=e.dtype)
+    assert (cu @ torch.diag(cs).to(e.dtype) @ cvh - e).abs().max() < 1e-9 * (1 + s[0])
+    assert (cu.conj().T @ cu - eye).abs().max() < 1e-9 and (cvh @ cvh.conj().T - eye).abs().max() < 1e-9

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -32,18 +33,48 @@ def expected_tokens(acceptance: float, draft_len: int) -> float:
 def _nnls(features: torch.Tensor, target: torch.Tensor) -> list[float]:
     """Least squares with non-negative coefficients: drop the most negative one and refit (a few features).
 
-    Coefficients are rounded to 12 significant digits: LAPACK's reductions differ in the last bits with the
-    number of threads it gets (a loaded machine, a Ray worker), and a simulation must not depend on that.
+    Each fit is solved exactly (`exact_lstsq`) and rounded once, to 12 significant digits. LAPACK's solution
+    differs in the last bits with the number of threads it gets (a loaded machine, a Ray worker), and 12 digits did
+    not hide that: one draft coefficient came out 9.08333333333e-07 on one thread and ...334e-07 on two, and a
+    simulation must not depend on it.
     """
+    rows, y = features.tolist(), target.tolist()
     active = list(range(features.shape[1]))
     while True:
-        sol = torch.linalg.lstsq(features[:, active], target[:, None]).solution[:, 0]
-        if bool((sol >= 0).all()) or len(active) == 1:
+        sol = exact_lstsq([[r[i] for i in active] for r in rows], y)
+        if all(c >= 0 for c in sol) or len(active) == 1:
             coef = [0.0] * features.shape[1]
-            for i, c in zip(active, sol.clamp_min(0).tolist()):
-                coef[i] = float(f"{c:.12g}")
+            for i, c in zip(active, sol):
+                coef[i] = float(f"{max(float(c), 0.0):.12g}")
             return coef
-        active.pop(int(sol.argmin()))
+        active.pop(min(range(len(sol)), key=lambda j: sol[j]))
+
+
+def exact_lstsq(rows: list[list[float]], y: list[float]) -> list[Fraction]:
+    """argmin_x |A x - y|^2 in rational arithmetic: the normal equations A^T A x = A^T y of the floats as given,
+    solved by elimination, so the answer is one number whatever the machine. A column that depends on the ones
+    before it gets coefficient 0."""
+    a = [[Fraction(v) for v in r] for r in rows]
+    b = [Fraction(v) for v in y]
+    k = len(a[0]) if a else 0
+    gram = [[sum((r[i] * r[j] for r in a), Fraction(0)) for j in range(k)] + [sum((r[i] * t for r, t in zip(a, b)),
+            Fraction(0))] for i in range(k)]
+    pivots = []
+    for col in range(k):
+        row = next((i for i in range(len(pivots), k) if gram[i][col] != 0), None)
+        if row is None:
+            continue
+        at = len(pivots)
+        gram[at], gram[row] = gram[row], gram[at]
+        for i in range(k):
+            if i != at and gram[i][col] != 0:
+                f = gram[i][col] / gram[at][col]
+                gram[i] = [u - f * w for u, w in zip(gram[i], gram[at])]
+        pivots.append(col)
+    x = [Fraction(0)] * k
+    for at, col in enumerate(pivots):
+        x[col] = gram[at][k] / gram[at][col]
+    return x
 
 
 def _require(rows: list[dict], keys: tuple[str, ...], name: str, what: str) -> None:
@@ -108,7 +139,8 @@ class SpecCostModel:
             c = _nnls(feats, torch.tensor([s[key] / 1e3 for s in samples], dtype=torch.float64))
             return (0.0, c[0], c[1]) if one_batch else (c[0], c[1], c[2])
 
-        pre = [s for s in samples if s.get("prefill_ms") is not None and s["batch"] == samples[0]["batch"]]
+        smallest = min(s["batch"] for s in samples)  # a prefill is one sequence's: the smallest batch's samples
+        pre = [s for s in samples if s.get("prefill_ms") is not None and s["batch"] == smallest]
         if pre:
             n = torch.tensor([float(s["context"]) for s in pre], dtype=torch.float64)
             p = _nnls(torch.stack([torch.ones_like(n), n], 1), torch.tensor([s["prefill_ms"] / 1e3 for s in pre],

@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import math
 import random
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.scheduling.cost_model import SpecCostModel, expected_tokens
+from reference.scheduling.cost_model import SpecCostModel, exact_lstsq, expected_tokens
 from reference.scheduling.metrics import percentile, summarize
 from reference.scheduling.overhead import decision_overhead
 from reference.scheduling.policies import make_policy, policy_names
 from reference.scheduling.trace import check_trace, emitted, load_traces
 from reference.scheduling.workload import WorkloadSpec, extend_acceptance, make_requests
 from suites.strategies import acceptance_traces, cost_models, seeds
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_expected_tokens_by_hand():
@@ -59,6 +63,34 @@ def test_fit_never_gives_negative_coefficients():
     cost = SpecCostModel.fit(samples, 4)
     assert min(cost.draft + cost.verify + cost.prefill) >= 0
     assert cost.step_time(4, 400) > 0
+
+
+@settings(max_examples=15)
+@given(seed=seeds(), n=st.integers(3, 40), k=st.integers(1, 3))
+def test_the_exact_least_squares_leaves_a_residual_orthogonal_to_every_column(seed, n, k):
+    """`exact_lstsq` solves the normal equations in rationals: A^T (A x - y) is exactly 0 for noisy data, and a
+    column that repeats an earlier one (rank deficiency) gets coefficient 0 while the fit stays optimal."""
+    rng = random.Random(seed)
+    rows = [[1.0] + [rng.uniform(1, 4096) * 10 ** rng.randint(-3, 3) for _ in range(k - 1)] for _ in range(n)]
+    y = [rng.uniform(1e-3, 1.0) for _ in range(n)]
+    for a in (rows, [r + [r[-1]] for r in rows]):  # the second repeats the last column
+        x = exact_lstsq(a, y)
+        resid = [sum((Fraction(v) * c for v, c in zip(r, x)), Fraction(0)) - Fraction(t) for r, t in zip(a, y)]
+        for j in range(len(a[0])):
+            assert sum((Fraction(r[j]) * e for r, e in zip(a, resid)), Fraction(0)) == 0
+    assert x[-1] == 0
+
+
+@settings(max_examples=10)
+@given(seed=seeds())
+def test_the_fit_does_not_depend_on_the_order_or_memory_of_its_samples(seed):
+    """The committed CPU step times, shuffled, give the same coefficients to the last bit. LAPACK's lstsq did not:
+    its sums follow the rows' order, the thread count and the buffers' alignment, and one draft term of this file
+    sits where 12 significant digits round either way (9.08333333333e-07 or ...334e-07), which made a simulation's
+    records differ between a Ray worker and the local run."""
+    data = json.loads((ROOT / "fixtures/scheduling/step_times_cpu.json").read_text(encoding="utf-8"))
+    shuffled = random.Random(seed).sample(data["samples"], len(data["samples"]))
+    assert SpecCostModel.fit(shuffled, data["draft_len"]) == SpecCostModel.fit(data["samples"], data["draft_len"])
 
 
 @settings(max_examples=15)

@@ -69,9 +69,11 @@ def canonical_gauge(e: torch.Tensor, u: torch.Tensor, s: torch.Tensor, vh: torch
     each singular pair only up to a phase (u e^{i phi}, v e^{i phi}), and where all singular values are equal (the
     rows of E orthogonal, as when the block spans whole periods) up to any unitary U. MKL's AVX-512 and SSE paths
     return different ones, and the kernels round the tables to 16 or 32 bits in that gauge, so their errors differed
-    by machine (docs/fourier-attention.md, "The basis's gauge"). Canonical: U = I where the rows are orthogonal, else
-    each U column's first entry of (near) largest modulus real and positive."""
+    by machine (docs/fourier-attention.md, "The basis's gauge"). Canonical: U = I where the rows are orthogonal
+    (s is then sqrt(block) exactly, E's entries having modulus 1), else each U column's first entry of (near) largest
+    modulus real and positive. A few equal singular values short of all would keep LAPACK's rotation among them."""
     if s.numel() == e.shape[0] and bool(s[-1] >= s[0] * (1 - 1e-12)):
+        s = torch.full_like(s, math.sqrt(e.shape[1]))
         return torch.eye(e.shape[0], dtype=e.dtype), s, e / s[:, None]
     mod = u.abs()
     lead = (mod >= mod.amax(dim=0, keepdim=True) * (1 - 1e-9)).to(torch.int64).argmax(dim=0)  # first near-largest

@@ -35,8 +35,8 @@ def _nnls(features: torch.Tensor, target: torch.Tensor) -> list[float]:
 
     Each fit is solved exactly (`exact_lstsq`) and rounded once, to 12 significant digits. LAPACK's solution
     differs in the last bits with the number of threads it gets (a loaded machine, a Ray worker), and 12 digits did
-    not hide that: one draft coefficient came out 9.08333333333e-07 on one thread and ...334e-07 on two, and a
-    simulation must not depend on it.
+    not hide that: one draft coefficient came out 9.08333333333e-07 in one call and ...334e-07 in the next (one
+    thread, then two, in one process), and a simulation must not depend on it.
     """
     rows, y = features.tolist(), target.tolist()
     active = list(range(features.shape[1]))

@@ -15,7 +15,9 @@
 # the steps run in the order given, so a short device budget puts the deciding one first), TUNE_CASES and
 # PROFILE_CASES (the BxT cells of the sweep and the profiles; default 8x32768,1x131072,1x32768 and 8x32768,1x131072),
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
-# at once, 3), EXAMPLES (default 20), CONFORM_S (seconds per run, 240). With little device time left, the quick
+# at once, 3), CONFORM_RUNS (explicit space-separated "op,impl,dtype" runs instead of the set, e.g.
+# "fourier_decode_attention,ci.lowrank_f32_coefs:uniform_bf16_gemms,bfloat16"), EXAMPLES (default 20), CONFORM_S
+# (seconds per run, 240). With little device time left, the quick
 # shapes' answer alone (the sweep's quick shapes at 8 x 32k, then the profile with vo_fused off and on):
 #   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=tune,profile TUNE_CASES=8x32768 PROFILE_CASES=8x32768 \
 #     PROFILE_ATTRS=vo_fused=False TUNE_S=150 bash ci/gpu_lowrank.sh
@@ -84,6 +86,15 @@ bench() {
 
 conform() {
   echo "== conformance, gpu profile, seed 0, one run per dtype"
+  if [[ -n "${CONFORM_RUNS:-}" ]]; then  # explicit "op,impl,dtype" runs, space-separated, instead of CONFORM_SET
+    local run
+    for run in $CONFORM_RUNS; do
+      IFS=, read -r op impl dt <<< "$run"
+      conform_op "$op" "$impl" "$dt"
+    done
+    conform_wait
+    return
+  fi
   # first the paths of float32 coefficients (the KV method's format and the benchmark's: the prologue launch), then
   # the registered ops' 16-bit coefficients (the query-spectrum kernel); CONFORM_SET=f32coefs stops after the first,
   # CONFORM_SET=rest skips it

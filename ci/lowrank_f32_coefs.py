@@ -4,6 +4,9 @@ wrappers let the harness check the path float32 coefficients take (the query spe
 queries. The values are the drawn ones, widened exactly, so the oracle is unchanged.
 
     PYTHONPATH=. python -m harness conform --op fourier_decode_attention --impl ci.lowrank_f32_coefs:uniform ...
+
+`uniform_bf16_gemms` and `varlen_bf16_gemms` take the real GEMMs (A on the GEMM path, v_gemm's planes) in bfloat16
+(gemm_precs ("bf16", "bf16")), the candidate the GPU sweep times against TF32.
 """
 from __future__ import annotations
 
@@ -15,12 +18,14 @@ from optimized.triton_fourier_lowrank import (fourier_decode_attention_lowrank,
 COEFFICIENTS = ("k_cos", "k_sin", "k_scale", "k_shift", "v_cos", "v_sin", "v_scale", "v_shift")
 
 
-def _widened(op):
+def _widened(op, **fixed):
     @functools.wraps(op)
     def run(**kw):
-        return op(**{k: v.float() if k in COEFFICIENTS else v for k, v in kw.items()})
+        return op(**{k: v.float() if k in COEFFICIENTS else v for k, v in kw.items()}, **fixed)
     return run
 
 
 uniform = _widened(fourier_decode_attention_lowrank)
 varlen = _widened(fourier_decode_attention_varlen_lowrank)
+uniform_bf16_gemms = _widened(fourier_decode_attention_lowrank, gemm_precs=("bf16", "bf16"))
+varlen_bf16_gemms = _widened(fourier_decode_attention_varlen_lowrank, gemm_precs=("bf16", "bf16"))

@@ -43,8 +43,10 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # a Triton planes GEMM (results/gpu/tune_lowrank-2026-12-07-H100-5c1c820.json); the H100 sweep at 8ab8225 found the
 # merge in the stream's tail (merge_tail, since removed) 20-46 us slower at every cell and the full sweep within the
 # spread (results/gpu/tune_lowrank-2026-12-07-H100-8ab8225-*.json). Then vo_fused off again, A transposed and the
-# planes frequency-major, the three launch-layout choices left, for the next machine's spread.
-QUICK_SHAPES = [{}, {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
+# planes frequency-major, the three launch-layout choices left, for the next machine's spread. Then the real GEMMs in
+# bfloat16 ("bf16": A on the GEMM path and v_gemm's planes, tables cast once per plan), each alone and both.
+QUICK_SHAPES = [{}, {"gemm_precs": ("bf16", "bf16")}, {"gemm_precs": ("bf16", "tf32")},
+                {"gemm_precs": ("tf32", "bf16")}, {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

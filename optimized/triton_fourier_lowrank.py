@@ -77,8 +77,12 @@ V_CHUNK = 64
 # gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), us ieee / tf32: 8 x 32k 281.6 / 251.0, 1 x 32k 110.3 / 99.4,
 # 1 x 128k 152.9 / 136.2, 1 x 4k 80.2 / 68.0. Their real forms in bfloat16 were 1-8 us faster than TF32 but failed a
 # float16 magnitude-1000 varlen case in the interpreter's conformance (1.33 against 1.22 allowed; TF32 0.40), and
-# bfloat16 for F alone gained nothing; that variant was removed.
-GEMM_PRECS = ("ieee", "tf32")
+# bfloat16 for F alone gained nothing; that variant was removed. "bf16" is back as a candidate for bfloat16 queries
+# only, in a cheaper form: the real GEMMs (the GEMM path's A = [U_c; U_s] W_K, v_gemm's planes H @ table) take
+# bfloat16 operands with float32 accumulation and a float32 result, against tables cast once per plan; complex GEMMs
+# and the V sums take TF32 under it. At 8 x 32k A took 11.2 us and the planes 11.4 + 3.2 (split-K) in TF32 (H100,
+# 8ab8225 profile), with cuBLAS's A on 64 tiles of an sm80 kernel. Off until a GPU sweep times it (QUICK_SHAPES).
+GEMM_PRECS = ("ieee", "tf32", "bf16")
 GEMM_PRECS_16 = ("tf32", "tf32")
 # The query spectrum as GEMMs (qs_gemm) on a GPU from this batch on (None: never), where the K coefficients are float32
 # (the KV method's format; cuBLAS takes them as they are); in the interpreter at any batch, so the CPU's conformance
@@ -807,17 +811,50 @@ def tf32_matmul(on: bool):
 def _in_precision(prec: str, *operands: torch.Tensor):
     """The GEMM operands for precision `prec` (GEMM_PRECS), with the matmul mode set while in the block: "tf32" runs
     on TF32 tensor cores on a GPU (`tf32_matmul`), and off a GPU yields the operands with their mantissas cut as the
-    tensor cores would (`tf32_truncated`, the interpreter's stand-in); "ieee" yields them as they are."""
-    tf32, gpu = prec == "tf32", operands[0].is_cuda
+    tensor cores would (`tf32_truncated`, the interpreter's stand-in); "ieee" yields them as they are. "bf16" is
+    TF32 here: only real GEMMs take bfloat16 (`_product_bf16`)."""
+    tf32, gpu = prec in ("tf32", "bf16"), operands[0].is_cuda
     with tf32_matmul(tf32 and gpu):
         yield tuple(tf32_truncated(t) for t in operands) if tf32 and not gpu else operands
 
 
 def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
     """out = x @ w, or only the sequences idx (along `dim`) of it (a period group of a varlen batch), in precision
-    `prec` (`_in_precision`)."""
+    `prec`: "bf16" for real operands by `_product_bf16`, else `_in_precision`."""
+    if prec == "bf16" and not (x.is_complex() or w.is_complex()):
+        _product_bf16(x, w, out, idx, dim)
+        return
     with _in_precision(prec, x, w) as (x, w):
         _product_into(x, w, out, idx, dim)
+
+
+def _product_bf16(x, w, out, idx, dim) -> None:
+    """`_product` with bfloat16 operands (either may already be bfloat16: a table cast once per plan), float32
+    accumulation and a float32 result (cuBLAS's bf16 x bf16 -> fp32 GEMM on a GPU, `torch.mm(out_dtype=)`). Off a
+    GPU the operands are rounded to bfloat16 and multiplied in float32, where the product of two bfloat16 values is
+    exact, as on the tensor cores. w is 2-D; x is 2-D or a stack of rows."""
+    if w.dim() != 2:
+        raise ValueError(f"_product_bf16: w must be 2-D, got shape {tuple(w.shape)}")
+    if idx is not None:
+        x = x.index_select(dim, idx)
+    xb, wb = x.to(torch.bfloat16), w.to(torch.bfloat16)
+    if not x.is_cuda:
+        r = torch.matmul(xb.to(torch.float32), wb.to(torch.float32))
+    else:
+        x2 = xb.reshape(-1, xb.shape[-1])
+        direct = idx is None and out.is_contiguous() and out.shape == (*x.shape[:-1], w.shape[1])
+        try:
+            if direct:
+                torch.mm(x2, wb, out_dtype=torch.float32, out=out.view(-1, w.shape[1]))
+                return
+            r = torch.mm(x2, wb, out_dtype=torch.float32)
+        except (TypeError, RuntimeError, NotImplementedError):  # no bf16 -> fp32 GEMM in this torch: bf16 result
+            r = torch.mm(x2, wb).to(torch.float32)
+        r = r.view(*x.shape[:-1], w.shape[1])
+    if idx is not None:
+        out.index_copy_(dim, idx, r)
+    else:
+        out.copy_(r)
 
 
 def _product_into(x, w, out, idx, dim) -> None:
@@ -1060,6 +1097,7 @@ class LowRankPlan:
             raise ValueError(f"v_gemm needs float32 V coefficients (v_cos, v_sin), got {self.v_cos.dtype}")
         self._v_gemm = bool(on) and self.cv > 0
         self.planes = self.r = None
+        self._tables16 = {}  # the planes tables are made again below
         self.v_tables = []
         if self._v_gemm:
             width, dev, tokens = max(self.nv, 1), self.q.device, self.n_blocks * self.block
@@ -1071,6 +1109,14 @@ class LowRankPlan:
             else:
                 self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
             self.r = torch.zeros(self.b, self.n_rows, self.cv, dtype=torch.float32, device=dev)
+
+    def _gemm_table(self, key: tuple, t: torch.Tensor, prec: str) -> torch.Tensor:
+        """A GEMM's table operand t, or under "bf16" its bfloat16 copy, cast once per plan (the tables are fixed)."""
+        if prec != "bf16" or t.is_complex():
+            return t
+        if key not in self._tables16:
+            self._tables16[key] = t.to(torch.bfloat16)
+        return self._tables16[key]
 
     def _tables(self, dev) -> None:
         """W_K, W_V per distinct period and the per-sequence block bases VK, VV (stride 0 when all share one)."""
@@ -1107,13 +1153,14 @@ class LowRankPlan:
             self._query_spectrum(q, varlen)
         if upto >= 2 and self.ck:
             a_prec = self.gemm_precs[0]
-            for _, nz, _, idx, w_k, _ in self.groups:
+            for g, (_, nz, _, idx, w_k, _) in enumerate(self.groups):
                 if self.a_t:  # [P_c; P_s]^T = W_K^T [U_c; U_s]^T, [blocks x r, 2 x B x rows]
                     u = self.u.view(-1, self.u.shape[-1])[:, :nz]
-                    _product(torch.view_as_real(w_k).flatten(1).t(), u.t(), self._a_buf, None, a_prec)
+                    w = self._gemm_table(("w_k^T", g), torch.view_as_real(w_k).flatten(1).t(), a_prec)
+                    _product(w, u.t(), self._a_buf, None, a_prec)
                 elif self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
-                    _product(self.u[..., :nz], torch.view_as_real(w_k).flatten(1),
-                             self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
+                    w = self._gemm_table(("w_k", g), torch.view_as_real(w_k).flatten(1), a_prec)
+                    _product(self.u[..., :nz], w, self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
                 else:
                     _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
                              torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
@@ -1220,13 +1267,14 @@ class LowRankPlan:
         if not self.cv:
             return
         if self._v_gemm:
-            h = self.h.view(self.b, self.n_rows, -1)
+            h, prec = self.h.view(self.b, self.n_rows, -1), self.gemm_precs[1]
             if self._planes_t:  # planes^T = table^T H^T, [2 width, B * rows]
-                _product(self.v_tables[0].t(), h.view(self.b * self.n_rows, -1).t(),
-                         self.planes.permute(2, 0, 1).view(self.planes.shape[2], -1), None, self.gemm_precs[1])
+                _product(self._gemm_table(("planes^T", 0), self.v_tables[0].t(), prec),
+                         h.view(self.b * self.n_rows, -1).t(),
+                         self.planes.permute(2, 0, 1).view(self.planes.shape[2], -1), None, prec)
             else:
-                for (_, _, _, idx, _, _), table in zip(self.groups, self.v_tables):
-                    _product(h, table, self.planes, idx, self.gemm_precs[1])
+                for g, ((_, _, _, idx, _, _), table) in enumerate(zip(self.groups, self.v_tables)):
+                    _product(h, self._gemm_table(("planes", g), table, prec), self.planes, idx, prec)
             self._channel_sums()
             return
         for _, _, nv, idx, _, w_vh in self.groups:
@@ -1245,7 +1293,7 @@ class LowRankPlan:
 
     def _v_sums_fused(self) -> None:
         """`_v_sums` as `_v_sums_kernel`: each KV head's compressed V rows read once, in gemm_precs[1]."""
-        tf32, gpu, block_c = self.gemm_precs[1] == "tf32", self.q.is_cuda, self.vs_block_c
+        tf32, gpu, block_c = self.gemm_precs[1] in ("tf32", "bf16"), self.q.is_cuda, self.vs_block_c
         planes, r = self.planes, self.r
         _v_sums_kernel[(self.b * self.hkv, triton.cdiv(self.cv_head, block_c))](
             planes, self.v_start, self.v_cos, self.v_sin, r, planes.stride(0), planes.stride(1), planes.stride(2),
@@ -1272,7 +1320,7 @@ class LowRankPlan:
         n_out = grid[1]
         if vo:
             grid = (grid[0], n_out + triton.cdiv(self.cv_head, self.vs_block_c))
-        tf32 = self.gemm_precs[1] == "tf32"
+        tf32 = self.gemm_precs[1] in ("tf32", "bf16")  # the V sums take TF32 under bf16
         _output_kernel[grid](
             self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, self.v_kept, self.v_start, f,
             self.po if chunks else f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,

@@ -14,7 +14,7 @@ import torch
 import optimized.triton_fourier_lowrank as lowrank
 from ci.lowrank_f32_coefs import uniform, varlen
 from harness.kernels.conformance import check_case
-from optimized.triton_fourier_lowrank import (GEMM_PRECS, QS_GEMM_MIN_BATCH, fourier_decode_attention_lowrank,
+from optimized.triton_fourier_lowrank import (GEMM_PRECS, QS_GEMM_MIN_BATCH, _product, fourier_decode_attention_lowrank,
                                               qs_gemm_for, tf32_truncated)
 from reference.ops.fourier_cache import make_fourier_cache
 from reference.registry import get_op
@@ -66,6 +66,72 @@ def test_each_precision_and_path_conforms_on_16_bit_queries(precs, qs, v_gemm, m
     res = check_case("fourier_decode_attention_varlen", varlen, LARGE, torch.float16,
                      knobs=dict(KNOBS, gemm_precs=precs))
     assert res.passed, res.message
+
+
+@pytest.mark.parametrize("precs", [("bf16", "bf16"), ("bf16", "tf32"), ("tf32", "bf16")])
+def test_bfloat16_gemms_conform(precs, monkeypatch):
+    """"bf16" (the real GEMMs with bfloat16 operands and float32 accumulation) on the paths that have real GEMMs: the
+    fused query products' A and v_gemm's planes. float16 queries with float32 coefficients (the interpreter has no
+    bfloat16 loads, and float16's allowance is the tighter one); the varlen case has three periods (three tables)
+    and inputs of magnitude 1000."""
+    take_paths(monkeypatch, "qs_fused", True)
+    knobs = dict(KNOBS, gemm_precs=precs)
+    for seed in (1, 2, 3):
+        res = check_case("fourier_decode_attention", uniform, dict(UNIFORM, seed=seed), torch.float16, knobs=knobs)
+        assert res.passed, res.message
+    res = check_case("fourier_decode_attention_varlen", varlen, LARGE, torch.float16, knobs=knobs)
+    assert res.passed, res.message
+
+
+def test_bfloat16_products_round_the_operands_only():
+    """`_product` under "bf16" equals a float32 product of the operands rounded to bfloat16 (a table already in
+    bfloat16 too), not the float32 product, also for a period group (idx) along dim 1."""
+    g = torch.Generator().manual_seed(4)
+    x, w = torch.randn(2, 3, 5, 40, generator=g), torch.randn(40, 24, generator=g)
+    out = torch.empty(2, 3, 5, 24)
+    _product(x, w, out, None, "bf16")
+    rounded = x.bfloat16().float() @ w.bfloat16().float()
+    torch.testing.assert_close(out, rounded, rtol=1e-6, atol=1e-6)
+    assert (out - x @ w).abs().max() > 1e-3 * (x @ w).abs().max()  # rounded, not float32
+    out2 = torch.zeros(2, 3, 5, 24)
+    idx = torch.tensor([0, 2])
+    _product(x, w.bfloat16(), out2, idx, "bf16", dim=1)
+    torch.testing.assert_close(out2[:, idx], rounded[:, idx], rtol=1e-6, atol=1e-6)
+    assert torch.equal(out2[:, 1], torch.zeros(2, 5, 24))  # only the group's sequences
+    with pytest.raises(ValueError, match="w must be 2-D"):
+        _product(x, w[None], out, None, "bf16")
+
+
+def test_bfloat16_precision_is_honoured_and_tables_cast_once(monkeypatch):
+    """Under "bf16" A and the planes differ from TF32's by about bfloat16's rounding, and the plan casts each table
+    once (the second call reuses it)."""
+    take_paths(monkeypatch, "qs_fused", True)
+    x = make_fourier_cache(2, 6, 3, 16, 200, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
+                           dtype=torch.float16, device="cpu", seed=7)
+    got = {}
+    for prec in ("tf32", "bf16"):
+        plan = lowrank.lowrank_plan(**x, gemm_precs=(prec, prec))
+        plan.vo_fused = False
+        plan.run(upto=4)
+        got[prec] = (plan.a.clone(), plan.planes.clone())
+        if prec == "bf16":
+            tables = dict(plan._tables16)
+            assert set(tables) == {("w_k", 0), ("planes", 0)}
+            assert all(t.dtype == torch.bfloat16 for t in tables.values())
+            plan.run(upto=4)
+            assert all(plan._tables16[k] is t for k, t in tables.items())
+    for ref, val in zip(got["tf32"], got["bf16"][:2]):
+        scale = float(ref.abs().max())
+        assert scale > 0 and (val - ref).abs().max() > 1e-4 * scale  # the precision is honoured
+        torch.testing.assert_close(val, ref, rtol=0, atol=2e-2 * scale)
+    for layout in ("a_t", "planes_t"):  # the transposed GEMMs give the same A and planes under "bf16"
+        plan = lowrank.lowrank_plan(**x, gemm_precs=("bf16", "bf16"))
+        plan.vo_fused = False
+        setattr(plan, layout, True)
+        assert getattr(plan, layout)
+        plan.run(upto=4)
+        for ref, val in zip(got["bf16"][:2], (plan.a, plan.planes)):
+            torch.testing.assert_close(val, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
 
 
 def test_16_bit_coefficients_take_the_kernel():
@@ -185,7 +251,7 @@ def test_the_gemm_path_from_its_batch_on_and_always_in_the_interpreter(monkeypat
     assert not any(qs_gemm_for(b, True, f32) for b in (1, 8, 1024)) and qs_gemm_for(1, False, f32)
 
 
-@pytest.mark.parametrize("precs", [("tf32",), ("tf32", "bf16"), "tf32", ("ieee", "ieee", "ieee")])
+@pytest.mark.parametrize("precs", [("tf32",), ("tf32", "fp16"), "tf32", ("ieee", "ieee", "ieee")])
 def test_a_bad_precision_is_named_before_any_launch(precs):
     x = make_fourier_cache(1, 2, 1, 8, 40, 4, n_init=2, n_local=8, dtype=torch.float16, device="cpu", seed=0)
     with pytest.raises(ValueError, match="gemm_precs"):
@@ -202,7 +268,7 @@ def test_tf32_truncation_keeps_ten_mantissa_bits():
     z = torch.complex(x[:2048], x[2048:])
     assert torch.equal(torch.view_as_real(tf32_truncated(z)), torch.view_as_real(torch.complex(t[:2048], t[2048:])))
     assert torch.equal(tf32_truncated(z.conj()), torch.complex(t[:2048], -t[2048:]))  # a conjugate view resolved
-    assert set(GEMM_PRECS) == {"ieee", "tf32"}
+    assert set(GEMM_PRECS) == {"ieee", "tf32", "bf16"}
     with pytest.raises(ValueError, match="float32 or complex64"):
         tf32_truncated(x.half())
 

@@ -83,7 +83,7 @@ V_CHUNK = 64
 # and the V sums take TF32 under it. At 8 x 32k A took 11.2 us and the planes 11.4 + 3.2 (split-K) in TF32 (H100,
 # 8ab8225 profile), with cuBLAS's A on 64 tiles of an sm80 kernel. Off until a GPU sweep times it (QUICK_SHAPES).
 GEMM_PRECS = ("ieee", "tf32", "bf16")
-GEMM_PRECS_16 = ("tf32", "tf32")
+GEMM_PRECS_16 = ("bf16", "bf16")
 # The query spectrum as GEMMs (qs_gemm) on a GPU from this batch on (None: never), where the K coefficients are float32
 # (the KV method's format; cuBLAS takes them as they are); in the interpreter at any batch, so the CPU's conformance
 # runs that path for float32 inputs (suites/conformance/test_lowrank_gemm_precisions.py runs both paths on 16-bit

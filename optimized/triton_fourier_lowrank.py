@@ -65,6 +65,12 @@ PHASES = ("query_spectrum", "score_blocks", "stream", "spectrum", "output")
 # 512 (rank 21) at 8 x 32k (281 against 323 us) and tie at 1 x 32k (117.5 against 115.0); at 1 x 128k the cap of
 # 1024 tokens keeps 1024 (163 us; 2048: 171, 512: 182); at 4k the rank passes 32 at 128 tokens, 64 stays.
 MAX_RANK = 32
+# The largest block, and the rule that halves it where the stream would have too few programs (`choose_block`). H100
+# at 912a9a8 (results/gpu/tune_lowrank-2026-12-07-H100-912a9a8-*.json), us with the block 1024 / the rule's: 1 x 32k
+# 75.1 / 70.8-71.8 (512: 124 programs instead of 62), 1 x 128k 110.7 / 107.6-108.2 (2048: the cap was 1024); the rule
+# keeps 1024 at 2 x 32k (76.2-76.4; 512: 80.9, 2048: 105.5) and at 8 x 32k (8ab8225: 173.1-174.0; 512: 193.6,
+# 2048: 202.0). The cap: at 128k 4096-token blocks keep rank 31, but no GPU has timed them.
+MAX_BLOCK = 2048
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -89,7 +95,9 @@ GEMM_PRECS_16 = ("bf16", "bf16")
 # runs that path for float32 inputs (suites/conformance/test_lowrank_gemm_precisions.py runs both paths on 16-bit
 # queries). H100 at 062f9c6 (results/gpu/tune_lowrank-2026-12-06-H100-062f9c6.json), us with the kernel / the GEMMs:
 # 8 x 32k 253.8 / 244.0 (float32 GEMMs: 283.8), 1 x 128k 137.4 / 144.5. Batches 2 to 7 were not timed.
-QS_GEMM_MIN_BATCH: int | None = 2
+# At batch 1, with the bfloat16 GEMMs and the prologue launch, the GEMM path gains (H100, 912a9a8): 1 x 4k 55.7 / 51.3,
+# 1 x 32k 71.1 / 65.7 (512-token blocks), 1 x 128k 107.6 / 102.9 (2048-token blocks).
+QS_GEMM_MIN_BATCH: int | None = 1
 # The GEMM path's U = [QC K_cos; QC K_sin] from one kernel that scales the query on chip and streams each KV head's
 # compressed K rows (`_query_products_kernel`, QP_BLOCK_N frequencies per program), instead of QC and two cuBLAS
 # GEMMs, whose 64 tiles (32 query rows per sequence) read the 24.5 MB at 8 x 32k at about 1 TB/s. H100 at d96252b
@@ -732,15 +740,20 @@ def heads_window_width(starts: list[int], n_rows: int, gl: int, block_r: int, al
     return max(widths)
 
 
-def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int, max_rank: int = MAX_RANK) -> int:
-    """The largest block (block_t times a power of two, at most 1024 and the middle rounded up) whose K and V bases
-    keep rank <= max_rank at every period; block_t when none does."""
+def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int, max_rank: int = MAX_RANK,
+                 row_programs: int = 1, sms: int | None = None) -> int:
+    """The largest block (block_t times a power of two, at most MAX_BLOCK and the middle rounded up) whose K and V
+    bases keep rank <= max_rank at every period; block_t when none does. With `sms` (a GPU), halved while the stream
+    would have fewer than sms / 2 programs (`row_programs` per block: sequences x row blocks), since a split is whole
+    blocks: at 1 x 32k 1024-token blocks leave 62 programs on 132 SMs."""
     best, block = block_t, block_t
-    while block <= min(1024, triton.next_power_of_2(max(tokens, 1))):
+    while block <= min(MAX_BLOCK, triton.next_power_of_2(max(tokens, 1))):
         if any(max(block_rank(p, min(nz, p // 2 + 1), block), block_rank(p, min(nv, p // 2 + 1), block)) > max_rank
                for p in set(periods)):
             break
         best, block = block, 2 * block
+    while sms and best > block_t and row_programs * triton.cdiv(max(tokens, 1), best) < sms // 2:
+        best //= 2
     return best
 
 
@@ -910,7 +923,10 @@ class LowRankPlan:
         self.block_t = block_t or (64 if gpu else 16)
         self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1) if self.ck else 0
         self.nv = min(self.v_cos.shape[2], self.t_max // 2 + 1) if self.cv else 0
-        self.block = block or choose_block(periods, self.nz, self.nv, self.block_t, mid_len)
+        sms = torch.cuda.get_device_properties(q.device).multi_processor_count if gpu else None
+        row_programs = b * triton.cdiv(hq * lq, block_r or 16)
+        self.block = block or choose_block(periods, self.nz, self.nv, self.block_t, mid_len, MAX_RANK, row_programs,
+                                           sms)
         self.block = max(self.block, self.block_t)
         self.n_blocks = max(1, triton.cdiv(mid_len, self.block))
         self.n_rows = hq * lq
@@ -946,7 +962,7 @@ class LowRankPlan:
         self.bdt = tl.bfloat16 if sixteen and gpu else tl.float32
         self.emulate_bf16 = sixteen and not gpu
         self.basis_prec = None if self.bdt == tl.bfloat16 else self.cprec
-        sms = torch.cuda.get_device_properties(dev).multi_processor_count if gpu else 1
+        sms = sms or 1
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
         target = 2 * sms if gpu else 3  # two waves on a GPU; 3 splits per row block in the interpreter
         self.splits = num_splits or max(1, min(self.n_blocks, triton.cdiv(target, b * row_blocks)))

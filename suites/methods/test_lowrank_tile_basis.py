@@ -103,3 +103,21 @@ def test_the_basis_gauge_does_not_depend_on_the_svd_routine(case, bins_frac):
     eye = torch.eye(k, dtype=e.dtype)
     assert (cu @ torch.diag(cs).to(e.dtype) @ cvh - e).abs().max() < 1e-9 * (1 + s[0])
     assert (cu.conj().T @ cu - eye).abs().max() < 1e-9 and (cvh @ cvh.conj().T - eye).abs().max() < 1e-9
+
+
+def test_the_block_rule_keeps_the_rank_and_fills_the_gpu():
+    """`choose_block` at the LLaMA-3-8B target cells (N = 512, 64-token tiles, 132 SMs, two row blocks per
+    sequence): the largest block whose bases keep rank <= MAX_RANK, halved while the stream has fewer than sms / 2
+    programs; off a GPU (no sms) never halved."""
+    from optimized.triton_fourier_lowrank import MAX_BLOCK, MAX_RANK, choose_block
+
+    def block(batch: int, context: int, sms: int | None = 132) -> int:
+        mid = context - 1024
+        return choose_block([mid], 512, 512, 64, mid, MAX_RANK, 2 * batch, sms)
+
+    assert block(8, 32768) == 1024 and block(2, 32768) == 1024  # 496 and 124 programs
+    assert block(1, 32768) == 512 and block(1, 32768, None) == 1024  # 62 programs at 1024 on a GPU
+    assert block(1, 131072) == 2048 == MAX_BLOCK  # past the old cap of 1024: 128 programs
+    assert block(1, 4096) == 64  # the rank passes MAX_RANK at 128 tokens
+    mid = 131072 - 1024
+    assert block_rank(mid, 512, 2048) <= MAX_RANK and block_rank(32768 - 1024, 512, 2048) > MAX_RANK

@@ -45,8 +45,11 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # spread (results/gpu/tune_lowrank-2026-12-07-H100-8ab8225-*.json). Then vo_fused off again, A transposed and the
 # planes frequency-major, the three launch-layout choices left, for the next machine's spread. Then the real GEMMs in
 # bfloat16 ("bf16": A on the GEMM path and v_gemm's planes, tables cast once per plan), each alone and both.
-QUICK_SHAPES = [{}, {"gemm_precs": ("bf16", "bf16")}, {"gemm_precs": ("bf16", "tf32")},
-                {"gemm_precs": ("tf32", "bf16")}, {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
+# The H100 sweeps at 7322d78 and 4cfc4b7 turned the bfloat16 GEMMs on and set the query products' frequencies per
+# program by the batch (results/gpu/tune_lowrank-2026-12-07-H100-{7322d78,4cfc4b7}*.json); those stay for the next
+# machine's spread.
+QUICK_SHAPES = [{}, {"gemm_precs": ("tf32", "tf32")}, {"qp_block_n": 32}, {"qp_block_n": 128}, {"esplits": 8},
+                {"vo_fused": False}, {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

@@ -110,6 +110,11 @@ QS_GEMM_MIN_BATCH: int | None = 1
 # against 18.3 + 15.5 for the two kernels at 8abcfbf (results/gpu/profile_lowrank-2026-12-06-H100-*.json).
 QS_FUSED = True
 QP_BLOCK_N = 128
+# ... and fewer per program where QP_BLOCK_N would leave the launch with fewer than sms / 2 query-product programs
+# (`qp_block_for`). H100 at 4cfc4b7 (results/gpu/tune_lowrank-2026-12-07-H100-4cfc4b7-prologue.json), us with 128 /
+# 64 / 32 frequencies: 1 x 4k 50.7 / 46.4 / 46.0, 1 x 32k 64.8 / 61.4 / 60.5, 1 x 128k 101.9 / 98.7 / 98.1,
+# 8 x 32k 161.7 / 166.4 / 170.2.
+QP_BLOCK_MIN = 32
 # `_query_products_kernel` and `_exact_kernel` as one launch (`_prologue_kernel`) where the query spectrum takes that
 # kernel: at 8 x 32k the two read 24.5 and 33.6 MB at 1.3 and 2.2 TB/s in 18.3 and 15.5 us (8abcfbf profile), each
 # with 256 programs, so each kernel's ramp and tail are a large part of it. H100 at c80a529 (results/gpu/
@@ -186,6 +191,15 @@ def fused_for(kernel: str, gpu: bool) -> bool:
     too): on a GPU as its constant (QS_FUSED, V_FUSED, QX_FUSED, QR_FUSED) says, always in the interpreter, so the
     CPU's conformance runs it (suites/conformance runs the other forms)."""
     return {"qs": QS_FUSED, "v": V_FUSED, "qx": QX_FUSED, "qr": QR_FUSED}[kernel] or not gpu
+
+
+def qp_block_for(heads: int, nz: int, sms: int | None) -> int:
+    """Frequencies per `_query_products_kernel` program: QP_BLOCK_N, halved (to QP_BLOCK_MIN) while the `heads`
+    (sequences x KV heads) would have fewer than sms / 2 programs; QP_BLOCK_N off a GPU."""
+    block = QP_BLOCK_N
+    while sms and block > QP_BLOCK_MIN and heads * triton.cdiv(max(nz, 1), block) < sms // 2:
+        block //= 2
+    return block
 
 
 def v_chunk_for(programs: int, sms: int | None) -> int:
@@ -976,7 +990,7 @@ class LowRankPlan:
         # the GEMM path's U from one kernel (`_query_products_kernel`) instead of QC and two cuBLAS GEMMs; its
         # frequencies per program and warps
         self.qs_fused = fused_for("qs", gpu)
-        self.qp_block_n, self.qp_warps = QP_BLOCK_N, QP_WARPS
+        self.qp_block_n, self.qp_warps = qp_block_for(b * hkv, self.nz, sms if gpu else None), QP_WARPS
         # ... and with it the sinks and window in the same launch (`_prologue_kernel`), and the stream's query rows
         self.qx_fused, self.qr_fused = fused_for("qx", gpu), fused_for("qr", gpu)
         self._tables(dev)

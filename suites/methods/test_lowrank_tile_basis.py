@@ -121,3 +121,12 @@ def test_the_block_rule_keeps_the_rank_and_fills_the_gpu():
     assert block(1, 4096) == 64  # the rank passes MAX_RANK at 128 tokens
     mid = 131072 - 1024
     assert block_rank(mid, 512, 2048) <= MAX_RANK and block_rank(32768 - 1024, 512, 2048) > MAX_RANK
+
+
+def test_the_query_products_take_fewer_frequencies_where_programs_are_few():
+    """`qp_block_for`: 128 frequencies per program at 8 x 8 heads, 64 at 2 x 8, 32 (the floor) at 1 x 8 on 132 SMs;
+    128 off a GPU."""
+    from optimized.triton_fourier_lowrank import QP_BLOCK_MIN, QP_BLOCK_N, qp_block_for
+
+    assert [qp_block_for(h, 512, 132) for h in (64, 16, 8, 1)] == [QP_BLOCK_N, 64, QP_BLOCK_MIN, QP_BLOCK_MIN]
+    assert qp_block_for(8, 512, None) == QP_BLOCK_N == 128

@@ -43,13 +43,12 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # a Triton planes GEMM (results/gpu/tune_lowrank-2026-12-07-H100-5c1c820.json); the H100 sweep at 8ab8225 found the
 # merge in the stream's tail (merge_tail, since removed) 20-46 us slower at every cell and the full sweep within the
 # spread (results/gpu/tune_lowrank-2026-12-07-H100-8ab8225-*.json). Then vo_fused off again, A transposed and the
-# planes frequency-major, the three launch-layout choices left, for the next machine's spread. Then the real GEMMs in
-# bfloat16 ("bf16": A on the GEMM path and v_gemm's planes, tables cast once per plan), each alone and both.
-# The H100 sweeps at 7322d78 and 4cfc4b7 turned the bfloat16 GEMMs on and set the query products' frequencies per
-# program by the batch (results/gpu/tune_lowrank-2026-12-07-H100-{7322d78,4cfc4b7}*.json); those stay for the next
-# machine's spread.
-QUICK_SHAPES = [{}, {"gemm_precs": ("tf32", "tf32")}, {"qp_block_n": 32}, {"qp_block_n": 128}, {"esplits": 8},
-                {"vo_fused": False}, {}]
+# planes frequency-major, the three launch-layout choices left, for the next machine's spread. The H100 sweeps at
+# 7322d78, 912a9a8 and 4cfc4b7 turned on the real GEMMs in bfloat16, the GEMM path from batch 1, the block rule and the
+# query products' frequencies by the batch; a sweep at 83daf94 found the small phases' launch shapes within 1.5 us
+# (results/gpu/tune_lowrank-2026-12-07-H100-*.json). The previous choices stay in, for the next machine's spread.
+QUICK_SHAPES = [{}, {"gemm_precs": ("tf32", "tf32")}, {"qs_gemm": False}, {"qp_block_n": 128}, {"merge_blocks": 4},
+                {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 

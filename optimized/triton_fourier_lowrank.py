@@ -14,8 +14,8 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    (`_compressed_rows_kernel`, then cuBLAS; `qs_gemm`), or those GEMMs as one kernel (`_query_products_kernel`,
    `qs_fused`). On that last path one launch (`_prologue_kernel`) also runs phase 3's exact tokens (`qx_fused`)
    and query rows (`qr_fused`): everything that reads only the queries and the cache;
-2. A = Z @ W_K: one GEMM per call (cuBLAS), [rows x blocks * r], on TF32 tensor cores for 16-bit queries
-   (`gemm_precs`);
+2. A = Z @ W_K: one GEMM per call (cuBLAS), [rows x blocks * r], for 16-bit queries in bfloat16 where it is real
+   (the GEMM path's [U_c; U_s] W_K), else on TF32 tensor cores (`gemm_precs`);
 3. the stream: `_query_rows_kernel` lays q out block-diagonally over the kept K list (row r holds its query on its
    KV head's kept channels), then `_middle_kernel` runs split-K flash decoding over the middle with a block of
    query rows of a sequence per program. A program loads its rows' KV heads' window of each kept row (contiguous
@@ -87,7 +87,11 @@ V_CHUNK = 64
 # only, in a cheaper form: the real GEMMs (the GEMM path's A = [U_c; U_s] W_K, v_gemm's planes H @ table) take
 # bfloat16 operands with float32 accumulation and a float32 result, against tables cast once per plan; complex GEMMs
 # and the V sums take TF32 under it. At 8 x 32k A took 11.2 us and the planes 11.4 + 3.2 (split-K) in TF32 (H100,
-# 8ab8225 profile), with cuBLAS's A on 64 tiles of an sm80 kernel. Off until a GPU sweep times it (QUICK_SHAPES).
+# 8ab8225 profile), with cuBLAS's A on 64 tiles of an sm80 kernel. H100 at 7322d78 (results/gpu/tune_lowrank-2026-12-07-
+# H100-7322d78.json), us with TF32 / bf16 for both: 8 x 32k 175.1-178.2 / 164.7, 1 x 128k 112.2-113.7 / 109.5,
+# 1 x 32k 76.2-77.7 / 75.8; bf16 for A alone 172.5 at 8 x 32k, for the planes alone 169.4. gpu-profile conformance of
+# the float32-coefficient wrappers with it passed in bfloat16 and float16 (worst float16 0.883 of 1.59 uniform, 0.759
+# of 0.994 varlen; bfloat16 4.37 of 12.6 and 3.74 of 7.49, as with TF32). On for 16-bit queries.
 GEMM_PRECS = ("ieee", "tf32", "bf16")
 GEMM_PRECS_16 = ("bf16", "bf16")
 # The query spectrum as GEMMs (qs_gemm) on a GPU from this batch on (None: never), where the K coefficients are float32
@@ -984,7 +988,8 @@ class LowRankPlan:
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
         self.esplits = ESPLITS if gpu else 2
         # The precision of A = Z W_K and of F = H W_V^H (GEMM_PRECS), and of the query spectrum's GEMM where it is one
-        # (qs_gemm): TF32 for 16-bit inputs, float32 otherwise. Attributes, which the tuning sweeps.
+        # (qs_gemm): bfloat16 (real GEMMs) or TF32 for 16-bit inputs, float32 otherwise. Attributes, which the tuning
+        # sweeps.
         self.gemm_precs = tuple(gemm_precs) if gemm_precs else GEMM_PRECS_16 if sixteen else ("ieee", "ieee")
         self.qs_gemm_prec = "tf32" if sixteen else "ieee"
         # the GEMM path's U from one kernel (`_query_products_kernel`) instead of QC and two cuBLAS GEMMs; its

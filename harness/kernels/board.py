@@ -270,7 +270,8 @@ def _targets(md: list[str], hp: list[str], records: list[dict]) -> None:
         return
     add_heading(md, hp, "FlashFourierAttention targets")
     add_text(md, hp, "FlashFourierAttention in coefficient space (the spectral, token-major and low-rank kernels) vs "
-                     "SDPA-flash on the full cache (LLaMA-3-8B decode shapes, the newest run that measured both; "
+                     "SDPA-flash on the full cache (LLaMA-3-8B decode shapes; of the runs that measured both at the "
+                     "newest such run's commit, the median one by speedup, all of their speedups in the runs column; "
                      "phases from CUDA-graph timings of the first k phases).")
     for device, dtype in sorted({(t[0], t[1]) for t in targets}):  # device and dtype as the table's caption
         add_text(md, hp, f"{dtype} on {device}:")

@@ -18,9 +18,35 @@ def _cell(name: str, batch: int, context: int, **variant) -> dict:
     return cell
 
 
-def _measured(name, batch, context, ms, run, nbytes=10**9, phases=None, **variant):
+def _measured(name, batch, context, ms, run, nbytes=10**9, phases=None, sha="abc", **variant):
     extra = {"run": run, "checked": True, "correct": True, **({"phase_ms": phases} if phases else {})}
-    return bk.measurement_records(_cell(name, batch, context, **variant), ms, nbytes, 4000.0, PROV, {}, extra)
+    return bk.measurement_records(_cell(name, batch, context, **variant), ms, nbytes, 4000.0, dict(PROV, git_sha=sha),
+                                  {}, extra)
+
+
+def _pair(batch, context, sdpa_ms, lowrank_ms, run, sha):
+    return [*_measured("sdpa_flash", batch, context, sdpa_ms, run, sha=sha),
+            *_measured("triton_fourier_lowrank", batch, context, lowrank_ms, run, sha=sha)]
+
+
+def test_a_row_is_the_median_run_of_the_newest_commit():
+    """Three runs at the newest commit (1.99x, 2.03x, 2.01x at 8 x 32k): the row is the median run, 2.01x, with the
+    spread and the passing count beside it; an older commit's faster run is left out. At 1 x 32k the newest commit
+    has one run and an even count elsewhere takes the lower middle."""
+    records = [*_pair(8, 32768, 0.400, 0.160, "r0", "old"),  # 2.5x at an older commit
+               *_pair(8, 32768, 0.398, 0.200, "r1", "new"), *_pair(8, 32768, 0.406, 0.200, "r2", "new"),
+               *_pair(8, 32768, 0.402, 0.200, "r3", "new"),
+               *_pair(1, 32768, 0.060, 0.020, "r1", "old"), *_pair(1, 32768, 0.060, 0.061, "r3", "new"),
+               *_pair(1, 131072, 0.200, 0.100, "r2", "new"), *_pair(1, 131072, 0.200, 0.080, "r3", "new")]
+    rows = {r["batch x context"]: r for r in (dict(zip(HEADERS, r)) for r in target_rows(records))}
+    eight = rows["8 x 32k"]
+    assert (eight["speedup vs SDPA"], eight["target"], eight["SDPA µs"]) == ("2.01x", "≥ 2x pass", "402.0")
+    assert eight["runs at the commit"] == "3 runs: 1.99x-2.03x (2 pass)"
+    one = rows["1 x 32k"]
+    assert (one["speedup vs SDPA"], one["target"], one["runs at the commit"]) == ("0.98x", "≥ 2x MISS", "1 run")
+    long = rows["1 x 128k"]  # 2.0x and 2.5x: the lower middle, 2.0x
+    assert (long["speedup vs SDPA"], long["target"]) == ("2.00x", "≥ 2.5x MISS")
+    assert long["runs at the commit"] == "2 runs: 2.00x-2.50x (1 pass)"
 
 
 def test_rows_compare_within_one_run_and_mark_misses():

@@ -535,11 +535,12 @@ def _prologue_kernel(
 
 # ---------------------------------------------------------------- 4. the spectrum's merge
 @triton.jit
-def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, msplits,
+def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
                   BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
-    """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled in
-    place to them: H_k <- H_k e^{m_k - m} / l, so F = H @ W_V^H is the spectrum of the normalized probabilities.
+    """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled to
+    them into HO (H itself, or a bfloat16 copy for the planes' bfloat16 GEMM): HO_k = H_k e^{m_k - m} / l, so
+    F = H @ W_V^H is the spectrum of the normalized probabilities.
     Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
     program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops."""
     bh = tl.program_id(0)
@@ -561,8 +562,8 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, n_blocks, esplits, m
         ok = row_ok[:, None] & (blk < n_blocks)[None, :]
         hrow = grow[:, None] * n_blocks + blk[None, :]
         scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
-        at = H + hrow * PV + (cols % PV)[None, :]
-        tl.store(at, tl.load(at, mask=ok, other=0.0) * scale, mask=ok)
+        at = hrow * PV + (cols % PV)[None, :]
+        tl.store(HO + at, tl.load(H + at, mask=ok, other=0.0) * scale, mask=ok)
 
 
 @triton.jit
@@ -1145,6 +1146,25 @@ class LowRankPlan:
                 self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
             self.r = torch.zeros(self.b, self.n_rows, self.cv, dtype=torch.float32, device=dev)
 
+    def _u_target(self) -> torch.Tensor:
+        """Where `_query_products_kernel` stores U: a bfloat16 buffer on a GPU when A's GEMM takes "bf16" (the kernel
+        rounds on its store, so no copy kernel runs before the GEMM), else U itself (the interpreter has no bfloat16
+        stores; `_product_bf16` rounds there)."""
+        if self.gemm_precs[0] == "bf16" and self.q.is_cuda and self._qs_gemm and self.qs_fused:
+            if getattr(self, "_u16", None) is None or self._u16.shape != self.u.shape:
+                self._u16 = torch.zeros_like(self.u, dtype=torch.bfloat16)
+            return self._u16
+        return self.u
+
+    def _h_target(self) -> torch.Tensor:
+        """Where `_merge_kernel` stores the rescaled H: a bfloat16 buffer on a GPU when v_gemm's planes take "bf16"
+        (as `_u_target`), else H itself (rescaled in place)."""
+        if self.gemm_precs[1] == "bf16" and self.q.is_cuda and self._v_gemm:
+            if getattr(self, "_h16", None) is None:
+                self._h16 = torch.zeros_like(self.h, dtype=torch.bfloat16)
+            return self._h16
+        return self.h
+
     def _gemm_table(self, key: tuple, t: torch.Tensor, prec: str) -> torch.Tensor:
         """A GEMM's table operand t, or under "bf16" its bfloat16 copy, cast once per plan (the tables are fixed)."""
         if prec != "bf16" or t.is_complex():
@@ -1190,12 +1210,13 @@ class LowRankPlan:
             a_prec = self.gemm_precs[0]
             for g, (_, nz, _, idx, w_k, _) in enumerate(self.groups):
                 if self.a_t:  # [P_c; P_s]^T = W_K^T [U_c; U_s]^T, [blocks x r, 2 x B x rows]
-                    u = self.u.view(-1, self.u.shape[-1])[:, :nz]
+                    u = self._u_target().view(-1, self.u.shape[-1])[:, :nz]
                     w = self._gemm_table(("w_k^T", g), torch.view_as_real(w_k).flatten(1).t(), a_prec)
                     _product(w, u.t(), self._a_buf, None, a_prec)
                 elif self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
                     w = self._gemm_table(("w_k", g), torch.view_as_real(w_k).flatten(1), a_prec)
-                    _product(self.u[..., :nz], w, self.a.view(2, self.b, self.n_rows, -1), idx, a_prec, dim=1)
+                    _product(self._u_target()[..., :nz], w, self.a.view(2, self.b, self.n_rows, -1), idx, a_prec,
+                             dim=1)
                 else:
                     _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
                              torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
@@ -1234,7 +1255,7 @@ class LowRankPlan:
         if self.qs_fused:
             block_n, gpu = self.qp_block_n, q.is_cuda
             tf32 = self.qs_gemm_prec == "tf32"
-            u, tiles = self.u, triton.cdiv(self.nz, block_n)
+            u, tiles = self._u_target(), triton.cdiv(self.nz, block_n)
             args = (q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0)
             u_strides = (u.stride(1), u.stride(2), u.stride(0))  # per sequence, row; the sine half
             consts = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
@@ -1296,13 +1317,13 @@ class LowRankPlan:
         its n = 0 bin stays 0, the output adds the mass exactly)."""
         chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
         _merge_kernel[(self.b * self.hkv, chunks)](
-            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self.n_blocks,
-            self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
+            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self._h_target(),
+            self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
             BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
         if self._v_gemm:
-            h, prec = self.h.view(self.b, self.n_rows, -1), self.gemm_precs[1]
+            h, prec = self._h_target().view(self.b, self.n_rows, -1), self.gemm_precs[1]
             if self._planes_t:  # planes^T = table^T H^T, [2 width, B * rows]
                 _product(self._gemm_table(("planes^T", 0), self.v_tables[0].t(), prec),
                          h.view(self.b * self.n_rows, -1).t(),

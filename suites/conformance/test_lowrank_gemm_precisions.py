@@ -364,3 +364,25 @@ def test_the_v_sums_in_the_output_launch_conform_on_16_bit_queries(monkeypatch):
     plan = lowrank.lowrank_plan(**x)
     plan.v_gemm = False
     assert plan._vo_fused and not plan.vo_fused
+
+
+def test_bfloat16_scratch_only_on_a_gpu_and_only_for_bfloat16_gemms(monkeypatch):
+    """On a GPU the query products store U, and the merge stores the rescaled H, straight into bfloat16 buffers when
+    their GEMM takes "bf16" (no copy kernel before it); in the interpreter, and for TF32, they are U and H themselves
+    (`_product_bf16` rounds there). The choice alone, on a plan told it is on a GPU (no kernel runs)."""
+    from types import SimpleNamespace
+
+    take_paths(monkeypatch, "qs_fused", True)
+    x = make_fourier_cache(2, 6, 3, 16, 200, 30, k_fraction=0.4, v_fraction=0.6, n_init=2, n_local=12,
+                           dtype=torch.float16, device="cpu", seed=7)
+    for precs in (("bf16", "bf16"), ("tf32", "tf32"), ("bf16", "tf32"), ("tf32", "bf16")):
+        plan = lowrank.lowrank_plan(**x, gemm_precs=precs)
+        assert plan._u_target() is plan.u and plan._h_target() is plan.h  # the interpreter
+        plan.q = SimpleNamespace(is_cuda=True, device=torch.device("cpu"))
+        u, h = plan._u_target(), plan._h_target()
+        assert (u.dtype == torch.bfloat16) == (precs[0] == "bf16") and u.shape == plan.u.shape
+        assert (h.dtype == torch.bfloat16) == (precs[1] == "bf16") and h.shape == plan.h.shape
+        assert plan._u_target() is u and plan._h_target() is h  # made once
+        plan.qs_fused = False  # U from cuBLAS into U itself
+        plan.v_gemm = False  # F from H's complex GEMM
+        assert plan._u_target() is plan.u and plan._h_target() is plan.h

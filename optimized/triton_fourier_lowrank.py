@@ -850,7 +850,7 @@ def _in_precision(prec: str, *operands: torch.Tensor):
         yield tuple(tf32_truncated(t) for t in operands) if tf32 and not gpu else operands
 
 
-def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
+def gemm_product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
     """out = x @ w, or only the sequences idx (along `dim`) of it (a period group of a varlen batch), in precision
     `prec`: "bf16" for real operands by `_product_bf16`, else `_in_precision`."""
     if prec == "bf16" and not (x.is_complex() or w.is_complex()):
@@ -861,7 +861,7 @@ def _product(x, w, out, idx=None, prec: str = "ieee", dim: int = 0) -> None:
 
 
 def _product_bf16(x, w, out, idx, dim) -> None:
-    """`_product` with bfloat16 operands (either may already be bfloat16: a table cast once per plan), float32
+    """`gemm_product` with bfloat16 operands (either may already be bfloat16: a table cast once per plan), float32
     accumulation and a float32 result (cuBLAS's bf16 x bf16 -> fp32 GEMM on a GPU, `torch.mm(out_dtype=)`). Off a
     GPU the operands are rounded to bfloat16 and multiplied in float32, where the product of two bfloat16 values is
     exact, as on the tensor cores. w is 2-D; x is 2-D or a stack of rows."""
@@ -1212,14 +1212,14 @@ class LowRankPlan:
                 if self.a_t:  # [P_c; P_s]^T = W_K^T [U_c; U_s]^T, [blocks x r, 2 x B x rows]
                     u = self._u_target().view(-1, self.u.shape[-1])[:, :nz]
                     w = self._gemm_table(("w_k^T", g), torch.view_as_real(w_k).flatten(1).t(), a_prec)
-                    _product(w, u.t(), self._a_buf, None, a_prec)
+                    gemm_product(w, u.t(), self._a_buf, None, a_prec)
                 elif self._qs_gemm:  # [P_c; P_s] = [U_c; U_s] W_K, W_K read once as its real view
                     w = self._gemm_table(("w_k", g), torch.view_as_real(w_k).flatten(1), a_prec)
-                    _product(self._u_target()[..., :nz], w, self.a.view(2, self.b, self.n_rows, -1), idx, a_prec,
-                             dim=1)
+                    gemm_product(self._u_target()[..., :nz], w, self.a.view(2, self.b, self.n_rows, -1), idx,
+                                 a_prec, dim=1)
                 else:
-                    _product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
-                             torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
+                    gemm_product(torch.view_as_complex(self.z)[:, :, :nz], w_k,
+                                 torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
         if upto >= 3:
             self._stream(q, dt, varlen)
             if not self.exact_in_phase_1:
@@ -1283,7 +1283,7 @@ class LowRankPlan:
             q, self.k_kept, self.k_start, self.k_cos, self.k_sc, self.k_sh, self.qc, self.z0, self.lens_arg,
             *q.stride(), self.hkv, self.ck, self.k_cos.shape[2], self.n_rows, self.t_max, **common)
         for half, coefs in enumerate((self.k_cos, self.k_sin)):
-            _product(self.qc, coefs[:, :, :self.nz], self.u[half], None, self.qs_gemm_prec)
+            gemm_product(self.qc, coefs[:, :, :self.nz], self.u[half], None, self.qs_gemm_prec)
 
     def _stream(self, q, dt, varlen) -> None:
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
@@ -1318,24 +1318,25 @@ class LowRankPlan:
         chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self._h_target(),
-            self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m, BLOCK_SE=splits_block(self.esplits),
-            BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks, PV=self.pv, HAS_H=self.cv > 0)
+            self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
+            BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks,
+            PV=self.pv, HAS_H=self.cv > 0)
         if not self.cv:
             return
         if self._v_gemm:
             h, prec = self._h_target().view(self.b, self.n_rows, -1), self.gemm_precs[1]
             if self._planes_t:  # planes^T = table^T H^T, [2 width, B * rows]
-                _product(self._gemm_table(("planes^T", 0), self.v_tables[0].t(), prec),
-                         h.view(self.b * self.n_rows, -1).t(),
-                         self.planes.permute(2, 0, 1).view(self.planes.shape[2], -1), None, prec)
+                gemm_product(self._gemm_table(("planes^T", 0), self.v_tables[0].t(), prec),
+                             h.view(self.b * self.n_rows, -1).t(),
+                             self.planes.permute(2, 0, 1).view(self.planes.shape[2], -1), None, prec)
             else:
                 for g, ((_, _, _, idx, _, _), table) in enumerate(zip(self.groups, self.v_tables)):
-                    _product(h, self._gemm_table(("planes", g), table, prec), self.planes, idx, prec)
+                    gemm_product(h, self._gemm_table(("planes", g), table, prec), self.planes, idx, prec)
             self._channel_sums()
             return
         for _, _, nv, idx, _, w_vh in self.groups:
-            _product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
-                     torch.view_as_complex(self.f)[:, :, :nv], idx, self.gemm_precs[1])
+            gemm_product(torch.view_as_complex(self.h.view(self.b, self.n_rows, -1, 2)), w_vh,
+                         torch.view_as_complex(self.f)[:, :, :nv], idx, self.gemm_precs[1])
 
     def _channel_sums(self) -> None:
         """v_gemm's channel sums R from the planes: `_v_sums_kernel` (v_fused) or cuBLAS; with vo_fused the output's

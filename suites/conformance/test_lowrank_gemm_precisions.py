@@ -14,8 +14,8 @@ import torch
 import optimized.triton_fourier_lowrank as lowrank
 from ci.lowrank_f32_coefs import uniform, varlen
 from harness.kernels.conformance import check_case
-from optimized.triton_fourier_lowrank import (GEMM_PRECS, QS_GEMM_MIN_BATCH, _product, fourier_decode_attention_lowrank,
-                                              qs_gemm_for, tf32_truncated)
+from optimized.triton_fourier_lowrank import (GEMM_PRECS, QS_GEMM_MIN_BATCH, fourier_decode_attention_lowrank,
+                                              gemm_product, qs_gemm_for, tf32_truncated)
 from reference.ops.fourier_cache import make_fourier_cache
 from reference.registry import get_op
 
@@ -84,22 +84,22 @@ def test_bfloat16_gemms_conform(precs, monkeypatch):
 
 
 def test_bfloat16_products_round_the_operands_only():
-    """`_product` under "bf16" equals a float32 product of the operands rounded to bfloat16 (a table already in
+    """`gemm_product` under "bf16" equals a float32 product of the operands rounded to bfloat16 (a table already in
     bfloat16 too), not the float32 product, also for a period group (idx) along dim 1."""
     g = torch.Generator().manual_seed(4)
     x, w = torch.randn(2, 3, 5, 40, generator=g), torch.randn(40, 24, generator=g)
     out = torch.empty(2, 3, 5, 24)
-    _product(x, w, out, None, "bf16")
+    gemm_product(x, w, out, None, "bf16")
     rounded = x.bfloat16().float() @ w.bfloat16().float()
     torch.testing.assert_close(out, rounded, rtol=1e-6, atol=1e-6)
     assert (out - x @ w).abs().max() > 1e-3 * (x @ w).abs().max()  # rounded, not float32
     out2 = torch.zeros(2, 3, 5, 24)
     idx = torch.tensor([0, 2])
-    _product(x, w.bfloat16(), out2, idx, "bf16", dim=1)
+    gemm_product(x, w.bfloat16(), out2, idx, "bf16", dim=1)
     torch.testing.assert_close(out2[:, idx], rounded[:, idx], rtol=1e-6, atol=1e-6)
     assert torch.equal(out2[:, 1], torch.zeros(2, 5, 24))  # only the group's sequences
     with pytest.raises(ValueError, match="w must be 2-D"):
-        _product(x, w[None], out, None, "bf16")
+        gemm_product(x, w[None], out, None, "bf16")
 
 
 def test_bfloat16_precision_is_honoured_and_tables_cast_once(monkeypatch):

@@ -83,10 +83,10 @@ V_CHUNK = 64
 # gpu/tune_lowrank-2026-12-06-H100-ea245b7.json), us ieee / tf32: 8 x 32k 281.6 / 251.0, 1 x 32k 110.3 / 99.4,
 # 1 x 128k 152.9 / 136.2, 1 x 4k 80.2 / 68.0. Their real forms in bfloat16 were 1-8 us faster than TF32 but failed a
 # float16 magnitude-1000 varlen case in the interpreter's conformance (1.33 against 1.22 allowed; TF32 0.40), and
-# bfloat16 for F alone gained nothing; that variant was removed. "bf16" is back as a candidate for bfloat16 queries
-# only, in a cheaper form: the real GEMMs (the GEMM path's A = [U_c; U_s] W_K, v_gemm's planes H @ table) take
-# bfloat16 operands with float32 accumulation and a float32 result, against tables cast once per plan; complex GEMMs
-# and the V sums take TF32 under it. At 8 x 32k A took 11.2 us and the planes 11.4 + 3.2 (split-K) in TF32 (H100,
+# bfloat16 for F alone gained nothing; that variant, which also took the complex GEMMs in bfloat16, was removed.
+# "bf16" now covers the real GEMMs only (the GEMM path's A = [U_c; U_s] W_K, v_gemm's planes H @ table): bfloat16
+# operands (U and H stored so by the kernels that write them, the tables cast once per plan) with float32
+# accumulation and a float32 result; complex GEMMs and the V sums take TF32 under it. At 8 x 32k A took 11.2 us and the planes 11.4 + 3.2 (split-K) in TF32 (H100,
 # 8ab8225 profile), with cuBLAS's A on 64 tiles of an sm80 kernel. H100 at 7322d78 (results/gpu/tune_lowrank-2026-12-07-
 # H100-7322d78.json), us with TF32 / bf16 for both: 8 x 32k 175.1-178.2 / 164.7, 1 x 128k 112.2-113.7 / 109.5,
 # 1 x 32k 76.2-77.7 / 75.8; bf16 for A alone 172.5 at 8 x 32k, for the planes alone 169.4. gpu-profile conformance of

@@ -71,6 +71,11 @@ MAX_RANK = 32
 # keeps 1024 at 2 x 32k (76.2-76.4; 512: 80.9, 2048: 105.5) and at 8 x 32k (8ab8225: 173.1-174.0; 512: 193.6,
 # 2048: 202.0). The cap: at 128k 4096-token blocks keep rank 31, but no GPU has timed them.
 MAX_BLOCK = 2048
+# The stream's warps where it has fewer programs than SMs. H100 at 47038c8 (results/gpu/tune_lowrank-2026-12-07-H100-
+# 47038c8-warps.json), us with 4 / 8 warps: 1 x 128k 95.0-95.3 / 91.7 (128 programs), 2 x 32k 68.0-68.2 / 66.2 (124),
+# 1 x 32k 56.8-57.3 / 56.2 (124), 1 x 4k 43.3-43.4 / 43.5 (96); at 8 x 32k (256 programs) 8 warps lost, 187.1 against
+# 174.0 (8ab8225).
+STREAM_WARPS_FEW = 8
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -965,7 +970,6 @@ class LowRankPlan:
         self.block_vc = min(max(16, triton.next_power_of_2(v_win)), 128 if q.dtype == torch.float32 else 256)
         self.v_slices = max(1, triton.cdiv(v_win, self.block_vc))
         self.block_vd = run_block(v_starts, 1)
-        self.num_warps = num_warps or 4
         # Software pipelining of the stream's loads: each unrolled chunk of a wide kept K row is a stage's buffer,
         # so wide rows and float32 tiles pipeline at depth 1 (an all-kept float32 row asked 1.19 MB of shared memory
         # on an H100, which allows 227 KB; 84 KB at depth 1, built offline for sm_90).
@@ -987,6 +991,10 @@ class LowRankPlan:
         self.splits = num_splits or max(1, min(self.n_blocks, triton.cdiv(target, b * row_blocks)))
         self.blocks_per_split = triton.cdiv(self.n_blocks, self.splits)
         self.splits = triton.cdiv(self.n_blocks, self.blocks_per_split)
+        # the stream's warps: STREAM_WARPS_FEW where its programs are fewer than the SMs (one program per SM keeps
+        # more loads in flight with more warps), else 4
+        few = gpu and b * row_blocks * self.splits * self.v_slices < sms
+        self.num_warps = num_warps or (STREAM_WARPS_FEW if few else 4)
         self.esplits = ESPLITS if gpu else 2
         # The precision of A = Z W_K and of F = H W_V^H (GEMM_PRECS), and of the query spectrum's GEMM where it is one
         # (qs_gemm): bfloat16 (real GEMMs) or TF32 for 16-bit inputs, float32 otherwise. Attributes, which the tuning

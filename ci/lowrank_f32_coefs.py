@@ -6,7 +6,8 @@ queries. The values are the drawn ones, widened exactly, so the oracle is unchan
     PYTHONPATH=. python -m harness conform --op fourier_decode_attention --impl ci.lowrank_f32_coefs:uniform ...
 
 `uniform_bf16_gemms` and `varlen_bf16_gemms` take the real GEMMs (A on the GEMM path, v_gemm's planes) in bfloat16
-(gemm_precs ("bf16", "bf16")), the candidate the GPU sweep times against TF32.
+(gemm_precs ("bf16", "bf16")), the candidate the GPU sweep timed against TF32 (now the default). `uniform_warps8`
+and `varlen_warps8` run the stream at 8 warps at every shape, the candidate for `STREAM_WARPS_FEW`.
 """
 from __future__ import annotations
 
@@ -29,3 +30,5 @@ uniform = _widened(fourier_decode_attention_lowrank)
 varlen = _widened(fourier_decode_attention_varlen_lowrank)
 uniform_bf16_gemms = _widened(fourier_decode_attention_lowrank, gemm_precs=("bf16", "bf16"))
 varlen_bf16_gemms = _widened(fourier_decode_attention_varlen_lowrank, gemm_precs=("bf16", "bf16"))
+uniform_warps8 = _widened(fourier_decode_attention_lowrank, num_warps=8)
+varlen_warps8 = _widened(fourier_decode_attention_varlen_lowrank, num_warps=8)

@@ -1029,6 +1029,7 @@ class LowRankPlan:
         f32 = dict(dtype=torch.float32, device=dev)
         rows = self.n_rows
         self.h = torch.zeros(b, rows, self.n_blocks, self.pv, **f32)  # blocks past a short middle stay 0
+        self._u16 = self._h16 = None  # bfloat16 U and H for the bf16 GEMMs on a GPU (`_u_target`, `_h_target`)
         self.hm = torch.full((b, rows, self.n_blocks), -1.0e30, **f32)
         self.qbd = torch.zeros(b, rows, self.kwp, dtype=q.dtype, device=dev)
         parts_m = b * hkv * self.splits
@@ -1160,7 +1161,7 @@ class LowRankPlan:
         rounds on its store, so no copy kernel runs before the GEMM), else U itself (the interpreter has no bfloat16
         stores; `_product_bf16` rounds there)."""
         if self.gemm_precs[0] == "bf16" and self.q.is_cuda and self._qs_gemm and self.qs_fused:
-            if getattr(self, "_u16", None) is None or self._u16.shape != self.u.shape:
+            if self._u16 is None or self._u16.shape != self.u.shape:
                 self._u16 = torch.zeros_like(self.u, dtype=torch.bfloat16)
             return self._u16
         return self.u
@@ -1169,7 +1170,7 @@ class LowRankPlan:
         """Where `_merge_kernel` stores the rescaled H: a bfloat16 buffer on a GPU when v_gemm's planes take "bf16"
         (as `_u_target`), else H itself (rescaled in place)."""
         if self.gemm_precs[1] == "bf16" and self.q.is_cuda and self._v_gemm:
-            if getattr(self, "_h16", None) is None:
+            if self._h16 is None:
                 self._h16 = torch.zeros_like(self.h, dtype=torch.bfloat16)
             return self._h16
         return self.h

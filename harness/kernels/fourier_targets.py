@@ -60,11 +60,10 @@ def ratio_text(x: float, target: float) -> str:
 def _median_run(runs: list[tuple]) -> tuple[tuple, list[float]]:
     """Of (run, metrics, sdpa, kernel) tuples, those at the commit of the newest run: the one of median speedup (the
     lower middle of an even count) and every one's speedup, ascending."""
-    newest = max(runs, key=lambda r: r[0] or "")
-    sha = newest[1]["latency_ms"].get("git_sha")
-    same = sorted((r for r in runs if r[1]["latency_ms"].get("git_sha") == sha),
-                  key=lambda r: (r[2]["value"] / r[1]["latency_ms"]["value"], r[0] or ""))
-    return same[(len(same) - 1) // 2], [r[2]["value"] / r[1]["latency_ms"]["value"] for r in same]
+    sha = max(runs, key=lambda r: r[0] or "")[1]["latency_ms"].get("git_sha")
+    same = sorted(((r[2]["value"] / r[1]["latency_ms"]["value"], r[0] or "", r) for r in runs
+                   if r[1]["latency_ms"].get("git_sha") == sha), key=lambda t: t[:2])
+    return same[(len(same) - 1) // 2][2], [t[0] for t in same]
 
 
 def runs_text(speedups: list[float], target: float) -> str:

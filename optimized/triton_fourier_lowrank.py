@@ -74,7 +74,9 @@ MAX_BLOCK = 2048
 # The stream's warps where it has fewer programs than SMs. H100 at 47038c8 (results/gpu/tune_lowrank-2026-12-07-H100-
 # 47038c8-warps.json), us with 4 / 8 warps: 1 x 128k 95.0-95.3 / 91.7 (128 programs), 2 x 32k 68.0-68.2 / 66.2 (124),
 # 1 x 32k 56.8-57.3 / 56.2 (124), 1 x 4k 43.3-43.4 / 43.5 (96); at 8 x 32k (256 programs) 8 warps lost, 187.1 against
-# 174.0 (8ab8225). gpu-profile conformance of the stream at 8 warps: docs/fourier-attention.md, eleventh pass.
+# 174.0 (8ab8225). gpu-profile conformance of the stream at 8 warps at every shape passed at 79168db (bfloat16 and
+# float16, uniform and varlen; the same worst errors as at 4 warps), and two bench runs there gave 1 x 128k 96.4 us
+# (98.3 at 47038c8), 1 x 32k 56.6-56.8 (57.2): docs/fourier-attention.md, eleventh pass.
 STREAM_WARPS_FEW = 8
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16

@@ -78,6 +78,11 @@ MAX_BLOCK = 2048
 # float16, uniform and varlen; the same worst errors as at 4 warps), and two bench runs there gave 1 x 128k 96.4 us
 # (98.3 at 47038c8), 1 x 32k 56.6-56.8 (57.2): docs/fourier-attention.md, eleventh pass.
 STREAM_WARPS_FEW = 8
+# Programmatic dependent launch (sm_90 and later; `pdl`): the prologue, the stream, the merge and the output launch
+# with it. Each waits for the kernel before it (griddepcontrol.wait) before its first load or store, then lets its
+# own dependants launch, so the next launch and its programs' start overlap this kernel's tail instead of following
+# it. The cuBLAS GEMMs between them launch as usual.
+PDL = True
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -264,6 +269,15 @@ def tf32_cut(x):
 
 
 @triton.jit
+def after_predecessor(PDL: tl.constexpr):
+    """With PDL (the launch's programmatic dependent launch): wait until the kernel before this one has finished
+    and its stores are visible, then let the kernel after this one launch. Without it, nothing: stream order."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+
+
+@triton.jit
 def _compressed_rows_kernel(Q, KKEPT, KSTART, KCOS, KSC, KSH, QC, Z0, LENS, sqb, sqh, sql, sqd, Hkv, Cck, Nk, n_rows,
                             period, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr,
                             BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -381,7 +395,7 @@ def _middle_kernel(
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
-    ALIGN: tl.constexpr,
+    ALIGN: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
     factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V, and per block H_k = P @ VV with
@@ -396,7 +410,9 @@ def _middle_kernel(
     (it carries q_c . mu_k, which can dominate the score) is not in the tables: Re Z_0 is added in float32.
     A_SPLIT: A comes as the products of the query spectrum's two real parts, P_c = U_c W_K at A and P_s = U_s W_K
     a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s). A is strided (sar, sab,
-    sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`)."""
+    sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`). PDL:
+    launched with programmatic dependent launch (`after_predecessor`)."""
+    after_predecessor(PDL)
     pid = tl.program_id(0)
     split = tl.program_id(1)
     row_blocks = tl.cdiv(n_rows, BLOCK_R)
@@ -518,12 +534,13 @@ def _prologue_kernel(
     D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
     QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr, DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_T: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr,
-    ROWS: tl.constexpr,
+    ROWS: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """What reads only the queries and the cache, in one launch (`qx_fused`): programs 0 .. qp_programs - 1 are
     `query_products` (bh, frequency tile), the next ex_programs `exact_part` (bh, exact split), and with ROWS
     (`qr_fused`) the rest `query_rows` (b, row block, chunk). No part reads what another writes, so their loads
-    overlap instead of each kernel's ramp and tail."""
+    overlap instead of each kernel's ramp and tail. PDL: launched with programmatic dependent launch."""
+    after_predecessor(PDL)
     pid = tl.program_id(0)
     if pid < qp_programs:
         query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
@@ -544,12 +561,14 @@ def _prologue_kernel(
 @triton.jit
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
-                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr):
+                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, PDL: tl.constexpr = False):
     """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled to
     them into HO (H itself, or a bfloat16 copy for the planes' bfloat16 GEMM): HO_k = H_k e^{m_k - m} / l, so
     F = H @ W_V^H is the spectrum of the normalized probabilities.
     Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
-    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops."""
+    program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops.
+    PDL: launched with programmatic dependent launch."""
+    after_predecessor(PDL)
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
@@ -685,14 +704,15 @@ def _output_kernel(
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
-    EMUL_TF32: tl.constexpr = False,
+    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     PARTS > 0: the sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a
     time; else it is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv],
     `_v_sums`). VO (`vo_fused`, with v_gemm): programs (bh, n_out + c) take those sums from the planes themselves
     (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
-    programs (bh, < n_out) store the kept channels only."""
+    programs (bh, < n_out) store the kept channels only. PDL: launched with programmatic dependent launch."""
+    after_predecessor(PDL)
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -1046,6 +1066,9 @@ class LowRankPlan:
         self.m, self.l, self.mid = (torch.zeros(b, rows, **f32) for _ in range(3))
         self.result = out if out is not None else torch.empty_like(q)
         self.lens_arg = lens if lens is not None else self.k_start
+        # programmatic dependent launch of the four Triton kernels (PDL): sm_90 and later only (an attribute, which
+        # the tuning sweeps)
+        self.pdl = PDL and gpu and torch.cuda.get_device_capability(dev)[0] >= 9
 
     @property
     def qs_gemm(self) -> bool:
@@ -1156,6 +1179,11 @@ class LowRankPlan:
             else:
                 self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
             self.r = torch.zeros(self.b, self.n_rows, self.cv, dtype=torch.float32, device=dev)
+
+    @property
+    def _pdl_kw(self) -> dict:
+        """The launch arguments of programmatic dependent launch: the kernel's PDL and the launcher's launch_pdl."""
+        return {"PDL": True, "launch_pdl": True} if self.pdl else {}
 
     def _u_target(self) -> torch.Tensor:
         """Where `_query_products_kernel` stores U: a bfloat16 buffer on a GPU when A's GEMM takes "bf16" (the kernel
@@ -1288,7 +1316,7 @@ class LowRankPlan:
                 self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, self.le, self.sm_scale, self.k_width,
                 qp_programs, tiles, ex_programs, self.esplits, row_blocks, chunks, QP_PREC=qp_prec,
                 DT=TL_DTYPE[q.dtype], E_PREC=self.prec, BLOCK_D=self.block_d, BLOCK_T=self.block_t, KWP=self.kwp,
-                BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align, ROWS=rows > 0, **consts)
+                BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align, ROWS=rows > 0, **consts, **self._pdl_kw)
             return
         _compressed_rows_kernel[(self.b * self.hkv,)](
             q, self.k_kept, self.k_start, self.k_cos, self.k_sc, self.k_sh, self.qc, self.z0, self.lens_arg,
@@ -1313,7 +1341,7 @@ class LowRankPlan:
             BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block, PK=self.pk,
             PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, ALIGN=self.align,
-            num_warps=self.num_warps, num_stages=self.num_stages,
+            num_warps=self.num_warps, num_stages=self.num_stages, **self._pdl_kw,
             **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
 
     def _exact(self, q, dt, varlen) -> None:
@@ -1331,7 +1359,7 @@ class LowRankPlan:
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self._h_target(),
             self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
             BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks,
-            PV=self.pv, HAS_H=self.cv > 0)
+            PV=self.pv, HAS_H=self.cv > 0, **self._pdl_kw)
         if not self.cv:
             return
         if self._v_gemm:
@@ -1400,7 +1428,7 @@ class LowRankPlan:
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
             BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.out_prec or self.cprec,
             num_warps=self.out_warps,
-            PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0, V_GEMM=self._v_gemm)
+            PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0, V_GEMM=self._v_gemm, **self._pdl_kw)
 
 
 def lowrank_plan(

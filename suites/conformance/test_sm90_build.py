@@ -111,3 +111,25 @@ def test_jit_faithful_build_and_its_loops_tied_to_source(tmp_path):
     spec, tied = done.stdout.splitlines()
     assert spec == "i32 i32 1 [0, 1, 2]", spec  # X, Y and n = 48 divisible by 16; m = 7 not; one a constant
     assert tied.startswith("True"), done.stdout
+
+
+def test_the_stream_with_programmatic_dependent_launch_waits_before_it_reads(tmp_path):
+    """With PDL the low-rank stream builds for sm_90 with griddepcontrol.wait ahead of its first global load and
+    griddepcontrol.launch_dependents after it; without PDL neither instruction is in the kernel."""
+    script = tmp_path / "pdl.py"
+    script.write_text(textwrap.dedent('''
+        from optimized.sm90_build import build_sm90, lowrank_cases
+
+        name, fn, consts = lowrank_cases()[0]
+        for pdl in (True, False):
+            ptx = build_sm90(fn, {**consts, "PDL": pdl}, "bf16", 4).asm["ptx"]
+            body = ptx[ptx.index(".entry"):]
+            wait, launch = body.find("griddepcontrol.wait"), body.find("griddepcontrol.launch_dependents")
+            first_load = min(i for i in (body.find("ld.global"), body.find("cp.async")) if i >= 0)
+            print(pdl, wait >= 0, launch >= 0, 0 <= wait < first_load, wait < launch)
+        '''))
+    done = _run([str(script)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    on, off = done.stdout.splitlines()
+    assert on == "True True True True True", on
+    assert off.startswith("False False False"), off

@@ -1,0 +1,27 @@
+"""Programmatic dependent launch of the low-rank kernel's four Triton launches (`pdl`): on where the GPU has it
+(sm_90 and later), never in the interpreter, and each of those kernels takes the PDL switch that makes it wait
+for the kernel before it (the sm_90 build test checks where the wait lands)."""
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+import optimized.triton_fourier_lowrank as lowrank
+from reference.ops.fourier_cache import make_fourier_cache
+
+LAUNCHED_WITH_PDL = ("_prologue_kernel", "_middle_kernel", "_merge_kernel", "_output_kernel")
+
+
+def test_programmatic_dependent_launch_is_off_in_the_interpreter_and_complete_when_on():
+    x = make_fourier_cache(2, 4, 2, 16, 120, 12, n_init=2, n_local=10, dtype=torch.float16, device="cpu", seed=3)
+    plan = lowrank.lowrank_plan(**x)
+    assert plan.pdl is False and plan._pdl_kw == {}
+    plan.pdl = True  # as on an H100: the kernel's switch and the launcher's option go together
+    assert plan._pdl_kw == {"PDL": True, "launch_pdl": True}
+
+
+def test_every_kernel_launched_with_pdl_has_the_switch_off_by_default():
+    for name in LAUNCHED_WITH_PDL:
+        param = inspect.signature(getattr(lowrank, name).fn).parameters.get("PDL")
+        assert param is not None and param.default is False, name

@@ -80,9 +80,12 @@ MAX_BLOCK = 2048
 STREAM_WARPS_FEW = 8
 # Programmatic dependent launch (sm_90 and later; `pdl`): the prologue, the stream, the merge and the output launch
 # with it. Each waits for the kernel before it (griddepcontrol.wait) before its first load or store, then lets its
-# own dependants launch, so the next launch and its programs' start overlap this kernel's tail instead of following
-# it. The cuBLAS GEMMs between them launch as usual.
-PDL = True
+# own dependants launch, so the next launch and its programs' start may overlap this kernel's tail. The cuBLAS GEMMs
+# between them launch as usual, so only the stream -> merge boundary is Triton on both sides. Off: on one H100 at
+# ff78acf (results/gpu/profile_lowrank-2026-12-07-H100-ff78acf-pdl.json), graph us off / on: 1 x 4k 45.4 / 47.0,
+# 1 x 32k 57.1 / 56.6, 1 x 128k 94.2 / 100.3, 8 x 32k 165.7 / 160.5; two bench runs with it on gave 43.1-43.2,
+# 57.4-57.5, 97.9-98.0 and 158.7-159.5 against 43.5-43.7, 56.6-56.8, 96.4 and 157.3-160.2 without it at 79168db.
+PDL = False
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have

@@ -47,6 +47,7 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
+from optimized.lowrank_folds import fold_block_for, fold_products, fold_sums_tile, k_fold, stored_fold, v_fold
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
@@ -86,6 +87,11 @@ STREAM_WARPS_FEW = 8
 # 1 x 32k 57.1 / 56.6, 1 x 128k 94.2 / 100.3, 8 x 32k 165.7 / 160.5; two bench runs with it on gave 43.1-43.2,
 # 57.4-57.5, 97.9-98.0 and 158.7-159.5 against 43.5-43.7, 56.6-56.8, 96.4 and 157.3-160.2 without it at 79168db.
 PDL = False
+# The coefficient folds (`folds`, optimized/lowrank_folds.py): each sequence's coefficients multiplied by the block
+# tables once per cache, so the step computes A in the prologue and the compressed V channels in the output, with no
+# GEMM (and no split-K reduction) between the Triton launches. Needs the prologue (the GEMM path with the exact tokens
+# in its launch) and the V sums in the output's launch (v_gemm, vo_fused).
+FOLDS = True
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -537,18 +543,28 @@ def _prologue_kernel(
     D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
     QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr, DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_T: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr,
-    ROWS: tl.constexpr, PDL: tl.constexpr = False,
+    ROWS: tl.constexpr, PDL: tl.constexpr = False, FOLDK=None, sfkb=0, sfkc=0, n_cols=0, FOLD: tl.constexpr = False,
+    FDT: tl.constexpr = tl.float32, F_PREC: tl.constexpr = None, F_EMUL_BF16: tl.constexpr = False,
+    F_EMUL_TF32: tl.constexpr = False,
 ):
     """What reads only the queries and the cache, in one launch (`qx_fused`): programs 0 .. qp_programs - 1 are
     `query_products` (bh, frequency tile), the next ex_programs `exact_part` (bh, exact split), and with ROWS
     (`qr_fused`) the rest `query_rows` (b, row block, chunk). No part reads what another writes, so their loads
-    overlap instead of each kernel's ramp and tail. PDL: launched with programmatic dependent launch."""
+    overlap instead of each kernel's ramp and tail. PDL: launched with programmatic dependent launch. FOLD
+    (`folds`): the first programs are `fold_products` (bh, tile of A's n_cols columns) and store A itself at U
+    (strides sub, sur), so no GEMM follows."""
     after_predecessor(PDL)
     pid = tl.program_id(0)
     if pid < qp_programs:
-        query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
-                       Cck, Nk, NZ, n_rows, period, pid // n_tiles, pid % n_tiles, G, LQ, D, VARLEN, BLOCK_M, DC,
-                       BLOCK_N, QP_PREC, EMUL_TF32)
+        if FOLD:
+            b, h, period, rows, row_ok = head_of(pid // n_tiles, LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
+            fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, U, Z0, sqb, sqh, sql, sqd, sfkb, sfkc, sub, sur, Cck,
+                          Nk, n_cols, n_rows, period, b, h, rows, row_ok, pid % n_tiles, G, LQ, D, BLOCK_M, DC,
+                          BLOCK_N, FDT, F_PREC, F_EMUL_BF16, F_EMUL_TF32)
+        else:
+            query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half,
+                           Hkv, Cck, Nk, NZ, n_rows, period, pid // n_tiles, pid % n_tiles, G, LQ, D, VARLEN, BLOCK_M,
+                           DC, BLOCK_N, QP_PREC, EMUL_TF32)
     elif pid < qp_programs + ex_programs:
         e = pid - qp_programs
         exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, Hkv,
@@ -707,14 +723,18 @@ def _output_kernel(
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
-    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False,
+    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, FOLDV=None, sfvb=0, sfvc=0, FOLD: tl.constexpr = False,
+    FDT: tl.constexpr = tl.float32, F_PREC: tl.constexpr = None, F_EMUL_BF16: tl.constexpr = False,
+    F_EMUL_TF32: tl.constexpr = False,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     PARTS > 0: the sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a
     time; else it is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv],
     `_v_sums`). VO (`vo_fused`, with v_gemm): programs (bh, n_out + c) take those sums from the planes themselves
     (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
-    programs (bh, < n_out) store the kept channels only. PDL: launched with programmatic dependent launch."""
+    programs (bh, < n_out) store the kept channels only. FOLD (`folds`, with VO): those sums are the rescaled H
+    (PLANES, strides spb, spr) against the channels' folds (`fold_sums_tile`, width = H's columns). PDL: launched
+    with programmatic dependent launch."""
     after_predecessor(PDL)
     bh = tl.program_id(0)
     b = bh // Hkv
@@ -735,8 +755,12 @@ def _output_kernel(
         c_ok = cs < c_hi
         c_i = tl.where(c_ok, cs, 0)
         c_d = (tl.load(VCOMP + c_i, mask=c_ok, other=0) - h * D).to(tl.int32)  # the channels' dimensions
-        c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
-                             BLOCK_C, BLOCK_NS, VPREC, EMUL_TF32)
+        if FOLD:
+            c_sums = fold_sums_tile(PLANES, FOLDV, b, grow, row_ok, cs, c_ok, spb, spr, sfvb, sfvc, width, BLOCK_M,
+                                    BLOCK_C, BLOCK_NS, FDT, F_PREC, F_EMUL_BF16, F_EMUL_TF32)
+        else:
+            c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
+                                 BLOCK_C, BLOCK_NS, VPREC, EMUL_TF32)
         c_out = exact_merged(ACCE, MAXE, bh, rows, row_ok, c_d, c_ok, m, esplits, BLOCK_M, BLOCK_D) / l_tot[:, None]
         c_out += compressed_out(c_sums, p_mid, c_i, c_ok, b, VCOS, VSC, VSH, Ccv, Nv, period)
         tl.store(o_rows + c_d[None, :] * sod, c_out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & c_ok[None, :])
@@ -928,8 +952,10 @@ def _product_into(x, w, out, idx, dim) -> None:
         out.copy_(torch.matmul(x, w))
 
 
-def _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs) -> None:
+def _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds=None) -> None:
     check_triton_dtype("q", q)
+    if folds is not None and not isinstance(folds, bool):
+        raise ValueError(f"folds must be None or a bool (the coefficient folds), got {folds!r}")
     if gemm_precs is not None and (not isinstance(gemm_precs, (tuple, list)) or len(gemm_precs) != 2
                                    or any(p not in GEMM_PRECS for p in gemm_precs)):
         raise ValueError(f"gemm_precs must be None or two of {GEMM_PRECS} (A's GEMM, F's GEMM), got {gemm_precs!r}")
@@ -945,8 +971,8 @@ class LowRankPlan:
     """Shapes, tables and scratch of one call; `run(upto)` launches phases 1..upto (PHASES)."""
 
     def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, periods, scale, out, block_t=None, block=None,
-                 num_splits=None, num_warps=None, block_r=None, lens=None, gemm_precs=None):
-        _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs)
+                 num_splits=None, num_warps=None, block_r=None, lens=None, gemm_precs=None, folds=None):
+        _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_lowrank")
@@ -973,6 +999,7 @@ class LowRankPlan:
         self.nz = min(self.k_cos.shape[2], self.t_max // 2 + 1) if self.ck else 0
         self.nv = min(self.v_cos.shape[2], self.t_max // 2 + 1) if self.cv else 0
         sms = torch.cuda.get_device_properties(q.device).multi_processor_count if gpu else None
+        self.sms = sms
         row_programs = b * triton.cdiv(hq * lq, block_r or 16)
         self.block = block or choose_block(periods, self.nz, self.nv, self.block_t, mid_len, MAX_RANK, row_programs,
                                            sms)
@@ -1062,6 +1089,7 @@ class LowRankPlan:
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
+        self._folds, self._fold_cache = False, None  # the coefficient folds (`folds`), made on first use
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
         self._vo_fused = VO_FUSED  # the V sums in the output's launch (`vo_fused`)
@@ -1072,6 +1100,7 @@ class LowRankPlan:
         # programmatic dependent launch of the four Triton kernels (PDL): sm_90 and later only (an attribute, which
         # the tuning sweeps)
         self.pdl = PDL and gpu and torch.cuda.get_device_capability(dev)[0] >= 9
+        self.folds = FOLDS if folds is None else folds
 
     @property
     def qs_gemm(self) -> bool:
@@ -1097,8 +1126,9 @@ class LowRankPlan:
 
     @property
     def a_split(self) -> bool:
-        """Whether A comes as the two products P_c, P_s of the GEMM path (`_middle_kernel`'s A_SPLIT)."""
-        return self._qs_gemm
+        """Whether A comes as the two products P_c, P_s of the GEMM path (`_middle_kernel`'s A_SPLIT); with the folds
+        the prologue stores A itself."""
+        return self._qs_gemm and not self.folds
 
     @property
     def a_t(self) -> bool:
@@ -1118,9 +1148,50 @@ class LowRankPlan:
         if self.a_t:
             self._a_buf = torch.zeros(blocks * pk, 2 * b * rows, **f32)
             self.a = self._a_buf.view(blocks, pk, 2, b, rows).permute(2, 3, 4, 0, 1)
+            self._a_key = (self.a_split, self.a_t)
             return
+        self._a_key = (self.a_split, self.a_t)
         halves = (2,) if self.a_split else ()
         self.a = torch.zeros(*halves, b, rows, blocks, pk, **f32)
+
+    @property
+    def folds(self) -> bool:
+        """Whether the step reads the coefficient folds (FOLDS): only with the prologue (`exact_in_phase_1`) and
+        the V sums in the output's launch (`vo_fused`); setting it lays A out for the path."""
+        return self._folds and self.exact_in_phase_1 and self.vo_fused
+
+    @folds.setter
+    def folds(self, on: bool) -> None:
+        self._folds = bool(on)
+        self._alloc_a()
+        if self.folds:  # made now, outside any graph capture (a later path change makes them on first use)
+            self._fold_tensors()
+
+    def _fold_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(FoldK [B, C_k, blocks x PK], FoldV [B, C_v, blocks x PV]) in the GEMMs' precisions (`stored_fold`), made
+        once: they depend on the cache and the block, not on the query."""
+        if self._fold_cache is None:
+            opts = dict(dtype=torch.float64, device=self.q.device)
+            fk = torch.zeros(self.b, max(self.ck, 1), self.n_blocks * self.pk, **opts)
+            fv = torch.zeros(self.b, max(self.cv, 1), self.n_blocks * self.pv, **opts)
+            for (_, _, _, idx, w_k, _), table in zip(self.groups, self.v_tables):
+                seqs = idx if idx is not None else torch.arange(self.b, device=self.q.device)
+                if self.ck:
+                    fk[seqs] = k_fold(self.k_cos[seqs], self.k_sin[seqs], w_k)
+                if self.cv:
+                    fv[seqs] = v_fold(self.v_cos[seqs], self.v_sin[seqs], table)
+            gpu = self.q.is_cuda
+            self._fold_cache = (stored_fold(fk, self.gemm_precs[0], gpu), stored_fold(fv, self.gemm_precs[1], gpu))
+        return self._fold_cache
+
+    def _fold_consts(self, prec: str) -> dict:
+        """The fold products' constexprs for GEMM precision `prec`: bfloat16 or TF32 operands on a GPU, their
+        interpreter stand-ins (`fold_operands`), or float32 FMA."""
+        gpu = self.q.is_cuda
+        if prec == "bf16":
+            return dict(FDT=tl.bfloat16 if gpu else tl.float32, F_PREC=None if gpu else "ieee", F_EMUL_BF16=not gpu)
+        return dict(FDT=tl.float32, F_PREC="tf32" if prec == "tf32" and gpu else "ieee",
+                    F_EMUL_TF32=prec == "tf32" and not gpu)
 
     @property
     def esplits(self) -> int:
@@ -1246,9 +1317,11 @@ class LowRankPlan:
         """Phases 1..upto (PHASES)."""
         q, varlen = self.q, self.lens is not None
         dt = TL_DTYPE[q.dtype]
+        if self._a_key != (self.a_split, self.a_t):  # a path setting changed after the plan was made
+            self._alloc_a()
         if upto >= 1 and self.ck:
             self._query_spectrum(q, varlen)
-        if upto >= 2 and self.ck:
+        if upto >= 2 and self.ck and not self.folds:
             a_prec = self.gemm_precs[0]
             for g, (_, nz, _, idx, w_k, _) in enumerate(self.groups):
                 if self.a_t:  # [P_c; P_s]^T = W_K^T [U_c; U_s]^T, [blocks x r, 2 x B x rows]
@@ -1298,8 +1371,15 @@ class LowRankPlan:
             block_n, gpu = self.qp_block_n, q.is_cuda
             tf32 = self.qs_gemm_prec == "tf32"
             u, tiles = self._u_target(), triton.cdiv(self.nz, block_n)
+            fold = dict(FOLDK=None, sfkb=0, sfkc=0, n_cols=0)
+            if self.folds:  # A itself, [B, rows, blocks x PK], from the folds
+                fk, u = self._fold_tensors()[0], self.a.view(self.b, self.n_rows, -1)
+                block_n = fold_block_for(self.b * self.hkv, u.shape[2], self.sms)
+                tiles = triton.cdiv(u.shape[2], block_n)
+                fold = dict(FOLDK=fk, sfkb=fk.stride(0), sfkc=fk.stride(1), n_cols=u.shape[2], FOLD=True,
+                            **self._fold_consts(self.gemm_precs[0]))
             args = (q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0)
-            u_strides = (u.stride(1), u.stride(2), u.stride(0))  # per sequence, row; the sine half
+            u_strides = (u.stride(0), u.stride(1), 0) if self.folds else (u.stride(1), u.stride(2), u.stride(0))
             consts = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
                           DC=16 if self.d <= 16 else 32, BLOCK_N=block_n, EMUL_TF32=tf32 and not gpu,
                           num_warps=self.qp_warps)
@@ -1319,7 +1399,8 @@ class LowRankPlan:
                 self.k_cos.shape[2], self.nz, self.n_rows, self.t_max, self.le, self.sm_scale, self.k_width,
                 qp_programs, tiles, ex_programs, self.esplits, row_blocks, chunks, QP_PREC=qp_prec,
                 DT=TL_DTYPE[q.dtype], E_PREC=self.prec, BLOCK_D=self.block_d, BLOCK_T=self.block_t, KWP=self.kwp,
-                BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align, ROWS=rows > 0, **consts, **self._pdl_kw)
+                BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align, ROWS=rows > 0, **consts, **self._pdl_kw,
+                **fold)
             return
         _compressed_rows_kernel[(self.b * self.hkv,)](
             q, self.k_kept, self.k_start, self.k_cos, self.k_sc, self.k_sh, self.qc, self.z0, self.lens_arg,
@@ -1363,7 +1444,7 @@ class LowRankPlan:
             self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
             BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks,
             PV=self.pv, HAS_H=self.cv > 0, **self._pdl_kw)
-        if not self.cv:
+        if not self.cv or self.folds:  # the folds: the output reads the rescaled H itself
             return
         if self._v_gemm:
             h, prec = self._h_target().view(self.b, self.n_rows, -1), self.gemm_precs[1]
@@ -1416,6 +1497,11 @@ class LowRankPlan:
                 VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
                 FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
         vo, planes = self.vo_fused, self.planes if self.vo_fused else f
+        fold = dict(FOLDV=None, sfvb=0, sfvc=0)
+        if self.folds:  # the rescaled H [B, rows, blocks x PV] against FoldV: width is H's columns
+            fv, planes = self._fold_tensors()[1], self._h_target().view(self.b, self.n_rows, -1)
+            fold = dict(FOLDV=fv, sfvb=fv.stride(0), sfvc=fv.stride(1), FOLD=True,
+                        **self._fold_consts(self.gemm_precs[1]))
         n_out = grid[1]
         if vo:
             grid = (grid[0], n_out + triton.cdiv(self.cv_head, self.vs_block_c))
@@ -1425,7 +1511,7 @@ class LowRankPlan:
             self.po if chunks else f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
             f.stride(0), f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
             self.splits, chunks, planes, self.v_comp, *(planes.stride() if vo else (0, 0, 0)),
-            planes.shape[2] // 2 if vo else 0, n_out, VO=vo, BLOCK_C=self.vs_block_c, BLOCK_NS=self.vs_block_n,
+            (planes.shape[2] if self.folds else planes.shape[2] // 2) if vo else 0, n_out, **fold, VO=vo, BLOCK_C=self.vs_block_c, BLOCK_NS=self.vs_block_n,
             VPREC="tf32" if tf32 and res.is_cuda else "ieee", EMUL_TF32=tf32 and not res.is_cuda, G=self.group,
             LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
@@ -1439,13 +1525,13 @@ def lowrank_plan(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None,
+    gemm_precs=None, folds=None,
 ) -> LowRankPlan:
     """The launches of `fourier_decode_attention_lowrank` without its input checks (which synchronize with the
     GPU); `n_init` is taken for the op's signature only (the exact tensors hold the sinks first)."""
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, [int(period)],
-                       scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs=gemm_precs)
+                       scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs=gemm_precs, folds=folds)
 
 
 def planned_lowrank(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
@@ -1464,6 +1550,8 @@ def bench_extra(inputs: dict) -> dict:
     plan = lowrank_plan(**inputs)
     tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
     tables += sum(4 * t.numel() for t in plan.v_tables)  # v_gemm's planes tables
+    if plan.folds:  # the folds stand in for the tables (and all but the n = 0 column of the coefficients)
+        tables = sum(t.numel() * t.element_size() for t in plan._fold_tensors())
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
     gemm_scratch = sum(t.numel() for t in ((plan.u,) if plan.qs_fused else (plan.qc, plan.u))) if plan.qs_gemm else 0
@@ -1478,7 +1566,7 @@ def bench_extra(inputs: dict) -> dict:
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
-                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused}}
+                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused, "folds": plan.folds}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(
@@ -1489,7 +1577,7 @@ def fourier_decode_attention_lowrank(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None,
+    gemm_precs=None, folds=None,
 ):
     """FlashFourierAttention decode with low-rank block bases (module docstring): out [B, Hq, Lq, D] in q's dtype.
 
@@ -1497,13 +1585,14 @@ def fourier_decode_attention_lowrank(
     `block_t` (tokens per tile, a power of two >= 16; 32), `block` (tokens per basis block, a power-of-two multiple
     of block_t; the largest whose rank stays <= MAX_RANK), `num_splits` (middle splits per row block; two waves),
     `num_warps` (4), `block_r` (query rows per program, a power of two >= 16; 16), `gemm_precs` (the precisions of
-    the GEMMs A and F, two of GEMM_PRECS; GEMM_PRECS_16 for 16-bit inputs, ("ieee", "ieee") for float32)."""
+    the GEMMs A and F, two of GEMM_PRECS; GEMM_PRECS_16 for 16-bit inputs, ("ieee", "ieee") for float32), `folds`
+    (the coefficient folds where the path allows them, optimized/lowrank_folds.py; FOLDS)."""
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)
     return lowrank_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
-                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs).run()
+                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds).run()
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_lowrank")
@@ -1513,7 +1602,7 @@ def fourier_decode_attention_varlen_lowrank(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_lens, periods, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None,
+    gemm_precs=None, folds=None,
 ):
     """The low-rank decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): each
     program reads its sequence's lengths; sequences sharing a period share the tables W_K, W_V (one GEMM each)."""
@@ -1523,7 +1612,7 @@ def fourier_decode_attention_varlen_lowrank(
     return varlen_lowrank_plan(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos,
                                k_sin, k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale,
                                v_shift, mid_lens, periods, scale, out, block_t, block, num_splits, num_warps,
-                               block_r, gemm_precs).run()
+                               block_r, gemm_precs, folds).run()
 
 
 def varlen_lowrank_plan(
@@ -1531,7 +1620,7 @@ def varlen_lowrank_plan(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_lens, periods, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None,
+    gemm_precs=None, folds=None,
 ) -> LowRankPlan:
     """The launches of `fourier_decode_attention_varlen_lowrank` without its input checks; reads the periods to the
     host (one sync)."""
@@ -1539,4 +1628,4 @@ def varlen_lowrank_plan(
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
                        [int(p) for p in periods.tolist()], scale, out, block_t, block, num_splits, num_warps,
-                       block_r, lens=lens, gemm_precs=gemm_precs)
+                       block_r, lens=lens, gemm_precs=gemm_precs, folds=folds)

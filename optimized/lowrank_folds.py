@@ -1,0 +1,138 @@
+"""The low-rank kernel's coefficient folds (`folds`): each sequence's Fourier coefficients multiplied once by the
+block tables, so a decode step needs no GEMM between its Triton launches.
+
+With the block tables of `triton_fourier_lowrank` (W_K [n, (k, rho)], the planes table T [(k, rho), n]), the
+step's two products over frequencies are
+- scores (eq. scores, factored): A = Z W_K with Z_n = sum_c (q_c s_c / T) (a_{c,n} - i b_{c,n}), so
+  A = sum_c (q_c s_c / T) FoldK[c], FoldK[c] = (a_c - i b_c) W_K, a [C_k, 2 M] real table per sequence;
+- values (eq. values): the compressed channel's sum over frequencies is planes a'^T - ... with planes = H T, so it
+  is H FoldV[c], FoldV[c] = T_re a'_c - T_im b'_c, a [C_v, 2 M'] real table per sequence.
+The folds depend on the cache and the block only, not on the query: they are made once per cache, as the
+coefficients are, and stand in for the coefficients and the tables in the step. Per sequence they hold
+(C_k + C_v) x 2 M floats: at 1 x 128k (2048-token blocks, rank 21) about 8 MB in bfloat16, against 6.4 MB of
+float32 coefficients and the tables the step no longer reads.
+
+`fold_products` is the prologue's part (A and Re Z_0 for one KV head and one tile of A's columns) and
+`fold_sums_tile` the output's (the compressed V channels' sums from the rescaled H).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from optimized.triton_fourier_tiles import bf16_rounded
+
+FOLD_PRECS = ("ieee", "tf32", "bf16")
+
+
+def k_fold(k_cos: torch.Tensor, k_sin: torch.Tensor, w_k: torch.Tensor) -> torch.Tensor:
+    """FoldK [S, C_k, 2 M] (float64) of S sequences' K coefficients [S, C_k, >= nz] and a period's W_K [nz, M]
+    (complex; its n = 0 row is zero): the real view of (a - i b) W_K, re and im interleaved as the stream reads A
+    (A = P_c - i P_s: Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s)."""
+    nz = w_k.shape[0]
+    w = torch.view_as_real(w_k.resolve_conj()).flatten(1).double()
+    p_c = k_cos[:, :, :nz].double() @ w
+    p_s = k_sin[:, :, :nz].double() @ w
+    swapped = p_s.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # P_s at the partner column j ^ 1
+    sign = torch.ones(2, dtype=torch.float64, device=w.device)
+    sign[1] = -1.0
+    return p_c + sign.repeat(w.shape[1] // 2) * swapped
+
+
+def v_fold(v_cos: torch.Tensor, v_sin: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """FoldV [S, C_v, 2 M'] (float64) of S sequences' V coefficients [S, C_v, N_v] and a period's planes table
+    [2 M', 2 width] (H to [w Re F | w Im F]): the compressed channel's sum (w Re F) a'^T - (w Im F) b'^T as one
+    product with H."""
+    width = table.shape[1] // 2
+    cols = min(width, v_cos.shape[2])
+    t = table.double()
+    return (v_cos[:, :, :cols].double() @ t[:, :cols].T - v_sin[:, :, :cols].double() @ t[:, width:width + cols].T)
+
+
+def stored_fold(fold: torch.Tensor, prec: str, gpu: bool) -> torch.Tensor:
+    """A fold as the kernels read it: bfloat16 on a GPU for "bf16" (the interpreter keeps float32 values rounded
+    to bfloat16, its stand-in), else float32."""
+    if prec not in FOLD_PRECS:
+        raise ValueError(f"fold precision must be one of {FOLD_PRECS}, got {prec!r}")
+    f32 = fold.float().contiguous()
+    if prec != "bf16":
+        return f32
+    return f32.to(torch.bfloat16) if gpu else f32.to(torch.bfloat16).float()
+
+
+@triton.jit
+def fold_operands(x, y, FDT: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """The dot operands in the fold's precision: FDT on a GPU (bfloat16 or float32), and in the interpreter x
+    rounded to bfloat16 (y is stored so) or both cut to TF32, as the tensor cores would."""
+    if EMUL_BF16:
+        x = bf16_rounded(x)
+    if EMUL_TF32:
+        x = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+        y = (y.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+    return x.to(FDT), y.to(FDT)
+
+
+@triton.jit
+def fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, A, Z0, sqb, sqh, sql, sqd, sfb, sfc, sab, sar, Cck, Nk,
+                  n_cols, n_rows, period, b, h, rows, row_ok, tile, G: tl.constexpr, LQ: tl.constexpr,
+                  D: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr,
+                  PREC: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """A[b, rows, tile] = (q_c s_c / T) @ FoldK[b, head h's compressed K channels, tile] for KV head h's G * LQ
+    rows (eq. scores, folded), the channels read DC at a time from their run of the compressed list, and from the
+    first tile Re Z_0 = u_0 / T + sum_c q_c mu_c in float32 (as `query_products`)."""
+    js = tile * BLOCK_N + tl.arange(0, BLOCK_N)
+    j_ok = js < n_cols
+    first = tile == 0
+    c_lo = h * D - tl.load(KSTART + h)
+    c_hi = (h + 1) * D - tl.load(KSTART + h + 1)
+    q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for c0 in range(c_lo, c_hi, DC):
+        cs = c0 + tl.arange(0, DC)
+        comp = cs < c_hi
+        dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
+        q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
+        sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+        sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+        qs = q * sc[None, :] / period
+        z0 += tl.sum(q * sh[None, :], 1)
+        if first:
+            a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
+            z0 += tl.sum(qs * a0[None, :], 1)
+        f = tl.load(FOLDK + b * sfb + cs[:, None] * sfc + js[None, :], mask=comp[:, None] & j_ok[None, :], other=0.0)
+        x, y = fold_operands(qs, f, FDT, EMUL_BF16, EMUL_TF32)
+        acc = tl.dot(x, y, acc, input_precision=PREC)
+    grow = h * G * LQ + rows
+    tl.store(A + b * sab + grow[:, None] * sar + js[None, :], acc, mask=row_ok[:, None] & j_ok[None, :])
+    if first:
+        tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok)
+
+
+@triton.jit
+def fold_sums_tile(HO, FOLDV, b, grow, row_ok, cs, c_ok, shb, shr, sfb, sfc, n_cols, BLOCK_M: tl.constexpr,
+                   BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr, PREC: tl.constexpr,
+                   EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """sum_j HO[b, row, j] FoldV[b, c, j] (eq. values, folded) for rows grow and the compressed V channels cs: the
+    rescaled H (`_merge_kernel`) against the channels' folds, BLOCK_N of H's columns at a time."""
+    h_row = HO + b * shb + grow[:, None] * shr
+    f_col = FOLDV + b * sfb + cs[None, :] * sfc
+    acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    for j0 in range(0, n_cols, BLOCK_N):
+        js = j0 + tl.arange(0, BLOCK_N)
+        j_ok = js < n_cols
+        hs = tl.load(h_row + js[None, :], mask=row_ok[:, None] & j_ok[None, :], other=0.0).to(tl.float32)
+        f = tl.load(f_col + js[:, None], mask=j_ok[:, None] & c_ok[None, :], other=0.0)
+        x, y = fold_operands(hs, f, FDT, EMUL_BF16, EMUL_TF32)
+        acc = tl.dot(x, y, acc, input_precision=PREC)
+    return acc
+
+
+def fold_block_for(programs_per_tile: int, n_cols: int, sms: int | None) -> int:
+    """Columns of A per `fold_products` program: 128, halved (to 32) while the launch would have fewer than
+    sms / 2 programs."""
+    block = 128
+    while sms and block > 32 and programs_per_tile * triton.cdiv(n_cols, block) < sms // 2:
+        block //= 2
+    return block

@@ -12,8 +12,10 @@ coefficients are, and stand in for the coefficients and the tables in the step. 
 (C_k + C_v) x 2 M floats: at 1 x 128k (2048-token blocks, rank 21) about 8 MB in bfloat16, against 6.4 MB of
 float32 coefficients and the tables the step no longer reads.
 
-`fold_products` is the prologue's part (A and Re Z_0 for one KV head and one tile of A's columns) and
-`fold_sums_tile` the output's (the compressed V channels' sums from the rescaled H).
+`fold_products` is the prologue's part (A and Re Z_0 for one KV head and one tile of A's columns);
+`fold_partials` the merge's (each merge program's columns of the rescaled H against the head's FoldV, so the sum
+over H's columns is split over as many programs as the merge has) and `fold_sums` the output's (those partial sums
+added).
 """
 from __future__ import annotations
 
@@ -111,21 +113,26 @@ def fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, A, Z0, sqb, sqh, sql,
 
 
 @triton.jit
-def fold_sums_tile(HO, FOLDV, b, grow, row_ok, cs, c_ok, shb, shr, sfb, sfc, n_cols, BLOCK_M: tl.constexpr,
-                   BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr, PREC: tl.constexpr,
-                   EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
-    """sum_j HO[b, row, j] FoldV[b, c, j] (eq. values, folded) for rows grow and the compressed V channels cs: the
-    rescaled H (`_merge_kernel`) against the channels' folds, BLOCK_N of H's columns at a time."""
-    h_row = HO + b * shb + grow[:, None] * shr
-    f_col = FOLDV + b * sfb + cs[None, :] * sfc
+def fold_partials(hs, FOLDV, b, c_lo, c_hi, js, j_ok, sfvb, sfvc, BLOCK_CV: tl.constexpr, FDT: tl.constexpr,
+                  PREC: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """hs @ FoldV[b, c_lo .. c_hi, js]^T (eq. values, folded): one merge program's share of the compressed V
+    channels' sums, from its columns js of the rescaled H (hs, float32, [rows, js]) and the channels' folds."""
+    cs = c_lo + tl.arange(0, BLOCK_CV)
+    f = tl.load(FOLDV + b * sfvb + cs[None, :] * sfvc + js[:, None], mask=j_ok[:, None] & (cs < c_hi)[None, :],
+                other=0.0)
+    x, y = fold_operands(hs, f, FDT, EMUL_BF16, EMUL_TF32)
+    return tl.dot(x, y, input_precision=PREC)
+
+
+@triton.jit
+def fold_sums(PF, bh, n_parts, rows, row_ok, k, k_ok, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+              BLOCK_CV: tl.constexpr):
+    """The compressed V channels k (offsets in the head's run) of KV head bh: the merge programs' n_parts partial
+    sums (`fold_partials`, PF [bh, part, BLOCK_M, BLOCK_CV]) added in a fixed order."""
     acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
-    for j0 in range(0, n_cols, BLOCK_N):
-        js = j0 + tl.arange(0, BLOCK_N)
-        j_ok = js < n_cols
-        hs = tl.load(h_row + js[None, :], mask=row_ok[:, None] & j_ok[None, :], other=0.0).to(tl.float32)
-        f = tl.load(f_col + js[:, None], mask=j_ok[:, None] & c_ok[None, :], other=0.0)
-        x, y = fold_operands(hs, f, FDT, EMUL_BF16, EMUL_TF32)
-        acc = tl.dot(x, y, acc, input_precision=PREC)
+    for part in range(0, n_parts):
+        at = ((bh * n_parts + part) * BLOCK_M + rows)[:, None] * BLOCK_CV + k[None, :]
+        acc += tl.load(PF + at, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
     return acc
 
 

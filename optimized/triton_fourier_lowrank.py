@@ -47,7 +47,8 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_folds import fold_block_for, fold_products, fold_sums_tile, k_fold, stored_fold, v_fold
+from optimized.lowrank_folds import (fold_block_for, fold_partials, fold_products, fold_sums, k_fold, stored_fold,
+                                     v_fold)
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
@@ -557,10 +558,11 @@ def _prologue_kernel(
     pid = tl.program_id(0)
     if pid < qp_programs:
         if FOLD:
-            b, h, period, rows, row_ok = head_of(pid // n_tiles, LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
+            # (the sequence's period under its own name: `period` may be the constant 1, which a branch may not rebind)
+            b, h, per, rows, row_ok = head_of(pid // n_tiles, LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
             fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, U, Z0, sqb, sqh, sql, sqd, sfkb, sfkc, sub, sur, Cck,
-                          Nk, n_cols, n_rows, period, b, h, rows, row_ok, pid % n_tiles, G, LQ, D, BLOCK_M, DC,
-                          BLOCK_N, FDT, F_PREC, F_EMUL_BF16, F_EMUL_TF32)
+                          Nk, n_cols, n_rows, per, b, h, rows, row_ok, pid % n_tiles, G, LQ, D, BLOCK_M, DC, BLOCK_N,
+                          FDT, F_PREC, F_EMUL_BF16, F_EMUL_TF32)
         else:
             query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half,
                            Hkv, Cck, Nk, NZ, n_rows, period, pid // n_tiles, pid % n_tiles, G, LQ, D, VARLEN, BLOCK_M,
@@ -580,12 +582,17 @@ def _prologue_kernel(
 @triton.jit
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
-                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, PDL: tl.constexpr = False):
+                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, PDL: tl.constexpr = False,
+                  FOLDV=None, VSTART=None, PF=None, sfvb=0, sfvc=0, Hkv=1, D: tl.constexpr = 1,
+                  FOLD: tl.constexpr = False, BLOCK_CV: tl.constexpr = 16, FDT: tl.constexpr = tl.float32,
+                  F_PREC: tl.constexpr = None, F_EMUL_BF16: tl.constexpr = False, F_EMUL_TF32: tl.constexpr = False):
     """The softmax statistics of KV head bh's rows merged over the exact and middle splits (m, l), and H rescaled to
     them into HO (H itself, or a bfloat16 copy for the planes' bfloat16 GEMM): HO_k = H_k e^{m_k - m} / l, so
     F = H @ W_V^H is the spectrum of the normalized probabilities.
     Program (bh, 0) stores m, l and the middle's probability mass p_mid = sum_t p_t / l (the exact n = 0 bin);
     program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops.
+    FOLD (`folds`): instead of storing them, the program multiplies its rescaled columns of H by the head's FoldV
+    (`fold_partials`) and stores the partial sums of the compressed V channels at PF [bh, c, BLOCK_M, BLOCK_CV].
     PDL: launched with programmatic dependent launch."""
     after_predecessor(PDL)
     bh = tl.program_id(0)
@@ -608,7 +615,16 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplit
         hrow = grow[:, None] * n_blocks + blk[None, :]
         scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
         at = hrow * PV + (cols % PV)[None, :]
-        tl.store(HO + at, tl.load(H + at, mask=ok, other=0.0) * scale, mask=ok)
+        hs = tl.load(H + at, mask=ok, other=0.0) * scale
+        if FOLD:
+            c_lo, c_hi = compressed_run(VSTART, bh % Hkv, D)
+            js = tl.program_id(1) * BLOCK_B * PV + cols
+            part = fold_partials(hs, FOLDV, bh // Hkv, c_lo, c_hi, js, blk < n_blocks, sfvb, sfvc, BLOCK_CV, FDT,
+                                 F_PREC, F_EMUL_BF16, F_EMUL_TF32)
+            pf = ((bh * tl.num_programs(1) + tl.program_id(1)) * BLOCK_M + rows)[:, None] * BLOCK_CV
+            tl.store(PF + pf + tl.arange(0, BLOCK_CV)[None, :], part, mask=row_ok[:, None])
+        else:
+            tl.store(HO + at, hs, mask=ok)
 
 
 @triton.jit
@@ -723,18 +739,16 @@ def _output_kernel(
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
-    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, FOLDV=None, sfvb=0, sfvc=0, FOLD: tl.constexpr = False,
-    FDT: tl.constexpr = tl.float32, F_PREC: tl.constexpr = None, F_EMUL_BF16: tl.constexpr = False,
-    F_EMUL_TF32: tl.constexpr = False,
+    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PF=None, n_parts=0, FOLD: tl.constexpr = False,
+    BLOCK_CV: tl.constexpr = 16,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     PARTS > 0: the sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a
     time; else it is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv],
     `_v_sums`). VO (`vo_fused`, with v_gemm): programs (bh, n_out + c) take those sums from the planes themselves
     (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
-    programs (bh, < n_out) store the kept channels only. FOLD (`folds`, with VO): those sums are the rescaled H
-    (PLANES, strides spb, spr) against the channels' folds (`fold_sums_tile`, width = H's columns). PDL: launched
-    with programmatic dependent launch."""
+    programs (bh, < n_out) store the kept channels only. FOLD (`folds`, with VO): those sums are the merge's n_parts
+    partial sums (`fold_sums`, PF). PDL: launched with programmatic dependent launch."""
     after_predecessor(PDL)
     bh = tl.program_id(0)
     b = bh // Hkv
@@ -756,8 +770,7 @@ def _output_kernel(
         c_i = tl.where(c_ok, cs, 0)
         c_d = (tl.load(VCOMP + c_i, mask=c_ok, other=0) - h * D).to(tl.int32)  # the channels' dimensions
         if FOLD:
-            c_sums = fold_sums_tile(PLANES, FOLDV, b, grow, row_ok, cs, c_ok, spb, spr, sfvb, sfvc, width, BLOCK_M,
-                                    BLOCK_C, BLOCK_NS, FDT, F_PREC, F_EMUL_BF16, F_EMUL_TF32)
+            c_sums = fold_sums(PF, bh, n_parts, rows, row_ok, cs - c_lo, c_ok, BLOCK_M, BLOCK_C, BLOCK_CV)
         else:
             c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
                                  BLOCK_C, BLOCK_NS, VPREC, EMUL_TF32)
@@ -1089,7 +1102,7 @@ class LowRankPlan:
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
-        self._folds, self._fold_cache = False, None  # the coefficient folds (`folds`), made on first use
+        self._folds, self._fold_cache, self._pf = False, None, None  # the coefficient folds (`folds`)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
         self._vo_fused = VO_FUSED  # the V sums in the output's launch (`vo_fused`)
@@ -1181,8 +1194,29 @@ class LowRankPlan:
                 if self.cv:
                     fv[seqs] = v_fold(self.v_cos[seqs], self.v_sin[seqs], table)
             gpu = self.q.is_cuda
-            self._fold_cache = (stored_fold(fk, self.gemm_precs[0], gpu), stored_fold(fv, self.gemm_precs[1], gpu))
+            self._fold_cache = (stored_fold(fk, self.fold_precs[0], gpu), stored_fold(fv, self.fold_precs[1], gpu))
         return self._fold_cache
+
+    @property
+    def fold_precs(self) -> tuple[str, str]:
+        """The folds' products in the GEMMs' precisions, except that "bf16" becomes TF32: a fold is a sum over
+        frequencies, and rounded to bfloat16 it failed the float16 varlen tolerance on an H100 (1.03 of 0.987
+        allowed; docs/fourier-attention.md, eleventh pass)."""
+        return tuple("tf32" if p == "bf16" else p for p in self.gemm_precs)
+
+    @property
+    def fold_merge_blocks(self) -> int:
+        """Blocks per merge program with the folds: 128 of H's columns each (BLOCK_B x PV), so the sum over H's
+        columns spreads over many programs."""
+        return max(1, 128 // self.pv)
+
+    def _fold_partials(self, parts: int) -> torch.Tensor:
+        """The merge's partial sums of the compressed V channels, [B x Hkv, parts, BLOCK_M, BLOCK_CV] float32."""
+        width = max(16, triton.next_power_of_2(max(self.cv_head, 1)))
+        shape = (self.b * self.hkv, parts, self.block_m, width)
+        if self._pf is None or self._pf.shape != shape:
+            self._pf = torch.zeros(shape, dtype=torch.float32, device=self.q.device)
+        return self._pf
 
     def _fold_consts(self, prec: str) -> dict:
         """The fold products' constexprs for GEMM precision `prec`: bfloat16 or TF32 operands on a GPU, their
@@ -1377,7 +1411,7 @@ class LowRankPlan:
                 block_n = fold_block_for(self.b * self.hkv, u.shape[2], self.sms)
                 tiles = triton.cdiv(u.shape[2], block_n)
                 fold = dict(FOLDK=fk, sfkb=fk.stride(0), sfkc=fk.stride(1), n_cols=u.shape[2], FOLD=True,
-                            **self._fold_consts(self.gemm_precs[0]))
+                            **self._fold_consts(self.fold_precs[0]))
             args = (q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0)
             u_strides = (u.stride(0), u.stride(1), 0) if self.folds else (u.stride(1), u.stride(2), u.stride(0))
             consts = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
@@ -1438,13 +1472,19 @@ class LowRankPlan:
     def _spectrum(self) -> None:
         """`_merge_kernel` (the statistics m, l, the middle's mass, H rescaled to them), then F = H @ W_V^H (cuBLAS;
         its n = 0 bin stays 0, the output adds the mass exactly)."""
-        chunks = triton.cdiv(self.n_blocks, self.merge_blocks) if self.cv else 1
+        merge_blocks = self.fold_merge_blocks if self.folds else self.merge_blocks
+        chunks = triton.cdiv(self.n_blocks, merge_blocks) if self.cv else 1
+        fold = {}
+        if self.folds and self.cv:  # the merge takes the V folds' partial sums (`fold_partials`)
+            fv, pf = self._fold_tensors()[1], self._fold_partials(chunks)
+            fold = dict(FOLDV=fv, VSTART=self.v_start, PF=pf, sfvb=fv.stride(0), sfvc=fv.stride(1), Hkv=self.hkv,
+                        D=self.d, FOLD=True, BLOCK_CV=pf.shape[3], **self._fold_consts(self.fold_precs[1]))
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self._h_target(),
             self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
-            BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=self.merge_blocks,
-            PV=self.pv, HAS_H=self.cv > 0, **self._pdl_kw)
-        if not self.cv or self.folds:  # the folds: the output reads the rescaled H itself
+            BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=merge_blocks,
+            PV=self.pv, HAS_H=self.cv > 0, **self._pdl_kw, **fold)
+        if not self.cv or self.folds:  # the folds: the output adds the merge's partial sums
             return
         if self._v_gemm:
             h, prec = self._h_target().view(self.b, self.n_rows, -1), self.gemm_precs[1]
@@ -1497,11 +1537,10 @@ class LowRankPlan:
                 VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
                 FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
         vo, planes = self.vo_fused, self.planes if self.vo_fused else f
-        fold = dict(FOLDV=None, sfvb=0, sfvc=0)
-        if self.folds:  # the rescaled H [B, rows, blocks x PV] against FoldV: width is H's columns
-            fv, planes = self._fold_tensors()[1], self._h_target().view(self.b, self.n_rows, -1)
-            fold = dict(FOLDV=fv, sfvb=fv.stride(0), sfvc=fv.stride(1), FOLD=True,
-                        **self._fold_consts(self.gemm_precs[1]))
+        fold = dict(PF=None, n_parts=0)
+        if self.folds:  # the merge's partial sums of the compressed V channels
+            pf = self._fold_partials(triton.cdiv(self.n_blocks, self.fold_merge_blocks))
+            fold = dict(PF=pf, n_parts=pf.shape[1], FOLD=True, BLOCK_CV=pf.shape[3])
         n_out = grid[1]
         if vo:
             grid = (grid[0], n_out + triton.cdiv(self.cv_head, self.vs_block_c))
@@ -1511,7 +1550,7 @@ class LowRankPlan:
             self.po if chunks else f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
             f.stride(0), f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
             self.splits, chunks, planes, self.v_comp, *(planes.stride() if vo else (0, 0, 0)),
-            (planes.shape[2] if self.folds else planes.shape[2] // 2) if vo else 0, n_out, **fold, VO=vo, BLOCK_C=self.vs_block_c, BLOCK_NS=self.vs_block_n,
+            planes.shape[2] // 2 if vo else 0, n_out, **fold, VO=vo, BLOCK_C=self.vs_block_c, BLOCK_NS=self.vs_block_n,
             VPREC="tf32" if tf32 and res.is_cuda else "ieee", EMUL_TF32=tf32 and not res.is_cuda, G=self.group,
             LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,

@@ -91,8 +91,12 @@ PDL = False
 # The coefficient folds (`folds`, optimized/lowrank_folds.py): each sequence's coefficients multiplied by the block
 # tables once per cache, so the step computes A in the prologue and the compressed V channels in the output, with no
 # GEMM (and no split-K reduction) between the Triton launches. Needs the prologue (the GEMM path with the exact tokens
-# in its launch) and the V sums in the output's launch (v_gemm, vo_fused).
+# in its launch) and the V sums in the output's launch (v_gemm, vo_fused). The folds are per sequence where the tables
+# are per period, so they pay at batch 1 only (FOLDS_MAX_BATCH). H100 at 23f3230 (results/gpu/profile_lowrank-2026-12-07-
+# H100-23f3230-folds.json), graph us without / with: 1 x 4k 45.2 / 40.6, 1 x 32k 57.2 / 52.7, 1 x 128k 97.5 / 92.1,
+# 8 x 32k 160.2 / 178.1 (50 MB of float32 folds against the tables' 16).
 FOLDS = True
+FOLDS_MAX_BATCH = 1
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -1113,7 +1117,7 @@ class LowRankPlan:
         # programmatic dependent launch of the four Triton kernels (PDL): sm_90 and later only (an attribute, which
         # the tuning sweeps)
         self.pdl = PDL and gpu and torch.cuda.get_device_capability(dev)[0] >= 9
-        self.folds = FOLDS if folds is None else folds
+        self.folds = FOLDS and b <= FOLDS_MAX_BATCH if folds is None else folds
 
     @property
     def qs_gemm(self) -> bool:

@@ -20,8 +20,9 @@ from triton.compiler import ASTSource
 
 TARGET = GPUTarget("cuda", 90, 32)
 # Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
-POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32"}
-FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM")
+POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32", "KCOMP": "*i64"}
+FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM", "KCOS",
+           "KSIN", "KSC", "KSH", "U", "Z0", "MAXE", "SUME", "ACCE", "M", "L", "MID", "HO", "FOLDK", "FOLDV", "PF")
 INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN", "QBD", "KM", "VM", "VK", "VV")
 
 
@@ -128,15 +129,22 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
 
 def lowrank_cases() -> list[tuple[str, object, dict]]:
     """The low-rank kernel's stream (`_middle_kernel`, uniform and varlen, bfloat16 rank-r operands and two V
-    slices' worth of masks) at small blocks."""
+    slices' worth of masks) at small blocks, and the prologue and merge with the coefficient folds (TF32)."""
     import triton.language as tl
 
     from optimized.triton_fourier_lowrank import KERNELS
     middle = dict(GL=4, BLOCK_R=16, BLOCK_M=16, KWP=64, CHUNK=32, BLOCK_VC=32, BLOCK_VD=16, BLOCK_T=16, BB=32, PK=32,
                   PV=32, HAS_S=True, HAS_H=True, DT=tl.bfloat16, BDT=tl.bfloat16, PREC=None, CPREC=None,
                   EMUL_BF16=False, A_SPLIT=True, ALIGN=8)
-    return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False}),
-            ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True})]
+    fold = dict(FOLD=True, FDT=tl.float32, F_PREC="tf32", F_EMUL_BF16=False, F_EMUL_TF32=False, PDL=False)
+    prologue = dict(G=4, LQ=1, D=64, VARLEN=False, BLOCK_M=16, DC=32, BLOCK_N=64, QP_PREC="tf32", EMUL_TF32=False,
+                    DT=tl.bfloat16, E_PREC=None, BLOCK_D=64, BLOCK_T=32, KWP=64, BLOCK_R=16, CHUNK=32, ALIGN=8,
+                    ROWS=True, **fold)
+    merge = dict(GL=4, BLOCK_M=16, BLOCK_SE=4, BLOCK_SM=16, BLOCK_B=4, PV=32, HAS_H=True, D=64, BLOCK_CV=32, **fold)
+    return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False, "PDL": False}),
+            ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True, "PDL": False}),
+            ("low-rank prologue, folds", KERNELS["prologue"], prologue),
+            ("low-rank merge, folds", KERNELS["merge"], merge)]
 
 
 def main() -> int:

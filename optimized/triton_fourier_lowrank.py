@@ -817,7 +817,7 @@ def _output_kernel(
 
 
 # The kernels an offline build checks (optimized/sm90_build.py), by name.
-KERNELS = {"stream": _middle_kernel}
+KERNELS = {"stream": _middle_kernel, "prologue": _prologue_kernel, "merge": _merge_kernel}
 
 
 # ---------------------------------------------------------------- host side

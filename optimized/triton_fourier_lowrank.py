@@ -31,6 +31,11 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    frequencies of F; where its programs (one per KV head and 16 dimensions) are fewer than the SMs, those sums
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
 
+With the coefficient folds (`folds`, at batch FOLDS_MAX_BATCH and below; optimized/lowrank_folds.py) the two GEMMs
+go: the prologue computes A itself from FoldK = (a - i b) W_K, and the merge multiplies its columns of the rescaled H
+by FoldV, leaving partial sums of the compressed V channels for the output. The call is then four Triton launches
+(prologue, stream, merge, output).
+
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
 token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
 of the largest singular value), below float32's rounding. The tables are per period, made once per plan.

@@ -76,6 +76,35 @@ def fold_operands(x, y, FDT: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: t
 
 
 @triton.jit
+def head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr):
+    """KV head h's run [c_lo, c_hi) of the sorted compressed K list (the channels below the head's are h D, KSTART[h]
+    of them kept) and the pointers to its G * LQ query rows `rows` of sequence b."""
+    c_lo = h * D - tl.load(KSTART + h)
+    c_hi = (h + 1) * D - tl.load(KSTART + h + 1)
+    return c_lo, c_hi, Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
+
+
+@triton.jit
+def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk, period, first,
+                           D: tl.constexpr, DC: tl.constexpr):
+    """Channels c0 .. c0 + DC of KV head h's run of the compressed K list (to c_hi): (the channels, which are real,
+    q_c s_c / T on them (eq. scores), their share of Re Z_0: sum_c q_c mu_c, plus u_0 / T on the `first` tile). The
+    query values are gathered at the channels' dimensions (KCOMP), so no load waits on a search of the kept list."""
+    cs = c0 + tl.arange(0, DC)
+    comp = cs < c_hi
+    dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
+    q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
+    sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+    sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+    qs = q * sc[None, :] / period
+    z0 = tl.sum(q * sh[None, :], 1)
+    if first:
+        a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
+        z0 += tl.sum(qs * a0[None, :], 1)
+    return cs, comp, qs, z0
+
+
+@triton.jit
 def fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, A, Z0, sqb, sqh, sql, sqd, sfb, sfc, sab, sar, Cck, Nk,
                   n_cols, n_rows, period, b, h, rows, row_ok, tile, G: tl.constexpr, LQ: tl.constexpr,
                   D: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr,
@@ -86,23 +115,13 @@ def fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, A, Z0, sqb, sqh, sql,
     js = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     j_ok = js < n_cols
     first = tile == 0
-    c_lo = h * D - tl.load(KSTART + h)
-    c_hi = (h + 1) * D - tl.load(KSTART + h + 1)
-    q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
+    c_lo, c_hi, q_row = head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G, LQ, D)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for c0 in range(c_lo, c_hi, DC):
-        cs = c0 + tl.arange(0, DC)
-        comp = cs < c_hi
-        dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
-        q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
-        sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
-        sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
-        qs = q * sc[None, :] / period
-        z0 += tl.sum(q * sh[None, :], 1)
-        if first:
-            a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
-            z0 += tl.sum(qs * a0[None, :], 1)
+        cs, comp, qs, z0_part = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck,
+                                                       Nk, period, first, D, DC)
+        z0 += z0_part
         f = tl.load(FOLDK + b * sfb + cs[:, None] * sfc + js[None, :], mask=comp[:, None] & j_ok[None, :], other=0.0)
         x, y = fold_operands(qs, f, FDT, EMUL_BF16, EMUL_TF32)
         acc = tl.dot(x, y, acc, input_precision=PREC)

@@ -52,8 +52,8 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_folds import (fold_block_for, fold_partials, fold_products, fold_sums, k_fold, stored_fold,
-                                     v_fold)
+from optimized.lowrank_folds import (compressed_query_chunk, fold_block_for, fold_partials, fold_products, fold_sums,
+                                     head_query, k_fold, stored_fold, v_fold)
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
@@ -340,27 +340,18 @@ def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh
     ns = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = ns < NZ
     first = tile == 0
-    c_lo, c_hi = compressed_run(KSTART, h, D)
-    q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
+    c_lo, c_hi, q_row = head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G, LQ, D)
     u_cos = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     u_sin = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for c0 in range(c_lo, c_hi, DC):
-        cs = c0 + tl.arange(0, DC)
-        comp = cs < c_hi
-        dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
-        q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
-        sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
-        sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
-        qs = q * sc[None, :] / period
-        z0 += tl.sum(q * sh[None, :], 1)
+        cs, comp, qs, z0_part = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck,
+                                                       Nk, period, first, D, DC)
+        z0 += z0_part
         coef = b * Cck * Nk + cs[:, None] * Nk + ns[None, :]
         cmask = comp[:, None] & n_ok[None, :]
         k_cos = tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32)
         k_sin = tl.load(KSIN + coef, mask=cmask, other=0.0).to(tl.float32)
-        if first:
-            a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
-            z0 += tl.sum(qs * a0[None, :], 1)
         if EMUL_TF32:
             qs = tf32_cut(qs)
             k_cos = tf32_cut(k_cos)

@@ -85,11 +85,12 @@ def head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G: tl.constexpr, LQ: tl.con
 
 
 @triton.jit
-def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk, period, first,
+def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk, period, first, z0,
                            D: tl.constexpr, DC: tl.constexpr):
     """Channels c0 .. c0 + DC of KV head h's run of the compressed K list (to c_hi): (the channels, which are real,
-    q_c s_c / T on them (eq. scores), their share of Re Z_0: sum_c q_c mu_c, plus u_0 / T on the `first` tile). The
-    query values are gathered at the channels' dimensions (KCOMP), so no load waits on a search of the kept list."""
+    q_c s_c / T on them (eq. scores), Re Z_0 so far (z0) plus their sum_c q_c mu_c, then on the `first` tile their
+    u_0 / T). The query values are gathered at the channels' dimensions (KCOMP), so no load waits on a search of
+    the kept list."""
     cs = c0 + tl.arange(0, DC)
     comp = cs < c_hi
     dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
@@ -97,7 +98,7 @@ def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, 
     sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
     qs = q * sc[None, :] / period
-    z0 = tl.sum(q * sh[None, :], 1)
+    z0 += tl.sum(q * sh[None, :], 1)
     if first:
         a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
         z0 += tl.sum(qs * a0[None, :], 1)
@@ -119,9 +120,8 @@ def fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, A, Z0, sqb, sqh, sql,
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for c0 in range(c_lo, c_hi, DC):
-        cs, comp, qs, z0_part = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck,
-                                                       Nk, period, first, D, DC)
-        z0 += z0_part
+        cs, comp, qs, z0 = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk,
+                                                  period, first, z0, D, DC)
         f = tl.load(FOLDK + b * sfb + cs[:, None] * sfc + js[None, :], mask=comp[:, None] & j_ok[None, :], other=0.0)
         x, y = fold_operands(qs, f, FDT, EMUL_BF16, EMUL_TF32)
         acc = tl.dot(x, y, acc, input_precision=PREC)

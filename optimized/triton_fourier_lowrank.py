@@ -345,9 +345,8 @@ def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh
     u_sin = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for c0 in range(c_lo, c_hi, DC):
-        cs, comp, qs, z0_part = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck,
-                                                       Nk, period, first, D, DC)
-        z0 += z0_part
+        cs, comp, qs, z0 = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk,
+                                                  period, first, z0, D, DC)
         coef = b * Cck * Nk + cs[:, None] * Nk + ns[None, :]
         cmask = comp[:, None] & n_ok[None, :]
         k_cos = tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32)

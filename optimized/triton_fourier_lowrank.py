@@ -52,8 +52,8 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_folds import (compressed_query_chunk, fold_block_for, fold_partials, fold_products, fold_sums,
-                                     head_query, k_fold, stored_fold, v_fold)
+from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_block_for, fold_partials, fold_products,
+                                     fold_sums, head_query, k_fold, stored_fold, v_fold)
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded
@@ -1102,6 +1102,7 @@ class LowRankPlan:
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
         self._folds, self._fold_cache, self._pf = False, None, None  # the coefficient folds (`folds`)
+        self._fold_precs = None  # their precisions, when set (`fold_precs`)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
         self._vo_fused = VO_FUSED  # the V sums in the output's launch (`vo_fused`)
@@ -1157,12 +1158,11 @@ class LowRankPlan:
     def _alloc_a(self) -> None:
         f32 = dict(dtype=torch.float32, device=self.q.device)
         b, rows, blocks, pk = self.b, self.n_rows, self.n_blocks, self.pk
+        self._a_key = (self.a_split, self.a_t)
         if self.a_t:
             self._a_buf = torch.zeros(blocks * pk, 2 * b * rows, **f32)
             self.a = self._a_buf.view(blocks, pk, 2, b, rows).permute(2, 3, 4, 0, 1)
-            self._a_key = (self.a_split, self.a_t)
             return
-        self._a_key = (self.a_split, self.a_t)
         halves = (2,) if self.a_split else ()
         self.a = torch.zeros(*halves, b, rows, blocks, pk, **f32)
 
@@ -1198,10 +1198,21 @@ class LowRankPlan:
 
     @property
     def fold_precs(self) -> tuple[str, str]:
-        """The folds' products in the GEMMs' precisions, except that "bf16" becomes TF32: a fold is a sum over
-        frequencies, and rounded to bfloat16 it failed the float16 varlen tolerance on an H100 (1.03 of 0.987
-        allowed; docs/fourier-attention.md, eleventh pass)."""
+        """The precisions of the products with FoldK and FoldV (FOLD_PRECS): by default the GEMMs' own, except that
+        "bf16" becomes TF32: a fold is a sum over frequencies, and both folds in bfloat16 failed the float16 varlen
+        tolerance on an H100 (1.03 of 0.987 allowed; docs/fourier-attention.md, eleventh pass). Setting it (the
+        sweep's `fold_precs`) makes the folds again."""
+        if self._fold_precs is not None:
+            return self._fold_precs
         return tuple("tf32" if p == "bf16" else p for p in self.gemm_precs)
+
+    @fold_precs.setter
+    def fold_precs(self, precs: tuple[str, str]) -> None:
+        if not isinstance(precs, (tuple, list)) or len(precs) != 2 or any(p not in FOLD_PRECS for p in precs):
+            raise ValueError(f"fold_precs must be two of {FOLD_PRECS} (FoldK's, FoldV's), got {precs!r}")
+        self._fold_precs, self._fold_cache = tuple(precs), None
+        if self.folds:
+            self._fold_tensors()
 
     @property
     def fold_merge_blocks(self) -> int:

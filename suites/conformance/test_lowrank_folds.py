@@ -97,3 +97,19 @@ def test_folds_are_stored_in_float32_and_a_bad_switch_is_named():
     x = make_fourier_cache(1, 4, 2, 16, 120, 12, n_init=2, n_local=10, dtype=torch.float32, device="cpu", seed=6)
     with pytest.raises(ValueError, match="folds"):
         lowrank.lowrank_plan(**x, folds="yes")
+
+
+def test_folds_in_bfloat16_only_when_asked_and_they_still_conform(v_gemm_everywhere):
+    """The default takes TF32 folds for bfloat16 GEMMs; `fold_precs` asks for bfloat16 ones (the sweep's candidate
+    for FoldK), which the interpreter holds as float32 values rounded to bfloat16; a bad precision is named."""
+    x = make_fourier_cache(1, 4, 2, 16, 150, 24, n_init=2, n_local=9, dtype=torch.float16, device="cpu", seed=7,
+                           k_fraction=0.5, v_fraction=0.5)
+    plan = lowrank.lowrank_plan(**x, **KNOBS)
+    assert plan.folds and plan.gemm_precs == ("bf16", "bf16") and plan.fold_precs == ("tf32", "tf32")
+    tf32 = plan.run().float().clone()
+    plan.fold_precs = ("bf16", "tf32")
+    fk = plan._fold_tensors()[0]
+    assert torch.equal(fk, fk.to(torch.bfloat16).float())  # made again, rounded
+    torch.testing.assert_close(plan.run().float(), tf32, rtol=2e-2, atol=2e-2)
+    with pytest.raises(ValueError, match="fold_precs"):
+        plan.fold_precs = ("bf16", "fp8")

@@ -1635,13 +1635,15 @@ def fourier_decode_attention_lowrank(
     of block_t; the largest whose rank stays <= MAX_RANK), `num_splits` (middle splits per row block; two waves),
     `num_warps` (4), `block_r` (query rows per program, a power of two >= 16; 16), `gemm_precs` (the precisions of
     the GEMMs A and F, two of GEMM_PRECS; GEMM_PRECS_16 for 16-bit inputs, ("ieee", "ieee") for float32), `folds`
-    (the coefficient folds where the path allows them, optimized/lowrank_folds.py; FOLDS)."""
+    (the coefficient folds where the path allows them, optimized/lowrank_folds.py). A call makes its own plan, so
+    folds made for it would serve one step: off unless asked for. A plan kept across steps (`lowrank_plan`,
+    `planned_lowrank`, the benchmark's) takes them by FOLDS."""
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)
     return lowrank_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
-                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds).run()
+                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, bool(folds)).run()
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_lowrank")
@@ -1654,14 +1656,15 @@ def fourier_decode_attention_varlen_lowrank(
     gemm_precs=None, folds=None,
 ):
     """The low-rank decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): each
-    program reads its sequence's lengths; sequences sharing a period share the tables W_K, W_V (one GEMM each)."""
+    program reads its sequence's lengths; sequences sharing a period share the tables W_K, W_V (one GEMM each).
+    `folds` as for the uniform op: off for a one-off call unless asked for."""
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
     return varlen_lowrank_plan(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos,
                                k_sin, k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale,
                                v_shift, mid_lens, periods, scale, out, block_t, block, num_splits, num_warps,
-                               block_r, gemm_precs, folds).run()
+                               block_r, gemm_precs, bool(folds)).run()
 
 
 def varlen_lowrank_plan(

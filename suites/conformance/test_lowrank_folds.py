@@ -73,12 +73,18 @@ def test_the_fold_path_equals_the_gemm_path_in_float32(v_gemm_everywhere):
     torch.testing.assert_close(folded.run(), plain.run(), rtol=2e-5, atol=2e-6)
 
 
-def test_folds_only_where_the_path_allows_and_at_batch_one(v_gemm_everywhere):
+def test_folds_only_where_the_path_allows_and_at_batch_one(v_gemm_everywhere, monkeypatch):
     one = make_fourier_cache(1, 4, 2, 16, 120, 12, n_init=2, n_local=10, dtype=torch.float32, device="cpu", seed=6)
     two = make_fourier_cache(2, 4, 2, 16, 120, 12, n_init=2, n_local=10, dtype=torch.float32, device="cpu", seed=6)
     assert lowrank.lowrank_plan(**one).folds  # FOLDS_MAX_BATCH 1
     assert not lowrank.lowrank_plan(**two).folds
     assert lowrank.lowrank_plan(**two, folds=True).folds
+    made, real = [], lowrank.LowRankPlan._fold_tensors  # a one-off call of the op makes no folds unless asked for:
+    monkeypatch.setattr(lowrank.LowRankPlan, "_fold_tensors", lambda self: made.append(1) or real(self))  # one step
+    lowrank.fourier_decode_attention_lowrank(**one, **KNOBS)
+    assert not made
+    lowrank.fourier_decode_attention_lowrank(**one, **KNOBS, folds=True)
+    assert made
     plan = lowrank.lowrank_plan(**one)
     plan.vo_fused = False  # the V sums out of the output's launch: no folds, A split again
     assert not plan.folds and plan.a_split

@@ -1177,9 +1177,9 @@ class LowRankPlan:
         self._folds = bool(on)
         self._alloc_a()
         if self.folds:  # made now, outside any graph capture (a later path change makes them on first use)
-            self._fold_tensors()
+            self.fold_tensors()
 
-    def _fold_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def fold_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(FoldK [B, C_k, blocks x PK], FoldV [B, C_v, blocks x PV]) in the GEMMs' precisions (`stored_fold`), made
         once: they depend on the cache and the block, not on the query."""
         if self._fold_cache is None:
@@ -1212,7 +1212,7 @@ class LowRankPlan:
             raise ValueError(f"fold_precs must be two of {FOLD_PRECS} (FoldK's, FoldV's), got {precs!r}")
         self._fold_precs, self._fold_cache = tuple(precs), None
         if self.folds:
-            self._fold_tensors()
+            self.fold_tensors()
 
     @property
     def fold_merge_blocks(self) -> int:
@@ -1417,7 +1417,7 @@ class LowRankPlan:
             u, tiles = self._u_target(), triton.cdiv(self.nz, block_n)
             fold = dict(FOLDK=None, sfkb=0, sfkc=0, n_cols=0)
             if self.folds:  # A itself, [B, rows, blocks x PK], from the folds
-                fk, u = self._fold_tensors()[0], self.a.view(self.b, self.n_rows, -1)
+                fk, u = self.fold_tensors()[0], self.a.view(self.b, self.n_rows, -1)
                 block_n = fold_block_for(self.b * self.hkv, u.shape[2], self.sms)
                 tiles = triton.cdiv(u.shape[2], block_n)
                 fold = dict(FOLDK=fk, sfkb=fk.stride(0), sfkc=fk.stride(1), n_cols=u.shape[2], FOLD=True,
@@ -1486,7 +1486,7 @@ class LowRankPlan:
         chunks = triton.cdiv(self.n_blocks, merge_blocks) if self.cv else 1
         fold = {}
         if self.folds and self.cv:  # the merge takes the V folds' partial sums (`fold_partials`)
-            fv, pf = self._fold_tensors()[1], self._fold_partials(chunks)
+            fv, pf = self.fold_tensors()[1], self._fold_partials(chunks)
             fold = dict(FOLDV=fv, VSTART=self.v_start, PF=pf, sfvb=fv.stride(0), sfvc=fv.stride(1), Hkv=self.hkv,
                         D=self.d, FOLD=True, BLOCK_CV=pf.shape[3], **self._fold_consts(self.fold_precs[1]))
         _merge_kernel[(self.b * self.hkv, chunks)](
@@ -1600,7 +1600,7 @@ def bench_extra(inputs: dict) -> dict:
     tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
     tables += sum(4 * t.numel() for t in plan.v_tables)  # v_gemm's planes tables
     if plan.folds:  # the folds stand in for the tables (and all but the n = 0 column of the coefficients)
-        tables = sum(t.numel() * t.element_size() for t in plan._fold_tensors())
+        tables = sum(t.numel() * t.element_size() for t in plan.fold_tensors())
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
     gemm_scratch = sum(t.numel() for t in ((plan.u,) if plan.qs_fused else (plan.qc, plan.u))) if plan.qs_gemm else 0

@@ -79,8 +79,8 @@ def test_folds_only_where_the_path_allows_and_at_batch_one(v_gemm_everywhere, mo
     assert lowrank.lowrank_plan(**one).folds  # FOLDS_MAX_BATCH 1
     assert not lowrank.lowrank_plan(**two).folds
     assert lowrank.lowrank_plan(**two, folds=True).folds
-    made, real = [], lowrank.LowRankPlan._fold_tensors  # a one-off call of the op makes no folds unless asked for:
-    monkeypatch.setattr(lowrank.LowRankPlan, "_fold_tensors", lambda self: made.append(1) or real(self))  # one step
+    made, real = [], lowrank.LowRankPlan.fold_tensors  # a one-off call of the op makes no folds unless asked for:
+    monkeypatch.setattr(lowrank.LowRankPlan, "fold_tensors", lambda self: made.append(1) or real(self))  # one step
     lowrank.fourier_decode_attention_lowrank(**one, **KNOBS)
     assert not made
     lowrank.fourier_decode_attention_lowrank(**one, **KNOBS, folds=True)
@@ -114,7 +114,7 @@ def test_folds_in_bfloat16_only_when_asked_and_they_still_conform(v_gemm_everywh
     assert plan.folds and plan.gemm_precs == ("bf16", "bf16") and plan.fold_precs == ("tf32", "tf32")
     tf32 = plan.run().float().clone()
     plan.fold_precs = ("bf16", "tf32")
-    fk = plan._fold_tensors()[0]
+    fk = plan.fold_tensors()[0]
     assert torch.equal(fk, fk.to(torch.bfloat16).float())  # made again, rounded
     torch.testing.assert_close(plan.run().float(), tf32, rtol=2e-2, atol=2e-2)
     with pytest.raises(ValueError, match="fold_precs"):

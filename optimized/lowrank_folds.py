@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.triton_fourier_tiles import bf16_rounded
+from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
 
 FOLD_PRECS = ("ieee", "tf32", "bf16")
 
@@ -71,8 +71,8 @@ def fold_operands(x, y, FDT: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: t
     if EMUL_BF16:
         x = bf16_rounded(x)
     if EMUL_TF32:
-        x = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-        y = (y.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+        x = tf32_cut(x)
+        y = tf32_cut(y)
     return x.to(FDT), y.to(FDT)
 
 
@@ -155,11 +155,3 @@ def fold_sums(PF, bh, n_parts, rows, row_ok, k, k_ok, BLOCK_M: tl.constexpr, BLO
         acc += tl.load(PF + at, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
     return acc
 
-
-def fold_block_for(programs_per_tile: int, n_cols: int, sms: int | None) -> int:
-    """Columns of A per `fold_products` program: 128, halved (to 32) while the launch would have fewer than
-    sms / 2 programs."""
-    block = 128
-    while sms and block > 32 and programs_per_tile * triton.cdiv(n_cols, block) < sms // 2:
-        block //= 2
-    return block

@@ -52,11 +52,11 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_block_for, fold_partials, fold_products,
-                                     fold_sums, head_query, k_fold, stored_fold, v_fold)
+from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_sums,
+                                     head_query, k_fold, stored_fold, v_fold)
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
-from optimized.triton_fourier_tiles import bf16_rounded
+from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                compressed_query, exact_split, kept_alignment, query_spectrum_kernel,
                                                run_block, spectrum_range_products, summed_parts)
@@ -229,8 +229,9 @@ def fused_for(kernel: str, gpu: bool) -> bool:
 
 
 def qp_block_for(heads: int, nz: int, sms: int | None) -> int:
-    """Frequencies per `_query_products_kernel` program: QP_BLOCK_N, halved (to QP_BLOCK_MIN) while the `heads`
-    (sequences x KV heads) would have fewer than sms / 2 programs; QP_BLOCK_N off a GPU."""
+    """Frequencies per `_query_products_kernel` program (or, with the folds, columns of A per `fold_products`
+    program, nz of them): QP_BLOCK_N, halved (to QP_BLOCK_MIN) while the `heads` (sequences x KV heads) would have
+    fewer than sms / 2 programs; QP_BLOCK_N off a GPU."""
     block = QP_BLOCK_N
     while sms and block > QP_BLOCK_MIN and heads * triton.cdiv(max(nz, 1), block) < sms // 2:
         block //= 2
@@ -278,13 +279,6 @@ def compressed_run(START, h, D: tl.constexpr):
     """KV head h's compressed channels as one run [lo, hi) of the sorted compressed list: the channels below the
     head's are h D, START[h] of them kept."""
     return h * D - tl.load(START + h), (h + 1) * D - tl.load(START + h + 1)
-
-
-@triton.jit
-def tf32_cut(x):
-    """float32 x with its mantissa cut to TF32's 10 bits (as `tf32_truncated`): the interpreter's stand-in for a
-    tensor core's conversion of a dot operand."""
-    return (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -1418,7 +1412,7 @@ class LowRankPlan:
             fold = dict(FOLDK=None, sfkb=0, sfkc=0, n_cols=0)
             if self.folds:  # A itself, [B, rows, blocks x PK], from the folds
                 fk, u = self.fold_tensors()[0], self.a.view(self.b, self.n_rows, -1)
-                block_n = fold_block_for(self.b * self.hkv, u.shape[2], self.sms)
+                block_n = qp_block_for(self.b * self.hkv, u.shape[2], self.sms)
                 tiles = triton.cdiv(u.shape[2], block_n)
                 fold = dict(FOLDK=fk, sfkb=fk.stride(0), sfkc=fk.stride(1), n_cols=u.shape[2], FOLD=True,
                             **self._fold_consts(self.fold_precs[0]))
@@ -1489,8 +1483,9 @@ class LowRankPlan:
             fv, pf = self.fold_tensors()[1], self._fold_partials(chunks)
             fold = dict(FOLDV=fv, VSTART=self.v_start, PF=pf, sfvb=fv.stride(0), sfvc=fv.stride(1), Hkv=self.hkv,
                         D=self.d, FOLD=True, BLOCK_CV=pf.shape[3], **self._fold_consts(self.fold_precs[1]))
+        ho = self.h if self.folds else self._h_target()  # with the folds the merge stores no rescaled H
         _merge_kernel[(self.b * self.hkv, chunks)](
-            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, self._h_target(),
+            self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, ho,
             self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
             BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=merge_blocks,
             PV=self.pv, HAS_H=self.cv > 0, **self._pdl_kw, **fold)

@@ -103,6 +103,13 @@ def bf16_rounded(x):
 
 
 @triton.jit
+def tf32_cut(x):
+    """float32 x with its mantissa cut to TF32's 10 bits (as the low-rank kernel's `tf32_truncated`): the
+    interpreter's stand-in for a tensor core's conversion of a dot operand."""
+    return (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _fused_kernel(
     Q, KE, VE, KMID, VMID, KKEPT, KSTART, VSTART, Z, BCOS, BSIN, SC, ACC, ACCK, MAX, SUM, SPEC, LENS,
     sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, skmb, skmt, svmb, svmt, szb, szr, sbb,

@@ -106,6 +106,9 @@ FOLDS_MAX_BATCH = 1
 # multiplies its blocks' H by FoldV, and the sinks and window run in the stream's launch, so with the folds a call is
 # two launches (stream, output) instead of four: no prologue, no merge. Off until a GPU times it.
 STREAM_FOLDS = False
+# The compressed K channels each step of the stream's FoldK product takes (`fold_k_tile`'s DC; 32 where D < 64): in the
+# offline sm_90 build at 1 x 128k's shapes (8 warps), 64 builds without spills (249 registers) and 128 spills.
+STREAM_FOLD_DC = 64
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -1581,6 +1584,7 @@ class LowRankPlan:
         fk, fv = self.fold_tensors()
         pf, ke, ve = self._block_sums(), self.k_exact, self.v_exact
         ex_cols = triton.cdiv(self.b * self.hkv * self.esplits, self.b * row_blocks * self.v_slices)
+        dc = STREAM_FOLD_DC if self.d >= 64 else 16 if self.d <= 16 else 32
         slots = self.b * row_blocks * self.splits * self.v_slices * self.block_r  # each program's query rows
         if self._qbd_slots is None or self._qbd_slots.shape[0] != slots:
             self._qbd_slots = torch.zeros(slots, self.kwp, dtype=q.dtype, device=q.device)
@@ -1588,7 +1592,7 @@ class LowRankPlan:
             Q=q, KKEPT=self.k_kept, KCOMP=self.k_comp, KCOS=self.k_cos, KSC=self.k_sc, KSH=self.k_sh, FOLDK=fk,
             FOLDV=fv, PF=pf, sqb=q.stride(0), sqh=q.stride(1), sql=q.stride(2), sqd=q.stride(3), sfkb=fk.stride(0),
             sfkc=fk.stride(1), sfvb=fv.stride(0), sfvc=fv.stride(1), Cck=self.ck, Nk=self.k_cos.shape[2],
-            period=self.t_max, G=self.group, LQ=self.lq, D=self.d, DC=16 if self.d <= 16 else 32, BLOCK_CV=64,
+            period=self.t_max, G=self.group, LQ=self.lq, D=self.d, DC=dc, BLOCK_CV=64,
             BLOCK_CVH=pf.shape[3], FOLD_IN=True, **self._fold_consts(self.fold_precs[0], "FK"),
             **self._fold_consts(self.fold_precs[1], "FV"), KE=ke, VE=ve, MAXE=self.maxe, SUME=self.sume,
             ACCE=self.acce, skeb=ke.stride(0), skeh=ke.stride(1), skel=ke.stride(2), sked=ke.stride(3),

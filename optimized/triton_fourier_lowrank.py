@@ -34,7 +34,10 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
 With the coefficient folds (`folds`, at batch FOLDS_MAX_BATCH and below; optimized/lowrank_folds.py) the two GEMMs
 go: the prologue computes A itself from FoldK = (a - i b) W_K, and the merge multiplies its columns of the rescaled H
 by FoldV, leaving partial sums of the compressed V channels for the output. The call is then four Triton launches
-(prologue, stream, merge, output).
+(prologue, stream, merge, output). With `stream_folds` the stream's programs take the folds themselves: each lays out
+its query rows, computes its blocks' A from FoldK and multiplies its blocks' H by FoldV (per-block sums the output
+weighs by the blocks' running maxima), and the sinks and window run as the first programs of its launch; the output
+merges the statistics itself. The call is then two launches (stream, output).
 
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
 token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8

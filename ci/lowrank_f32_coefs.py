@@ -8,8 +8,7 @@ queries. The values are the drawn ones, widened exactly, so the oracle is unchan
 `uniform_bf16_gemms` and `varlen_bf16_gemms` take the real GEMMs (A on the GEMM path, v_gemm's planes) in bfloat16
 (gemm_precs ("bf16", "bf16")), the candidate the GPU sweep timed against TF32 (now the default). `uniform_warps8`
 and `varlen_warps8` run the stream at 8 warps at every shape (`STREAM_WARPS_FEW` 8 since). `uniform_folds` and
-`varlen_folds` take the coefficient folds (optimized/lowrank_folds.py) wherever the path allows them, and
-`uniform_stream_folds` and `varlen_stream_folds` take them in the stream's programs (`stream_folds`: two launches).
+`varlen_folds` take the coefficient folds (optimized/lowrank_folds.py) wherever the path allows them.
 """
 from __future__ import annotations
 
@@ -36,5 +35,3 @@ uniform_warps8 = _widened(fourier_decode_attention_lowrank, num_warps=8)
 varlen_warps8 = _widened(fourier_decode_attention_varlen_lowrank, num_warps=8)
 uniform_folds = _widened(fourier_decode_attention_lowrank, folds=True)
 varlen_folds = _widened(fourier_decode_attention_varlen_lowrank, folds=True)
-uniform_stream_folds = _widened(fourier_decode_attention_lowrank, folds="stream")
-varlen_stream_folds = _widened(fourier_decode_attention_varlen_lowrank, folds="stream")

@@ -49,10 +49,8 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # (results/gpu/tune_lowrank-2026-12-07-H100-*.json). The previous choices stay in, for the next machine's spread; then
 # the launches with programmatic dependent launch (pdl; a wash on the H100 at ff78acf, so off), and the coefficient
 # folds against the batch rule (on at batch 1 only since f80995a), and FoldK in bfloat16 (both folds in bfloat16 failed
-# a float16 tolerance at fee7955; FoldK alone has not been tried), and the folds in the stream (stream_folds: two
-# launches).
-QUICK_SHAPES = [{}, {"stream_folds": True}, {"stream_folds": True, "fold_precs": ("bf16", "tf32")}, {"pdl": True},
-                {"folds": False}, {"folds": True}, {"fold_precs": ("bf16", "tf32")},
+# a float16 tolerance at fee7955; FoldK alone has not been tried).
+QUICK_SHAPES = [{}, {"pdl": True}, {"folds": False}, {"folds": True}, {"fold_precs": ("bf16", "tf32")},
                 {"gemm_precs": ("tf32", "tf32")}, {"qs_gemm": False}, {"qp_block_n": 128}, {"merge_blocks": 4},
                 {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan

@@ -86,17 +86,16 @@ def head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G: tl.constexpr, LQ: tl.con
 
 
 @triton.jit
-def compressed_query_chunk(q_row, row_ok, hr, KCOMP, KCOS, KSC, KSH, sqd, b, c0, c_hi, Cck, Nk, period, first, z0,
+def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk, period, first, z0,
                            D: tl.constexpr, DC: tl.constexpr):
-    """Channels c0 .. c0 + DC of the compressed K list (to c_hi) for query rows whose KV heads are hr: (the channels,
-    which are real, q_c s_c / T on each row's own head's channels and 0 on the others' (eq. scores), Re Z_0 so far
-    (z0) plus their sum_c q_c mu_c, then on the `first` tile their u_0 / T). The query values are gathered at the
-    channels' dimensions (KCOMP), so no load waits on a search of the kept list."""
+    """Channels c0 .. c0 + DC of KV head h's run of the compressed K list (to c_hi): (the channels, which are real,
+    q_c s_c / T on them (eq. scores), Re Z_0 so far (z0) plus their sum_c q_c mu_c, then on the `first` tile their
+    u_0 / T). The query values are gathered at the channels' dimensions (KCOMP), so no load waits on a search of
+    the kept list."""
     cs = c0 + tl.arange(0, DC)
     comp = cs < c_hi
-    dims = tl.load(KCOMP + cs, mask=comp, other=0).to(tl.int32)
-    own = row_ok[:, None] & comp[None, :] & ((dims // D)[None, :] == hr[:, None])
-    q = tl.load(q_row + (dims % D)[None, :] * sqd, mask=own, other=0.0).to(tl.float32)
+    dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
+    q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
     sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
     qs = q * sc[None, :] / period
@@ -105,23 +104,6 @@ def compressed_query_chunk(q_row, row_ok, hr, KCOMP, KCOS, KSC, KSH, sqd, b, c0,
         a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
         z0 += tl.sum(qs * a0[None, :], 1)
     return cs, comp, qs, z0
-
-
-@triton.jit
-def fold_k_tile(q_row, row_ok, hr, KCOMP, KCOS, KSC, KSH, FOLDK, sqd, sfkb, sfkc, Cck, Nk, period, b, c_lo, c_hi,
-                js, j_ok, first, D: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, FDT: tl.constexpr,
-                PREC: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
-    """(A[rows, js], Re Z_0 (from the `first` tile)) = (q_c s_c / T) @ FoldK[b, c_lo .. c_hi, js] over the compressed K
-    channels [c_lo, c_hi), DC at a time, each row taking its own head's (eq. scores, folded)."""
-    acc = tl.zeros((BLOCK_M, js.shape[0]), dtype=tl.float32)
-    z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for c0 in range(c_lo, c_hi, DC):
-        cs, comp, qs, z0 = compressed_query_chunk(q_row, row_ok, hr, KCOMP, KCOS, KSC, KSH, sqd, b, c0, c_hi, Cck, Nk,
-                                                  period, first, z0, D, DC)
-        f = tl.load(FOLDK + b * sfkb + cs[:, None] * sfkc + js[None, :], mask=comp[:, None] & j_ok[None, :], other=0.0)
-        x, y = fold_operands(qs, f, FDT, EMUL_BF16, EMUL_TF32)
-        acc = tl.dot(x, y, acc, input_precision=PREC)
-    return acc, z0
 
 
 @triton.jit
@@ -136,8 +118,14 @@ def fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, A, Z0, sqb, sqh, sql,
     j_ok = js < n_cols
     first = tile == 0
     c_lo, c_hi, q_row = head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G, LQ, D)
-    acc, z0 = fold_k_tile(q_row, row_ok, h + 0 * rows, KCOMP, KCOS, KSC, KSH, FOLDK, sqd, sfb, sfc, Cck, Nk, period,
-                          b, c_lo, c_hi, js, j_ok, first, D, BLOCK_M, DC, FDT, PREC, EMUL_BF16, EMUL_TF32)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for c0 in range(c_lo, c_hi, DC):
+        cs, comp, qs, z0 = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk,
+                                                  period, first, z0, D, DC)
+        f = tl.load(FOLDK + b * sfb + cs[:, None] * sfc + js[None, :], mask=comp[:, None] & j_ok[None, :], other=0.0)
+        x, y = fold_operands(qs, f, FDT, EMUL_BF16, EMUL_TF32)
+        acc = tl.dot(x, y, acc, input_precision=PREC)
     grow = h * G * LQ + rows
     tl.store(A + b * sab + grow[:, None] * sar + js[None, :], acc, mask=row_ok[:, None] & j_ok[None, :])
     if first:
@@ -167,42 +155,3 @@ def fold_sums(PF, bh, n_parts, rows, row_ok, k, k_ok, BLOCK_M: tl.constexpr, BLO
         acc += tl.load(PF + at, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
     return acc
 
-
-
-@triton.jit
-def fold_v_block(h, FOLDV, PF, VSTART, b, blk, rows, store_ok, n_blocks, Hkv, cv_lo, cv_hi, sfvb, sfvc,
-                 GL: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, PV: tl.constexpr, BLOCK_CV: tl.constexpr,
-                 BLOCK_CVH: tl.constexpr, FDT: tl.constexpr, PREC: tl.constexpr, EMUL_BF16: tl.constexpr,
-                 EMUL_TF32: tl.constexpr):
-    """The stream's share of the compressed V channels with the folds in the stream (`stream_folds`): block blk's
-    H (h [rows, PV], relative to the rows' running max there) times FoldV over the compressed channels of all the
-    rows' KV heads [cv_lo, cv_hi), BLOCK_CV at a time (`fold_partials`), each row storing its own head's channels at
-    PF [b x Hkv + head, blk, row in the head, channel in the head's run] (eq. values, folded)."""
-    hr = rows // GL
-    lo = hr * D - tl.load(VSTART + hr, mask=store_ok, other=0)
-    hi = (hr + 1) * D - tl.load(VSTART + hr + 1, mask=store_ok, other=0)
-    at = ((b * Hkv + hr) * n_blocks + blk) * BLOCK_M + rows % GL
-    js = blk * PV + tl.arange(0, PV)
-    for c0 in range(cv_lo, cv_hi, BLOCK_CV):
-        part = fold_partials(h, FOLDV, b, c0, cv_hi, js, js >= 0, sfvb, sfvc, BLOCK_CV, FDT, PREC, EMUL_BF16,
-                             EMUL_TF32)
-        cs = c0 + tl.arange(0, BLOCK_CV)
-        own = store_ok[:, None] & (cs[None, :] >= lo[:, None]) & (cs[None, :] < hi[:, None])
-        tl.store(PF + at[:, None] * BLOCK_CVH + (cs[None, :] - lo[:, None]), part, mask=own)
-
-
-@triton.jit
-def fold_block_sums(PF, HM, bh, hrow, n_blocks, m, rows, row_ok, k, k_ok, BLOCK_M: tl.constexpr,
-                    BLOCK_C: tl.constexpr, BLOCK_CVH: tl.constexpr, BLOCK_S: tl.constexpr):
-    """The compressed V channels k of KV head bh from the stream's per-block sums (`fold_v_block`): each block's
-    sums weighed by e^{HM_k - m} (HM: the running max they are relative to, hrow the rows' offsets into it; a block
-    no program reached keeps -1e30 and weighs 0), BLOCK_S blocks at a time, in a fixed order."""
-    acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
-    for s0 in range(0, n_blocks, BLOCK_S):
-        ss = s0 + tl.arange(0, BLOCK_S)
-        ok = (ss < n_blocks)[:, None] & row_ok[None, :]  # [BLOCK_S, BLOCK_M]
-        w = tl.exp(tl.load(HM + hrow[None, :] * n_blocks + ss[:, None], mask=ok, other=-1.0e30) - m[None, :])
-        at = ((bh * n_blocks + ss)[:, None] * BLOCK_M + rows[None, :])[:, :, None] * BLOCK_CVH + k[None, None, :]
-        part = tl.load(PF + at, mask=ok[:, :, None] & k_ok[None, None, :], other=0.0)
-        acc += tl.sum(w[:, :, None] * part, 0)
-    return acc

@@ -129,8 +129,7 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
 
 def lowrank_cases() -> list[tuple[str, object, dict]]:
     """The low-rank kernel's stream (`_middle_kernel`, uniform and varlen, bfloat16 rank-r operands and two V
-    slices' worth of masks) at small blocks, also with the folds in it (`stream_folds`: FOLD_IN, EXACT), and the
-    prologue and merge with the coefficient folds (TF32)."""
+    slices' worth of masks) at small blocks, and the prologue and merge with the coefficient folds (TF32)."""
     import triton.language as tl
 
     from optimized.triton_fourier_lowrank import KERNELS
@@ -142,16 +141,8 @@ def lowrank_cases() -> list[tuple[str, object, dict]]:
                     DT=tl.bfloat16, E_PREC=None, BLOCK_D=64, BLOCK_T=32, KWP=64, BLOCK_R=16, CHUNK=32, ALIGN=8,
                     ROWS=True, **fold)
     merge = dict(GL=4, BLOCK_M=16, BLOCK_SE=4, BLOCK_SM=16, BLOCK_B=4, PV=32, HAS_H=True, D=64, BLOCK_CV=32, **fold)
-    plain = dict(G=1, LQ=1, D=1, DC=32, BLOCK_CV=64, BLOCK_CVH=16, FOLD_IN=False, FKDT=tl.float32, FK_PREC=None,
-                 FK_EMUL_BF16=False, FK_EMUL_TF32=False, FVDT=tl.float32, FV_PREC=None, FV_EMUL_BF16=False,
-                 FV_EMUL_TF32=False, EXACT=False, E_PREC=None, BLOCK_D=16)
-    in_stream = {**plain, **dict(G=4, D=64, BLOCK_CVH=64, FOLD_IN=True, FK_PREC="tf32", FV_PREC="tf32", EXACT=True,
-                                 BLOCK_D=64), "A_SPLIT": False}
-    return [("low-rank stream", KERNELS["stream"], {**middle, **plain, "VARLEN": False, "PDL": False}),
-            ("low-rank stream varlen", KERNELS["stream"], {**middle, **plain, "VARLEN": True, "PDL": False}),
-            ("low-rank stream, folds in it", KERNELS["stream"], {**middle, **in_stream, "VARLEN": False, "PDL": False}),
-            ("low-rank stream varlen, folds in it", KERNELS["stream"],
-             {**middle, **in_stream, "VARLEN": True, "PDL": False}),
+    return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False, "PDL": False}),
+            ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True, "PDL": False}),
             ("low-rank prologue, folds", KERNELS["prologue"], prologue),
             ("low-rank merge, folds", KERNELS["merge"], merge)]
 

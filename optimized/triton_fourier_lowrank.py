@@ -34,10 +34,7 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
 With the coefficient folds (`folds`, at batch FOLDS_MAX_BATCH and below; optimized/lowrank_folds.py) the two GEMMs
 go: the prologue computes A itself from FoldK = (a - i b) W_K, and the merge multiplies its columns of the rescaled H
 by FoldV, leaving partial sums of the compressed V channels for the output. The call is then four Triton launches
-(prologue, stream, merge, output). With `stream_folds` the stream's programs take the folds themselves: each lays out
-its query rows, computes its blocks' A from FoldK and multiplies its blocks' H by FoldV (per-block sums the output
-weighs by the blocks' running maxima), and the sinks and window run as the first programs of its launch; the output
-merges the statistics itself. The call is then two launches (stream, output).
+(prologue, stream, merge, output).
 
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
 token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
@@ -55,8 +52,8 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_block_sums, fold_k_tile, fold_partials,
-                                     fold_products, fold_sums, fold_v_block, head_query, k_fold, stored_fold, v_fold)
+from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_sums,
+                                     head_query, k_fold, stored_fold, v_fold)
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
@@ -105,13 +102,6 @@ PDL = False
 # 8 x 32k 160.2 / 178.1 (50 MB of float32 folds against the tables' 16).
 FOLDS = True
 FOLDS_MAX_BATCH = 1
-# The folds taken in the stream's programs (`stream_folds`): each program computes its blocks' A from FoldK and
-# multiplies its blocks' H by FoldV, and the sinks and window run in the stream's launch, so with the folds a call is
-# two launches (stream, output) instead of four: no prologue, no merge. Off until a GPU times it.
-STREAM_FOLDS = False
-# The compressed K channels each step of the stream's FoldK product takes (`fold_k_tile`'s DC; 32 where D < 64): in the
-# offline sm_90 build at 1 x 128k's shapes (8 warps), 64 builds without spills (249 registers) and 128 spills.
-STREAM_FOLD_DC = 64
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -292,14 +282,6 @@ def compressed_run(START, h, D: tl.constexpr):
 
 
 @triton.jit
-def rows_runs(START, row0, n_rows, GL: tl.constexpr, BLOCK_R: tl.constexpr, D: tl.constexpr):
-    """The compressed runs of the KV heads of query rows row0 .. row0 + BLOCK_R as one run [lo, hi) of the sorted
-    compressed list (`compressed_run` of the first head to that of the last)."""
-    h1 = (tl.minimum(row0 + BLOCK_R, n_rows) - 1) // GL
-    return compressed_run(START, row0 // GL, D)[0], compressed_run(START, h1, D)[1]
-
-
-@triton.jit
 def after_predecessor(PDL: tl.constexpr):
     """With PDL (the launch's programmatic dependent launch): wait until the kernel before this one has finished
     and its stores are visible, then let the kernel after this one launch. Without it, nothing: stream order."""
@@ -357,8 +339,8 @@ def query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh
     u_sin = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for c0 in range(c_lo, c_hi, DC):
-        cs, comp, qs, z0 = compressed_query_chunk(q_row, row_ok, h + 0 * rows, KCOMP, KCOS, KSC, KSH, sqd, b, c0, c_hi,
-                                                  Cck, Nk, period, first, z0, D, DC)
+        cs, comp, qs, z0 = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk,
+                                                  period, first, z0, D, DC)
         coef = b * Cck * Nk + cs[:, None] * Nk + ns[None, :]
         cmask = comp[:, None] & n_ok[None, :]
         k_cos = tl.load(KCOS + coef, mask=cmask, other=0.0).to(tl.float32)
@@ -389,18 +371,6 @@ def _query_rows_kernel(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_widt
 
 
 @triton.jit
-def kept_query_chunk(Q, KKEPT, ks, kw, cs, rows, row_ok, b, sqb, sqh, sql, sqd, G: tl.constexpr, LQ: tl.constexpr,
-                     D: tl.constexpr):
-    """q[b, rows] at the dimensions of kept K channels ks + cs (the window [ks, ks + kw) of the kept list) where the
-    channel belongs to the row's KV head, else 0: a chunk of the block-diagonal query rows (QBD)."""
-    hq = rows // LQ
-    chan = tl.load(KKEPT + ks + cs, mask=cs < kw, other=-1)
-    own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
-    return tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
-                   mask=own, other=0.0)
-
-
-@triton.jit
 def query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, b, rb, chunk, G: tl.constexpr,
                LQ: tl.constexpr, D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr,
                ALIGN: tl.constexpr):
@@ -409,9 +379,13 @@ def query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, b, rb
     channels from chunk * CHUNK (a loop over the chunks left 16 programs at 8 x 32k, 6.5 us of load latency)."""
     rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < n_rows
+    hq = rows // LQ
     ks, kw = heads_window(KSTART, rb * BLOCK_R, n_rows, k_width, G * LQ, BLOCK_R, ALIGN)
     cs = chunk * CHUNK + tl.arange(0, CHUNK)
-    q = kept_query_chunk(Q, KKEPT, ks, kw, cs, rows, row_ok, b, sqb, sqh, sql, sqd, G, LQ, D)
+    chan = tl.load(KKEPT + ks + cs, mask=cs < kw, other=-1)
+    own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
+    q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
+                mask=own, other=0.0)
     tl.store(QBD + (b * n_rows + rows)[:, None] * KWP + cs[None, :], q, mask=row_ok[:, None])
 
 
@@ -425,15 +399,6 @@ def _middle_kernel(
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
     ALIGN: tl.constexpr, PDL: tl.constexpr = False,
-    Q=None, KKEPT=None, KCOMP=None, KCOS=None, KSC=None, KSH=None, FOLDK=None, FOLDV=None, PF=None, sqb=0, sqh=0,
-    sql=0, sqd=0, sfkb=0, sfkc=0, sfvb=0, sfvc=0, Cck=0, Nk=0, period=1, G: tl.constexpr = 1, LQ: tl.constexpr = 1,
-    D: tl.constexpr = 1, DC: tl.constexpr = 32, BLOCK_CV: tl.constexpr = 64, BLOCK_CVH: tl.constexpr = 16,
-    FOLD_IN: tl.constexpr = False, FKDT: tl.constexpr = tl.float32, FK_PREC: tl.constexpr = None,
-    FK_EMUL_BF16: tl.constexpr = False, FK_EMUL_TF32: tl.constexpr = False, FVDT: tl.constexpr = tl.float32,
-    FV_PREC: tl.constexpr = None, FV_EMUL_BF16: tl.constexpr = False, FV_EMUL_TF32: tl.constexpr = False,
-    KE=None, VE=None, MAXE=None, SUME=None, ACCE=None, skeb=0, skeh=0, skel=0, sked=0, sveb=0, sveh=0, svel=0,
-    sved=0, Le=0, esplits=1, ex_cols=0, EXACT: tl.constexpr = False, E_PREC: tl.constexpr = None,
-    BLOCK_D: tl.constexpr = 16,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
     factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V, and per block H_k = P @ VV with
@@ -449,124 +414,87 @@ def _middle_kernel(
     A_SPLIT: A comes as the products of the query spectrum's two real parts, P_c = U_c W_K at A and P_s = U_s W_K
     a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s). A is strided (sar, sab,
     sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`). PDL:
-    launched with programmatic dependent launch (`after_predecessor`).
-
-    FOLD_IN (`stream_folds`): the program needs no launch before it. It lays out its own query rows (QBD at its own
-    slot, from Q and KKEPT: gathered in the token loop they made it spill on sm_90), computes each block's A and Re Z_0 from FoldK (`fold_k_tile`), and multiplies each block's H by
-    FoldV, storing the per-block sums of the compressed V channels at PF (`fold_v_block`) in place of H. EXACT: the
-    first ex_cols columns of axis 1 are `exact_part` programs (the sinks and window, esplits per KV head), so the
-    output's launch is the only one after this."""
+    launched with programmatic dependent launch (`after_predecessor`)."""
     after_predecessor(PDL)
     pid = tl.program_id(0)
-    split = tl.program_id(1) - ex_cols
+    split = tl.program_id(1)
     row_blocks = tl.cdiv(n_rows, BLOCK_R)
     b = pid // row_blocks
+    row0 = (pid % row_blocks) * BLOCK_R
+    rows = row0 + tl.arange(0, BLOCK_R)
+    row_ok = rows < n_rows
     if VARLEN:
         mid_len = tl.load(LENS + 3 * b + 1)
-        if FOLD_IN:
-            period = tl.load(LENS + 3 * b + 2)
+    ks, kw = heads_window(KSTART, row0, n_rows, k_width, GL, BLOCK_R, ALIGN)
+    vw0, vw = heads_window(VSTART, row0, n_rows, v_width, GL, BLOCK_R, ALIGN)
+    cc = tl.arange(0, CHUNK)
     vsl = tl.program_id(2)
-    if split < 0:
-        if EXACT:
-            e = (tl.program_id(1) * tl.num_programs(0) + pid) * tl.num_programs(2) + vsl
-            if e < tl.num_programs(0) // row_blocks * (n_rows // GL) * esplits:
-                exact_part(Q, KE, VE, MAXE, SUME, ACCE, LENS, sqb, sqh, sql, sqd, skeb, skeh, skel, sked, sveb, sveh,
-                           svel, sved, n_rows // GL, Le, sm_scale, e // esplits, e % esplits, esplits, G, LQ, D, DT,
-                           E_PREC, VARLEN, BLOCK_M, BLOCK_D, BLOCK_T)
-    else:
-        row0 = (pid % row_blocks) * BLOCK_R
-        rows = row0 + tl.arange(0, BLOCK_R)
-        row_ok = rows < n_rows
-        ks, kw = heads_window(KSTART, row0, n_rows, k_width, GL, BLOCK_R, ALIGN)
-        vw0, vw = heads_window(VSTART, row0, n_rows, v_width, GL, BLOCK_R, ALIGN)
-        cc = tl.arange(0, CHUNK)
-        first = (tl.zeros((BLOCK_R,), dtype=tl.int32) + vsl) == 0  # as a row vector: masks combine elementwise
-        vc = vsl * BLOCK_VC + tl.arange(0, BLOCK_VC)  # lanes of the V window
-        pk = tl.arange(0, PK)
-        pv = tl.arange(0, PV)
-        m_i = tl.full((BLOCK_R,), -1.0e30, dtype=tl.float32)
-        l_i = tl.zeros((BLOCK_R,), dtype=tl.float32)
-        acc = tl.zeros((BLOCK_R, BLOCK_VC), dtype=tl.float32)
-        z0 = tl.zeros((BLOCK_R,), dtype=tl.float32)
-        q_at = QBD + (b * n_rows + rows) * KWP  # the rows' block-diagonal query (QBD)
-        if FOLD_IN:  # laid out by the program itself, in its own slot (the loop reads it back from the caches)
-            slot = (pid * (tl.num_programs(1) - ex_cols) + split) * tl.num_programs(2) + vsl
-            q_at = QBD + (slot * BLOCK_R + tl.arange(0, BLOCK_R)) * KWP
-            for c0 in tl.static_range(0, KWP, CHUNK):
-                q = kept_query_chunk(Q, KKEPT, ks, kw, c0 + cc, rows, row_ok, b, sqb, sqh, sql, sqd, G, LQ, D)
-                tl.store(q_at[:, None] + (c0 + cc)[None, :], q)
-            tl.debug_barrier()  # every thread's stores before any thread's loads
-        elif HAS_S:
-            z0 = tl.load(Z + (b * n_rows + rows) * szr, mask=row_ok, other=0.0)  # Re Z_0
-        blk0 = split * blocks_per_split
-        blk1 = tl.minimum(blk0 + blocks_per_split, tl.cdiv(mid_len, BB))
-        for blk in range(blk0, blk1):
-            hrow = (b * n_rows + rows) * n_blocks + blk
-            a = tl.zeros((BLOCK_R, PK), dtype=tl.float32)
+    first = (tl.zeros((BLOCK_R,), dtype=tl.int32) + vsl) == 0  # as a row vector: masks combine elementwise
+    vc = vsl * BLOCK_VC + tl.arange(0, BLOCK_VC)  # lanes of the V window
+    pk = tl.arange(0, PK)
+    pv = tl.arange(0, PV)
+    m_i = tl.full((BLOCK_R,), -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_R, BLOCK_VC), dtype=tl.float32)
+    z0 = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    if HAS_S:
+        z0 = tl.load(Z + (b * n_rows + rows) * szr, mask=row_ok, other=0.0)  # Re Z_0
+    blk0 = split * blocks_per_split
+    blk1 = tl.minimum(blk0 + blocks_per_split, tl.cdiv(mid_len, BB))
+    for blk in range(blk0, blk1):
+        hrow = (b * n_rows + rows) * n_blocks + blk
+        a = tl.zeros((BLOCK_R, PK), dtype=tl.float32)
+        if HAS_S:
+            a_at = A + ((b * n_rows + rows) * sar)[:, None] + blk * sab
+            a = tl.load(a_at + pk[None, :] * sap, mask=row_ok[:, None], other=0.0)
+            if A_SPLIT:
+                a += tl.where(pk % 2 == 0, 1.0, -1.0)[None, :] * tl.load(
+                    a_at + a_half + (pk ^ 1)[None, :] * sap, mask=row_ok[:, None], other=0.0)
+            if EMUL_BF16:
+                a = bf16_rounded(a)
+            a = a.to(BDT)
+        h = tl.zeros((BLOCK_R, PV), dtype=tl.float32)
+        for sub in range(0, BB, BLOCK_T):
+            jj = sub + tl.arange(0, BLOCK_T)
+            ts = blk * BB + jj
+            ok = ts < mid_len
+            s = tl.zeros((BLOCK_R, BLOCK_T), dtype=tl.float32) + z0[:, None]
             if HAS_S:
-                if FOLD_IN:  # over the compressed K runs of all the rows' KV heads
-                    q_row = Q + b * sqb + (rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
-                    c_lo, c_hi = rows_runs(KSTART, row0, n_rows, GL, BLOCK_R, D)
-                    a, z0_blk = fold_k_tile(q_row, row_ok, rows // GL, KCOMP, KCOS, KSC, KSH, FOLDK, sqd, sfkb, sfkc,
-                                            Cck, Nk, period, b, c_lo, c_hi, blk * PK + pk, pk >= 0, True, D, BLOCK_R,
-                                            DC, FKDT, FK_PREC, FK_EMUL_BF16, FK_EMUL_TF32)
-                    z0 = tl.where(blk == blk0, z0_blk, z0)
-                else:
-                    a_at = A + ((b * n_rows + rows) * sar)[:, None] + blk * sab
-                    a = tl.load(a_at + pk[None, :] * sap, mask=row_ok[:, None], other=0.0)
-                    if A_SPLIT:
-                        a += tl.where(pk % 2 == 0, 1.0, -1.0)[None, :] * tl.load(
-                            a_at + a_half + (pk ^ 1)[None, :] * sap, mask=row_ok[:, None], other=0.0)
-                if EMUL_BF16:
-                    a = bf16_rounded(a)
-                a = a.to(BDT)
-            h = tl.zeros((BLOCK_R, PV), dtype=tl.float32)
-            for sub in range(0, BB, BLOCK_T):
-                jj = sub + tl.arange(0, BLOCK_T)
-                ts = blk * BB + jj
-                ok = ts < mid_len
-                s = tl.zeros((BLOCK_R, BLOCK_T), dtype=tl.float32) + z0[:, None]
-                if HAS_S:
-                    vk = tl.load(VK + b * svkb + jj[:, None] * PK + pk[None, :])
-                    s += tl.dot(a, tl.trans(vk), input_precision=CPREC)
-                for c0 in tl.static_range(0, KWP, CHUNK):
-                    k = tl.load(KM + b * skb + ts[:, None] * skt + ks + (c0 + cc)[None, :],
-                                mask=ok[:, None] & (c0 + cc < kw)[None, :], other=0.0)
-                    q = tl.load(q_at[:, None] + (c0 + cc)[None, :], mask=row_ok[:, None], other=0.0)
-                    s += tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC)
-                s = tl.where(ok[None, :], s * sm_scale, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(s, 1))
-                p = tl.exp(s - m_new[:, None])
-                alpha = tl.exp(m_i - m_new)
-                l_i = l_i * alpha + tl.sum(p, 1)
-                v = tl.load(VM + b * svb + ts[:, None] * svt + vw0 + vc[None, :],
-                            mask=ok[:, None] & (vc < vw)[None, :], other=0.0)
-                acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
-                if HAS_H:
-                    vv = tl.load(VV + b * svvb + jj[:, None] * PV + pv[None, :])
-                    pb = bf16_rounded(p) if EMUL_BF16 else p
-                    h = h * alpha[:, None] + tl.dot(pb.to(BDT), vv, input_precision=CPREC)
-                m_i = m_new
+                vk = tl.load(VK + b * svkb + jj[:, None] * PK + pk[None, :])
+                s += tl.dot(a, tl.trans(vk), input_precision=CPREC)
+            for c0 in tl.static_range(0, KWP, CHUNK):
+                k = tl.load(KM + b * skb + ts[:, None] * skt + ks + (c0 + cc)[None, :],
+                            mask=ok[:, None] & (c0 + cc < kw)[None, :], other=0.0)
+                q = tl.load(QBD + (b * n_rows + rows)[:, None] * KWP + (c0 + cc)[None, :], mask=row_ok[:, None],
+                            other=0.0)
+                s += tl.dot(q, tl.trans(k.to(DT)), input_precision=PREC)
+            s = tl.where(ok[None, :], s * sm_scale, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            p = tl.exp(s - m_new[:, None])
+            alpha = tl.exp(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(VM + b * svb + ts[:, None] * svt + vw0 + vc[None, :], mask=ok[:, None] & (vc < vw)[None, :],
+                        other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
             if HAS_H:
-                if FOLD_IN:
-                    c_lo, c_hi = rows_runs(VSTART, row0, n_rows, GL, BLOCK_R, D)
-                    fold_v_block(h, FOLDV, PF, VSTART, b, blk, rows, row_ok & first, n_blocks, n_rows // GL, c_lo,
-                                 c_hi, sfvb, sfvc, GL, D, BLOCK_M, PV, BLOCK_CV, BLOCK_CVH, FVDT, FV_PREC,
-                                 FV_EMUL_BF16, FV_EMUL_TF32)
-                else:
-                    tl.store(H + hrow[:, None] * PV + pv[None, :], h, mask=(row_ok & first)[:, None])
-                tl.store(HM + hrow, m_i, mask=row_ok & first)
-        # this split's part of each row's KV head: part = (b * Hkv + head) * splits + split, row within the head
-        head = rows // GL
-        part = (b * (n_rows // GL) + head) * (tl.num_programs(1) - ex_cols) + split
-        slot = part * BLOCK_M + rows % GL
-        tl.store(MAXM + slot, m_i, mask=row_ok & first)
-        tl.store(SUMM + slot, l_i, mask=row_ok & first)
-        vs = tl.load(VSTART + head, mask=row_ok, other=0)
-        ve = tl.load(VSTART + head + 1, mask=row_ok, other=0)
-        chans = vw0 + vc  # the lanes' places in the kept V list
-        own = row_ok[:, None] & (chans[None, :] >= vs[:, None]) & (chans[None, :] < ve[:, None])
-        tl.store(ACCM + slot[:, None] * BLOCK_VD + (chans[None, :] - vs[:, None]), acc, mask=own)
+                vv = tl.load(VV + b * svvb + jj[:, None] * PV + pv[None, :])
+                pb = bf16_rounded(p) if EMUL_BF16 else p
+                h = h * alpha[:, None] + tl.dot(pb.to(BDT), vv, input_precision=CPREC)
+            m_i = m_new
+        if HAS_H:
+            tl.store(H + hrow[:, None] * PV + pv[None, :], h, mask=(row_ok & first)[:, None])
+            tl.store(HM + hrow, m_i, mask=row_ok & first)
+    # this split's part of each row's KV head: part = (b * Hkv + head) * splits + split, row within the head
+    head = rows // GL
+    part = (b * (n_rows // GL) + head) * tl.num_programs(1) + split
+    slot = part * BLOCK_M + rows % GL
+    tl.store(MAXM + slot, m_i, mask=row_ok & first)
+    tl.store(SUMM + slot, l_i, mask=row_ok & first)
+    vs = tl.load(VSTART + head, mask=row_ok, other=0)
+    ve = tl.load(VSTART + head + 1, mask=row_ok, other=0)
+    chans = vw0 + vc  # the lanes' places in the kept V list
+    own = row_ok[:, None] & (chans[None, :] >= vs[:, None]) & (chans[None, :] < ve[:, None])
+    tl.store(ACCM + slot[:, None] * BLOCK_VD + (chans[None, :] - vs[:, None]), acc, mask=own)
 
 
 @triton.jit
@@ -643,18 +571,6 @@ def _prologue_kernel(
                    r // chunks % row_blocks, r % chunks, G, LQ, D, KWP, BLOCK_R, CHUNK, ALIGN)
 
 
-@triton.jit
-def split_stats(MAXE, SUME, MAXM, SUMM, bh, esplits, msplits, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr,
-                BLOCK_SM: tl.constexpr):
-    """KV head bh's rows' softmax statistics merged over the exact and middle splits: (m, l, the middle's share of l
-    before / l)."""
-    m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
-    m_m, l_m = merged_stats(MAXM, SUMM, bh, msplits, BLOCK_M, BLOCK_SM)  # (an empty middle: m_m = -1e30)
-    m = tl.maximum(m_e, m_m)
-    mid = l_m * tl.exp(m_m - m)
-    return m, mid + l_e * tl.exp(m_e - m), mid
-
-
 # ---------------------------------------------------------------- 4. the spectrum's merge
 @triton.jit
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplits, msplits,
@@ -675,7 +591,11 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplit
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
-    m, l_tot, mid = split_stats(MAXE, SUME, MAXM, SUMM, bh, esplits, msplits, BLOCK_M, BLOCK_SE, BLOCK_SM)
+    m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
+    m_m, l_m = merged_stats(MAXM, SUMM, bh, msplits, BLOCK_M, BLOCK_SM)  # (an empty middle: m_m = -1e30)
+    m = tl.maximum(m_e, m_m)
+    mid = l_m * tl.exp(m_m - m)
+    l_tot = mid + l_e * tl.exp(m_e - m)
     grow = bh * GL + rows  # b * n_rows + h * GL + row
     first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
     tl.store(M + grow, m, mask=row_ok & first)
@@ -813,8 +733,7 @@ def _output_kernel(
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
     EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PF=None, n_parts=0, FOLD: tl.constexpr = False,
-    BLOCK_CV: tl.constexpr = 16, SUME=None, SUMM=None, HM=None, n_blocks=1, IN_STREAM: tl.constexpr = False,
-    BLOCK_SE: tl.constexpr = 16, BLOCK_SM: tl.constexpr = 16, BLOCK_SB: tl.constexpr = 8,
+    BLOCK_CV: tl.constexpr = 16,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     PARTS > 0: the sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a
@@ -822,9 +741,7 @@ def _output_kernel(
     `_v_sums`). VO (`vo_fused`, with v_gemm): programs (bh, n_out + c) take those sums from the planes themselves
     (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
     programs (bh, < n_out) store the kept channels only. FOLD (`folds`, with VO): those sums are the merge's n_parts
-    partial sums (`fold_sums`, PF). IN_STREAM (`stream_folds`): no merge ran, so the program merges the statistics
-    itself (`split_stats`) and weighs the stream's per-block sums (`fold_block_sums`, PF) by their running maxima HM.
-    PDL: launched with programmatic dependent launch."""
+    partial sums (`fold_sums`, PF). PDL: launched with programmatic dependent launch."""
     after_predecessor(PDL)
     bh = tl.program_id(0)
     b = bh // Hkv
@@ -835,13 +752,9 @@ def _output_kernel(
     row_ok = rows < G * LQ
     grow = h * G * LQ + rows
     n_rows = Hkv * G * LQ
-    if IN_STREAM:
-        m, l_tot, p_mid = split_stats(MAXE, SUME, MAXM, SUMM, bh, esplits, msplits, BLOCK_M, BLOCK_SE, BLOCK_SM)
-        p_mid = p_mid / l_tot
-    else:
-        m = tl.load(M + b * n_rows + grow, mask=row_ok, other=0.0)
-        l_tot = tl.load(L + b * n_rows + grow, mask=row_ok, other=1.0)
-        p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
+    m = tl.load(M + b * n_rows + grow, mask=row_ok, other=0.0)
+    l_tot = tl.load(L + b * n_rows + grow, mask=row_ok, other=1.0)
+    p_mid = tl.load(MID + b * n_rows + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
     o_rows = OUT + b * sob + (h * G + rows // LQ)[:, None] * soh + (rows % LQ)[:, None] * sol
     if VO and tl.program_id(1) >= n_out:
         c_lo, c_hi = compressed_run(VSTART, h, D)
@@ -849,10 +762,7 @@ def _output_kernel(
         c_ok = cs < c_hi
         c_i = tl.where(c_ok, cs, 0)
         c_d = (tl.load(VCOMP + c_i, mask=c_ok, other=0) - h * D).to(tl.int32)  # the channels' dimensions
-        if IN_STREAM:
-            c_sums = fold_block_sums(PF, HM, bh, b * n_rows + grow, n_blocks, m, rows, row_ok, cs - c_lo, c_ok, BLOCK_M,
-                                     BLOCK_C, BLOCK_CV, BLOCK_SB) / l_tot[:, None]
-        elif FOLD:
+        if FOLD:
             c_sums = fold_sums(PF, bh, n_parts, rows, row_ok, cs - c_lo, c_ok, BLOCK_M, BLOCK_C, BLOCK_CV)
         else:
             c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
@@ -1050,9 +960,8 @@ def _product_into(x, w, out, idx, dim) -> None:
 
 def _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds=None) -> None:
     check_triton_dtype("q", q)
-    if folds is not None and not isinstance(folds, bool) and folds != "stream":
-        raise ValueError(f"folds must be None, a bool (the coefficient folds) or 'stream' (the folds taken in the "
-                         f"stream's programs), got {folds!r}")
+    if folds is not None and not isinstance(folds, bool):
+        raise ValueError(f"folds must be None or a bool (the coefficient folds), got {folds!r}")
     if gemm_precs is not None and (not isinstance(gemm_precs, (tuple, list)) or len(gemm_precs) != 2
                                    or any(p not in GEMM_PRECS for p in gemm_precs)):
         raise ValueError(f"gemm_precs must be None or two of {GEMM_PRECS} (A's GEMM, F's GEMM), got {gemm_precs!r}")
@@ -1186,8 +1095,7 @@ class LowRankPlan:
         self.accm = torch.zeros(parts_m, self.block_m, self.block_vd, **f32)
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
-        self._folds, self._fold_cache, self._pf, self._pfb = False, None, None, None  # the coefficient folds (`folds`)
-        self._qbd_slots = None  # the stream's query rows, a slot per program, with `stream_folds`
+        self._folds, self._fold_cache, self._pf = False, None, None  # the coefficient folds (`folds`)
         self._fold_precs = None  # their precisions, when set (`fold_precs`)
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
@@ -1199,8 +1107,7 @@ class LowRankPlan:
         # programmatic dependent launch of the four Triton kernels (PDL): sm_90 and later only (an attribute, which
         # the tuning sweeps)
         self.pdl = PDL and gpu and torch.cuda.get_device_capability(dev)[0] >= 9
-        self.stream_folds = STREAM_FOLDS if folds is None else folds == "stream"
-        self.folds = FOLDS and b <= FOLDS_MAX_BATCH if folds is None else bool(folds)
+        self.folds = FOLDS and b <= FOLDS_MAX_BATCH if folds is None else folds
 
     @property
     def qs_gemm(self) -> bool:
@@ -1302,25 +1209,6 @@ class LowRankPlan:
             self.fold_tensors()
 
     @property
-    def stream_folds(self) -> bool:
-        """Whether the stream's programs take the folds themselves (`_middle_kernel`'s FOLD_IN, STREAM_FOLDS): A and
-        Re Z_0 from FoldK, the compressed V channels' per-block sums from FoldV, and the sinks and window in the same
-        launch (EXACT), so a call is two launches, the stream and the output. Only with the folds."""
-        return self._stream_folds and self.folds
-
-    @stream_folds.setter
-    def stream_folds(self, on: bool) -> None:
-        self._stream_folds = bool(on)
-
-    def _block_sums(self) -> torch.Tensor:
-        """The stream's per-block sums of the compressed V channels with `stream_folds`, [B x Hkv, blocks, BLOCK_M,
-        BLOCK_CVH] float32 (a block no program reaches stays 0, weighed 0 by its running max -1e30)."""
-        shape = (self.b * self.hkv, self.n_blocks, self.block_m, self._fold_partials(1).shape[3])
-        if self._pfb is None or self._pfb.shape != shape:
-            self._pfb = torch.zeros(shape, dtype=torch.float32, device=self.q.device)
-        return self._pfb
-
-    @property
     def fold_merge_blocks(self) -> int:
         """Blocks per merge program with the folds: 128 of H's columns each (BLOCK_B x PV), so the sum over H's
         columns spreads over many programs."""
@@ -1328,21 +1216,20 @@ class LowRankPlan:
 
     def _fold_partials(self, parts: int) -> torch.Tensor:
         """The merge's partial sums of the compressed V channels, [B x Hkv, parts, BLOCK_M, BLOCK_CV] float32."""
-        shape = (self.b * self.hkv, parts, self.block_m, max(16, triton.next_power_of_2(max(self.cv_head, 1))))
+        width = max(16, triton.next_power_of_2(max(self.cv_head, 1)))
+        shape = (self.b * self.hkv, parts, self.block_m, width)
         if self._pf is None or self._pf.shape != shape:
             self._pf = torch.zeros(shape, dtype=torch.float32, device=self.q.device)
         return self._pf
 
-    def _fold_consts(self, prec: str, tag: str = "F") -> dict:
-        """The fold products' constexprs for GEMM precision `prec` (named {tag}DT, {tag}_PREC, ...): bfloat16 or TF32
-        operands on a GPU, their interpreter stand-ins (`fold_operands`), or float32 FMA."""
+    def _fold_consts(self, prec: str) -> dict:
+        """The fold products' constexprs for GEMM precision `prec`: bfloat16 or TF32 operands on a GPU, their
+        interpreter stand-ins (`fold_operands`), or float32 FMA."""
         gpu = self.q.is_cuda
         if prec == "bf16":
-            consts = dict(DT=tl.bfloat16 if gpu else tl.float32, _PREC=None if gpu else "ieee", _EMUL_BF16=not gpu)
-        else:
-            consts = dict(DT=tl.float32, _PREC="tf32" if prec == "tf32" and gpu else "ieee",
-                          _EMUL_TF32=prec == "tf32" and not gpu)
-        return {tag + k: v for k, v in consts.items()}
+            return dict(FDT=tl.bfloat16 if gpu else tl.float32, F_PREC=None if gpu else "ieee", F_EMUL_BF16=not gpu)
+        return dict(FDT=tl.float32, F_PREC="tf32" if prec == "tf32" and gpu else "ieee",
+                    F_EMUL_TF32=prec == "tf32" and not gpu)
 
     @property
     def esplits(self) -> int:
@@ -1470,7 +1357,7 @@ class LowRankPlan:
         dt = TL_DTYPE[q.dtype]
         if self._a_key != (self.a_split, self.a_t):  # a path setting changed after the plan was made
             self._alloc_a()
-        if upto >= 1 and self.ck and not self.stream_folds:
+        if upto >= 1 and self.ck:
             self._query_spectrum(q, varlen)
         if upto >= 2 and self.ck and not self.folds:
             a_prec = self.gemm_precs[0]
@@ -1488,9 +1375,9 @@ class LowRankPlan:
                                  torch.view_as_complex(self.a.view(self.b, self.n_rows, -1, 2)), idx, a_prec)
         if upto >= 3:
             self._stream(q, dt, varlen)
-            if not self.exact_in_phase_1 and not self.stream_folds:
+            if not self.exact_in_phase_1:
                 self._exact(q, dt, varlen)
-        if upto >= 4 and not self.stream_folds:
+        if upto >= 4:
             self._spectrum()
         if upto >= 5:
             self._output(varlen)
@@ -1561,14 +1448,13 @@ class LowRankPlan:
 
     def _stream(self, q, dt, varlen) -> None:
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
-        fold, ex_cols = self._stream_fold_args(q, dt, row_blocks) if self.stream_folds else ({}, 0)
-        if not self.rows_in_phase_1 and not self.stream_folds:
+        if not self.rows_in_phase_1:
             _query_rows_kernel[(self.b, row_blocks, self.kwp // self.chunk)](
                 q, self.k_kept, self.k_start, self.qbd, *q.stride(), self.n_rows, self.k_width, G=self.group,
                 LQ=self.lq, D=self.d, KWP=self.kwp, BLOCK_R=self.block_r, CHUNK=self.chunk, ALIGN=self.align)
         km, vm = self.k_mid, self.v_mid
-        _middle_kernel[(self.b * row_blocks, self.splits + ex_cols, self.v_slices)](
-            self._qbd_slots if self.stream_folds else self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.k_start,
+        _middle_kernel[(self.b * row_blocks, self.splits, self.v_slices)](
+            self.qbd, km, vm, self.z0 if self._qs_gemm else self.z, self.a, self.vk, self.vv, self.k_start,
             self.v_start, self.h, self.hm, self.maxm, self.summ, self.accm, self.lens_arg, km.stride(0), km.stride(1),
             vm.stride(0), vm.stride(1), 1 if self._qs_gemm else self.z.stride(1), self.svk, self.svv,
             self.mid_len, self.k_width, self.v_width, self.n_rows, self.n_blocks, self.blocks_per_split,
@@ -1577,30 +1463,8 @@ class LowRankPlan:
             BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block, PK=self.pk,
             PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, ALIGN=self.align,
-            num_warps=self.num_warps, num_stages=self.num_stages, **self._pdl_kw, **fold,
+            num_warps=self.num_warps, num_stages=self.num_stages, **self._pdl_kw,
             **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
-
-    def _stream_fold_args(self, q, dt, row_blocks: int) -> tuple[dict, int]:
-        """The stream's arguments with `stream_folds` (the folds, the query and coefficients they are taken with, the
-        per-block sums, the sinks and window as the first ex_cols columns of programs), and ex_cols; makes the
-        programs' query-row slots (`_qbd_slots`)."""
-        fk, fv = self.fold_tensors()
-        pf, ke, ve = self._block_sums(), self.k_exact, self.v_exact
-        ex_cols = triton.cdiv(self.b * self.hkv * self.esplits, self.b * row_blocks * self.v_slices)
-        dc = STREAM_FOLD_DC if self.d >= 64 else 16 if self.d <= 16 else 32
-        slots = self.b * row_blocks * self.splits * self.v_slices * self.block_r  # each program's query rows
-        if self._qbd_slots is None or self._qbd_slots.shape[0] != slots:
-            self._qbd_slots = torch.zeros(slots, self.kwp, dtype=q.dtype, device=q.device)
-        return dict(
-            Q=q, KKEPT=self.k_kept, KCOMP=self.k_comp, KCOS=self.k_cos, KSC=self.k_sc, KSH=self.k_sh, FOLDK=fk,
-            FOLDV=fv, PF=pf, sqb=q.stride(0), sqh=q.stride(1), sql=q.stride(2), sqd=q.stride(3), sfkb=fk.stride(0),
-            sfkc=fk.stride(1), sfvb=fv.stride(0), sfvc=fv.stride(1), Cck=self.ck, Nk=self.k_cos.shape[2],
-            period=self.t_max, G=self.group, LQ=self.lq, D=self.d, DC=dc, BLOCK_CV=64,
-            BLOCK_CVH=pf.shape[3], FOLD_IN=True, **self._fold_consts(self.fold_precs[0], "FK"),
-            **self._fold_consts(self.fold_precs[1], "FV"), KE=ke, VE=ve, MAXE=self.maxe, SUME=self.sume,
-            ACCE=self.acce, skeb=ke.stride(0), skeh=ke.stride(1), skel=ke.stride(2), sked=ke.stride(3),
-            sveb=ve.stride(0), sveh=ve.stride(1), svel=ve.stride(2), sved=ve.stride(3), Le=self.le,
-            esplits=self.esplits, ex_cols=ex_cols, EXACT=True, E_PREC=self.prec, BLOCK_D=self.block_d), ex_cols
 
     def _exact(self, q, dt, varlen) -> None:
         ke, ve = self.k_exact, self.v_exact
@@ -1679,12 +1543,7 @@ class LowRankPlan:
                 FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
         vo, planes = self.vo_fused, self.planes if self.vo_fused else f
         fold = dict(PF=None, n_parts=0)
-        if self.stream_folds:  # the stream's per-block sums, and no merge ran
-            pf = self._block_sums()
-            fold = dict(PF=pf, BLOCK_CV=pf.shape[3], SUME=self.sume, SUMM=self.summ, HM=self.hm,
-                        n_blocks=self.n_blocks, IN_STREAM=True, BLOCK_SE=splits_block(self.esplits),
-                        BLOCK_SM=splits_block(self.splits))
-        elif self.folds:  # the merge's partial sums of the compressed V channels
+        if self.folds:  # the merge's partial sums of the compressed V channels
             pf = self._fold_partials(triton.cdiv(self.n_blocks, self.fold_merge_blocks))
             fold = dict(PF=pf, n_parts=pf.shape[1], FOLD=True, BLOCK_CV=pf.shape[3])
         n_out = grid[1]
@@ -1779,7 +1638,7 @@ def fourier_decode_attention_lowrank(
                         period, scale)
     return lowrank_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
-                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds or False).run()
+                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, bool(folds)).run()
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_lowrank")
@@ -1800,7 +1659,7 @@ def fourier_decode_attention_varlen_lowrank(
     return varlen_lowrank_plan(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos,
                                k_sin, k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale,
                                v_shift, mid_lens, periods, scale, out, block_t, block, num_splits, num_warps,
-                               block_r, gemm_precs, folds or False).run()
+                               block_r, gemm_precs, bool(folds)).run()
 
 
 def varlen_lowrank_plan(

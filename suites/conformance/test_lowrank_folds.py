@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import optimized.triton_fourier_lowrank as lowrank
-from ci.lowrank_f32_coefs import uniform_folds, uniform_stream_folds, varlen_folds, varlen_stream_folds
+from ci.lowrank_f32_coefs import uniform_folds, varlen_folds
 from harness.kernels.conformance import check_case
 from optimized.lowrank_folds import k_fold, stored_fold, v_fold
 from reference.ops.fourier_cache import make_fourier_cache
@@ -119,46 +119,3 @@ def test_folds_in_bfloat16_only_when_asked_and_they_still_conform(v_gemm_everywh
     torch.testing.assert_close(plan.run().float(), tf32, rtol=2e-2, atol=2e-2)
     with pytest.raises(ValueError, match="fold_precs"):
         plan.fold_precs = ("bf16", "fp8")
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
-@pytest.mark.parametrize("op,fn,case", [("fourier_decode_attention", uniform_stream_folds, UNIFORM),
-                                        ("fourier_decode_attention_varlen", varlen_stream_folds, LARGE)],
-                         ids=["uniform", "varlen-magnitude-1000"])
-def test_the_folds_in_the_stream_conform(op, fn, case, dtype, v_gemm_everywhere):
-    res = check_case(op, fn, case, dtype, knobs=KNOBS)
-    assert res.passed, res.message
-
-
-# rows of a KV head over two row blocks (group x q_len = 24 > 16), several blocks per split, the V window in two
-# slices (4 heads x 48 kept V channels > 128), sinks and window over two exact splits, one split
-SPANS = [dict(hq=12, hkv=2, lq=2, d=32, v_fraction=0.3, n_local=7, knobs={"block_t": 16, "block": 16, "num_splits": 2}),
-         dict(hq=8, hkv=4, lq=1, d=64, v_fraction=0.25, n_local=40,
-              knobs={"block_t": 16, "block": 16, "num_splits": 3, "block_r": 16}),
-         dict(hq=4, hkv=2, lq=3, d=32, v_fraction=0.3, n_local=7, knobs={"block_t": 16, "block": 32, "num_splits": 1})]
-
-
-@pytest.mark.parametrize("span", SPANS, ids=["head-over-two-row-blocks", "v-slices-exact-splits", "one-split"])
-def test_the_folds_in_the_stream_equal_the_merge_path_in_float32(span, v_gemm_everywhere):
-    """Two launches instead of four, the same sums in another order: the outputs agree to float32 rounding, call
-    after call on one plan."""
-    x = make_fourier_cache(1, span["hq"], span["hkv"], span["d"], 130, 20, n_init=2, n_local=span["n_local"],
-                           q_len=span["lq"], dtype=torch.float32, device="cpu", seed=8, k_fraction=0.4,
-                           v_fraction=span["v_fraction"])
-    merged = lowrank.lowrank_plan(**x, **span["knobs"], folds=True)
-    stream = lowrank.lowrank_plan(**x, **span["knobs"], folds="stream")
-    assert stream.stream_folds and not merged.stream_folds
-    want = merged.run()
-    for _ in range(2):
-        torch.testing.assert_close(stream.run(), want, rtol=2e-5, atol=2e-6)
-
-
-def test_stream_folds_need_the_folds_and_a_bad_value_is_named(v_gemm_everywhere):
-    x = make_fourier_cache(1, 4, 2, 16, 120, 12, n_init=2, n_local=10, dtype=torch.float32, device="cpu", seed=6)
-    plan = lowrank.lowrank_plan(**x, folds="stream")
-    assert plan.stream_folds
-    plan.vo_fused = False  # no folds on this path, so none in the stream
-    assert not plan.folds and not plan.stream_folds
-    assert lowrank.lowrank_plan(**x).stream_folds == lowrank.STREAM_FOLDS
-    with pytest.raises(ValueError, match="folds must be"):
-        lowrank.lowrank_plan(**x, folds="merge")

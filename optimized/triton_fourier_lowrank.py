@@ -117,8 +117,8 @@ V_CHUNK = 64
 # bfloat16 for F alone gained nothing; that variant, which also took the complex GEMMs in bfloat16, was removed.
 # "bf16" now covers the real GEMMs only (the GEMM path's A = [U_c; U_s] W_K, v_gemm's planes H @ table): bfloat16
 # operands (U and H stored so by the kernels that write them, the tables cast once per plan) with float32
-# accumulation and a float32 result; complex GEMMs and the V sums take TF32 under it. At 8 x 32k A took 11.2 us and the planes 11.4 + 3.2 (split-K) in TF32 (H100,
-# 8ab8225 profile), with cuBLAS's A on 64 tiles of an sm80 kernel. H100 at 7322d78 (results/gpu/tune_lowrank-2026-12-07-
+# accumulation and a float32 result; complex GEMMs and the V sums take TF32 under it. At 8 x 32k A took 11.2 us and
+# the planes 11.4 + 3.2 (split-K) in TF32 (H100, 8ab8225 profile), with cuBLAS's A on 64 tiles of an sm80 kernel. H100 at 7322d78 (results/gpu/tune_lowrank-2026-12-07-
 # H100-7322d78.json), us with TF32 / bf16 for both: 8 x 32k 175.1-178.2 / 164.7, 1 x 128k 112.2-113.7 / 109.5,
 # 1 x 32k 76.2-77.7 / 75.8; bf16 for A alone 172.5 at 8 x 32k, for the planes alone 169.4. gpu-profile conformance of
 # the float32-coefficient wrappers with it passed in bfloat16 and float16 (worst float16 0.883 of 1.59 uniform, 0.759
@@ -1636,9 +1636,10 @@ def fourier_decode_attention_lowrank(
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)
+    folds = False if folds is None else folds  # a one-off call: no folds unless asked for (a bad value is named)
     return lowrank_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
-                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, bool(folds)).run()
+                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds).run()
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_lowrank")
@@ -1656,10 +1657,11 @@ def fourier_decode_attention_varlen_lowrank(
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)
+    folds = False if folds is None else folds  # as for the uniform op
     return varlen_lowrank_plan(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos,
                                k_sin, k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale,
                                v_shift, mid_lens, periods, scale, out, block_t, block, num_splits, num_warps,
-                               block_r, gemm_precs, bool(folds)).run()
+                               block_r, gemm_precs, folds).run()
 
 
 def varlen_lowrank_plan(

@@ -103,6 +103,8 @@ def test_folds_are_stored_in_float32_and_a_bad_switch_is_named():
     x = make_fourier_cache(1, 4, 2, 16, 120, 12, n_init=2, n_local=10, dtype=torch.float32, device="cpu", seed=6)
     with pytest.raises(ValueError, match="folds"):
         lowrank.lowrank_plan(**x, folds="yes")
+    with pytest.raises(ValueError, match="folds"):  # the op's one-off default does not swallow a bad value
+        lowrank.fourier_decode_attention_lowrank(**x, folds="yes")
 
 
 def test_folds_in_bfloat16_only_when_asked_and_they_still_conform(v_gemm_everywhere):

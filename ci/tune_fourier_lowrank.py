@@ -49,10 +49,15 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # (results/gpu/tune_lowrank-2026-12-07-H100-*.json). The previous choices stay in, for the next machine's spread; then
 # the launches with programmatic dependent launch (pdl; a wash on the H100 at ff78acf, so off), and the coefficient
 # folds against the batch rule (on at batch 1 only since f80995a), and FoldK in bfloat16 (both folds in bfloat16 failed
-# a float16 tolerance at fee7955; FoldK alone has not been tried).
-QUICK_SHAPES = [{}, {"pdl": True}, {"folds": False}, {"folds": True}, {"fold_precs": ("bf16", "tf32")},
-                {"gemm_precs": ("tf32", "tf32")}, {"qs_gemm": False}, {"qp_block_n": 128}, {"merge_blocks": 4},
-                {"vo_fused": False}, {"a_t": True}, {"planes_t": True}, {}]
+# a float16 tolerance at fee7955; FoldK alone has not been tried). Then the fold path's launch shapes at batch 1, where
+# its four launches are all Triton: programmatic dependent launch (measured at ff78acf only with GEMMs between the
+# launches), the columns of A per fold program, H's columns and warps per merge program, the prologue's and output's
+# warps and the exact splits. `combined` then times the best value of each name that beat the default together.
+QUICK_SHAPES = [{}, {"pdl": True}, {"folds": False}, {"fold_precs": ("bf16", "tf32")}, {"fold_block_n": 32},
+                {"fold_block_n": 64}, {"fold_block_n": 256}, {"fold_merge_cols": 64}, {"fold_merge_cols": 256},
+                {"merge_warps": 2}, {"merge_warps": 8}, {"qp_warps": 2}, {"qp_warps": 8}, {"out_warps": 8},
+                {"out_block_do": 32}, {"esplits": 8}, {"esplits": 16}, {}]
+COMBINE_MIN_US = 0.5  # a shape joins `combined` when it beat the run's default by more than this
 CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
 
 
@@ -68,6 +73,24 @@ def shaped_plan(shapes: dict):
                 setattr(plan, name, value)
         return plan
     return make
+
+
+def combined(shape_rows: list[dict]) -> dict:
+    """The best value of each single-name shape that beat the run's default (the slower of the `{}` rows, first and
+    last) by more than COMBINE_MIN_US, all at once; {} when fewer than two names did."""
+    names = {k for s in QUICK_SHAPES for k in s}
+    timed = [r for r in shape_rows if "us" in r]
+    defaults = [r["us"] for r in timed if not names & r.keys()]
+    if not defaults:
+        return {}
+    best: dict[str, tuple[float, object]] = {}
+    for r in timed:
+        keys = names & r.keys()
+        if len(keys) == 1 and r["us"] < max(defaults) - COMBINE_MIN_US:
+            (k,) = keys
+            if k not in best or r["us"] < best[k][0]:
+                best[k] = (r["us"], r[k])
+    return {k: v for k, (_, v) in best.items()} if len(best) > 1 else {}
 
 
 def target_case(case: str) -> tuple[int, int, dict, RotatingInputs]:
@@ -126,6 +149,17 @@ def main() -> None:
             shape_rows.append({"batch": batch, "context": context, **knobs, **shapes, "us": us})
             print(f"{case} {knobs} {shapes}: {us:.1f} us", flush=True)
             save(dict(result, rows=result["rows"] + rows + shape_rows), args.out)  # a cut run keeps what finished
+        if args.shapes_only:
+            combo = combined(shape_rows)
+            if combo:
+                try:
+                    us = 1000 * graph_ms(planned(shaped_plan(combo), **knobs), rot.sets)
+                    shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True, "us": us})
+                    print(f"{case} {knobs} combined {combo}: {us:.1f} us", flush=True)
+                except Exception as exc:  # noqa: BLE001  (recorded, not fatal)
+                    shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True,
+                                       "error": f"{type(exc).__name__}: {exc}"[:300]})
+                save(dict(result, rows=result["rows"] + rows + shape_rows), args.out)
         names = {k for s in SHAPES + QUICK_SHAPES for k in s}
         shapes = {k: v for k, v in min((r for r in shape_rows if "us" in r), key=lambda r: r["us"]).items()
                   if k in names}

@@ -1097,6 +1097,9 @@ class LowRankPlan:
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
         self._folds, self._fold_cache, self._pf = False, None, None  # the coefficient folds (`folds`)
         self._fold_precs = None  # their precisions, when set (`fold_precs`)
+        # the fold path's launch shapes (attributes, swept by ci/tune_fourier_lowrank.py): columns of A per
+        # `fold_products` program (None: `qp_block_for`), H's columns per merge program, and the merge's warps
+        self.fold_block_n, self.fold_merge_cols, self.merge_warps = None, 128, 4
         self.qs_gemm = qs_gemm_for(b, gpu, self.k_cos.dtype)
         self._planes_t = PLANES_T and len(self.groups) == 1  # v_gemm's planes frequency-major (`planes_t`)
         self._vo_fused = VO_FUSED  # the V sums in the output's launch (`vo_fused`)
@@ -1210,9 +1213,9 @@ class LowRankPlan:
 
     @property
     def fold_merge_blocks(self) -> int:
-        """Blocks per merge program with the folds: 128 of H's columns each (BLOCK_B x PV), so the sum over H's
-        columns spreads over many programs."""
-        return max(1, 128 // self.pv)
+        """Blocks per merge program with the folds: `fold_merge_cols` (128) of H's columns each (BLOCK_B x PV), so
+        the sum over H's columns spreads over many programs."""
+        return max(1, self.fold_merge_cols // self.pv)
 
     def _fold_partials(self, parts: int) -> torch.Tensor:
         """The merge's partial sums of the compressed V channels, [B x Hkv, parts, BLOCK_M, BLOCK_CV] float32."""
@@ -1412,7 +1415,7 @@ class LowRankPlan:
             fold = dict(FOLDK=None, sfkb=0, sfkc=0, n_cols=0)
             if self.folds:  # A itself, [B, rows, blocks x PK], from the folds
                 fk, u = self.fold_tensors()[0], self.a.view(self.b, self.n_rows, -1)
-                block_n = qp_block_for(self.b * self.hkv, u.shape[2], self.sms)
+                block_n = self.fold_block_n or qp_block_for(self.b * self.hkv, u.shape[2], self.sms)
                 tiles = triton.cdiv(u.shape[2], block_n)
                 fold = dict(FOLDK=fk, sfkb=fk.stride(0), sfkc=fk.stride(1), n_cols=u.shape[2], FOLD=True,
                             **self._fold_consts(self.fold_precs[0]))
@@ -1488,7 +1491,7 @@ class LowRankPlan:
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, ho,
             self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
             BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=merge_blocks,
-            PV=self.pv, HAS_H=self.cv > 0, **self._pdl_kw, **fold)
+            PV=self.pv, HAS_H=self.cv > 0, num_warps=self.merge_warps, **self._pdl_kw, **fold)
         if not self.cv or self.folds:  # the folds: the output adds the merge's partial sums
             return
         if self._v_gemm:

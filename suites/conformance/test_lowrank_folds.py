@@ -4,6 +4,8 @@ float32 and float16, the magnitude-1000 varlen case), and the plan takes it only
 batch 1 by default."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -121,3 +123,21 @@ def test_folds_in_bfloat16_only_when_asked_and_they_still_conform(v_gemm_everywh
     torch.testing.assert_close(plan.run().float(), tf32, rtol=2e-2, atol=2e-2)
     with pytest.raises(ValueError, match="fold_precs"):
         plan.fold_precs = ("bf16", "fp8")
+
+
+@pytest.mark.parametrize("shapes", [{"fold_block_n": 16}, {"fold_merge_cols": 16}, {"merge_warps": 2},
+                                    {"fold_block_n": 32, "fold_merge_cols": 64, "merge_warps": 8}],
+                         ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_the_fold_paths_launch_shapes_leave_the_output_unchanged(v_gemm_everywhere, shapes):
+    """The sweep's fold-path shapes (A's columns per fold program, H's columns and warps per merge program) only
+    regroup the same products: float32 outputs agree with the default plan's to rounding, on drawn caches."""
+    x = make_fourier_cache(1, 4, 2, 16, 300, 24, n_init=2, n_local=9, dtype=torch.float32, device="cpu",
+                           seed=int.from_bytes(os.urandom(4), "little"), k_fraction=0.5, v_fraction=0.5)
+    plain = lowrank.lowrank_plan(**x, **KNOBS)
+    shaped = lowrank.lowrank_plan(**x, **KNOBS)
+    for name, value in shapes.items():
+        setattr(shaped, name, value)
+    assert plain.folds and shaped.folds
+    if "fold_merge_cols" in shapes:  # more merge programs than the default, so more partial sums
+        assert shaped.fold_merge_blocks < plain.fold_merge_blocks
+    torch.testing.assert_close(shaped.run(), plain.run(), rtol=2e-5, atol=2e-6)

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from ci.tune_fourier_lowrank import CONSTRUCTOR, QUICK_SHAPES, SHAPES, shaped_plan
+from ci.tune_fourier_lowrank import COMBINE_MIN_US, CONSTRUCTOR, QUICK_SHAPES, SHAPES, combined, shaped_plan
 from optimized.triton_fourier_lowrank import lowrank_plan
 from reference.ops.fourier_cache import make_fourier_cache
 
@@ -32,3 +32,16 @@ def test_every_listed_shape_sets_an_attribute_the_plan_has(cache, shapes):
 def test_a_name_the_plan_lacks_is_refused(cache, name):
     with pytest.raises(AttributeError, match=repr(name)):
         shaped_plan({name: True})(**cache)
+
+
+def test_combined_takes_each_names_best_value_that_beat_the_slower_default():
+    """`combined`: per name, the fastest value that beat the slower of the two default rows by more than
+    COMBINE_MIN_US; a name that did not, or a run where one name alone did, gives no combination."""
+    base = 50.0 + float(torch.rand(()))  # drawn times, so the rule is checked rather than one table
+    row = lambda us, **shape: {"batch": 1, "context": 4096, "block_t": 64, **shape, "us": us}  # noqa: E731
+    rows = [row(base), row(base - 0.2), row(base - 3, fold_block_n=32), row(base - 4, fold_block_n=64),
+            row(base - 1, pdl=True), row(base - COMBINE_MIN_US / 2, merge_warps=8), row(base + 2, esplits=8),
+            {"batch": 1, "context": 4096, "qp_warps": 2, "error": "OutOfResources"}]
+    assert combined(rows) == {"fold_block_n": 64, "pdl": True}
+    assert combined([r for r in rows if "pdl" not in r]) == {}  # one name alone: nothing to combine
+    assert combined([r for r in rows if len(r) > 4]) == {}  # no default row timed

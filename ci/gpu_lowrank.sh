@@ -14,6 +14,7 @@
 # Records go to $OUT/results (merge them into results/ after reading them). STEPS (default bench,conform,tune,profile;
 # the steps run in the order given, so a short device budget puts the deciding one first), TUNE_CASES and
 # PROFILE_CASES (the BxT cells of the sweep and the profiles; default 8x32768,1x131072,1x32768 and 8x32768,1x131072),
+# TUNE_SHAPES (a JSON list of shapes the sweep times instead of its quick shapes),
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
 # at once, 3), CONFORM_RUNS (explicit space-separated "op,impl,dtype" runs instead of the set, e.g.
 # "fourier_decode_attention,ci.lowrank_f32_coefs:uniform_bf16_gemms,bfloat16"), EXAMPLES (default 20), CONFORM_S
@@ -113,7 +114,7 @@ conform() {
 
 tune() {
   echo "== the sweep's quick shapes"
-  timeout "${TUNE_S:-200}" "$PY" ci/tune_fourier_lowrank.py --shapes-only \
+  timeout "${TUNE_S:-200}" "$PY" ci/tune_fourier_lowrank.py --shapes-only ${TUNE_SHAPES:+--shapes "$TUNE_SHAPES"} \
     --cases "${TUNE_CASES:-8x32768,1x131072,1x32768}" --out "$OUT/tune_lowrank.json" || rc=1
 }
 

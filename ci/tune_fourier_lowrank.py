@@ -75,10 +75,21 @@ def shaped_plan(shapes: dict):
     return make
 
 
-def combined(shape_rows: list[dict]) -> dict:
+def parse_shapes(text: str) -> list[dict]:
+    """--shapes: a JSON list of objects (plan attribute -> value; lists become tuples, as `fold_precs` takes)."""
+    try:
+        shapes = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--shapes is not JSON: {exc}") from exc
+    if not isinstance(shapes, list) or not all(isinstance(s, dict) for s in shapes):
+        raise argparse.ArgumentTypeError(f"--shapes must be a JSON list of objects, got {text!r}")
+    return [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()} for s in shapes]
+
+
+def combined(shape_rows: list[dict], listed: list[dict] = QUICK_SHAPES) -> dict:
     """The best value of each single-name shape that beat the run's default (the slower of the `{}` rows, first and
     last) by more than COMBINE_MIN_US, all at once; {} when fewer than two names did."""
-    names = {k for s in QUICK_SHAPES for k in s}
+    names = {k for s in listed for k in s}
     timed = [r for r in shape_rows if "us" in r]
     defaults = [r["us"] for r in timed if not names & r.keys()]
     if not defaults:
@@ -115,6 +126,9 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--quick", action="store_true", help="only the default knobs and the block neighbours, then shapes")
     ap.add_argument("--shapes-only", action="store_true", help="only the default knobs, then shapes")
+    ap.add_argument("--shapes", type=parse_shapes, default=None,
+                    help="with --shapes-only: a JSON list of shapes instead of QUICK_SHAPES, "
+                         "e.g. '[{}, {\"fold_precs\": [\"bf16\", \"bf16\"]}, {}]'")
     args = ap.parse_args()
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
               "rows": []}
@@ -138,7 +152,7 @@ def main() -> None:
         best = min((r for r in rows if "us" in r), key=lambda r: r["us"])
         knobs = {k: best[k] for k in ("block_t", "block_r", "num_warps", "block") if k in best}
         shape_rows = []
-        for shapes in QUICK_SHAPES if args.shapes_only else SHAPES:
+        for shapes in (args.shapes or QUICK_SHAPES) if args.shapes_only else SHAPES:
             make = shaped_plan(shapes)
             try:
                 us = 1000 * graph_ms(planned(make, **knobs), rot.sets)
@@ -150,7 +164,7 @@ def main() -> None:
             print(f"{case} {knobs} {shapes}: {us:.1f} us", flush=True)
             save(dict(result, rows=result["rows"] + rows + shape_rows), args.out)  # a cut run keeps what finished
         if args.shapes_only:
-            combo = combined(shape_rows)
+            combo = combined(shape_rows, args.shapes or QUICK_SHAPES)
             if combo:
                 try:
                     us = 1000 * graph_ms(planned(shaped_plan(combo), **knobs), rot.sets)
@@ -160,7 +174,7 @@ def main() -> None:
                     shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True,
                                        "error": f"{type(exc).__name__}: {exc}"[:300]})
                 save(dict(result, rows=result["rows"] + rows + shape_rows), args.out)
-        names = {k for s in SHAPES + QUICK_SHAPES for k in s}
+        names = {k for s in SHAPES + QUICK_SHAPES + (args.shapes or []) for k in s}
         shapes = {k: v for k, v in min((r for r in shape_rows if "us" in r), key=lambda r: r["us"]).items()
                   if k in names}
         phases = {k: 1000 * v for k, v in plan_phase_times(shaped_plan(shapes), PHASES, graph_ms, rot.sets,

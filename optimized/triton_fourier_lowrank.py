@@ -1195,13 +1195,14 @@ class LowRankPlan:
 
     @property
     def fold_precs(self) -> tuple[str, str]:
-        """The precisions of the products with FoldK and FoldV (FOLD_PRECS): by default the GEMMs' own, except that
-        "bf16" becomes TF32: a fold is a sum over frequencies, and both folds in bfloat16 failed the float16 varlen
-        tolerance on an H100 (1.03 of 0.987 allowed; docs/fourier-attention.md, eleventh pass). Setting it (the
+        """The precisions of the products with FoldK and FoldV (FOLD_PRECS): FoldK in the GEMMs' own (bfloat16 for
+        16-bit inputs), FoldV in TF32 where the GEMMs' is bfloat16. A fold is a sum over frequencies: both folds in
+        bfloat16 failed the float16 varlen tolerance on an H100 (1.03 of 0.987 allowed), FoldK alone in bfloat16
+        passed it and saved 2.6-3.3 us at batch 1 (docs/fourier-attention.md, thirteenth pass). Setting it (the
         sweep's `fold_precs`) makes the folds again."""
         if self._fold_precs is not None:
             return self._fold_precs
-        return tuple("tf32" if p == "bf16" else p for p in self.gemm_precs)
+        return self.gemm_precs[0], "tf32" if self.gemm_precs[1] == "bf16" else self.gemm_precs[1]
 
     @fold_precs.setter
     def fold_precs(self, precs: tuple[str, str]) -> None:

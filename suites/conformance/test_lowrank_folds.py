@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import optimized.triton_fourier_lowrank as lowrank
+import ci.lowrank_f32_coefs as f32_coefs
 from ci.lowrank_f32_coefs import uniform_folds, varlen_folds
 from harness.kernels.conformance import check_case
 from optimized.lowrank_folds import k_fold, stored_fold, v_fold
@@ -65,6 +66,16 @@ def test_the_fold_path_conforms(op, fn, case, dtype, v_gemm_everywhere):
     assert res.passed, res.message
 
 
+@pytest.mark.parametrize("precs", ["kv16", "k32"])
+@pytest.mark.parametrize("op,layout,case", [("fourier_decode_attention", "uniform", UNIFORM),
+                                            ("fourier_decode_attention_varlen", "varlen", LARGE)],
+                         ids=["uniform", "varlen-magnitude-1000"])
+def test_the_gpu_wrappers_of_other_fold_precisions_conform_in_float16(op, layout, case, precs, v_gemm_everywhere):
+    """The wrappers the GPU conformance runs for fold precisions other than the default (ci/lowrank_f32_coefs.py)."""
+    res = check_case(op, getattr(f32_coefs, f"{layout}_folds_{precs}"), case, torch.float16, knobs=KNOBS)
+    assert res.passed, res.message
+
+
 def test_the_fold_path_equals_the_gemm_path_in_float32(v_gemm_everywhere):
     """Same A and the same channel sums, only summed in another order: the outputs agree to float32 rounding."""
     x = make_fourier_cache(2, 4, 2, 16, 150, 24, n_init=2, n_local=9, dtype=torch.float32, device="cpu", seed=5,
@@ -109,18 +120,22 @@ def test_folds_are_stored_in_float32_and_a_bad_switch_is_named():
         lowrank.fourier_decode_attention_lowrank(**x, folds="yes")
 
 
-def test_folds_in_bfloat16_only_when_asked_and_they_still_conform(v_gemm_everywhere):
-    """The default takes TF32 folds for bfloat16 GEMMs; `fold_precs` asks for bfloat16 ones (the sweep's candidate
-    for FoldK), which the interpreter holds as float32 values rounded to bfloat16; a bad precision is named."""
+def test_foldk_in_bfloat16_by_default_foldv_in_tf32_and_both_still_conform(v_gemm_everywhere):
+    """For bfloat16 GEMMs the default takes FoldK in bfloat16 and FoldV in TF32 (both in bfloat16 failed a float16
+    tolerance on an H100); `fold_precs` sets either, and the interpreter holds a bfloat16 fold as float32 values
+    rounded to bfloat16; a bad precision is named."""
     x = make_fourier_cache(1, 4, 2, 16, 150, 24, n_init=2, n_local=9, dtype=torch.float16, device="cpu", seed=7,
                            k_fraction=0.5, v_fraction=0.5)
     plan = lowrank.lowrank_plan(**x, **KNOBS)
-    assert plan.folds and plan.gemm_precs == ("bf16", "bf16") and plan.fold_precs == ("tf32", "tf32")
-    tf32 = plan.run().float().clone()
-    plan.fold_precs = ("bf16", "tf32")
-    fk = plan.fold_tensors()[0]
-    assert torch.equal(fk, fk.to(torch.bfloat16).float())  # made again, rounded
-    torch.testing.assert_close(plan.run().float(), tf32, rtol=2e-2, atol=2e-2)
+    assert plan.folds and plan.gemm_precs == ("bf16", "bf16") and plan.fold_precs == ("bf16", "tf32")
+    fk, fv = plan.fold_tensors()
+    assert torch.equal(fk, fk.to(torch.bfloat16).float())  # rounded to bfloat16
+    assert not torch.equal(fv, fv.to(torch.bfloat16).float())  # kept in float32
+    bf16_k = plan.run().float().clone()
+    plan.fold_precs = ("tf32", "tf32")
+    assert not torch.equal(plan.fold_tensors()[0], fk)  # made again, unrounded
+    torch.testing.assert_close(plan.run().float(), bf16_k, rtol=2e-2, atol=2e-2)
+    assert lowrank.lowrank_plan(**dict(x, q=x["q"].float()), **KNOBS).fold_precs == ("ieee", "ieee")
     with pytest.raises(ValueError, match="fold_precs"):
         plan.fold_precs = ("bf16", "fp8")
 

@@ -3,12 +3,14 @@ name: every name the sweep lists is one the plan has, and a misspelt or removed 
 timing the default under its name."""
 from __future__ import annotations
 
+import argparse
 import os
 
 import pytest
 import torch
 
-from ci.tune_fourier_lowrank import COMBINE_MIN_US, CONSTRUCTOR, QUICK_SHAPES, SHAPES, combined, shaped_plan
+from ci.tune_fourier_lowrank import (COMBINE_MIN_US, CONSTRUCTOR, QUICK_SHAPES, SHAPES, combined, parse_shapes,
+                                  shaped_plan)
 from optimized.triton_fourier_lowrank import lowrank_plan
 from reference.ops.fourier_cache import make_fourier_cache
 
@@ -45,3 +47,12 @@ def test_combined_takes_each_names_best_value_that_beat_the_slower_default():
     assert combined(rows) == {"fold_block_n": 64, "pdl": True}
     assert combined([r for r in rows if "pdl" not in r]) == {}  # one name alone: nothing to combine
     assert combined([r for r in rows if len(r) > 4]) == {}  # no default row timed
+
+
+def test_shapes_on_the_command_line_are_a_json_list_of_objects(cache):
+    shapes = parse_shapes('[{}, {"fold_precs": ["bf16", "bf16"], "out_warps": 8}]')
+    assert shapes == [{}, {"fold_precs": ("bf16", "bf16"), "out_warps": 8}]
+    assert shaped_plan(shapes[1])(**cache).fold_precs == ("bf16", "bf16")  # the list became the tuple a plan takes
+    for bad in ('{"out_warps": 8}', "[{out_warps: 8}]", "[1]"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--shapes"):
+            parse_shapes(bad)

@@ -93,6 +93,9 @@ STREAM_WARPS_FEW = 8
 # 1 x 32k 57.1 / 56.6, 1 x 128k 94.2 / 100.3, 8 x 32k 165.7 / 160.5; two bench runs with it on gave 43.1-43.2,
 # 57.4-57.5, 97.9-98.0 and 158.7-159.5 against 43.5-43.7, 56.6-56.8, 96.4 and 157.3-160.2 without it at 79168db.
 PDL = False
+# ... and where each launch lets the next one start (`pdl_trigger`): right after its own wait (the measured default
+# above), or at its programs' exit, so the next launch's programs cannot take SMs from this one's later programs.
+PDL_TRIGGERS = ("start", "exit")
 # The coefficient folds (`folds`, optimized/lowrank_folds.py): each sequence's coefficients multiplied by the block
 # tables once per cache, so the step computes A in the prologue and the compressed V channels in the output, with no
 # GEMM (and no split-K reduction) between the Triton launches. Needs the prologue (the GEMM path with the exact tokens
@@ -282,12 +285,15 @@ def compressed_run(START, h, D: tl.constexpr):
 
 
 @triton.jit
-def after_predecessor(PDL: tl.constexpr):
+def after_predecessor(PDL: tl.constexpr, PDL_EARLY: tl.constexpr = True):
     """With PDL (the launch's programmatic dependent launch): wait until the kernel before this one has finished
-    and its stores are visible, then let the kernel after this one launch. Without it, nothing: stream order."""
+    and its stores are visible, then, with PDL_EARLY, let the kernel after this one launch (its programs may then
+    take SMs this launch's later programs would have had); without PDL_EARLY the trigger is each program's exit, so
+    the next launch overlaps only this one's last programs. Without PDL, nothing: stream order."""
     if PDL:
         tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+        if PDL_EARLY:
+            tl.extra.cuda.gdc_launch_dependents()
 
 
 @triton.jit
@@ -398,7 +404,7 @@ def _middle_kernel(
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
-    ALIGN: tl.constexpr, PDL: tl.constexpr = False,
+    ALIGN: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
     factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V, and per block H_k = P @ VV with
@@ -415,7 +421,7 @@ def _middle_kernel(
     a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s). A is strided (sar, sab,
     sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`). PDL:
     launched with programmatic dependent launch (`after_predecessor`)."""
-    after_predecessor(PDL)
+    after_predecessor(PDL, PDL_EARLY)
     pid = tl.program_id(0)
     split = tl.program_id(1)
     row_blocks = tl.cdiv(n_rows, BLOCK_R)
@@ -537,9 +543,9 @@ def _prologue_kernel(
     D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
     QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr, DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_T: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr,
-    ROWS: tl.constexpr, PDL: tl.constexpr = False, FOLDK=None, sfkb=0, sfkc=0, n_cols=0, FOLD: tl.constexpr = False,
-    FDT: tl.constexpr = tl.float32, F_PREC: tl.constexpr = None, F_EMUL_BF16: tl.constexpr = False,
-    F_EMUL_TF32: tl.constexpr = False,
+    ROWS: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, FOLDK=None, sfkb=0, sfkc=0,
+    n_cols=0, FOLD: tl.constexpr = False, FDT: tl.constexpr = tl.float32, F_PREC: tl.constexpr = None,
+    F_EMUL_BF16: tl.constexpr = False, F_EMUL_TF32: tl.constexpr = False,
 ):
     """What reads only the queries and the cache, in one launch (`qx_fused`): programs 0 .. qp_programs - 1 are
     `query_products` (bh, frequency tile), the next ex_programs `exact_part` (bh, exact split), and with ROWS
@@ -547,7 +553,7 @@ def _prologue_kernel(
     overlap instead of each kernel's ramp and tail. PDL: launched with programmatic dependent launch. FOLD
     (`folds`): the first programs are `fold_products` (bh, tile of A's n_cols columns) and store A itself at U
     (strides sub, sur), so no GEMM follows."""
-    after_predecessor(PDL)
+    after_predecessor(PDL, PDL_EARLY)
     pid = tl.program_id(0)
     if pid < qp_programs:
         if FOLD:
@@ -576,6 +582,7 @@ def _prologue_kernel(
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplits, msplits,
                   GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
                   BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, PDL: tl.constexpr = False,
+                  PDL_EARLY: tl.constexpr = True,
                   FOLDV=None, VSTART=None, PF=None, sfvb=0, sfvc=0, Hkv=1, D: tl.constexpr = 1,
                   FOLD: tl.constexpr = False, BLOCK_CV: tl.constexpr = 16, FDT: tl.constexpr = tl.float32,
                   F_PREC: tl.constexpr = None, F_EMUL_BF16: tl.constexpr = False, F_EMUL_TF32: tl.constexpr = False):
@@ -587,7 +594,7 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplit
     FOLD (`folds`): instead of storing them, the program multiplies its rescaled columns of H by the head's FoldV
     (`fold_partials`) and stores the partial sums of the compressed V channels at PF [bh, c, BLOCK_M, BLOCK_CV].
     PDL: launched with programmatic dependent launch."""
-    after_predecessor(PDL)
+    after_predecessor(PDL, PDL_EARLY)
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
@@ -732,7 +739,7 @@ def _output_kernel(
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
-    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PF=None, n_parts=0, FOLD: tl.constexpr = False,
+    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, PF=None, n_parts=0, FOLD: tl.constexpr = False,
     BLOCK_CV: tl.constexpr = 16,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
@@ -742,7 +749,7 @@ def _output_kernel(
     (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
     programs (bh, < n_out) store the kept channels only. FOLD (`folds`, with VO): those sums are the merge's n_parts
     partial sums (`fold_sums`, PF). PDL: launched with programmatic dependent launch."""
-    after_predecessor(PDL)
+    after_predecessor(PDL, PDL_EARLY)
     bh = tl.program_id(0)
     b = bh // Hkv
     h = bh % Hkv
@@ -1110,6 +1117,7 @@ class LowRankPlan:
         # programmatic dependent launch of the four Triton kernels (PDL): sm_90 and later only (an attribute, which
         # the tuning sweeps)
         self.pdl = PDL and gpu and torch.cuda.get_device_capability(dev)[0] >= 9
+        self.pdl_trigger = PDL_TRIGGERS[0]
         self.folds = FOLDS and b <= FOLDS_MAX_BATCH if folds is None else folds
 
     @property
@@ -1299,7 +1307,19 @@ class LowRankPlan:
     @property
     def _pdl_kw(self) -> dict:
         """The launch arguments of programmatic dependent launch: the kernel's PDL and the launcher's launch_pdl."""
-        return {"PDL": True, "launch_pdl": True} if self.pdl else {}
+        return {"PDL": True, "PDL_EARLY": self.pdl_trigger == "start", "launch_pdl": True} if self.pdl else {}
+
+    @property
+    def pdl_trigger(self) -> str:
+        """Where a launch lets the next one start under `pdl` (PDL_TRIGGERS): "start", right after its wait, or
+        "exit", when its programs end."""
+        return self._pdl_trigger
+
+    @pdl_trigger.setter
+    def pdl_trigger(self, where: str) -> None:
+        if where not in PDL_TRIGGERS:
+            raise ValueError(f"pdl_trigger must be one of {PDL_TRIGGERS}, got {where!r}")
+        self._pdl_trigger = where
 
     def _u_target(self) -> torch.Tensor:
         """Where `_query_products_kernel` stores U: a bfloat16 buffer on a GPU when A's GEMM takes "bf16" (the kernel

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 import torch
 
 import optimized.triton_fourier_lowrank as lowrank
@@ -18,10 +19,15 @@ def test_programmatic_dependent_launch_is_off_in_the_interpreter_and_complete_wh
     plan = lowrank.lowrank_plan(**x)
     assert plan.pdl is False and plan._pdl_kw == {}
     plan.pdl = True  # as on an H100: the kernel's switch and the launcher's option go together
-    assert plan._pdl_kw == {"PDL": True, "launch_pdl": True}
+    assert plan._pdl_kw == {"PDL": True, "PDL_EARLY": True, "launch_pdl": True}
+    plan.pdl_trigger = "exit"  # the next launch starts when this one's programs end
+    assert plan._pdl_kw == {"PDL": True, "PDL_EARLY": False, "launch_pdl": True}
+    with pytest.raises(ValueError, match="pdl_trigger"):
+        plan.pdl_trigger = "end"
 
 
 def test_every_kernel_launched_with_pdl_has_the_switch_off_by_default():
     for name in LAUNCHED_WITH_PDL:
-        param = inspect.signature(getattr(lowrank, name).fn).parameters.get("PDL")
-        assert param is not None and param.default is False, name
+        params = inspect.signature(getattr(lowrank, name).fn).parameters
+        assert "PDL" in params and params["PDL"].default is False, name
+        assert "PDL_EARLY" in params, name  # passed with PDL, so every such kernel must take it

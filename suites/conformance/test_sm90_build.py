@@ -115,14 +115,15 @@ def test_jit_faithful_build_and_its_loops_tied_to_source(tmp_path):
 
 def test_the_stream_with_programmatic_dependent_launch_waits_before_it_reads(tmp_path):
     """With PDL the low-rank stream builds for sm_90 with griddepcontrol.wait ahead of its first global load and
-    griddepcontrol.launch_dependents after it; without PDL neither instruction is in the kernel."""
+    griddepcontrol.launch_dependents after it; with PDL_EARLY off (`pdl_trigger` "exit") the wait alone; without
+    PDL neither instruction is in the kernel."""
     script = tmp_path / "pdl.py"
     script.write_text(textwrap.dedent('''
         from optimized.sm90_build import build_sm90, lowrank_cases
 
         name, fn, consts = lowrank_cases()[0]
-        for pdl in (True, False):
-            ptx = build_sm90(fn, {**consts, "PDL": pdl}, "bf16", 4).asm["ptx"]
+        for pdl, early in ((True, True), (False, True), (True, False)):
+            ptx = build_sm90(fn, {**consts, "PDL": pdl, "PDL_EARLY": early}, "bf16", 4).asm["ptx"]
             body = ptx[ptx.index(".entry"):]
             wait, launch = body.find("griddepcontrol.wait"), body.find("griddepcontrol.launch_dependents")
             first_load = min(i for i in (body.find("ld.global"), body.find("cp.async")) if i >= 0)
@@ -130,6 +131,7 @@ def test_the_stream_with_programmatic_dependent_launch_waits_before_it_reads(tmp
         '''))
     done = _run([str(script)])
     assert done.returncode == 0, done.stderr[-3000:]
-    on, off = done.stdout.splitlines()
+    on, off, late = done.stdout.splitlines()
     assert on == "True True True True True", on
     assert off.startswith("False False False"), off
+    assert late.startswith("True True False True"), late

@@ -88,14 +88,20 @@ STREAM_WARPS_FEW = 8
 # Programmatic dependent launch (sm_90 and later; `pdl`): the prologue, the stream, the merge and the output launch
 # with it. Each waits for the kernel before it (griddepcontrol.wait) before its first load or store, then lets its
 # own dependants launch, so the next launch and its programs' start may overlap this kernel's tail. The cuBLAS GEMMs
-# between them launch as usual, so only the stream -> merge boundary is Triton on both sides. Off: on one H100 at
-# ff78acf (results/gpu/profile_lowrank-2026-12-07-H100-ff78acf-pdl.json), graph us off / on: 1 x 4k 45.4 / 47.0,
+# between them launch as usual, so only the stream -> merge boundary is Triton on both sides. With the trigger right
+# after the wait, on one H100 at ff78acf (results/gpu/profile_lowrank-2026-12-07-H100-ff78acf-pdl.json), graph us
+# off / on: 1 x 4k 45.4 / 47.0,
 # 1 x 32k 57.1 / 56.6, 1 x 128k 94.2 / 100.3, 8 x 32k 165.7 / 160.5; two bench runs with it on gave 43.1-43.2,
 # 57.4-57.5, 97.9-98.0 and 158.7-159.5 against 43.5-43.7, 56.6-56.8, 96.4 and 157.3-160.2 without it at 79168db.
-PDL = False
-# ... and where each launch lets the next one start (`pdl_trigger`): right after its own wait (the measured default
-# above), or at its programs' exit, so the next launch's programs cannot take SMs from this one's later programs.
-PDL_TRIGGERS = ("start", "exit")
+# With the folds (batch 1: four Triton launches, no GEMM between them) and the trigger right after the wait, the H100
+# at 356924d gave 1 x 4k 2 us faster, 1 x 32k 6 and 1 x 128k 17 us slower: the next launch's programs took SMs from
+# this one's later programs. With the trigger at each program's exit (`pdl_trigger` "exit") the H100 at e04cb57 gave
+# 1 x 128k 86.2 us against 87.3-88.2, 1 x 32k 49.2 against 50.4-51.4, 1 x 4k 34.6 against 35.3-35.5
+# (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json): on, with that trigger.
+PDL = True
+# where each launch lets the next one start (`pdl_trigger`): at its programs' exit (the default), or right after its
+# own wait ("start")
+PDL_TRIGGERS = ("exit", "start")
 # The coefficient folds (`folds`, optimized/lowrank_folds.py): each sequence's coefficients multiplied by the block
 # tables once per cache, so the step computes A in the prologue and the compressed V channels in the output, with no
 # GEMM (and no split-K reduction) between the Triton launches. Needs the prologue (the GEMM path with the exact tokens
@@ -1203,14 +1209,15 @@ class LowRankPlan:
 
     @property
     def fold_precs(self) -> tuple[str, str]:
-        """The precisions of the products with FoldK and FoldV (FOLD_PRECS): FoldK in the GEMMs' own (bfloat16 for
-        16-bit inputs), FoldV in TF32 where the GEMMs' is bfloat16. A fold is a sum over frequencies: both folds in
-        bfloat16 failed the float16 varlen tolerance on an H100 (1.03 of 0.987 allowed), FoldK alone in bfloat16
-        passed it and saved 2.6-3.3 us at batch 1 (docs/fourier-attention.md, thirteenth pass). Setting it (the
-        sweep's `fold_precs`) makes the folds again."""
+        """The precisions of the products with FoldK and FoldV (FOLD_PRECS): the GEMMs' own (bfloat16 for 16-bit
+        inputs), except FoldV in TF32 for float16 inputs. A fold is a sum over frequencies: on an H100 both folds in
+        bfloat16 failed the float16 tolerances (1.48 of 0.99 uniform, 1.03 of 0.987 varlen) and passed the bfloat16
+        ones; FoldK alone in bfloat16 passed both and saved 2.6-3.3 us at batch 1, FoldV too another 2-3.5 us
+        (docs/fourier-attention.md, thirteenth pass). Setting it (the sweep's `fold_precs`) makes the folds again."""
         if self._fold_precs is not None:
             return self._fold_precs
-        return self.gemm_precs[0], "tf32" if self.gemm_precs[1] == "bf16" else self.gemm_precs[1]
+        v16 = self.gemm_precs[1] == "bf16" and self.q.dtype != torch.bfloat16  # FoldV in bfloat16 for bfloat16 only
+        return self.gemm_precs[0], "tf32" if v16 else self.gemm_precs[1]
 
     @fold_precs.setter
     def fold_precs(self, precs: tuple[str, str]) -> None:

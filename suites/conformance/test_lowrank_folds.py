@@ -121,8 +121,8 @@ def test_folds_are_stored_in_float32_and_a_bad_switch_is_named():
 
 
 def test_foldk_in_bfloat16_by_default_foldv_in_tf32_and_both_still_conform(v_gemm_everywhere):
-    """For bfloat16 GEMMs the default takes FoldK in bfloat16 and FoldV in TF32 (both in bfloat16 failed a float16
-    tolerance on an H100); `fold_precs` sets either, and the interpreter holds a bfloat16 fold as float32 values
+    """For bfloat16 GEMMs the default takes FoldK in bfloat16 and, for float16 inputs, FoldV in TF32 (both in
+    bfloat16 failed the float16 tolerances on an H100, and passed the bfloat16 ones); `fold_precs` sets either, and the interpreter holds a bfloat16 fold as float32 values
     rounded to bfloat16; a bad precision is named."""
     x = make_fourier_cache(1, 4, 2, 16, 150, 24, n_init=2, n_local=9, dtype=torch.float16, device="cpu", seed=7,
                            k_fraction=0.5, v_fraction=0.5)
@@ -136,6 +136,7 @@ def test_foldk_in_bfloat16_by_default_foldv_in_tf32_and_both_still_conform(v_gem
     assert not torch.equal(plan.fold_tensors()[0], fk)  # made again, unrounded
     torch.testing.assert_close(plan.run().float(), bf16_k, rtol=2e-2, atol=2e-2)
     assert lowrank.lowrank_plan(**dict(x, q=x["q"].float()), **KNOBS).fold_precs == ("ieee", "ieee")
+    assert lowrank.lowrank_plan(**dict(x, q=x["q"].bfloat16()), **KNOBS).fold_precs == ("bf16", "bf16")
     with pytest.raises(ValueError, match="fold_precs"):
         plan.fold_precs = ("bf16", "fp8")
 

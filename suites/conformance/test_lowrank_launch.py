@@ -19,9 +19,10 @@ def test_programmatic_dependent_launch_is_off_in_the_interpreter_and_complete_wh
     plan = lowrank.lowrank_plan(**x)
     assert plan.pdl is False and plan._pdl_kw == {}
     plan.pdl = True  # as on an H100: the kernel's switch and the launcher's option go together
-    assert plan._pdl_kw == {"PDL": True, "PDL_EARLY": True, "launch_pdl": True}
-    plan.pdl_trigger = "exit"  # the next launch starts when this one's programs end
+    assert plan.pdl_trigger == "exit"  # the next launch starts when this one's programs end
     assert plan._pdl_kw == {"PDL": True, "PDL_EARLY": False, "launch_pdl": True}
+    plan.pdl_trigger = "start"  # ... or right after this one's wait
+    assert plan._pdl_kw == {"PDL": True, "PDL_EARLY": True, "launch_pdl": True}
     with pytest.raises(ValueError, match="pdl_trigger"):
         plan.pdl_trigger = "end"
 

@@ -55,8 +55,10 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # warps and the exact splits. `combined` then times the best value of each name that beat the default together. The
 # H100 sweep at 356924d (results/gpu/tune_lowrank-2026-12-07-H100-356924d-fold-shapes.json) turned FoldK to bfloat16
 # (2.6-3.3 us at each batch-1 cell) and found the launch shapes within the spread or slower, PDL 2 us faster at 1 x 4k
-# but 6 and 17 us slower at 1 x 32k and 1 x 128k; so PDL with the trigger at each program's exit (`pdl_trigger`).
-QUICK_SHAPES = [{}, {"pdl": True}, {"pdl": True, "pdl_trigger": "exit"}, {"folds": False}, {"fold_precs": ("bf16", "tf32")}, {"fold_block_n": 32},
+# but 6 and 17 us slower at 1 x 32k and 1 x 128k; the sweep at e04cb57 found PDL with the trigger at each program's exit
+# (`pdl_trigger`, now PDL's default trigger) 0.7-2 us faster at the three batch-1 cells, and FoldV in bfloat16 2-3.5 us
+# (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json).
+QUICK_SHAPES = [{}, {"pdl": True}, {"pdl": True, "pdl_trigger": "start"}, {"folds": False}, {"fold_precs": ("bf16", "tf32")}, {"fold_block_n": 32},
                 {"fold_block_n": 64}, {"fold_block_n": 256}, {"fold_merge_cols": 64}, {"fold_merge_cols": 256},
                 {"merge_warps": 2}, {"merge_warps": 8}, {"qp_warps": 2}, {"qp_warps": 8}, {"out_warps": 8},
                 {"out_block_do": 32}, {"esplits": 8}, {"esplits": 16}, {}]

@@ -9,9 +9,10 @@ step's two products over frequencies are
   is H FoldV[c], FoldV[c] = T_re a'_c - T_im b'_c, a [C_v, 2 M'] real table per sequence.
 The folds depend on the cache and the block only, not on the query: they are made once per cache, as the
 coefficients are, and stand in for the coefficients and the tables in the step. Per sequence they hold
-(C_k + C_v) x 2 M values: at 1 x 128k (2048-token blocks, rank 21) 16.8 MB in float32 or 8.4 MB in bfloat16, against
-6.4 MB of float32 coefficients and the per-period tables the step no longer reads. For 16-bit inputs the plan's
-default (`fold_precs`) stores FoldK in bfloat16 and FoldV in float32 (TF32 products): 12.6 MB there.
+(C_k + C_v) x blocks x PK values (each block's rank padded to PK = 64): at 1 x 128k (2048-token blocks) FoldK 12.6 MB
+and FoldV 13.6 MB in float32 (the bench's table bytes), against 6.4 MB of float32 coefficients and the per-period
+tables the step no longer reads. The plan's default (`fold_precs`) stores FoldK in bfloat16 for 16-bit inputs, and
+FoldV too for bfloat16 inputs (float16 keeps it in float32, TF32 products).
 
 `fold_products` is the prologue's part (A and Re Z_0 for one KV head and one tile of A's columns);
 `fold_partials` the merge's (each merge program's columns of the rescaled H against the head's FoldV, so the sum

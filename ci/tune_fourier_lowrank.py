@@ -58,8 +58,9 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # but 6 and 17 us slower at 1 x 32k and 1 x 128k; the sweep at e04cb57 found PDL with the trigger at each program's exit
 # (`pdl_trigger`, now PDL's default trigger) 0.7-2 us faster at the three batch-1 cells, and FoldV in bfloat16 2-3.5 us
 # (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json).
-QUICK_SHAPES = [{}, {"pdl": True}, {"pdl": True, "pdl_trigger": "start"}, {"folds": False}, {"fold_precs": ("bf16", "tf32")}, {"fold_block_n": 32},
-                {"fold_block_n": 64}, {"fold_block_n": 256}, {"fold_merge_cols": 64}, {"fold_merge_cols": 256},
+QUICK_SHAPES = [{}, {"pdl": True}, {"pdl": True, "pdl_trigger": "start"}, {"folds": False},
+                {"fold_precs": ("bf16", "tf32")}, {"fold_block_n": 32}, {"fold_block_n": 64},
+                {"fold_block_n": 256}, {"fold_merge_cols": 64}, {"fold_merge_cols": 256},
                 {"merge_warps": 2}, {"merge_warps": 8}, {"qp_warps": 2}, {"qp_warps": 8}, {"out_warps": 8},
                 {"out_block_do": 32}, {"esplits": 8}, {"esplits": 16}, {}]
 COMBINE_MIN_US = 0.5  # a shape joins `combined` when it beat the run's default by more than this
@@ -173,7 +174,8 @@ def main() -> None:
             if combo:
                 try:
                     us = 1000 * graph_ms(planned(shaped_plan(combo), **knobs), rot.sets)
-                    shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True, "us": us})
+                    shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True,
+                                       "us": us})
                     print(f"{case} {knobs} combined {combo}: {us:.1f} us", flush=True)
                 except Exception as exc:  # noqa: BLE001  (recorded, not fatal)
                     shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True,

@@ -747,8 +747,8 @@ def _output_kernel(
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
-    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, PF=None, n_parts=0, FOLD: tl.constexpr = False,
-    BLOCK_CV: tl.constexpr = 16,
+    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, PF=None, n_parts=0,
+    FOLD: tl.constexpr = False, BLOCK_CV: tl.constexpr = 16,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     PARTS > 0: the sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a

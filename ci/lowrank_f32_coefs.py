@@ -23,10 +23,15 @@ from optimized.triton_fourier_lowrank import (fourier_decode_attention_lowrank,
 COEFFICIENTS = ("k_cos", "k_sin", "k_scale", "k_shift", "v_cos", "v_sin", "v_scale", "v_shift")
 
 
+def _widen(kw: dict) -> dict:
+    """The inputs with the coefficients and moment statistics in float32."""
+    return {k: v.float() if k in COEFFICIENTS else v for k, v in kw.items()}
+
+
 def _widened(op, **fixed):
     @functools.wraps(op)
     def run(**kw):
-        return op(**{k: v.float() if k in COEFFICIENTS else v for k, v in kw.items()}, **fixed)
+        return op(**_widen(kw), **fixed)
     return run
 
 
@@ -35,7 +40,7 @@ def _folded(plan_of, op, precs):
     input checks; the conformance inputs are valid ones."""
     @functools.wraps(op)
     def run(**kw):
-        plan = plan_of(**{k: v.float() if k in COEFFICIENTS else v for k, v in kw.items()}, folds=True)
+        plan = plan_of(**_widen(kw), folds=True)
         plan.fold_precs = precs
         return plan.run()
     return run

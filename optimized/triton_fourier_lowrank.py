@@ -1236,9 +1236,10 @@ class LowRankPlan:
         return max(1, self.fold_merge_cols // self.pv)
 
     @property
-    def fold_parts(self) -> int:
-        """Merge programs per KV head with the folds, so partial sums per head that the output adds."""
-        return triton.cdiv(self.n_blocks, self.fold_merge_blocks)
+    def merge_parts(self) -> int:
+        """Merge programs per KV head: the blocks taken `fold_merge_blocks` at a time with the folds (so as many
+        partial sums per head for the output), else `merge_blocks` at a time."""
+        return triton.cdiv(self.n_blocks, self.fold_merge_blocks if self.folds else self.merge_blocks)
 
     def _fold_partials(self, parts: int) -> torch.Tensor:
         """The merge's partial sums of the compressed V channels, [B x Hkv, parts, BLOCK_M, BLOCK_CV] float32."""
@@ -1515,8 +1516,7 @@ class LowRankPlan:
         """`_merge_kernel` (the statistics m, l, the middle's mass, H rescaled to them), then F = H @ W_V^H (cuBLAS;
         its n = 0 bin stays 0, the output adds the mass exactly)."""
         merge_blocks = self.fold_merge_blocks if self.folds else self.merge_blocks
-        chunks = self.fold_parts if self.folds else triton.cdiv(self.n_blocks, merge_blocks)
-        chunks = chunks if self.cv else 1
+        chunks = self.merge_parts if self.cv else 1
         fold = {}
         if self.folds and self.cv:  # the merge takes the V folds' partial sums (`fold_partials`)
             fv, pf = self.fold_tensors()[1], self._fold_partials(chunks)
@@ -1583,7 +1583,7 @@ class LowRankPlan:
         vo, planes = self.vo_fused, self.planes if self.vo_fused else f
         fold = dict(PF=None, n_parts=0)
         if self.folds:  # the merge's partial sums of the compressed V channels
-            pf = self._fold_partials(self.fold_parts)
+            pf = self._fold_partials(self.merge_parts)
             fold = dict(PF=pf, n_parts=pf.shape[1], FOLD=True, BLOCK_CV=pf.shape[3])
         n_out = grid[1]
         if vo:

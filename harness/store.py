@@ -1,9 +1,13 @@
 """The results store: one JSON object per measurement, appended atomically to `<root>/<suite>.jsonl`.
 
 Every call to `append` writes all its lines with one `os.write` on a file opened with O_APPEND, under an
-exclusive `flock`, then fsyncs: a crash leaves either the whole cell or none of it, and concurrent writers (other
-runs, other hosts on a shared filesystem) never interleave lines. Readers skip
-(and report) a malformed line, such as a torn tail after a power loss, so nothing finished before it is lost.
+exclusive `flock`, then fsyncs, so concurrent writers (other runs, other hosts on a shared filesystem) never
+interleave lines. One write is not all-or-nothing: Linux returns from a write to a regular file between pages when
+the process gets SIGKILL, so a killed run can leave the first lines of a cell and a torn one. Each append therefore
+records where it starts in `<suite>.jsonl.pending` before writing and removes that file once its lines are on disk:
+readers take only the bytes before a pending append's start, and the next writer cuts a crashed append off before
+its own. A crash thus leaves either the whole cell or none of it. Readers also skip (and report) a malformed line,
+such as a torn tail from before this journal, so nothing finished before it is lost.
 """
 from __future__ import annotations
 
@@ -129,6 +133,18 @@ class ResultsStore:
     def path(self, suite: str) -> Path:
         return self.root / f"{suite}.jsonl"
 
+    def pending_path(self, suite: str) -> Path:
+        """Where an append in progress (or cut short by a crash) records the byte offset it starts at."""
+        return self.root / f"{suite}.jsonl.pending"
+
+    def committed_end(self, suite: str) -> int | None:
+        """The byte offset where `suite`'s committed lines end: the start of an append that has not finished (in
+        progress, or cut short by a crash; `pending_path`), else None (the whole file)."""
+        try:
+            return int(self.pending_path(suite).read_text(encoding="ascii"))
+        except (FileNotFoundError, ValueError):  # none, or a marker whose own write was cut: no data followed it
+            return None
+
     def append(self, records: list[dict]) -> None:
         """Append records atomically (all lines of one suite in one write)."""
         if not records:
@@ -145,16 +161,30 @@ class ResultsStore:
                 # O_APPEND alone keeps local writers apart; the lock also serializes writers on network
                 # filesystems (NFS emulates flock with byte-range locks) and the torn-line check below.
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                # A crash may have left a torn last line: start on a fresh line so this record stays whole.
+                crashed = self.committed_end(suite)  # under the lock, a marker is a crashed append's: cut it off
+                if crashed is not None:
+                    os.ftruncate(fd, crashed)
+                # An older crash may have left a torn last line: start on a fresh line so this record stays whole.
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data
+                self._write_marker(suite, size)
                 written = os.write(fd, data)
                 if written != len(data):
                     raise OSError(f"short write to {self.path(suite)}: {written} of {len(data)} bytes")
                 os.fsync(fd)
+                os.unlink(self.pending_path(suite))
             finally:
                 os.close(fd)
+
+    def _write_marker(self, suite: str, offset: int) -> None:
+        """Record, durably, that an append starts at `offset` (`pending_path`)."""
+        fd = os.open(self.pending_path(suite), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, str(offset).encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def records(self, suite: str | None = None) -> list[dict]:
         """Every valid record of `suite` (or of all suites); a malformed line (torn, NaN, not UTF-8, failing
@@ -162,8 +192,15 @@ class ResultsStore:
         files = [self.path(suite)] if suite else sorted(self.root.glob("*.jsonl"))
         out: list[dict] = []
         for f in files:
-            if f.exists():
-                out += read_jsonl(f, _checked, arg="results", what="record", allow_empty=True, stacklevel=3)
+            name = f.name[:-len(".jsonl")]
+            end = self.committed_end(name)
+            if not f.exists():
+                continue
+            got = read_jsonl(f, _checked, arg="results", what="record", allow_empty=True, stacklevel=3, end=end)
+            later = self.committed_end(name)  # an append that began while we read: read again up to its start
+            if later is not None and (end is None or later < end):
+                got = read_jsonl(f, _checked, arg="results", what="record", allow_empty=True, stacklevel=3, end=later)
+            out += got
         return out
 
     def done_cells(self, suite: str) -> set[str]:

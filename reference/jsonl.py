@@ -66,8 +66,10 @@ def read_json_object(path: str | Path, what: str) -> dict:
 
 
 def read_jsonl(path: str | Path, check: Callable[[object], T], *, arg: str = "path", what: str = "row",
-               limit: int | None = None, allow_empty: bool = False, stacklevel: int = 2) -> list[T]:
-    """`check(obj)` of every valid line of the JSONL file `path`, in file order (at most `limit` of them).
+               limit: int | None = None, allow_empty: bool = False, stacklevel: int = 2,
+               end: int | None = None) -> list[T]:
+    """`check(obj)` of every valid line of the JSONL file `path`, in file order (at most `limit` of them); with
+    `end`, only the lines that end within the file's first `end` bytes.
 
     check: returns the row to keep or raises ValueError / TypeError with the reason it is malformed.
     arg: the argument or option the path came from, named in errors (e.g. "--data-dir").
@@ -85,8 +87,12 @@ def read_jsonl(path: str | Path, check: Callable[[object], T], *, arg: str = "pa
     bad = total = 0
     if limit == 0:
         return out
+    pos = 0
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
+            pos += len(raw)
+            if end is not None and pos > end:
+                break
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue

@@ -1,5 +1,7 @@
 """A sweep killed (SIGKILL) at several points keeps every cell that finished, whole, and resuming it ends with the
-records an uninterrupted run writes.
+records an uninterrupted run writes. What a store holds is its committed bytes: a kill inside an append can leave
+torn bytes after an unfinished append's start (Linux returns from a write between pages on SIGKILL), which readers
+and the next writer cut off (harness/store.py).
 
 The sweeps run as real subprocesses of `python -m harness run`; the kill comes after the store holds a given number
 of lines or after a random delay, i.e. at arbitrary places: during model loading, inside a cell, between cells.
@@ -33,15 +35,23 @@ def _start(argv: list[str], results: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _lines(path: Path) -> int:
+def _committed(path: Path) -> bytes:
+    """The store file's committed bytes: read first, then cut at an unfinished append's start (`committed_end`), so
+    an append that was being written while we read is left out and one that finished meanwhile is whole."""
     try:
-        return path.read_bytes().count(b"\n")
+        data = path.read_bytes()
     except FileNotFoundError:
-        return 0
+        return b""
+    end = ResultsStore(path.parent).committed_end(path.name[:-len(".jsonl")])
+    return data if end is None else data[:end]
+
+
+def _lines(path: Path) -> int:
+    return _committed(path).count(b"\n")
 
 
 def _kill_when(proc: subprocess.Popen, store: Path, lines: int | None, delay: float | None, limit: float = 240) -> bool:
-    """SIGKILL `proc` once `store` has `lines` lines, or after `delay` s; False if it finished first."""
+    """SIGKILL `proc` once `store` has `lines` committed lines, or after `delay` s; False if it finished first."""
     start = time.monotonic()
     while proc.poll() is None and time.monotonic() - start < limit:
         if (lines is not None and _lines(store) >= lines) or (delay is not None and time.monotonic() - start >= delay):
@@ -56,8 +66,7 @@ def _kill_when(proc: subprocess.Popen, store: Path, lines: int | None, delay: fl
 
 def _assert_whole(results: Path, suite: str, metrics_per_cell: dict[str, int]) -> int:
     """Every stored line parses, and every stored cell has all of its metrics; returns the number of cells."""
-    path = results / f"{suite}.jsonl"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text = _committed(results / f"{suite}.jsonl").decode("utf-8")
     lines = [json.loads(x) for x in text.splitlines() if x.strip()]  # a torn line would raise here
     by_cell: dict[str, set] = {}
     for r in lines:
@@ -108,6 +117,7 @@ def test_killed_sweep_keeps_finished_cells_and_resumes_to_the_same_records(unint
             assert killed and kept > before, f"{point}: the kill came before any cell of the run finished"
     resumed = _start(SCHED, tmp_path)
     assert resumed.wait(300) == 0, resumed.stderr.read().decode()
+    assert ResultsStore(tmp_path).committed_end("scheduling") is None  # a finished run leaves no unfinished append
     _assert_whole(tmp_path, "scheduling", {"decision-overhead": 1, "*": SCHED_METRICS})
     _assert_same(_comparable(tmp_path), _comparable(uninterrupted))
     # resuming measured only what was missing: each cell once
@@ -126,6 +136,7 @@ def test_killed_niah_sweep_resumes_to_the_same_records(tiny_model_dir, tmp_path)
         assert killed
         _assert_whole(tmp_path / "run", "niah", {"*": per_cell})
     assert _start(argv, tmp_path / "run").wait(300) == 0
+    assert ResultsStore(tmp_path / "run").committed_end("niah") is None
     _assert_whole(tmp_path / "run", "niah", {"*": per_cell})
     _assert_same(_comparable(tmp_path / "run"), _comparable(reference))
     assert _lines(tmp_path / "run" / "niah.jsonl") == total

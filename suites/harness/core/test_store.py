@@ -6,6 +6,7 @@ import multiprocessing as mp
 import re
 import shutil
 import subprocess
+import warnings
 
 import pytest
 
@@ -46,6 +47,27 @@ def test_torn_last_line_is_skipped_and_later_appends_survive(tmp_path):
     store.append([record(2)])
     with pytest.warns(UserWarning):
         assert store.done_cells("niah") == {"c0", "c2"}
+
+
+def test_an_append_cut_short_is_neither_read_nor_kept(tmp_path):
+    """A kill inside an append (a write returns between pages on SIGKILL) leaves its marker, some whole lines of the
+    cell and a torn one: readers see only what came before it, without a warning, and the next append cuts it off,
+    so the cell counts as not done and a resume measures it again."""
+    store = ResultsStore(tmp_path)
+    store.append([record(0)])
+    assert store.committed_end("niah") is None  # a finished append leaves no marker
+    size = store.path("niah").stat().st_size
+    store.pending_path("niah").write_text(str(size))  # what `append` records before its write
+    cut = [json.dumps(record(1, metric=m, value=1.0, unit="fraction")) for m in ("exact_match", "kv_bytes")]
+    with open(store.path("niah"), "a") as f:
+        f.write(cut[0] + "\n" + cut[1][:30])  # the cell's first line whole, its second torn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unfinished append is not read at all, so nothing is reported
+        assert store.done_cells("niah") == {"c0"}
+    store.append([record(2)])
+    assert store.committed_end("niah") is None
+    lines = [json.loads(x) for x in store.path("niah").read_text().splitlines()]  # every line whole again
+    assert [r["cell"] for r in lines] == ["c0", "c2"]
 
 
 def _writer(root: str, proc: int) -> None:

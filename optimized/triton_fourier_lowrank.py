@@ -97,10 +97,9 @@ STREAM_WARPS_FEW = 8
 # at 356924d gave 1 x 4k 2 us faster, 1 x 32k 6 and 1 x 128k 17 us slower: the next launch's programs took SMs from
 # this one's later programs. With the trigger at each program's exit (`pdl_trigger` "exit") the H100 at e04cb57 gave
 # 1 x 128k 86.2 us against 87.3-88.2, 1 x 32k 49.2 against 50.4-51.4, 1 x 4k 34.6 against 35.3-35.5
-# (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json), one timing each. Still off: the device time ran
-# out before a bench, a gpu-profile conformance with it on, or a timing at 8 x 32k (where GEMMs sit between the
-# launches) could run; the next visit's first candidate.
-PDL = False
+# (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json), one timing each. On from this commit, on trial:
+# it stays on only if its gpu-profile conformance passes and 8 x 32k (GEMMs between the launches) is not slower.
+PDL = True
 # where each launch lets the next one start under `pdl` (`pdl_trigger`): at its programs' exit (the better of the
 # two above), or right after its own wait ("start")
 PDL_TRIGGERS = ("exit", "start")

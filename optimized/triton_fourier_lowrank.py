@@ -100,7 +100,7 @@ STREAM_WARPS_FEW = 8
 # (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json), one timing each. On since cec0a73: on an H100
 # there its gpu-profile conformance passed (all ten runs and the four fold wrappers), the sweep gave on / off 83.9-84.4
 # / 85.7 us at 1 x 128k, 46.5-47.2 / 48.1 at 1 x 32k, 32.3-32.7 / 33.7 at 1 x 4k, and at 8 x 32k (GEMMs between the
-# launches) 156.6-159.9 / 156.6-160.5 over four and four timings: not slower
+# launches) 156.6-159.9 / 156.6-160.5 over six and four timings: not slower
 # (results/gpu/tune_lowrank-2026-12-07-H100-cec0a73-pdl*.json).
 PDL = True
 # where each launch lets the next one start under `pdl` (`pdl_trigger`): at its programs' exit (the better of the

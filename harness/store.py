@@ -6,8 +6,9 @@ interleave lines. One write is not all-or-nothing: Linux returns from a write to
 the process gets SIGKILL, so a killed run can leave the first lines of a cell and a torn one. Each append therefore
 records where it starts in `<suite>.jsonl.pending` before writing and removes that file once its lines are on disk:
 readers take only the bytes before a pending append's start, and the next writer cuts a crashed append off before
-its own. A crash thus leaves either the whole cell or none of it. Readers also skip (and report) a malformed line,
-such as a torn tail from before this journal, so nothing finished before it is lost.
+its own. Readers hold a shared `flock` while they read (`reading`), so no append is half-written under them and a
+marker they see is a crashed append's. A crash thus leaves either the whole cell or none of it. Readers also skip
+(and report) a malformed line, such as a torn tail from before this journal, so nothing finished before it is lost.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.provenance import device_info, device_kind, git_sha, now_iso, versions
@@ -145,6 +148,17 @@ class ResultsStore:
         except (FileNotFoundError, ValueError):  # none, or a marker whose own write was cut: no data followed it
             return None
 
+    @contextmanager
+    def reading(self, suite: str) -> Iterator[int | None]:
+        """Hold `suite`'s file against appends while the block reads it (a shared `flock`; `append` takes it
+        exclusively), and give where its committed lines end (`committed_end`). The file must exist."""
+        fd = os.open(self.path(suite), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield self.committed_end(suite)
+        finally:
+            os.close(fd)
+
     def append(self, records: list[dict]) -> None:
         """Append records atomically (all lines of one suite in one write)."""
         if not records:
@@ -192,15 +206,10 @@ class ResultsStore:
         files = [self.path(suite)] if suite else sorted(self.root.glob("*.jsonl"))
         out: list[dict] = []
         for f in files:
-            name = f.name[:-len(".jsonl")]
-            end = self.committed_end(name)
-            if not f.exists():
-                continue
-            got = read_jsonl(f, _checked, arg="results", what="record", allow_empty=True, stacklevel=3, end=end)
-            later = self.committed_end(name)  # an append that began while we read: read again up to its start
-            if later is not None and (end is None or later < end):
-                got = read_jsonl(f, _checked, arg="results", what="record", allow_empty=True, stacklevel=3, end=later)
-            out += got
+            if f.exists():
+                with self.reading(f.name[:-len(".jsonl")]) as end:
+                    out += read_jsonl(f, _checked, arg="results", what="record", allow_empty=True, stacklevel=3,
+                                      end=end)
         return out
 
     def done_cells(self, suite: str) -> set[str]:

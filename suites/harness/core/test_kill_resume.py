@@ -36,13 +36,12 @@ def _start(argv: list[str], results: Path) -> subprocess.Popen:
 
 
 def _committed(path: Path) -> bytes:
-    """The store file's committed bytes: read first, then cut at an unfinished append's start (`committed_end`), so
-    an append that was being written while we read is left out and one that finished meanwhile is whole."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    """The store file's committed bytes: read as the store's readers read it (`reading`: no append is half-written
+    meanwhile), cut at a crashed append's start."""
+    if not path.exists():
         return b""
-    end = ResultsStore(path.parent).committed_end(path.name[:-len(".jsonl")])
+    with ResultsStore(path.parent).reading(path.name[:-len(".jsonl")]) as end:
+        data = path.read_bytes()
     return data if end is None else data[:end]
 
 

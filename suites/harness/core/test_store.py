@@ -6,6 +6,7 @@ import multiprocessing as mp
 import re
 import shutil
 import subprocess
+import threading
 import warnings
 
 import pytest
@@ -68,6 +69,22 @@ def test_an_append_cut_short_is_neither_read_nor_kept(tmp_path):
     assert store.committed_end("niah") is None
     lines = [json.loads(x) for x in store.path("niah").read_text().splitlines()]  # every line whole again
     assert [r["cell"] for r in lines] == ["c0", "c2"]
+
+
+def test_an_append_waits_while_a_reader_holds_the_file(tmp_path):
+    """`reading` holds the suite's file against appends (a shared flock against their exclusive one), so a reader
+    never sees half an append; the append goes ahead once the reader is done."""
+    store = ResultsStore(tmp_path)
+    store.append([record(0)])
+    before = store.path("niah").read_bytes()
+    writer = threading.Thread(target=store.append, args=([record(1)],))
+    with store.reading("niah") as end:
+        assert end is None
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and store.path("niah").read_bytes() == before  # blocked on the reader's lock
+    writer.join(30)
+    assert not writer.is_alive() and store.done_cells("niah") == {"c0", "c1"}
 
 
 def _writer(root: str, proc: int) -> None:

@@ -19,7 +19,7 @@ import triton
 from harness.gpu_timing import RotatingInputs, copies_needed, graph_ms, tensor_bytes
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.fourier_plans import planned
-from optimized.triton_fourier_lowrank import PHASES, lowrank_plan, planned_lowrank
+from optimized.triton_fourier_lowrank import PHASES, lowrank_plan
 from reference.ops.fourier_cache import make_fourier_cache
 
 # the plan's GPU defaults first (64-token tiles, 4 warps): --quick and --shapes-only time only SETTINGS[0]
@@ -57,8 +57,9 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # (2.6-3.3 us at each batch-1 cell) and found the launch shapes within the spread or slower, PDL 2 us faster at 1 x 4k
 # but 6 and 17 us slower at 1 x 32k and 1 x 128k; the sweep at e04cb57 found PDL with the trigger at each program's exit
 # (`pdl_trigger`, now PDL's default trigger) 0.7-2 us faster at the three batch-1 cells, and FoldV in bfloat16 2-3.5 us
-# (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json).
-QUICK_SHAPES = [{}, {"pdl": True}, {"pdl": True, "pdl_trigger": "start"}, {"folds": False},
+# (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json). PDL is on since cec0a73, so the sweep times it off
+# and with the other trigger.
+QUICK_SHAPES = [{}, {"pdl": False}, {"pdl_trigger": "start"}, {"folds": False},
                 {"fold_precs": ("bf16", "tf32")}, {"fold_block_n": 32}, {"fold_block_n": 64},
                 {"fold_block_n": 256}, {"fold_merge_cols": 64}, {"fold_merge_cols": 256},
                 {"merge_warps": 2}, {"merge_warps": 8}, {"qp_warps": 2}, {"qp_warps": 8}, {"out_warps": 8},
@@ -110,6 +111,18 @@ def combined(shape_rows: list[dict], listed: list[dict] = QUICK_SHAPES) -> dict:
     return {k: v for k, (_, v) in best.items()} if len(best) > 1 else {}
 
 
+def timed_row(label: str, row: dict, make_plan, knobs: dict, sets: list[dict]) -> dict:
+    """`row` with the graph-timed call of `make_plan(**inputs, **knobs)` over the input sets under "us" (printed
+    after `label`), or with the error it raised under "error": a setting that does not build is recorded, not
+    fatal."""
+    try:
+        us = 1000 * graph_ms(planned(make_plan, **knobs), sets)
+    except Exception as exc:  # noqa: BLE001
+        return {**row, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    print(f"{label}: {us:.1f} us", flush=True)
+    return {**row, "us": us}
+
+
 def target_case(case: str) -> tuple[int, int, dict, RotatingInputs]:
     """"BxT" -> (batch, context, the LLaMA-3-8B cache of this script's docstring, its rotated input sets)."""
     batch, context = map(int, case.split("x"))
@@ -148,39 +161,20 @@ def main() -> None:
         for knobs in settings + neighbours:
             if knobs.get("block", 64) < knobs["block_t"]:
                 continue
-            try:
-                us = 1000 * graph_ms(planned_lowrank(**knobs), rot.sets)
-            except Exception as exc:  # noqa: BLE001  (a setting that does not build is recorded, not fatal)
-                rows.append({"batch": batch, "context": context, **knobs, "error": f"{type(exc).__name__}: {exc}"[:300]})
-                continue
-            rows.append({"batch": batch, "context": context, **knobs, "us": us})
-            print(f"{case} {knobs}: {us:.1f} us", flush=True)
+            rows.append(timed_row(f"{case} {knobs}", {"batch": batch, "context": context, **knobs}, lowrank_plan,
+                                  knobs, rot.sets))
         best = min((r for r in rows if "us" in r), key=lambda r: r["us"])
         knobs = {k: best[k] for k in ("block_t", "block_r", "num_warps", "block") if k in best}
         shape_rows = []
         for shapes in (args.shapes or QUICK_SHAPES) if args.shapes_only else SHAPES:
-            make = shaped_plan(shapes)
-            try:
-                us = 1000 * graph_ms(planned(make, **knobs), rot.sets)
-            except Exception as exc:  # noqa: BLE001  (recorded, not fatal)
-                shape_rows.append({"batch": batch, "context": context, **knobs, **shapes,
-                                   "error": f"{type(exc).__name__}: {exc}"[:300]})
-                continue
-            shape_rows.append({"batch": batch, "context": context, **knobs, **shapes, "us": us})
-            print(f"{case} {knobs} {shapes}: {us:.1f} us", flush=True)
+            shape_rows.append(timed_row(f"{case} {knobs} {shapes}", {"batch": batch, "context": context, **knobs,
+                                                                     **shapes}, shaped_plan(shapes), knobs, rot.sets))
             save(dict(result, rows=result["rows"] + rows + shape_rows), args.out)  # a cut run keeps what finished
-        if args.shapes_only:
-            combo = combined(shape_rows, args.shapes or QUICK_SHAPES)
-            if combo:
-                try:
-                    us = 1000 * graph_ms(planned(shaped_plan(combo), **knobs), rot.sets)
-                    shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True,
-                                       "us": us})
-                    print(f"{case} {knobs} combined {combo}: {us:.1f} us", flush=True)
-                except Exception as exc:  # noqa: BLE001  (recorded, not fatal)
-                    shape_rows.append({"batch": batch, "context": context, **knobs, **combo, "combined": True,
-                                       "error": f"{type(exc).__name__}: {exc}"[:300]})
-                save(dict(result, rows=result["rows"] + rows + shape_rows), args.out)
+        combo = combined(shape_rows, args.shapes or QUICK_SHAPES) if args.shapes_only else {}
+        if combo:
+            shape_rows.append(timed_row(f"{case} {knobs} combined {combo}", {"batch": batch, "context": context,
+                                        **knobs, **combo, "combined": True}, shaped_plan(combo), knobs, rot.sets))
+            save(dict(result, rows=result["rows"] + rows + shape_rows), args.out)
         names = {k for s in SHAPES + QUICK_SHAPES + (args.shapes or []) for k in s}
         shapes = {k: v for k, v in min((r for r in shape_rows if "us" in r), key=lambda r: r["us"]).items()
                   if k in names}

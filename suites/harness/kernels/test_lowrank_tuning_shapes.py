@@ -9,8 +9,9 @@ import os
 import pytest
 import torch
 
+import ci.tune_fourier_lowrank as tune
 from ci.tune_fourier_lowrank import (COMBINE_MIN_US, CONSTRUCTOR, QUICK_SHAPES, SHAPES, combined, parse_shapes,
-                                  shaped_plan)
+                                  shaped_plan, timed_row)
 from optimized.triton_fourier_lowrank import lowrank_plan
 from reference.ops.fourier_cache import make_fourier_cache
 
@@ -56,3 +57,17 @@ def test_shapes_on_the_command_line_are_a_json_list_of_objects(cache):
     for bad in ('{"out_warps": 8}', "[{out_warps: 8}]", "[1]"):
         with pytest.raises(argparse.ArgumentTypeError, match="--shapes"):
             parse_shapes(bad)
+
+
+def test_a_timed_row_records_the_time_or_the_error_of_its_plan(cache, monkeypatch, capsys):
+    """`timed_row`: the time of the plan its shapes make, printed after its label; a plan that does not build is a
+    row with the error, not a stopped sweep. (graph_ms needs CUDA: here a stand-in runs the plan on each set.)"""
+    ms = float(torch.rand(())) + 0.5
+    calls = []
+    monkeypatch.setattr(tune, "graph_ms", lambda run, sets: calls.extend(run(x) for x in sets) or ms)
+    row = timed_row("1x96 out_warps 8", {"batch": 1}, shaped_plan({"out_warps": 8}), {}, [cache, cache])
+    assert row == {"batch": 1, "us": 1000 * ms} and len(calls) == 2
+    assert capsys.readouterr().out == f"1x96 out_warps 8: {1000 * ms:.1f} us\n"
+    row = timed_row("bad", {"batch": 1}, shaped_plan({"vo_fuse": True}), {}, [cache])
+    assert "us" not in row and row["error"].startswith("AttributeError") and "vo_fuse" in row["error"]
+    assert capsys.readouterr().out == ""

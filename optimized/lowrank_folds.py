@@ -8,16 +8,18 @@ step's two products over frequencies are
 - values (eq. values): the compressed channel's sum over frequencies is planes a'^T - ... with planes = H T, so it
   is H FoldV[c], FoldV[c] = T_re a'_c - T_im b'_c, a [C_v, 2 M'] real table per sequence.
 The folds depend on the cache and the block only, not on the query: they are made once per cache, as the
-coefficients are, and stand in for the coefficients and the tables in the step. Per sequence they hold
-(C_k + C_v) x blocks x PK values (each block's rank padded to PK = 64): at 1 x 128k (2048-token blocks) FoldK 12.6 MB
-and FoldV 13.6 MB in float32 (the bench's table bytes), against 6.4 MB of float32 coefficients and the per-period
-tables the step no longer reads. The plan's default (`fold_precs`) stores FoldK in bfloat16 for 16-bit inputs, and
-FoldV too for bfloat16 inputs (float16 keeps it in float32, TF32 products).
+coefficients are, and stand in for the coefficients and the tables in the step. The step reads FoldK by dimension
+(`k_fold_dims`): each compressed channel's row at its dimension, times s_c / T, and zeros at the kept ones, so the
+prologue multiplies the head's query as it is, with no channel list to walk and no gather. Per sequence that holds
+D x Hkv x blocks x PK values for K and C_v x blocks x PV for V (each block's rank padded to 64): at 1 x 128k
+(2048-token blocks) FoldK by dimension 16.8 MB and FoldV 13.6 MB in float32, against 6.4 MB of float32 coefficients
+and the per-period tables the step no longer reads. The plan's default (`fold_precs`) stores FoldK in bfloat16 for
+16-bit inputs, and FoldV too for bfloat16 inputs (float16 keeps it in float32, TF32 products).
 
 `fold_products` is the prologue's part (A and Re Z_0 for one KV head and one tile of A's columns);
 `fold_partials` the merge's (each merge program's columns of the rescaled H against the head's FoldV, so the sum
-over H's columns is split over as many programs as the merge has) and `fold_sums` the output's (those partial sums
-added).
+over H's columns is split over as many programs as the merge has); the output adds those partial sums
+(optimized/lowrank_fold_output.py).
 """
 from __future__ import annotations
 
@@ -52,6 +54,21 @@ def v_fold(v_cos: torch.Tensor, v_sin: torch.Tensor, table: torch.Tensor) -> tor
     cols = min(width, v_cos.shape[2])
     t = table.double()
     return (v_cos[:, :, :cols].double() @ t[:, :cols].T - v_sin[:, :, :cols].double() @ t[:, width:width + cols].T)
+
+
+def k_fold_dims(fold: torch.Tensor, comp: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, a0: torch.Tensor,
+                periods: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(FoldK by dimension [S, channels, cols], z [S, channels]), float64, from FoldK [S, C_k, cols] and the
+    compressed K channels' dimensions `comp`, moment-matching scales s and shifts mu [S, C_k], n = 0 coefficients a0
+    [S, C_k] and the sequences' periods T [S]: channel c's row moves to its dimension times s_c / T, and
+    z_c = mu_c + s_c a_{c,0} / T; kept dimensions hold zeros. Then A = q @ FoldK_dims and Re Z_0 = q . z over all
+    of a KV head's dimensions (eq. scores), with nothing to gather."""
+    scaled = scale.double() / periods.double()[:, None]
+    rows = fold.new_zeros(fold.shape[0], channels, fold.shape[2])
+    rows[:, comp] = fold * scaled[:, :, None]
+    z = fold.new_zeros(fold.shape[0], channels)
+    z[:, comp] = shift.double() + scaled * a0.double()
+    return rows, z
 
 
 def stored_fold(fold: torch.Tensor, prec: str, gpu: bool) -> torch.Tensor:
@@ -108,51 +125,46 @@ def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, 
 
 
 @triton.jit
-def fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, A, Z0, sqb, sqh, sql, sqd, sfb, sfc, sab, sar, Cck, Nk,
-                  n_cols, n_rows, period, b, h, rows, row_ok, tile, G: tl.constexpr, LQ: tl.constexpr,
-                  D: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr,
-                  PREC: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
-    """A[b, rows, tile] = (q_c s_c / T) @ FoldK[b, head h's compressed K channels, tile] for KV head h's G * LQ
-    rows (eq. scores, folded), the channels read DC at a time from their run of the compressed list, and from the
-    first tile Re Z_0 = u_0 / T + sum_c q_c mu_c in float32 (as `query_products`)."""
+def fold_products(Q, FOLDK, ZK, A, Z0, sqb, sqh, sql, sqd, sfb, sfc, szb, sab, sar, n_cols, n_rows, b, h, rows,
+                  row_ok, tile, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr,
+                  DC: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr, PREC: tl.constexpr,
+                  EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """A[b, rows, tile] = q @ FoldK_dims[b, KV head h's D dimensions, tile] for the head's G * LQ rows (eq. scores,
+    folded by `k_fold_dims`), DC dimensions per unrolled step, and from the first tile Re Z_0 = q . z in float32.
+    Every address comes from the program's ids, so no load waits on another (the compressed list's walk had a
+    channel-list load, then the query gathered at it, per step)."""
     js = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     j_ok = js < n_cols
-    first = tile == 0
-    c_lo, c_hi, q_row = head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G, LQ, D)
+    q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for c0 in range(c_lo, c_hi, DC):
-        cs, comp, qs, z0 = compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk,
-                                                  period, first, z0, D, DC)
-        f = tl.load(FOLDK + b * sfb + cs[:, None] * sfc + js[None, :], mask=comp[:, None] & j_ok[None, :], other=0.0)
-        x, y = fold_operands(qs, f, FDT, EMUL_BF16, EMUL_TF32)
+    for d0 in tl.static_range(0, D, DC):
+        ds = d0 + tl.arange(0, DC)
+        d_ok = ds < D
+        q = tl.load(q_row + ds[None, :] * sqd, mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
+        z = tl.load(ZK + b * szb + h * D + ds, mask=d_ok, other=0.0)
+        f = tl.load(FOLDK + b * sfb + (h * D + ds)[:, None] * sfc + js[None, :], mask=d_ok[:, None] & j_ok[None, :],
+                    other=0.0)
+        z0 += tl.sum(q * z[None, :], 1)
+        x, y = fold_operands(q, f, FDT, EMUL_BF16, EMUL_TF32)
         acc = tl.dot(x, y, acc, input_precision=PREC)
     grow = h * G * LQ + rows
     tl.store(A + b * sab + grow[:, None] * sar + js[None, :], acc, mask=row_ok[:, None] & j_ok[None, :])
-    if first:
-        tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok)
+    tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok & ((tl.zeros_like(rows) + tile) == 0))
 
 
 @triton.jit
-def fold_partials(hs, FOLDV, b, c_lo, c_hi, js, j_ok, sfvb, sfvc, BLOCK_CV: tl.constexpr, FDT: tl.constexpr,
-                  PREC: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
-    """hs @ FoldV[b, c_lo .. c_hi, js]^T (eq. values, folded): one merge program's share of the compressed V
-    channels' sums, from its columns js of the rescaled H (hs, float32, [rows, js]) and the channels' folds."""
+def fold_rows(FOLDV, b, c_lo, c_hi, js, j_ok, sfvb, sfvc, BLOCK_CV: tl.constexpr):
+    """FoldV[b, c_lo .. c_hi, js]^T: a merge program's columns js of the folds of one KV head's compressed V
+    channels, [js, BLOCK_CV] (0 past the head's run)."""
     cs = c_lo + tl.arange(0, BLOCK_CV)
-    f = tl.load(FOLDV + b * sfvb + cs[None, :] * sfvc + js[:, None], mask=j_ok[:, None] & (cs < c_hi)[None, :],
-                other=0.0)
+    return tl.load(FOLDV + b * sfvb + cs[None, :] * sfvc + js[:, None], mask=j_ok[:, None] & (cs < c_hi)[None, :],
+                   other=0.0)
+
+
+@triton.jit
+def fold_partials(hs, f, FDT: tl.constexpr, PREC: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
+    """hs @ f (eq. values, folded): one merge program's share of the compressed V channels' sums, from its columns
+    of the rescaled H (hs, float32, [rows, js]) and those columns' folds (`fold_rows`)."""
     x, y = fold_operands(hs, f, FDT, EMUL_BF16, EMUL_TF32)
     return tl.dot(x, y, input_precision=PREC)
-
-
-@triton.jit
-def fold_sums(PF, bh, n_parts, rows, row_ok, k, k_ok, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
-              BLOCK_CV: tl.constexpr):
-    """The compressed V channels k (offsets in the head's run) of KV head bh: the merge programs' n_parts partial
-    sums (`fold_partials`, PF [bh, part, BLOCK_M, BLOCK_CV]) added in a fixed order."""
-    acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
-    for part in range(0, n_parts):
-        at = ((bh * n_parts + part) * BLOCK_M + rows)[:, None] * BLOCK_CV + k[None, :]
-        acc += tl.load(PF + at, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-    return acc
-

@@ -20,10 +20,12 @@ from triton.compiler import ASTSource
 
 TARGET = GPUTarget("cuda", 90, 32)
 # Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
-POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32", "KCOMP": "*i64"}
+POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32", "KCOMP": "*i64",
+            "KDIM": "*i32", "CDIM": "*i32", "CIDX": "*i32"}
 FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM", "KCOS",
-           "KSIN", "KSC", "KSH", "U", "Z0", "MAXE", "SUME", "ACCE", "M", "L", "MID", "HO", "FOLDK", "FOLDV", "PF")
-INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN", "QBD", "KM", "VM", "VK", "VV")
+           "KSIN", "KSC", "KSH", "U", "Z0", "MAXE", "SUME", "ACCE", "M", "L", "MID", "HO", "FOLDK", "FOLDV", "PF", "ZK")
+INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN", "QBD", "KM", "VM", "VK", "VV", "OUT", "VSC",
+          "VSH")
 
 
 def integer_args(fn, consts: dict) -> list[str]:
@@ -140,11 +142,15 @@ def lowrank_cases() -> list[tuple[str, object, dict]]:
     prologue = dict(G=4, LQ=1, D=64, VARLEN=False, BLOCK_M=16, DC=32, BLOCK_N=64, QP_PREC="tf32", EMUL_TF32=False,
                     DT=tl.bfloat16, E_PREC=None, BLOCK_D=64, BLOCK_T=32, KWP=64, BLOCK_R=16, CHUNK=32, ALIGN=8,
                     ROWS=True, **fold)
-    merge = dict(GL=4, BLOCK_M=16, BLOCK_SE=4, BLOCK_SM=16, BLOCK_B=4, PV=32, HAS_H=True, D=64, BLOCK_CV=32, **fold)
+    merge = dict(GL=4, BLOCK_M=16, BLOCK_SE=4, STEPS_E=1, BLOCK_SM=16, STEPS_M=2, BLOCK_B=4, PV=32, HAS_H=True, D=64,
+                 BLOCK_CV=32, **fold)
+    output = dict(G=4, LQ=1, VARLEN=True, BLOCK_M=16, BLOCK_D=64, BLOCK_VD=16, BLOCK_CV=32, RB=4, BLOCK_K=16,
+                  BLOCK_C=32, BLOCK_SE=4, STEPS_E=1, BLOCK_SM=16, STEPS_M=2, BLOCK_P=16, STEPS_P=1, PDL=False)
     return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False, "PDL": False}),
             ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True, "PDL": False}),
             ("low-rank prologue, folds", KERNELS["prologue"], prologue),
-            ("low-rank merge, folds", KERNELS["merge"], merge)]
+            ("low-rank merge, folds", KERNELS["merge"], merge),
+            ("low-rank output, folds", KERNELS["fold output"], output)]
 
 
 def main() -> int:

@@ -52,10 +52,11 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_sums,
-                                     head_query, k_fold, stored_fold, v_fold)
+from optimized.lowrank_fold_output import _fold_output_kernel, compressed_out, launch_fold_output
+from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_rows,
+                                     head_query, k_fold, k_fold_dims, stored_fold, v_fold)
+from optimized.lowrank_split_tiles import merged_stats_tiled, stats_tile, tile_steps
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
-from optimized.triton_fourier import merged_stats, splits_block
 from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                compressed_query, exact_split, kept_alignment, query_spectrum_kernel,
@@ -220,6 +221,8 @@ V_FUSED = True
 # `_exact_kernel`'s programs per KV head on a GPU (capped at one per tile of the sinks and window). The same sweep,
 # us with 4 / 8 / 16 / 32: 8 x 32k 205.6 / 206.1 / 207.4 / 210.5, 1 x 128k 134.7 / 132.9 / 132.3 / 132.7.
 ESPLITS = 4
+# the most splits the merge reads per tile of statistics ([splits, 16 rows] float32, 16 registers a thread at 4 warps)
+MERGE_TILE_SPLITS = 128
 
 
 def v_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
@@ -553,24 +556,24 @@ def _prologue_kernel(
     D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr,
     QP_PREC: tl.constexpr, EMUL_TF32: tl.constexpr, DT: tl.constexpr, E_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_T: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr,
-    ROWS: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, FOLDK=None, sfkb=0, sfkc=0,
-    n_cols=0, FOLD: tl.constexpr = False, FDT: tl.constexpr = tl.float32, F_PREC: tl.constexpr = None,
+    ROWS: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, FOLDK=None, ZK=None, sfkb=0,
+    sfkc=0, szkb=0, n_cols=0, FOLD: tl.constexpr = False, FDT: tl.constexpr = tl.float32, F_PREC: tl.constexpr = None,
     F_EMUL_BF16: tl.constexpr = False, F_EMUL_TF32: tl.constexpr = False,
 ):
     """What reads only the queries and the cache, in one launch (`qx_fused`): programs 0 .. qp_programs - 1 are
     `query_products` (bh, frequency tile), the next ex_programs `exact_part` (bh, exact split), and with ROWS
     (`qr_fused`) the rest `query_rows` (b, row block, chunk). No part reads what another writes, so their loads
     overlap instead of each kernel's ramp and tail. PDL: launched with programmatic dependent launch. FOLD
-    (`folds`): the first programs are `fold_products` (bh, tile of A's n_cols columns) and store A itself at U
-    (strides sub, sur), so no GEMM follows."""
+    (`folds`): the first programs are `fold_products` (bh, tile of A's n_cols columns; FoldK by dimension at FOLDK,
+    z at ZK) and store A itself at U (strides sub, sur), so no GEMM follows."""
     after_predecessor(PDL, PDL_EARLY)
     pid = tl.program_id(0)
     if pid < qp_programs:
         if FOLD:
-            # (the sequence's period under its own name: `period` may be the constant 1, which a branch may not rebind)
-            b, h, per, rows, row_ok = head_of(pid // n_tiles, LENS, Hkv, period, G * LQ, VARLEN, BLOCK_M)
-            fold_products(Q, KCOMP, KSTART, KCOS, KSC, KSH, FOLDK, U, Z0, sqb, sqh, sql, sqd, sfkb, sfkc, sub, sur, Cck,
-                          Nk, n_cols, n_rows, per, b, h, rows, row_ok, pid % n_tiles, G, LQ, D, BLOCK_M, DC, BLOCK_N,
+            bh = pid // n_tiles
+            rows = tl.arange(0, BLOCK_M)
+            fold_products(Q, FOLDK, ZK, U, Z0, sqb, sqh, sql, sqd, sfkb, sfkc, szkb, sub, sur, n_cols, n_rows,
+                          bh // Hkv, bh % Hkv, rows, rows < G * LQ, pid % n_tiles, G, LQ, D, BLOCK_M, BLOCK_D, BLOCK_N,
                           FDT, F_PREC, F_EMUL_BF16, F_EMUL_TF32)
         else:
             query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half,
@@ -590,9 +593,9 @@ def _prologue_kernel(
 # ---------------------------------------------------------------- 4. the spectrum's merge
 @triton.jit
 def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplits, msplits,
-                  GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, BLOCK_SM: tl.constexpr,
-                  BLOCK_B: tl.constexpr, PV: tl.constexpr, HAS_H: tl.constexpr, PDL: tl.constexpr = False,
-                  PDL_EARLY: tl.constexpr = True,
+                  GL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SE: tl.constexpr, STEPS_E: tl.constexpr,
+                  BLOCK_SM: tl.constexpr, STEPS_M: tl.constexpr, BLOCK_B: tl.constexpr, PV: tl.constexpr,
+                  HAS_H: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True,
                   FOLDV=None, VSTART=None, PF=None, sfvb=0, sfvc=0, Hkv=1, D: tl.constexpr = 1,
                   FOLD: tl.constexpr = False, BLOCK_CV: tl.constexpr = 16, FDT: tl.constexpr = tl.float32,
                   F_PREC: tl.constexpr = None, F_EMUL_BF16: tl.constexpr = False, F_EMUL_TF32: tl.constexpr = False):
@@ -603,34 +606,43 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplit
     program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops.
     FOLD (`folds`): instead of storing them, the program multiplies its rescaled columns of H by the head's FoldV
     (`fold_partials`) and stores the partial sums of the compressed V channels at PF [bh, c, BLOCK_M, BLOCK_CV].
-    PDL: launched with programmatic dependent launch."""
+    Every load is issued before the first use of any (a reduction across warps is a barrier no load crosses): the
+    head's compressed run, tile 0 of each split count's statistics (`stats_tile`: BLOCK_SE exact, BLOCK_SM middle
+    splits; STEPS_E, STEPS_M tiles in all), the fold's rows, H and its block maxima. PDL: launched with
+    programmatic dependent launch."""
     after_predecessor(PDL, PDL_EARLY)
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < GL
-    m_e, l_e = merged_stats(MAXE, SUME, bh, esplits, BLOCK_M, BLOCK_SE)  # the exact part is never empty
-    m_m, l_m = merged_stats(MAXM, SUMM, bh, msplits, BLOCK_M, BLOCK_SM)  # (an empty middle: m_m = -1e30)
-    m = tl.maximum(m_e, m_m)
-    mid = l_m * tl.exp(m_m - m)
-    l_tot = mid + l_e * tl.exp(m_e - m)
     grow = bh * GL + rows  # b * n_rows + h * GL + row
-    first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
-    tl.store(M + grow, m, mask=row_ok & first)
-    tl.store(L + grow, l_tot, mask=row_ok & first)
-    tl.store(MID + grow, mid / l_tot, mask=row_ok & first)
+    if FOLD:
+        c_lo, c_hi = compressed_run(VSTART, bh % Hkv, D)
+    e_mx, e_sm = stats_tile(MAXE, SUME, bh, esplits, 0, rows, BLOCK_M, BLOCK_SE)
+    m_mx, m_sm = stats_tile(MAXM, SUMM, bh, msplits, 0, rows, BLOCK_M, BLOCK_SM)
     if HAS_H:
         cols = tl.arange(0, BLOCK_B * PV)
         blk = tl.program_id(1) * BLOCK_B + cols // PV
         ok = row_ok[:, None] & (blk < n_blocks)[None, :]
         hrow = grow[:, None] * n_blocks + blk[None, :]
-        scale = tl.exp(tl.load(HM + hrow, mask=ok, other=-1.0e30) - m[:, None]) / l_tot[:, None]
         at = hrow * PV + (cols % PV)[None, :]
-        hs = tl.load(H + at, mask=ok, other=0.0) * scale
+        hm = tl.load(HM + hrow, mask=ok, other=-1.0e30)
+        h_raw = tl.load(H + at, mask=ok, other=0.0)
         if FOLD:
-            c_lo, c_hi = compressed_run(VSTART, bh % Hkv, D)
             js = tl.program_id(1) * BLOCK_B * PV + cols
-            part = fold_partials(hs, FOLDV, bh // Hkv, c_lo, c_hi, js, blk < n_blocks, sfvb, sfvc, BLOCK_CV, FDT,
-                                 F_PREC, F_EMUL_BF16, F_EMUL_TF32)
+            f = fold_rows(FOLDV, bh // Hkv, c_lo, c_hi, js, blk < n_blocks, sfvb, sfvc, BLOCK_CV)
+    m_e, l_e = merged_stats_tiled(MAXE, SUME, bh, esplits, rows, e_mx, e_sm, BLOCK_M, BLOCK_SE, STEPS_E)
+    m_m, l_m = merged_stats_tiled(MAXM, SUMM, bh, msplits, rows, m_mx, m_sm, BLOCK_M, BLOCK_SM, STEPS_M)
+    m = tl.maximum(m_e, m_m)
+    mid = l_m * tl.exp(m_m - m)
+    l_tot = mid + l_e * tl.exp(m_e - m)
+    first = (tl.zeros((BLOCK_M,), dtype=tl.int32) + tl.program_id(1)) == 0
+    tl.store(M + grow, m, mask=row_ok & first)
+    tl.store(L + grow, l_tot, mask=row_ok & first)
+    tl.store(MID + grow, mid / l_tot, mask=row_ok & first)
+    if HAS_H:
+        hs = h_raw * (tl.exp(hm - m[:, None]) / l_tot[:, None])
+        if FOLD:
+            part = fold_partials(hs, f, FDT, F_PREC, F_EMUL_BF16, F_EMUL_TF32)
             pf = ((bh * tl.num_programs(1) + tl.program_id(1)) * BLOCK_M + rows)[:, None] * BLOCK_CV
             tl.store(PF + pf + tl.arange(0, BLOCK_CV)[None, :], part, mask=row_ok[:, None])
         else:
@@ -730,17 +742,6 @@ def exact_merged(ACCE, MAXE, bh, rows, row_ok, ds, d_ok, m, esplits, BLOCK_M: tl
 
 
 @triton.jit
-def compressed_out(rec, p_mid, ci, comp, b, VCOS, VSC, VSH, Ccv, Nv, period):
-    """The compressed V channels' share of the output from their sums over frequencies rec (eq. values): F's n = 0
-    bin is the middle's exact probability mass p_mid (W_V^H has no n = 0 column), then moment matching."""
-    a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
-    rec += p_mid[:, None] * (a0 / period)[None, :]  # w_0 a'_0 F_0
-    sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
-    sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
-    return tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
-
-
-@triton.jit
 def _output_kernel(
     ACCE, MAXE, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_chunks,
@@ -749,16 +750,15 @@ def _output_kernel(
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
     BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
-    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, PF=None, n_parts=0,
-    FOLD: tl.constexpr = False, BLOCK_CV: tl.constexpr = 16,
+    EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True,
 ):
     """out[:, d-block] = (exact and middle splits merged by log-sum-exp) / l + the compressed V channels from F.
     PARTS > 0: the sum over frequencies comes in n_chunks partial sums (PO, `_v_products_kernel`), added PARTS at a
     time; else it is taken here. V_GEMM: F holds those sums per compressed V channel already (R [b, rows, Ccv],
     `_v_sums`). VO (`vo_fused`, with v_gemm): programs (bh, n_out + c) take those sums from the planes themselves
     (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
-    programs (bh, < n_out) store the kept channels only. FOLD (`folds`, with VO): those sums are the merge's n_parts
-    partial sums (`fold_sums`, PF). PDL: launched with programmatic dependent launch."""
+    programs (bh, < n_out) store the kept channels only (the fold path's output is optimized/lowrank_fold_output.py).
+    PDL: launched with programmatic dependent launch."""
     after_predecessor(PDL, PDL_EARLY)
     bh = tl.program_id(0)
     b = bh // Hkv
@@ -779,11 +779,8 @@ def _output_kernel(
         c_ok = cs < c_hi
         c_i = tl.where(c_ok, cs, 0)
         c_d = (tl.load(VCOMP + c_i, mask=c_ok, other=0) - h * D).to(tl.int32)  # the channels' dimensions
-        if FOLD:
-            c_sums = fold_sums(PF, bh, n_parts, rows, row_ok, cs - c_lo, c_ok, BLOCK_M, BLOCK_C, BLOCK_CV)
-        else:
-            c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
-                                 BLOCK_C, BLOCK_NS, VPREC, EMUL_TF32)
+        c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
+                             BLOCK_C, BLOCK_NS, VPREC, EMUL_TF32)
         c_out = exact_merged(ACCE, MAXE, bh, rows, row_ok, c_d, c_ok, m, esplits, BLOCK_M, BLOCK_D) / l_tot[:, None]
         c_out += compressed_out(c_sums, p_mid, c_i, c_ok, b, VCOS, VSC, VSH, Ccv, Nv, period)
         tl.store(o_rows + c_d[None, :] * sod, c_out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & c_ok[None, :])
@@ -823,7 +820,8 @@ def _output_kernel(
 
 
 # The kernels an offline build checks (optimized/sm90_build.py), by name.
-KERNELS = {"stream": _middle_kernel, "prologue": _prologue_kernel, "merge": _merge_kernel}
+KERNELS = {"stream": _middle_kernel, "prologue": _prologue_kernel, "merge": _merge_kernel,
+           "fold output": _fold_output_kernel}
 
 
 # ---------------------------------------------------------------- host side
@@ -1195,8 +1193,9 @@ class LowRankPlan:
             self.fold_tensors()
 
     def fold_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(FoldK [B, C_k, blocks x PK], FoldV [B, C_v, blocks x PV]) in the GEMMs' precisions (`stored_fold`), made
-        once: they depend on the cache and the block, not on the query."""
+        """(FoldK by dimension [B, Hkv x D, blocks x PK], FoldV [B, C_v, blocks x PV]) in the GEMMs' precisions
+        (`stored_fold`), and z [B, Hkv x D] (`_fold_z`, float32) beside them, made once: they depend on the cache and
+        the block, not on the query (`k_fold_dims`)."""
         if self._fold_cache is None:
             opts = dict(dtype=torch.float64, device=self.q.device)
             fk = torch.zeros(self.b, max(self.ck, 1), self.n_blocks * self.pk, **opts)
@@ -1208,6 +1207,11 @@ class LowRankPlan:
                 if self.cv:
                     fv[seqs] = v_fold(self.v_cos[seqs], self.v_sin[seqs], table)
             gpu = self.q.is_cuda
+            periods = torch.tensor(self.periods if len(self.periods) == self.b else self.periods * self.b,
+                                   device=self.q.device)
+            fk, z = k_fold_dims(fk[:, :self.ck], self.k_comp, self.k_sc, self.k_sh, self.k_cos[:, :, 0], periods,
+                                self.hkv * self.d)
+            self._fold_z = z.float().contiguous()
             self._fold_cache = (stored_fold(fk, self.fold_precs[0], gpu), stored_fold(fv, self.fold_precs[1], gpu))
         return self._fold_cache
 
@@ -1320,6 +1324,13 @@ class LowRankPlan:
             else:
                 self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
             self.r = torch.zeros(self.b, self.n_rows, self.cv, dtype=torch.float32, device=dev)
+
+    @property
+    def _merge_tiles(self) -> dict:
+        """The merge's tiles of split statistics: (BLOCK_S, STEPS) for the exact and the middle splits."""
+        block_e, steps_e = tile_steps(self.esplits, MERGE_TILE_SPLITS)
+        block_m, steps_m = tile_steps(self.splits, MERGE_TILE_SPLITS)
+        return dict(BLOCK_SE=block_e, STEPS_E=steps_e, BLOCK_SM=block_m, STEPS_M=steps_m)
 
     @property
     def _pdl_kw(self) -> dict:
@@ -1452,11 +1463,11 @@ class LowRankPlan:
             u, tiles = self._u_target(), triton.cdiv(self.nz, block_n)
             fold = dict(FOLDK=None, sfkb=0, sfkc=0, n_cols=0)
             if self.folds:  # A itself, [B, rows, blocks x PK], from the folds
-                fk, u = self.fold_tensors()[0], self.a.view(self.b, self.n_rows, -1)
+                fk, u, zk = self.fold_tensors()[0], self.a.view(self.b, self.n_rows, -1), self._fold_z
                 block_n = self.fold_block_n or qp_block_for(self.b * self.hkv, u.shape[2], self.sms)
                 tiles = triton.cdiv(u.shape[2], block_n)
-                fold = dict(FOLDK=fk, sfkb=fk.stride(0), sfkc=fk.stride(1), n_cols=u.shape[2], FOLD=True,
-                            **self._fold_consts(self.fold_precs[0]))
+                fold = dict(FOLDK=fk, ZK=zk, sfkb=fk.stride(0), sfkc=fk.stride(1), szkb=zk.stride(0),
+                            n_cols=u.shape[2], FOLD=True, **self._fold_consts(self.fold_precs[0]))
             args = (q, self.k_comp, self.k_start, self.k_cos, self.k_sin, self.k_sc, self.k_sh, u, self.z0)
             u_strides = (u.stride(0), u.stride(1), 0) if self.folds else (u.stride(1), u.stride(2), u.stride(0))
             consts = dict(G=self.group, LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
@@ -1528,7 +1539,7 @@ class LowRankPlan:
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, ho,
             self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
-            BLOCK_SE=splits_block(self.esplits), BLOCK_SM=splits_block(self.splits), BLOCK_B=merge_blocks,
+            **self._merge_tiles, BLOCK_B=merge_blocks,
             PV=self.pv, HAS_H=self.cv > 0, num_warps=self.merge_warps, **self._pdl_kw, **fold)
         if not self.cv or self.folds:  # the folds: the output adds the merge's partial sums
             return
@@ -1568,6 +1579,9 @@ class LowRankPlan:
             PREC="tf32" if tf32 and gpu else "ieee", EMUL_TF32=tf32 and not gpu, num_warps=self.vs_warps)
 
     def _output(self, varlen) -> None:
+        if self.folds:
+            launch_fold_output(self, varlen)
+            return
         res, block_do = self.result, self.out_block_do
         nv_coef = self.v_cos.shape[2] if self.cv else 0
         grid = (self.b * self.hkv, triton.cdiv(self.d, block_do))
@@ -1583,10 +1597,6 @@ class LowRankPlan:
                 VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n,
                 FCH=self.v_chunk, CPREC=self.out_prec or self.cprec, num_warps=self.out_warps)
         vo, planes = self.vo_fused, self.planes if self.vo_fused else f
-        fold = dict(PF=None, n_parts=0)
-        if self.folds:  # the merge's partial sums of the compressed V channels
-            pf = self._fold_partials(self.merge_parts)
-            fold = dict(PF=pf, n_parts=pf.shape[1], FOLD=True, BLOCK_CV=pf.shape[3])
         n_out = grid[1]
         if vo:
             grid = (grid[0], n_out + triton.cdiv(self.cv_head, self.vs_block_c))
@@ -1596,7 +1606,7 @@ class LowRankPlan:
             self.po if chunks else f, self.v_cos, self.v_sin, self.v_sc, self.v_sh, res, self.lens_arg,
             f.stride(0), f.stride(1), *res.stride(), self.hkv, self.cv, nv_coef, self.t_max, self.esplits,
             self.splits, chunks, planes, self.v_comp, *(planes.stride() if vo else (0, 0, 0)),
-            planes.shape[2] // 2 if vo else 0, n_out, **fold, VO=vo, BLOCK_C=self.vs_block_c, BLOCK_NS=self.vs_block_n,
+            planes.shape[2] // 2 if vo else 0, n_out, VO=vo, BLOCK_C=self.vs_block_c, BLOCK_NS=self.vs_block_n,
             VPREC="tf32" if tf32 and res.is_cuda else "ieee", EMUL_TF32=tf32 and not res.is_cuda, G=self.group,
             LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
@@ -1635,8 +1645,8 @@ def bench_extra(inputs: dict) -> dict:
     plan = lowrank_plan(**inputs)
     tables = sum(g[4].numel() * g[4].element_size() + g[5].numel() * g[5].element_size() for g in plan.groups)
     tables += sum(4 * t.numel() for t in plan.v_tables)  # v_gemm's planes tables
-    if plan.folds:  # the folds stand in for the tables (and all but the n = 0 column of the coefficients)
-        tables = sum(t.numel() * t.element_size() for t in plan.fold_tensors())
+    if plan.folds:  # the folds stand in for the tables and the coefficients (z: the K ones' n = 0 column)
+        tables = sum(t.numel() * t.element_size() for t in plan.fold_tensors()) + 4 * plan._fold_z.numel()
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
     gemm_scratch = sum(t.numel() for t in ((plan.u,) if plan.qs_fused else (plan.qc, plan.u))) if plan.qs_gemm else 0

@@ -13,7 +13,7 @@ import optimized.triton_fourier_lowrank as lowrank
 import ci.lowrank_f32_coefs as f32_coefs
 from ci.lowrank_f32_coefs import uniform_folds, varlen_folds
 from harness.kernels.conformance import check_case
-from optimized.lowrank_folds import k_fold, stored_fold, v_fold
+from optimized.lowrank_folds import k_fold, k_fold_dims, stored_fold, v_fold
 from reference.ops.fourier_cache import make_fourier_cache
 
 KNOBS = {"block_t": 16, "block": 32, "num_splits": 2}
@@ -158,3 +158,24 @@ def test_the_fold_paths_launch_shapes_leave_the_output_unchanged(v_gemm_everywhe
     if "fold_merge_cols" in shapes:  # more merge programs than the default, so more partial sums
         assert shaped.fold_merge_blocks < plain.fold_merge_blocks
     torch.testing.assert_close(shaped.run(), plain.run(), rtol=2e-5, atol=2e-6, msg=lambda m: f"seed {seed}: {m}")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_foldk_by_dimension_gives_a_and_re_z0_from_the_query_as_it_is(seed):
+    """q @ FoldK_dims = (q_c s_c / T) @ FoldK over the compressed channels, and q . z = sum_c q_c mu_c +
+    sum_c (q_c s_c / T) a_{c,0} (eq. scores): kept dimensions contribute nothing."""
+    g = torch.Generator().manual_seed(seed)
+    seqs, channels, cols = 2, 12, 5
+    comp = torch.sort(torch.randperm(channels, generator=g)[:7]).values
+    fold = torch.randn(seqs, len(comp), cols, generator=g, dtype=torch.float64)
+    scale, shift, a0 = (torch.randn(seqs, len(comp), generator=g, dtype=torch.float64) for _ in range(3))
+    periods = torch.tensor([40, 17])
+    q = torch.randn(seqs, 3, channels, generator=g, dtype=torch.float64)
+    rows, z = k_fold_dims(fold, comp, scale, shift, a0, periods, channels)
+    qs = q[:, :, comp] * (scale / periods[:, None])[:, None, :]
+    torch.testing.assert_close(q @ rows, qs @ fold, rtol=1e-12, atol=1e-12)
+    z0 = (q[:, :, comp] * shift[:, None, :]).sum(-1) + (qs * a0[:, None, :]).sum(-1)
+    torch.testing.assert_close((q * z[:, None, :]).sum(-1), z0, rtol=1e-12, atol=1e-12)
+    kept = torch.ones(channels, dtype=torch.bool)
+    kept[comp] = False
+    assert (rows[:, kept] == 0).all() and (z[:, kept] == 0).all()

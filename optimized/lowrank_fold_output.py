@@ -1,0 +1,146 @@
+"""The low-rank decode's output launch with the coefficient folds (`folds`): each KV head's kept V channels and its
+compressed ones, from the splits and the merge's partial sums, with no load waiting on an index search.
+
+Programs (bh, j < n_kept) take BLOCK_K of KV head bh's kept V channels: the exact and middle splits merged by
+log-sum-exp, / l. Programs (bh, n_kept + j) take BLOCK_C of its compressed channels: the exact splits / l plus the
+channels' sums over frequencies, which are the merge's partial sums of H @ FoldV (eq. values, folded), plus the
+n = 0 bin and moment matching (`compressed_out`). The channels come as slots of the head's kept or compressed run,
+so the middle's accumulators (by kept slot) and the partial sums (by compressed slot) are read at addresses known
+from the program ids; only the exact accumulators and the coefficients wait on the slots' dimensions
+(`output_tables`). Every sum over splits or parts is one tile (optimized/lowrank_split_tiles.py), and the rows are
+the head's G x Lq padded to a power of two, not the 16 a dot would need.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from optimized.lowrank_split_tiles import acc_tile, part_sums, part_tile, split_sums, tile_steps
+
+# the most splits or parts one tile holds ([splits, rows, columns] float32 stays within 32 registers a thread at 4
+# warps for 4 rows and 16-32 columns)
+MAX_TILE_SPLITS = 64
+
+
+@triton.jit
+def compressed_channels(rec, p_mid, w0a0, sc, sh, comp):
+    """The compressed V channels' share of the output from their sums over frequencies rec (eq. values): F's n = 0
+    bin is the middle's exact probability mass p_mid (W_V^H has no n = 0 column; w0a0 = a'_0 / T), then moment
+    matching (scale sc, shift sh)."""
+    rec += p_mid[:, None] * w0a0[None, :]  # w_0 a'_0 F_0
+    return tl.where(comp[None, :], rec * sc[None, :] + p_mid[:, None] * sh[None, :], 0.0)
+
+
+@triton.jit
+def compressed_out(rec, p_mid, ci, comp, b, VCOS, VSC, VSH, Ccv, Nv, period):
+    """`compressed_channels` with the channels' n = 0 coefficients, scales and shifts loaded at their compressed
+    indices ci."""
+    a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
+    sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    return compressed_channels(rec, p_mid, a0 / period, sc, sh, comp)
+
+
+@triton.jit
+def _fold_output_kernel(
+    ACCE, MAXE, ACCM, MAXM, M, L, MID, PF, KDIM, CDIM, CIDX, VCOS, VSC, VSH, OUT, LENS,
+    sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_parts, n_kept, k_width, c_width,
+    G: tl.constexpr, LQ: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_VD: tl.constexpr, BLOCK_CV: tl.constexpr, RB: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_SE: tl.constexpr, STEPS_E: tl.constexpr, BLOCK_SM: tl.constexpr, STEPS_M: tl.constexpr,
+    BLOCK_P: tl.constexpr, STEPS_P: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True,
+):
+    """out[b, head bh's rows, the program's channels] (module docstring). KDIM [Hkv, k_width] and CDIM, CIDX
+    [Hkv, c_width]: each head's kept and compressed V slots' dimensions (-1 past the run) and the compressed ones'
+    indices. PDL: launched with programmatic dependent launch."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        if PDL_EARLY:
+            tl.extra.cuda.gdc_launch_dependents()
+    bh = tl.program_id(0)
+    b = bh // Hkv
+    h = bh % Hkv
+    j = tl.program_id(1)
+    if VARLEN:
+        period = tl.load(LENS + 3 * b + 2)
+    rows = tl.arange(0, RB)
+    row_ok = rows < G * LQ
+    grow = bh * G * LQ + rows  # b * n_rows + h * G * LQ + row
+    m = tl.load(M + grow, mask=row_ok, other=0.0)
+    l_tot = tl.load(L + grow, mask=row_ok, other=1.0)
+    o_rows = OUT + b * sob + (h * G + rows // LQ)[:, None] * soh + (rows % LQ)[:, None] * sol
+    if j < n_kept:
+        slots = j * BLOCK_K + tl.arange(0, BLOCK_K)
+        dims = tl.load(KDIM + h * k_width + slots)
+        m_mx, m_acc = acc_tile(ACCM, MAXM, bh, msplits, 0, rows, row_ok, slots, slots < BLOCK_VD, BLOCK_M, BLOCK_VD,
+                               BLOCK_SM)
+        ok = dims >= 0
+        e_mx, e_acc = acc_tile(ACCE, MAXE, bh, esplits, 0, rows, row_ok, dims, ok, BLOCK_M, BLOCK_D, BLOCK_SE)
+        out = split_sums(ACCM, MAXM, bh, msplits, m, rows, row_ok, slots, slots < BLOCK_VD, m_mx, m_acc, BLOCK_M,
+                         BLOCK_VD, BLOCK_SM, STEPS_M)
+        out += split_sums(ACCE, MAXE, bh, esplits, m, rows, row_ok, dims, ok, e_mx, e_acc, BLOCK_M, BLOCK_D, BLOCK_SE,
+                          STEPS_E)
+        out = out / l_tot[:, None]
+        tl.store(o_rows + dims[None, :] * sod, out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & ok[None, :])
+    else:
+        # (names of their own: a runtime branch's values must match the other branch's shapes)
+        c_slots = (j - n_kept) * BLOCK_C + tl.arange(0, BLOCK_C)
+        c_dims = tl.load(CDIM + h * c_width + c_slots)
+        ci = tl.load(CIDX + h * c_width + c_slots)
+        p_mid = tl.load(MID + grow, mask=row_ok, other=0.0)  # F_0: the middle's mass, exact
+        parts = part_tile(PF, bh, n_parts, 0, rows, row_ok, c_slots, c_slots < BLOCK_CV, BLOCK_M, BLOCK_CV, BLOCK_P)
+        c_ok = c_dims >= 0
+        c_mx, c_acc = acc_tile(ACCE, MAXE, bh, esplits, 0, rows, row_ok, c_dims, c_ok, BLOCK_M, BLOCK_D, BLOCK_SE)
+        a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=c_ok, other=0.0).to(tl.float32)
+        sc = tl.load(VSC + b * Ccv + ci, mask=c_ok, other=0.0).to(tl.float32)
+        sh = tl.load(VSH + b * Ccv + ci, mask=c_ok, other=0.0).to(tl.float32)
+        sums = part_sums(PF, bh, n_parts, rows, row_ok, c_slots, c_slots < BLOCK_CV, parts, BLOCK_M, BLOCK_CV, BLOCK_P,
+                         STEPS_P)
+        c_out = split_sums(ACCE, MAXE, bh, esplits, m, rows, row_ok, c_dims, c_ok, c_mx, c_acc, BLOCK_M, BLOCK_D,
+                           BLOCK_SE, STEPS_E) / l_tot[:, None]
+        c_out += compressed_channels(sums, p_mid, a0 / period, sc, sh, c_ok)
+        tl.store(o_rows + c_dims[None, :] * sod, c_out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & c_ok[None, :])
+
+
+def output_tables(kept: list[int], comp: list[int], hkv: int, d: int, block_k: int, block_c: int,
+                  device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(KDIM [hkv, k_width], CDIM and CIDX [hkv, c_width]) int32 from the sorted kept and compressed V channel
+    lists: slot j of head h is the head's j-th kept (compressed) channel, its dimension within the head (-1 past the
+    head's run), and for a compressed slot its index in the compressed list; widths are multiples of the blocks."""
+    runs_k = [[c - h * d for c in kept if c // d == h] for h in range(hkv)]
+    runs_c = [[(i, c - h * d) for i, c in enumerate(comp) if c // d == h] for h in range(hkv)]
+    k_width = max(1, triton.cdiv(max(map(len, runs_k)), block_k)) * block_k
+    c_width = max(1, triton.cdiv(max(map(len, runs_c)), block_c)) * block_c
+    kdim = torch.full((hkv, k_width), -1, dtype=torch.int32)
+    cdim = torch.full((hkv, c_width), -1, dtype=torch.int32)
+    cidx = torch.zeros((hkv, c_width), dtype=torch.int32)
+    for h in range(hkv):
+        kdim[h, :len(runs_k[h])] = torch.tensor(runs_k[h], dtype=torch.int32)
+        if runs_c[h]:
+            idx, dims = zip(*runs_c[h])
+            cidx[h, :len(idx)] = torch.tensor(idx, dtype=torch.int32)
+            cdim[h, :len(dims)] = torch.tensor(dims, dtype=torch.int32)
+    return kdim.to(device), cdim.to(device), cidx.to(device)
+
+
+def launch_fold_output(plan, varlen: bool) -> None:
+    """`_fold_output_kernel` for a plan on the fold path: its tables made once, its tiles sized to the splits."""
+    if getattr(plan, "_out_tables", None) is None:
+        plan._out_tables = output_tables(plan.v_kept.tolist(), plan.v_comp.tolist(), plan.hkv, plan.d,
+                                         plan.out_block_do, plan.vs_block_c, plan.q.device)
+    kdim, cdim, cidx = plan._out_tables
+    pf, res = plan._fold_partials(plan.merge_parts), plan.result
+    n_kept = kdim.shape[1] // plan.out_block_do
+    n_comp = cdim.shape[1] // plan.vs_block_c
+    block_se, steps_e = tile_steps(plan.esplits, MAX_TILE_SPLITS)
+    block_sm, steps_m = tile_steps(plan.splits, MAX_TILE_SPLITS)
+    block_p, steps_p = tile_steps(pf.shape[1], MAX_TILE_SPLITS // 2)
+    _fold_output_kernel[(plan.b * plan.hkv, n_kept + n_comp)](
+        plan.acce, plan.maxe, plan.accm, plan.maxm, plan.m, plan.l, plan.mid, pf, kdim, cdim, cidx, plan.v_cos,
+        plan.v_sc, plan.v_sh, res, plan.lens_arg, *res.stride(), plan.hkv, plan.cv, plan.v_cos.shape[2], plan.t_max,
+        plan.esplits, plan.splits, pf.shape[1], n_kept, kdim.shape[1], cdim.shape[1], G=plan.group, LQ=plan.lq,
+        VARLEN=varlen, BLOCK_M=plan.block_m, BLOCK_D=plan.block_d, BLOCK_VD=plan.block_vd, BLOCK_CV=pf.shape[3],
+        RB=max(2, triton.next_power_of_2(plan.gl)), BLOCK_K=plan.out_block_do, BLOCK_C=plan.vs_block_c,
+        BLOCK_SE=block_se, STEPS_E=steps_e, BLOCK_SM=block_sm, STEPS_M=steps_m, BLOCK_P=block_p, STEPS_P=steps_p,
+        num_warps=plan.out_warps, **plan._pdl_kw)

@@ -16,11 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from optimized.lowrank_split_tiles import acc_tile, part_sums, part_tile, split_sums, tile_steps
-
-# the most splits or parts one tile holds ([splits, rows, columns] float32 stays within 32 registers a thread at 4
-# warps for 4 rows and 16-32 columns)
-MAX_TILE_SPLITS = 64
+from optimized.lowrank_split_tiles import acc_tile, part_sums, part_tile, split_sums
 
 
 @triton.jit
@@ -43,7 +39,7 @@ def compressed_out(rec, p_mid, ci, comp, b, VCOS, VSC, VSH, Ccv, Nv, period):
 
 
 @triton.jit
-def _fold_output_kernel(
+def fold_output_kernel(
     ACCE, MAXE, ACCM, MAXM, M, L, MID, PF, KDIM, CDIM, CIDX, VCOS, VSC, VSH, OUT, LENS,
     sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_parts, n_kept, k_width, c_width,
     G: tl.constexpr, LQ: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -122,25 +118,3 @@ def output_tables(kept: list[int], comp: list[int], hkv: int, d: int, block_k: i
             cidx[h, :len(idx)] = torch.tensor(idx, dtype=torch.int32)
             cdim[h, :len(dims)] = torch.tensor(dims, dtype=torch.int32)
     return kdim.to(device), cdim.to(device), cidx.to(device)
-
-
-def launch_fold_output(plan, varlen: bool) -> None:
-    """`_fold_output_kernel` for a plan on the fold path: its tables made once, its tiles sized to the splits."""
-    if getattr(plan, "_out_tables", None) is None:
-        plan._out_tables = output_tables(plan.v_kept.tolist(), plan.v_comp.tolist(), plan.hkv, plan.d,
-                                         plan.out_block_do, plan.vs_block_c, plan.q.device)
-    kdim, cdim, cidx = plan._out_tables
-    pf, res = plan._fold_partials(plan.merge_parts), plan.result
-    n_kept = kdim.shape[1] // plan.out_block_do
-    n_comp = cdim.shape[1] // plan.vs_block_c
-    block_se, steps_e = tile_steps(plan.esplits, MAX_TILE_SPLITS)
-    block_sm, steps_m = tile_steps(plan.splits, MAX_TILE_SPLITS)
-    block_p, steps_p = tile_steps(pf.shape[1], MAX_TILE_SPLITS // 2)
-    _fold_output_kernel[(plan.b * plan.hkv, n_kept + n_comp)](
-        plan.acce, plan.maxe, plan.accm, plan.maxm, plan.m, plan.l, plan.mid, pf, kdim, cdim, cidx, plan.v_cos,
-        plan.v_sc, plan.v_sh, res, plan.lens_arg, *res.stride(), plan.hkv, plan.cv, plan.v_cos.shape[2], plan.t_max,
-        plan.esplits, plan.splits, pf.shape[1], n_kept, kdim.shape[1], cdim.shape[1], G=plan.group, LQ=plan.lq,
-        VARLEN=varlen, BLOCK_M=plan.block_m, BLOCK_D=plan.block_d, BLOCK_VD=plan.block_vd, BLOCK_CV=pf.shape[3],
-        RB=max(2, triton.next_power_of_2(plan.gl)), BLOCK_K=plan.out_block_do, BLOCK_C=plan.vs_block_c,
-        BLOCK_SE=block_se, STEPS_E=steps_e, BLOCK_SM=block_sm, STEPS_M=steps_m, BLOCK_P=block_p, STEPS_P=steps_p,
-        num_warps=plan.out_warps, **plan._pdl_kw)

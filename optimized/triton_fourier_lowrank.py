@@ -32,9 +32,11 @@ with W per period (the block rotations e^{i w_n kBB} times U sigma). Five phases
    come from `_v_products_kernel` in chunks of V_CHUNK frequencies (`v_chunk_for`).
 
 With the coefficient folds (`folds`, at batch FOLDS_MAX_BATCH and below; optimized/lowrank_folds.py) the two GEMMs
-go: the prologue computes A itself from FoldK = (a - i b) W_K, and the merge multiplies its columns of the rescaled H
-by FoldV, leaving partial sums of the compressed V channels for the output. The call is then four Triton launches
-(prologue, stream, merge, output).
+go: the prologue computes A itself from FoldK = (a - i b) W_K (stored by dimension, so the head's query needs no
+gather), and the merge multiplies its columns of the rescaled H by FoldV, leaving partial sums of the compressed V
+channels for the output (its own kernel, optimized/lowrank_fold_output.py). The call is then four Triton launches
+(prologue, stream, merge, output), each of whose programs issues its loads before its first reduction, so few wait
+on another (optimized/lowrank_split_tiles.py).
 
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
 token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
@@ -52,7 +54,7 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
-from optimized.lowrank_fold_output import _fold_output_kernel, compressed_out, launch_fold_output
+from optimized.lowrank_fold_output import compressed_out, fold_output_kernel, output_tables
 from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_rows,
                                      head_query, k_fold, k_fold_dims, stored_fold, v_fold)
 from optimized.lowrank_split_tiles import merged_stats_tiled, stats_tile, tile_steps
@@ -223,6 +225,9 @@ V_FUSED = True
 ESPLITS = 4
 # the most splits the merge reads per tile of statistics ([splits, 16 rows] float32, 16 registers a thread at 4 warps)
 MERGE_TILE_SPLITS = 128
+# ... and the fold path's output per tile of splits, half as many per tile of the merge's partial sums ([splits, rows,
+# columns] float32 stays within 32 registers a thread at 4 warps for 4 rows and 16-32 columns)
+OUT_TILE_SPLITS = 64
 
 
 def v_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
@@ -821,7 +826,7 @@ def _output_kernel(
 
 # The kernels an offline build checks (optimized/sm90_build.py), by name.
 KERNELS = {"stream": _middle_kernel, "prologue": _prologue_kernel, "merge": _merge_kernel,
-           "fold output": _fold_output_kernel}
+           "fold output": fold_output_kernel}
 
 
 # ---------------------------------------------------------------- host side
@@ -1111,6 +1116,7 @@ class LowRankPlan:
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
         self._folds, self._fold_cache, self._pf = False, None, None  # the coefficient folds (`folds`)
+        self._out_tables = None  # the fold path's output slot tables (`output_tables`), made on first use
         self._fold_precs = None  # their precisions, when set (`fold_precs`)
         # the fold path's launch shapes (attributes, swept by ci/tune_fourier_lowrank.py): columns of A per
         # `fold_products` program (None: `qp_block_for`), H's columns per merge program, and the merge's warps
@@ -1580,7 +1586,7 @@ class LowRankPlan:
 
     def _output(self, varlen) -> None:
         if self.folds:
-            launch_fold_output(self, varlen)
+            self._fold_output(varlen)
             return
         res, block_do = self.result, self.out_block_do
         nv_coef = self.v_cos.shape[2] if self.cv else 0
@@ -1613,6 +1619,28 @@ class LowRankPlan:
             BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.out_prec or self.cprec,
             num_warps=self.out_warps,
             PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0, V_GEMM=self._v_gemm, **self._pdl_kw)
+
+
+    def _fold_output(self, varlen) -> None:
+        """The output on the fold path (`fold_output_kernel`): its slot tables made once, its tiles sized to the
+        splits and the merge's parts."""
+        if self._out_tables is None:
+            self._out_tables = output_tables(self.v_kept.tolist(), self.v_comp.tolist(), self.hkv, self.d,
+                                             self.out_block_do, self.vs_block_c, self.q.device)
+        kdim, cdim, cidx = self._out_tables
+        pf, res = self._fold_partials(self.merge_parts), self.result
+        n_kept = kdim.shape[1] // self.out_block_do
+        block_se, steps_e = tile_steps(self.esplits, OUT_TILE_SPLITS)
+        block_sm, steps_m = tile_steps(self.splits, OUT_TILE_SPLITS)
+        block_p, steps_p = tile_steps(pf.shape[1], OUT_TILE_SPLITS // 2)
+        fold_output_kernel[(self.b * self.hkv, n_kept + cdim.shape[1] // self.vs_block_c)](
+            self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, pf, kdim, cdim, cidx, self.v_cos,
+            self.v_sc, self.v_sh, res, self.lens_arg, *res.stride(), self.hkv, self.cv, self.v_cos.shape[2],
+            self.t_max, self.esplits, self.splits, pf.shape[1], n_kept, kdim.shape[1], cdim.shape[1], G=self.group,
+            LQ=self.lq, VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_VD=self.block_vd,
+            BLOCK_CV=pf.shape[3], RB=max(2, triton.next_power_of_2(self.gl)), BLOCK_K=self.out_block_do,
+            BLOCK_C=self.vs_block_c, BLOCK_SE=block_se, STEPS_E=steps_e, BLOCK_SM=block_sm, STEPS_M=steps_m,
+            BLOCK_P=block_p, STEPS_P=steps_p, num_warps=self.out_warps, **self._pdl_kw)
 
 
 def lowrank_plan(

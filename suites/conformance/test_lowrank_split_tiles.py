@@ -44,7 +44,7 @@ def test_tiles_smaller_than_the_split_and_part_counts_give_the_reference_output(
     plan = lowrank.lowrank_plan(**x, **KNOBS)
     plan.fold_merge_cols = 32  # one block per merge program: as many partial sums as blocks
     assert plan.folds and plan.splits == 5 and plan.esplits == 2 and plan.merge_parts == 9
-    monkeypatch.setattr(fold_output, "MAX_TILE_SPLITS", 2 * cap)  # the parts' tiles are half the splits' cap
+    monkeypatch.setattr(lowrank, "OUT_TILE_SPLITS", 2 * cap)  # the parts' tiles are half the splits' cap
     monkeypatch.setattr(lowrank, "MERGE_TILE_SPLITS", cap)
     torch.testing.assert_close(plan.run(), want, atol=2e-5, rtol=2e-5, msg=lambda m: f"seed {seed}: {m}")
 

@@ -611,10 +611,10 @@ def _merge_kernel(MAXE, SUME, MAXM, SUMM, H, HM, M, L, MID, HO, n_blocks, esplit
     program (bh, c) rescales blocks c BLOCK_B .. (c + 1) BLOCK_B - 1. One launch replaces a dozen elementwise ops.
     FOLD (`folds`): instead of storing them, the program multiplies its rescaled columns of H by the head's FoldV
     (`fold_partials`) and stores the partial sums of the compressed V channels at PF [bh, c, BLOCK_M, BLOCK_CV].
-    Every load is issued before the first use of any (a reduction across warps is a barrier no load crosses): the
-    head's compressed run, tile 0 of each split count's statistics (`stats_tile`: BLOCK_SE exact, BLOCK_SM middle
-    splits; STEPS_E, STEPS_M tiles in all), the fold's rows, H and its block maxima. PDL: launched with
-    programmatic dependent launch."""
+    The loads come before the first reduction (a reduction across warps is a barrier no load crosses): the head's
+    compressed run, tile 0 of each split count's statistics (`stats_tile`: BLOCK_SE exact, BLOCK_SM middle splits;
+    STEPS_E, STEPS_M tiles in all), H's block maxima and H, then the fold's rows, the one load that waits on another
+    (the run). PDL: launched with programmatic dependent launch."""
     after_predecessor(PDL, PDL_EARLY)
     bh = tl.program_id(0)
     rows = tl.arange(0, BLOCK_M)
@@ -1116,6 +1116,7 @@ class LowRankPlan:
         self.f = torch.zeros(b, rows, max(self.nv, 1), 2, **f32)
         self._a_t = A_T and len(self.groups) == 1  # the GEMM path's A transposed (`a_t`)
         self._folds, self._fold_cache, self._pf = False, None, None  # the coefficient folds (`folds`)
+        self._fold_z = None  # z beside FoldK by dimension (`fold_tensors`)
         self._out_tables = None  # the fold path's output slot tables (`output_tables`), made on first use
         self._fold_precs = None  # their precisions, when set (`fold_precs`)
         # the fold path's launch shapes (attributes, swept by ci/tune_fourier_lowrank.py): columns of A per

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from optimized.lowrank_programs import after_predecessor, head_of
 from optimized.lowrank_split_tiles import acc_tile, part_sums, part_tile, split_sums
 
 
@@ -50,18 +51,10 @@ def fold_output_kernel(
     """out[b, head bh's rows, the program's channels] (module docstring). KDIM [Hkv, k_width] and CDIM, CIDX
     [Hkv, c_width]: each head's kept and compressed V slots' dimensions (-1 past the run) and the compressed ones'
     indices. PDL: launched with programmatic dependent launch."""
-    if PDL:
-        tl.extra.cuda.gdc_wait()
-        if PDL_EARLY:
-            tl.extra.cuda.gdc_launch_dependents()
+    after_predecessor(PDL, PDL_EARLY)
     bh = tl.program_id(0)
-    b = bh // Hkv
-    h = bh % Hkv
     j = tl.program_id(1)
-    if VARLEN:
-        period = tl.load(LENS + 3 * b + 2)
-    rows = tl.arange(0, RB)
-    row_ok = rows < G * LQ
+    b, h, per, rows, row_ok = head_of(bh, LENS, Hkv, period, G * LQ, VARLEN, RB)
     grow = bh * G * LQ + rows  # b * n_rows + h * G * LQ + row
     m = tl.load(M + grow, mask=row_ok, other=0.0)
     l_tot = tl.load(L + grow, mask=row_ok, other=1.0)
@@ -95,7 +88,7 @@ def fold_output_kernel(
                          STEPS_P)
         c_out = split_sums(ACCE, MAXE, bh, esplits, m, rows, row_ok, c_dims, c_ok, c_mx, c_acc, BLOCK_M, BLOCK_D,
                            BLOCK_SE, STEPS_E) / l_tot[:, None]
-        c_out += compressed_channels(sums, p_mid, a0 / period, sc, sh, c_ok)
+        c_out += compressed_channels(sums, p_mid, a0 / per, sc, sh, c_ok)
         tl.store(o_rows + c_dims[None, :] * sod, c_out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & c_ok[None, :])
 
 

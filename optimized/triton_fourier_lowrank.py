@@ -57,6 +57,7 @@ from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_fold_output import compressed_out, fold_output_kernel, output_tables
 from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_rows,
                                      head_query, k_fold, k_fold_dims, stored_fold, v_fold)
+from optimized.lowrank_programs import after_predecessor, head_of, head_program
 from optimized.lowrank_split_tiles import merged_stats_tiled, stats_tile, tile_steps
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
@@ -267,22 +268,6 @@ def v_chunk_for(programs: int, sms: int | None) -> int:
 
 # ---------------------------------------------------------------- 1. the query spectrum as a GEMM
 @triton.jit
-def head_of(bh, LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr):
-    """(sequence, KV head) pair bh: (b, h, the sequence's period, its query rows, which of them are real)."""
-    b = bh // Hkv
-    if VARLEN:
-        period = tl.load(LENS + 3 * b + 2)
-    rows = tl.arange(0, BLOCK_M)
-    return b, bh % Hkv, period, rows, rows < n_rows
-
-
-@triton.jit
-def head_program(LENS, Hkv, period, n_rows, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr):
-    """A program of one (sequence, KV head) along axis 0 (`head_of`)."""
-    return head_of(tl.program_id(0), LENS, Hkv, period, n_rows, VARLEN, BLOCK_M)
-
-
-@triton.jit
 def heads_window(START, row0, n_rows, width, GL: tl.constexpr, BLOCK_R: tl.constexpr, ALIGN: tl.constexpr):
     """The kept-list window of the KV heads of query rows row0 .. row0 + BLOCK_R (rows of one head are GL
     consecutive rows): (its start, rounded down to ALIGN, and its width, to the last head's run end rounded up but
@@ -300,18 +285,6 @@ def compressed_run(START, h, D: tl.constexpr):
     """KV head h's compressed channels as one run [lo, hi) of the sorted compressed list: the channels below the
     head's are h D, START[h] of them kept."""
     return h * D - tl.load(START + h), (h + 1) * D - tl.load(START + h + 1)
-
-
-@triton.jit
-def after_predecessor(PDL: tl.constexpr, PDL_EARLY: tl.constexpr = True):
-    """With PDL (the launch's programmatic dependent launch): wait until the kernel before this one has finished
-    and its stores are visible, then, with PDL_EARLY, let the kernel after this one launch (its programs may then
-    take SMs this launch's later programs would have had); without PDL_EARLY the trigger is each program's exit, so
-    the next launch overlaps only this one's last programs. Without PDL, nothing: stream order."""
-    if PDL:
-        tl.extra.cuda.gdc_wait()
-        if PDL_EARLY:
-            tl.extra.cuda.gdc_launch_dependents()
 
 
 @triton.jit

@@ -30,12 +30,20 @@ def compressed_channels(rec, p_mid, w0a0, sc, sh, comp):
 
 
 @triton.jit
-def compressed_out(rec, p_mid, ci, comp, b, VCOS, VSC, VSH, Ccv, Nv, period):
-    """`compressed_channels` with the channels' n = 0 coefficients, scales and shifts loaded at their compressed
-    indices ci."""
+def channel_constants(ci, comp, b, VCOS, VSC, VSH, Ccv, Nv):
+    """Sequence b's compressed V channels ci (where comp): their n = 0 coefficients a'_0, moment-matching scales and
+    shifts, in float32."""
     a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=comp, other=0.0).to(tl.float32)
     sc = tl.load(VSC + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
     sh = tl.load(VSH + b * Ccv + ci, mask=comp, other=0.0).to(tl.float32)
+    return a0, sc, sh
+
+
+@triton.jit
+def compressed_out(rec, p_mid, ci, comp, b, VCOS, VSC, VSH, Ccv, Nv, period):
+    """`compressed_channels` with the channels' constants loaded at their compressed indices ci
+    (`channel_constants`)."""
+    a0, sc, sh = channel_constants(ci, comp, b, VCOS, VSC, VSH, Ccv, Nv)
     return compressed_channels(rec, p_mid, a0 / period, sc, sh, comp)
 
 
@@ -81,9 +89,7 @@ def fold_output_kernel(
         parts = part_tile(PF, bh, n_parts, 0, rows, row_ok, c_slots, c_slots < BLOCK_CV, BLOCK_M, BLOCK_CV, BLOCK_P)
         c_ok = c_dims >= 0
         c_mx, c_acc = acc_tile(ACCE, MAXE, bh, esplits, 0, rows, row_ok, c_dims, c_ok, BLOCK_M, BLOCK_D, BLOCK_SE)
-        a0 = tl.load(VCOS + b * Ccv * Nv + ci * Nv, mask=c_ok, other=0.0).to(tl.float32)
-        sc = tl.load(VSC + b * Ccv + ci, mask=c_ok, other=0.0).to(tl.float32)
-        sh = tl.load(VSH + b * Ccv + ci, mask=c_ok, other=0.0).to(tl.float32)
+        a0, sc, sh = channel_constants(ci, c_ok, b, VCOS, VSC, VSH, Ccv, Nv)  # loaded before the first reduction
         sums = part_sums(PF, bh, n_parts, rows, row_ok, c_slots, c_slots < BLOCK_CV, parts, BLOCK_M, BLOCK_CV, BLOCK_P,
                          STEPS_P)
         c_out = split_sums(ACCE, MAXE, bh, esplits, m, rows, row_ok, c_dims, c_ok, c_mx, c_acc, BLOCK_M, BLOCK_D,

@@ -127,30 +127,26 @@ def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, 
 @triton.jit
 def fold_products(Q, FOLDK, ZK, A, Z0, sqb, sqh, sql, sqd, sfb, sfc, szb, sab, sar, n_cols, n_rows, b, h, rows,
                   row_ok, tile, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr,
-                  DC: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr, PREC: tl.constexpr,
+                  BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr, PREC: tl.constexpr,
                   EMUL_BF16: tl.constexpr, EMUL_TF32: tl.constexpr):
     """A[b, rows, tile] = q @ FoldK_dims[b, KV head h's D dimensions, tile] for the head's G * LQ rows (eq. scores,
-    folded by `k_fold_dims`), DC dimensions per unrolled step, and from the first tile Re Z_0 = q . z in float32.
-    Every address comes from the program's ids, so no load waits on another (the compressed list's walk had a
-    channel-list load, then the query gathered at it, per step)."""
+    folded by `k_fold_dims`) as one product over the head's dimensions (BLOCK_D of them, padded), and from the first
+    tile Re Z_0 = q . z in float32. Every address comes from the program's ids, so no load waits on another (the
+    compressed list's walk had a channel-list load, then the query gathered at it, per step)."""
     js = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     j_ok = js < n_cols
-    q_row = Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    z0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for d0 in tl.static_range(0, D, DC):
-        ds = d0 + tl.arange(0, DC)
-        d_ok = ds < D
-        q = tl.load(q_row + ds[None, :] * sqd, mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
-        z = tl.load(ZK + b * szb + h * D + ds, mask=d_ok, other=0.0)
-        f = tl.load(FOLDK + b * sfb + (h * D + ds)[:, None] * sfc + js[None, :], mask=d_ok[:, None] & j_ok[None, :],
-                    other=0.0)
-        z0 += tl.sum(q * z[None, :], 1)
-        x, y = fold_operands(q, f, FDT, EMUL_BF16, EMUL_TF32)
-        acc = tl.dot(x, y, acc, input_precision=PREC)
+    ds = tl.arange(0, BLOCK_D)
+    d_ok = ds < D
+    q = tl.load(Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql + ds[None, :] * sqd,
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
+    z = tl.load(ZK + b * szb + h * D + ds, mask=d_ok, other=0.0)
+    f = tl.load(FOLDK + b * sfb + (h * D + ds)[:, None] * sfc + js[None, :], mask=d_ok[:, None] & j_ok[None, :],
+                other=0.0)
+    x, y = fold_operands(q, f, FDT, EMUL_BF16, EMUL_TF32)
     grow = h * G * LQ + rows
-    tl.store(A + b * sab + grow[:, None] * sar + js[None, :], acc, mask=row_ok[:, None] & j_ok[None, :])
-    tl.store(Z0 + b * n_rows + grow, z0, mask=row_ok & ((tl.zeros_like(rows) + tile) == 0))
+    tl.store(A + b * sab + grow[:, None] * sar + js[None, :], tl.dot(x, y, input_precision=PREC),
+             mask=row_ok[:, None] & j_ok[None, :])
+    tl.store(Z0 + b * n_rows + grow, tl.sum(q * z[None, :], 1), mask=row_ok & ((tl.zeros_like(rows) + tile) == 0))
 
 
 @triton.jit

@@ -21,9 +21,10 @@ from triton.compiler import ASTSource
 TARGET = GPUTarget("cuda", 90, 32)
 # Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
 POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32", "KCOMP": "*i64",
-            "KDIM": "*i32", "CDIM": "*i32", "CIDX": "*i32"}
+            "VCOMP": "*i64", "KDIM": "*i32", "CDIM": "*i32", "CIDX": "*i32"}
 FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM", "KCOS",
-           "KSIN", "KSC", "KSH", "U", "Z0", "MAXE", "SUME", "ACCE", "M", "L", "MID", "HO", "FOLDK", "FOLDV", "PF", "ZK")
+           "KSIN", "KSC", "KSH", "U", "Z0", "MAXE", "SUME", "ACCE", "M", "L", "MID", "HO", "FOLDK", "FOLDV", "PF", "ZK",
+           "PLANES")
 INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN", "QBD", "KM", "VM", "VK", "VV", "OUT", "VSC",
           "VSH")
 
@@ -131,7 +132,8 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
 
 def lowrank_cases() -> list[tuple[str, object, dict]]:
     """The low-rank kernel's stream (`_middle_kernel`, uniform and varlen, bfloat16 rank-r operands and two V
-    slices' worth of masks) at small blocks, and the prologue and merge with the coefficient folds (TF32)."""
+    slices' worth of masks) at small blocks, the prologue, merge and output with the coefficient folds (TF32), and
+    the output without them as batch 2 and up take it (V sums from the planes in its launch: v_gemm, vo_fused)."""
     import triton.language as tl
 
     from optimized.triton_fourier_lowrank import KERNELS
@@ -146,11 +148,15 @@ def lowrank_cases() -> list[tuple[str, object, dict]]:
                  BLOCK_CV=32, **fold)
     output = dict(G=4, LQ=1, VARLEN=True, BLOCK_M=16, BLOCK_D=64, BLOCK_VD=16, BLOCK_CV=32, RB=4, BLOCK_K=16,
                   BLOCK_C=32, BLOCK_SE=4, STEPS_E=1, BLOCK_SM=16, STEPS_M=2, BLOCK_P=16, STEPS_P=1, PDL=False)
+    unfolded = dict(G=4, LQ=1, D=64, VARLEN=False, BLOCK_M=16, BLOCK_D=64, BLOCK_DO=16, BLOCK_N=16, BLOCK_VD=16,
+                    BLOCK_SE=4, STEPS_E=1, BLOCK_SM=16, STEPS_M=2, CPREC="tf32x3", PARTS=0, V_GEMM=True, VO=True,
+                    BLOCK_C=32, BLOCK_NS=64, VPREC="tf32", EMUL_TF32=False, PDL=False)
     return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False, "PDL": False}),
             ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True, "PDL": False}),
             ("low-rank prologue, folds", KERNELS["prologue"], prologue),
             ("low-rank merge, folds", KERNELS["merge"], merge),
-            ("low-rank output, folds", KERNELS["fold output"], output)]
+            ("low-rank output, folds", KERNELS["fold output"], output),
+            ("low-rank output", KERNELS["output"], unfolded)]
 
 
 def main() -> int:

@@ -58,7 +58,7 @@ from optimized.lowrank_fold_output import compressed_out, fold_output_kernel, ou
 from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_rows,
                                      head_query, k_fold, k_fold_dims, stored_fold, v_fold)
 from optimized.lowrank_programs import after_predecessor, head_of, head_program
-from optimized.lowrank_split_tiles import merged_stats_tiled, stats_tile, tile_steps
+from optimized.lowrank_split_tiles import acc_tile, merged_stats_tiled, split_sums, stats_tile, tile_steps
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
@@ -229,6 +229,8 @@ MERGE_TILE_SPLITS = 128
 # ... and the fold path's output per tile of splits, half as many per tile of the merge's partial sums ([splits, rows,
 # columns] float32 stays within 32 registers a thread at 4 warps for 4 rows and 16-32 columns)
 OUT_TILE_SPLITS = 64
+# ... and the output's without the folds ([splits, 16 rows, 16 channels] float32, 32 registers a thread at 4 warps)
+OUT_KEPT_TILE_SPLITS = 16
 
 
 def v_gemm_for(batch: int, gpu: bool, coefs: torch.dtype) -> bool:
@@ -708,25 +710,14 @@ def _v_products_kernel(F, VKEPT, VSTART, VCOS, VSIN, PO, LENS, sfb, sfr, Hkv, Cc
 
 
 @triton.jit
-def exact_merged(ACCE, MAXE, bh, rows, row_ok, ds, d_ok, m, esplits, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    """sum over the exact splits of e^{m_s - m} acc_s[:, ds]: the sinks' and window's share of the output before / l."""
-    acc = tl.zeros((BLOCK_M, ds.shape[0]), dtype=tl.float32)
-    for s in range(esplits):
-        part = bh * esplits + s
-        w = tl.exp(tl.load(MAXE + part * BLOCK_M + rows) - m)
-        acc += w[:, None] * tl.load(ACCE + (part * BLOCK_M + rows)[:, None] * BLOCK_D + ds[None, :],
-                                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-    return acc
-
-
-@triton.jit
 def _output_kernel(
     ACCE, MAXE, ACCM, MAXM, M, L, MID, VKEPT, VSTART, F, PO, VCOS, VSIN, VSC, VSH, OUT, LENS,
     sfb, sfr, sob, soh, sol, sod, Hkv, Ccv, Nv, period, esplits, msplits, n_chunks,
     PLANES, VCOMP, spb, spr, spn, width, n_out,
     G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, VARLEN: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_VD: tl.constexpr,
-    BLOCK_SO: tl.constexpr, CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
+    BLOCK_SE: tl.constexpr, STEPS_E: tl.constexpr, BLOCK_SM: tl.constexpr, STEPS_M: tl.constexpr,
+    CPREC: tl.constexpr, PARTS: tl.constexpr, V_GEMM: tl.constexpr = False,
     VO: tl.constexpr = False, BLOCK_C: tl.constexpr = 32, BLOCK_NS: tl.constexpr = 64, VPREC: tl.constexpr = "ieee",
     EMUL_TF32: tl.constexpr = False, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True,
 ):
@@ -736,7 +727,9 @@ def _output_kernel(
     `_v_sums`). VO (`vo_fused`, with v_gemm): programs (bh, n_out + c) take those sums from the planes themselves
     (`v_sums_tile`, BLOCK_C channels of the head's compressed run) and store the compressed channels' outputs;
     programs (bh, < n_out) store the kept channels only (the fold path's output is optimized/lowrank_fold_output.py).
-    PDL: launched with programmatic dependent launch."""
+    The splits are merged as whole tiles (`acc_tile`, `split_sums`: BLOCK_SE exact and BLOCK_SM middle splits, STEPS_E
+    and STEPS_M tiles), the exact tile issued with the program's first loads. PDL: launched with programmatic
+    dependent launch."""
     after_predecessor(PDL, PDL_EARLY)
     bh = tl.program_id(0)
     b = bh // Hkv
@@ -759,25 +752,23 @@ def _output_kernel(
         c_d = (tl.load(VCOMP + c_i, mask=c_ok, other=0) - h * D).to(tl.int32)  # the channels' dimensions
         c_sums = v_sums_tile(PLANES, VCOS, VSIN, b, grow, row_ok, cs, c_ok, spb, spr, spn, Ccv, Nv, width, BLOCK_M,
                              BLOCK_C, BLOCK_NS, VPREC, EMUL_TF32)
-        c_out = exact_merged(ACCE, MAXE, bh, rows, row_ok, c_d, c_ok, m, esplits, BLOCK_M, BLOCK_D) / l_tot[:, None]
+        c_mx, c_acc = acc_tile(ACCE, MAXE, bh, esplits, 0, rows, row_ok, c_d, c_ok, BLOCK_M, BLOCK_D, BLOCK_SE)
+        c_out = split_sums(ACCE, MAXE, bh, esplits, m, rows, row_ok, c_d, c_ok, c_mx, c_acc, BLOCK_M, BLOCK_D,
+                           BLOCK_SE, STEPS_E) / l_tot[:, None]
         c_out += compressed_out(c_sums, p_mid, c_i, c_ok, b, VCOS, VSC, VSH, Ccv, Nv, period)
         tl.store(o_rows + c_d[None, :] * sod, c_out.to(OUT.dtype.element_ty), mask=row_ok[:, None] & c_ok[None, :])
     else:
         ds = tl.program_id(1) * BLOCK_DO + tl.arange(0, BLOCK_DO)
         d_ok = ds < D
+        e_mx, e_acc = acc_tile(ACCE, MAXE, bh, esplits, 0, rows, row_ok, ds, d_ok, BLOCK_M, BLOCK_D, BLOCK_SE)
         vmap = channel_map(VKEPT, VSTART, h, h * D + ds, 64)
         kept = d_ok & (vmap >= 0)
         run = tl.where(kept, vmap - tl.load(VSTART + h), 0)
-        acc = exact_merged(ACCE, MAXE, bh, rows, row_ok, ds, d_ok, m, esplits, BLOCK_M, BLOCK_D)
-        for s0 in range(0, msplits, BLOCK_SO):
-            ss = s0 + tl.arange(0, BLOCK_SO)
-            s_ok = ss < msplits
-            slot = (bh * msplits + ss)[:, None] * BLOCK_M + rows[None, :]  # [BLOCK_SO, BLOCK_M]
-            rs = s_ok[:, None] & row_ok[None, :]
-            w = tl.exp(tl.load(MAXM + slot, mask=rs, other=-1.0e30) - m[None, :])
-            a = tl.load(ACCM + slot[:, :, None] * BLOCK_VD + run[None, None, :],
-                        mask=rs[:, :, None] & kept[None, None, :], other=0.0)
-            acc += tl.sum(w[:, :, None] * a, 0)
+        m_mx, m_acc = acc_tile(ACCM, MAXM, bh, msplits, 0, rows, row_ok, run, kept, BLOCK_M, BLOCK_VD, BLOCK_SM)
+        acc = split_sums(ACCE, MAXE, bh, esplits, m, rows, row_ok, ds, d_ok, e_mx, e_acc, BLOCK_M, BLOCK_D, BLOCK_SE,
+                         STEPS_E)
+        acc += split_sums(ACCM, MAXM, bh, msplits, m, rows, row_ok, run, kept, m_mx, m_acc, BLOCK_M, BLOCK_VD,
+                          BLOCK_SM, STEPS_M)
         out = acc / l_tot[:, None]
         if VO:
             d_ok = kept  # the compressed channels are the other programs'
@@ -799,7 +790,7 @@ def _output_kernel(
 
 # The kernels an offline build checks (optimized/sm90_build.py), by name.
 KERNELS = {"stream": _middle_kernel, "prologue": _prologue_kernel, "merge": _merge_kernel,
-           "fold output": fold_output_kernel}
+           "fold output": fold_output_kernel, "output": _output_kernel}
 
 
 # ---------------------------------------------------------------- host side
@@ -1305,11 +1296,11 @@ class LowRankPlan:
                 self.planes = torch.zeros(self.b, self.n_rows, 2 * width, dtype=torch.float32, device=dev)
             self.r = torch.zeros(self.b, self.n_rows, self.cv, dtype=torch.float32, device=dev)
 
-    @property
-    def _merge_tiles(self) -> dict:
-        """The merge's tiles of split statistics: (BLOCK_S, STEPS) for the exact and the middle splits."""
-        block_e, steps_e = tile_steps(self.esplits, MERGE_TILE_SPLITS)
-        block_m, steps_m = tile_steps(self.splits, MERGE_TILE_SPLITS)
+    def _split_tiles(self, cap: int) -> dict:
+        """A merging kernel's tiles of splits, at most `cap` a tile: (BLOCK_S, STEPS) for the exact and the middle
+        splits (`tile_steps`)."""
+        block_e, steps_e = tile_steps(self.esplits, cap)
+        block_m, steps_m = tile_steps(self.splits, cap)
         return dict(BLOCK_SE=block_e, STEPS_E=steps_e, BLOCK_SM=block_m, STEPS_M=steps_m)
 
     @property
@@ -1519,7 +1510,7 @@ class LowRankPlan:
         _merge_kernel[(self.b * self.hkv, chunks)](
             self.maxe, self.sume, self.maxm, self.summ, self.h, self.hm, self.m, self.l, self.mid, ho,
             self.n_blocks, self.esplits, self.splits, GL=self.gl, BLOCK_M=self.block_m,
-            **self._merge_tiles, BLOCK_B=merge_blocks,
+            **self._split_tiles(MERGE_TILE_SPLITS), BLOCK_B=merge_blocks,
             PV=self.pv, HAS_H=self.cv > 0, num_warps=self.merge_warps, **self._pdl_kw, **fold)
         if not self.cv or self.folds:  # the folds: the output adds the merge's partial sums
             return
@@ -1590,7 +1581,7 @@ class LowRankPlan:
             VPREC="tf32" if tf32 and res.is_cuda else "ieee", EMUL_TF32=tf32 and not res.is_cuda, G=self.group,
             LQ=self.lq, D=self.d, VARLEN=varlen, BLOCK_M=self.block_m,
             BLOCK_D=self.block_d, BLOCK_DO=block_do, BLOCK_N=self.out_block_n, BLOCK_VD=self.block_vd,
-            BLOCK_SO=min(8, triton.next_power_of_2(self.splits)), CPREC=self.out_prec or self.cprec,
+            **self._split_tiles(OUT_KEPT_TILE_SPLITS), CPREC=self.out_prec or self.cprec,
             num_warps=self.out_warps,
             PARTS=min(8, triton.next_power_of_2(chunks)) if chunks else 0, V_GEMM=self._v_gemm, **self._pdl_kw)
 
@@ -1604,8 +1595,6 @@ class LowRankPlan:
         kdim, cdim, cidx = self._out_tables
         pf, res = self._fold_partials(self.merge_parts), self.result
         n_kept = kdim.shape[1] // self.out_block_do
-        block_se, steps_e = tile_steps(self.esplits, OUT_TILE_SPLITS)
-        block_sm, steps_m = tile_steps(self.splits, OUT_TILE_SPLITS)
         block_p, steps_p = tile_steps(pf.shape[1], OUT_TILE_SPLITS // 2)
         fold_output_kernel[(self.b * self.hkv, n_kept + cdim.shape[1] // self.vs_block_c)](
             self.acce, self.maxe, self.accm, self.maxm, self.m, self.l, self.mid, pf, kdim, cdim, cidx, self.v_cos,
@@ -1613,8 +1602,8 @@ class LowRankPlan:
             self.t_max, self.esplits, self.splits, pf.shape[1], n_kept, kdim.shape[1], cdim.shape[1], G=self.group,
             LQ=self.lq, VARLEN=varlen, BLOCK_M=self.block_m, BLOCK_D=self.block_d, BLOCK_VD=self.block_vd,
             BLOCK_CV=pf.shape[3], RB=max(2, triton.next_power_of_2(self.gl)), BLOCK_K=self.out_block_do,
-            BLOCK_C=self.vs_block_c, BLOCK_SE=block_se, STEPS_E=steps_e, BLOCK_SM=block_sm, STEPS_M=steps_m,
-            BLOCK_P=block_p, STEPS_P=steps_p, num_warps=self.out_warps, **self._pdl_kw)
+            BLOCK_C=self.vs_block_c, **self._split_tiles(OUT_TILE_SPLITS), BLOCK_P=block_p, STEPS_P=steps_p,
+            num_warps=self.out_warps, **self._pdl_kw)
 
 
 def lowrank_plan(

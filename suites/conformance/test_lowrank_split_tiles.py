@@ -1,7 +1,8 @@
-"""The fold path's merge and output read every split count as whole tiles (optimized/lowrank_split_tiles.py) and the
-output's channels as slots of each KV head's kept and compressed runs (optimized/lowrank_fold_output.py): tiles
-capped below the split and part counts (so the unrolled later steps run) must give the reference's output, and the
-slot tables must list each head's channels in order, once each."""
+"""The merge and both outputs (with the folds and without) read every split count as whole tiles
+(optimized/lowrank_split_tiles.py), and the fold path's output takes its channels as slots of each KV head's kept and
+compressed runs (optimized/lowrank_fold_output.py): tiles capped below the split and part counts (so the unrolled
+later steps run) must give the reference's output, and the slot tables must list each head's channels in order,
+once each."""
 from __future__ import annotations
 
 import os
@@ -65,3 +66,22 @@ def test_the_output_tables_list_each_heads_channels_as_its_slots(seed):
         assert kdim[h, :len(own_k)].tolist() == own_k and (kdim[h, len(own_k):] == -1).all()
         assert cdim[h, :len(own_c)].tolist() == [c for _, c in own_c] and (cdim[h, len(own_c):] == -1).all()
         assert cidx[h, :len(own_c)].tolist() == [i for i, _ in own_c]
+
+
+@pytest.mark.parametrize("v_gemm", [False, True], ids=["spectrum", "v_sums_in_output"])
+@pytest.mark.parametrize("cap", [1, 2, 4], ids=lambda c: f"tiles_of_{c}")
+def test_the_output_without_folds_reads_its_splits_in_capped_tiles(cap, v_gemm, monkeypatch):
+    """The output as batch 2 and up take it (no folds) merges the exact and middle splits in tiles too
+    (OUT_KEPT_TILE_SPLITS): 5 middle and 2 exact splits read `cap` at a time, for the kept channels and, with the V
+    sums in the output's launch (v_gemm, vo_fused), for the compressed channels' exact share."""
+    monkeypatch.setattr(lowrank, "v_gemm_for", lambda batch, gpu, coefs: v_gemm and coefs == torch.float32)
+    seed = int.from_bytes(os.urandom(4), "little")
+    x = make_fourier_cache(1, 4, 2, 16, 320, 20, n_init=2, n_local=40, k_fraction=0.5, v_fraction=0.5,
+                           dtype=torch.float32, device="cpu", seed=seed)
+    want = get_impl("fourier_decode_attention", "coefficients")(**x)
+    plan = lowrank.lowrank_plan(**x, **KNOBS)
+    plan.folds = False
+    plan.vo_fused = v_gemm
+    assert not plan.folds and plan.v_gemm == v_gemm and plan.splits == 5 and plan.esplits == 2
+    monkeypatch.setattr(lowrank, "OUT_KEPT_TILE_SPLITS", cap)
+    torch.testing.assert_close(plan.run(), want, atol=2e-5, rtol=2e-5, msg=lambda m: f"seed {seed}: {m}")

@@ -9,6 +9,9 @@
 # Writes $OUT/profile_base.json, $OUT/profile_head.json and what ci/gpu_lowrank.sh writes. AB_CASES (default
 # 1x4096,1x32768,1x131072), PROFILE_S (seconds per tree, 120), STEPS (ci/gpu_lowrank.sh's steps after the two
 # profiles; default conform,bench), CONFORM_RUNS (default: the fold wrappers in bfloat16 and float16).
+# On a fresh H100 (8445b91) the two profiles and the bench (STEPS=bench) took 99 s; the four default conformance runs
+# at once, EXAMPLES=10, 105-111 s each. A float32 run of the registered op took 187 s beside three others: give it
+# CONFORM_S=300.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT, the device output folder}" "${BASE_SHA:?set BASE_SHA, the commit that tmp/base holds}"

@@ -65,7 +65,7 @@ QUICK_SHAPES = [{}, {"pdl": False}, {"pdl_trigger": "start"}, {"folds": False},
                 {"merge_warps": 2}, {"merge_warps": 8}, {"qp_warps": 2}, {"qp_warps": 8}, {"out_warps": 8},
                 {"out_block_do": 32}, {"esplits": 8}, {"esplits": 16}, {}]
 COMBINE_MIN_US = 0.5  # a shape joins `combined` when it beat the run's default by more than this
-CONSTRUCTOR = ("num_splits",)  # shapes passed to lowrank_plan rather than set on the plan
+CONSTRUCTOR = ("num_splits", "block")  # shapes passed to lowrank_plan rather than set on the plan
 
 
 def shaped_plan(shapes: dict):

@@ -25,7 +25,8 @@ KERNELS = {
                            ("output", "out"))),
 }
 HEADERS = ["device", "dtype", "kernel", "cache", "batch x context", "SDPA µs", "Fourier µs", "rebuild µs",
-           "speedup vs SDPA", "target", "runs at the commit", "% of copy bw", "target ", "phases µs"]
+           "speedup vs SDPA", "speedup target", "runs at the commit", "% of copy bw", "bandwidth target",
+           "phases µs"]
 
 
 def cache_variant(params: dict) -> str:

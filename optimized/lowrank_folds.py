@@ -95,36 +95,6 @@ def fold_operands(x, y, FDT: tl.constexpr, EMUL_BF16: tl.constexpr, EMUL_TF32: t
 
 
 @triton.jit
-def head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr):
-    """KV head h's run [c_lo, c_hi) of the sorted compressed K list (the channels below the head's are h D, KSTART[h]
-    of them kept) and the pointers to its G * LQ query rows `rows` of sequence b."""
-    c_lo = h * D - tl.load(KSTART + h)
-    c_hi = (h + 1) * D - tl.load(KSTART + h + 1)
-    return c_lo, c_hi, Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
-
-
-@triton.jit
-def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk, period, first, z0,
-                           D: tl.constexpr, DC: tl.constexpr):
-    """Channels c0 .. c0 + DC of KV head h's run of the compressed K list (to c_hi): (the channels, which are real,
-    q_c s_c / T on them (eq. scores), Re Z_0 so far (z0) plus their sum_c q_c mu_c, then on the `first` tile their
-    u_0 / T). The query values are gathered at the channels' dimensions (KCOMP), so no load waits on a search of
-    the kept list."""
-    cs = c0 + tl.arange(0, DC)
-    comp = cs < c_hi
-    dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
-    q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
-    sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
-    sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
-    qs = q * sc[None, :] / period
-    z0 += tl.sum(q * sh[None, :], 1)
-    if first:
-        a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
-        z0 += tl.sum(qs * a0[None, :], 1)
-    return cs, comp, qs, z0
-
-
-@triton.jit
 def fold_products(Q, FOLDK, ZK, A, Z0, sqb, sqh, sql, sqd, sfb, sfc, szb, sab, sar, n_cols, n_rows, b, h, rows,
                   row_ok, tile, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr,
                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, FDT: tl.constexpr, PREC: tl.constexpr,

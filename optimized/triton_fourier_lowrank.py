@@ -55,8 +55,8 @@ import triton.language as tl
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
 from optimized.lowrank_fold_output import compressed_out, fold_output_kernel, output_tables
-from optimized.lowrank_folds import (FOLD_PRECS, compressed_query_chunk, fold_partials, fold_products, fold_rows,
-                                     head_query, k_fold, k_fold_dims, stored_fold, v_fold)
+from optimized.lowrank_folds import (FOLD_PRECS, fold_partials, fold_products, fold_rows, k_fold, k_fold_dims,
+                                     stored_fold, v_fold)
 from optimized.lowrank_programs import after_predecessor, head_of, head_program
 from optimized.lowrank_split_tiles import acc_tile, merged_stats_tiled, split_sums, stats_tile, tile_steps
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
@@ -317,6 +317,36 @@ def _query_products_kernel(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, 
     query_products(Q, KCOMP, KSTART, KCOS, KSIN, KSC, KSH, U, Z0, LENS, sqb, sqh, sql, sqd, sub, sur, s_half, Hkv,
                    Cck, Nk, NZ, n_rows, period, tl.program_id(0), tl.program_id(1), G, LQ, D, VARLEN, BLOCK_M, DC,
                    BLOCK_N, PREC, EMUL_TF32)
+
+
+@triton.jit
+def head_query(Q, KSTART, b, h, rows, sqb, sqh, sql, G: tl.constexpr, LQ: tl.constexpr, D: tl.constexpr):
+    """KV head h's run [c_lo, c_hi) of the sorted compressed K list (the channels below the head's are h D, KSTART[h]
+    of them kept) and the pointers to its G * LQ query rows `rows` of sequence b."""
+    c_lo = h * D - tl.load(KSTART + h)
+    c_hi = (h + 1) * D - tl.load(KSTART + h + 1)
+    return c_lo, c_hi, Q + b * sqb + (h * G + rows // LQ)[:, None] * sqh + (rows % LQ)[:, None] * sql
+
+
+@triton.jit
+def compressed_query_chunk(q_row, row_ok, KCOMP, KCOS, KSC, KSH, sqd, b, h, c0, c_hi, Cck, Nk, period, first, z0,
+                           D: tl.constexpr, DC: tl.constexpr):
+    """Channels c0 .. c0 + DC of KV head h's run of the compressed K list (to c_hi): (the channels, which are real,
+    q_c s_c / T on them (eq. scores), Re Z_0 so far (z0) plus their sum_c q_c mu_c, then on the `first` tile their
+    u_0 / T). The query values are gathered at the channels' dimensions (KCOMP), so no load waits on a search of
+    the kept list."""
+    cs = c0 + tl.arange(0, DC)
+    comp = cs < c_hi
+    dims = tl.load(KCOMP + cs, mask=comp, other=h * D).to(tl.int32) - h * D
+    q = tl.load(q_row + dims[None, :] * sqd, mask=row_ok[:, None] & comp[None, :], other=0.0).to(tl.float32)
+    sc = tl.load(KSC + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+    sh = tl.load(KSH + b * Cck + cs, mask=comp, other=0.0).to(tl.float32)
+    qs = q * sc[None, :] / period
+    z0 += tl.sum(q * sh[None, :], 1)
+    if first:
+        a0 = tl.load(KCOS + b * Cck * Nk + cs * Nk, mask=comp, other=0.0).to(tl.float32)
+        z0 += tl.sum(qs * a0[None, :], 1)
+    return cs, comp, qs, z0
 
 
 @triton.jit

@@ -58,3 +58,5 @@ uniform_folds_kv16 = _folded(lowrank_plan, fourier_decode_attention_lowrank, ("b
 varlen_folds_kv16 = _folded(varlen_lowrank_plan, fourier_decode_attention_varlen_lowrank, ("bf16", "bf16"))
 uniform_folds_k32 = _folded(lowrank_plan, fourier_decode_attention_lowrank, ("tf32", "tf32"))
 varlen_folds_k32 = _folded(varlen_lowrank_plan, fourier_decode_attention_varlen_lowrank, ("tf32", "tf32"))
+uniform_dense = _widened(fourier_decode_attention_lowrank, dense=True)
+varlen_dense = _widened(fourier_decode_attention_varlen_lowrank, dense=True)

@@ -54,12 +54,14 @@ import triton.language as tl
 
 from optimized.fourier_plans import cache_tensors, planned, varlen_lens
 from optimized.fourier_plans import phase_times as plan_phase_times
+from optimized.lowrank_dense_rows import dense_by_default, dense_rows
 from optimized.lowrank_fold_output import compressed_out, fold_output_kernel, output_tables
 from optimized.lowrank_folds import (FOLD_PRECS, fold_partials, fold_products, fold_rows, k_fold, k_fold_dims,
                                      stored_fold, v_fold)
 from optimized.lowrank_programs import after_predecessor, head_of, head_program
 from optimized.lowrank_split_tiles import acc_tile, merged_stats_tiled, split_sums, stats_tile, tile_steps
 from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
+from optimized.triton_decode_attention import decode_attention_triton
 from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
                                                compressed_query, exact_split, kept_alignment, query_spectrum_kernel,
@@ -974,10 +976,12 @@ def _product_into(x, w, out, idx, dim) -> None:
         out.copy_(torch.matmul(x, w))
 
 
-def _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds=None) -> None:
+def _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds=None, dense=None) -> None:
     check_triton_dtype("q", q)
     if folds is not None and not isinstance(folds, bool):
         raise ValueError(f"folds must be None or a bool (the coefficient folds), got {folds!r}")
+    if dense is not None and not isinstance(dense, bool):
+        raise ValueError(f"dense must be None or a bool (the rebuilt middle rows), got {dense!r}")
     if gemm_precs is not None and (not isinstance(gemm_precs, (tuple, list)) or len(gemm_precs) != 2
                                    or any(p not in GEMM_PRECS for p in gemm_precs)):
         raise ValueError(f"gemm_precs must be None or two of {GEMM_PRECS} (A's GEMM, F's GEMM), got {gemm_precs!r}")
@@ -993,13 +997,14 @@ class LowRankPlan:
     """Shapes, tables and scratch of one call; `run(upto)` launches phases 1..upto (PHASES)."""
 
     def __init__(self, q, k_exact, v_exact, k_args, v_args, mid_len, periods, scale, out, block_t=None, block=None,
-                 num_splits=None, num_warps=None, block_r=None, lens=None, gemm_precs=None, folds=None):
-        _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds)
+                 num_splits=None, num_warps=None, block_r=None, lens=None, gemm_precs=None, folds=None, dense=None):
+        _check_options(q, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds, dense)
         b, hq, lq, d = q.shape
         hkv, le = k_exact.shape[1], k_exact.shape[2]
         group = check_plan_inputs(q, hkv, out, "fourier_decode_attention_lowrank")
         self.q, self.k_exact, self.v_exact, self.lens = q, k_exact, v_exact, lens
         kc, vc = cache_tensors(k_args), cache_tensors(v_args)
+        self._sides = (kc, vc)
         self.k_mid, self.v_mid, self.k_kept, self.v_kept = kc.mid, vc.mid, kc.kept, vc.kept
         self.k_cos, self.k_sin, self.k_sc, self.k_sh = kc.cos, kc.sin, kc.scale, kc.shift
         self.v_cos, self.v_sin, self.v_sc, self.v_sh = vc.cos, vc.sin, vc.scale, vc.shift
@@ -1129,7 +1134,12 @@ class LowRankPlan:
         # the tuning sweeps)
         self.pdl = PDL and gpu and torch.cuda.get_device_capability(dev)[0] >= 9
         self.pdl_trigger = PDL_TRIGGERS[0]
-        self.folds = FOLDS and b <= FOLDS_MAX_BATCH if folds is None else folds
+        # the short-middle path (`dense`, optimized/lowrank_dense_rows.py): the rebuilt rows where the folds would be
+        # no smaller than them
+        kept_plan = FOLDS and b <= FOLDS_MAX_BATCH
+        self._dense_rows = None
+        self.dense = dense_by_default(gpu, folds, kept_plan, self.block, self.pk, self.pv) if dense is None else dense
+        self.folds = False if self.dense else (kept_plan if folds is None else folds)
 
     @property
     def qs_gemm(self) -> bool:
@@ -1181,6 +1191,20 @@ class LowRankPlan:
             return
         halves = (2,) if self.a_split else ()
         self.a = torch.zeros(*halves, b, rows, blocks, pk, **f32)
+
+    @property
+    def dense(self) -> bool:
+        """Whether a step is one flash-decoding pass over the middle's rows rebuilt once per cache (`dense_rows`)."""
+        return self._dense_rows is not None
+
+    @dense.setter
+    def dense(self, on: bool) -> None:
+        if not on:
+            self._dense_rows = None
+        elif self._dense_rows is None:  # made now, outside any graph capture, like the folds
+            lens = self.lens.tolist() if self.lens is not None else [[self.le, self.mid_len, self.periods[0]]] * self.b
+            exact, mid, periods = (list(col) for col in zip(*lens))
+            self._dense_rows = dense_rows(*self._sides, self.k_exact, self.v_exact, exact, mid, periods)
 
     @property
     def folds(self) -> bool:
@@ -1409,6 +1433,11 @@ class LowRankPlan:
     def run(self, upto: int = len(PHASES)) -> torch.Tensor:
         """Phases 1..upto (PHASES)."""
         q, varlen = self.q, self.lens is not None
+        if self.dense:  # all of it in the stream's phase
+            if upto >= 3:
+                k_rows, v_rows, seq_lens = self._dense_rows
+                decode_attention_triton(q, k_rows, v_rows, seq_lens, self.sm_scale, self.result, validate=False)
+            return self.result
         dt = TL_DTYPE[q.dtype]
         if self._a_key != (self.a_split, self.a_t):  # a path setting changed after the plan was made
             self._alloc_a()
@@ -1643,13 +1672,14 @@ def lowrank_plan(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None, folds=None,
+    gemm_precs=None, folds=None, dense=None,
 ) -> LowRankPlan:
     """The launches of `fourier_decode_attention_lowrank` without its input checks (which synchronize with the
     GPU); `n_init` is taken for the op's signature only (the exact tensors hold the sinks first)."""
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), mid_len, [int(period)],
-                       scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs=gemm_precs, folds=folds)
+                       scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs=gemm_precs, folds=folds,
+                       dense=dense)
 
 
 def planned_lowrank(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
@@ -1670,6 +1700,8 @@ def bench_extra(inputs: dict) -> dict:
     tables += sum(4 * t.numel() for t in plan.v_tables)  # v_gemm's planes tables
     if plan.folds:  # the folds stand in for the tables and the coefficients (z: the K ones' n = 0 column)
         tables = sum(t.numel() * t.element_size() for t in plan.fold_tensors()) + 4 * plan._fold_z.numel()
+    if plan.dense:  # the rebuilt rows stand in for all of it (the exact tokens copied beside the middle)
+        tables = sum(t.numel() * t.element_size() for t in plan._dense_rows[:2])
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
     gemm_scratch = sum(t.numel() for t in ((plan.u,) if plan.qs_fused else (plan.qc, plan.u))) if plan.qs_gemm else 0
@@ -1684,7 +1716,8 @@ def bench_extra(inputs: dict) -> dict:
                       "qs_fused": plan.qs_fused, "v_gemm": plan.v_gemm, "v_fused": plan.v_fused,
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
-                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused, "folds": plan.folds}}
+                      "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused, "folds": plan.folds,
+                      "dense_rows": plan.dense}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(
@@ -1695,7 +1728,7 @@ def fourier_decode_attention_lowrank(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_len, period, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None, folds=None,
+    gemm_precs=None, folds=None, dense=None,
 ):
     """FlashFourierAttention decode with low-rank block bases (module docstring): out [B, Hq, Lq, D] in q's dtype.
 
@@ -1713,7 +1746,7 @@ def fourier_decode_attention_lowrank(
     folds = False if folds is None else folds  # a one-off call: no folds unless asked for (a bad value is named)
     return lowrank_plan(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len, period,
-                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds).run()
+                        scale, out, block_t, block, num_splits, num_warps, block_r, gemm_precs, folds, dense).run()
 
 
 @register_impl("fourier_decode_attention_varlen", "triton_lowrank")
@@ -1723,7 +1756,7 @@ def fourier_decode_attention_varlen_lowrank(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_lens, periods, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None, folds=None,
+    gemm_precs=None, folds=None, dense=None,
 ):
     """The low-rank decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): each
     program reads its sequence's lengths; sequences sharing a period share the tables W_K, W_V (one GEMM each).
@@ -1735,7 +1768,7 @@ def fourier_decode_attention_varlen_lowrank(
     return varlen_lowrank_plan(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos,
                                k_sin, k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale,
                                v_shift, mid_lens, periods, scale, out, block_t, block, num_splits, num_warps,
-                               block_r, gemm_precs, folds).run()
+                               block_r, gemm_precs, folds, dense).run()
 
 
 def varlen_lowrank_plan(
@@ -1743,7 +1776,7 @@ def varlen_lowrank_plan(
     k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift,
     v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
     mid_lens, periods, scale=None, out=None, block_t=None, block=None, num_splits=None, num_warps=None, block_r=None,
-    gemm_precs=None, folds=None,
+    gemm_precs=None, folds=None, dense=None,
 ) -> LowRankPlan:
     """The launches of `fourier_decode_attention_varlen_lowrank` without its input checks; reads the periods to the
     host (one sync)."""
@@ -1751,4 +1784,4 @@ def varlen_lowrank_plan(
     return LowRankPlan(q, k_exact, v_exact, (k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale, k_shift),
                        (v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift), k_mid_kept.shape[1],
                        [int(p) for p in periods.tolist()], scale, out, block_t, block, num_splits, num_warps,
-                       block_r, lens=lens, gemm_precs=gemm_precs, folds=folds)
+                       block_r, lens=lens, gemm_precs=gemm_precs, folds=folds, dense=dense)

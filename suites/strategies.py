@@ -322,3 +322,13 @@ def length_distribution_files(draw):
         (good if kind == "ok" else bad).append(f"d{i}")
         out[f"d{i}"] = d
     return out, good, bad
+
+
+@st.composite
+def fourier_spans(draw):
+    """(channels, num_freqs, length, period, seed) of a compressed span: odd and even periods, a period longer than
+    the span, N below, at and above T / 2 (the Nyquist term and the frequencies the weights drop)."""
+    period = draw(st.integers(1, 96))
+    length = draw(st.integers(0, period))
+    num_freqs = draw(st.integers(1, period // 2 + 3))
+    return draw(st.integers(1, 6)), num_freqs, length, period, draw(seeds())

@@ -38,6 +38,10 @@ channels for the output (its own kernel, optimized/lowrank_fold_output.py). The 
 (prologue, stream, merge, output), each of whose programs issues its loads before its first reduction, so few wait
 on another (optimized/lowrank_split_tiles.py).
 
+Where a block's bases are as wide as the block (short middles: 1 x 4k), the folds would be the reconstruction in
+another basis; a plan on a GPU kept across steps then rebuilds the middle's rows once instead and a step is one
+flash-decoding pass over them (`dense`, optimized/lowrank_dense_rows.py).
+
 Per middle token the Fourier work is two rank-r products per query row, against 2N-term products (the
 token-major kernel) or length-T transforms (the spectral kernel); the approximation is the SVD's cut (TOL, 1e-8
 of the largest singular value), below float32's rounding. The tables are per period, made once per plan.

@@ -853,7 +853,7 @@ def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int
                for p in set(periods)):
             break
         best, block = block, 2 * block
-    while sms and best > block_t and row_programs * triton.cdiv(max(tokens, 1), best) < sms:
+    while sms and best > block_t and row_programs * triton.cdiv(max(tokens, 1), best) < sms // 2:
         best //= 2
     return best
 

@@ -31,7 +31,9 @@ def dense_rows_pay(block: int, pk: int, pv: int) -> bool:
 def dense_by_default(gpu: bool, folds: bool | None, kept_plan: bool, block: int, pk: int, pv: int) -> bool:
     """A plan's default: the rows on a GPU, for a plan kept across steps that would take the folds by default
     (`kept_plan`, `folds` not set), where they pay. The interpreter's plans keep the low-rank path, which their
-    conformance checks; the rows' conformance asks for them."""
+    conformance checks; the rows' conformance asks for them. Every plan's G x Lq query rows per KV head fit the
+    flash-decoding kernel's tile: both hold at most 128 (MAX_ROWS of optimized/triton_fourier.py and of
+    optimized/triton_decode_attention.py)."""
     return gpu and folds is None and kept_plan and dense_rows_pay(block, pk, pv)
 
 

@@ -12,6 +12,8 @@ import optimized.triton_fourier_lowrank as lowrank
 from ci.lowrank_f32_coefs import uniform_dense, varlen_dense
 from harness.kernels.conformance import check_case, conform
 from optimized.lowrank_dense_rows import dense_by_default, dense_rows_pay, rebuilt
+from optimized.triton_decode_attention import MAX_ROWS as decode_max_rows
+from optimized.triton_fourier import MAX_ROWS as fourier_max_rows
 from reference.ops.fourier import fourier_reconstruct
 from reference.ops.fourier_cache import make_fourier_cache
 from suites.conformance.test_lowrank_folds import KNOBS, LARGE, UNIFORM
@@ -59,6 +61,12 @@ def test_the_rule_takes_the_rows_where_a_block_is_no_longer_than_its_bases():
     assert not dense_by_default(True, False, True, 64, 64, 64)  # folds set either way: the path asked for
     assert not dense_by_default(True, None, False, 64, 64, 64)  # batch 2 and up, no folds by default
     assert not dense_by_default(True, None, True, 128, 64, 64)
+
+
+def test_every_plan_fits_the_flash_decoding_tile():
+    """A plan's G x Lq rows per KV head are capped where the Fourier kernels take their query (check_plan_inputs),
+    and the flash-decoding kernel holds as many: `dense` needs no cap of its own."""
+    assert fourier_max_rows == decode_max_rows
 
 
 def _cache(dtype=torch.float32):

@@ -94,3 +94,20 @@ def test_a_bad_dense_value_is_named():
         lowrank.lowrank_plan(**_cache(), dense="yes")
     with pytest.raises(ValueError, match="dense"):  # the op's one-off default does not swallow a bad value
         lowrank.fourier_decode_attention_lowrank(**_cache(), dense="yes")
+
+
+def test_the_dense_path_is_timed_as_one_phase():
+    """Its one pass is the stream's phase; the low-rank path's phases are timed cumulatively as before."""
+    timed = []
+
+    def timer(fn, sets):
+        for x in sets:
+            fn(x)
+        timed.append(1)
+        return 0.25 * len(timed)
+
+    x = _cache()
+    phases = lowrank.phase_times(timer, [x], **KNOBS, dense=True)
+    assert phases == {name: (0.25 if name == "stream" else 0.0) for name in lowrank.PHASES} and len(timed) == 1
+    phases = lowrank.phase_times(timer, [x], **KNOBS, dense=False)
+    assert len(timed) == 1 + len(lowrank.PHASES) and sum(phases.values()) > 0

@@ -29,7 +29,7 @@
 # them. STEPS=tune,bench,variants,tunetiles,tiles,lowrank,profile,probe,ablate,conform (default all but lowrank, profile, probe and ablate); TILES_CONFORM=0 skips the tiles step's conformance; VARIANTS: ';'-separated bench options of the variants step; EXAMPLES (default 3); TUNE_S, TUNE_TILES_S, BENCH_S, CONFORM_S: seconds per step (90, 200, 120 per part of the
 # grid, 40 per conformance run of one op and dtype).
 # Pass LONGCTX_GIT_SHA=<the commit> in the command: the device machine's copy of the checkout may report another.
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) PYTHONPATH=. bash ci/gpu_fourier.sh
+#   LONGCTX_GIT_SHA=<sha> PYTHONPATH=. bash ci/gpu_fourier.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

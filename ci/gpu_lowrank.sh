@@ -18,18 +18,20 @@
 # CONFORM_SET (all; f32coefs: the six runs whose coefficients are float32; rest: the other four), CONFORM_JOBS (runs
 # at once, 3), CONFORM_RUNS (explicit space-separated "op,impl,dtype" runs instead of the set, e.g.
 # "fourier_decode_attention,ci.lowrank_f32_coefs:uniform_bf16_gemms,bfloat16"), EXAMPLES (default 20), CONFORM_S
-# (seconds per run, 240). With little device time left, the quick
+# (seconds per run, 240). LONGCTX_GIT_SHA=<sha>: the full sha of the checkout that travels, written out where the call
+# is made (on the lent machine `git rev-parse HEAD` named the session's first commit, not the tree that travelled:
+# 2026-12-07, fixed by hand in that visit's records). With little device time left, the quick
 # shapes' answer alone (the sweep's quick shapes at 8 x 32k, then the profile with vo_fused off and on):
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=tune,profile TUNE_CASES=8x32768 PROFILE_CASES=8x32768 \
+#   LONGCTX_GIT_SHA=<sha> STEPS=tune,profile TUNE_CASES=8x32768 PROFILE_CASES=8x32768 \
 #     PROFILE_ATTRS=vo_fused=False TUNE_S=150 bash ci/gpu_lowrank.sh
 # On the H100 one conformance run took 30-65 s alone. On a fresh H200 (bbd8f01), three at once with 150 s each were
 # cut while compiling; the six f32coefs runs at once with 280 s took 104-241 s, the other four 127-200 s. On an H100
 # (2026-12-07) the six at once with 280 s were too many: four took 199-264 s (two of them cut before storing) and the
 # two float32 runs were cut while compiling; four at once with EXAMPLES=10 took 101-109 s. So the conformance takes
 # two calls:
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=bench,conform CONFORM_SET=f32coefs CONFORM_JOBS=6 CONFORM_S=280 \
+#   LONGCTX_GIT_SHA=<sha> STEPS=bench,conform CONFORM_SET=f32coefs CONFORM_JOBS=6 CONFORM_S=280 \
 #     bash ci/gpu_lowrank.sh
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) STEPS=conform,tune,profile CONFORM_SET=rest CONFORM_JOBS=4 CONFORM_S=270 \
+#   LONGCTX_GIT_SHA=<sha> STEPS=conform,tune,profile CONFORM_SET=rest CONFORM_JOBS=4 CONFORM_S=270 \
 #     bash ci/gpu_lowrank.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,7 @@
 # The earlier tree travels as an ignored folder, made here before the call:
 #   mkdir -p tmp/base && git archive <commit> optimized ci harness reference pyproject.toml | tar -x -C tmp/base
 # and the device call carries it (run's carry: ["tmp/base"]):
-#   LONGCTX_GIT_SHA=$(git rev-parse HEAD) BASE_SHA=<full sha of the commit> OUT=$OUT bash ci/gpu_lowrank_ab.sh
+#   LONGCTX_GIT_SHA=<sha> BASE_SHA=<full sha of the commit> OUT=$OUT bash ci/gpu_lowrank_ab.sh
 # Writes $OUT/profile_base.json, $OUT/profile_head.json and what ci/gpu_lowrank.sh writes. AB_CASES (default
 # 1x4096,1x32768,1x131072), PROFILE_S (seconds per tree, 120), STEPS (ci/gpu_lowrank.sh's steps after the two
 # profiles; default conform,bench), CONFORM_RUNS (default: the fold wrappers in bfloat16 and float16).

@@ -1746,7 +1746,9 @@ def fourier_decode_attention_lowrank(
     the GEMMs A and F, two of GEMM_PRECS; GEMM_PRECS_16 for 16-bit inputs, ("ieee", "ieee") for float32), `folds`
     (the coefficient folds where the path allows them, optimized/lowrank_folds.py). A call makes its own plan, so
     folds made for it would serve one step: off unless asked for. A plan kept across steps (`lowrank_plan`,
-    `planned_lowrank`, the benchmark's) takes them by FOLDS."""
+    `planned_lowrank`, the benchmark's) takes them by FOLDS. `dense` (the middle's rows rebuilt once and one
+    flash-decoding pass, optimized/lowrank_dense_rows.py): the same, off for a one-off call unless asked for, and a
+    kept plan on a GPU takes it where the folds would be no smaller than the rows."""
     check_decode_inputs(q, k_exact, v_exact, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin, k_scale,
                         k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift, mid_len,
                         period, scale)
@@ -1767,7 +1769,7 @@ def fourier_decode_attention_varlen_lowrank(
 ):
     """The low-rank decode over padded sequences of different lengths (`reference.ops.fourier_varlen`): each
     program reads its sequence's lengths; sequences sharing a period share the tables W_K, W_V (one GEMM each).
-    `folds` as for the uniform op: off for a one-off call unless asked for."""
+    `folds` and `dense` as for the uniform op: off for a one-off call unless asked for."""
     check_varlen_inputs(q, k_exact, v_exact, exact_lens, n_init, k_mid_kept, k_kept_idx, k_comp_idx, k_cos, k_sin,
                         k_scale, k_shift, v_mid_kept, v_kept_idx, v_comp_idx, v_cos, v_sin, v_scale, v_shift,
                         mid_lens, periods, scale)

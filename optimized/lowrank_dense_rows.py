@@ -15,11 +15,14 @@ Lq tokens, the queries' own (bottom-right causal among themselves), stay last.
 
 `dense_rows_pay` is the rule, `dense_by_default` the plan's default; `dense_rows` makes the rows. The rebuild here
 is an inverse FFT of length T in float64 (X_n = w_n (a_n - i b_n), x_hat_t = Re sum_n X_n e^{i 2 pi n t / T}), not
-the reference's cosine and sine tables, so conformance checks one against the other.
+the reference's cosine and sine tables (the weights w_n are the reference's), so conformance checks one against the
+other.
 """
 from __future__ import annotations
 
 import torch
+
+from reference.ops.fourier import dft_weights
 
 
 def dense_rows_pay(block: int, pk: int, pv: int) -> bool:
@@ -40,13 +43,10 @@ def dense_by_default(gpu: bool, folds: bool | None, kept_plan: bool, block: int,
 def rebuilt(c_cos: torch.Tensor, c_sin: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, length: int,
             period: int) -> torch.Tensor:
     """One sequence's compressed channels at span positions 0..length-1: [length, C] float64, from its coefficients
-    (c_cos, c_sin [C, N]) and moment statistics (scale, shift [C]). The orthogonal real DFT's weights: 1/T at n = 0
-    and at n = T/2, 2/T between, none above T/2."""
+    (c_cos, c_sin [C, N]) and moment statistics (scale, shift [C]). The orthogonal real DFT's weights w_n
+    (`dft_weights`), which are 0 above T/2, so only those bins enter."""
     bins = min(c_cos.shape[1], period // 2 + 1)
-    w = torch.full((bins,), 2.0 / period, dtype=torch.float64, device=c_cos.device)
-    w[0] = 1.0 / period
-    if period % 2 == 0 and bins > period // 2:
-        w[period // 2] = 1.0 / period
+    w = dft_weights(bins, period, torch.float64, c_cos.device)
     spectrum = torch.zeros(c_cos.shape[0], period, dtype=torch.complex128, device=c_cos.device)
     spectrum[:, :bins] = torch.complex(c_cos[:, :bins].double(), -c_sin[:, :bins].double()) * w
     x_hat = (torch.fft.ifft(spectrum, dim=1) * period).real[:, :length]

@@ -11,7 +11,6 @@ and `varlen_warps8` run the stream at 8 warps at every shape (`STREAM_WARPS_FEW`
 `varlen_folds` take the coefficient folds (optimized/lowrank_folds.py) wherever the path allows them, in the plan's
 default precisions; `uniform_folds_kv16` and `varlen_folds_kv16` take both folds in bfloat16 (`fold_precs`), and
 `uniform_folds_k32` and `varlen_folds_k32` both in TF32 (the default before FoldK went to bfloat16).
-`uniform_dense` and `varlen_dense` take the short-middle path, `uniform_solo` and `varlen_solo` the two-launch one.
 """
 from __future__ import annotations
 
@@ -59,17 +58,5 @@ uniform_folds_kv16 = _folded(lowrank_plan, fourier_decode_attention_lowrank, ("b
 varlen_folds_kv16 = _folded(varlen_lowrank_plan, fourier_decode_attention_varlen_lowrank, ("bf16", "bf16"))
 uniform_folds_k32 = _folded(lowrank_plan, fourier_decode_attention_lowrank, ("tf32", "tf32"))
 varlen_folds_k32 = _folded(varlen_lowrank_plan, fourier_decode_attention_varlen_lowrank, ("tf32", "tf32"))
-def _solo(plan_of, op):
-    """The op through its plan with `solo` on (optimized/lowrank_solo.py); as `_folded`, no input checks."""
-    @functools.wraps(op)
-    def run(**kw):
-        plan = plan_of(**_widen(kw))
-        plan.solo = True
-        return plan.run()
-    return run
-
-
 uniform_dense = _widened(fourier_decode_attention_lowrank, dense=True)
 varlen_dense = _widened(fourier_decode_attention_varlen_lowrank, dense=True)
-uniform_solo = _solo(lowrank_plan, fourier_decode_attention_lowrank)
-varlen_solo = _solo(varlen_lowrank_plan, fourier_decode_attention_varlen_lowrank)

@@ -59,7 +59,7 @@ SHAPES = [{}, {"qs_gemm": False}, {"qs_gemm": True}, {"qs_gemm": True, "qs_gemm_
 # (`pdl_trigger`, now PDL's default trigger) 0.7-2 us faster at the three batch-1 cells, and FoldV in bfloat16 2-3.5 us
 # (results/gpu/tune_lowrank-2026-12-07-H100-e04cb57-pdl-folds.json). PDL is on since cec0a73, so the sweep times it off
 # and with the other trigger.
-QUICK_SHAPES = [{}, {"solo": False, "folds": True}, {"pdl": False}, {"pdl_trigger": "start"}, {"folds": False},
+QUICK_SHAPES = [{}, {"pdl": False}, {"pdl_trigger": "start"}, {"folds": False},
                 {"fold_precs": ("bf16", "tf32")}, {"fold_block_n": 32}, {"fold_block_n": 64},
                 {"fold_block_n": 256}, {"fold_merge_cols": 64}, {"fold_merge_cols": 256},
                 {"merge_warps": 2}, {"merge_warps": 8}, {"qp_warps": 2}, {"qp_warps": 8}, {"out_warps": 8},

@@ -21,10 +21,10 @@ from triton.compiler import ASTSource
 TARGET = GPUTarget("cuda", 90, 32)
 # Argument types of the FlashFourierAttention kernels, by name; other runtime arguments are int32 (sm_scale float32).
 POINTERS = {"KKEPT": "*i64", "VKEPT": "*i64", "KSTART": "*i32", "VSTART": "*i32", "LENS": "*i32", "KCOMP": "*i64",
-            "VCOMP": "*i64", "KDIM": "*i32", "CDIM": "*i32", "CIDX": "*i32", "SLOTS": "*i32"}
+            "VCOMP": "*i64", "KDIM": "*i32", "CDIM": "*i32", "CIDX": "*i32"}
 FLOAT32 = ("Z", "SC", "ACC", "ACCK", "MAX", "SUM", "SPEC", "F", "PO", "A", "H", "HM", "MAXM", "SUMM", "ACCM", "KCOS",
            "KSIN", "KSC", "KSH", "U", "Z0", "MAXE", "SUME", "ACCE", "M", "L", "MID", "HO", "FOLDK", "FOLDV", "PF", "ZK",
-           "PLANES", "ZV", "OD")
+           "PLANES")
 INPUTS = ("Q", "KE", "VE", "KMID", "VMID", "BCOS", "BSIN", "VCOS", "VSIN", "QBD", "KM", "VM", "VK", "VV", "OUT", "VSC",
           "VSH")
 
@@ -132,9 +132,8 @@ def tiles_cases() -> list[tuple[str, object, dict]]:
 
 def lowrank_cases() -> list[tuple[str, object, dict]]:
     """The low-rank kernel's stream (`_middle_kernel`, uniform and varlen, bfloat16 rank-r operands and two V
-    slices' worth of masks) at small blocks, the prologue, merge and output with the coefficient folds (TF32), the
-    output without them as batch 2 and up take it (V sums from the planes in its launch: v_gemm, vo_fused), and the
-    two launches of `solo` (optimized/lowrank_solo.py)."""
+    slices' worth of masks) at small blocks, the prologue, merge and output with the coefficient folds (TF32), and
+    the output without them as batch 2 and up take it (V sums from the planes in its launch: v_gemm, vo_fused)."""
     import triton.language as tl
 
     from optimized.triton_fourier_lowrank import KERNELS
@@ -152,21 +151,12 @@ def lowrank_cases() -> list[tuple[str, object, dict]]:
     unfolded = dict(G=4, LQ=1, D=64, VARLEN=False, BLOCK_M=16, BLOCK_D=64, BLOCK_DO=16, BLOCK_N=16, BLOCK_VD=16,
                     BLOCK_SE=4, STEPS_E=1, BLOCK_SM=16, STEPS_M=2, CPREC="tf32x3", PARTS=0, V_GEMM=True, VO=True,
                     BLOCK_C=32, BLOCK_NS=64, VPREC="tf32", EMUL_TF32=False, PDL=False)
-    from optimized.lowrank_solo import KERNELS as SOLO
-    solo_folds = dict(FK_DT=tl.float32, FK_PREC="tf32", FK_BF16=False, FK_TF32=False, FV_DT=tl.float32,
-                      FV_PREC="tf32", FV_BF16=False, FV_TF32=False)
-    solo = dict(middle, G=4, LQ=1, D=64, HB=2, BLOCK_D=64, TE=16, PDL=False, **solo_folds)
-    del solo["A_SPLIT"]
-    solo_out = dict(G=4, LQ=1, D=64, BLOCK_M=16, BLOCK_D=64, BLOCK_VD=16, RB=4, BLOCK_DO=16, BLOCK_S=16, STEPS=2,
-                    PDL=False)
     return [("low-rank stream", KERNELS["stream"], {**middle, "VARLEN": False, "PDL": False}),
             ("low-rank stream varlen", KERNELS["stream"], {**middle, "VARLEN": True, "PDL": False}),
             ("low-rank prologue, folds", KERNELS["prologue"], prologue),
             ("low-rank merge, folds", KERNELS["merge"], merge),
             ("low-rank output, folds", KERNELS["fold output"], output),
-            ("low-rank output", KERNELS["output"], unfolded),
-            ("low-rank two-launch stream varlen", SOLO["two-launch stream"], {**solo, "VARLEN": True}),
-            ("low-rank two-launch output", SOLO["two-launch output"], solo_out)]
+            ("low-rank output", KERNELS["output"], unfolded)]
 
 
 def main() -> int:

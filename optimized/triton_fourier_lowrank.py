@@ -49,6 +49,7 @@ of the largest singular value), below float32's rounding. The tables are per per
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Callable
 
 import torch
@@ -62,11 +63,8 @@ from optimized.lowrank_fold_output import compressed_out, fold_output_kernel, ou
 from optimized.lowrank_folds import (FOLD_PRECS, fold_partials, fold_products, fold_rows, k_fold, k_fold_dims,
                                      stored_fold, v_fold)
 from optimized.lowrank_programs import after_predecessor, head_of, head_program
-from optimized.lowrank_rows import heads_window, query_rows
-from optimized.lowrank_solo import SoloPath, solo_by_default
 from optimized.lowrank_split_tiles import acc_tile, merged_stats_tiled, split_sums, stats_tile, tile_steps
-from optimized.lowrank_tables import period_tables, planes_table
-from optimized.lowrank_tile_basis import block_rank, padded_width
+from optimized.lowrank_tile_basis import TOL, block_rank, padded_width, tile_basis
 from optimized.triton_decode_attention import decode_attention_triton
 from optimized.triton_fourier_tiles import bf16_rounded, tf32_cut
 from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan_inputs, compressed_from_spectrum,
@@ -74,7 +72,7 @@ from optimized.triton_fourier_spectral import (TL_DTYPE, channel_map, check_plan
                                                run_block, spectrum_range_products, summed_parts)
 from reference.bench_spec import ImplBench
 from reference.ops.checks import check_block, check_int, check_triton_dtype
-from reference.ops.fourier import check_decode_inputs
+from reference.ops.fourier import check_decode_inputs, dft_weights
 from reference.ops.fourier_varlen import check_varlen_inputs
 from reference.registry import conformance_knobs, register_impl
 
@@ -127,11 +125,6 @@ PDL_TRIGGERS = ("exit", "start")
 # 8 x 32k 160.2 / 178.1 (50 MB of float32 folds against the tables' 16).
 FOLDS = True
 FOLDS_MAX_BATCH = 1
-# Where a GPU plan takes the folds by default, their work in two launches instead of four (`solo`,
-# optimized/lowrank_solo.py): the stream's programs compute their blocks' A, fold their H into an output by dimension
-# and take a share of the sinks and window, and one launch merges the splits. On for its first H100 visit (the bench
-# measures the default); docs/fourier-attention.md, seventeenth pass, has the verdict.
-SOLO = True
 # Launch shapes of the small phases; the values of the spectral kernel until an H100 sweep says otherwise.
 QS_BLOCK_N, OUT_BLOCK_N, OUT_BLOCK_DO = 32, 16, 16
 # The compressed V channels' sums over frequencies in chunks of this many, while the output kernel alone would have
@@ -285,6 +278,19 @@ def v_chunk_for(programs: int, sms: int | None) -> int:
 
 # ---------------------------------------------------------------- 1. the query spectrum as a GEMM
 @triton.jit
+def heads_window(START, row0, n_rows, width, GL: tl.constexpr, BLOCK_R: tl.constexpr, ALIGN: tl.constexpr):
+    """The kept-list window of the KV heads of query rows row0 .. row0 + BLOCK_R (rows of one head are GL
+    consecutive rows): (its start, rounded down to ALIGN, and its width, to the last head's run end rounded up but
+    never past the list's `width` channels: the row's padding beyond them may hold anything). Lanes in it outside a
+    row's own head get zero query lanes (QBD) and are never stored (`_middle_kernel`)."""
+    h0 = row0 // GL
+    h1 = (tl.minimum(row0 + BLOCK_R, n_rows) - 1) // GL
+    start = tl.multiple_of(tl.load(START + h0) // ALIGN * ALIGN, ALIGN)
+    end = (tl.load(START + h1 + 1) + ALIGN - 1) // ALIGN * ALIGN
+    return start, tl.minimum(end - start, width - start)
+
+
+@triton.jit
 def compressed_run(START, h, D: tl.constexpr):
     """KV head h's compressed channels as one run [lo, hi) of the sorted compressed list: the channels below the
     head's are h D, START[h] of them kept."""
@@ -399,6 +405,25 @@ def _query_rows_kernel(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_widt
     """`query_rows` of program (b, row block, chunk) = (axis 0, 1, 2)."""
     query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, tl.program_id(0), tl.program_id(1),
                tl.program_id(2), G, LQ, D, KWP, BLOCK_R, CHUNK, ALIGN)
+
+
+@triton.jit
+def query_rows(Q, KKEPT, KSTART, QBD, sqb, sqh, sql, sqd, n_rows, k_width, b, rb, chunk, G: tl.constexpr,
+               LQ: tl.constexpr, D: tl.constexpr, KWP: tl.constexpr, BLOCK_R: tl.constexpr, CHUNK: tl.constexpr,
+               ALIGN: tl.constexpr):
+    """QBD[b, r, c] = q[b, r] at the dimension of kept K channel ks + c when it belongs to row r's KV head, else 0,
+    for the rows of row block rb, where [ks, ks + KWP) is the block's window of the kept list (`heads_window`), CHUNK
+    channels from chunk * CHUNK (a loop over the chunks left 16 programs at 8 x 32k, 6.5 us of load latency)."""
+    rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < n_rows
+    hq = rows // LQ
+    ks, kw = heads_window(KSTART, rb * BLOCK_R, n_rows, k_width, G * LQ, BLOCK_R, ALIGN)
+    cs = chunk * CHUNK + tl.arange(0, CHUNK)
+    chan = tl.load(KKEPT + ks + cs, mask=cs < kw, other=-1)
+    own = (chan[None, :] >= 0) & (chan[None, :] // D == (hq // G)[:, None]) & row_ok[:, None]
+    q = tl.load(Q + b * sqb + hq[:, None] * sqh + (rows % LQ)[:, None] * sql + (chan % D)[None, :] * sqd,
+                mask=own, other=0.0)
+    tl.store(QBD + (b * n_rows + rows)[:, None] * KWP + cs[None, :], q, mask=row_ok[:, None])
 
 
 @triton.jit
@@ -833,6 +858,33 @@ def choose_block(periods: list[int], nz: int, nv: int, block_t: int, tokens: int
     return best
 
 
+@lru_cache(maxsize=8)
+def period_tables(period: int, nz: int, nv: int, tokens: int, block: int, pk: int, pv: int, device: str):
+    """(W_K, W_V^H, VK, VV) of one period on `device`, kept across calls (a decode step's plan copies no tables).
+    The n = 0 bins are exact elsewhere (Re Z_0 in `_middle_kernel`, the middle's mass in `_output_kernel`), so W_K
+    has no n = 0 row and W_V^H no n = 0 column."""
+    tk = tile_basis(period, nz, tokens, block, True, TOL, pk)
+    tv = tile_basis(period, nv, tokens, block, False, TOL, pv)
+    w_k, w_vh = tk.w.clone(), tv.w.conj().transpose(0, 1).contiguous()
+    w_k[:1] = 0
+    w_vh[:, :1] = 0
+    return w_k.to(device), w_vh.to(device), tk.v.to(device), tv.v.to(device)
+
+
+@lru_cache(maxsize=8)
+def planes_table(period: int, nv: int, tokens: int, block: int, pv: int, width: int, device: str) -> torch.Tensor:
+    """The real [2 M, 2 width] table that takes H (M complex entries per row, re and im interleaved) to the weighted
+    planes [w_n Re F_n | w_n Im F_n] (each half `width` >= nv wide, zero past nv), w_n the inverse real transform's
+    weights (eq. values): F = H W_V^H and its weighting as one real GEMM. float32; twice W_V^H's bytes."""
+    w_vh = period_tables(period, 0, nv, tokens, block, 16, pv, "cpu")[1].resolve_conj()
+    w = dft_weights(nv, period, torch.float32)
+    re, im = w_vh.real * w, w_vh.imag * w
+    table = torch.zeros(2 * w_vh.shape[0], 2 * width, dtype=torch.float32)
+    table[0::2, :nv], table[0::2, width:width + nv] = re, im
+    table[1::2, :nv], table[1::2, width:width + nv] = -im, re
+    return table.to(device)
+
+
 def _v_sums(planes, v_cos, v_sin, out, prec: str) -> None:
     """out = (w Re F) @ a'^T - (w Im F) @ b'^T per sequence: the compressed V channels' sums over frequencies (eq.
     values) from the planes [w Re F | w Im F] and the V coefficients [B, Ccv, Nv] (cuBLAS reads them in place)."""
@@ -1089,13 +1141,9 @@ class LowRankPlan:
         # the short-middle path (`dense`, optimized/lowrank_dense_rows.py): the rebuilt rows where the folds would be
         # no smaller than them
         kept_plan = FOLDS and b <= FOLDS_MAX_BATCH
-        self._dense_rows = self._solo = None
+        self._dense_rows = None
         self.dense = dense_by_default(gpu, folds, kept_plan, self.block, self.pk, self.pv) if dense is None else dense
-        # the fold path in two launches (`solo`, optimized/lowrank_solo.py) where a GPU plan would take the folds
-        solo = solo_by_default(SOLO, gpu, folds, self.dense, kept_plan and self.exact_in_phase_1 and self.vo_fused,
-                               self.v_slices)
-        self.folds = False if self.dense or solo else (kept_plan if folds is None else folds)
-        self.solo = solo
+        self.folds = False if self.dense else (kept_plan if folds is None else folds)
 
     @property
     def qs_gemm(self) -> bool:
@@ -1161,20 +1209,6 @@ class LowRankPlan:
             lens = self.lens.tolist() if self.lens is not None else [[self.le, self.mid_len, self.periods[0]]] * self.b
             exact, mid, periods = (list(col) for col in zip(*lens))
             self._dense_rows = dense_rows(*self._sides, self.k_exact, self.v_exact, exact, mid, periods)
-
-    @property
-    def solo(self) -> bool:
-        """Whether a step is the fold path's work in two launches (`SoloPath`, optimized/lowrank_solo.py): the stream
-        with the prologue's and the merge's share of each block in its programs, then the splits' merge. Setting it
-        makes the path's folds by dimension (once, outside any graph capture); `dense` goes first where both are on."""
-        return self._solo is not None
-
-    @solo.setter
-    def solo(self, on: bool) -> None:
-        if not on:
-            self._solo = None
-        elif self._solo is None:
-            self._solo = SoloPath(self)
 
     @property
     def folds(self) -> bool:
@@ -1407,12 +1441,6 @@ class LowRankPlan:
             if upto >= 3:
                 k_rows, v_rows, seq_lens = self._dense_rows
                 decode_attention_triton(q, k_rows, v_rows, seq_lens, self.sm_scale, self.result, validate=False)
-            return self.result
-        if self.solo:  # the stream's phase, then the output's
-            if upto >= 3:
-                self._solo.stream()
-            if upto >= 5:
-                self._solo.output()
             return self.result
         dt = TL_DTYPE[q.dtype]
         if self._a_key != (self.a_split, self.a_t):  # a path setting changed after the plan was made
@@ -1667,13 +1695,8 @@ def planned_lowrank(upto: int | None = None, **knobs) -> Callable[[dict], Any]:
 def phase_times(graph_timer: Callable[..., float], sets: list[dict], **knobs) -> dict:
     """Milliseconds of each phase (PHASES) on the input sets; the short-middle path's one pass (`dense`) counts as
     the stream, with no empty graphs timed for the phases it does not have."""
-    plan = lowrank_plan(**sets[0], **knobs)
-    if plan.dense:
+    if lowrank_plan(**sets[0], **knobs).dense:
         return {name: graph_timer(planned_lowrank(**knobs), sets) if name == "stream" else 0.0 for name in PHASES}
-    if plan.solo:  # two launches: the stream, then the output
-        stream = graph_timer(planned_lowrank(3, **knobs), sets)
-        rest = max(0.0, graph_timer(planned_lowrank(**knobs), sets) - stream)
-        return {name: stream if name == "stream" else rest if name == "output" else 0.0 for name in PHASES}
     return plan_phase_times(lowrank_plan, PHASES, graph_timer, sets, **knobs)
 
 
@@ -1686,8 +1709,6 @@ def bench_extra(inputs: dict) -> dict:
         tables = sum(t.numel() * t.element_size() for t in plan.fold_tensors()) + 4 * plan._fold_z.numel()
     if plan.dense:  # the rebuilt rows stand in for all of it (the exact tokens copied beside the middle)
         tables = sum(t.numel() * t.element_size() for t in plan._dense_rows[:2])
-    if plan.solo:  # the folds by dimension and their z
-        tables = plan._solo.table_bytes()
     rows = plan.b * plan.n_rows
     chunks = -(-plan.nv // plan.v_chunk) if plan.v_chunk and plan.cv else 0  # the V products' partial sums
     gemm_scratch = sum(t.numel() for t in ((plan.u,) if plan.qs_fused else (plan.qc, plan.u))) if plan.qs_gemm else 0
@@ -1703,7 +1724,7 @@ def bench_extra(inputs: dict) -> dict:
                       "esplits": plan.esplits, "exact_in_prologue": plan.exact_in_phase_1,
                       "rows_in_prologue": plan.rows_in_phase_1, "planes_t": plan.planes_t, "a_t": plan.a_t,
                       "qp_warps": plan.qp_warps, "vo_fused": plan.vo_fused, "folds": plan.folds,
-                      "dense_rows": plan.dense, "solo": plan.solo}}
+                      "dense_rows": plan.dense}}
 
 
 @register_impl("fourier_decode_attention", "triton_lowrank", bench=ImplBench(

@@ -139,7 +139,7 @@ def lowrank_cases() -> list[tuple[str, object, dict]]:
     from optimized.triton_fourier_lowrank import KERNELS
     middle = dict(GL=4, BLOCK_R=16, BLOCK_M=16, KWP=64, CHUNK=32, BLOCK_VC=32, BLOCK_VD=16, BLOCK_T=16, BB=32, PK=32,
                   PV=32, HAS_S=True, HAS_H=True, DT=tl.bfloat16, BDT=tl.bfloat16, PREC=None, CPREC=None,
-                  EMUL_BF16=False, A_SPLIT=True, ALIGN=8)
+                  EMUL_BF16=False, A_SPLIT=True, ALIGN=8, H16=False, HDT=tl.bfloat16, HPREC=None)
     fold = dict(FOLD=True, FDT=tl.float32, F_PREC="tf32", F_EMUL_BF16=False, F_EMUL_TF32=False, PDL=False)
     prologue = dict(G=4, LQ=1, D=64, VARLEN=False, BLOCK_M=16, DC=32, BLOCK_N=64, QP_PREC="tf32", EMUL_TF32=False,
                     DT=tl.bfloat16, E_PREC=None, BLOCK_D=64, BLOCK_T=32, KWP=64, BLOCK_R=16, CHUNK=32, ALIGN=8,

@@ -435,7 +435,8 @@ def _middle_kernel(
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
-    ALIGN: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True,
+    ALIGN: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, H16: tl.constexpr = False,
+    HDT: tl.constexpr = None, HPREC: tl.constexpr = None,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
     factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V, and per block H_k = P @ VV with
@@ -451,7 +452,10 @@ def _middle_kernel(
     A_SPLIT: A comes as the products of the query spectrum's two real parts, P_c = U_c W_K at A and P_s = U_s W_K
     a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s). A is strided (sar, sab,
     sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`). PDL:
-    launched with programmatic dependent launch (`after_predecessor`)."""
+    launched with programmatic dependent launch (`after_predecessor`). H16: for float16 inputs H = P @ VV takes
+    float16 operands (HDT, HPREC; in the interpreter P rounded to float16), not bfloat16: P is in [0, 1] and VV
+    within 1, so float16's range suffices and its rounding (2^-11) keeps float16 outputs within their tolerance
+    (bfloat16's 2^-9 on P did not, on a magnitude-1000 case). A keeps bfloat16 for its range."""
     after_predecessor(PDL, PDL_EARLY)
     pid = tl.program_id(0)
     split = tl.program_id(1)
@@ -515,8 +519,13 @@ def _middle_kernel(
             acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT), input_precision=PREC)
             if HAS_H:
                 vv = tl.load(VV + b * svvb + jj[:, None] * PV + pv[None, :])
-                pb = bf16_rounded(p) if EMUL_BF16 else p
-                h = h * alpha[:, None] + tl.dot(pb.to(BDT), vv, input_precision=CPREC)
+                pb = p
+                if EMUL_BF16:
+                    pb = p.to(tl.float16).to(tl.float32) if H16 else bf16_rounded(p)
+                if H16:
+                    h = h * alpha[:, None] + tl.dot(pb.to(HDT), vv, input_precision=HPREC)
+                else:
+                    h = h * alpha[:, None] + tl.dot(pb.to(BDT), vv, input_precision=CPREC)
             m_i = m_new
         if HAS_H:
             tl.store(H + hrow[:, None] * PV + pv[None, :], h, mask=(row_ok & first)[:, None])
@@ -1068,6 +1077,10 @@ class LowRankPlan:
         self.bdt = tl.bfloat16 if sixteen and gpu else tl.float32
         self.emulate_bf16 = sixteen and not gpu
         self.basis_prec = None if self.bdt == tl.bfloat16 else self.cprec
+        # ... except H = P @ VV for float16 inputs: float16 operands (`_middle_kernel`'s H16)
+        self.h16 = q.dtype == torch.float16
+        self.hdt = tl.float16 if self.h16 and gpu else self.bdt
+        self.h_prec = None if self.hdt == tl.float16 else self.basis_prec
         sms = sms or 1
         row_blocks = triton.cdiv(self.n_rows, self.block_r)
         target = 2 * sms if gpu else 3  # two waves on a GPU; 3 splits per row block in the interpreter
@@ -1431,6 +1444,9 @@ class LowRankPlan:
             self.vk, self.vv = self.vk.to(torch.bfloat16), self.vv.to(torch.bfloat16)
         elif self.emulate_bf16:  # the GPU's bfloat16 tables, held in float32 by the interpreter
             self.vk, self.vv = (t.to(torch.bfloat16).to(torch.float32) for t in (self.vk, self.vv))
+        if self.h16:  # VV in float16 for float16 inputs (`_middle_kernel`'s H16); float32 values in the interpreter
+            vv16 = vv[distinct[0]] if len(distinct) == 1 else torch.stack([vv[p] for p in self.periods])
+            self.vv = vv16.to(torch.float16) if self.hdt == tl.float16 else vv16.to(torch.float16).to(torch.float32)
         self.vk, self.vv = self.vk.to(dev), self.vv.to(dev)
         self.svk, self.svv = (0, 0) if len(distinct) == 1 else (self.vk.stride(0), self.vv.stride(0))
 
@@ -1551,6 +1567,7 @@ class LowRankPlan:
             BLOCK_VC=self.block_vc, BLOCK_VD=self.block_vd, BLOCK_T=self.block_t, BB=self.block, PK=self.pk,
             PV=self.pv, HAS_S=self.ck > 0, HAS_H=self.cv > 0, DT=dt, BDT=self.bdt, PREC=self.prec,
             CPREC=self.basis_prec, EMUL_BF16=self.emulate_bf16, A_SPLIT=self.a_split, ALIGN=self.align,
+            H16=self.h16, HDT=self.hdt, HPREC=self.h_prec,
             num_warps=self.num_warps, num_stages=self.num_stages, **self._pdl_kw,
             **({"maxnreg": self.maxnreg} if self.maxnreg and q.is_cuda else {}))
 

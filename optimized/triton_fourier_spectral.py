@@ -216,8 +216,8 @@ def _stream_kernel(
     so a middle tile loads rows of that run as they are stored; q is gathered into the run's order once, and the
     middle's kept output accumulates in that order (ACCK), mapped back to dimensions by the output pass. Middle
     tiles are BLOCK_KD / BLOCK_VD wide (the longest kept run, padded to a power of two), not the head dimension:
-    about a quarter of the registers and tensor-core work of a full-width tile. ALIGN: the rows' stride is a
-    multiple of it and every row holds the kept width rounded up to it (checked by the plan), so each head's run is
+    about a quarter of the registers and tensor-core work of a full-width tile. ALIGN: the rows' stride and width are
+    multiples of it (checked by the plan, `kept_alignment`), so each head's run is
     read through a window aligned to ALIGN (`kept_runs`), which lets the compiler vectorize the tile loads whatever
     the kept set. The promised stride is rounded down to the multiple before use: a no-op when the promise holds,
     and a wrong result (not an ignored hint, as tl.multiple_of is in the interpreter) when not.
@@ -459,17 +459,15 @@ def run_block(starts: list[int], align: int = 1) -> int:
 
 
 def kept_alignment(*mids: torch.Tensor) -> int:
-    """8 when every middle's rows start on 16 bytes with a stride of a multiple of 8 channels and hold the kept
-    width rounded up to 8 (so a window aligned to 8 stays inside the row: `kept_runs`), else 1 (the runs as they
-    are; no alignment promised to the compiler)."""
+    """8 when every middle's rows start on 16 bytes with a stride of a multiple of 8 channels and are a multiple of
+    8 channels wide (so a window aligned to 8 stays inside the row: `kept_runs`), else 1 (the runs as they are; no
+    alignment promised to the compiler). The width itself must be a multiple, not only the stride: lanes past a
+    row's width are the caller's memory, which may hold anything (a NaN there times a zero query lane is NaN)."""
     def fits(m: torch.Tensor) -> bool:
         if not m.numel():  # an empty middle (no kept channels) is never read
             return True
-        width = -(-m.shape[2] // 8) * 8
-        last = m.storage_offset() + (m.shape[0] - 1) * m.stride(0) + (m.shape[1] - 1) * m.stride(1) + width
-        return (m.stride(2) == 1 and m.stride(1) % 8 == 0 and m.stride(0) % 8 == 0 and m.stride(1) >= width
-                and m.data_ptr() % (8 * m.element_size()) == 0
-                and last * m.element_size() <= m.untyped_storage().nbytes())
+        return (m.shape[2] % 8 == 0 and m.stride(2) == 1 and m.stride(1) % 8 == 0 and m.stride(0) % 8 == 0
+                and m.data_ptr() % (8 * m.element_size()) == 0)
     return 8 if all(fits(m) for m in mids) else 1
 
 

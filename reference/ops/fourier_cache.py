@@ -37,8 +37,8 @@ def make_fourier_cache(batch, hq, hkv, d, context, num_freqs, k_fraction=0.73, v
     frequencies (official: 512) on a random `k_fraction`/`v_fraction` of the Hkv * D channels (official ~73%/79%),
     coefficients and moment statistics float32 as the KV method stores them. period: a mode of
     `reference.ops.fourier_period.choose_period` over the middle's length ("span": the length itself). kept_pad: the kept middle channels are a view into rows padded to a
-    multiple of this many elements (aligned rows for vector loads; a kernel's aligned window may read into the padding,
-    and never uses it). kept_align: with 1
+    multiple of this many elements (aligned rows for vector loads; the padding holds zeros here, but a caller's may hold
+    anything, so kernels read only the kept width). kept_align: with 1
     the kept channels are a random set of the Hkv * D; with a > 1 every head keeps the same number of channels, a
     multiple of a (the fraction rounded per head), so each head's run of the kept list starts on a multiple of a
     (aligned vector loads for kernels that read a head's run)."""

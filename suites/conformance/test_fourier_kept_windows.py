@@ -16,9 +16,10 @@ from reference.registry import get_impl
 PLANS = {"triton_spectral": spectral_plan, "triton_tiles": tiles_plan}
 
 
-def _cache(seed: int, kept_pad: int) -> dict:
-    # 3 KV heads of 24 channels, random kept sets: runs start anywhere; 70 middle tokens cross several tiles
-    return make_fourier_cache(2, 6, 3, 24, 85, 9, k_fraction=0.6, v_fraction=0.55, n_init=3, n_local=12,
+def _cache(seed: int, kept_pad: int, k_fraction: float = 40 / 72, v_fraction: float = 48 / 72) -> dict:
+    # 3 KV heads of 24 channels, random kept sets (32 K and 24 V channels of the 72 by default: widths a multiple of
+    # 8, as the windows need): runs start anywhere; 70 middle tokens cross several tiles
+    return make_fourier_cache(2, 6, 3, 24, 85, 9, k_fraction=k_fraction, v_fraction=v_fraction, n_init=3, n_local=12,
                               dtype=torch.float32, device="cpu", seed=seed, kept_pad=kept_pad)
 
 
@@ -35,12 +36,27 @@ def test_windows_over_random_kept_sets_give_the_reference_output(impl, seed):
 
 
 def test_rows_without_room_for_a_window_keep_the_runs():
-    """Rows padded to 8 allow windows; unpadded rows of a width that is not a multiple of 8 do not (a window past
-    the last head's run would leave the row), nor does a stride of another multiple."""
-    padded, tight = _cache(1, 8), _cache(1, 1)
+    """Rows of a width that is a multiple of 8 in a stride of a multiple of 8 allow windows; a width that is not
+    does not, even in rows padded to 8 (a window past the last head's run would read the caller's padding), nor
+    does a stride of another multiple or a row that starts off 16 bytes."""
+    padded, odd = _cache(1, 8), _cache(1, 8, k_fraction=0.6, v_fraction=0.55)
     assert kept_alignment(padded["k_mid_kept"], padded["v_mid_kept"]) == 8
-    assert tight["k_mid_kept"].shape[2] % 8 and kept_alignment(tight["k_mid_kept"], tight["v_mid_kept"]) == 1
+    assert odd["k_mid_kept"].shape[2] % 8 and kept_alignment(odd["k_mid_kept"], odd["v_mid_kept"]) == 1
+    assert kept_alignment(_cache(1, 1, 0.6, 0.55)["k_mid_kept"]) == 1
     assert kept_alignment(padded["k_mid_kept"][:, :, 1:]) == 1  # a row that starts off 16 bytes
+
+
+@pytest.mark.parametrize("impl", sorted(PLANS))
+@pytest.mark.parametrize("kept_pad", [8, 16])
+def test_windows_never_read_the_rows_padding(impl, kept_pad):
+    """NaN past each kept row's width, in rows padded to 8 or 16 where the K rows are 29 channels wide (the V rows
+    32): the output is still the reference's (a window aligned past the width read the NaN into a product with a
+    zero query lane, which gave NaN everywhere)."""
+    x = _cache(3, kept_pad, k_fraction=0.6, v_fraction=0.55)
+    for mid in (x["k_mid_kept"], x["v_mid_kept"]):
+        _poison_row_padding(mid)
+    torch.testing.assert_close(PLANS[impl](**x).run(), get_impl("fourier_decode_attention", "coefficients")(**x),
+                               atol=2e-5, rtol=2e-5)
 
 
 def test_window_arithmetic():

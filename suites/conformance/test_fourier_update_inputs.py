@@ -108,17 +108,20 @@ def test_every_split_and_block_size_gives_the_reference(splits, block_t, block_n
 
 
 @needs_triton_device
-@pytest.mark.parametrize("splits,block_t,period,kept_align,kept_pad,window", [
-    (1, 16, "span", 1, 1, 1), (9, 16, "smooth", 8, 8, 8), (37, 16, "pow2", 1, 8, 8)])
+@pytest.mark.parametrize("splits,block_t,period,kept_align,kept_pad,k_fraction,window", [
+    (1, 16, "span", 1, 1, 0.6, 1), (9, 16, "smooth", 8, 8, 0.6, 8), (37, 16, "pow2", 1, 8, 0.5, 8),
+    (37, 16, "pow2", 1, 8, 0.6, 1)])
 def test_spectral_kernel_every_split_count_block_size_and_period_gives_the_reference(splits, block_t, period,
-                                                                                      kept_align, kept_pad, window):
+                                                                                      kept_align, kept_pad,
+                                                                                      k_fraction, window):
     # More splits than the merges read at once (8 partial outputs, 32 statistics) run their chunked loops twice or
     # more, with tokens in the last chunk (33 middle tiles of 16: 9 splits of 4 tiles, the ninth with one; 37 splits
     # of one tile, splits 32 and up in the statistics' second chunk, 33-36 empty). The kept runs are read as they
-    # are in unpadded rows (window 1), through windows aligned to 8 when heads' runs start on multiples of 8, and
-    # through windows over random runs in rows padded to 8 (`kept_runs`).
+    # are in unpadded rows (window 1), through windows aligned to 8 when heads' runs start on multiples of 8, through
+    # windows over random runs in rows of 16 kept channels padded to 8, and as they are in rows of 13 padded to 8
+    # (a window would read past the row's width: `kept_alignment`).
     a = _cache(batch=1, context=4 + 528 + 21, seed=splits, period=period, kept_align=kept_align, kept_pad=kept_pad,
-               v_fraction=0.5)
+               k_fraction=k_fraction, v_fraction=0.5)
     plan = spectral_plan(**a, num_splits=splits, block_t=block_t)
     assert plan.align == window
     got = plan.run()

@@ -435,8 +435,8 @@ def _middle_kernel(
     CHUNK: tl.constexpr, BLOCK_VC: tl.constexpr, BLOCK_VD: tl.constexpr, BLOCK_T: tl.constexpr, BB: tl.constexpr,
     PK: tl.constexpr, PV: tl.constexpr, HAS_S: tl.constexpr, HAS_H: tl.constexpr, DT: tl.constexpr,
     BDT: tl.constexpr, PREC: tl.constexpr, CPREC: tl.constexpr, EMUL_BF16: tl.constexpr, A_SPLIT: tl.constexpr,
-    ALIGN: tl.constexpr, PDL: tl.constexpr = False, PDL_EARLY: tl.constexpr = True, H16: tl.constexpr = False,
-    HDT: tl.constexpr = None, HPREC: tl.constexpr = None,
+    ALIGN: tl.constexpr, H16: tl.constexpr, HDT: tl.constexpr, HPREC: tl.constexpr, PDL: tl.constexpr = False,
+    PDL_EARLY: tl.constexpr = True,
 ):
     """Split `split` of a block of query rows of sequence b over whole blocks of BB middle tokens (eq. scores,
     factored): scores (Q_bd @ K^T + a_k @ VK^T) * scale, online softmax, P @ V, and per block H_k = P @ VV with
@@ -452,10 +452,10 @@ def _middle_kernel(
     A_SPLIT: A comes as the products of the query spectrum's two real parts, P_c = U_c W_K at A and P_s = U_s W_K
     a_half further, and A = P_c - i P_s (Re A = Re P_c + Im P_s, Im A = Im P_c - Re P_s). A is strided (sar, sab,
     sap: per query row of the batch, block, rank entry), so it may be stored row-major or transposed (`a_t`). PDL:
-    launched with programmatic dependent launch (`after_predecessor`). H16: for float16 inputs H = P @ VV takes
-    float16 operands (HDT, HPREC; in the interpreter P rounded to float16), not bfloat16: P is in [0, 1] and VV
-    within 1, so float16's range suffices and its rounding (2^-11) keeps float16 outputs within their tolerance
-    (bfloat16's 2^-9 on P did not, on a magnitude-1000 case). A keeps bfloat16 for its range."""
+    launched with programmatic dependent launch (`after_predecessor`). H = P @ VV takes HDT operands in HPREC: BDT
+    and CPREC, except with H16 (float16 inputs) float16 operands, P rounded to float16 in the interpreter. P is in
+    [0, 1] and VV within 1, so float16's range suffices, and its rounding (2^-11) keeps float16 outputs within their
+    tolerance (bfloat16's 2^-9 on P did not, on a magnitude-1000 case). A keeps bfloat16 for its range."""
     after_predecessor(PDL, PDL_EARLY)
     pid = tl.program_id(0)
     split = tl.program_id(1)
@@ -522,10 +522,7 @@ def _middle_kernel(
                 pb = p
                 if EMUL_BF16:
                     pb = p.to(tl.float16).to(tl.float32) if H16 else bf16_rounded(p)
-                if H16:
-                    h = h * alpha[:, None] + tl.dot(pb.to(HDT), vv, input_precision=HPREC)
-                else:
-                    h = h * alpha[:, None] + tl.dot(pb.to(BDT), vv, input_precision=CPREC)
+                h = h * alpha[:, None] + tl.dot(pb.to(HDT), vv, input_precision=HPREC)
             m_i = m_new
         if HAS_H:
             tl.store(H + hrow[:, None] * PV + pv[None, :], h, mask=(row_ok & first)[:, None])
@@ -1440,13 +1437,11 @@ class LowRankPlan:
         else:
             self.vk = torch.stack([vk[p] for p in self.periods])
             self.vv = torch.stack([vv[p] for p in self.periods])
-        if self.bdt == tl.bfloat16:
-            self.vk, self.vv = self.vk.to(torch.bfloat16), self.vv.to(torch.bfloat16)
-        elif self.emulate_bf16:  # the GPU's bfloat16 tables, held in float32 by the interpreter
-            self.vk, self.vv = (t.to(torch.bfloat16).to(torch.float32) for t in (self.vk, self.vv))
-        if self.h16:  # VV in float16 for float16 inputs (`_middle_kernel`'s H16); float32 values in the interpreter
-            vv16 = vv[distinct[0]] if len(distinct) == 1 else torch.stack([vv[p] for p in self.periods])
-            self.vv = vv16.to(torch.float16) if self.hdt == tl.float16 else vv16.to(torch.float16).to(torch.float32)
+        if self.bdt == tl.bfloat16 or self.emulate_bf16:  # 16-bit tables (VV float16 for float16 inputs: H16),
+            def stored(t, half):  # held as float32 values by the interpreter
+                return t.to(half) if self.bdt == tl.bfloat16 else t.to(half).to(torch.float32)
+            self.vk = stored(self.vk, torch.bfloat16)
+            self.vv = stored(self.vv, torch.float16 if self.h16 else torch.bfloat16)
         self.vk, self.vv = self.vk.to(dev), self.vv.to(dev)
         self.svk, self.svv = (0, 0) if len(distinct) == 1 else (self.vk.stride(0), self.vv.stride(0))
 

@@ -40,10 +40,12 @@ def varlen_lens(exact_lens: torch.Tensor, mid_lens: torch.Tensor, periods: torch
     return torch.stack([exact_lens, mid_lens, periods], dim=1).to(torch.int32).contiguous()
 
 
-def planned(make_plan: Callable[..., Any], upto: int | None = None, **knobs) -> Callable[[dict], Any]:
-    """run(inputs): the plan `make_plan(**inputs, **knobs)` made once per input set on the first call, then
-    `plan.run()` (or `plan.run(upto)`: phases 1..upto only)."""
-    plans: dict[int, Any] = {}
+def planned(make_plan: Callable[..., Any], upto: int | None = None, made: dict[int, Any] | None = None,
+            **knobs) -> Callable[[dict], Any]:
+    """run(inputs): the plan `make_plan(**inputs, **knobs)` made once per input set on the first call (or taken from
+    `made`, plans already made, keyed by the id of their input set), then `plan.run()` (or `plan.run(upto)`: phases
+    1..upto only)."""
+    plans: dict[int, Any] = dict(made or {})
 
     def run(x: dict) -> Any:
         plan = plans.get(id(x))

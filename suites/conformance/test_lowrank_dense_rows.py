@@ -96,9 +96,17 @@ def test_a_bad_dense_value_is_named():
         lowrank.fourier_decode_attention_lowrank(**_cache(), dense="yes")
 
 
-def test_the_dense_path_is_timed_as_one_phase():
-    """Its one pass is the stream's phase; the low-rank path's phases are timed cumulatively as before."""
-    timed = []
+def test_the_dense_path_is_timed_as_one_phase(monkeypatch):
+    """Its one pass is the stream's phase, on the one plan that said it is dense (the rows are rebuilt once); the
+    low-rank path's phases are timed cumulatively as before."""
+    timed, built = [], []
+    make = lowrank.lowrank_plan
+
+    def counted(**kw):
+        built.append(1)
+        return make(**kw)
+
+    monkeypatch.setattr(lowrank, "lowrank_plan", counted)
 
     def timer(fn, sets):
         for x in sets:
@@ -109,5 +117,6 @@ def test_the_dense_path_is_timed_as_one_phase():
     x = _cache()
     phases = lowrank.phase_times(timer, [x], **KNOBS, dense=True)
     assert phases == {name: (0.25 if name == "stream" else 0.0) for name in lowrank.PHASES} and len(timed) == 1
+    assert len(built) == 1
     phases = lowrank.phase_times(timer, [x], **KNOBS, dense=False)
     assert len(timed) == 1 + len(lowrank.PHASES) and sum(phases.values()) > 0

@@ -168,7 +168,8 @@ def kernels_conformance_board(records: list[dict]) -> Board | None:
     intro = ("Each row is the newest `python -m harness conform` (or `pytest suites/conformance --impl`) run of a "
              "kernel: PASS when every drawn input met the conformance rule in every listed dtype (FAIL names the "
              "first failed property). Error column: the worst max|impl - oracle| against the allowed 2 x baseline "
-             "error + atol (the failing case's when it failed on tolerance). Speed (GPU runs only): the reference's "
+             "error + atol + one unit of the output's largest element (runs before 2026-12-08: + atol alone; the "
+             "failing case's when it failed on tolerance). Speed (GPU runs only): the reference's "
              "median time over the kernel's on one input of the op's gpu profile, and the kernel's bytes / time as a "
              "% of the device's copy bandwidth. Conformance strength: of the single-point mutants of the kernel's "
              "source that are not equivalent to it, the share conformance rejects (`python -m harness mutate`).")

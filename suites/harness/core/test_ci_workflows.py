@@ -64,3 +64,15 @@ def test_gpu_workflow_runs_both_gpu_scripts_and_uploads_on_failure():
 def test_scripts_the_workflows_call_exist_and_are_bash(script):
     text = (ROOT / script).read_text(encoding="utf-8")
     assert text.startswith("#!/usr/bin/env bash") and "set -" in text
+
+
+def test_deep_conformance_workflow_runs_the_sweep_weekly_on_a_fresh_seed():
+    data = workflow("deep-conformance.yml")
+    (job,) = data["jobs"].values()
+    on = data[True] if True in data else data["on"]
+    assert on["schedule"] and "workflow_dispatch" in on and "push" not in on  # periodic, never on every push
+    assert "download.pytorch.org/whl/cpu" in job["env"]["PIP_EXTRA_INDEX_URL"]
+    text = runs(data)
+    assert re.search(r"^python ci/deep_conformance\.py --seeds .*github\.run_number", text, re.M)
+    upload = next(s for s in steps(data) if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload.get("if") == "always()" and "ci-artifacts" in upload["with"]["path"]

@@ -153,8 +153,8 @@ def test_writing_past_an_input_row_is_rejected_and_named():
     assert not result.passed and result.property == "mutated_input" and "input 'k'" in result.detail, result.message
 
 
-def _compress_with_basis_error(x, num_freqs, period, rel=3e-7):
-    """fourier_compress whose basis is `rel` too large: under 3 float32 ulps, like a truncated Taylor term."""
+def _compress_with_basis_error(x, num_freqs, period, rel=6e-7):
+    """fourier_compress whose basis is `rel` too large: about 5 float32 ulps, like a truncated Taylor term."""
     from reference.ops.fourier import dft_basis
 
     cos, sin = dft_basis(torch.arange(x.shape[1]), num_freqs, period, torch.float32)
@@ -165,7 +165,10 @@ def _compress_with_basis_error(x, num_freqs, period, rel=3e-7):
 
 def test_the_magnitude_family_exposes_a_basis_a_few_ulps_off():
     """At magnitude 1 the rule's absolute float32 floor hides the error; at magnitude 1000 it is judged against the
-    reference's own float32 error and rejected."""
+    reference's own float32 error and one unit of the output's scale, and rejected (1.3x to 2.5x the allowed error
+    on the two examples; the exact basis takes 0.3x to 0.45x). Half this error (3e-7, under 3 ulps) was rejected on
+    both before the floor held that unit, and now on the shorter one only: the price of accepting correct kernels
+    that land a unit away (docs/conformance.md)."""
     spec = get_op("fourier_compress")
     large = [c for c in spec.examples if c["magnitude"] > 1 and c["batch"] and c["channels"]]
     assert large

@@ -37,6 +37,10 @@ from reference.registry import accepts_out, check_signature, get_impl, get_op, i
 ATOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 PROPERTIES = ("signature", "raises", "shape", "dtype", "unwritten", "wrote_outside", "nan", "tolerance", "discrete",
               "mutated_input")
+OUT_MARGIN, SENTINEL = 3, -7777.0  # `out` is a view into a buffer this much wider, its margin holding the sentinel
+FIRST = 5  # how many failing indices a message shows
+
+
 def rule_tolerance(baseline: torch.Tensor, oracle: torch.Tensor, dtype: torch.dtype) -> tuple[float, float, float]:
     """(allowed, baseline error, floor) of one output (float64 tensors on the CPU): 2 max|baseline - oracle| + floor,
     floor = atol(dtype) + eps(dtype) max|oracle|. Elements where the oracle or the baseline is not finite are left
@@ -47,10 +51,6 @@ def rule_tolerance(baseline: torch.Tensor, oracle: torch.Tensor, dtype: torch.dt
     top = float(torch.where(torch.isfinite(oracle), oracle.abs(), zero).max()) if oracle.numel() else 0.0
     floor = ATOL[dtype] + torch.finfo(dtype).eps * top
     return 2 * base_err + floor, base_err, floor
-
-
-OUT_MARGIN, SENTINEL = 3, -7777.0  # `out` is a view into a buffer this much wider, its margin holding the sentinel
-FIRST = 5  # how many failing indices a message shows
 
 
 @dataclass

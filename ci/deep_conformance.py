@@ -16,7 +16,6 @@ any run failed or was cut by its time limit.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -53,18 +52,15 @@ def planned_runs(ops: list[str] | None, impls: list[str] | None, seeds: list[int
     return runs
 
 
-def finished(store: Path, profile: str, examples: int) -> dict[tuple[str, str, int], bool]:
-    """{(op, implementation, seed): passed} of the verdicts already in `store` for this profile and budget."""
+def finished(results: Path, profile: str, examples: int) -> dict[tuple[str, str, int], bool]:
+    """{(op, implementation, seed): passed} of the verdicts already in the store `results` for this profile and
+    budget (read by the store, which skips a line cut by a crash with a warning: that run is simply run again)."""
+    from harness.store import ResultsStore
+
     done = {}
-    if not store.exists():
-        return done
-    for line in store.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: that run is simply run again
-        p, draws = r.get("params", {}), r.get("extra", {}).get("draws", "")
-        if (r.get("metric") == "passed" and p.get("property") == "all" and p.get("profile") == profile
+    for r in ResultsStore(results).records("conformance"):
+        p, draws = r["params"], r["extra"].get("draws", "")
+        if (r["metric"] == "passed" and p.get("property") == "all" and p.get("profile") == profile
                 and p.get("max_examples") == examples and draws.startswith("seed ")):
             done[(r["task"], r["impl"], int(draws.split()[1]))] = r["value"] == 1
     return done
@@ -110,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     split = (lambda s: [x for x in s.split(",") if x] if s else None)
     runs = planned_runs(split(args.ops), split(args.impls), seeds)
     (args.results / "logs").mkdir(parents=True, exist_ok=True)
-    done = finished(args.results / "conformance.jsonl", args.profile, args.examples)
+    done = finished(args.results, args.profile, args.examples)
     verdicts = {}
     for k, (op, impl, seed) in enumerate(runs, 1):
         name = f"{op}.{impl.replace(':', '.')}.seed{seed}"
